@@ -1,0 +1,48 @@
+//! Test harness for binlogd: real servers as private, disposable instances.
+//!
+//! Every integration test in the workspace that needs a MySQL-protocol server or an object
+//! store gets it from here, never from a mock:
+//!
+//! - [`MariaDb`]: Debian's `mariadbd` started in a fresh temporary datadir on a free loopback
+//!   port, with binlog and GTID on and every setting that changes binlog bytes exposed on
+//!   [`MariaDbConfig`]. Helpers run SQL, rotate logs, drive write workloads (our own SQL and
+//!   `sysbench oltp_write_only`), take and restore `mariadb-backup` base backups, wire two
+//!   instances as primary and replica, and list the server's own binlog files.
+//! - [`S3Server`]: an S3-compatible store on loopback, either `moto_server` or Garage
+//!   ([`S3Kind`]), with a bucket and credentials ready to use.
+//!
+//! # Lifetimes and cleanup
+//! Each instance owns its temporary directory and its process. Dropping the handle (also
+//! during a panic's unwinding) kills the process, waits for it and removes the directory.
+//! A test runner killed outright cannot run destructors, so every instance directory records
+//! the pid of the test process that owns it; the next instance started on the machine reaps
+//! the servers of owners that no longer exist (see [`reap`]).
+//!
+//! # What it does not do
+//! It does not install anything: a missing tool is an error naming the command that installs
+//! it (`scripts/install-test-deps`). Tests never skip silently.
+//!
+//! Errors are `anyhow` errors: this crate is only ever used by tests, which want the context
+//! chain printed, not a type to match on.
+
+mod mariadb;
+mod process;
+pub mod reap;
+mod s3;
+mod tools;
+
+pub use mariadb::{
+    Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage, SysbenchLoad,
+};
+pub use process::{free_port, pids_mentioning};
+pub use s3::{S3Kind, S3Server};
+pub use tools::{Tool, find_tool};
+
+/// Name and password of the replication account every [`MariaDb`] instance creates.
+///
+/// The account has only the privileges a binlog client needs (`REPLICATION SLAVE`,
+/// `REPLICATION CLIENT`, which MariaDB 10.5+ calls `BINLOG MONITOR`), so tests notice when
+/// binlogd starts to depend on more.
+pub const REPLICATION_USER: &str = "binlogd_repl";
+/// Password of [`REPLICATION_USER`].
+pub const REPLICATION_PASSWORD: &str = "repl-Secret-1";

@@ -1,0 +1,683 @@
+//! Private MariaDB instances: fresh datadir, free loopback port, binlog and GTID on.
+//!
+//! The server is Debian's `mariadbd` run with `--no-defaults`, so nothing on the machine
+//! (a `my.cnf`, a running service) changes what a test sees. SQL goes through the `mariadb`
+//! client over the instance's Unix socket as root; the replication account
+//! ([`crate::REPLICATION_USER`]) is for the code under test, over TCP on 127.0.0.1.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::process::{ChildGuard, free_port, wait_until};
+use crate::reap::{new_instance_dir, record_server_pid};
+use crate::tools::{Tool, find_tool};
+use crate::{REPLICATION_PASSWORD, REPLICATION_USER};
+
+/// `binlog_checksum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BinlogChecksum {
+    /// No checksum after each event.
+    None,
+    /// A CRC32 after each event (the server default).
+    #[default]
+    Crc32,
+}
+
+/// `binlog_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BinlogFormat {
+    /// Row events only.
+    #[default]
+    Row,
+    /// Statements as QUERY events.
+    Statement,
+    /// Statements, switching to rows when a statement is unsafe.
+    Mixed,
+}
+
+/// `binlog_row_image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowImage {
+    /// Every column in before and after images.
+    #[default]
+    Full,
+    /// Only the primary key in the before image and changed columns in the after image.
+    Minimal,
+    /// Full, except unchanged blob columns.
+    Noblob,
+}
+
+/// Settings of one instance. The defaults are MariaDB's, except that the binlog is on,
+/// `gtid_strict_mode` is on and durability knobs are relaxed to keep tests quick.
+#[derive(Debug, Clone)]
+pub struct MariaDbConfig {
+    /// `server_id`.
+    pub server_id: u32,
+    /// `gtid_domain_id`.
+    pub gtid_domain_id: u32,
+    /// `binlog_checksum`.
+    pub binlog_checksum: BinlogChecksum,
+    /// `binlog_format`.
+    pub binlog_format: BinlogFormat,
+    /// `binlog_row_image`.
+    pub binlog_row_image: RowImage,
+    /// `max_binlog_size` in bytes (the server rounds to 4 KiB; minimum 4096).
+    pub max_binlog_size: Option<u64>,
+    /// `log_bin_compress`: QUERY and ROWS events written compressed.
+    pub log_bin_compress: bool,
+    /// `binlog_annotate_row_events`: an ANNOTATE_ROWS event before row events.
+    pub binlog_annotate_row_events: bool,
+    /// `log_slave_updates`, needed on a replica that may be promoted.
+    pub log_slave_updates: bool,
+    /// Base name of the binlog files (`<name>.000001`).
+    pub binlog_basename: String,
+    /// Further `--option=value` arguments for `mariadbd`.
+    pub extra_args: Vec<String>,
+    /// A prepared backup to copy into the datadir instead of bootstrapping a new one.
+    pub restore_from: Option<PathBuf>,
+    /// Start with the binary log off (a restore target that only applies relay logs).
+    pub skip_log_bin: bool,
+}
+
+impl Default for MariaDbConfig {
+    fn default() -> Self {
+        MariaDbConfig {
+            server_id: 1,
+            gtid_domain_id: 0,
+            binlog_checksum: BinlogChecksum::default(),
+            binlog_format: BinlogFormat::default(),
+            binlog_row_image: RowImage::default(),
+            max_binlog_size: None,
+            log_bin_compress: false,
+            binlog_annotate_row_events: false,
+            log_slave_updates: true,
+            binlog_basename: "mariadb-bin".to_owned(),
+            extra_args: Vec::new(),
+            restore_from: None,
+            skip_log_bin: false,
+        }
+    }
+}
+
+impl MariaDbConfig {
+    /// Starts an instance with these settings.
+    pub fn start(self) -> Result<MariaDb> {
+        MariaDb::start(self)
+    }
+
+    fn server_args(&self, layout: &Layout, port: u16) -> Vec<String> {
+        let mut args = vec![
+            "--no-defaults".to_owned(),
+            "--user=root".to_owned(),
+            format!("--datadir={}", layout.data.display()),
+            format!("--socket={}", layout.socket.display()),
+            format!("--pid-file={}", layout.root.join("mariadbd.pid").display()),
+            format!("--log-error={}", layout.error_log.display()),
+            format!("--tmpdir={}", layout.tmp.display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--skip-name-resolve".to_owned(),
+            format!("--server-id={}", self.server_id),
+            format!("--gtid-domain-id={}", self.gtid_domain_id),
+            "--gtid-strict-mode=1".to_owned(),
+            "--innodb-buffer-pool-size=128M".to_owned(),
+            "--innodb-flush-log-at-trx-commit=2".to_owned(),
+            "--sync-binlog=0".to_owned(),
+            "--max-connections=200".to_owned(),
+            // Relay logs live in the instance folder too, for replicas and restore targets.
+            format!(
+                "--relay-log={}",
+                layout.root.join("relay/relay-bin").display()
+            ),
+        ];
+        if self.skip_log_bin {
+            args.push("--skip-log-bin".to_owned());
+        } else {
+            args.push(format!(
+                "--log-bin={}",
+                layout.binlog.join(&self.binlog_basename).display()
+            ));
+            args.push(format!(
+                "--binlog-checksum={}",
+                match self.binlog_checksum {
+                    BinlogChecksum::None => "NONE",
+                    BinlogChecksum::Crc32 => "CRC32",
+                }
+            ));
+            args.push(format!(
+                "--binlog-format={}",
+                match self.binlog_format {
+                    BinlogFormat::Row => "ROW",
+                    BinlogFormat::Statement => "STATEMENT",
+                    BinlogFormat::Mixed => "MIXED",
+                }
+            ));
+            args.push(format!(
+                "--binlog-row-image={}",
+                match self.binlog_row_image {
+                    RowImage::Full => "FULL",
+                    RowImage::Minimal => "MINIMAL",
+                    RowImage::Noblob => "NOBLOB",
+                }
+            ));
+            args.push(format!(
+                "--log-bin-compress={}",
+                u8::from(self.log_bin_compress)
+            ));
+            args.push(format!(
+                "--binlog-annotate-row-events={}",
+                u8::from(self.binlog_annotate_row_events)
+            ));
+            if let Some(size) = self.max_binlog_size {
+                args.push(format!("--max-binlog-size={size}"));
+            }
+            if self.log_slave_updates {
+                args.push("--log-slave-updates=1".to_owned());
+            }
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// Paths inside one instance directory.
+#[derive(Debug, Clone)]
+struct Layout {
+    root: PathBuf,
+    data: PathBuf,
+    binlog: PathBuf,
+    tmp: PathBuf,
+    socket: PathBuf,
+    error_log: PathBuf,
+}
+
+impl Layout {
+    fn new(root: &Path) -> Result<Self> {
+        let layout = Layout {
+            root: root.to_owned(),
+            data: root.join("data"),
+            binlog: root.join("binlog"),
+            tmp: root.join("tmp"),
+            socket: root.join("mariadbd.sock"),
+            error_log: root.join("error.log"),
+        };
+        for dir in [&layout.binlog, &layout.tmp, &root.join("relay")] {
+            fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        Ok(layout)
+    }
+}
+
+/// A running private MariaDB server. Dropping it kills the server and removes its files.
+#[derive(Debug)]
+pub struct MariaDb {
+    config: MariaDbConfig,
+    layout: Layout,
+    port: u16,
+    server: ChildGuard,
+    // Declared last: the directory is removed after the server is dead.
+    dir: tempfile::TempDir,
+}
+
+impl MariaDb {
+    /// Starts an instance with default settings.
+    pub fn start_default() -> Result<MariaDb> {
+        MariaDb::start(MariaDbConfig::default())
+    }
+
+    /// Starts an instance: bootstraps (or restores) a datadir, starts `mariadbd` on a free
+    /// port, waits until it answers, and creates the replication account.
+    pub fn start(config: MariaDbConfig) -> Result<MariaDb> {
+        let dir = new_instance_dir("mariadb-")?;
+        let layout = Layout::new(dir.path())?;
+        match &config.restore_from {
+            Some(backup) => copy_back(backup, &layout.data)?,
+            None => bootstrap(&layout)?,
+        }
+        // Another test may take the port between probe and bind: retry a few times.
+        let mut attempt = 0;
+        let (server, port) = loop {
+            attempt += 1;
+            let port = free_port()?;
+            match spawn_server(&config, &layout, port) {
+                Ok(server) => break (server, port),
+                Err(err)
+                    if attempt < 5 && error_log_mentions(&layout, "Address already in use") =>
+                {
+                    let _ = fs::remove_file(&layout.error_log);
+                    let _ = err;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        let db = MariaDb {
+            config,
+            layout,
+            port,
+            server,
+            dir,
+        };
+        if db.config.restore_from.is_none() {
+            db.create_replication_user()?;
+        }
+        Ok(db)
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's Unix socket (root access without a password).
+    pub fn socket(&self) -> &Path {
+        &self.layout.socket
+    }
+
+    /// The instance's own directory; every file of the instance lies below it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The datadir.
+    pub fn datadir(&self) -> &Path {
+        &self.layout.data
+    }
+
+    /// The folder holding the binlog files and their index.
+    pub fn binlog_dir(&self) -> &Path {
+        &self.layout.binlog
+    }
+
+    /// The folder holding relay logs (`relay-bin.NNNNNN`).
+    pub fn relay_log_dir(&self) -> PathBuf {
+        self.layout.root.join("relay")
+    }
+
+    /// The settings this instance was started with.
+    pub fn config(&self) -> &MariaDbConfig {
+        &self.config
+    }
+
+    /// Connection URL for the replication account, as binlogd's `--source` takes it.
+    /// The password is not in it: it comes from [`MariaDb::replication_password`].
+    pub fn replication_url(&self) -> String {
+        format!("mysql://{REPLICATION_USER}@127.0.0.1:{}", self.port)
+    }
+
+    /// Password of the replication account.
+    pub fn replication_password(&self) -> &'static str {
+        REPLICATION_PASSWORD
+    }
+
+    /// Runs SQL as root and returns the client's tab-separated output without headers.
+    pub fn sql(&self, sql: &str) -> Result<String> {
+        let client = find_tool(Tool::MariadbClient)?;
+        let mut child = Command::new(client)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.layout.socket.display()))
+            .args(["--user=root", "--batch", "--skip-column-names", "--raw"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("run the mariadb client")?;
+        // SQL goes through stdin so that long scripts are not limited by argv.
+        let mut stdin = child.stdin.take().context("client stdin")?;
+        let script = sql.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+        let output = child
+            .wait_with_output()
+            .context("wait for the mariadb client")?;
+        let _ = writer.join();
+        if !output.status.success() {
+            bail!(
+                "SQL failed on port {}: {}\n--- SQL (first 500 bytes) ---\n{}",
+                self.port,
+                String::from_utf8_lossy(&output.stderr).trim(),
+                sql.chars().take(500).collect::<String>()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs a query and returns its rows, each a list of columns.
+    pub fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .sql(sql)?
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect())
+    }
+
+    /// Runs a query that returns one value.
+    pub fn query_value(&self, sql: &str) -> Result<String> {
+        let out = self.sql(sql)?;
+        Ok(out.trim_end_matches('\n').to_owned())
+    }
+
+    /// `@@gtid_binlog_pos`: the last GTID of each domain in the binlog.
+    pub fn gtid_binlog_pos(&self) -> Result<String> {
+        self.query_value("SELECT @@GLOBAL.gtid_binlog_pos")
+    }
+
+    /// `FLUSH BINARY LOGS`: closes the current binlog file and opens the next.
+    pub fn rotate(&self) -> Result<()> {
+        self.sql("FLUSH BINARY LOGS").map(drop)
+    }
+
+    /// Names of the server's binlog files, oldest first (`SHOW BINARY LOGS`).
+    pub fn binlog_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .query_rows("SHOW BINARY LOGS")?
+            .into_iter()
+            .map(|mut row| row.swap_remove(0))
+            .collect())
+    }
+
+    /// Paths of the server's binlog files, oldest first.
+    pub fn binlog_files(&self) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .binlog_names()?
+            .into_iter()
+            .map(|name| self.layout.binlog.join(name))
+            .collect())
+    }
+
+    /// Runs `transactions` small write transactions (insert, update, delete in one table),
+    /// each with one GTID. The first call also creates `binlogd_test.workload` (two DDL
+    /// statements, two more GTIDs).
+    pub fn write_workload(&self, transactions: usize) -> Result<()> {
+        let exists = self.query_value(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = 'binlogd_test' AND table_name = 'workload'",
+        )? == "1";
+        let mut sql = String::new();
+        if !exists {
+            sql.push_str(
+                "CREATE DATABASE binlogd_test;\n\
+                 CREATE TABLE binlogd_test.workload (\
+                   id INT PRIMARY KEY AUTO_INCREMENT, k INT NOT NULL, c VARCHAR(120) NOT NULL, \
+                   pad BLOB) ENGINE=InnoDB;\n",
+            );
+        }
+        for i in 0..transactions {
+            let _ = writeln!(
+                sql,
+                "BEGIN; INSERT INTO binlogd_test.workload (k, c, pad) VALUES ({i}, 'row-{i}', REPEAT('x', {})); \
+                 UPDATE binlogd_test.workload SET k = k + 1 WHERE id % 7 = {}; \
+                 DELETE FROM binlogd_test.workload WHERE id % 13 = {} AND k < {}; COMMIT;",
+                i % 200,
+                i % 7,
+                i % 13,
+                i / 2
+            );
+        }
+        self.sql(&sql).map(drop)
+    }
+
+    /// Runs `sysbench oltp_write_only` against database `sbtest`: `prepare` (if the tables
+    /// do not exist yet) then `run`.
+    pub fn sysbench(&self, load: &SysbenchLoad) -> Result<()> {
+        self.sql("CREATE DATABASE IF NOT EXISTS sbtest")?;
+        let has_tables = self.query_value(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'sbtest'",
+        )? != "0";
+        if !has_tables {
+            self.run_sysbench(load, "prepare")?;
+        }
+        self.run_sysbench(load, "run")
+    }
+
+    fn run_sysbench(&self, load: &SysbenchLoad, command: &str) -> Result<()> {
+        let sysbench = find_tool(Tool::Sysbench)?;
+        let mut cmd = Command::new(sysbench);
+        cmd.arg("oltp_write_only")
+            .arg("--db-driver=mysql")
+            .arg(format!("--mysql-socket={}", self.layout.socket.display()))
+            .args(["--mysql-user=root", "--mysql-db=sbtest"])
+            .arg(format!("--tables={}", load.tables))
+            .arg(format!("--table-size={}", load.table_size))
+            .arg(format!("--threads={}", load.threads))
+            .arg(format!("--time={}", load.seconds))
+            .arg(format!("--events={}", load.events))
+            .arg("--report-interval=0")
+            .arg(command);
+        let output = cmd.output().context("run sysbench")?;
+        ensure!(
+            output.status.success(),
+            "sysbench {command} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Takes a `mariadb-backup` base backup into `target` (which must not exist yet or be
+    /// empty) and prepares it, so it can be restored with [`MariaDbConfig::restore_from`].
+    pub fn backup(&self, target: &Path) -> Result<Backup> {
+        let tool = find_tool(Tool::MariadbBackup)?;
+        run_checked(
+            Command::new(&tool)
+                .arg("--backup")
+                .arg(format!("--target-dir={}", target.display()))
+                .arg(format!("--socket={}", self.layout.socket.display()))
+                .arg("--user=root"),
+            "mariadb-backup --backup",
+        )?;
+        run_checked(
+            Command::new(&tool)
+                .arg("--prepare")
+                .arg(format!("--target-dir={}", target.display())),
+            "mariadb-backup --prepare",
+        )?;
+        Backup::read(target)
+    }
+
+    /// Makes this instance a replica of `primary` (GTID positioning from `gtid_slave_pos`)
+    /// and starts both replication threads.
+    pub fn replicate_from(&self, primary: &MariaDb) -> Result<()> {
+        self.sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPLICATION_USER}', \
+             MASTER_PASSWORD='{REPLICATION_PASSWORD}', MASTER_USE_GTID=slave_pos; START SLAVE;",
+            primary.port
+        ))
+        .map(drop)
+    }
+
+    /// Waits until this server has applied every GTID in `gtid_pos` (`MASTER_GTID_WAIT`).
+    pub fn wait_for_gtid(&self, gtid_pos: &str, timeout: Duration) -> Result<()> {
+        let answer = self.query_value(&format!(
+            "SELECT MASTER_GTID_WAIT('{gtid_pos}', {})",
+            timeout.as_secs_f64()
+        ))?;
+        ensure!(
+            answer == "0",
+            "replica did not reach {gtid_pos} within {timeout:?} (answer {answer})"
+        );
+        Ok(())
+    }
+
+    /// Shuts the server down cleanly (`mariadb-admin shutdown`) and waits for it to exit, so
+    /// its binlog files are complete and closed. The files stay until the handle is dropped.
+    pub fn shutdown(&mut self) -> Result<()> {
+        let admin = find_tool(Tool::MariadbAdmin)?;
+        run_checked(
+            Command::new(admin)
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", self.layout.socket.display()))
+                .args(["--user=root", "shutdown"]),
+            "mariadb-admin shutdown",
+        )?;
+        ensure!(
+            self.server.wait_or_kill(Duration::from_secs(60)),
+            "mariadbd did not stop within 60 s"
+        );
+        Ok(())
+    }
+
+    /// The last lines of the server's error log, for failure messages.
+    pub fn error_log_tail(&self) -> String {
+        tail(&self.layout.error_log)
+    }
+
+    fn create_replication_user(&self) -> Result<()> {
+        // REPLICATION CLIENT is BINLOG MONITOR since 10.5; SHOW BINARY LOGS needs it.
+        // Kept out of the binlog: a test's binlog starts with the test's own statements,
+        // and a replica must not hold GTIDs of its own before it replicates.
+        self.sql(&format!(
+            "SET sql_log_bin = 0;\n\
+             CREATE USER '{REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY '{REPLICATION_PASSWORD}';\n\
+             GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPLICATION_USER}'@'127.0.0.1';"
+        ))
+        .map(drop)
+    }
+}
+
+/// Load for [`MariaDb::sysbench`].
+#[derive(Debug, Clone)]
+pub struct SysbenchLoad {
+    /// `--tables`.
+    pub tables: u32,
+    /// `--table-size` (rows per table).
+    pub table_size: u32,
+    /// `--threads`.
+    pub threads: u32,
+    /// `--time` in seconds (0: no limit, stop after `events`).
+    pub seconds: u32,
+    /// `--events` (0: no limit, stop after `seconds`).
+    pub events: u64,
+}
+
+impl Default for SysbenchLoad {
+    fn default() -> Self {
+        SysbenchLoad {
+            tables: 2,
+            table_size: 1000,
+            threads: 2,
+            seconds: 5,
+            events: 0,
+        }
+    }
+}
+
+/// A prepared `mariadb-backup` base backup and where it starts in the binlog.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// The backup folder.
+    pub dir: PathBuf,
+    /// Binlog file the backup is consistent with (`xtrabackup_binlog_info`).
+    pub binlog_file: String,
+    /// Byte position in that file.
+    pub binlog_position: u64,
+    /// `gtid_binlog_pos` at the backup point (may be empty on a fresh server).
+    pub gtid: String,
+}
+
+impl Backup {
+    /// Reads the binlog coordinates a prepared backup folder records.
+    pub fn read(dir: &Path) -> Result<Backup> {
+        let info_path = dir.join("xtrabackup_binlog_info");
+        let info = fs::read_to_string(&info_path)
+            .with_context(|| format!("read {}", info_path.display()))?;
+        let mut fields = info.split_whitespace();
+        let binlog_file = fields
+            .next()
+            .context("xtrabackup_binlog_info: no file")?
+            .to_owned();
+        let binlog_position = fields
+            .next()
+            .context("xtrabackup_binlog_info: no position")?
+            .parse()
+            .context("xtrabackup_binlog_info: bad position")?;
+        let gtid = fields.next().unwrap_or_default().to_owned();
+        Ok(Backup {
+            dir: dir.to_owned(),
+            binlog_file,
+            binlog_position,
+            gtid,
+        })
+    }
+}
+
+fn bootstrap(layout: &Layout) -> Result<()> {
+    let install = find_tool(Tool::MariadbInstallDb)?;
+    run_checked(
+        Command::new(install)
+            .arg("--no-defaults")
+            .arg("--user=root")
+            .arg(format!("--datadir={}", layout.data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
+        "mariadb-install-db",
+    )
+}
+
+fn copy_back(backup: &Path, datadir: &Path) -> Result<()> {
+    let tool = find_tool(Tool::MariadbBackup)?;
+    run_checked(
+        Command::new(tool)
+            .arg("--copy-back")
+            .arg(format!("--target-dir={}", backup.display()))
+            .arg(format!("--datadir={}", datadir.display())),
+        "mariadb-backup --copy-back",
+    )
+}
+
+fn spawn_server(config: &MariaDbConfig, layout: &Layout, port: u16) -> Result<ChildGuard> {
+    let mariadbd = find_tool(Tool::Mariadbd)?;
+    let child = Command::new(mariadbd)
+        .args(config.server_args(layout, port))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start mariadbd")?;
+    let mut guard = ChildGuard::new(child, format!("mariadbd on port {port}"));
+    record_server_pid(&layout.root, guard.pid())?;
+    let admin = find_tool(Tool::MariadbAdmin)?;
+    let socket = layout.socket.clone();
+    wait_until(&mut guard, Duration::from_secs(60), "mariadbd", || {
+        Ok(Command::new(&admin)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", socket.display()))
+            .args(["--user=root", "--connect-timeout=1", "ping"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success())
+    })
+    .with_context(|| {
+        format!(
+            "start mariadbd on port {port}; error log:\n{}",
+            tail(&layout.error_log)
+        )
+    })?;
+    Ok(guard)
+}
+
+fn error_log_mentions(layout: &Layout, needle: &str) -> bool {
+    fs::read_to_string(&layout.error_log).is_ok_and(|log| log.contains(needle))
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
+    let output = cmd.output().with_context(|| format!("run {what}"))?;
+    ensure!(
+        output.status.success(),
+        "{what} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

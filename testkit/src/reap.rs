@@ -1,0 +1,69 @@
+//! Reaping servers whose test process died without running destructors.
+//!
+//! Every instance lives in a folder under [`instances_root`] that holds `owner.pid` (the
+//! test process) and `server.pid` (the server it started). [`reap_orphans`] kills the server
+//! of every folder whose owner is gone and removes the folder. It runs before each new
+//! instance starts, so a SIGKILLed test run is cleaned up by the next one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::process::{kill_pid, pid_alive, pids_mentioning};
+
+/// Folder that holds every instance directory of this machine's test runs.
+pub fn instances_root() -> PathBuf {
+    std::env::temp_dir().join("binlogd-testkit")
+}
+
+/// Creates a fresh instance directory owned by this process.
+pub(crate) fn new_instance_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    let root = instances_root();
+    fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+    reap_orphans();
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&root)
+        .with_context(|| format!("create an instance directory in {}", root.display()))?;
+    fs::write(dir.path().join("owner.pid"), std::process::id().to_string())?;
+    Ok(dir)
+}
+
+/// Records the server's pid in its instance directory.
+pub(crate) fn record_server_pid(dir: &Path, pid: u32) -> Result<()> {
+    fs::write(dir.join("server.pid"), pid.to_string()).context("record server pid")
+}
+
+/// Kills the servers of instance directories whose owning test process no longer exists.
+pub fn reap_orphans() {
+    let Ok(entries) = fs::read_dir(instances_root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = read_pid(&dir.join("owner.pid"));
+        let orphaned = match owner {
+            Some(pid) => !pid_alive(pid),
+            // A folder whose owner file was never written: only old ones are orphans.
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(120)),
+        };
+        if !orphaned {
+            continue;
+        }
+        // Kill only processes that really belong to this folder: a recorded pid may have
+        // been reused by an unrelated process since.
+        for pid in pids_mentioning(&dir) {
+            kill_pid(pid);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
