@@ -1,0 +1,365 @@
+//! Event framing: cutting a byte stream into events and checking their checksums.
+//!
+//! A binlog file is the magic `\xfe b i n` followed by events, each a 19-byte common
+//! header ([`crate::header`]), a body, and (when the format description says so) a CRC32
+//! over header and body. The first event is a FORMAT_DESCRIPTION that says which
+//! checksum the following events carry; a relay log holds a second one, the source's.
+//!
+//! [`Framer`] is the state this needs and nothing else: it knows the current format
+//! description and cuts one event at a time from whatever bytes it is given, so the
+//! same code serves a whole file in memory ([`EventReader`]), a tailing reader and the
+//! replication stream (one event per packet). Bytes that end inside an event give
+//! [`Frame::Incomplete`] with the number of bytes still needed — an expected outcome for
+//! the live file, never an error and never a panic.
+
+use crate::EventType;
+use crate::error::{ErrorKind, ParseError};
+use crate::format_description::{ChecksumAlgorithm, FormatDescription};
+use crate::header::{EventHeader, FLAG_BINLOG_IN_USE, HEADER_LEN, parse_event_header};
+
+/// The 4 bytes every binlog and relay log file starts with.
+pub const BINLOG_MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
+
+/// Largest event accepted: a 1 GiB row (the servers' `max_allowed_packet` limit) plus
+/// room for its event's own fields. Anything larger is a corrupt length, not an event.
+pub const MAX_EVENT_SIZE: u32 = (1 << 30) + (1 << 20);
+
+/// One framed event: its place, its header and its bytes, borrowed from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEvent<'a> {
+    /// Byte offset of the event in its file or stream.
+    pub offset: u64,
+    /// The common header.
+    pub header: EventHeader,
+    /// The whole event: header, body and checksum.
+    pub bytes: &'a [u8],
+    checksum_len: u8,
+}
+
+impl<'a> RawEvent<'a> {
+    /// The event body: what follows the header, without the checksum.
+    pub fn body(&self) -> &'a [u8] {
+        &self.bytes[HEADER_LEN..self.bytes.len() - usize::from(self.checksum_len)]
+    }
+
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        self.header.event_type
+    }
+
+    /// Offset just past the event.
+    pub fn end_offset(&self) -> u64 {
+        self.offset + self.bytes.len() as u64
+    }
+
+    /// The CRC32 stored at the end of the event, if the event carries one.
+    pub fn stored_checksum(&self) -> Option<u32> {
+        let tail = self.bytes.len().checked_sub(4)?;
+        (self.checksum_len == 4).then(|| {
+            u32::from_le_bytes([
+                self.bytes[tail],
+                self.bytes[tail + 1],
+                self.bytes[tail + 2],
+                self.bytes[tail + 3],
+            ])
+        })
+    }
+
+    /// Whether the header marks the event as made up by its sender (not from a file).
+    pub fn is_artificial(&self) -> bool {
+        self.header.flags & crate::header::FLAG_ARTIFICIAL != 0
+    }
+}
+
+/// What [`Framer::next_event`] found at the front of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A whole event.
+    Event(RawEvent<'a>),
+    /// The input ends inside an event; at least `needed` more bytes are needed.
+    Incomplete {
+        /// How many more bytes the event needs at least.
+        needed: usize,
+    },
+}
+
+/// Cuts events out of bytes, tracking the format description that governs them.
+#[derive(Debug, Clone, Default)]
+pub struct Framer {
+    format: Option<FormatDescription>,
+    skip_checksum_verification: bool,
+    encrypted: bool,
+}
+
+impl Framer {
+    /// A framer that has seen no format description yet: the first event it is given
+    /// must be one.
+    pub fn new() -> Self {
+        Framer::default()
+    }
+
+    /// A framer that continues a file whose format description is already known, for
+    /// reading from the middle of a file.
+    pub fn with_format(format: FormatDescription) -> Self {
+        Framer {
+            format: Some(format),
+            ..Framer::default()
+        }
+    }
+
+    /// Skips CRC32 verification (the checksum is still stripped from the body). For
+    /// callers that verified the bytes already, e.g. when re-reading their own archive.
+    pub fn skip_checksum_verification(mut self, skip: bool) -> Self {
+        self.skip_checksum_verification = skip;
+        self
+    }
+
+    /// The format description in force, once one has been seen.
+    pub fn format(&self) -> Option<&FormatDescription> {
+        self.format.as_ref()
+    }
+
+    /// Frames the event at the front of `input`, which sits at `offset` in its file.
+    ///
+    /// A FORMAT_DESCRIPTION event replaces the format in force before it is returned.
+    pub fn next_event<'a>(
+        &mut self,
+        input: &'a [u8],
+        offset: u64,
+    ) -> Result<Frame<'a>, ParseError> {
+        if input.len() < HEADER_LEN {
+            return Ok(Frame::Incomplete {
+                needed: HEADER_LEN - input.len(),
+            });
+        }
+        let header = match parse_event_header(input) {
+            Ok((_, header)) => header,
+            // Unreachable with 19 bytes at hand, but never panic on input.
+            Err(_) => {
+                return Err(ParseError::new(
+                    offset,
+                    None,
+                    ErrorKind::Invalid("event header"),
+                ));
+            }
+        };
+        let event_type = header.event_type;
+        let fail = |kind| ParseError::new(offset, Some(event_type), kind);
+        if self.encrypted {
+            return Err(fail(ErrorKind::Encrypted));
+        }
+        let is_format_description = event_type == EventType::FORMAT_DESCRIPTION;
+        let checksum = match (&self.format, is_format_description) {
+            (_, true) => None, // decided by the event itself, below
+            (Some(format), false) => Some(format.checksum),
+            (None, false) => return Err(fail(ErrorKind::MissingFormatDescription)),
+        };
+        let minimum = (HEADER_LEN + checksum.map_or(0, ChecksumAlgorithm::len)) as u32;
+        if header.event_size < minimum {
+            return Err(fail(ErrorKind::EventTooShort {
+                size: header.event_size,
+                minimum,
+            }));
+        }
+        if header.event_size > MAX_EVENT_SIZE {
+            return Err(fail(ErrorKind::EventTooLarge {
+                size: header.event_size,
+                maximum: MAX_EVENT_SIZE,
+            }));
+        }
+        let size = header.event_size as usize;
+        if input.len() < size {
+            return Ok(Frame::Incomplete {
+                needed: size - input.len(),
+            });
+        }
+        let bytes = &input[..size];
+        let checksum = match checksum {
+            Some(checksum) => checksum,
+            None => {
+                let format = FormatDescription::parse(&bytes[HEADER_LEN..]).map_err(fail)?;
+                let checksum = format.checksum;
+                self.format = Some(format);
+                checksum
+            }
+        };
+        let event = RawEvent {
+            offset,
+            header,
+            bytes,
+            checksum_len: checksum.len() as u8,
+        };
+        if let (Some(stored), false) = (event.stored_checksum(), self.skip_checksum_verification) {
+            let computed = event_crc32(&event);
+            if stored != computed {
+                return Err(fail(ErrorKind::ChecksumMismatch { stored, computed }));
+            }
+        }
+        if event_type == EventType::MARIADB_START_ENCRYPTION {
+            // Every later event is encrypted: say so at the next one instead of
+            // misreading ciphertext as headers.
+            self.encrypted = true;
+        }
+        Ok(Frame::Event(event))
+    }
+}
+
+/// The CRC32 an event's stored checksum must equal.
+///
+/// A FORMAT_DESCRIPTION event is checksummed as if its `BINLOG_IN_USE` flag were clear:
+/// servers set the flag in the open file and clear it on close, in place, without
+/// recomputing the checksum either time.
+fn event_crc32(event: &RawEvent<'_>) -> u32 {
+    let covered = &event.bytes[..event.bytes.len() - 4];
+    let flags_at = HEADER_LEN - 2;
+    if event.header.event_type != EventType::FORMAT_DESCRIPTION
+        || event.header.flags & FLAG_BINLOG_IN_USE == 0
+    {
+        return crc32fast::hash(covered);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&covered[..flags_at]);
+    hasher.update(&[covered[flags_at] & !(FLAG_BINLOG_IN_USE as u8)]);
+    hasher.update(&covered[flags_at + 1..]);
+    hasher.finalize()
+}
+
+/// Where and why an [`EventReader`] stopped short of the end of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incomplete {
+    /// Offset of the event that is not complete (where reading must resume).
+    pub offset: u64,
+    /// How many more bytes it needs at least.
+    pub needed: usize,
+}
+
+/// Iterates over the events of a binlog file held in memory.
+///
+/// Yields every whole event. Stops at the first error (after yielding it) or where the
+/// input ends; if it ends inside an event, [`EventReader::incomplete`] says where and how
+/// much is missing — for a live file that is where to resume, for a closed file
+/// [`EventReader::finish`] turns it into a `Truncated` error.
+#[derive(Debug, Clone)]
+pub struct EventReader<'a> {
+    input: &'a [u8],
+    position: usize,
+    base_offset: u64,
+    framer: Framer,
+    expect_magic: bool,
+    incomplete: Option<Incomplete>,
+    done: bool,
+}
+
+impl<'a> EventReader<'a> {
+    /// Reads a whole file: the magic, then events from offset 4.
+    pub fn new(file: &'a [u8]) -> Self {
+        EventReader {
+            input: file,
+            position: 0,
+            base_offset: 0,
+            framer: Framer::new(),
+            expect_magic: true,
+            incomplete: None,
+            done: false,
+        }
+    }
+
+    /// Reads events from `bytes`, which start at `offset` of a file whose format is
+    /// known (a checkpoint segment, the tail of a growing file).
+    pub fn continue_at(bytes: &'a [u8], offset: u64, framer: Framer) -> Self {
+        EventReader {
+            input: bytes,
+            position: 0,
+            base_offset: offset,
+            framer,
+            expect_magic: false,
+            incomplete: None,
+            done: false,
+        }
+    }
+
+    /// Offset of the next event to read (just past the last whole event read).
+    pub fn offset(&self) -> u64 {
+        self.base_offset + self.position as u64
+    }
+
+    /// The framer, with the format description in force.
+    pub fn framer(&self) -> &Framer {
+        &self.framer
+    }
+
+    /// The format description in force, once the reader has read one.
+    pub fn format(&self) -> Option<&FormatDescription> {
+        self.framer.format()
+    }
+
+    /// Where the input ended inside an event, once iteration has reached the end.
+    pub fn incomplete(&self) -> Option<Incomplete> {
+        self.incomplete
+    }
+
+    /// For a closed file: reads to the end and fails if it ends inside an event.
+    pub fn finish(mut self) -> Result<(), ParseError> {
+        for event in self.by_ref() {
+            event?;
+        }
+        match self.incomplete {
+            None => Ok(()),
+            Some(Incomplete { offset, needed }) => Err(ParseError::new(
+                offset,
+                None,
+                ErrorKind::Truncated { needed },
+            )),
+        }
+    }
+}
+
+impl<'a> Iterator for EventReader<'a> {
+    type Item = Result<RawEvent<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.expect_magic {
+            let head = &self.input[..self.input.len().min(BINLOG_MAGIC.len())];
+            if head != &BINLOG_MAGIC[..head.len()] {
+                self.done = true;
+                return Some(Err(ParseError::new(0, None, ErrorKind::BadMagic)));
+            }
+            if head.len() < BINLOG_MAGIC.len() {
+                self.done = true;
+                self.incomplete = Some(Incomplete {
+                    offset: 0,
+                    needed: BINLOG_MAGIC.len() - head.len(),
+                });
+                return None;
+            }
+            self.expect_magic = false;
+            self.position = BINLOG_MAGIC.len();
+        }
+        let rest = &self.input[self.position..];
+        if rest.is_empty() {
+            self.done = true;
+            return None;
+        }
+        let offset = self.offset();
+        match self.framer.next_event(rest, offset) {
+            Ok(Frame::Event(event)) => {
+                self.position += event.bytes.len();
+                Some(Ok(event))
+            }
+            Ok(Frame::Incomplete { needed }) => {
+                self.done = true;
+                self.incomplete = Some(Incomplete { offset, needed });
+                None
+            }
+            Err(err) => {
+                self.done = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for EventReader<'_> {}

@@ -1,0 +1,211 @@
+//! Transactions: grouping events into what the index records and what a restore cuts at.
+//!
+//! A transaction starts at a GTID event (MariaDB GTID, MySQL GTID or ANONYMOUS_GTID) or,
+//! on servers without GTIDs, at a `BEGIN` query or a lone statement. It ends with:
+//! - an XID event, a `COMMIT`/`ROLLBACK` query, `XA END`/`XA PREPARE` or XA_PREPARE event,
+//!   when it was opened with `BEGIN` (or `XA START`);
+//! - the first statement after the GTID when no `BEGIN` follows it (DDL; MariaDB marks such
+//!   groups `FL_STANDALONE`).
+//!
+//! Its byte range runs from the first event's offset to the end of the last event, which
+//! is the `end_log_pos` the server wrote into that event's header: cutting a file there
+//! never splits a transaction.
+
+use crate::events::Event;
+use crate::events::query::StatementKind;
+use crate::framing::RawEvent;
+use crate::gtid::Gtid;
+
+/// When a transaction committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommitTime {
+    /// Microseconds since the epoch.
+    pub micros: u64,
+    /// Whether `micros` is exact (MySQL 8 commit timestamps) or whole seconds from an
+    /// event header.
+    pub exact: bool,
+}
+
+impl CommitTime {
+    /// Whole seconds since the epoch.
+    pub fn seconds(&self) -> u64 {
+        self.micros / 1_000_000
+    }
+}
+
+/// One transaction found in a binlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transaction<'a> {
+    /// Its GTID; `None` on servers without GTIDs and for MySQL anonymous transactions.
+    pub gtid: Option<Gtid>,
+    /// Offset of its first event.
+    pub start: u64,
+    /// Offset just past its last event.
+    pub end: u64,
+    /// When it committed: the source's commit timestamp on MySQL 8, else the header time
+    /// of its last event.
+    pub commit_time: CommitTime,
+    /// Whether it is DDL.
+    pub is_ddl: bool,
+    /// The statement text of a DDL transaction.
+    pub ddl: Option<&'a [u8]>,
+    /// How many events it holds.
+    pub events: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Open<'a> {
+    gtid: Option<Gtid>,
+    start: u64,
+    began: bool,
+    mariadb_ddl_flag: Option<bool>,
+    exact_commit_micros: Option<u64>,
+    ddl: Option<&'a [u8]>,
+    events: u32,
+}
+
+/// Groups a file's events into transactions, one event at a time.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionTracker<'a> {
+    open: Option<Open<'a>>,
+    abandoned: u64,
+}
+
+impl<'a> TransactionTracker<'a> {
+    /// A tracker outside any transaction.
+    pub fn new() -> Self {
+        TransactionTracker::default()
+    }
+
+    /// Offset where the transaction in progress began, if one is open: where a reader
+    /// must resume to see it whole.
+    pub fn open_since(&self) -> Option<u64> {
+        self.open.map(|open| open.start)
+    }
+
+    /// Transactions that began and were never finished before the next began: what a
+    /// server leaves when it crashes in the middle of writing one.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned
+    }
+
+    /// Feeds the next event; returns the transaction it completes, if any.
+    pub fn push(&mut self, raw: &RawEvent<'a>, event: &Event<'a>) -> Option<Transaction<'a>> {
+        match event {
+            Event::MariadbGtid(gtid) => {
+                self.begin_group(raw, Some(Gtid::Mariadb(gtid.gtid)));
+                if let Some(open) = self.open.as_mut() {
+                    open.mariadb_ddl_flag = Some(gtid.is_ddl());
+                }
+                None
+            }
+            Event::MysqlGtid(gtid) => {
+                self.begin_group(raw, gtid.gtid.map(Gtid::Mysql));
+                if let Some(open) = self.open.as_mut() {
+                    open.exact_commit_micros = gtid
+                        .original_commit_timestamp
+                        .filter(|&t| t != 0)
+                        .or(gtid.immediate_commit_timestamp);
+                }
+                None
+            }
+            Event::Query(query) => match (query.statement_kind(), self.open.as_mut()) {
+                (StatementKind::Begin, Some(open)) if !open.began => {
+                    open.began = true;
+                    open.events += 1;
+                    None
+                }
+                (StatementKind::Begin, _) => {
+                    if self.open.is_some() {
+                        self.abandoned += 1;
+                    }
+                    self.open = Some(Open::new(None, raw.offset, true));
+                    None
+                }
+                (
+                    StatementKind::Commit | StatementKind::Rollback | StatementKind::XaEnd,
+                    Some(_),
+                ) => self.close(raw, false),
+                (_, Some(open)) if open.began => {
+                    open.events += 1;
+                    None
+                }
+                (_, Some(open)) => {
+                    // The statement right after a GTID with no BEGIN is the whole group.
+                    open.ddl = Some(query.sql);
+                    self.close(raw, true)
+                }
+                (_, None) => {
+                    // A lone statement on a server without GTIDs.
+                    // `close` counts the closing event, which is the only one here.
+                    self.open = Some(Open {
+                        ddl: Some(query.sql),
+                        events: 0,
+                        ..Open::new(None, raw.offset, false)
+                    });
+                    self.close(raw, true)
+                }
+            },
+            Event::Xid { .. } | Event::XaPrepare(_) => self.close(raw, false),
+            Event::FormatDescription(_)
+            | Event::Rotate { .. }
+            | Event::Stop
+            | Event::Heartbeat { .. }
+            | Event::PreviousGtids { .. }
+            | Event::GtidList(_)
+            | Event::BinlogCheckpoint(_)
+            | Event::StartEncryption { .. } => None,
+            _ => {
+                if let Some(open) = self.open.as_mut() {
+                    open.events += 1;
+                }
+                None
+            }
+        }
+    }
+
+    fn begin_group(&mut self, raw: &RawEvent<'a>, gtid: Option<Gtid>) {
+        if self.open.is_some() {
+            self.abandoned += 1;
+        }
+        self.open = Some(Open::new(gtid, raw.offset, false));
+    }
+
+    fn close(&mut self, raw: &RawEvent<'a>, standalone_statement: bool) -> Option<Transaction<'a>> {
+        let open = self.open.take()?;
+        let commit_time = match open.exact_commit_micros {
+            Some(micros) => CommitTime {
+                micros,
+                exact: true,
+            },
+            None => CommitTime {
+                micros: u64::from(raw.header.timestamp) * 1_000_000,
+                exact: false,
+            },
+        };
+        let is_ddl = open.mariadb_ddl_flag.unwrap_or(standalone_statement);
+        Some(Transaction {
+            gtid: open.gtid,
+            start: open.start,
+            end: raw.end_offset(),
+            commit_time,
+            is_ddl,
+            ddl: if is_ddl { open.ddl } else { None },
+            events: open.events + 1,
+        })
+    }
+}
+
+impl Open<'_> {
+    fn new(gtid: Option<Gtid>, start: u64, began: bool) -> Self {
+        Open {
+            gtid,
+            start,
+            began,
+            mariadb_ddl_flag: None,
+            exact_commit_micros: None,
+            ddl: None,
+            events: 1,
+        }
+    }
+}
