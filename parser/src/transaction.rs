@@ -1,17 +1,19 @@
 //! Transactions: grouping events into what the index records and what a restore cuts at.
 //!
 //! A transaction starts at a GTID event (MariaDB GTID, MySQL GTID or ANONYMOUS_GTID) or,
-//! on servers without GTIDs, at a `BEGIN` query or a lone statement. It ends with:
-//! - an XID event, a `COMMIT`/`ROLLBACK` query, `XA END`/`XA PREPARE` or XA_PREPARE event,
-//!   when it was opened with `BEGIN` (or `XA START`);
-//! - the first statement after the GTID when no `BEGIN` follows it (DDL; MariaDB marks such
-//!   groups `FL_STANDALONE`).
+//! on servers without GTIDs, at a `BEGIN` query or a lone statement. It is either
+//! - a multi-statement transaction, which ends with an XID event, a `COMMIT`/`ROLLBACK`
+//!   query or an XA_PREPARE event. MySQL opens it with a `BEGIN`/`XA START` query after
+//!   the GTID; MariaDB writes no such query: its GTID event opens it unless flagged
+//!   `FL_STANDALONE` or `FL_COMPLETED_XA`;
+//! - or a single statement (DDL, `XA COMMIT`): the first query after the GTID.
 //!
 //! Its byte range runs from the first event's offset to the end of the last event, which
 //! is the `end_log_pos` the server wrote into that event's header: cutting a file there
 //! never splits a transaction.
 
 use crate::events::Event;
+use crate::events::gtid::FL_COMPLETED_XA;
 use crate::events::query::StatementKind;
 use crate::framing::RawEvent;
 use crate::gtid::Gtid;
@@ -96,6 +98,8 @@ impl<'a> TransactionTracker<'a> {
                 self.begin_group(raw, Some(Gtid::Mariadb(gtid.gtid)));
                 if let Some(open) = self.open.as_mut() {
                     open.mariadb_ddl_flag = Some(gtid.is_ddl());
+                    // The GTID event stands for BEGIN unless the group is one statement.
+                    open.began = !gtid.is_standalone() && gtid.flags & FL_COMPLETED_XA == 0;
                 }
                 None
             }
@@ -122,10 +126,9 @@ impl<'a> TransactionTracker<'a> {
                     self.open = Some(Open::new(None, raw.offset, true));
                     None
                 }
-                (
-                    StatementKind::Commit | StatementKind::Rollback | StatementKind::XaEnd,
-                    Some(_),
-                ) => self.close(raw, false),
+                (StatementKind::Commit | StatementKind::Rollback, Some(_)) => {
+                    self.close(raw, false)
+                }
                 (_, Some(open)) if open.began => {
                     open.events += 1;
                     None

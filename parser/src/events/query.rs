@@ -47,11 +47,8 @@ pub enum StatementKind {
     Commit,
     /// `ROLLBACK` (of a transaction with non-transactional changes already logged).
     Rollback,
-    /// `XA PREPARE`, `XA END`: closes the prepared part of an XA transaction.
-    XaEnd,
-    /// `SAVEPOINT`/`ROLLBACK TO`: inside a transaction.
-    Savepoint,
-    /// Anything else: DDL, or DML in statement format.
+    /// Anything else: DDL, DML in statement format, `SAVEPOINT`, `ROLLBACK TO`, `XA END`
+    /// (the prepared part of an XA transaction ends with an XA_PREPARE event, not a query).
     Other,
 }
 
@@ -126,15 +123,12 @@ fn classify(sql: &[u8]) -> StatementKind {
         StatementKind::Commit
     } else if is(first, "ROLLBACK") {
         match words.next() {
-            Some(w) if is(w, "TO") => StatementKind::Savepoint,
+            Some(w) if is(w, "TO") => StatementKind::Other,
             _ => StatementKind::Rollback,
         }
-    } else if is(first, "SAVEPOINT") {
-        StatementKind::Savepoint
     } else if is(first, "XA") {
         match words.next() {
             Some(w) if is(w, "START") || is(w, "BEGIN") => StatementKind::Begin,
-            Some(w) if is(w, "END") || is(w, "PREPARE") => StatementKind::XaEnd,
             _ => StatementKind::Other,
         }
     } else {
@@ -199,10 +193,11 @@ mod tests {
         assert_eq!(classify(b"COMMIT"), StatementKind::Commit);
         assert_eq!(classify(b"  commit;"), StatementKind::Commit);
         assert_eq!(classify(b"ROLLBACK"), StatementKind::Rollback);
-        assert_eq!(classify(b"ROLLBACK TO sp1"), StatementKind::Savepoint);
-        assert_eq!(classify(b"SAVEPOINT sp1"), StatementKind::Savepoint);
+        assert_eq!(classify(b"ROLLBACK TO sp1"), StatementKind::Other);
+        assert_eq!(classify(b"SAVEPOINT sp1"), StatementKind::Other);
         assert_eq!(classify(b"XA START X'31'"), StatementKind::Begin);
-        assert_eq!(classify(b"XA END X'31'"), StatementKind::XaEnd);
+        assert_eq!(classify(b"XA END X'31'"), StatementKind::Other);
+        assert_eq!(classify(b"XA COMMIT X'31'"), StatementKind::Other);
         assert_eq!(classify(b"BEGINNING"), StatementKind::Other);
         assert_eq!(classify(b"DROP TABLE t"), StatementKind::Other);
         assert_eq!(classify(b""), StatementKind::Other);
