@@ -612,6 +612,9 @@ fn bootstrap(layout: &Layout) -> Result<()> {
             .arg("--no-defaults")
             .arg("--user=root")
             .arg(format!("--datadir={}", layout.data.display()))
+            // Its own tmpdir: concurrent bootstraps in a shared /tmp collide on
+            // temporary table names ("Unknown table 'mysql.tmp_user_sys'").
+            .arg(format!("--tmpdir={}", layout.tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
         "mariadb-install-db",
     )

@@ -207,20 +207,19 @@ fn start_garage(dir: tempfile::TempDir) -> Result<S3Server> {
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
-    let mut node_id = String::new();
-    wait_until(
-        &mut server,
-        Duration::from_secs(60),
-        "garage RPC",
-        || match cli(&["node", "id", "-q"]) {
-            Ok(out) => {
-                node_id = out.trim().split('@').next().unwrap_or_default().to_owned();
-                Ok(!node_id.is_empty())
-            }
-            Err(_) => Ok(false),
-        },
-    )
+    // `node id` answers from the local key before the RPC port listens; `status` needs
+    // the RPC connection that the layout commands use.
+    wait_until(&mut server, Duration::from_secs(60), "garage RPC", || {
+        Ok(cli(&["status"]).is_ok())
+    })
     .with_context(|| log_tail(&root.join("garage.log")))?;
+    let node_id = cli(&["node", "id", "-q"])?
+        .trim()
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(!node_id.is_empty(), "garage node id printed nothing");
     // A one-node cluster: give the node a role, then create static credentials.
     cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node_id])?;
     cli(&["layout", "apply", "--version", "1"])?;

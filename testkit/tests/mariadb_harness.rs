@@ -203,23 +203,27 @@ fn orphans_of_a_dead_test_process_are_reaped() {
     let mut gone = Command::new("true").spawn().expect("spawn true");
     let dead_pid = gone.id();
     gone.wait().expect("wait true");
-    std::fs::write(dir.join("owner.pid"), dead_pid.to_string()).expect("owner");
-    // The "server": a process that names the folder on its command line, not our child
-    // once we forget it.
-    let server = Command::new("python3")
-        .args(["-c", "import time; time.sleep(300)"])
-        .arg(&dir)
+    // Owned by this live process while the stand-in starts: reapers in other test
+    // processes running at the same time must not take it early.
+    std::fs::write(dir.join("owner.pid"), std::process::id().to_string()).expect("owner");
+    // The "server": one long-lived process that names the folder on its command line.
+    let server = Command::new("tail")
+        .arg("-f")
+        .arg(dir.join("owner.pid"))
         .spawn()
         .expect("spawn server stand-in");
     let pid = server.id();
     std::mem::forget(server);
-    // Until the child has exec'd python its command line is still ours.
+    // Until the child has exec'd tail its command line is still ours.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pids_mentioning(&dir).is_empty() && std::time::Instant::now() < deadline {
+    while pids_mentioning(&dir) != [pid] && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(pids_mentioning(&dir), vec![pid]);
 
+    // Now its owner is dead; whichever reaper runs first (ours here, or another test
+    // process's) must kill the stand-in and remove the folder.
+    std::fs::write(dir.join("owner.pid"), dead_pid.to_string()).expect("owner");
     reap::reap_orphans();
     // The killed process stays our zombie until this test exits; a zombie has no command
     // line, so pids_mentioning already does not count it.

@@ -22,7 +22,7 @@
 //! Commit timestamps are microseconds since the epoch.
 
 use crate::error::ErrorKind;
-use crate::gtid::{MariadbGtid, MysqlGtid, Uuid};
+use crate::gtid::{MariadbGtid, MysqlGtid, Tag, Uuid};
 
 /// MariaDB GTID flag: the group is one statement without BEGIN/COMMIT (DDL, or a
 /// non-transactional statement).
@@ -210,6 +210,7 @@ impl MysqlGtidEvent {
             }
             Some(MysqlGtid {
                 uuid: Uuid(uuid),
+                tag: Tag::NONE,
                 gno,
             })
         };
