@@ -247,6 +247,12 @@ fn describe(event: &Event<'_>) -> String {
             Some(gtid) => format!("GTID {gtid}"),
             None => "anonymous GTID".to_owned(),
         },
+        Event::TransactionPayload(p) => format!(
+            "{:?} payload, {} → {} bytes",
+            p.compression,
+            p.payload.len(),
+            p.uncompressed_size
+        ),
         Event::PreviousGtids { encoded } => format!("previous GTIDs ({} bytes)", encoded.len()),
         Event::MariadbGtid(g) => {
             let mut s = format!("GTID {}", g.gtid);

@@ -147,6 +147,15 @@ impl FormatDescription {
         })
     }
 
+    /// The same format for events that carry no checksum: the inner events of a
+    /// TRANSACTION_PAYLOAD.
+    pub fn without_checksum(&self) -> FormatDescription {
+        FormatDescription {
+            checksum: ChecksumAlgorithm::None,
+            ..self.clone()
+        }
+    }
+
     /// The post-header length this file declares for an event type, if it declares one.
     pub fn post_header_len(&self, type_code: u8) -> Option<usize> {
         let index = usize::from(type_code).checked_sub(1)?;

@@ -149,7 +149,10 @@ impl<'a> TransactionTracker<'a> {
                     self.close(raw, true)
                 }
             },
-            Event::Xid { .. } | Event::XaPrepare(_) => self.close(raw, false),
+            // A payload holds everything of its transaction after the GTID event.
+            Event::Xid { .. } | Event::XaPrepare(_) | Event::TransactionPayload(_) => {
+                self.close(raw, false)
+            }
             Event::FormatDescription(_)
             | Event::Rotate { .. }
             | Event::Stop

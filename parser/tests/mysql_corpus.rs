@@ -164,3 +164,168 @@ fn corpus_files_with_checksums_fail_on_a_flipped_byte() {
         "{err}"
     );
 }
+
+/// Checks that rest on what the MySQL documentation says the fields mean, not on our own
+/// output: `transaction_length` is the byte size of the whole transaction including its
+/// GTID event; commit timestamps are the commit time, which the GTID event's header
+/// also carries (in seconds); PREVIOUS_GTIDS holds a GTID set in the server's encoding.
+#[test]
+fn mysql_8_gtid_fields_agree_with_the_file() {
+    use binlogd_parser::events::Event;
+    use binlogd_parser::{MysqlGtidSet, TransactionTracker};
+
+    let mut checked_lengths = 0;
+    let mut checked_sets = 0;
+    for name in manifest().keys() {
+        let bytes = std::fs::read(corpus_dir().join(name)).expect("read");
+        let mut reader = EventReader::new(&bytes);
+        let mut tracker = TransactionTracker::new();
+        let mut pending: Option<(u64, u32)> = None; // transaction_length, GTID header time
+        while let Some(Ok(raw)) = reader.next() {
+            let Ok(event) = decode_event(&raw, reader.format().expect("format")) else {
+                continue;
+            };
+            match &event {
+                Event::MysqlGtid(gtid) => {
+                    if let Some(length) = gtid.transaction_length {
+                        pending = Some((length, raw.header.timestamp));
+                    }
+                }
+                Event::PreviousGtids { encoded } => {
+                    let set = MysqlGtidSet::decode(encoded)
+                        .unwrap_or_else(|e| panic!("{name}: PREVIOUS_GTIDS: {e}"));
+                    assert_eq!(
+                        set.encode(),
+                        *encoded,
+                        "{name}: re-encodes to the server's bytes"
+                    );
+                    checked_sets += 1;
+                }
+                _ => {}
+            }
+            if let Some(transaction) = tracker.push(&raw, &event)
+                && let Some((length, header_time)) = pending.take()
+            {
+                assert_eq!(
+                    transaction.end - transaction.start,
+                    length,
+                    "{name}: transaction at {}",
+                    transaction.start
+                );
+                assert!(
+                    transaction.commit_time.exact,
+                    "{name}: MySQL 8 commit times are exact"
+                );
+                let seconds = transaction.commit_time.seconds();
+                assert!(
+                    seconds.abs_diff(u64::from(header_time)) <= 1,
+                    "{name}: commit {seconds} vs header {header_time}"
+                );
+                checked_lengths += 1;
+            }
+        }
+    }
+    assert!(
+        checked_lengths >= 10,
+        "only {checked_lengths} transactions had a length"
+    );
+    assert!(
+        checked_sets >= 10,
+        "only {checked_sets} PREVIOUS_GTIDS events"
+    );
+}
+
+#[test]
+fn tagged_gtid_file_decodes_gtid_tag_and_set() {
+    use binlogd_parser::TransactionTracker;
+    use binlogd_parser::events::Event;
+
+    let bytes =
+        std::fs::read(corpus_dir().join("binlog_transaction_with_GTID_TAG.000001")).expect("read");
+    let mut reader = EventReader::new(&bytes);
+    let mut tracker = TransactionTracker::new();
+    let mut transactions = Vec::new();
+    let mut previous = None;
+    while let Some(raw) = reader.next() {
+        let raw = raw.expect("frame");
+        let event = decode_event(&raw, reader.format().expect("format")).expect("decode");
+        if let Event::PreviousGtids { encoded } = &event {
+            previous = Some(binlogd_parser::MysqlGtidSet::decode(encoded).expect("previous set"));
+        }
+        if let Event::MysqlGtid(gtid) = &event {
+            assert_eq!(gtid.immediate_server_version, Some(90600), "9.6.0");
+            assert_eq!(
+                gtid.original_commit_timestamp, gtid.immediate_commit_timestamp,
+                "written on this server"
+            );
+            assert_eq!(
+                (gtid.last_committed, gtid.sequence_number),
+                (Some(0), Some(1))
+            );
+        }
+        transactions.extend(tracker.push(&raw, &event));
+    }
+    let [transaction] = transactions.as_slice() else {
+        panic!("one transaction: {transactions:?}")
+    };
+    let gtid = transaction.gtid.expect("gtid").to_string();
+    assert_eq!(gtid, "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:3");
+    // Earlier files of this server executed tagged GTIDs 1-2 of the same tag.
+    let previous = previous.expect("PREVIOUS_GTIDS").to_string();
+    assert!(
+        previous.contains("55778904-0299-11f1-b1b8-4ef0c4956feb"),
+        "{previous}"
+    );
+    assert!(previous.contains(":mytag:"), "{previous}");
+}
+
+#[test]
+fn transaction_payload_decompresses_into_whole_events() {
+    use binlogd_parser::events::Event;
+    use binlogd_parser::{EventType, Framer, TransactionTracker};
+
+    let bytes = std::fs::read(corpus_dir().join("transaction_compression.000001")).expect("read");
+    let mut reader = EventReader::new(&bytes);
+    let mut tracker = TransactionTracker::new();
+    let mut found = Vec::new();
+    let mut inner_types = Vec::new();
+    while let Some(raw) = reader.next() {
+        let raw = raw.expect("frame");
+        let format = reader.format().expect("format").clone();
+        let event = decode_event(&raw, &format).expect("decode");
+        if let Event::TransactionPayload(payload) = &event {
+            let inner = payload.decompress().expect("zstd");
+            assert_eq!(inner.len(), 179);
+            let inner_format = format.without_checksum();
+            let mut events =
+                EventReader::continue_at(&inner, 0, Framer::with_format(inner_format.clone()));
+            for e in events.by_ref() {
+                let e = e.expect("inner event frames");
+                decode_event(&e, &inner_format).expect("inner event decodes");
+                assert_eq!(e.header.log_pos, 0, "inner events have no position");
+                inner_types.push(e.event_type());
+            }
+            assert_eq!(events.incomplete(), None);
+            assert_eq!(
+                events.offset(),
+                179,
+                "inner events fill the payload exactly"
+            );
+        }
+        found.extend(tracker.push(&raw, &event));
+    }
+    assert_eq!(inner_types.first(), Some(&EventType::QUERY), "BEGIN");
+    assert_eq!(
+        inner_types.last(),
+        Some(&EventType::XID),
+        "the commit is inside the payload"
+    );
+    let [transaction] = found.as_slice() else {
+        panic!("{found:?}")
+    };
+    assert_eq!(
+        (transaction.start, transaction.end),
+        (197, 431),
+        "GTID through payload"
+    );
+}

@@ -7,6 +7,7 @@
 //!
 //! Each event family has its own module with the wire layout in its documentation.
 
+pub mod compressed;
 pub mod gtid;
 pub mod query;
 pub mod rows;
@@ -16,6 +17,7 @@ use crate::error::{ErrorKind, ParseError};
 use crate::format_description::FormatDescription;
 use crate::framing::RawEvent;
 
+pub use compressed::{PayloadCompression, TransactionPayload, decompress_mariadb};
 pub use gtid::{BinlogCheckpoint, GtidList, MariadbGtidEvent, MysqlGtidEvent};
 pub use query::{Query, StatementKind};
 pub use rows::{RowsHeader, TableMap, XaPrepare};
@@ -62,8 +64,10 @@ pub enum Event<'a> {
     },
     /// XA_PREPARE (MySQL).
     XaPrepare(XaPrepare<'a>),
-    /// MySQL GTID or ANONYMOUS_GTID.
+    /// MySQL GTID, GTID_TAGGED or ANONYMOUS_GTID.
     MysqlGtid(MysqlGtidEvent),
+    /// MySQL TRANSACTION_PAYLOAD: the rest of a transaction, compressed.
+    TransactionPayload(TransactionPayload<'a>),
     /// MySQL PREVIOUS_GTIDS: the GTID set of all files before this one (encoded).
     PreviousGtids {
         /// The encoded GTID set.
@@ -177,7 +181,11 @@ fn decode_body<'a>(
         EventType::XA_PREPARE => Event::XaPrepare(XaPrepare::parse(body)?),
         EventType::GTID => Event::MysqlGtid(MysqlGtidEvent::parse(body, false)?),
         EventType::ANONYMOUS_GTID => Event::MysqlGtid(MysqlGtidEvent::parse(body, true)?),
+        EventType::GTID_TAGGED => Event::MysqlGtid(MysqlGtidEvent::parse_tagged(body)?),
         EventType::PREVIOUS_GTIDS => Event::PreviousGtids { encoded: body },
+        EventType::TRANSACTION_PAYLOAD => {
+            Event::TransactionPayload(TransactionPayload::parse(body)?)
+        }
         EventType::MARIADB_GTID => {
             Event::MariadbGtid(MariadbGtidEvent::parse(body, event.header.server_id)?)
         }
