@@ -89,6 +89,9 @@ pub struct Framer {
     format: Option<FormatDescription>,
     skip_checksum_verification: bool,
     encrypted: bool,
+    /// Cloned for each event: `Hasher::new` detects CPU features on every call, which
+    /// cost 3% of indexing time.
+    crc: crc32fast::Hasher,
 }
 
 impl Framer {
@@ -190,7 +193,7 @@ impl Framer {
             checksum_len: checksum.len() as u8,
         };
         if let (Some(stored), false) = (event.stored_checksum(), self.skip_checksum_verification) {
-            let computed = event_crc32(&event);
+            let computed = event_crc32(&event, self.crc.clone());
             if stored != computed {
                 return Err(fail(ErrorKind::ChecksumMismatch { stored, computed }));
             }
@@ -209,15 +212,15 @@ impl Framer {
 /// A FORMAT_DESCRIPTION event is checksummed as if its `BINLOG_IN_USE` flag were clear:
 /// servers set the flag in the open file and clear it on close, in place, without
 /// recomputing the checksum either time.
-fn event_crc32(event: &RawEvent<'_>) -> u32 {
+fn event_crc32(event: &RawEvent<'_>, mut hasher: crc32fast::Hasher) -> u32 {
     let covered = &event.bytes[..event.bytes.len() - 4];
     let flags_at = HEADER_LEN - 2;
     if event.header.event_type != EventType::FORMAT_DESCRIPTION
         || event.header.flags & FLAG_BINLOG_IN_USE == 0
     {
-        return crc32fast::hash(covered);
+        hasher.update(covered);
+        return hasher.finalize();
     }
-    let mut hasher = crc32fast::Hasher::new();
     hasher.update(&covered[..flags_at]);
     hasher.update(&[covered[flags_at] & !(FLAG_BINLOG_IN_USE as u8)]);
     hasher.update(&covered[flags_at + 1..]);

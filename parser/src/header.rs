@@ -13,8 +13,7 @@
 //! (<https://dev.mysql.com/doc/dev/mysql-server/latest/classbinary__log_1_1Log__event__header.html>)
 //! and MariaDB's "Log Event Header" (<https://mariadb.com/kb/en/2-binlog-event-header/>).
 
-use nom::number::complete::{le_u16, le_u32, u8 as byte};
-use nom::{IResult, Parser};
+use nom::{IResult, Needed};
 
 use crate::EventType;
 
@@ -46,19 +45,26 @@ pub struct EventHeader {
     pub flags: u16,
 }
 
-/// Parses a common header from at least [`HEADER_LEN`] bytes.
+/// Parses a common header; fewer than [`HEADER_LEN`] bytes is `Incomplete`.
+///
+/// The header is fixed-size, so it is read from one 19-byte array rather than through
+/// six chained nom number parsers: this runs once per event and was 10% of indexing time
+/// that way (see BENCHMARKS.md). The streaming contract is nom's.
 pub fn parse_event_header(input: &[u8]) -> IResult<&[u8], EventHeader> {
-    let (rest, (timestamp, type_code, server_id, event_size, log_pos, flags)) =
-        (le_u32, byte, le_u32, le_u32, le_u32, le_u16).parse(input)?;
+    let Some((header, rest)) = input.split_first_chunk::<HEADER_LEN>() else {
+        return Err(nom::Err::Incomplete(Needed::new(HEADER_LEN - input.len())));
+    };
+    let u32_at =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     Ok((
         rest,
         EventHeader {
-            timestamp,
-            event_type: EventType(type_code),
-            server_id,
-            event_size,
-            log_pos,
-            flags,
+            timestamp: u32_at(0),
+            event_type: EventType(header[4]),
+            server_id: u32_at(5),
+            event_size: u32_at(9),
+            log_pos: u32_at(13),
+            flags: u16::from_le_bytes([header[17], header[18]]),
         },
     ))
 }
@@ -94,7 +100,14 @@ mod tests {
     }
 
     #[test]
-    fn short_input_is_an_error_not_a_panic() {
-        assert!(parse_event_header(&[0u8; HEADER_LEN - 1]).is_err());
+    fn short_input_is_incomplete_not_a_panic() {
+        assert_eq!(
+            parse_event_header(&[0u8; HEADER_LEN - 3]),
+            Err(nom::Err::Incomplete(Needed::new(3)))
+        );
+        assert_eq!(
+            parse_event_header(&[]),
+            Err(nom::Err::Incomplete(Needed::new(HEADER_LEN)))
+        );
     }
 }

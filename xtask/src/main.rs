@@ -11,13 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use binlogd_testkit::{MariaDb, MariaDbConfig};
+use binlogd_parser::EventReader;
+use binlogd_testkit::{BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
-        _ => bail!("usage: cargo xtask demo [--seconds N] [--binlogd PATH]"),
+        Some("fuzz-seeds") => fuzz_seeds(),
+        _ => {
+            bail!("usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds")
+        }
     }
 }
 
@@ -156,4 +160,92 @@ fn index(binlogd: &Path, db: &MariaDb) -> Result<(usize, String)> {
         }
     }
     Ok((count, last))
+}
+
+/// `cargo xtask fuzz-seeds`: writes the seed corpora under `fuzz/corpus/` from binlogs of
+/// real MariaDB servers (whole small files for `event_reader`, single events for
+/// `event_decoder`) and GTID texts for the GTID targets. Re-running replaces the seeds.
+fn fuzz_seeds() -> Result<()> {
+    let root = PathBuf::from("fuzz/corpus");
+    let configs = [
+        ("row-crc32", MariaDbConfig::default()),
+        (
+            "statement-nocrc",
+            MariaDbConfig {
+                binlog_format: BinlogFormat::Statement,
+                binlog_checksum: BinlogChecksum::None,
+                ..Default::default()
+            },
+        ),
+        (
+            "compressed-annotated",
+            MariaDbConfig {
+                log_bin_compress: true,
+                binlog_annotate_row_events: true,
+                ..Default::default()
+            },
+        ),
+    ];
+    let reader_dir = root.join("event_reader");
+    let decoder_dir = root.join("event_decoder");
+    std::fs::create_dir_all(&reader_dir)?;
+    std::fs::create_dir_all(&decoder_dir)?;
+    for (name, config) in configs {
+        let crc = config.binlog_checksum == BinlogChecksum::Crc32;
+        let db = config.start()?;
+        db.write_workload(8)?;
+        db.sql(
+            "CREATE TABLE binlogd_test.m (id INT PRIMARY KEY, v TEXT) ENGINE=MyISAM;
+             INSERT INTO binlogd_test.m VALUES (1, REPEAT('long text ', 40));
+             XA START 'x'; INSERT INTO binlogd_test.workload (k, c) VALUES (1, 'xa'); XA END 'x'; XA PREPARE 'x'; XA COMMIT 'x';
+             SET SESSION gtid_domain_id = 3; INSERT INTO binlogd_test.workload (k, c) VALUES (2, 'domain 3');
+             ALTER TABLE binlogd_test.workload ADD COLUMN extra INT; DROP TABLE binlogd_test.m;",
+        )?;
+        db.rotate()?;
+        let file = db.binlog_files()?.remove(0);
+        let bytes = std::fs::read(&file)?;
+        std::fs::write(reader_dir.join(format!("mariadb-{name}.binlog")), &bytes)?;
+        // Single events, at most three of each type, behind the selector byte the
+        // target reads: bit 0 MariaDB, bit 1 CRC32.
+        let selector = 1 | if crc { 2 } else { 0 };
+        let mut per_type = std::collections::HashMap::<u8, usize>::new();
+        for event in EventReader::new(&bytes) {
+            let event = event?;
+            let seen = per_type.entry(event.event_type().0).or_default();
+            if *seen < 3 {
+                *seen += 1;
+                let mut seed = vec![selector];
+                seed.extend_from_slice(event.bytes);
+                std::fs::write(
+                    decoder_dir.join(format!("{name}-{}-{}", event.event_type(), event.offset)),
+                    seed,
+                )?;
+            }
+        }
+        println!(
+            "seeded from {name}: {} bytes, {} event seeds",
+            bytes.len(),
+            per_type.values().sum::<usize>()
+        );
+    }
+    let gtid_sets = [
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18,2174b383-5441-11e8-b90a-c80aa9429562:1-27",
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3:blue:1-2:green:7",
+        "",
+    ];
+    write_seeds(&root.join("mysql_gtid_set"), &gtid_sets)?;
+    write_seeds(
+        &root.join("mariadb_gtid_pos"),
+        &["0-1-100", "0-1-100,1-2-5,7-3-18446744073709551615", ""],
+    )?;
+    Ok(())
+}
+
+fn write_seeds(dir: &Path, seeds: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (i, seed) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i}")), seed)?;
+    }
+    Ok(())
 }

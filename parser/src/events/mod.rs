@@ -25,8 +25,9 @@ pub use rows::{RowsHeader, TableMap, XaPrepare};
 /// A decoded event, borrowing the bytes of its [`RawEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// FORMAT_DESCRIPTION: how to read the following events.
-    FormatDescription(FormatDescription),
+    /// FORMAT_DESCRIPTION: how to read the following events. Boxed, like the MySQL GTID
+    /// event, to keep every `Event` small: events are moved by value on the hot path.
+    FormatDescription(Box<FormatDescription>),
     /// ROTATE: the next file's name and the position to continue at.
     Rotate {
         /// Position in the next file (4 when it starts from its beginning).
@@ -65,7 +66,7 @@ pub enum Event<'a> {
     /// XA_PREPARE (MySQL).
     XaPrepare(XaPrepare<'a>),
     /// MySQL GTID, GTID_TAGGED or ANONYMOUS_GTID.
-    MysqlGtid(MysqlGtidEvent),
+    MysqlGtid(Box<MysqlGtidEvent>),
     /// MySQL TRANSACTION_PAYLOAD: the rest of a transaction, compressed.
     TransactionPayload(TransactionPayload<'a>),
     /// MySQL PREVIOUS_GTIDS: the GTID set of all files before this one (encoded).
@@ -119,9 +120,9 @@ fn decode_body<'a>(
         EventType::FORMAT_DESCRIPTION => {
             // The checksum was stripped from `body`; the algorithm byte and checksum
             // field are part of what FormatDescription::parse reads.
-            Event::FormatDescription(FormatDescription::parse(
+            Event::FormatDescription(Box::new(FormatDescription::parse(
                 &event.bytes[crate::header::HEADER_LEN..],
-            )?)
+            )?))
         }
         EventType::ROTATE => {
             if body.len() < 8 {
@@ -179,9 +180,9 @@ fn decode_body<'a>(
         }
         EventType::MARIADB_ANNOTATE_ROWS => Event::AnnotateRows { sql: body },
         EventType::XA_PREPARE => Event::XaPrepare(XaPrepare::parse(body)?),
-        EventType::GTID => Event::MysqlGtid(MysqlGtidEvent::parse(body, false)?),
-        EventType::ANONYMOUS_GTID => Event::MysqlGtid(MysqlGtidEvent::parse(body, true)?),
-        EventType::GTID_TAGGED => Event::MysqlGtid(MysqlGtidEvent::parse_tagged(body)?),
+        EventType::GTID => Event::MysqlGtid(Box::new(MysqlGtidEvent::parse(body, false)?)),
+        EventType::ANONYMOUS_GTID => Event::MysqlGtid(Box::new(MysqlGtidEvent::parse(body, true)?)),
+        EventType::GTID_TAGGED => Event::MysqlGtid(Box::new(MysqlGtidEvent::parse_tagged(body)?)),
         EventType::PREVIOUS_GTIDS => Event::PreviousGtids { encoded: body },
         EventType::TRANSACTION_PAYLOAD => {
             Event::TransactionPayload(TransactionPayload::parse(body)?)
@@ -207,4 +208,20 @@ fn decode_body<'a>(
         }
         _ => Event::Other { event_type, body },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Every decoded event is moved by value a few times; large variants are boxed.
+        assert!(
+            std::mem::size_of::<Event<'_>>() <= 80,
+            "{}",
+            std::mem::size_of::<Event<'_>>()
+        );
+        assert!(std::mem::size_of::<Result<Event<'_>, ParseError>>() <= 88);
+    }
 }

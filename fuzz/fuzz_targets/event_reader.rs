@@ -1,0 +1,48 @@
+//! A whole binlog file: framing, CRC32, decoding, transactions, compressed payloads.
+#![no_main]
+
+use binlogd_parser::events::{Event, decompress_mariadb};
+use binlogd_parser::{EventReader, Framer, TransactionTracker, decode_event};
+use libfuzzer_sys::fuzz_target;
+
+/// Decompression output is bounded by what the header declares; keep fuzz runs small.
+const MAX_FUZZ_DECOMPRESS: u64 = 1 << 20;
+
+fuzz_target!(|data: &[u8]| {
+    let mut reader = EventReader::new(data);
+    let mut tracker = TransactionTracker::new();
+    while let Some(Ok(raw)) = reader.next() {
+        let Some(format) = reader.format().cloned() else {
+            break;
+        };
+        let Ok(event) = decode_event(&raw, &format) else {
+            continue;
+        };
+        match &event {
+            Event::TransactionPayload(payload)
+                if payload.uncompressed_size <= MAX_FUZZ_DECOMPRESS =>
+            {
+                if let Ok(inner) = payload.decompress() {
+                    let inner_format = format.without_checksum();
+                    let events = EventReader::continue_at(
+                        &inner,
+                        0,
+                        Framer::with_format(inner_format.clone()),
+                    );
+                    for inner_event in events.flatten() {
+                        let _ = decode_event(&inner_event, &inner_format);
+                    }
+                }
+            }
+            Event::Query(query) if query.compressed && query.sql.len() < 64 => {
+                let _ = decompress_mariadb(query.sql);
+            }
+            _ => {}
+        }
+        if let Some(transaction) = tracker.push(&raw, &event) {
+            assert!(transaction.start < transaction.end);
+            assert!(transaction.end <= data.len() as u64);
+        }
+    }
+    let _ = reader.finish();
+});
