@@ -178,7 +178,11 @@ fn write_transaction(out: &mut impl Write, output: Output, t: &Transaction<'_>) 
         .map(|g| g.to_string())
         .unwrap_or_else(|| "anonymous".to_owned());
     let time = format_micros(t.commit_time.micros, t.commit_time.exact);
-    let ddl = t.ddl.map(|sql| String::from_utf8_lossy(sql).into_owned());
+    let ddl = match t.ddl_text() {
+        None => None,
+        Some(Ok(sql)) => Some(String::from_utf8_lossy(&sql).into_owned()),
+        Some(Err(err)) => Some(format!("(statement unreadable: {err})")),
+    };
     match output {
         Output::Text => writeln!(
             out,

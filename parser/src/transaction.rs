@@ -12,11 +12,14 @@
 //! is the `end_log_pos` the server wrote into that event's header: cutting a file there
 //! never splits a transaction.
 
-use crate::events::Event;
+use crate::error::ErrorKind;
 use crate::events::gtid::FL_COMPLETED_XA;
+use crate::events::query::Query;
 use crate::events::query::StatementKind;
+use crate::events::{Event, decompress_mariadb};
 use crate::framing::RawEvent;
 use crate::gtid::Gtid;
+use std::borrow::Cow;
 
 /// When a transaction committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,10 +52,24 @@ pub struct Transaction<'a> {
     pub commit_time: CommitTime,
     /// Whether it is DDL.
     pub is_ddl: bool,
-    /// The statement text of a DDL transaction.
-    pub ddl: Option<&'a [u8]>,
+    /// The statement of a DDL transaction (its text may be compressed: see
+    /// [`Transaction::ddl_text`]).
+    pub ddl: Option<Query<'a>>,
     /// How many events it holds.
     pub events: u32,
+}
+
+impl<'a> Transaction<'a> {
+    /// The DDL statement's text, decompressed if the server compressed it
+    /// (`log_bin_compress`); `None` for other transactions.
+    pub fn ddl_text(&self) -> Option<Result<Cow<'a, [u8]>, ErrorKind>> {
+        let query = self.ddl?;
+        Some(if query.compressed {
+            decompress_mariadb(query.sql).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(query.sql))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +79,7 @@ struct Open<'a> {
     began: bool,
     mariadb_ddl_flag: Option<bool>,
     exact_commit_micros: Option<u64>,
-    ddl: Option<&'a [u8]>,
+    ddl: Option<Query<'a>>,
     events: u32,
 }
 
@@ -135,14 +152,14 @@ impl<'a> TransactionTracker<'a> {
                 }
                 (_, Some(open)) => {
                     // The statement right after a GTID with no BEGIN is the whole group.
-                    open.ddl = Some(query.sql);
+                    open.ddl = Some(*query);
                     self.close(raw, true)
                 }
                 (_, None) => {
                     // A lone statement on a server without GTIDs.
                     // `close` counts the closing event, which is the only one here.
                     self.open = Some(Open {
-                        ddl: Some(query.sql),
+                        ddl: Some(*query),
                         events: 0,
                         ..Open::new(None, raw.offset, false)
                     });

@@ -35,6 +35,28 @@ struct Expected {
     start: u64,
     end: u64,
     commit_seconds: u64,
+    /// The statement of a single-statement group (DDL), as printed.
+    statement: Option<String>,
+}
+
+/// The statement a QUERY event prints: the lines after its `SET ...`/`use ...` preamble,
+/// up to the `/*!*/;` terminator.
+fn printed_statement(event: &PrintedEvent) -> String {
+    let preamble_end = event
+        .text
+        .iter()
+        .rposition(|l| {
+            l.starts_with("SET ")
+                || l.starts_with("use ")
+                || (l.starts_with("/*!") && l != "/*!*/;")
+        })
+        .map_or(0, |i| i + 1);
+    event.text[preamble_end..]
+        .iter()
+        .take_while(|l| l.as_str() != "/*!*/;")
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_binlog(file: &Path) -> Vec<PrintedEvent> {
@@ -160,11 +182,16 @@ fn expected_transactions(events: &[PrintedEvent]) -> Vec<Expected> {
             }
             j += 1;
         };
+        // mariadb-binlog marks DDL groups `GTID d-s-n ddl`; their statement is compared
+        // with our (decompressed) DDL text.
+        let is_ddl = event.description.split_whitespace().any(|w| w == "ddl");
+        let statement = is_ddl.then(|| printed_statement(closing));
         out.push(Expected {
             gtid,
             start: event.at,
             end: closing.end_log_pos,
             commit_seconds: closing.time,
+            statement,
         });
         i = j + 1;
     }
@@ -190,6 +217,10 @@ fn our_transactions(bytes: &[u8]) -> Vec<Expected> {
             start: t.start,
             end: t.end,
             commit_seconds: t.commit_time.seconds(),
+            statement: t.ddl_text().map(|text| {
+                String::from_utf8(text.expect("statement decompresses").into_owned())
+                    .expect("utf-8")
+            }),
         })
         .collect()
 }

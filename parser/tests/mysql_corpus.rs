@@ -329,3 +329,60 @@ fn transaction_payload_decompresses_into_whole_events() {
         "GTID through payload"
     );
 }
+
+/// A live binlog ends anywhere: every prefix of a real file must yield exactly the
+/// events it holds whole, then say where the cut event starts and how many bytes it
+/// still needs — never an error, never a panic.
+#[test]
+fn every_prefix_of_a_file_is_incomplete_not_an_error() {
+    for name in [
+        "binlog_transaction_with_GTID_TAG.000001",
+        "mariadb-bin.000001",
+        "time_issue.000001",
+    ] {
+        let bytes = std::fs::read(corpus_dir().join(name)).expect("read");
+        let events: Vec<(u64, u64)> = EventReader::new(&bytes)
+            .map(|e| e.expect("whole file frames"))
+            .map(|e| (e.offset, e.end_offset()))
+            .collect();
+        for cut in 0..bytes.len() {
+            let prefix = &bytes[..cut];
+            let mut reader = EventReader::new(prefix);
+            let whole: Vec<u64> = reader
+                .by_ref()
+                .map(|e| e.expect("no error on a prefix").offset)
+                .collect();
+            let expected: Vec<u64> = events
+                .iter()
+                .filter(|(_, end)| *end as usize <= cut)
+                .map(|(start, _)| *start)
+                .collect();
+            assert_eq!(whole, expected, "{name} cut at {cut}");
+            match reader.incomplete() {
+                None => assert!(
+                    cut == 0 || cut == 4 || events.iter().any(|(_, end)| *end as usize == cut),
+                    "{name} cut at {cut}"
+                ),
+                Some(incomplete) => {
+                    if cut < 4 {
+                        assert_eq!((incomplete.offset, incomplete.needed), (0, 4 - cut));
+                        continue;
+                    }
+                    let (start, end) = events
+                        .iter()
+                        .copied()
+                        .find(|(start, end)| (*start as usize) <= cut && cut < *end as usize)
+                        .expect("cut inside an event");
+                    assert_eq!(incomplete.offset, start, "{name} cut at {cut}");
+                    let have = cut - start as usize;
+                    let needed = if have < 19 {
+                        19 - have
+                    } else {
+                        end as usize - cut
+                    };
+                    assert_eq!(incomplete.needed, needed, "{name} cut at {cut}");
+                }
+            }
+        }
+    }
+}

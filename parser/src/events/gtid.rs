@@ -305,11 +305,13 @@ impl MysqlGtidEvent {
                 "tagged GTID serialization version (only 1 is known)",
             ));
         }
-        let used = body.len() - input.0.len();
         let size = input.unsigned("message size")?;
+        // The size counts from the start of the message, so it covers at least the two
+        // varints just read (found by fuzzing: a smaller size sliced backwards).
+        let header_len = body.len() - input.0.len();
         let size =
             usize::try_from(size).map_err(|_| ErrorKind::Invalid("tagged GTID message size"))?;
-        if size > body.len() || size < used {
+        if size > body.len() || size < header_len {
             return Err(ErrorKind::LengthMismatch {
                 field: "tagged GTID message size",
                 value: size as u64,
@@ -317,7 +319,6 @@ impl MysqlGtidEvent {
             });
         }
         // Fields end where the message says it ends.
-        let header_len = body.len() - input.0.len();
         input = Varints(&body[header_len..size]);
         let last_non_ignorable = input.unsigned("last non-ignorable field id")?;
         let mut event = MysqlGtidEvent {
@@ -540,6 +541,22 @@ mod tests {
         // A huge count must not overflow the size check.
         body[..4].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
         assert!(GtidList::parse(&body).is_err());
+    }
+
+    #[test]
+    fn tagged_gtid_with_a_size_smaller_than_its_header_is_an_error() {
+        // Fuzzer crash input (event_decoder): version 1, message size 1.
+        assert!(matches!(
+            MysqlGtidEvent::parse_tagged(&[0x02, 0x02, 0x00, 0x00]),
+            Err(ErrorKind::LengthMismatch {
+                field: "tagged GTID message size",
+                ..
+            })
+        ));
+        assert!(
+            MysqlGtidEvent::parse_tagged(&[0x02, 0x04, 0x00]).is_err(),
+            "size 2: no field id room"
+        );
     }
 
     #[test]
