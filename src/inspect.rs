@@ -233,6 +233,11 @@ fn describe(event: &Event<'_>) -> String {
         ),
         Event::Query(q) => format!("[{}] {}", text(q.schema), text(q.sql)),
         Event::Heartbeat { file } => format!("heartbeat {}", text(file)),
+        Event::HeartbeatV2 { file, position } => format!(
+            "heartbeat {}:{}",
+            text(file),
+            position.map_or("?".into(), |p| p.to_string())
+        ),
         Event::TableMap(t) => format!(
             "table {}.{} id={} columns={}",
             text(t.schema),

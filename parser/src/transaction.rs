@@ -174,6 +174,7 @@ impl<'a> TransactionTracker<'a> {
             | Event::Rotate { .. }
             | Event::Stop
             | Event::Heartbeat { .. }
+            | Event::HeartbeatV2 { .. }
             | Event::PreviousGtids { .. }
             | Event::GtidList(_)
             | Event::BinlogCheckpoint(_)

@@ -205,6 +205,13 @@ fn our_transactions(bytes: &[u8]) -> Vec<Expected> {
     while let Some(raw) = reader.next() {
         let raw = raw.expect("frame");
         let event = decode_event(&raw, reader.format().expect("format")).expect("decode");
+        // log_bin_compress: the row images of compressed ROWS events decompress whole.
+        if let binlogd_parser::Event::Rows(rows) = &event {
+            let images = rows
+                .row_images()
+                .expect("row images (decompressed if compressed)");
+            assert!(!images.is_empty(), "at offset {}", raw.offset);
+        }
         found.extend(tracker.push(&raw, &event));
     }
     reader.finish().expect("file ends on an event boundary");

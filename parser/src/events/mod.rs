@@ -49,6 +49,13 @@ pub enum Event<'a> {
         /// The source's current binlog file (its position is in the header's `log_pos`).
         file: &'a [u8],
     },
+    /// HEARTBEAT_V2 (MySQL 8.0.26+): like HEARTBEAT, with a 64-bit position.
+    HeartbeatV2 {
+        /// The source's current binlog file.
+        file: &'a [u8],
+        /// The source's position in it, when sent.
+        position: Option<u64>,
+    },
     /// TABLE_MAP.
     TableMap(TableMap<'a>),
     /// Any ROWS event; the type is in the raw event's header.
@@ -154,6 +161,7 @@ fn decode_body<'a>(
             Event::Query(Query::parse(body, post_header(13), true)?)
         }
         EventType::HEARTBEAT => Event::Heartbeat { file: body },
+        EventType::HEARTBEAT_V2 => parse_heartbeat_v2(body)?,
         EventType::TABLE_MAP => Event::TableMap(TableMap::parse(body, post_header(8))?),
         t if t.is_rows() => {
             let version2 = matches!(
@@ -210,9 +218,69 @@ fn decode_body<'a>(
     })
 }
 
+/// HEARTBEAT_V2 body (`codecs::binary::Heartbeat` in MySQL's libbinlogevents): fields of
+/// `type, length, value` (type and length packed integers), ended by type 0. Type 1 is
+/// the file name, type 2 the position as a packed integer; other types are skipped.
+fn parse_heartbeat_v2(body: &[u8]) -> Result<Event<'_>, ErrorKind> {
+    let mut rest = body;
+    let (mut file, mut position): (&[u8], Option<u64>) = (&[], None);
+    let packed = |rest: &mut &[u8], field: &'static str| -> Result<u64, ErrorKind> {
+        let (value, used) = gtid::read_packed_integer(rest).ok_or(ErrorKind::Invalid(field))?;
+        *rest = &rest[used..];
+        Ok(value)
+    };
+    while !rest.is_empty() {
+        let field_type = packed(&mut rest, "heartbeat field type")?;
+        if field_type == 0 {
+            break;
+        }
+        let length = packed(&mut rest, "heartbeat field length")?;
+        if length > rest.len() as u64 {
+            return Err(ErrorKind::LengthMismatch {
+                field: "heartbeat field length",
+                value: length,
+                available: rest.len(),
+            });
+        }
+        let (mut value, after) = rest.split_at(length as usize);
+        rest = after;
+        match field_type {
+            1 => file = value,
+            2 => position = Some(packed(&mut value, "heartbeat position")?),
+            _ => {}
+        }
+    }
+    Ok(Event::HeartbeatV2 { file, position })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_v2_fields() {
+        let mut body = vec![1, 13];
+        body.extend_from_slice(b"binlog.000041");
+        body.extend_from_slice(&[2, 5, 0xfd, 0x15, 0xcd, 0x5b, 9, 0]);
+        assert_eq!(
+            parse_heartbeat_v2(&body),
+            Ok(Event::HeartbeatV2 {
+                file: b"binlog.000041",
+                position: Some(0x5bcd15)
+            })
+        );
+        assert_eq!(
+            parse_heartbeat_v2(&[0]),
+            Ok(Event::HeartbeatV2 {
+                file: b"",
+                position: None
+            })
+        );
+        assert!(
+            parse_heartbeat_v2(&[1, 200, b'x']).is_err(),
+            "length past the body"
+        );
+    }
 
     #[test]
     fn events_stay_small() {

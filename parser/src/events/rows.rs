@@ -42,6 +42,10 @@ pub struct RowsHeader<'a> {
     pub extra_data: &'a [u8],
     /// Everything after the post-header: column count, bitmaps, row images.
     pub rows: &'a [u8],
+    /// Whether the event carries two column bitmaps (before and after image: UPDATE).
+    pub two_bitmaps: bool,
+    /// Whether the row images are MariaDB-compressed (`*_ROWS_COMPRESSED` events).
+    pub compressed: bool,
 }
 
 /// ROWS flag: the last ROWS event of its statement.
@@ -122,6 +126,8 @@ impl<'a> RowsHeader<'a> {
                 flags,
                 extra_data: &[],
                 rows: rest,
+                two_bitmaps: false,
+                compressed: false,
             });
         }
         if rest.len() < 2 {
@@ -143,7 +149,33 @@ impl<'a> RowsHeader<'a> {
             flags,
             extra_data: &rest[2..extra_len],
             rows: &rest[extra_len..],
+            two_bitmaps: false,
+            compressed: false,
         })
+    }
+
+    /// The row images, after the column count and column bitmaps; decompressed when
+    /// the server compressed them (MariaDB compresses only this part of the event).
+    pub fn row_images(&self) -> Result<std::borrow::Cow<'a, [u8]>, ErrorKind> {
+        let (columns, used) =
+            read_packed_integer(self.rows).ok_or(ErrorKind::Invalid("column count"))?;
+        let bitmap_len =
+            usize::try_from(columns.div_ceil(8)).map_err(|_| ErrorKind::Invalid("column count"))?;
+        let bitmaps = if self.two_bitmaps { 2 } else { 1 };
+        let skip = bitmap_len
+            .checked_mul(bitmaps)
+            .and_then(|b| b.checked_add(used))
+            .ok_or(ErrorKind::Invalid("column count"))?;
+        let images = self.rows.get(skip..).ok_or(ErrorKind::LengthMismatch {
+            field: "column bitmaps",
+            value: skip as u64,
+            available: self.rows.len(),
+        })?;
+        if self.compressed {
+            crate::events::compressed::decompress_mariadb(images).map(std::borrow::Cow::Owned)
+        } else {
+            Ok(std::borrow::Cow::Borrowed(images))
+        }
     }
 }
 
