@@ -1,9 +1,27 @@
 //! The MySQL client/server protocol as a binlog replica speaks it.
 //!
-//! Wire framing, the connection handshake, authentication plugins, TLS, and the replica
-//! commands (`COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`, `COM_BINLOG_DUMP_GTID`). It hands the
-//! event bytes it receives to the caller untouched; it does not parse events (that is
+//! - [`packet`]: packet framing (3-byte length, sequence id, 16 MiB splitting), as a
+//!   tokio-util codec — the only code that sees the socket's bytes.
+//! - [`handshake`]: the server greeting, the client's answer, authentication plugins.
+//! - [`connection`]: an async connection with text queries and the replica commands
+//!   (`COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`).
+//!
+//! It hands event bytes to the caller untouched: it does not parse events (that is
 //! `binlogd-parser`) and does not store them (that is `binlogd-storage`).
 //!
-//! The implementation arrives with the replication-client issue; this crate holds its place
-//! in the workspace so the crate graph in `ARCHITECTURE.md` is true from the start.
+//! Not yet here (issue 4): TLS, `caching_sha2_password` and `client_ed25519`,
+//! `COM_BINLOG_DUMP_GTID`, semi-sync replies.
+
+pub mod connection;
+mod error;
+pub mod handshake;
+pub mod packet;
+mod packets;
+mod wire;
+
+pub use connection::{
+    BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, BinlogStream, ConnectOptions,
+    Connection,
+};
+pub use error::{ProtocolError, ServerError};
+pub use packets::Row;

@@ -1,0 +1,237 @@
+//! An async client connection: handshake, authentication, text queries, and the replica
+//! commands. The only async module of the crate; everything it parses is in sans-IO
+//! modules (`packet`, `handshake`, `packets`).
+
+use bytes::{BufMut, Bytes};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::error::ProtocolError;
+use crate::handshake::{ServerHandshake, handshake_response, native_password};
+use crate::packet::PacketCodec;
+use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
+use crate::wire::Reader;
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password (empty for none).
+    pub password: String,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    // The password never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Commands (first payload byte) this client sends.
+mod command {
+    pub const QUERY: u8 = 0x03;
+    pub const BINLOG_DUMP: u8 = 0x12;
+    pub const REGISTER_SLAVE: u8 = 0x15;
+}
+
+/// `COM_BINLOG_DUMP` flag: end the stream with EOF at the end of the binlog instead of
+/// waiting for new events.
+pub const BINLOG_DUMP_NON_BLOCK: u16 = 0x0001;
+/// `COM_BINLOG_DUMP` flag (MariaDB): send ANNOTATE_ROWS events.
+pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 0x0002;
+
+/// An authenticated connection.
+#[derive(Debug)]
+pub struct Connection {
+    framed: Framed<TcpStream, PacketCodec>,
+    server: ServerHandshake,
+}
+
+impl Connection {
+    /// Connects and authenticates (`mysql_native_password`, including an auth switch to
+    /// it).
+    pub async fn connect(options: &ConnectOptions) -> Result<Connection, ProtocolError> {
+        let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
+        stream.set_nodelay(true)?;
+        let mut framed = Framed::new(stream, PacketCodec::new());
+        let greeting = framed.next().await.ok_or(ProtocolError::Closed)??;
+        let server = ServerHandshake::parse(&greeting)?;
+        let password = options.password.as_bytes();
+        let (plugin, answer) = match server.auth_plugin.as_str() {
+            "mysql_native_password" => (
+                "mysql_native_password",
+                native_password(password, &server.scramble),
+            ),
+            // Answer with native_password; the server switches us if the user needs
+            // another plugin and we can speak it.
+            _ => (
+                "mysql_native_password",
+                native_password(password, &server.scramble),
+            ),
+        };
+        let (response, _caps) = handshake_response(&server, &options.user, plugin, &answer);
+        framed.send(response).await?;
+        loop {
+            let reply = framed.next().await.ok_or(ProtocolError::Closed)??;
+            match reply.first() {
+                Some(0x00) => break,
+                Some(0xff) => return Err(parse_err(&reply)?.into()),
+                Some(0xfe) => {
+                    // Auth switch: plugin name, then its scramble.
+                    let mut r = Reader::new(&reply[1..], "auth switch");
+                    let plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
+                    let data = r.rest.strip_suffix(&[0]).unwrap_or(r.rest);
+                    if plugin != "mysql_native_password" {
+                        return Err(ProtocolError::Unsupported(format!(
+                            "authentication plugin {plugin}"
+                        )));
+                    }
+                    framed.send(native_password(password, data)).await?;
+                }
+                _ => {
+                    return Err(ProtocolError::malformed(
+                        "authentication reply",
+                        "unexpected first byte",
+                    ));
+                }
+            }
+        }
+        Ok(Connection { framed, server })
+    }
+
+    /// The server's greeting.
+    pub fn server(&self) -> &ServerHandshake {
+        &self.server
+    }
+
+    async fn command(&mut self, payload: Vec<u8>) -> Result<(), ProtocolError> {
+        self.framed.codec_mut().reset_sequence();
+        self.framed.send(payload).await
+    }
+
+    async fn read(&mut self) -> Result<Bytes, ProtocolError> {
+        self.framed.next().await.ok_or(ProtocolError::Closed)?
+    }
+
+    /// Runs a statement with the text protocol and returns its rows (none for a
+    /// statement without a result set).
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<Row>, ProtocolError> {
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.put_u8(command::QUERY);
+        payload.put_slice(sql.as_bytes());
+        self.command(payload).await?;
+        let first = self.read().await?;
+        match classify(&first) {
+            Response::Ok => return Ok(Vec::new()),
+            Response::Err => return Err(parse_err(&first)?.into()),
+            _ => {}
+        }
+        let columns = Reader::new(&first, "column count")
+            .lenenc_int()?
+            .ok_or(ProtocolError::malformed("column count", "NULL"))?;
+        let columns = usize::try_from(columns)
+            .map_err(|_| ProtocolError::malformed("column count", "too large"))?;
+        // Column definitions, then EOF.
+        for _ in 0..columns {
+            self.read().await?;
+        }
+        let eof = self.read().await?;
+        if classify(&eof) != Response::Eof {
+            return Err(ProtocolError::malformed(
+                "result set",
+                "no EOF after column definitions",
+            ));
+        }
+        let mut rows = Vec::new();
+        loop {
+            let packet = self.read().await?;
+            match classify(&packet) {
+                Response::Eof => return Ok(rows),
+                Response::Err => return Err(parse_err(&packet)?.into()),
+                _ => rows.push(parse_text_row(&packet, columns)?),
+            }
+        }
+    }
+
+    /// Runs a query that returns one value.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, ProtocolError> {
+        let rows = self.query(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten()))
+    }
+
+    /// `COM_REGISTER_SLAVE`: announces this client as replica `server_id`.
+    pub async fn register_replica(&mut self, server_id: u32) -> Result<(), ProtocolError> {
+        let mut payload = vec![command::REGISTER_SLAVE];
+        payload.put_u32_le(server_id);
+        payload.put_u8(0); // hostname
+        payload.put_u8(0); // user
+        payload.put_u8(0); // password
+        payload.put_u16_le(0); // port
+        payload.put_u32_le(0); // replication rank
+        payload.put_u32_le(0); // master id
+        self.command(payload).await?;
+        let reply = self.read().await?;
+        match classify(&reply) {
+            Response::Ok => Ok(()),
+            Response::Err => Err(parse_err(&reply)?.into()),
+            _ => Err(ProtocolError::malformed(
+                "COM_REGISTER_SLAVE reply",
+                "neither OK nor ERR",
+            )),
+        }
+    }
+
+    /// `COM_BINLOG_DUMP` from `file` at `position`; the connection becomes a stream of
+    /// events.
+    pub async fn binlog_dump(
+        mut self,
+        server_id: u32,
+        file: &str,
+        position: u32,
+        flags: u16,
+    ) -> Result<BinlogStream, ProtocolError> {
+        let mut payload = vec![command::BINLOG_DUMP];
+        payload.put_u32_le(position);
+        payload.put_u16_le(flags);
+        payload.put_u32_le(server_id);
+        payload.put_slice(file.as_bytes());
+        self.command(payload).await?;
+        Ok(BinlogStream { connection: self })
+    }
+}
+
+/// The events of a binlog dump, one message each.
+#[derive(Debug)]
+pub struct BinlogStream {
+    connection: Connection,
+}
+
+impl BinlogStream {
+    /// The next event's bytes (header, body, checksum), or `None` when the server ends
+    /// the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
+    pub async fn next_event(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        let packet = self.connection.read().await?;
+        match packet.first() {
+            Some(0x00) => Ok(Some(packet.slice(1..))),
+            Some(0xff) => Err(parse_err(&packet)?.into()),
+            Some(0xfe) if packet.len() < 9 => Ok(None),
+            _ => Err(ProtocolError::malformed(
+                "binlog event",
+                "unexpected first byte",
+            )),
+        }
+    }
+}
