@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::error::ProtocolError;
-use crate::handshake::{ServerHandshake, handshake_response, native_password};
+use crate::handshake::{ServerHandshake, ed25519_password, handshake_response, native_password};
 use crate::packet::PacketCodec;
 use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
 use crate::wire::Reader;
@@ -58,8 +58,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects and authenticates (`mysql_native_password`, including an auth switch to
-    /// it).
+    /// Connects and authenticates: `mysql_native_password` first, then whatever the
+    /// server switches to among `mysql_native_password` and MariaDB's `client_ed25519`.
     pub async fn connect(options: &ConnectOptions) -> Result<Connection, ProtocolError> {
         let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
         stream.set_nodelay(true)?;
@@ -91,12 +91,16 @@ impl Connection {
                     let mut r = Reader::new(&reply[1..], "auth switch");
                     let plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
                     let data = r.rest.strip_suffix(&[0]).unwrap_or(r.rest);
-                    if plugin != "mysql_native_password" {
-                        return Err(ProtocolError::Unsupported(format!(
-                            "authentication plugin {plugin}"
-                        )));
-                    }
-                    framed.send(native_password(password, data)).await?;
+                    let answer = match plugin.as_str() {
+                        "mysql_native_password" => native_password(password, data),
+                        "client_ed25519" => ed25519_password(password, data).to_vec(),
+                        _ => {
+                            return Err(ProtocolError::Unsupported(format!(
+                                "authentication plugin {plugin}"
+                            )));
+                        }
+                    };
+                    framed.send(answer).await?;
                 }
                 _ => {
                     return Err(ProtocolError::malformed(

@@ -153,6 +153,18 @@ pub fn native_password(password: &[u8], scramble: &[u8]) -> Vec<u8> {
     stage1.iter().zip(mix.iter()).map(|(a, b)| a ^ b).collect()
 }
 
+/// MariaDB `client_ed25519`: an Ed25519 signature of the server's 32-byte scramble,
+/// made with SHA-512(password) as the expanded secret key (the password takes the place
+/// of the 32-byte seed). The server stores the matching public key.
+/// Reference: <https://mariadb.com/kb/en/authentication-plugin-ed25519/>.
+pub fn ed25519_password(password: &[u8], scramble: &[u8]) -> [u8; 64] {
+    use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
+    use sha2::{Digest as _, Sha512};
+    let expanded = ExpandedSecretKey::from_bytes(&Sha512::digest(password).into());
+    let public = ed25519_dalek::VerifyingKey::from(&expanded);
+    raw_sign::<Sha512>(&expanded, scramble, &public).to_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +183,20 @@ mod tests {
         let stage1: Vec<u8> = answer.iter().zip(mix.iter()).map(|(a, b)| a ^ b).collect();
         assert_eq!(Sha1::digest(&stage1).as_slice(), stored.as_slice());
         assert!(native_password(b"", scramble).is_empty());
+    }
+
+    #[test]
+    fn ed25519_signature_verifies_with_the_password_public_key() {
+        use ed25519_dalek::hazmat::ExpandedSecretKey;
+        use sha2::{Digest as _, Sha512};
+        let scramble = [7u8; 32];
+        let signature =
+            ed25519_dalek::Signature::from_bytes(&ed25519_password(b"secret", &scramble));
+        let public = ed25519_dalek::VerifyingKey::from(&ExpandedSecretKey::from_bytes(
+            &Sha512::digest(b"secret").into(),
+        ));
+        assert!(public.verify_strict(&scramble, &signature).is_ok());
+        assert!(public.verify_strict(&[8u8; 32], &signature).is_err());
     }
 
     #[test]

@@ -118,3 +118,32 @@ async fn wrong_password_and_missing_file_are_clear_fatal_errors() {
     assert_eq!(server.code, 1236, "{server}");
     assert!(err.is_fatal());
 }
+
+#[tokio::test]
+async fn ed25519_user_authenticates_through_an_auth_switch() {
+    let db = MariaDb::start_default().expect("start");
+    db.sql(
+        "INSTALL SONAME 'auth_ed25519';
+         CREATE USER 'edu'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('ed-Secret-9');
+         GRANT REPLICATION SLAVE ON *.* TO 'edu'@'127.0.0.1';",
+    )
+    .expect("ed25519 user");
+    let mut options = options(&db, "ed-Secret-9");
+    options.user = "edu".to_owned();
+    let mut conn = Connection::connect(&options).await.expect("ed25519 login");
+    let who = conn
+        .query_value("SELECT CURRENT_USER()")
+        .await
+        .expect("query")
+        .expect("user");
+    assert_eq!(who, "edu@127.0.0.1");
+
+    options.password = "wrong".to_owned();
+    let err = Connection::connect(&options)
+        .await
+        .expect_err("wrong ed25519 password");
+    assert!(
+        matches!(&err, ProtocolError::Server(e) if e.code == 1045),
+        "{err}"
+    );
+}
