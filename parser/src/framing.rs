@@ -92,6 +92,10 @@ pub struct Framer {
     /// Cloned for each event: `Hasher::new` detects CPU features on every call, which
     /// cost 3% of indexing time.
     crc: crc32fast::Hasher,
+    /// The checksum of events that arrive before any format description: a replication
+    /// stream opens with an artificial ROTATE that carries the checksum the client and
+    /// server agreed on (`@master_binlog_checksum`).
+    checksum_before_format: Option<ChecksumAlgorithm>,
 }
 
 impl Framer {
@@ -106,6 +110,16 @@ impl Framer {
     pub fn with_format(format: FormatDescription) -> Self {
         Framer {
             format: Some(format),
+            ..Framer::default()
+        }
+    }
+
+    /// A framer for a replication stream whose checksum was negotiated as `checksum`:
+    /// events before the first format description (the stream's artificial ROTATE) are
+    /// read with it.
+    pub fn for_stream(checksum: ChecksumAlgorithm) -> Self {
+        Framer {
+            checksum_before_format: Some(checksum),
             ..Framer::default()
         }
     }
@@ -155,7 +169,10 @@ impl Framer {
         let checksum = match (&self.format, is_format_description) {
             (_, true) => None, // decided by the event itself, below
             (Some(format), false) => Some(format.checksum),
-            (None, false) => return Err(fail(ErrorKind::MissingFormatDescription)),
+            (None, false) => match self.checksum_before_format {
+                Some(checksum) => Some(checksum),
+                None => return Err(fail(ErrorKind::MissingFormatDescription)),
+            },
         };
         let minimum = (HEADER_LEN + checksum.map_or(0, ChecksumAlgorithm::len)) as u32;
         if header.event_size < minimum {

@@ -147,3 +147,77 @@ async fn ed25519_user_authenticates_through_an_auth_switch() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn gtid_positioned_dump_starts_right_after_the_position() {
+    use binlogd_parser::events::Event;
+    use binlogd_parser::{ChecksumAlgorithm, Frame, Framer, MariadbGtidPos, decode_event};
+
+    let db = MariaDbConfig {
+        max_binlog_size: Some(8 * 1024),
+        ..Default::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(40).expect("workload");
+    let position: MariadbGtidPos = db
+        .gtid_binlog_pos()
+        .expect("pos")
+        .parse()
+        .expect("parse pos");
+    db.write_workload(60).expect("more");
+    db.sql("SET SESSION gtid_domain_id = 5; CREATE TABLE binlogd_test.other (a INT)")
+        .expect("domain 5");
+    let end: MariadbGtidPos = db
+        .gtid_binlog_pos()
+        .expect("pos")
+        .parse()
+        .expect("parse end");
+
+    let conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+        .await
+        .expect("connect");
+    let mut stream = conn
+        .binlog_dump_mariadb_gtid(4244, &position, BINLOG_DUMP_NON_BLOCK)
+        .await
+        .expect("dump");
+    // The server's binlog_checksum is CRC32 (the default), which the dump negotiated.
+    let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);
+    let mut gtids = Vec::new();
+    while let Some(event) = stream.next_event().await.expect("event") {
+        let Frame::Event(raw) = framer.next_event(&event, 0).expect("frame") else {
+            panic!("whole event")
+        };
+        let Some(format) = framer.format() else {
+            assert!(
+                raw.is_artificial(),
+                "only the artificial ROTATE precedes the format description"
+            );
+            continue;
+        };
+        if let Event::MariadbGtid(gtid) = decode_event(&raw, format).expect("decode") {
+            gtids.push(gtid.gtid);
+        }
+    }
+    // Exactly the transactions after the position, in order, in both domains.
+    let domain0: Vec<u64> = gtids
+        .iter()
+        .filter(|g| g.domain_id == 0)
+        .map(|g| g.sequence)
+        .collect();
+    let first = position.get(0).expect("domain 0").sequence + 1;
+    assert_eq!(
+        domain0,
+        (first..=end.get(0).expect("domain 0").sequence).collect::<Vec<_>>()
+    );
+    let domain5: Vec<u64> = gtids
+        .iter()
+        .filter(|g| g.domain_id == 5)
+        .map(|g| g.sequence)
+        .collect();
+    assert_eq!(
+        domain5,
+        [1],
+        "a domain the position does not name streams from its start"
+    );
+}
