@@ -221,3 +221,54 @@ async fn gtid_positioned_dump_starts_right_after_the_position() {
         "a domain the position does not name streams from its start"
     );
 }
+
+#[tokio::test]
+async fn an_event_larger_than_16_mib_arrives_whole() {
+    // A 20 MiB row is one ROWS event of more than 2^24 bytes: the server must split it
+    // over several packets and the codec must join them.
+    let db = MariaDbConfig {
+        extra_args: vec!["--max-allowed-packet=64M".to_owned()],
+        ..Default::default()
+    }
+    .start()
+    .expect("start");
+    db.sql(
+        "CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, payload LONGBLOB);
+         INSERT INTO big.t VALUES (1, REPEAT(UNHEX('0123456789ABCDEF'), 20 * 1024 * 1024 / 8));",
+    )
+    .expect("insert a 20 MiB row");
+    let name = db.binlog_names().expect("names").remove(0);
+    let on_disk = std::fs::read(db.binlog_dir().join(&name)).expect("server file");
+
+    let mut conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+        .await
+        .expect("connect");
+    conn.query(
+        "SET @master_binlog_checksum = @@global.binlog_checksum, @mariadb_slave_capability = 4",
+    )
+    .await
+    .expect("session");
+    let mut stream = conn
+        .binlog_dump(4245, &name, 4, BINLOG_DUMP_NON_BLOCK)
+        .await
+        .expect("dump");
+    let mut copy = BINLOG_MAGIC.to_vec();
+    let mut largest = 0;
+    while let Some(event) = stream.next_event().await.expect("event") {
+        let flags = u16::from_le_bytes([event[17], event[18]]);
+        if flags & FLAG_ARTIFICIAL != 0 {
+            continue;
+        }
+        largest = largest.max(event.len());
+        copy.extend_from_slice(&event);
+    }
+    assert!(largest > 20 << 20, "largest event {largest} bytes");
+    let mut expected = on_disk;
+    expected[4 + 17] &= !(FLAG_BINLOG_IN_USE as u8);
+    assert!(
+        copy == expected,
+        "{} streamed vs {} on disk",
+        copy.len(),
+        expected.len()
+    );
+}
