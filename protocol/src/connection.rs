@@ -8,9 +8,16 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::error::ProtocolError;
-use crate::handshake::{ServerHandshake, ed25519_password, handshake_response, native_password};
+use binlogd_parser::ChecksumAlgorithm;
+use rustls::pki_types::ServerName;
+
+use crate::handshake::{
+    ServerHandshake, capabilities, client_capabilities, ed25519_password, handshake_response,
+    native_password, ssl_request,
+};
 use crate::packet::PacketCodec;
 use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
+use crate::tls::{TlsMode, TlsOptions, Transport};
 use crate::wire::Reader;
 
 /// Where and as whom to connect.
@@ -24,6 +31,8 @@ pub struct ConnectOptions {
     pub user: String,
     /// Password (empty for none).
     pub password: String,
+    /// TLS settings.
+    pub tls: TlsOptions,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -33,6 +42,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -53,34 +63,72 @@ pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 0x0002;
 /// An authenticated connection.
 #[derive(Debug)]
 pub struct Connection {
-    framed: Framed<TcpStream, PacketCodec>,
+    framed: Framed<Transport, PacketCodec>,
     server: ServerHandshake,
+    tls: bool,
 }
 
 impl Connection {
-    /// Connects and authenticates: `mysql_native_password` first, then whatever the
-    /// server switches to among `mysql_native_password` and MariaDB's `client_ed25519`.
+    /// Connects, upgrades to TLS as `options.tls` asks, and authenticates:
+    /// `mysql_native_password` first, then whatever the server switches to among
+    /// `mysql_native_password` and MariaDB's `client_ed25519`.
     pub async fn connect(options: &ConnectOptions) -> Result<Connection, ProtocolError> {
         let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
         stream.set_nodelay(true)?;
-        let mut framed = Framed::new(stream, PacketCodec::new());
+        let mut framed = Framed::new(Transport::Plain(stream), PacketCodec::new());
         let greeting = framed.next().await.ok_or(ProtocolError::Closed)??;
         let server = ServerHandshake::parse(&greeting)?;
-        let password = options.password.as_bytes();
-        let (plugin, answer) = match server.auth_plugin.as_str() {
-            "mysql_native_password" => (
-                "mysql_native_password",
-                native_password(password, &server.scramble),
-            ),
-            // Answer with native_password; the server switches us if the user needs
-            // another plugin and we can speak it.
-            _ => (
-                "mysql_native_password",
-                native_password(password, &server.scramble),
-            ),
+        let server_has_tls = server.capabilities & capabilities::SSL != 0;
+        let use_tls = match options.tls.mode {
+            TlsMode::Disabled => false,
+            TlsMode::Preferred => server_has_tls,
+            _ if server_has_tls => true,
+            _ => {
+                return Err(ProtocolError::Tls(format!(
+                    "TLS mode {:?} but the server at {}:{} does not offer TLS",
+                    options.tls.mode, options.host, options.port
+                )));
+            }
         };
-        let (response, _caps) = handshake_response(&server, &options.user, plugin, &answer);
-        framed.send(response).await?;
+        let caps = client_capabilities(&server, use_tls);
+        if use_tls {
+            framed.send(ssl_request(caps)).await?;
+            let config = options.tls.client_config()?;
+            let name = options
+                .tls
+                .server_name
+                .clone()
+                .unwrap_or_else(|| options.host.clone());
+            let name = ServerName::try_from(name)
+                .map_err(|e| ProtocolError::Tls(format!("server name: {e}")))?;
+            // The packet sequence continues inside TLS: keep the codec.
+            let parts = framed.into_parts();
+            let Transport::Plain(tcp) = parts.io else {
+                return Err(ProtocolError::Tls("TLS requested twice".to_owned()));
+            };
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| {
+                    ProtocolError::Tls(format!(
+                        "handshake with {}:{}: {e}",
+                        options.host, options.port
+                    ))
+                })?;
+            framed = Framed::new(Transport::Tls(Box::new(tls)), parts.codec);
+        }
+        let password = options.password.as_bytes();
+        // Answer with native_password; the server switches us if the account uses
+        // another plugin we speak.
+        let answer = native_password(password, &server.scramble);
+        framed
+            .send(handshake_response(
+                caps,
+                &options.user,
+                "mysql_native_password",
+                &answer,
+            ))
+            .await?;
         loop {
             let reply = framed.next().await.ok_or(ProtocolError::Closed)??;
             match reply.first() {
@@ -110,7 +158,16 @@ impl Connection {
                 }
             }
         }
-        Ok(Connection { framed, server })
+        Ok(Connection {
+            framed,
+            server,
+            tls: use_tls,
+        })
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The server's greeting.
@@ -200,6 +257,12 @@ impl Connection {
 
     /// `COM_BINLOG_DUMP` from `file` at `position`; the connection becomes a stream of
     /// events.
+    ///
+    /// Declares first what a real replica declares: that it understands the server's
+    /// checksum (`@master_binlog_checksum`, `@source_binlog_checksum` on MySQL 8.0.26+;
+    /// without it a server that writes CRC32 refuses with error 1236) and, for MariaDB,
+    /// its own GTID events (`@mariadb_slave_capability=4`; otherwise they arrive rewritten
+    /// as BEGIN queries). The stream reports the negotiated checksum.
     pub async fn binlog_dump(
         mut self,
         server_id: u32,
@@ -207,25 +270,23 @@ impl Connection {
         position: u32,
         flags: u16,
     ) -> Result<BinlogStream, ProtocolError> {
+        let checksum = self.negotiate_checksum().await?;
         let mut payload = vec![command::BINLOG_DUMP];
         payload.put_u32_le(position);
         payload.put_u16_le(flags);
         payload.put_u32_le(server_id);
         payload.put_slice(file.as_bytes());
         self.command(payload).await?;
-        Ok(BinlogStream { connection: self })
+        Ok(BinlogStream {
+            connection: self,
+            checksum,
+        })
     }
-}
 
-impl Connection {
     /// Starts a MariaDB dump positioned by GTID: the stream continues right after
-    /// `position` in every domain it names (an empty position starts from the oldest
-    /// binlog). This is what a MariaDB replica with `MASTER_USE_GTID` does: the position
-    /// goes in `@slave_connect_state`, and `COM_BINLOG_DUMP` names no file.
-    ///
-    /// MariaDB sends its own GTID events only to a client that declared
-    /// `@mariadb_slave_capability=4` (otherwise they arrive rewritten as BEGIN queries),
-    /// so this sets that too, along with the checksum the stream should carry.
+    /// `position` in every domain it names (a domain it does not name streams from the
+    /// oldest binlog). This is what a MariaDB replica with `MASTER_USE_GTID` does: the
+    /// position goes in `@slave_connect_state`, and `COM_BINLOG_DUMP` names no file.
     pub async fn binlog_dump_mariadb_gtid(
         mut self,
         server_id: u32,
@@ -234,11 +295,29 @@ impl Connection {
     ) -> Result<BinlogStream, ProtocolError> {
         // The position text is digits, dashes and commas only: safe to inline.
         self.query(&format!(
-            "SET @master_binlog_checksum = @@global.binlog_checksum, @mariadb_slave_capability = 4, \
-             @slave_connect_state = '{position}', @slave_gtid_strict_mode = 1, @slave_gtid_ignore_duplicates = 0"
+            "SET @slave_connect_state = '{position}', @slave_gtid_strict_mode = 1, @slave_gtid_ignore_duplicates = 0"
         ))
         .await?;
         self.binlog_dump(server_id, "", 4, flags).await
+    }
+
+    async fn negotiate_checksum(&mut self) -> Result<ChecksumAlgorithm, ProtocolError> {
+        self.query(
+            "SET @master_binlog_checksum = @@global.binlog_checksum, \
+                 @source_binlog_checksum = @@global.binlog_checksum, @mariadb_slave_capability = 4",
+        )
+        .await?;
+        match self
+            .query_value("SELECT @@global.binlog_checksum")
+            .await?
+            .as_deref()
+        {
+            Some("CRC32") => Ok(ChecksumAlgorithm::Crc32),
+            Some("NONE") => Ok(ChecksumAlgorithm::None),
+            other => Err(ProtocolError::Unsupported(format!(
+                "binlog_checksum {other:?}"
+            ))),
+        }
     }
 }
 
@@ -246,9 +325,16 @@ impl Connection {
 #[derive(Debug)]
 pub struct BinlogStream {
     connection: Connection,
+    checksum: ChecksumAlgorithm,
 }
 
 impl BinlogStream {
+    /// The checksum the server's events carry, as negotiated: what
+    /// `binlogd_parser::Framer::for_stream` needs.
+    pub fn checksum(&self) -> ChecksumAlgorithm {
+        self.checksum
+    }
+
     /// The next event's bytes (header, body, checksum), or `None` when the server ends
     /// the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
     pub async fn next_event(&mut self) -> Result<Option<Bytes>, ProtocolError> {

@@ -36,6 +36,9 @@ pub enum ProtocolError {
         /// What is wrong.
         detail: &'static str,
     },
+    /// TLS could not be set up (configuration, handshake or certificate check).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server asks for something this client does not do.
     #[error("unsupported: {0}")]
     Unsupported(String),

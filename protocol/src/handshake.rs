@@ -101,13 +101,9 @@ impl ServerHandshake {
     }
 }
 
-/// Builds the HandshakeResponse41 for `user` with the plugin's first answer.
-pub(crate) fn handshake_response(
-    server: &ServerHandshake,
-    user: &str,
-    auth_plugin: &str,
-    auth_response: &[u8],
-) -> (Vec<u8>, u32) {
+/// The capabilities this client asks for, of those the server offers; with `CLIENT_SSL`
+/// when the connection is to be upgraded to TLS.
+pub(crate) fn client_capabilities(server: &ServerHandshake, tls: bool) -> u32 {
     use capabilities::*;
     let wanted = LONG_PASSWORD
         | LONG_FLAG
@@ -116,13 +112,30 @@ pub(crate) fn handshake_response(
         | SECURE_CONNECTION
         | MULTI_RESULTS
         | PLUGIN_AUTH
-        | PLUGIN_AUTH_LENENC_CLIENT_DATA;
-    let caps = wanted & server.capabilities;
-    let mut out = Vec::with_capacity(64 + user.len());
+        | PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | if tls { SSL } else { 0 };
+    wanted & server.capabilities
+}
+
+/// The fixed 32-byte head of the handshake response; alone it is the SSLRequest.
+pub(crate) fn ssl_request(caps: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
     out.put_u32_le(caps);
     out.put_u32_le(crate::packet::MAX_MESSAGE as u32);
     out.put_u8(45); // utf8mb4_general_ci
     out.put_slice(&[0; 23]);
+    out
+}
+
+/// Builds the HandshakeResponse41 for `user` with the plugin's first answer.
+pub(crate) fn handshake_response(
+    caps: u32,
+    user: &str,
+    auth_plugin: &str,
+    auth_response: &[u8],
+) -> Vec<u8> {
+    use capabilities::*;
+    let mut out = ssl_request(caps);
     out.put_slice(user.as_bytes());
     out.put_u8(0);
     if caps & PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -135,7 +148,7 @@ pub(crate) fn handshake_response(
         out.put_slice(auth_plugin.as_bytes());
         out.put_u8(0);
     }
-    (out, caps)
+    out
 }
 
 /// `mysql_native_password`: SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password))).

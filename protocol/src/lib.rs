@@ -9,14 +9,17 @@
 //! It hands event bytes to the caller untouched: it does not parse events (that is
 //! `binlogd-parser`) and does not store them (that is `binlogd-storage`).
 //!
-//! Not yet here (issue 4): TLS, `caching_sha2_password` and `client_ed25519`,
-//! `COM_BINLOG_DUMP_GTID`, semi-sync replies.
+//! - [`tls`]: TLS with rustls, in the MySQL client's five modes.
+//!
+//! Not yet here (issue 4): `caching_sha2_password`, `COM_BINLOG_DUMP_GTID`, semi-sync
+//! replies.
 
 pub mod connection;
 mod error;
 pub mod handshake;
 pub mod packet;
 mod packets;
+pub mod tls;
 mod wire;
 
 pub use connection::{
@@ -25,3 +28,4 @@ pub use connection::{
 };
 pub use error::{ProtocolError, ServerError};
 pub use packets::Row;
+pub use tls::{TlsMode, TlsOptions};

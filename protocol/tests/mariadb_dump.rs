@@ -12,6 +12,7 @@ fn options(db: &MariaDb, password: &str) -> ConnectOptions {
         port: db.port(),
         user: REPLICATION_USER.to_owned(),
         password: password.to_owned(),
+        tls: Default::default(),
     }
 }
 
@@ -43,14 +44,6 @@ async fn dump_rebuilds_every_binlog_file_byte_for_byte() {
         .expect("query")
         .expect("a version");
     assert!(version.starts_with("10.11"), "{version}");
-    // What a real replica says before dumping: it understands checksums and MariaDB's
-    // own GTID events.
-    conn.query("SET @master_binlog_checksum = @@global.binlog_checksum")
-        .await
-        .expect("checksum");
-    conn.query("SET @mariadb_slave_capability = 4")
-        .await
-        .expect("capability");
     conn.register_replica(4242).await.expect("register");
     let mut stream = conn
         .binlog_dump(4242, &names[0], 4, BINLOG_DUMP_NON_BLOCK)
@@ -181,8 +174,12 @@ async fn gtid_positioned_dump_starts_right_after_the_position() {
         .binlog_dump_mariadb_gtid(4244, &position, BINLOG_DUMP_NON_BLOCK)
         .await
         .expect("dump");
-    // The server's binlog_checksum is CRC32 (the default), which the dump negotiated.
-    let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);
+    assert_eq!(
+        stream.checksum(),
+        ChecksumAlgorithm::Crc32,
+        "the server default"
+    );
+    let mut framer = Framer::for_stream(stream.checksum());
     let mut gtids = Vec::new();
     while let Some(event) = stream.next_event().await.expect("event") {
         let Frame::Event(raw) = framer.next_event(&event, 0).expect("frame") else {
@@ -240,14 +237,9 @@ async fn an_event_larger_than_16_mib_arrives_whole() {
     let name = db.binlog_names().expect("names").remove(0);
     let on_disk = std::fs::read(db.binlog_dir().join(&name)).expect("server file");
 
-    let mut conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+    let conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
         .await
         .expect("connect");
-    conn.query(
-        "SET @master_binlog_checksum = @@global.binlog_checksum, @mariadb_slave_capability = 4",
-    )
-    .await
-    .expect("session");
     let mut stream = conn
         .binlog_dump(4245, &name, 4, BINLOG_DUMP_NON_BLOCK)
         .await

@@ -26,6 +26,7 @@
 //! chain printed, not a type to match on.
 
 mod mariadb;
+mod pki;
 mod process;
 pub mod reap;
 mod s3;
@@ -34,6 +35,7 @@ mod tools;
 pub use mariadb::{
     Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage, SysbenchLoad,
 };
+pub use pki::TestPki;
 pub use process::{free_port, pids_mentioning};
 pub use s3::{S3Kind, S3Server};
 pub use tools::{Tool, find_tool};
