@@ -66,6 +66,7 @@ pub struct Connection {
     framed: Framed<Transport, PacketCodec>,
     server: ServerHandshake,
     tls: bool,
+    semi_sync: bool,
 }
 
 impl Connection {
@@ -162,7 +163,34 @@ impl Connection {
             framed,
             server,
             tls: use_tls,
+            semi_sync: false,
         })
+    }
+
+    /// Asks to be a semi-synchronous replica for the dump that follows: the primary then
+    /// marks the events it waits on, and its commits return once this client
+    /// acknowledges them ([`BinlogStream::acknowledge`]). Fails if the primary has
+    /// semi-sync off (`rpl_semi_sync_master_enabled` / `rpl_semi_sync_source_enabled`).
+    pub async fn request_semi_sync(&mut self) -> Result<(), ProtocolError> {
+        let rows = self
+            .query("SHOW VARIABLES LIKE 'rpl_semi_sync_%_enabled'")
+            .await?;
+        let enabled = rows.iter().any(|row| {
+            let name = row.first().cloned().flatten().unwrap_or_default();
+            let value = row.get(1).cloned().flatten().unwrap_or_default();
+            (name.contains("master") || name.contains("source")) && value == "ON"
+        });
+        if !enabled {
+            return Err(ProtocolError::Unsupported(
+                "semi-sync was asked for, but the primary has rpl_semi_sync_master_enabled (or \
+                 rpl_semi_sync_source_enabled) OFF"
+                    .to_owned(),
+            ));
+        }
+        self.query("SET @rpl_semi_sync_slave = 1, @rpl_semi_sync_replica = 1")
+            .await?;
+        self.semi_sync = true;
+        Ok(())
     }
 
     /// Whether the connection is encrypted.
@@ -277,9 +305,12 @@ impl Connection {
         payload.put_u32_le(server_id);
         payload.put_slice(file.as_bytes());
         self.command(payload).await?;
+        let semi_sync = self.semi_sync;
         Ok(BinlogStream {
             connection: self,
             checksum,
+            semi_sync,
+            ack_requested: false,
         })
     }
 
@@ -326,6 +357,8 @@ impl Connection {
 pub struct BinlogStream {
     connection: Connection,
     checksum: ChecksumAlgorithm,
+    semi_sync: bool,
+    ack_requested: bool,
 }
 
 impl BinlogStream {
@@ -337,9 +370,23 @@ impl BinlogStream {
 
     /// The next event's bytes (header, body, checksum), or `None` when the server ends
     /// the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
+    ///
+    /// In a semi-sync stream every event carries a 2-byte prefix (0xef, then 1 if the
+    /// primary waits for an acknowledgement); it is removed here and the request is kept
+    /// for [`BinlogStream::ack_requested`].
     pub async fn next_event(&mut self) -> Result<Option<Bytes>, ProtocolError> {
         let packet = self.connection.read().await?;
         match packet.first() {
+            Some(0x00) if self.semi_sync => {
+                if packet.len() < 3 || packet[1] != SEMI_SYNC_MAGIC {
+                    return Err(ProtocolError::malformed(
+                        "semi-sync event",
+                        "missing the 0xef prefix",
+                    ));
+                }
+                self.ack_requested = packet[2] == 1;
+                Ok(Some(packet.slice(3..)))
+            }
             Some(0x00) => Ok(Some(packet.slice(1..))),
             Some(0xff) => Err(parse_err(&packet)?.into()),
             Some(0xfe) if packet.len() < 9 => Ok(None),
@@ -349,4 +396,26 @@ impl BinlogStream {
             )),
         }
     }
+
+    /// Whether the primary waits for an acknowledgement of the last event (the end of a
+    /// transaction, in a semi-sync stream).
+    pub fn ack_requested(&self) -> bool {
+        self.ack_requested
+    }
+
+    /// Tells a semi-sync primary that everything up to `position` of `file` is durable
+    /// here, which lets the waiting commit return to its client. Send it only once the
+    /// bytes are safe: that is the whole point.
+    pub async fn acknowledge(&mut self, file: &str, position: u64) -> Result<(), ProtocolError> {
+        let mut payload = Vec::with_capacity(9 + file.len());
+        payload.put_u8(SEMI_SYNC_MAGIC);
+        payload.put_u64_le(position);
+        payload.put_slice(file.as_bytes());
+        self.ack_requested = false;
+        // A reply is a new packet sequence of its own, on the same connection.
+        self.connection.command(payload).await
+    }
 }
+
+/// The first byte of a semi-sync event prefix and of a semi-sync reply.
+const SEMI_SYNC_MAGIC: u8 = 0xef;
