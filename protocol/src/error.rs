@@ -73,9 +73,67 @@ pub struct ServerError {
     pub message: String,
 }
 
+/// What kind of refusal a server error is, for the messages and retry decisions of a
+/// replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong user or password (1045).
+    AccessDenied,
+    /// The user lacks a replication privilege (1227).
+    MissingPrivilege,
+    /// The binlog asked for is not on the server: purged, or never existed (1236).
+    BinlogNotAvailable,
+    /// Another replica connected with the same server id (MariaDB 4052; MySQL 1236).
+    DuplicateServerId,
+    /// Anything else.
+    Other,
+}
+
 impl ServerError {
+    /// Classifies the error.
+    pub fn refusal(&self) -> Refusal {
+        match self.code {
+            1045 => Refusal::AccessDenied,
+            1227 => Refusal::MissingPrivilege,
+            4052 => Refusal::DuplicateServerId,
+            1236 if self.message.contains("same server_uuid")
+                || self.message.contains("same server_id") =>
+            {
+                Refusal::DuplicateServerId
+            }
+            1236 if self.message.contains("Could not find first log")
+                || self.message.contains("purged") =>
+            {
+                Refusal::BinlogNotAvailable
+            }
+            _ => Refusal::Other,
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self.refusal() {
+            Refusal::AccessDenied => "check the replication user and its password",
+            Refusal::MissingPrivilege => {
+                "grant the replication user REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR on MariaDB 10.5+) ON *.*"
+            }
+            Refusal::BinlogNotAvailable => {
+                "the server no longer has this binlog (see SHOW BINARY LOGS): the archive cannot continue \
+                 without a gap; raise the server's binlog retention"
+            }
+            Refusal::DuplicateServerId => {
+                "another replica uses the same server id: give binlogd a server id of its own"
+            }
+            Refusal::Other => return None,
+        })
+    }
+
     /// Errors that a new connection would meet again.
     pub fn is_fatal(&self) -> bool {
+        if self.refusal() == Refusal::DuplicateServerId {
+            // Fatal for this replica identity: reconnecting would cut the other replica.
+            return true;
+        }
         !matches!(
             self.code,
             // Too many connections, server shutdown in progress, query interrupted,

@@ -26,6 +26,6 @@ pub use connection::{
     BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, BinlogStream, ConnectOptions,
     Connection,
 };
-pub use error::{ProtocolError, ServerError};
+pub use error::{ProtocolError, Refusal, ServerError};
 pub use packets::Row;
 pub use tls::{TlsMode, TlsOptions};
