@@ -1,20 +1,13 @@
 //! The replica side against a real MariaDB: authenticate as the replication user, dump
 //! every binlog file, and rebuild byte-identical copies from the stream.
 
+mod common;
+
 use binlogd_parser::header::{FLAG_ARTIFICIAL, FLAG_BINLOG_IN_USE, HEADER_LEN};
 use binlogd_parser::{BINLOG_MAGIC, EventType};
 use binlogd_protocol::{BINLOG_DUMP_NON_BLOCK, ConnectOptions, Connection, ProtocolError};
-use binlogd_testkit::{MariaDb, MariaDbConfig, REPLICATION_PASSWORD, REPLICATION_USER};
-
-fn options(db: &MariaDb, password: &str) -> ConnectOptions {
-    ConnectOptions {
-        host: "127.0.0.1".to_owned(),
-        port: db.port(),
-        user: REPLICATION_USER.to_owned(),
-        password: password.to_owned(),
-        tls: Default::default(),
-    }
-}
+use binlogd_testkit::{MariaDb, MariaDbConfig};
+use common::replication_options;
 
 #[tokio::test]
 async fn dump_rebuilds_every_binlog_file_byte_for_byte() {
@@ -30,7 +23,7 @@ async fn dump_rebuilds_every_binlog_file_byte_for_byte() {
     let names = db.binlog_names().expect("names");
     assert!(names.len() >= 3, "{names:?}");
 
-    let mut conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+    let mut conn = Connection::connect(&replication_options(&db))
         .await
         .expect("connect");
     assert!(
@@ -87,9 +80,12 @@ async fn dump_rebuilds_every_binlog_file_byte_for_byte() {
 #[tokio::test]
 async fn wrong_password_and_missing_file_are_clear_fatal_errors() {
     let db = MariaDb::start_default().expect("start");
-    let err = Connection::connect(&options(&db, "not-the-password"))
-        .await
-        .expect_err("refused");
+    let err = Connection::connect(&ConnectOptions {
+        password: "not-the-password".into(),
+        ..replication_options(&db)
+    })
+    .await
+    .expect_err("refused");
     let ProtocolError::Server(server) = &err else {
         panic!("{err}")
     };
@@ -97,7 +93,7 @@ async fn wrong_password_and_missing_file_are_clear_fatal_errors() {
     assert!(err.is_fatal());
     assert!(err.to_string().contains("Access denied"), "{err}");
 
-    let conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+    let conn = Connection::connect(&replication_options(&db))
         .await
         .expect("connect");
     let mut stream = conn
@@ -121,7 +117,10 @@ async fn ed25519_user_authenticates_through_an_auth_switch() {
          GRANT REPLICATION SLAVE ON *.* TO 'edu'@'127.0.0.1';",
     )
     .expect("ed25519 user");
-    let mut options = options(&db, "ed-Secret-9");
+    let mut options = ConnectOptions {
+        password: "ed-Secret-9".into(),
+        ..replication_options(&db)
+    };
     options.user = "edu".to_owned();
     let mut conn = Connection::connect(&options).await.expect("ed25519 login");
     let who = conn
@@ -167,7 +166,7 @@ async fn gtid_positioned_dump_starts_right_after_the_position() {
         .parse()
         .expect("parse end");
 
-    let conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+    let conn = Connection::connect(&replication_options(&db))
         .await
         .expect("connect");
     let mut stream = conn
@@ -237,7 +236,7 @@ async fn an_event_larger_than_16_mib_arrives_whole() {
     let name = db.binlog_names().expect("names").remove(0);
     let on_disk = std::fs::read(db.binlog_dir().join(&name)).expect("server file");
 
-    let conn = Connection::connect(&options(&db, REPLICATION_PASSWORD))
+    let conn = Connection::connect(&replication_options(&db))
         .await
         .expect("connect");
     let mut stream = conn

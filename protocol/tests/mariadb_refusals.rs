@@ -1,19 +1,12 @@
 //! What a real MariaDB refuses a replica, and how the client classifies and explains it.
 
+mod common;
+
 use binlogd_protocol::{
     BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, ProtocolError, Refusal,
 };
-use binlogd_testkit::{MariaDb, REPLICATION_PASSWORD, REPLICATION_USER};
-
-fn options(db: &MariaDb, user: &str, password: &str) -> ConnectOptions {
-    ConnectOptions {
-        host: "127.0.0.1".to_owned(),
-        port: db.port(),
-        user: user.to_owned(),
-        password: password.to_owned(),
-        tls: Default::default(),
-    }
-}
+use binlogd_testkit::MariaDb;
+use common::replication_options;
 
 /// Reads until the stream fails or ends; returns the failure.
 async fn first_error(stream: &mut BinlogStream) -> ProtocolError {
@@ -44,9 +37,13 @@ async fn refusals_are_classified_with_a_hint() {
     let names = db.binlog_names().expect("names");
 
     // A user without REPLICATION SLAVE.
-    let conn = Connection::connect(&options(&db, "plain", "pw"))
-        .await
-        .expect("connect");
+    let conn = Connection::connect(&ConnectOptions {
+        user: "plain".into(),
+        password: "pw".into(),
+        ..replication_options(&db)
+    })
+    .await
+    .expect("connect");
     let err = match conn
         .binlog_dump(5000, &names[0], 4, BINLOG_DUMP_NON_BLOCK)
         .await
@@ -79,7 +76,7 @@ async fn refusals_are_classified_with_a_hint() {
             .expect("purge");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let conn = Connection::connect(&options(&db, REPLICATION_USER, REPLICATION_PASSWORD))
+    let conn = Connection::connect(&replication_options(&db))
         .await
         .expect("connect");
     let mut stream = conn
@@ -91,7 +88,7 @@ async fn refusals_are_classified_with_a_hint() {
     assert!(err.is_fatal());
 
     // A second replica with the same server id: MariaDB cuts the older stream.
-    let mut first = Connection::connect(&options(&db, REPLICATION_USER, REPLICATION_PASSWORD))
+    let mut first = Connection::connect(&replication_options(&db))
         .await
         .expect("first");
     first.register_replica(5002).await.expect("register first");
@@ -105,7 +102,7 @@ async fn refusals_are_classified_with_a_hint() {
             break;
         }
     }
-    let mut second = Connection::connect(&options(&db, REPLICATION_USER, REPLICATION_PASSWORD))
+    let mut second = Connection::connect(&replication_options(&db))
         .await
         .expect("second");
     second

@@ -1,20 +1,13 @@
 //! binlogd as a semi-synchronous replica of a real MariaDB primary: every transaction is
 //! acknowledged, and the primary counts each one as acknowledged rather than timed out.
 
+mod common;
+
 use binlogd_parser::header::FLAG_ARTIFICIAL;
 use binlogd_parser::{EventType, HEADER_LEN};
-use binlogd_protocol::{ConnectOptions, Connection, ProtocolError};
-use binlogd_testkit::{MariaDb, MariaDbConfig, REPLICATION_PASSWORD, REPLICATION_USER};
-
-fn options(db: &MariaDb) -> ConnectOptions {
-    ConnectOptions {
-        host: "127.0.0.1".to_owned(),
-        port: db.port(),
-        user: REPLICATION_USER.to_owned(),
-        password: REPLICATION_PASSWORD.to_owned(),
-        tls: Default::default(),
-    }
-}
+use binlogd_protocol::{Connection, ProtocolError};
+use binlogd_testkit::{MariaDb, MariaDbConfig};
+use common::replication_options;
 
 fn status(db: &MariaDb, name: &str) -> u64 {
     let rows = db
@@ -48,7 +41,9 @@ async fn every_transaction_is_acknowledged_as_a_semi_sync_replica() {
         .expect("stat")
         .len() as u32;
 
-    let mut conn = Connection::connect(&options(&db)).await.expect("connect");
+    let mut conn = Connection::connect(&replication_options(&db))
+        .await
+        .expect("connect");
     conn.request_semi_sync().await.expect("semi-sync on");
     conn.register_replica(4400).await.expect("register");
     let mut stream = conn
@@ -109,7 +104,9 @@ async fn every_transaction_is_acknowledged_as_a_semi_sync_replica() {
 #[tokio::test]
 async fn semi_sync_on_a_primary_without_it_is_a_clear_error() {
     let db = MariaDb::start_default().expect("start");
-    let mut conn = Connection::connect(&options(&db)).await.expect("connect");
+    let mut conn = Connection::connect(&replication_options(&db))
+        .await
+        .expect("connect");
     let err = conn
         .request_semi_sync()
         .await

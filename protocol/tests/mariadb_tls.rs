@@ -1,18 +1,18 @@
 //! TLS against a real MariaDB with a test CA: every mode, a wrong CA, a wrong name,
 //! accounts that require TLS or a client certificate, and a binlog dump inside TLS.
 
+mod common;
+
 use binlogd_protocol::{
     BINLOG_DUMP_NON_BLOCK, ConnectOptions, Connection, ProtocolError, TlsMode, TlsOptions,
 };
-use binlogd_testkit::{MariaDb, MariaDbConfig, REPLICATION_PASSWORD, REPLICATION_USER, TestPki};
+use binlogd_testkit::{MariaDb, MariaDbConfig, TestPki};
+use common::replication_options;
 
-fn options(db: &MariaDb, tls: TlsOptions) -> ConnectOptions {
+fn with_tls(db: &MariaDb, tls: TlsOptions) -> ConnectOptions {
     ConnectOptions {
-        host: "127.0.0.1".to_owned(),
-        port: db.port(),
-        user: REPLICATION_USER.to_owned(),
-        password: REPLICATION_PASSWORD.to_owned(),
         tls,
+        ..replication_options(db)
     }
 }
 
@@ -48,7 +48,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
     };
 
     // verify-identity: chain to our CA and the certificate names 127.0.0.1.
-    let mut conn = Connection::connect(&options(&db, verify(TlsMode::VerifyIdentity)))
+    let mut conn = Connection::connect(&with_tls(&db, verify(TlsMode::VerifyIdentity)))
         .await
         .expect("verify-identity");
     assert!(conn.is_tls());
@@ -59,7 +59,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
 
     // Preferred and required encrypt without a CA.
     for mode in [TlsMode::Preferred, TlsMode::Required] {
-        let mut conn = Connection::connect(&options(
+        let mut conn = Connection::connect(&with_tls(
             &db,
             TlsOptions {
                 mode,
@@ -71,7 +71,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
         assert!(conn.is_tls(), "{mode:?}");
         assert!(!tls_version(&mut conn).await.is_empty());
     }
-    let mut plain = Connection::connect(&options(
+    let mut plain = Connection::connect(&with_tls(
         &db,
         TlsOptions {
             mode: TlsMode::Disabled,
@@ -88,7 +88,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
         ca_file: Some(pki.other_ca_cert.clone()),
         ..verify(TlsMode::VerifyCa)
     };
-    let err = Connection::connect(&options(&db, wrong_ca))
+    let err = Connection::connect(&with_tls(&db, wrong_ca))
         .await
         .expect_err("unknown issuer");
     assert!(matches!(err, ProtocolError::Tls(_)), "{err}");
@@ -98,19 +98,19 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
         server_name: Some("db.example.com".to_owned()),
         ..verify(mode)
     };
-    let err = Connection::connect(&options(&db, renamed(TlsMode::VerifyIdentity)))
+    let err = Connection::connect(&with_tls(&db, renamed(TlsMode::VerifyIdentity)))
         .await
         .expect_err("wrong name");
     assert!(
         matches!(&err, ProtocolError::Tls(m) if m.contains("handshake")),
         "{err}"
     );
-    Connection::connect(&options(&db, renamed(TlsMode::VerifyCa)))
+    Connection::connect(&with_tls(&db, renamed(TlsMode::VerifyCa)))
         .await
         .expect("verify-ca ignores the name");
 
     // Accounts that require TLS, or a client certificate.
-    let mut tls_only = options(
+    let mut tls_only = with_tls(
         &db,
         TlsOptions {
             mode: TlsMode::Disabled,
@@ -131,7 +131,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
         .await
         .expect("REQUIRE SSL with TLS");
 
-    let mut cert_only = options(&db, verify(TlsMode::VerifyIdentity));
+    let mut cert_only = with_tls(&db, verify(TlsMode::VerifyIdentity));
     cert_only.user = "cert_only".to_owned();
     cert_only.password = "pw-2".to_owned();
     let err = Connection::connect(&cert_only)
@@ -148,7 +148,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
 
     // The binlog stream works inside TLS.
     db.write_workload(10).expect("workload");
-    let conn = Connection::connect(&options(&db, verify(TlsMode::VerifyIdentity)))
+    let conn = Connection::connect(&with_tls(&db, verify(TlsMode::VerifyIdentity)))
         .await
         .expect("connect");
     let name = db.binlog_names().expect("names").remove(0);
@@ -166,7 +166,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
 #[tokio::test]
 async fn tls_required_against_a_server_without_tls_is_a_clear_error() {
     let db = MariaDb::start_default().expect("start");
-    let err = Connection::connect(&options(
+    let err = Connection::connect(&with_tls(
         &db,
         TlsOptions {
             mode: TlsMode::Required,
@@ -177,7 +177,7 @@ async fn tls_required_against_a_server_without_tls_is_a_clear_error() {
     .expect_err("no TLS on the server");
     assert!(err.to_string().contains("does not offer TLS"), "{err}");
     // Preferred falls back to plain.
-    let conn = Connection::connect(&options(&db, TlsOptions::default()))
+    let conn = Connection::connect(&with_tls(&db, TlsOptions::default()))
         .await
         .expect("preferred");
     assert!(!conn.is_tls());

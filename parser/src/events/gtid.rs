@@ -180,7 +180,9 @@ impl<'a> BinlogCheckpoint<'a> {
 }
 
 /// A MySQL GTID or ANONYMOUS_GTID event: the start of a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Every field after the GTID is optional: older servers write fewer of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MysqlGtidEvent {
     /// The GTID; `None` for ANONYMOUS_GTID (gtid_mode=OFF).
     pub gtid: Option<MysqlGtid>,
@@ -233,13 +235,7 @@ impl MysqlGtidEvent {
         let mut event = MysqlGtidEvent {
             gtid,
             flags,
-            last_committed: None,
-            sequence_number: None,
-            immediate_commit_timestamp: None,
-            original_commit_timestamp: None,
-            transaction_length: None,
-            immediate_server_version: None,
-            original_server_version: None,
+            ..MysqlGtidEvent::default()
         };
         let mut rest = &body[25..];
         // Every later field is optional: older servers stop early.
@@ -321,17 +317,7 @@ impl MysqlGtidEvent {
         // Fields end where the message says it ends.
         input = Varints(&body[header_len..size]);
         let last_non_ignorable = input.unsigned("last non-ignorable field id")?;
-        let mut event = MysqlGtidEvent {
-            gtid: None,
-            flags: 0,
-            last_committed: None,
-            sequence_number: None,
-            immediate_commit_timestamp: None,
-            original_commit_timestamp: None,
-            transaction_length: None,
-            immediate_server_version: None,
-            original_server_version: None,
-        };
+        let mut event = MysqlGtidEvent::default();
         let (mut uuid, mut gno, mut tag) = (None, None, Tag::NONE);
         let mut previous_id: Option<u64> = None;
         while !input.0.is_empty() {
