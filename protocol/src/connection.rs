@@ -193,6 +193,22 @@ impl Connection {
         Ok(())
     }
 
+    /// Asks the primary to send a HEARTBEAT event whenever it has sent nothing for
+    /// `period` during the dump that follows (`@master_heartbeat_period`, in nanoseconds,
+    /// as a replica's `MASTER_HEARTBEAT_PERIOD`): a quiet stream is then told apart from a
+    /// dead connection, and the heartbeat carries the primary's current file and position.
+    pub async fn set_heartbeat_period(
+        &mut self,
+        period: std::time::Duration,
+    ) -> Result<(), ProtocolError> {
+        let nanos = period.as_nanos().min(u128::from(u64::MAX));
+        self.query(&format!(
+            "SET @master_heartbeat_period = {nanos}, @source_heartbeat_period = {nanos}"
+        ))
+        .await?;
+        Ok(())
+    }
+
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls

@@ -263,3 +263,53 @@ async fn an_event_larger_than_16_mib_arrives_whole() {
         expected.len()
     );
 }
+
+#[tokio::test]
+async fn a_quiet_stream_carries_heartbeats_with_the_current_position() {
+    use binlogd_parser::events::Event;
+    use binlogd_parser::{Frame, Framer, decode_event};
+
+    let db = MariaDb::start_default().expect("start");
+    db.write_workload(3).expect("workload");
+    let name = db.binlog_names().expect("names").pop().expect("file");
+    let size = std::fs::metadata(db.binlog_dir().join(&name))
+        .expect("stat")
+        .len();
+
+    let mut conn = Connection::connect(&replication_options(&db))
+        .await
+        .expect("connect");
+    conn.set_heartbeat_period(std::time::Duration::from_millis(200))
+        .await
+        .expect("heartbeat period");
+    conn.register_replica(4501).await.expect("register");
+    // Blocking dump from the end: nothing but heartbeats will come.
+    let mut stream = conn
+        .binlog_dump(4501, &name, size as u32, 0)
+        .await
+        .expect("dump");
+    let mut framer = Framer::for_stream(stream.checksum());
+    let mut heartbeats = 0;
+    while heartbeats < 3 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next_event())
+            .await
+            .expect("an event within 10 s: heartbeats every 200 ms")
+            .expect("event")
+            .expect("blocking stream");
+        let Frame::Event(raw) = framer.next_event(&event, 0).expect("frame") else {
+            panic!("whole event")
+        };
+        let Some(format) = framer.format() else {
+            continue;
+        };
+        if let Event::Heartbeat { file } = decode_event(&raw, format).expect("decode") {
+            assert_eq!(file, name.as_bytes());
+            assert_eq!(
+                u64::from(raw.header.log_pos),
+                size,
+                "the primary's current position"
+            );
+            heartbeats += 1;
+        }
+    }
+}
