@@ -9,7 +9,9 @@
 //!   `sysbench oltp_write_only`), take and restore `mariadb-backup` base backups, wire two
 //!   instances as primary and replica, and list the server's own binlog files.
 //! - [`S3Server`]: an S3-compatible store on loopback, either `moto_server` or Garage
-//!   ([`S3Kind`]), with a bucket and credentials ready to use.
+//!   ([`S3Kind`]), with credentials ready to use.
+//! - [`TcpProxy`]: a loopback proxy that cuts connections on demand, for failure tests.
+//! - [`TestPki`]: a throwaway CA with server and client certificates, for TLS tests.
 //!
 //! # Lifetimes and cleanup
 //! Each instance owns its temporary directory and its process. Dropping the handle (also
@@ -28,6 +30,7 @@
 mod mariadb;
 mod pki;
 mod process;
+mod proxy;
 pub mod reap;
 mod s3;
 mod tools;
@@ -37,6 +40,7 @@ pub use mariadb::{
 };
 pub use pki::TestPki;
 pub use process::{free_port, pids_mentioning};
+pub use proxy::TcpProxy;
 pub use s3::{S3Kind, S3Server};
 pub use tools::{Tool, find_tool};
 
