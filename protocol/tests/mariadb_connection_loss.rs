@@ -1,0 +1,70 @@
+//! Losing the connection in the middle of a stream, through a cutting proxy in front of a
+//! real MariaDB: the error says a retry can help, and a new connection gets everything.
+
+mod common;
+
+use binlogd_protocol::{BINLOG_DUMP_NON_BLOCK, ConnectOptions, Connection};
+use binlogd_testkit::{MariaDbConfig, TcpProxy};
+use common::replication_options;
+
+#[tokio::test]
+async fn a_stream_cut_mid_event_is_a_retryable_error() {
+    let db = MariaDbConfig {
+        extra_args: vec!["--max-allowed-packet=64M".to_owned()],
+        ..Default::default()
+    }
+    .start()
+    .expect("start");
+    // One 4 MiB row: its ROWS event spans many TCP reads.
+    db.sql(
+        "CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, payload LONGBLOB);
+         INSERT INTO big.t VALUES (1, REPEAT('x', 4 * 1024 * 1024));",
+    )
+    .expect("big row");
+    let name = db.binlog_names().expect("names").remove(0);
+    let proxy = TcpProxy::start(db.port()).expect("proxy");
+    let through_proxy = || ConnectOptions {
+        port: proxy.port(),
+        ..replication_options(&db)
+    };
+
+    // Cut after 2 MiB from the server: inside the big event.
+    proxy.cut_after(2 << 20);
+    let conn = Connection::connect(&through_proxy())
+        .await
+        .expect("connect");
+    let mut stream = conn
+        .binlog_dump(5100, &name, 4, BINLOG_DUMP_NON_BLOCK)
+        .await
+        .expect("dump");
+    let mut received = 0usize;
+    let err = loop {
+        match stream.next_event().await {
+            Ok(Some(event)) => received += event.len(),
+            Ok(None) => panic!("the stream ended cleanly despite the cut"),
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        received < 2 << 20,
+        "the big event never arrived whole ({received} bytes)"
+    );
+    assert!(!err.is_fatal(), "a lost connection is worth a retry: {err}");
+
+    // The next connection through the same proxy streams everything.
+    let conn = Connection::connect(&through_proxy())
+        .await
+        .expect("reconnect");
+    let mut stream = conn
+        .binlog_dump(5100, &name, 4, BINLOG_DUMP_NON_BLOCK)
+        .await
+        .expect("dump again");
+    let mut largest = 0;
+    while let Some(event) = stream.next_event().await.expect("event") {
+        largest = largest.max(event.len());
+    }
+    assert!(
+        largest > 4 << 20,
+        "the big event arrives whole after reconnecting"
+    );
+}
