@@ -15,7 +15,7 @@ use crate::handshake::{
     ServerHandshake, capabilities, client_capabilities, ed25519_password, handshake_response,
     native_password, ssl_request,
 };
-use crate::packet::PacketCodec;
+use crate::packet::{MAX_MESSAGE, Packet, PacketCodec};
 use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
 use crate::tls::{TlsMode, TlsOptions, Transport};
 use crate::wire::Reader;
@@ -82,6 +82,28 @@ pub(crate) fn binlog_dump_gtid_request(
     payload
 }
 
+/// Reads one whole reply, joining the packets of a long one (up to [`MAX_MESSAGE`]).
+async fn read_message(framed: &mut Framed<Transport, PacketCodec>) -> Result<Bytes, ProtocolError> {
+    let first = framed.next().await.ok_or(ProtocolError::Closed)??;
+    if !first.continues {
+        return Ok(first.payload);
+    }
+    let mut joined = bytes::BytesMut::from(&first.payload[..]);
+    loop {
+        let next = framed.next().await.ok_or(ProtocolError::Closed)??;
+        if joined.len() + next.payload.len() > MAX_MESSAGE {
+            return Err(ProtocolError::MessageTooLarge {
+                size: joined.len() + next.payload.len(),
+                maximum: MAX_MESSAGE,
+            });
+        }
+        joined.extend_from_slice(&next.payload);
+        if !next.continues {
+            return Ok(joined.freeze());
+        }
+    }
+}
+
 /// `COM_BINLOG_DUMP` flag: end the stream with EOF at the end of the binlog instead of
 /// waiting for new events.
 pub const BINLOG_DUMP_NON_BLOCK: u16 = 0x0001;
@@ -105,7 +127,7 @@ impl Connection {
         let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
         stream.set_nodelay(true)?;
         let mut framed = Framed::new(Transport::Plain(stream), PacketCodec::new());
-        let greeting = framed.next().await.ok_or(ProtocolError::Closed)??;
+        let greeting = read_message(&mut framed).await?;
         let server = ServerHandshake::parse(&greeting)?;
         let server_has_tls = server.capabilities & capabilities::SSL != 0;
         let use_tls = match options.tls.mode {
@@ -159,7 +181,7 @@ impl Connection {
             ))
             .await?;
         loop {
-            let reply = framed.next().await.ok_or(ProtocolError::Closed)??;
+            let reply = read_message(&mut framed).await?;
             match reply.first() {
                 Some(0x00) => break,
                 Some(0xff) => return Err(parse_err(&reply)?.into()),
@@ -253,6 +275,10 @@ impl Connection {
     }
 
     async fn read(&mut self) -> Result<Bytes, ProtocolError> {
+        read_message(&mut self.framed).await
+    }
+
+    async fn read_packet(&mut self) -> Result<Packet, ProtocolError> {
         self.framed.next().await.ok_or(ProtocolError::Closed)?
     }
 
@@ -349,13 +375,7 @@ impl Connection {
         payload.put_u32_le(server_id);
         payload.put_slice(file.as_bytes());
         self.command(payload).await?;
-        let semi_sync = self.semi_sync;
-        Ok(BinlogStream {
-            connection: self,
-            checksum,
-            semi_sync,
-            ack_requested: false,
-        })
+        Ok(self.into_stream(checksum))
     }
 
     /// Starts a MariaDB dump positioned by GTID: the stream continues right after
@@ -387,13 +407,18 @@ impl Connection {
         let checksum = self.negotiate_checksum().await?;
         self.command(binlog_dump_gtid_request(server_id, executed, flags))
             .await?;
+        Ok(self.into_stream(checksum))
+    }
+
+    fn into_stream(self, checksum: ChecksumAlgorithm) -> BinlogStream {
         let semi_sync = self.semi_sync;
-        Ok(BinlogStream {
+        BinlogStream {
             connection: self,
             checksum,
             semi_sync,
             ack_requested: false,
-        })
+            in_event: false,
+        }
     }
 
     async fn negotiate_checksum(&mut self) -> Result<ChecksumAlgorithm, ProtocolError> {
@@ -423,6 +448,19 @@ pub struct BinlogStream {
     checksum: ChecksumAlgorithm,
     semi_sync: bool,
     ack_requested: bool,
+    /// Inside an event that spans several packets.
+    in_event: bool,
+}
+
+/// A piece of an event from [`BinlogStream::next_piece`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPiece {
+    /// The bytes: an event's start (with its header) when `first`, else its continuation.
+    pub bytes: Bytes,
+    /// Whether this piece starts an event.
+    pub first: bool,
+    /// Whether this piece ends the event.
+    pub last: bool,
 }
 
 impl BinlogStream {
@@ -432,32 +470,75 @@ impl BinlogStream {
         self.checksum
     }
 
-    /// The next event's bytes (header, body, checksum), or `None` when the server ends
-    /// the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
+    /// The next piece of an event: the whole event when it fits in one packet (under
+    /// 16 MiB), otherwise its packets one by one, so that no event is ever held in memory
+    /// whole. `None` when the server ends the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
     ///
     /// In a semi-sync stream every event carries a 2-byte prefix (0xef, then 1 if the
     /// primary waits for an acknowledgement); it is removed here and the request is kept
     /// for [`BinlogStream::ack_requested`].
-    pub async fn next_event(&mut self) -> Result<Option<Bytes>, ProtocolError> {
-        let packet = self.connection.read().await?;
-        match packet.first() {
+    pub async fn next_piece(&mut self) -> Result<Option<EventPiece>, ProtocolError> {
+        let packet = self.connection.read_packet().await?;
+        if self.in_event {
+            self.in_event = packet.continues;
+            return Ok(Some(EventPiece {
+                bytes: packet.payload,
+                first: false,
+                last: !packet.continues,
+            }));
+        }
+        let payload = &packet.payload;
+        let skip = match payload.first() {
             Some(0x00) if self.semi_sync => {
-                if packet.len() < 3 || packet[1] != SEMI_SYNC_MAGIC {
+                if payload.len() < 3 || payload[1] != SEMI_SYNC_MAGIC {
                     return Err(ProtocolError::malformed(
                         "semi-sync event",
                         "missing the 0xef prefix",
                     ));
                 }
-                self.ack_requested = packet[2] == 1;
-                Ok(Some(packet.slice(3..)))
+                self.ack_requested = payload[2] == 1;
+                3
             }
-            Some(0x00) => Ok(Some(packet.slice(1..))),
-            Some(0xff) => Err(parse_err(&packet)?.into()),
-            Some(0xfe) if packet.len() < 9 => Ok(None),
-            _ => Err(ProtocolError::malformed(
-                "binlog event",
-                "unexpected first byte",
-            )),
+            Some(0x00) => 1,
+            Some(0xff) => return Err(parse_err(payload)?.into()),
+            Some(0xfe) if payload.len() < 9 => return Ok(None),
+            _ => {
+                return Err(ProtocolError::malformed(
+                    "binlog event",
+                    "unexpected first byte",
+                ));
+            }
+        };
+        self.in_event = packet.continues;
+        Ok(Some(EventPiece {
+            bytes: packet.payload.slice(skip..),
+            first: true,
+            last: !packet.continues,
+        }))
+    }
+
+    /// The next event whole (see [`BinlogStream::next_piece`] for events of any size
+    /// without holding them), or `None` when the server ends the stream.
+    pub async fn next_event(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        let Some(first) = self.next_piece().await? else {
+            return Ok(None);
+        };
+        if first.last {
+            return Ok(Some(first.bytes));
+        }
+        let mut joined = bytes::BytesMut::from(&first.bytes[..]);
+        loop {
+            let piece = self.next_piece().await?.ok_or(ProtocolError::Closed)?;
+            if joined.len() + piece.bytes.len() > MAX_MESSAGE {
+                return Err(ProtocolError::MessageTooLarge {
+                    size: joined.len() + piece.bytes.len(),
+                    maximum: MAX_MESSAGE,
+                });
+            }
+            joined.extend_from_slice(&piece.bytes);
+            if piece.last {
+                return Ok(Some(joined.freeze()));
+            }
         }
     }
 

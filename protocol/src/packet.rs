@@ -7,7 +7,7 @@
 //! Reference: <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_packets.html>.
 //!
 //! [`PacketCodec`] is the only thing that touches the socket's bytes (as a tokio-util
-//! codec); it checks sequence ids and never holds more than one message.
+//! codec); it checks sequence ids and never holds more than one packet.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -17,17 +17,28 @@ use crate::error::ProtocolError;
 /// Largest payload of one packet; a payload this long continues in the next packet.
 pub const MAX_PACKET_PAYLOAD: usize = 0xff_ffff;
 
-/// Largest message accepted: an event of 1 GiB (the servers' `max_allowed_packet` limit)
-/// plus room. Protects against a corrupt length making us buffer without end.
+/// Largest reply joined in memory: an event of 1 GiB (the servers' `max_allowed_packet`
+/// limit) plus room. Protects against a corrupt length making us buffer without end.
 pub const MAX_MESSAGE: usize = (1 << 30) + (1 << 20);
 
-/// Joins packets into messages and splits messages into packets.
+/// One packet as it came off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The payload.
+    pub payload: Bytes,
+    /// Whether the message continues in the next packet (this one was 2^24 - 1 bytes).
+    pub continues: bool,
+}
+
+/// Cuts the byte stream into packets and splits outgoing messages into packets.
+///
+/// It does not join a long message's packets: the caller does, for ordinary replies
+/// (bounded by [`MAX_MESSAGE`]), while the binlog stream passes events on piece by piece,
+/// so that a huge event never has to sit in memory whole.
 #[derive(Debug, Default)]
 pub struct PacketCodec {
     /// The sequence id the next packet must carry (either direction).
     next_sequence: u8,
-    /// Payload of a message whose packets are still arriving.
-    partial: BytesMut,
 }
 
 impl PacketCodec {
@@ -43,47 +54,32 @@ impl PacketCodec {
 }
 
 impl Decoder for PacketCodec {
-    type Item = Bytes;
+    type Item = Packet;
     type Error = ProtocolError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, ProtocolError> {
-        loop {
-            if src.len() < 4 {
-                src.reserve(4 - src.len());
-                return Ok(None);
-            }
-            let len = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
-            let sequence = src[3];
-            if src.len() < 4 + len {
-                src.reserve(4 + len - src.len());
-                return Ok(None);
-            }
-            if sequence != self.next_sequence {
-                return Err(ProtocolError::PacketOutOfOrder {
-                    expected: self.next_sequence,
-                    got: sequence,
-                });
-            }
-            self.next_sequence = sequence.wrapping_add(1);
-            if self.partial.len() + len > MAX_MESSAGE {
-                return Err(ProtocolError::MessageTooLarge {
-                    size: self.partial.len() + len,
-                    maximum: MAX_MESSAGE,
-                });
-            }
-            src.advance(4);
-            let payload = src.split_to(len);
-            if len == MAX_PACKET_PAYLOAD {
-                // More of the same message follows.
-                self.partial.unsplit(payload);
-                continue;
-            }
-            if self.partial.is_empty() {
-                return Ok(Some(payload.freeze()));
-            }
-            self.partial.unsplit(payload);
-            return Ok(Some(std::mem::take(&mut self.partial).freeze()));
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, ProtocolError> {
+        if src.len() < 4 {
+            src.reserve(4 - src.len());
+            return Ok(None);
         }
+        let len = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
+        let sequence = src[3];
+        if src.len() < 4 + len {
+            src.reserve(4 + len - src.len());
+            return Ok(None);
+        }
+        if sequence != self.next_sequence {
+            return Err(ProtocolError::PacketOutOfOrder {
+                expected: self.next_sequence,
+                got: sequence,
+            });
+        }
+        self.next_sequence = sequence.wrapping_add(1);
+        src.advance(4);
+        Ok(Some(Packet {
+            payload: src.split_to(len).freeze(),
+            continues: len == MAX_PACKET_PAYLOAD,
+        }))
     }
 }
 
@@ -120,17 +116,24 @@ mod tests {
             .expect("encode");
         let packets = len / MAX_PACKET_PAYLOAD + 1;
         assert_eq!(wire.len(), len + 4 * packets);
-        // Feed the bytes in awkward pieces.
+        // Feed the bytes in awkward pieces; join the packets as a reader would.
         let mut decoder = PacketCodec::new();
         let mut buffer = BytesMut::new();
-        let mut out = None;
+        let mut joined = Vec::new();
+        let mut seen = 0;
+        let mut complete = false;
         for piece in wire.chunks(7_777_777) {
             buffer.extend_from_slice(piece);
-            if let Some(m) = decoder.decode(&mut buffer).expect("decode") {
-                out = Some(m);
+            while let Some(packet) = decoder.decode(&mut buffer).expect("decode") {
+                seen += 1;
+                assert!(packet.payload.len() <= MAX_PACKET_PAYLOAD);
+                joined.extend_from_slice(&packet.payload);
+                complete = !packet.continues;
             }
         }
-        assert_eq!(out.expect("a message").as_ref(), message.as_slice());
+        assert!(complete);
+        assert_eq!(seen, packets);
+        assert!(joined == message);
         assert!(buffer.is_empty());
     }
 

@@ -262,6 +262,44 @@ async fn an_event_larger_than_16_mib_arrives_whole() {
         copy.len(),
         expected.len()
     );
+
+    // Piece by piece: no piece is larger than one packet, the big event comes in several,
+    // and the pieces put together are the same file.
+    let conn = Connection::connect(&replication_options(&db))
+        .await
+        .expect("connect");
+    let mut stream = conn
+        .binlog_dump(4246, &name, 4, BINLOG_DUMP_NON_BLOCK)
+        .await
+        .expect("dump");
+    let (mut pieced, mut event, mut pieces_of_largest, mut pieces) =
+        (BINLOG_MAGIC.to_vec(), Vec::new(), 0, 0);
+    while let Some(piece) = stream.next_piece().await.expect("piece") {
+        assert!(piece.bytes.len() <= binlogd_protocol::packet::MAX_PACKET_PAYLOAD);
+        assert_eq!(
+            piece.first,
+            event.is_empty(),
+            "first marks the start of an event"
+        );
+        event.extend_from_slice(&piece.bytes);
+        pieces += 1;
+        if piece.last {
+            let flags = u16::from_le_bytes([event[17], event[18]]);
+            if flags & FLAG_ARTIFICIAL == 0 {
+                pieced.extend_from_slice(&event);
+            }
+            if event.len() == largest {
+                pieces_of_largest = pieces;
+            }
+            event.clear();
+            pieces = 0;
+        }
+    }
+    assert!(
+        pieces_of_largest >= 2,
+        "the {largest}-byte event came in {pieces_of_largest} pieces"
+    );
+    assert!(pieced == expected, "pieced copy equals the server's file");
 }
 
 #[tokio::test]
