@@ -4,24 +4,12 @@
 mod common;
 
 use binlogd_protocol::{BINLOG_DUMP_NON_BLOCK, ConnectOptions, Connection};
-use binlogd_testkit::{MariaDbConfig, TcpProxy};
+use binlogd_testkit::TcpProxy;
 use common::replication_options;
 
 #[tokio::test]
 async fn a_stream_cut_mid_event_is_a_retryable_error() {
-    let db = MariaDbConfig {
-        extra_args: vec!["--max-allowed-packet=64M".to_owned()],
-        ..Default::default()
-    }
-    .start()
-    .expect("start");
-    // One 4 MiB row: its ROWS event spans many TCP reads.
-    db.sql(
-        "CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, payload LONGBLOB);
-         INSERT INTO big.t VALUES (1, REPEAT('x', 4 * 1024 * 1024));",
-    )
-    .expect("big row");
-    let name = db.binlog_names().expect("names").remove(0);
+    let (db, name) = common::server_with_one_big_row(4);
     let proxy = TcpProxy::start(db.port()).expect("proxy");
     let through_proxy = || ConnectOptions {
         port: proxy.port(),

@@ -222,18 +222,7 @@ async fn gtid_positioned_dump_starts_right_after_the_position() {
 async fn an_event_larger_than_16_mib_arrives_whole() {
     // A 20 MiB row is one ROWS event of more than 2^24 bytes: the server must split it
     // over several packets and the codec must join them.
-    let db = MariaDbConfig {
-        extra_args: vec!["--max-allowed-packet=64M".to_owned()],
-        ..Default::default()
-    }
-    .start()
-    .expect("start");
-    db.sql(
-        "CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, payload LONGBLOB);
-         INSERT INTO big.t VALUES (1, REPEAT(UNHEX('0123456789ABCDEF'), 20 * 1024 * 1024 / 8));",
-    )
-    .expect("insert a 20 MiB row");
-    let name = db.binlog_names().expect("names").remove(0);
+    let (db, name) = common::server_with_one_big_row(20);
     let on_disk = std::fs::read(db.binlog_dir().join(&name)).expect("server file");
 
     let conn = Connection::connect(&replication_options(&db))

@@ -247,11 +247,9 @@ impl MariaDb {
             let port = free_port()?;
             match spawn_server(&config, &layout, port) {
                 Ok(server) => break (server, port),
-                Err(err)
-                    if attempt < 5 && error_log_mentions(&layout, "Address already in use") =>
-                {
+                // Lost the race for the port: start over with a fresh error log.
+                Err(_) if attempt < 5 && error_log_mentions(&layout, "Address already in use") => {
                     let _ = fs::remove_file(&layout.error_log);
-                    let _ = err;
                 }
                 Err(err) => return Err(err),
             }

@@ -14,3 +14,23 @@ pub fn replication_options(db: &MariaDb) -> ConnectOptions {
         tls: Default::default(),
     }
 }
+
+/// A server whose first binlog holds one row of `mib` MiB, that is one ROWS event of
+/// that size, with the binlog's name. The payload repeats 16 distinct bytes so that
+/// misplaced pieces would show.
+#[allow(dead_code)] // not every test file uses it
+pub fn server_with_one_big_row(mib: u32) -> (MariaDb, String) {
+    let db = binlogd_testkit::MariaDbConfig {
+        extra_args: vec!["--max-allowed-packet=64M".to_owned()],
+        ..Default::default()
+    }
+    .start()
+    .expect("start");
+    db.sql(&format!(
+        "CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, payload LONGBLOB);
+         INSERT INTO big.t VALUES (1, REPEAT(UNHEX('0123456789ABCDEF'), {mib} * 1024 * 1024 / 8));"
+    ))
+    .expect("insert the big row");
+    let name = db.binlog_names().expect("names").remove(0);
+    (db, name)
+}
