@@ -65,6 +65,17 @@ impl<'a> RawEvent<'a> {
         })
     }
 
+    /// An event over `bytes` without a checksum, for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn for_tests(offset: u64, header: EventHeader, bytes: &'a [u8]) -> Self {
+        RawEvent {
+            offset,
+            header,
+            bytes,
+            checksum_len: 0,
+        }
+    }
+
     /// Whether the header marks the event as made up by its sender (not from a file).
     pub fn is_artificial(&self) -> bool {
         self.header.flags & crate::header::FLAG_ARTIFICIAL != 0

@@ -207,7 +207,15 @@ impl<'a> TransactionTracker<'a> {
                 exact: false,
             },
         };
-        let is_ddl = open.mariadb_ddl_flag.unwrap_or(standalone_statement);
+        // MariaDB flags DDL in its GTID event. Elsewhere a lone statement is DDL, except
+        // the second phase of an XA transaction (`XA COMMIT`/`XA ROLLBACK`), which is a
+        // group of its own too.
+        let is_xa = open.ddl.is_some_and(|q| {
+            !q.compressed && q.sql.len() >= 3 && q.sql[..3].eq_ignore_ascii_case(b"XA ")
+        });
+        let is_ddl = open
+            .mariadb_ddl_flag
+            .unwrap_or(standalone_statement && !is_xa);
         Some(Transaction {
             gtid: open.gtid,
             start: open.start,
@@ -231,5 +239,97 @@ impl Open<'_> {
             ddl: None,
             events: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventType;
+    use crate::events::{MysqlGtidEvent, Query};
+    use crate::gtid::{MysqlGtid, Tag, Uuid};
+    use crate::header::EventHeader;
+
+    fn raw(offset: u64, len: usize, event_type: EventType) -> RawEvent<'static> {
+        static BYTES: [u8; 64] = [0; 64];
+        let header = EventHeader {
+            timestamp: 1_700_000_000,
+            event_type,
+            server_id: 1,
+            event_size: len as u32,
+            log_pos: 0,
+            flags: 0,
+        };
+        RawEvent::for_tests(offset, header, &BYTES[..len])
+    }
+
+    fn query(sql: &'static [u8]) -> Event<'static> {
+        Event::Query(Query {
+            thread_id: 1,
+            exec_time: 0,
+            error_code: 0,
+            status_vars: &[],
+            schema: b"db",
+            sql,
+            compressed: false,
+        })
+    }
+
+    fn mysql_gtid(gno: u64) -> Event<'static> {
+        Event::MysqlGtid(Box::new(MysqlGtidEvent {
+            gtid: Some(MysqlGtid {
+                uuid: Uuid([7; 16]),
+                tag: Tag::NONE,
+                gno,
+            }),
+            ..MysqlGtidEvent::default()
+        }))
+    }
+
+    #[test]
+    fn mysql_xa_second_phase_is_its_own_group_but_not_ddl() {
+        let mut tracker = TransactionTracker::new();
+        assert_eq!(
+            tracker.push(&raw(4, 40, EventType::GTID), &mysql_gtid(1)),
+            None
+        );
+        let t = tracker
+            .push(
+                &raw(44, 50, EventType::QUERY),
+                &query(b"XA COMMIT X'31',X'',1"),
+            )
+            .expect("closed");
+        assert_eq!(
+            (t.start, t.end, t.is_ddl, t.ddl.is_none()),
+            (4, 94, false, true)
+        );
+
+        assert_eq!(
+            tracker.push(&raw(94, 40, EventType::GTID), &mysql_gtid(2)),
+            None
+        );
+        let t = tracker
+            .push(
+                &raw(134, 60, EventType::QUERY),
+                &query(b"CREATE TABLE t (a INT)"),
+            )
+            .expect("closed");
+        assert!(t.is_ddl);
+        assert_eq!(
+            t.ddl_text().expect("ddl").expect("text").as_ref(),
+            b"CREATE TABLE t (a INT)"
+        );
+    }
+
+    #[test]
+    fn a_group_left_open_by_the_next_gtid_is_counted_as_abandoned() {
+        let mut tracker = TransactionTracker::new();
+        tracker.push(&raw(4, 40, EventType::GTID), &mysql_gtid(1));
+        tracker.push(&raw(44, 30, EventType::QUERY), &query(b"BEGIN"));
+        assert_eq!(tracker.open_since(), Some(4));
+        // The server crashed mid-transaction; after restart a new GTID begins.
+        tracker.push(&raw(74, 40, EventType::GTID), &mysql_gtid(2));
+        assert_eq!(tracker.abandoned(), 1);
+        assert_eq!(tracker.open_since(), Some(74));
     }
 }
