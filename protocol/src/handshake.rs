@@ -99,6 +99,33 @@ impl ServerHandshake {
     pub fn is_mariadb(&self) -> bool {
         self.server_version.contains("MariaDB")
     }
+
+    /// The server family.
+    pub fn flavour(&self) -> binlogd_parser::Flavour {
+        if self.is_mariadb() {
+            binlogd_parser::Flavour::MariaDb
+        } else {
+            binlogd_parser::Flavour::MySql
+        }
+    }
+
+    /// The numeric version, (major, minor, patch). MariaDB announces itself as
+    /// `5.5.5-10.11.19-MariaDB...` so that old clients do not mistake it for MySQL 10; the
+    /// prefix is skipped.
+    pub fn version(&self) -> (u16, u16, u16) {
+        let text = self
+            .server_version
+            .strip_prefix("5.5.5-")
+            .unwrap_or(&self.server_version);
+        let mut parts = text
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u16>().unwrap_or(0));
+        (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        )
+    }
 }
 
 /// The capabilities this client asks for, of those the server offers; with `CLIENT_SSL`
@@ -210,6 +237,29 @@ mod tests {
         ));
         assert!(public.verify_strict(&scramble, &signature).is_ok());
         assert!(public.verify_strict(&[8u8; 32], &signature).is_err());
+    }
+
+    #[test]
+    fn versions_of_both_flavours() {
+        let server = |v: &str| ServerHandshake {
+            server_version: v.to_owned(),
+            connection_id: 1,
+            scramble: vec![],
+            capabilities: 0,
+            charset: 45,
+            auth_plugin: String::new(),
+        };
+        let maria = server("5.5.5-10.11.19-MariaDB-0+deb12u1-log");
+        assert_eq!(
+            (maria.flavour(), maria.version()),
+            (binlogd_parser::Flavour::MariaDb, (10, 11, 19))
+        );
+        let mysql = server("8.0.40");
+        assert_eq!(
+            (mysql.flavour(), mysql.version()),
+            (binlogd_parser::Flavour::MySql, (8, 0, 40))
+        );
+        assert_eq!(server("9.6.0-commercial").version(), (9, 6, 0));
     }
 
     #[test]
