@@ -31,6 +31,13 @@ async fn dump_rebuilds_every_binlog_file_byte_for_byte() {
         "{}",
         conn.server().server_version
     );
+    assert_eq!(conn.server().flavour(), binlogd_parser::Flavour::MariaDb);
+    let (major, minor, _) = conn.server().version();
+    assert_eq!(
+        (major, minor),
+        (10, 11),
+        "the greeting's 5.5.5- prefix is skipped"
+    );
     let version = conn
         .query_value("SELECT @@version")
         .await
