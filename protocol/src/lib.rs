@@ -29,3 +29,37 @@ pub use connection::{
 pub use error::{ProtocolError, Refusal, ServerError};
 pub use packets::Row;
 pub use tls::{TlsMode, TlsOptions};
+
+#[cfg(test)]
+mod untrusted_input {
+    //! What the server sends is untrusted: every parser of server bytes must answer with an
+    //! error, never a panic, whatever the bytes.
+
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+    use tokio_util::codec::Decoder;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn server_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = crate::handshake::ServerHandshake::parse(&bytes);
+            let _ = crate::packets::parse_err(&bytes);
+            let _ = crate::packets::parse_text_row(&bytes, 5);
+            let mut reader = crate::wire::Reader::new(&bytes, "fuzz");
+            while reader.lenenc_bytes().is_ok() && !reader.rest.is_empty() {}
+            let mut codec = crate::packet::PacketCodec::new();
+            let mut buffer = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = codec.decode(&mut buffer) {}
+        }
+
+        #[test]
+        fn greetings_with_a_valid_start_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..120)) {
+            // Protocol 10 and a version string, then anything: reaches the deeper fields.
+            let mut bytes = b"\x0a8.0.40\x00".to_vec();
+            bytes.extend_from_slice(&tail);
+            let _ = crate::handshake::ServerHandshake::parse(&bytes);
+        }
+    }
+}
