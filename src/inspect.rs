@@ -1,12 +1,15 @@
 //! `binlogd inspect`: a binlog file's events or transactions, as text or JSON lines.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use binlogd_parser::header::FLAG_BINLOG_IN_USE;
-use binlogd_parser::{Event, EventReader, RawEvent, Transaction, TransactionTracker, decode_event};
+use binlogd_parser::{
+    BINLOG_MAGIC, ErrorKind, Event, FormatDescription, Frame, Framer, Incomplete, ParseError,
+    RawEvent, Transaction, TransactionTracker, decode_event,
+};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -43,7 +46,7 @@ enum Output {
 
 pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     let path = &args.file;
-    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let view = if args.transactions {
         View::Transactions
     } else {
@@ -67,46 +70,42 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         }
     }
 
-    let mut reader = EventReader::new(&bytes);
     let mut tracker = TransactionTracker::new();
     let mut failures = 0usize;
     let mut file_in_use = false;
-    while let Some(raw) = reader.next() {
-        let raw = match raw {
-            Ok(raw) => raw,
-            Err(err) => {
-                out.flush()?;
-                eprintln!("binlogd: {}: {err}", path.display());
-                return Ok(ExitCode::FAILURE);
-            }
-        };
-        let format = reader
-            .format()
-            .context("a format description precedes every event")?;
-        let event = match decode_event(&raw, format) {
+    let ending = for_each_event(file, |raw, format| {
+        let event = match decode_event(raw, format) {
             Ok(event) => event,
             Err(err) => {
                 // Framing is intact, so the next event can still be read: report and go on.
                 out.flush()?;
                 eprintln!("binlogd: {}: {err}", path.display());
                 failures += 1;
-                continue;
+                return Ok(());
             }
         };
         if let Event::FormatDescription(_) = event {
             file_in_use |= raw.header.flags & FLAG_BINLOG_IN_USE != 0;
         }
         match view {
-            View::Events => write_event(&mut out, output, &raw, &event)?,
-            View::Transactions => {
-                if let Some(transaction) = tracker.push(&raw, &event) {
-                    write_transaction(&mut out, output, &transaction)?;
-                }
-            }
+            View::Events => write_event(&mut out, output, raw, &event),
+            View::Transactions => match tracker.push(raw, &event) {
+                Some(transaction) => write_transaction(&mut out, output, &transaction),
+                None => Ok(()),
+            },
         }
-    }
+    })
+    .with_context(|| format!("read {}", path.display()))?;
     out.flush()?;
-    if let Some(incomplete) = reader.incomplete() {
+    let incomplete = match ending {
+        Ending::Clean => None,
+        Ending::Incomplete(incomplete) => Some(incomplete),
+        Ending::Broken(err) => {
+            eprintln!("binlogd: {}: {err}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(incomplete) = incomplete {
         if file_in_use {
             eprintln!(
                 "binlogd: {}: the server is still writing this file; it ends inside an event at offset {} \
@@ -130,6 +129,91 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How reading a file ended.
+enum Ending {
+    /// On an event boundary.
+    Clean,
+    /// Inside an event.
+    Incomplete(Incomplete),
+    /// At bytes that are not a binlog event.
+    Broken(ParseError),
+}
+
+/// Bytes read from the file at a time; a larger event grows the buffer to its size.
+const CHUNK: usize = 8 << 20;
+
+/// Frames the events of a binlog file as its chunks are read, calling `on_event` for each
+/// with the format description in force, so that memory holds one chunk (or the largest
+/// event), never the whole file.
+fn for_each_event(
+    mut file: impl Read,
+    mut on_event: impl FnMut(&RawEvent<'_>, &FormatDescription) -> Result<()>,
+) -> Result<Ending> {
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut file, &mut magic)?;
+    if magic[..got] != BINLOG_MAGIC[..got] {
+        return Ok(Ending::Broken(ParseError {
+            offset: 0,
+            event_type: None,
+            kind: ErrorKind::BadMagic,
+        }));
+    }
+    if got < BINLOG_MAGIC.len() {
+        return Ok(Ending::Incomplete(Incomplete {
+            offset: 0,
+            needed: BINLOG_MAGIC.len() - got,
+        }));
+    }
+    let mut framer = Framer::new();
+    let mut buffer = vec![0u8; CHUNK];
+    let (mut start, mut end, mut offset) = (0usize, 0usize, BINLOG_MAGIC.len() as u64);
+    loop {
+        match framer.next_event(&buffer[start..end], offset) {
+            Ok(Frame::Event(raw)) => {
+                let len = raw.bytes.len();
+                on_event(
+                    &raw,
+                    framer
+                        .format()
+                        .context("a format description precedes every event")?,
+                )?;
+                start += len;
+                offset += len as u64;
+            }
+            Ok(Frame::Incomplete { needed }) => {
+                buffer.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+                if buffer.len() < end + needed {
+                    buffer.resize(end + needed, 0);
+                }
+                let read = file.read(&mut buffer[end..])?;
+                if read == 0 {
+                    return Ok(if end == 0 {
+                        Ending::Clean
+                    } else {
+                        Ending::Incomplete(Incomplete { offset, needed })
+                    });
+                }
+                end += read;
+            }
+            Err(err) => return Ok(Ending::Broken(err)),
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 fn write_event(

@@ -72,25 +72,26 @@ impl<'a> Transaction<'a> {
     }
 }
 
+/// A transaction in progress. It keeps nothing borrowed from events, so the tracker
+/// outlives the buffers its events came from (file chunks, stream packets).
 #[derive(Debug, Clone, Copy)]
-struct Open<'a> {
+struct Open {
     gtid: Option<Gtid>,
     start: u64,
     began: bool,
     mariadb_ddl_flag: Option<bool>,
     exact_commit_micros: Option<u64>,
-    ddl: Option<Query<'a>>,
     events: u32,
 }
 
-/// Groups a file's events into transactions, one event at a time.
+/// Groups events into transactions, one event at a time.
 #[derive(Debug, Clone, Default)]
-pub struct TransactionTracker<'a> {
-    open: Option<Open<'a>>,
+pub struct TransactionTracker {
+    open: Option<Open>,
     abandoned: u64,
 }
 
-impl<'a> TransactionTracker<'a> {
+impl TransactionTracker {
     /// A tracker outside any transaction.
     pub fn new() -> Self {
         TransactionTracker::default()
@@ -109,7 +110,7 @@ impl<'a> TransactionTracker<'a> {
     }
 
     /// Feeds the next event; returns the transaction it completes, if any.
-    pub fn push(&mut self, raw: &RawEvent<'a>, event: &Event<'a>) -> Option<Transaction<'a>> {
+    pub fn push<'a>(&mut self, raw: &RawEvent<'a>, event: &Event<'a>) -> Option<Transaction<'a>> {
         match event {
             Event::MariadbGtid(gtid) => {
                 self.begin_group(raw, Some(Gtid::Mariadb(gtid.gtid)));
@@ -143,32 +144,26 @@ impl<'a> TransactionTracker<'a> {
                     self.open = Some(Open::new(None, raw.offset, true));
                     None
                 }
-                (StatementKind::Commit | StatementKind::Rollback, Some(_)) => {
-                    self.close(raw, false)
-                }
+                (StatementKind::Commit | StatementKind::Rollback, Some(_)) => self.close(raw, None),
                 (_, Some(open)) if open.began => {
                     open.events += 1;
                     None
                 }
-                (_, Some(open)) => {
-                    // The statement right after a GTID with no BEGIN is the whole group.
-                    open.ddl = Some(*query);
-                    self.close(raw, true)
-                }
+                // The statement right after a GTID with no BEGIN is the whole group.
+                (_, Some(_)) => self.close(raw, Some(*query)),
                 (_, None) => {
                     // A lone statement on a server without GTIDs.
                     // `close` counts the closing event, which is the only one here.
                     self.open = Some(Open {
-                        ddl: Some(*query),
                         events: 0,
                         ..Open::new(None, raw.offset, false)
                     });
-                    self.close(raw, true)
+                    self.close(raw, Some(*query))
                 }
             },
             // A payload holds everything of its transaction after the GTID event.
             Event::Xid { .. } | Event::XaPrepare(_) | Event::TransactionPayload(_) => {
-                self.close(raw, false)
+                self.close(raw, None)
             }
             Event::FormatDescription(_)
             | Event::Rotate { .. }
@@ -188,14 +183,20 @@ impl<'a> TransactionTracker<'a> {
         }
     }
 
-    fn begin_group(&mut self, raw: &RawEvent<'a>, gtid: Option<Gtid>) {
+    fn begin_group(&mut self, raw: &RawEvent<'_>, gtid: Option<Gtid>) {
         if self.open.is_some() {
             self.abandoned += 1;
         }
         self.open = Some(Open::new(gtid, raw.offset, false));
     }
 
-    fn close(&mut self, raw: &RawEvent<'a>, standalone_statement: bool) -> Option<Transaction<'a>> {
+    /// Ends the open transaction at `raw`; `statement` is the query when the group is a
+    /// single statement.
+    fn close<'a>(
+        &mut self,
+        raw: &RawEvent<'a>,
+        statement: Option<Query<'a>>,
+    ) -> Option<Transaction<'a>> {
         let open = self.open.take()?;
         let commit_time = match open.exact_commit_micros {
             Some(micros) => CommitTime {
@@ -210,25 +211,25 @@ impl<'a> TransactionTracker<'a> {
         // MariaDB flags DDL in its GTID event. Elsewhere a lone statement is DDL, except
         // the second phase of an XA transaction (`XA COMMIT`/`XA ROLLBACK`), which is a
         // group of its own too.
-        let is_xa = open.ddl.is_some_and(|q| {
+        let is_xa = statement.is_some_and(|q| {
             !q.compressed && q.sql.len() >= 3 && q.sql[..3].eq_ignore_ascii_case(b"XA ")
         });
         let is_ddl = open
             .mariadb_ddl_flag
-            .unwrap_or(standalone_statement && !is_xa);
+            .unwrap_or(statement.is_some() && !is_xa);
         Some(Transaction {
             gtid: open.gtid,
             start: open.start,
             end: raw.end_offset(),
             commit_time,
             is_ddl,
-            ddl: if is_ddl { open.ddl } else { None },
+            ddl: if is_ddl { statement } else { None },
             events: open.events + 1,
         })
     }
 }
 
-impl Open<'_> {
+impl Open {
     fn new(gtid: Option<Gtid>, start: u64, began: bool) -> Self {
         Open {
             gtid,
@@ -236,7 +237,6 @@ impl Open<'_> {
             began,
             mariadb_ddl_flag: None,
             exact_commit_micros: None,
-            ddl: None,
             events: 1,
         }
     }
