@@ -14,6 +14,16 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  binlogd inspect mariadb-bin.000042
+  binlogd inspect --transactions binlog.000007
+  binlogd inspect -t --json binlog.000007 | jq 'select(.ddl)'
+
+Every event's CRC32 is checked. Exit status: 0 when the whole file was read (a file the
+server is still writing may end inside an event: that is reported, not an error); 1 when
+an event is corrupt or undecodable, or a closed file is truncated (each problem is printed
+with the file, byte offset and event type); 2 for bad arguments.")]
 pub struct InspectArgs {
     /// The binlog or relay log file to read.
     file: PathBuf,

@@ -98,3 +98,26 @@ fn truncated_and_corrupt_files_fail_with_file_and_offset() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a binlog file"));
 }
+
+#[test]
+fn a_live_file_cut_mid_event_is_reported_but_not_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = MariaDb::start_default().expect("start");
+    db.write_workload(3).expect("workload");
+    // The open file: its format description carries the in-use flag on disk.
+    let live = db.binlog_files().expect("files").pop().expect("a binlog");
+    let bytes = std::fs::read(&live).expect("read");
+    let cut = dir.path().join("live.000001");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).expect("write");
+    let out = binlogd().arg("inspect").arg(&cut).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("still writing") && err.contains("10 more bytes"),
+        "{err}"
+    );
+}
