@@ -16,6 +16,7 @@
 
 use crate::error::ErrorKind;
 use crate::header::HEADER_LEN;
+use crate::le::{read_u16, read_u32};
 
 /// Length of the server version field.
 const SERVER_VERSION_LEN: usize = 50;
@@ -89,7 +90,7 @@ impl FormatDescription {
                 minimum: FIXED_LEN,
             });
         }
-        let binlog_version = u16::from_le_bytes([body[0], body[1]]);
+        let binlog_version = read_u16(&body[0..2]);
         if binlog_version != 4 {
             return Err(ErrorKind::UnsupportedBinlogVersion(binlog_version));
         }
@@ -99,7 +100,7 @@ impl FormatDescription {
             .position(|&b| b == 0)
             .unwrap_or(SERVER_VERSION_LEN);
         let server_version = String::from_utf8_lossy(&raw_version[..version_end]).into_owned();
-        let create_timestamp = u32::from_le_bytes([body[52], body[53], body[54], body[55]]);
+        let create_timestamp = read_u32(&body[52..56]);
         let header_len = body[56];
         if usize::from(header_len) != HEADER_LEN {
             return Err(ErrorKind::Invalid(

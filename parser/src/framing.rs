@@ -55,14 +55,7 @@ impl<'a> RawEvent<'a> {
     /// The CRC32 stored at the end of the event, if the event carries one.
     pub fn stored_checksum(&self) -> Option<u32> {
         let tail = self.bytes.len().checked_sub(4)?;
-        (self.checksum_len == 4).then(|| {
-            u32::from_le_bytes([
-                self.bytes[tail],
-                self.bytes[tail + 1],
-                self.bytes[tail + 2],
-                self.bytes[tail + 3],
-            ])
-        })
+        (self.checksum_len == 4).then(|| crate::le::read_u32(&self.bytes[tail..]))
     }
 
     /// An event over `bytes` without a checksum, for unit tests elsewhere in the crate.

@@ -42,6 +42,7 @@ pub mod format_description;
 pub mod framing;
 pub mod gtid;
 pub mod header;
+mod le;
 pub mod transaction;
 
 pub use error::{ErrorKind, ParseError};

@@ -17,8 +17,8 @@
 use std::io::Read;
 
 use crate::error::ErrorKind;
-use crate::events::gtid::read_packed_integer;
 use crate::framing::MAX_EVENT_SIZE;
+use crate::le::read_packed_integer;
 
 /// Largest decompressed transaction accepted (MySQL's limit on a transaction payload is
 /// `max_allowed_packet`-bound events; 4 GiB covers every real one).

@@ -16,6 +16,7 @@ use crate::EventType;
 use crate::error::{ErrorKind, ParseError};
 use crate::format_description::FormatDescription;
 use crate::framing::RawEvent;
+use crate::le::{read_packed_integer, read_u32, read_u64};
 
 pub use compressed::{PayloadCompression, TransactionPayload, decompress_mariadb};
 pub use gtid::{BinlogCheckpoint, GtidList, MariadbGtidEvent, MysqlGtidEvent};
@@ -139,7 +140,7 @@ fn decode_body<'a>(
                 });
             }
             Event::Rotate {
-                position: gtid::read_u64(&body[..8]),
+                position: read_u64(&body[..8]),
                 next_file: &body[8..],
             }
         }
@@ -153,7 +154,7 @@ fn decode_body<'a>(
                 });
             }
             Event::Xid {
-                xid: gtid::read_u64(body),
+                xid: read_u64(body),
             }
         }
         EventType::QUERY => Event::Query(Query::parse(body, post_header(13), false)?),
@@ -211,7 +212,7 @@ fn decode_body<'a>(
             }
             Event::StartEncryption {
                 scheme: body[0],
-                key_version: gtid::read_u32(&body[1..5]),
+                key_version: read_u32(&body[1..5]),
             }
         }
         _ => Event::Other { event_type, body },
@@ -225,7 +226,7 @@ fn parse_heartbeat_v2(body: &[u8]) -> Result<Event<'_>, ErrorKind> {
     let mut rest = body;
     let (mut file, mut position): (&[u8], Option<u64>) = (&[], None);
     let packed = |rest: &mut &[u8], field: &'static str| -> Result<u64, ErrorKind> {
-        let (value, used) = gtid::read_packed_integer(rest).ok_or(ErrorKind::Invalid(field))?;
+        let (value, used) = read_packed_integer(rest).ok_or(ErrorKind::Invalid(field))?;
         *rest = &rest[used..];
         Ok(value)
     };

@@ -15,6 +15,7 @@
 //! layout with the query text compressed (`log_bin_compress`); its text is left compressed.
 
 use crate::error::ErrorKind;
+use crate::le::{read_u16, read_u32};
 
 /// Length of the v4 QUERY post-header.
 const POST_HEADER_LEN: usize = 13;
@@ -66,11 +67,11 @@ impl<'a> Query<'a> {
                 minimum: fixed,
             });
         }
-        let thread_id = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
-        let exec_time = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+        let thread_id = read_u32(&body[0..4]);
+        let exec_time = read_u32(&body[4..8]);
         let schema_len = usize::from(body[8]);
-        let error_code = u16::from_le_bytes([body[9], body[10]]);
-        let status_vars_len = usize::from(u16::from_le_bytes([body[11], body[12]]));
+        let error_code = read_u16(&body[9..11]);
+        let status_vars_len = usize::from(read_u16(&body[11..13]));
         let rest = &body[fixed..];
         if status_vars_len > rest.len() {
             return Err(ErrorKind::LengthMismatch {

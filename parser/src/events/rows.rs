@@ -14,7 +14,7 @@
 //! ```
 
 use crate::error::ErrorKind;
-use crate::events::gtid::{read_packed_integer, read_u32};
+use crate::le::{read_packed_integer, read_u16, read_u32};
 
 /// A TABLE_MAP event: maps a table id to a table for the ROWS events after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ fn split_table_id(body: &[u8], post_header_len: usize) -> Result<(u64, u16, &[u8
     }
     let mut id = [0u8; 8];
     id[..id_len].copy_from_slice(&body[..id_len]);
-    let flags = u16::from_le_bytes([body[id_len], body[id_len + 1]]);
+    let flags = read_u16(&body[id_len..]);
     Ok((u64::from_le_bytes(id), flags, &body[id_len + 2..]))
 }
 
@@ -136,7 +136,7 @@ impl<'a> RowsHeader<'a> {
                 minimum: body.len() - rest.len() + 2,
             });
         }
-        let extra_len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+        let extra_len = usize::from(read_u16(rest));
         if extra_len < 2 || extra_len > rest.len() {
             return Err(ErrorKind::LengthMismatch {
                 field: "extra data length",
