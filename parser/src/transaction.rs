@@ -211,9 +211,7 @@ impl TransactionTracker {
         // MariaDB flags DDL in its GTID event. Elsewhere a lone statement is DDL, except
         // the second phase of an XA transaction (`XA COMMIT`/`XA ROLLBACK`), which is a
         // group of its own too.
-        let is_xa = statement.is_some_and(|q| {
-            !q.compressed && q.sql.len() >= 3 && q.sql[..3].eq_ignore_ascii_case(b"XA ")
-        });
+        let is_xa = statement.is_some_and(|q| q.is_xa_completion());
         let is_ddl = open
             .mariadb_ddl_flag
             .unwrap_or(statement.is_some() && !is_xa);

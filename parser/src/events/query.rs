@@ -102,6 +102,24 @@ impl<'a> Query<'a> {
         })
     }
 
+    /// Whether this is the second phase of an XA transaction (`XA COMMIT`, `XA ROLLBACK`):
+    /// a group of its own after its GTID, like DDL, but not DDL.
+    pub fn is_xa_completion(&self) -> bool {
+        if self.compressed {
+            return false;
+        }
+        let mut words = self
+            .sql
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        let is =
+            |w: Option<&[u8]>, kw: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(kw.as_bytes()));
+        is(words.next(), "XA") && {
+            let second = words.next();
+            is(second, "COMMIT") || is(second, "ROLLBACK")
+        }
+    }
+
     /// Classifies the statement for transaction boundaries.
     pub fn statement_kind(&self) -> StatementKind {
         if self.compressed {
