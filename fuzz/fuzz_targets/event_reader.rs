@@ -2,7 +2,7 @@
 #![no_main]
 
 use binlogd_parser::events::{Event, decompress_mariadb};
-use binlogd_parser::{EventReader, Framer, TransactionTracker, decode_event};
+use binlogd_parser::{EventReader, TransactionTracker, decode_event};
 use libfuzzer_sys::fuzz_target;
 
 /// Decompression output is bounded by what the header declares; keep fuzz runs small.
@@ -23,14 +23,11 @@ fuzz_target!(|data: &[u8]| {
                 if payload.uncompressed_size <= MAX_FUZZ_DECOMPRESS =>
             {
                 if let Ok(inner) = payload.decompress() {
-                    let inner_format = format.without_checksum();
-                    let events = EventReader::continue_at(
-                        &inner,
-                        0,
-                        Framer::with_format(inner_format.clone()),
-                    );
-                    for inner_event in events.flatten() {
-                        let _ = decode_event(&inner_event, &inner_format);
+                    let mut events = EventReader::payload(&inner, &format);
+                    while let Some(Ok(inner_event)) = events.next() {
+                        if let Some(inner_format) = events.format() {
+                            let _ = decode_event(&inner_event, inner_format);
+                        }
                     }
                 }
             }

@@ -302,6 +302,13 @@ impl<'a> EventReader<'a> {
         }
     }
 
+    /// Reads the inner events of a decompressed TRANSACTION_PAYLOAD (see
+    /// `TransactionPayload::decompress`): whole events without checksums and without
+    /// positions, under the format of the file that holds the payload.
+    pub fn payload(inner: &'a [u8], format: &FormatDescription) -> Self {
+        EventReader::continue_at(inner, 0, Framer::with_format(format.without_checksum()))
+    }
+
     /// Offset of the next event to read (just past the last whole event read).
     pub fn offset(&self) -> u64 {
         self.base_offset + self.position as u64

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use binlogd_parser::events::Event;
-use binlogd_parser::{
-    EventReader, Framer, MariadbGtidPos, MysqlGtidSet, TransactionTracker, decode_event,
-};
+use binlogd_parser::{EventReader, MariadbGtidPos, MysqlGtidSet, TransactionTracker, decode_event};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,12 +43,11 @@ fn event_reader_corpus_never_panics() {
                 && payload.uncompressed_size <= 1 << 20
                 && let Ok(inner) = payload.decompress()
             {
-                let inner_format = format.without_checksum();
-                for e in
-                    EventReader::continue_at(&inner, 0, Framer::with_format(inner_format.clone()))
-                        .flatten()
-                {
-                    let _ = decode_event(&e, &inner_format);
+                let mut events = EventReader::payload(&inner, &format);
+                while let Some(Ok(e)) = events.next() {
+                    if let Some(inner_format) = events.format() {
+                        let _ = decode_event(&e, inner_format);
+                    }
                 }
             }
             if let Some(t) = tracker.push(&raw, &event) {

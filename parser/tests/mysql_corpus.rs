@@ -282,7 +282,7 @@ fn tagged_gtid_file_decodes_gtid_tag_and_set() {
 #[test]
 fn transaction_payload_decompresses_into_whole_events() {
     use binlogd_parser::events::Event;
-    use binlogd_parser::{EventType, Framer, TransactionTracker};
+    use binlogd_parser::{EventType, TransactionTracker};
 
     let bytes = std::fs::read(corpus_dir().join("transaction_compression.000001")).expect("read");
     let mut reader = EventReader::new(&bytes);
@@ -296,12 +296,11 @@ fn transaction_payload_decompresses_into_whole_events() {
         if let Event::TransactionPayload(payload) = &event {
             let inner = payload.decompress().expect("zstd");
             assert_eq!(inner.len(), 179);
-            let inner_format = format.without_checksum();
-            let mut events =
-                EventReader::continue_at(&inner, 0, Framer::with_format(inner_format.clone()));
-            for e in events.by_ref() {
+            let mut events = EventReader::payload(&inner, &format);
+            while let Some(e) = events.next() {
                 let e = e.expect("inner event frames");
-                decode_event(&e, &inner_format).expect("inner event decodes");
+                decode_event(&e, events.format().expect("the file's format"))
+                    .expect("inner event decodes");
                 assert_eq!(e.header.log_pos, 0, "inner events have no position");
                 inner_types.push(e.event_type());
             }
