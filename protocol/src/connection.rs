@@ -82,6 +82,19 @@ pub(crate) fn binlog_dump_gtid_request(
     payload
 }
 
+/// Appends the next packet of a long message, refusing to grow past [`MAX_MESSAGE`].
+fn append_bounded(joined: &mut bytes::BytesMut, next: &[u8]) -> Result<(), ProtocolError> {
+    let size = joined.len() + next.len();
+    if size > MAX_MESSAGE {
+        return Err(ProtocolError::MessageTooLarge {
+            size,
+            maximum: MAX_MESSAGE,
+        });
+    }
+    joined.extend_from_slice(next);
+    Ok(())
+}
+
 /// Reads one whole reply, joining the packets of a long one (up to [`MAX_MESSAGE`]).
 async fn read_message(framed: &mut Framed<Transport, PacketCodec>) -> Result<Bytes, ProtocolError> {
     let first = framed.next().await.ok_or(ProtocolError::Closed)??;
@@ -91,13 +104,7 @@ async fn read_message(framed: &mut Framed<Transport, PacketCodec>) -> Result<Byt
     let mut joined = bytes::BytesMut::from(&first.payload[..]);
     loop {
         let next = framed.next().await.ok_or(ProtocolError::Closed)??;
-        if joined.len() + next.payload.len() > MAX_MESSAGE {
-            return Err(ProtocolError::MessageTooLarge {
-                size: joined.len() + next.payload.len(),
-                maximum: MAX_MESSAGE,
-            });
-        }
-        joined.extend_from_slice(&next.payload);
+        append_bounded(&mut joined, &next.payload)?;
         if !next.continues {
             return Ok(joined.freeze());
         }
@@ -529,13 +536,7 @@ impl BinlogStream {
         let mut joined = bytes::BytesMut::from(&first.bytes[..]);
         loop {
             let piece = self.next_piece().await?.ok_or(ProtocolError::Closed)?;
-            if joined.len() + piece.bytes.len() > MAX_MESSAGE {
-                return Err(ProtocolError::MessageTooLarge {
-                    size: joined.len() + piece.bytes.len(),
-                    maximum: MAX_MESSAGE,
-                });
-            }
-            joined.extend_from_slice(&piece.bytes);
+            append_bounded(&mut joined, &piece.bytes)?;
             if piece.last {
                 return Ok(Some(joined.freeze()));
             }
