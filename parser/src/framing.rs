@@ -228,6 +228,155 @@ impl Framer {
     }
 }
 
+impl Framer {
+    /// Starts checking an event too large to hold whole, from its first bytes (at least
+    /// the header), which sit at `offset`. Feed the rest with
+    /// [`PiecewiseEvent::update`] and call [`PiecewiseEvent::finish`] at its end: the
+    /// same size and checksum checks as [`Framer::next_event`], without the event ever
+    /// being in memory at once. Used for events a replication stream sends in 16 MiB
+    /// packets and for reading such events from a file.
+    pub fn begin_piecewise(
+        &mut self,
+        first: &[u8],
+        offset: u64,
+    ) -> Result<PiecewiseEvent, ParseError> {
+        let header = match parse_event_header(first) {
+            Ok((_, header)) => header,
+            Err(_) => {
+                return Err(ParseError::new(
+                    offset,
+                    None,
+                    ErrorKind::Truncated {
+                        needed: HEADER_LEN.saturating_sub(first.len()),
+                    },
+                ));
+            }
+        };
+        let fail = |kind| ParseError::new(offset, Some(header.event_type), kind);
+        if self.encrypted {
+            return Err(fail(ErrorKind::Encrypted));
+        }
+        // Only a format description changes the format, and it is small.
+        if header.event_type == EventType::FORMAT_DESCRIPTION {
+            return Err(fail(ErrorKind::Invalid("FORMAT_DESCRIPTION event size")));
+        }
+        let checksum = match (&self.format, self.checksum_before_format) {
+            (Some(format), _) => format.checksum,
+            (None, Some(checksum)) => checksum,
+            (None, None) => return Err(fail(ErrorKind::MissingFormatDescription)),
+        };
+        let minimum = (HEADER_LEN + checksum.len()) as u32;
+        if header.event_size < minimum {
+            return Err(fail(ErrorKind::EventTooShort {
+                size: header.event_size,
+                minimum,
+            }));
+        }
+        if header.event_size > MAX_EVENT_SIZE {
+            return Err(fail(ErrorKind::EventTooLarge {
+                size: header.event_size,
+                maximum: MAX_EVENT_SIZE,
+            }));
+        }
+        let verify = checksum == ChecksumAlgorithm::Crc32 && !self.skip_checksum_verification;
+        let mut event = PiecewiseEvent {
+            offset,
+            header,
+            remaining: u64::from(header.event_size),
+            crc: verify.then(|| self.crc.clone()),
+            tail: [0; 4],
+            tail_len: 0,
+        };
+        event.update(first)?;
+        Ok(event)
+    }
+}
+
+/// An event being checked piece by piece: see [`Framer::begin_piecewise`].
+#[derive(Debug, Clone)]
+pub struct PiecewiseEvent {
+    offset: u64,
+    header: EventHeader,
+    remaining: u64,
+    crc: Option<crc32fast::Hasher>,
+    /// The last bytes seen, held back from the CRC: the final 4 are the stored checksum.
+    tail: [u8; 4],
+    tail_len: usize,
+}
+
+impl PiecewiseEvent {
+    /// The event's header.
+    pub fn header(&self) -> &EventHeader {
+        &self.header
+    }
+
+    /// The event's offset.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// How many bytes the event still lacks.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Feeds the next bytes of the event.
+    pub fn update(&mut self, piece: &[u8]) -> Result<(), ParseError> {
+        if piece.len() as u64 > self.remaining {
+            return Err(ParseError::new(
+                self.offset,
+                Some(self.header.event_type),
+                ErrorKind::LengthMismatch {
+                    field: "event size",
+                    value: u64::from(self.header.event_size),
+                    available: (u64::from(self.header.event_size) - self.remaining) as usize
+                        + piece.len(),
+                },
+            ));
+        }
+        self.remaining -= piece.len() as u64;
+        let Some(crc) = self.crc.as_mut() else {
+            return Ok(());
+        };
+        // Hash everything but the newest 4 bytes, which may be the stored checksum.
+        if piece.len() >= 4 {
+            crc.update(&self.tail[..self.tail_len]);
+            let (body, tail) = piece.split_at(piece.len() - 4);
+            crc.update(body);
+            self.tail.copy_from_slice(tail);
+            self.tail_len = 4;
+        } else {
+            let mut joined = [0u8; 8];
+            joined[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+            joined[self.tail_len..self.tail_len + piece.len()].copy_from_slice(piece);
+            let len = self.tail_len + piece.len();
+            let keep = len.min(4);
+            crc.update(&joined[..len - keep]);
+            self.tail[..keep].copy_from_slice(&joined[len - keep..len]);
+            self.tail_len = keep;
+        }
+        Ok(())
+    }
+
+    /// Checks that the whole event arrived and that its checksum matches.
+    pub fn finish(self) -> Result<(), ParseError> {
+        let fail = |kind| ParseError::new(self.offset, Some(self.header.event_type), kind);
+        if self.remaining > 0 {
+            return Err(fail(ErrorKind::Truncated {
+                needed: usize::try_from(self.remaining).unwrap_or(usize::MAX),
+            }));
+        }
+        if let Some(crc) = self.crc {
+            let stored = u32::from_le_bytes(self.tail);
+            let computed = crc.finalize();
+            if stored != computed {
+                return Err(fail(ErrorKind::ChecksumMismatch { stored, computed }));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The CRC32 an event's stored checksum must equal.
 ///
 /// A FORMAT_DESCRIPTION event is checksummed as if its `BINLOG_IN_USE` flag were clear:
@@ -394,3 +543,63 @@ impl<'a> Iterator for EventReader<'a> {
 }
 
 impl std::iter::FusedIterator for EventReader<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ROWS event of `size` bytes with a valid CRC32.
+    fn event(size: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; size];
+        bytes[4] = EventType::WRITE_ROWS.0;
+        bytes[9..13].copy_from_slice(&(size as u32).to_le_bytes());
+        for (i, b) in bytes[HEADER_LEN..size - 4].iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        let crc = crc32fast::hash(&bytes[..size - 4]);
+        bytes[size - 4..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    fn check_in_pieces(bytes: &[u8], cuts: &[usize]) -> Result<(), ParseError> {
+        let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);
+        let mut at = cuts[0];
+        let mut event = framer.begin_piecewise(&bytes[..at], 100)?;
+        for &cut in &cuts[1..] {
+            event.update(&bytes[at..cut])?;
+            at = cut;
+        }
+        event.update(&bytes[at..])?;
+        event.finish()
+    }
+
+    #[test]
+    fn an_event_checked_in_pieces_agrees_with_framing_it_whole() {
+        let bytes = event(1000);
+        let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);
+        assert!(matches!(framer.next_event(&bytes, 100), Ok(Frame::Event(_))));
+        // Cuts that split the stored checksum, leave 1-3 byte pieces, or none.
+        for cuts in [
+            &[19][..],
+            &[19, 500, 997],
+            &[20, 998, 999],
+            &[500, 501, 502, 996],
+        ] {
+            check_in_pieces(&bytes, cuts).expect("valid");
+        }
+        let mut corrupt = bytes.clone();
+        corrupt[600] ^= 1;
+        let err = check_in_pieces(&corrupt, &[19, 700]).expect_err("corrupt");
+        assert!(matches!(err.kind, ErrorKind::ChecksumMismatch { .. }), "{err}");
+        assert_eq!(err.offset, 100);
+
+        let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);
+        let mut event = framer.begin_piecewise(&bytes[..19], 0).expect("header");
+        assert!(matches!(
+            event.clone().finish().map_err(|e| e.kind),
+            Err(ErrorKind::Truncated { needed: 981 })
+        ));
+        event.update(&bytes[19..]).expect("rest");
+        assert!(event.update(&[0]).is_err(), "a byte past the event's size");
+    }
+}

@@ -49,7 +49,7 @@ pub use error::{ErrorKind, ParseError};
 pub use event_type::EventType;
 pub use events::{Event, decode_event};
 pub use format_description::{ChecksumAlgorithm, Flavour, FormatDescription};
-pub use framing::{BINLOG_MAGIC, EventReader, Frame, Framer, Incomplete, RawEvent};
+pub use framing::{BINLOG_MAGIC, EventReader, Frame, Framer, Incomplete, PiecewiseEvent, RawEvent};
 pub use gtid::{Gtid, MariadbGtid, MariadbGtidPos, MysqlGtid, MysqlGtidSet, Tag, Uuid};
 pub use header::{EventHeader, HEADER_LEN};
 pub use transaction::{CommitTime, Transaction, TransactionTracker};

@@ -12,6 +12,7 @@
 //! is the `end_log_pos` the server wrote into that event's header: cutting a file there
 //! never splits a transaction.
 
+use crate::EventType;
 use crate::error::ErrorKind;
 use crate::events::gtid::FL_COMPLETED_XA;
 use crate::events::query::Query;
@@ -19,6 +20,7 @@ use crate::events::query::StatementKind;
 use crate::events::{Event, decompress_mariadb};
 use crate::framing::RawEvent;
 use crate::gtid::Gtid;
+use crate::header::EventHeader;
 use std::borrow::Cow;
 
 /// When a transaction committed.
@@ -183,6 +185,42 @@ impl TransactionTracker {
         }
     }
 
+    /// Feeds an event known by its header only: one too large to hold whole (the
+    /// replication stream delivers it in 16 MiB pieces), which sits at `offset`. Large
+    /// events are row images, statements and compressed payloads, never GTIDs or `BEGIN`;
+    /// a statement seen this way is the transaction's body, or a whole group of its own
+    /// when no `BEGIN` opened one (its text is then not kept: `ddl` stays `None`).
+    pub fn push_unread(
+        &mut self,
+        offset: u64,
+        header: &EventHeader,
+    ) -> Option<Transaction<'static>> {
+        let end = offset + u64::from(header.event_size);
+        let kind = header.event_type;
+        if kind == EventType::XID
+            || kind == EventType::XA_PREPARE
+            || kind == EventType::TRANSACTION_PAYLOAD
+        {
+            return self.close_at(end, header.timestamp, None, false);
+        }
+        let is_statement = kind == EventType::QUERY || kind == EventType::MARIADB_QUERY_COMPRESSED;
+        match self.open.as_mut() {
+            Some(open) if open.began || !is_statement => {
+                open.events += 1;
+                None
+            }
+            Some(_) => self.close_at(end, header.timestamp, None, true),
+            None if is_statement => {
+                self.open = Some(Open {
+                    events: 0,
+                    ..Open::new(None, offset, false)
+                });
+                self.close_at(end, header.timestamp, None, true)
+            }
+            None => None,
+        }
+    }
+
     fn begin_group(&mut self, raw: &RawEvent<'_>, gtid: Option<Gtid>) {
         if self.open.is_some() {
             self.abandoned += 1;
@@ -197,6 +235,26 @@ impl TransactionTracker {
         raw: &RawEvent<'a>,
         statement: Option<Query<'a>>,
     ) -> Option<Transaction<'a>> {
+        // The second phase of an XA transaction (`XA COMMIT`/`XA ROLLBACK`) is a group
+        // of its own too, but not DDL.
+        let lone_statement = statement.is_some_and(|q| !q.is_xa_completion());
+        self.close_at(
+            raw.end_offset(),
+            raw.header.timestamp,
+            statement,
+            lone_statement,
+        )
+    }
+
+    /// Ends the open transaction with the event that ends at `end` and was written at
+    /// `timestamp`. A `lone_statement` group is DDL unless MariaDB's GTID said otherwise.
+    fn close_at<'a>(
+        &mut self,
+        end: u64,
+        timestamp: u32,
+        statement: Option<Query<'a>>,
+        lone_statement: bool,
+    ) -> Option<Transaction<'a>> {
         let open = self.open.take()?;
         let commit_time = match open.exact_commit_micros {
             Some(micros) => CommitTime {
@@ -204,21 +262,16 @@ impl TransactionTracker {
                 exact: true,
             },
             None => CommitTime {
-                micros: u64::from(raw.header.timestamp) * 1_000_000,
+                micros: u64::from(timestamp) * 1_000_000,
                 exact: false,
             },
         };
-        // MariaDB flags DDL in its GTID event. Elsewhere a lone statement is DDL, except
-        // the second phase of an XA transaction (`XA COMMIT`/`XA ROLLBACK`), which is a
-        // group of its own too.
-        let is_xa = statement.is_some_and(|q| q.is_xa_completion());
-        let is_ddl = open
-            .mariadb_ddl_flag
-            .unwrap_or(statement.is_some() && !is_xa);
+        // MariaDB flags DDL in its GTID event; elsewhere a lone statement is DDL.
+        let is_ddl = open.mariadb_ddl_flag.unwrap_or(lone_statement);
         Some(Transaction {
             gtid: open.gtid,
             start: open.start,
-            end: raw.end_offset(),
+            end,
             commit_time,
             is_ddl,
             ddl: if is_ddl { statement } else { None },
@@ -329,5 +382,39 @@ mod tests {
         tracker.push(&raw(74, 40, EventType::GTID), &mysql_gtid(2));
         assert_eq!(tracker.abandoned(), 1);
         assert_eq!(tracker.open_since(), Some(74));
+    }
+
+    fn header(event_type: EventType, size: u32) -> EventHeader {
+        EventHeader {
+            timestamp: 1_700_000_000,
+            event_type,
+            server_id: 1,
+            event_size: size,
+            log_pos: 0,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn events_known_by_header_only_still_bound_transactions() {
+        let mut tracker = TransactionTracker::new();
+        tracker.push(&raw(4, 40, EventType::GTID), &mysql_gtid(1));
+        tracker.push(&raw(44, 30, EventType::QUERY), &query(b"BEGIN"));
+        let rows = header(EventType::WRITE_ROWS, 40 << 20);
+        assert_eq!(tracker.push_unread(74, &rows), None);
+        let end = 74 + u64::from(rows.event_size);
+        let t = tracker
+            .push_unread(end, &header(EventType::XID, 31))
+            .expect("the XID closes it");
+        assert_eq!((t.start, t.end, t.events, t.is_ddl), (4, end + 31, 4, false));
+
+        // A huge statement right after a GTID is a group of its own.
+        tracker.push(&raw(500, 40, EventType::GTID), &mysql_gtid(2));
+        let t = tracker
+            .push_unread(540, &header(EventType::QUERY, 20 << 20))
+            .expect("a lone statement closes its group");
+        assert_eq!((t.start, t.end, t.is_ddl), (500, 540 + (20 << 20), true));
+        assert_eq!(t.ddl, None);
+        assert_eq!(tracker.open_since(), None);
     }
 }

@@ -30,3 +30,46 @@ impl std::fmt::Display for Gtid {
         }
     }
 }
+
+impl std::str::FromStr for Gtid {
+    type Err = ParseGtidError;
+
+    /// Reads either text form: a MySQL GTID has a colon, a MariaDB GTID has none.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.contains(':') {
+            text.parse().map(Gtid::Mysql)
+        } else {
+            text.parse().map(Gtid::Mariadb)
+        }
+    }
+}
+
+impl serde::Serialize for Gtid {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Gtid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn either_text_form_reads_back_as_its_flavour() {
+        for text in ["0-1-42", "3e11fa47-71ca-11e1-9e33-c80aa9429562:23"] {
+            let gtid: Gtid = text.parse().expect("valid");
+            assert_eq!(gtid.to_string(), text);
+            let json = serde_json::to_string(&gtid).expect("serialize");
+            assert_eq!(serde_json::from_str::<Gtid>(&json).expect("read"), gtid);
+        }
+        assert!(matches!("0-1-42".parse(), Ok(Gtid::Mariadb(_))));
+        assert!("0-1".parse::<Gtid>().is_err());
+    }
+}
