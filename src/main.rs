@@ -2,6 +2,8 @@
 //! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`).
 
 mod inspect;
+mod metrics;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -12,8 +14,24 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "binlogd", version, about, long_about = None)]
 struct Cli {
+    /// Log format on stderr: text for people, json for log collectors. The level comes
+    /// from BINLOGD_LOG (e.g. debug, or binlogd=debug,info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -21,19 +39,25 @@ enum Command {
     /// Print the events or transactions of a binlog file, like a reader-friendly
     /// mysqlbinlog (MySQL 5.0–9.x and MariaDB files).
     Inspect(inspect::InspectArgs),
+    /// Follow a MySQL or MariaDB server like a replica and archive its binlogs byte for
+    /// byte, indexed, surviving disconnects and crashes.
+    Stream(Box<stream::StreamArgs>),
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BINLOGD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BINLOGD_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Stream(args) => stream::run(*args),
     };
     match result {
         Ok(code) => code,

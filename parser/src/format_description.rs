@@ -148,6 +148,22 @@ impl FormatDescription {
         })
     }
 
+    /// A stand-in for the start of a replication stream, before the server's
+    /// FORMAT_DESCRIPTION arrives: the artificial ROTATE and heartbeats that come first
+    /// have fixed layouts and decode under it; nothing else should.
+    pub fn stream_preamble(checksum: ChecksumAlgorithm) -> FormatDescription {
+        FormatDescription {
+            binlog_version: 4,
+            server_version: String::new(),
+            version: (0, 0, 0),
+            flavour: Flavour::MySql,
+            create_timestamp: 0,
+            header_len: HEADER_LEN as u8,
+            post_header_lengths: Vec::new(),
+            checksum,
+        }
+    }
+
     /// The same format for events that carry no checksum: the inner events of a
     /// TRANSACTION_PAYLOAD.
     pub fn without_checksum(&self) -> FormatDescription {

@@ -577,7 +577,10 @@ mod tests {
     fn an_event_checked_in_pieces_agrees_with_framing_it_whole() {
         let bytes = event(1000);
         let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);
-        assert!(matches!(framer.next_event(&bytes, 100), Ok(Frame::Event(_))));
+        assert!(matches!(
+            framer.next_event(&bytes, 100),
+            Ok(Frame::Event(_))
+        ));
         // Cuts that split the stored checksum, leave 1-3 byte pieces, or none.
         for cuts in [
             &[19][..],
@@ -590,7 +593,10 @@ mod tests {
         let mut corrupt = bytes.clone();
         corrupt[600] ^= 1;
         let err = check_in_pieces(&corrupt, &[19, 700]).expect_err("corrupt");
-        assert!(matches!(err.kind, ErrorKind::ChecksumMismatch { .. }), "{err}");
+        assert!(
+            matches!(err.kind, ErrorKind::ChecksumMismatch { .. }),
+            "{err}"
+        );
         assert_eq!(err.offset, 100);
 
         let mut framer = Framer::for_stream(ChecksumAlgorithm::Crc32);

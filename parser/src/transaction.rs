@@ -406,7 +406,10 @@ mod tests {
         let t = tracker
             .push_unread(end, &header(EventType::XID, 31))
             .expect("the XID closes it");
-        assert_eq!((t.start, t.end, t.events, t.is_ddl), (4, end + 31, 4, false));
+        assert_eq!(
+            (t.start, t.end, t.events, t.is_ddl),
+            (4, end + 31, 4, false)
+        );
 
         // A huge statement right after a GTID is a group of its own.
         tracker.push(&raw(500, 40, EventType::GTID), &mysql_gtid(2));

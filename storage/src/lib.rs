@@ -1,9 +1,31 @@
 //! The binlog archive: object layout, index and checkpointing.
 //!
-//! Decides where archived bytes live (a local directory or an S3 bucket), how an open binlog
-//! file is checkpointed, and the index that `search` and `restore` read. It does not talk to
-//! MySQL (that is `binlogd-protocol`) and does not decode events itself beyond asking
-//! `binlogd-parser` for transaction boundaries.
+//! Decides where archived bytes live, how they are made durable, and the index that
+//! `inspect`, `search` and `restore` read. It does not talk to MySQL (that is
+//! `binlogd-protocol`) and decodes events only through `binlogd-parser`.
 //!
-//! The implementation arrives with the streaming and storage issues; this crate holds its
-//! place in the workspace so the crate graph in `ARCHITECTURE.md` is true from the start.
+//! - [`layout`]: the archive directory: epochs (one per source server) holding the
+//!   server's binlog files byte for byte, each with its index.
+//! - [`index`]: the per-file index (GTID state before, transactions with byte ranges and
+//!   commit times, closed-ness), JSON lines.
+//! - [`writer`]: [`ArchiveWriter`] turns a replication stream into files and index,
+//!   data fsynced before the index that points at it.
+//! - [`recover`]: after a crash, cuts the last file back to a transaction boundary and
+//!   says where the stream resumes.
+//! - [`scan`]: reads an archived file event by event in bounded memory.
+
+mod error;
+pub mod gtids;
+pub mod index;
+pub mod layout;
+pub mod recover;
+pub mod scan;
+mod tracking;
+pub mod writer;
+
+pub use error::StorageError;
+pub use gtids::GtidState;
+pub use index::{FileIndex, IndexRecord, TransactionEntry, read_index};
+pub use layout::{Epoch, LocalArchive, SourceIdentity};
+pub use recover::{ResumePoint, recover};
+pub use writer::{ArchiveWriter, Durable, Ingested, WriterStats};

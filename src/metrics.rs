@@ -1,0 +1,180 @@
+//! `/metrics` (Prometheus text format) and `/healthz` for `binlogd stream`.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Label of the info metric that carries the last archived GTID.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GtidLabel {
+    pub gtid: String,
+}
+
+/// What `binlogd stream` reports.
+#[derive(Debug, Default)]
+pub struct StreamMetrics {
+    pub events: Counter,
+    pub bytes: Counter,
+    pub transactions: Counter,
+    pub reconnects: Counter,
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    pub lag_bytes: Gauge,
+    pub last_commit_seconds: Gauge<f64, AtomicU64>,
+    pub last_gtid: Family<GtidLabel, Gauge>,
+    pub connected: Gauge,
+    /// Seconds since the epoch of the last event or heartbeat from the source.
+    last_heard: AtomicU64,
+    connected_flag: AtomicBool,
+    /// How long the source may stay silent before `/healthz` fails.
+    silence_allowed: AtomicU64,
+}
+
+impl StreamMetrics {
+    pub fn new(silence_allowed: Duration) -> Arc<Self> {
+        let metrics = StreamMetrics::default();
+        metrics
+            .silence_allowed
+            .store(silence_allowed.as_secs().max(1), Ordering::Relaxed);
+        Arc::new(metrics)
+    }
+
+    fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::with_prefix("binlogd");
+        registry.register(
+            "events_archived",
+            "Events written to the archive",
+            self.events.clone(),
+        );
+        registry.register(
+            "bytes_archived",
+            "Bytes written to the archive",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "transactions_archived",
+            "Transactions indexed",
+            self.transactions.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Connections to the source lost and made again",
+            self.reconnects.clone(),
+        );
+        registry.register(
+            "lag_seconds",
+            "Seconds the archive is behind the source (0 when caught up)",
+            self.lag_seconds.clone(),
+        );
+        registry.register(
+            "lag_bytes",
+            "Bytes of the source's current binlog not yet durable in the archive, as of its last heartbeat",
+            self.lag_bytes.clone(),
+        );
+        registry.register(
+            "last_archived_commit_timestamp_seconds",
+            "Commit time of the last archived transaction",
+            self.last_commit_seconds.clone(),
+        );
+        registry.register(
+            "last_archived_gtid",
+            "The GTID of the last archived transaction, as a label",
+            self.last_gtid.clone(),
+        );
+        registry.register(
+            "source_connected",
+            "1 while streaming from the source",
+            self.connected.clone(),
+        );
+        registry
+    }
+
+    /// Notes that the source was heard from.
+    pub fn heard(&self) {
+        self.last_heard.store(now_seconds(), Ordering::Relaxed);
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.connected_flag.store(connected, Ordering::Relaxed);
+        self.connected.set(i64::from(connected));
+        if connected {
+            self.heard();
+        }
+    }
+
+    /// `None` when healthy, else why not.
+    fn unhealthy(&self) -> Option<String> {
+        if !self.connected_flag.load(Ordering::Relaxed) {
+            return Some("not connected to the source".to_owned());
+        }
+        let silent = now_seconds().saturating_sub(self.last_heard.load(Ordering::Relaxed));
+        let allowed = self.silence_allowed.load(Ordering::Relaxed);
+        (silent > allowed).then(|| {
+            format!("nothing from the source for {silent} s (heartbeats are expected every {allowed} s at most)")
+        })
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until the process ends. Returns the bound
+/// address (useful with port 0).
+pub async fn serve(addr: SocketAddr, metrics: Arc<StreamMetrics>) -> anyhow::Result<SocketAddr> {
+    let registry = Arc::new(metrics.registry());
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get({
+                let registry = registry.clone();
+                move || async move {
+                    let mut body = String::new();
+                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                        Ok(()) => (
+                            StatusCode::OK,
+                            [(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
+                            .into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || async move {
+                match metrics.unhealthy() {
+                    None => (StatusCode::OK, "ok\n".to_owned()),
+                    Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics address {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
+}

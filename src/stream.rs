@@ -1,0 +1,736 @@
+//! `binlogd stream`: follow a server like a replica and keep a byte-exact archive of its
+//! binlogs.
+//!
+//! Wiring only: `binlogd-protocol` speaks to the server, `binlogd-storage` writes and
+//! recovers the archive. This module decides where to start, when to make data durable,
+//! when to reconnect, and what to report.
+
+use crate::metrics::{GtidLabel, StreamMetrics};
+use anyhow::{Context, bail};
+use backon::BackoffBuilder;
+use binlogd_protocol::{
+    BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, ProtocolError, TlsMode,
+    TlsOptions,
+};
+use binlogd_storage::{
+    ArchiveWriter, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
+    WriterStats, recover,
+};
+use futures_util::FutureExt;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Archive everything the server still has, then follow it live:
+  BINLOGD_SOURCE_PASSWORD=secret binlogd stream --source mysql://repl@db1:3306 --archive /var/lib/binlogd
+
+  # Verified TLS, metrics for Prometheus, zero-RPO semi-sync replica:
+  binlogd stream --source mysql://repl@db1.example.com:3306 --password-file /run/secrets/repl \\
+      --archive /var/lib/binlogd --tls-mode verify-identity --tls-ca /etc/ssl/db-ca.pem \\
+      --semi-sync --metrics-addr 0.0.0.0:9606
+
+  # Copy what the server has now and exit:
+  binlogd stream --source mysql://repl@127.0.0.1:3306 --archive ./archive --exit-at-end
+
+The archive holds the server's binlog files under their own names, byte for byte, with an index
+beside each (NAME.index.jsonl). Stop binlogd at any moment, even with SIGKILL: the next start cuts
+the last file back to its last whole transaction and continues from there.";
+
+/// Arguments of `binlogd stream`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct StreamArgs {
+    /// The server to follow: mysql://USER@HOST:PORT (mariadb:// works too). The password
+    /// comes from BINLOGD_SOURCE_PASSWORD or --password-file, never from the URL.
+    #[arg(long, env = "BINLOGD_SOURCE", value_name = "URL")]
+    source: String,
+    /// File holding the password of the source user (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<PathBuf>,
+    /// The archive directory (created if missing).
+    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR")]
+    archive: PathBuf,
+    /// Replica server id to register with. Must differ from every server and replica of
+    /// the source; the default is derived from the archive path, stable across restarts.
+    #[arg(long, value_name = "ID")]
+    server_id: Option<u32>,
+    /// TLS to the source: disabled, preferred, required, verify-ca, verify-identity.
+    #[arg(long, value_enum, default_value = "preferred", value_name = "MODE")]
+    tls_mode: TlsModeArg,
+    /// PEM file of the CA certificates that sign the server's certificate.
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain, for users that REQUIRE X509.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry, when it is not the host in --source.
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// Be a semi-synchronous replica: the source's commits wait until binlogd has the
+    /// transaction on disk (zero RPO). Needs rpl_semi_sync_master_enabled on the source.
+    #[arg(long)]
+    semi_sync: bool,
+    /// How often the source sends a heartbeat when it has nothing else to send.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    heartbeat: f64,
+    /// With an empty archive, start at this binlog file instead of the oldest one the
+    /// server has.
+    #[arg(long, value_name = "FILE")]
+    start_file: Option<String>,
+    /// How to resume a non-empty archive from the same server: by file and position
+    /// (exact, needs the file still on the server), or by GTID. A new server behind the
+    /// same address (failover) is always followed by GTID.
+    #[arg(long, value_enum, default_value = "position", value_name = "HOW")]
+    resume_by: ResumeBy,
+    /// Stop when everything the server has is archived, instead of following it.
+    #[arg(long)]
+    exit_at_end: bool,
+    /// Serve Prometheus /metrics and /healthz on this address (e.g. 127.0.0.1:9606).
+    #[arg(long, env = "BINLOGD_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Longest wait between reconnection attempts.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    max_retry_delay: f64,
+    /// No progress line, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TlsModeArg {
+    Disabled,
+    Preferred,
+    Required,
+    VerifyCa,
+    VerifyIdentity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ResumeBy {
+    Position,
+    Gtid,
+}
+
+/// Where a dump starts.
+#[derive(Debug, Clone)]
+enum Start {
+    Position { file: String, position: u64 },
+    Gtid(GtidState),
+}
+
+/// Why a session ended without an error.
+enum SessionEnd {
+    /// `--exit-at-end` and everything is archived.
+    CaughtUp,
+    /// A signal asked to stop.
+    Shutdown,
+}
+
+struct Streamer {
+    args: StreamArgs,
+    connect: ConnectOptions,
+    address: String,
+    server_id: u32,
+    archive: LocalArchive,
+    metrics: Arc<StreamMetrics>,
+    shutdown: watch::Receiver<bool>,
+    /// Set after a gap: the next dump goes by file and position, which is exact.
+    force_position: bool,
+    progress: Option<indicatif::ProgressBar>,
+    /// The current writer's counters as last added to the metrics.
+    reported: WriterStats,
+}
+
+pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
+    let (host, port, user) = parse_source(&args.source)?;
+    let password = read_password(&args)?;
+    let tls = TlsOptions {
+        mode: match args.tls_mode {
+            TlsModeArg::Disabled => TlsMode::Disabled,
+            TlsModeArg::Preferred => TlsMode::Preferred,
+            TlsModeArg::Required => TlsMode::Required,
+            TlsModeArg::VerifyCa => TlsMode::VerifyCa,
+            TlsModeArg::VerifyIdentity => TlsMode::VerifyIdentity,
+        },
+        ca_file: args.tls_ca.clone(),
+        client_cert: args.tls_cert.clone().zip(args.tls_key.clone()),
+        server_name: args.tls_server_name.clone(),
+    };
+    if matches!(
+        args.tls_mode,
+        TlsModeArg::VerifyCa | TlsModeArg::VerifyIdentity
+    ) && args.tls_ca.is_none()
+    {
+        bail!("--tls-mode verify-ca and verify-identity need --tls-ca");
+    }
+    if !(args.heartbeat > 0.0 && args.heartbeat <= 4_000_000.0) {
+        bail!("--heartbeat must be between 0 and 4000000 seconds");
+    }
+    let archive = LocalArchive::open(&args.archive)
+        .with_context(|| format!("archive {}", args.archive.display()))?;
+    let server_id = args
+        .server_id
+        .unwrap_or_else(|| default_server_id(&args.archive));
+    let metrics = StreamMetrics::new(Duration::from_secs_f64(args.heartbeat * 3.0 + 5.0));
+    if let Some(addr) = args.metrics_addr {
+        let bound = crate::metrics::serve(addr, metrics.clone()).await?;
+        tracing::info!(%bound, "serving /metrics and /healthz");
+    }
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    });
+    let address = format!("{host}:{port}");
+    tracing::info!(
+        source = %address,
+        user = %user,
+        archive = %args.archive.display(),
+        server_id,
+        "streaming"
+    );
+    let mut streamer = Streamer {
+        connect: ConnectOptions {
+            host,
+            port,
+            user,
+            password,
+            tls,
+        },
+        address,
+        server_id,
+        archive,
+        metrics,
+        shutdown,
+        force_position: false,
+        progress,
+        reported: WriterStats::default(),
+        args,
+    };
+    streamer.run().await
+}
+
+impl Streamer {
+    async fn run(&mut self) -> anyhow::Result<ExitCode> {
+        let max_delay = Duration::from_secs_f64(self.args.max_retry_delay.max(0.1));
+        let new_backoff = || {
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(max_delay)
+                .with_jitter()
+                .without_max_times()
+                .build()
+        };
+        let mut backoff = new_backoff();
+        loop {
+            let archived_before = self.metrics.bytes.get();
+            let outcome = self.session().await;
+            self.metrics.set_connected(false);
+            match outcome {
+                Ok(SessionEnd::CaughtUp) => {
+                    self.finish_progress("caught up");
+                    tracing::info!("everything the source has is archived");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Ok(SessionEnd::Shutdown) => {
+                    self.finish_progress("stopped");
+                    tracing::info!("stopped; the archive is consistent");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(err) => {
+                    if is_fatal(&err) {
+                        self.finish_progress("failed");
+                        return Err(with_hint(err));
+                    }
+                    if is_gap(&err) {
+                        self.force_position = true;
+                    }
+                    if self.metrics.bytes.get() > archived_before {
+                        // The connection worked for a while: start the backoff over.
+                        backoff = new_backoff();
+                    }
+                    let delay = backoff.next().unwrap_or(max_delay);
+                    self.metrics.reconnects.inc();
+                    tracing::warn!(
+                        error = %format!("{err:#}"),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "lost the source; reconnecting"
+                    );
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => {
+                            self.finish_progress("stopped");
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection: connect, decide where to start, stream until something ends it.
+    async fn session(&mut self) -> anyhow::Result<SessionEnd> {
+        let mut conn = Connection::connect(&self.connect)
+            .await
+            .with_context(|| format!("connecting to {}", self.address))?;
+        let identity = identify(&mut conn, &self.address).await?;
+        let (epoch, start) = self.choose_start(&mut conn, identity).await?;
+        conn.register_replica(self.server_id)
+            .await
+            .context("registering as a replica")?;
+        conn.set_heartbeat_period(Duration::from_secs_f64(self.args.heartbeat))
+            .await
+            .context("setting the heartbeat period")?;
+        if self.args.semi_sync {
+            conn.request_semi_sync()
+                .await
+                .context("asking for semi-sync")?;
+        }
+        let flags = if self.args.exit_at_end {
+            BINLOG_DUMP_NON_BLOCK
+        } else {
+            0
+        };
+        tracing::info!(epoch = %epoch.dir.display(), start = ?start, "starting the dump");
+        let stream = match &start {
+            Start::Position { file, position } => {
+                let position = u32::try_from(*position).with_context(|| {
+                    format!("{file}: position {position} is past what COM_BINLOG_DUMP can ask for (4 GiB)")
+                })?;
+                conn.binlog_dump(self.server_id, file, position, flags).await
+            }
+            Start::Gtid(GtidState::Mariadb(pos)) => {
+                conn.binlog_dump_mariadb_gtid(self.server_id, pos, flags)
+                    .await
+            }
+            Start::Gtid(GtidState::Mysql(set)) => {
+                conn.binlog_dump_mysql_gtid(self.server_id, set, flags).await
+            }
+            Start::Gtid(GtidState::None) => bail!("no GTID state to start from"),
+        }
+        .context("starting the binlog dump")?;
+        let gtids = match &start {
+            Start::Gtid(state) => state.clone(),
+            Start::Position { .. } => recover(&epoch)?
+                .map(|r| r.gtids)
+                .unwrap_or_else(|| epoch.gtids_at_start.clone()),
+        };
+        let writer = ArchiveWriter::new(epoch, stream.checksum(), gtids);
+        self.reported = WriterStats::default();
+        self.metrics.set_connected(true);
+        self.pump(stream, writer).await
+    }
+
+    /// Picks the epoch and the start of the dump from the archive and the server.
+    async fn choose_start(
+        &mut self,
+        conn: &mut Connection,
+        identity: SourceIdentity,
+    ) -> anyhow::Result<(Epoch, Start)> {
+        let epochs = self.archive.epochs()?;
+        let last = epochs.last().cloned();
+        let (epoch, resume) = match last {
+            Some(epoch) if epoch.source.same_server(&identity) => {
+                let resume = recover(&epoch)
+                    .with_context(|| format!("recovering {}", epoch.dir.display()))?;
+                (epoch, resume)
+            }
+            Some(previous) => {
+                let resume = recover(&previous)
+                    .with_context(|| format!("recovering {}", previous.dir.display()))?;
+                let gtids = resume
+                    .map(|r| r.gtids)
+                    .unwrap_or_else(|| previous.gtids_at_start.clone());
+                if gtids.is_empty() {
+                    bail!(
+                        "the source is now server {} (was server {}), and the archive has no GTIDs \
+                         to find its place on the new server: start a new archive for it",
+                        identity.server_id,
+                        previous.source.server_id
+                    );
+                }
+                tracing::warn!(
+                    was = previous.source.server_id,
+                    now = identity.server_id,
+                    gtids = %gtids,
+                    "a different server answers at the source address (failover?); following it by GTID in a new epoch"
+                );
+                let epoch = self.archive.new_epoch(identity, gtids)?;
+                (epoch, None)
+            }
+            None => (self.archive.new_epoch(identity, GtidState::None)?, None),
+        };
+        if let Some(resume) = &resume
+            && resume.truncated > 0
+        {
+            tracing::info!(
+                file = %resume.file,
+                bytes = resume.truncated,
+                "dropped an unfinished transaction from the archive's end; the source sends it again"
+            );
+        }
+        let start = match resume {
+            Some(resume)
+                if self.args.resume_by == ResumeBy::Gtid
+                    && !self.force_position
+                    && !resume.gtids.is_empty() =>
+            {
+                Start::Gtid(resume.gtids)
+            }
+            Some(resume) => Start::Position {
+                file: resume.file,
+                position: resume.position,
+            },
+            None if !epoch.gtids_at_start.is_empty() && !self.force_position => {
+                Start::Gtid(epoch.gtids_at_start.clone())
+            }
+            None => {
+                // An epoch without files after a gap: its first file from the start.
+                let file = match (&self.args.start_file, epoch.gtids_at_start.is_empty()) {
+                    (Some(file), true) => file.clone(),
+                    _ => oldest_binlog(conn).await?,
+                };
+                Start::Position { file, position: 4 }
+            }
+        };
+        self.force_position = false;
+        Ok((epoch, start))
+    }
+
+    /// Moves events from the stream into the archive until the stream ends, fails, or a
+    /// signal arrives. Data becomes durable whenever the stream has nothing more ready
+    /// (so a quiet source's last transaction is on disk at once), and at least every
+    /// 32 MiB or 100 ms under load.
+    async fn pump(
+        &mut self,
+        mut stream: BinlogStream,
+        mut writer: ArchiveWriter,
+    ) -> anyhow::Result<SessionEnd> {
+        let mut last_sync = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        let result: anyhow::Result<SessionEnd> = async {
+            loop {
+                if *shutdown.borrow() {
+                    return Ok(SessionEnd::Shutdown);
+                }
+                let next = match stream.next_piece().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        self.make_durable(&mut writer, &mut stream, true).await?;
+                        last_sync = Instant::now();
+                        tokio::select! {
+                            next = stream.next_piece() => next,
+                            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                        }
+                    }
+                };
+                let Some(piece) = next.map_err(anyhow::Error::from)? else {
+                    return Ok(SessionEnd::CaughtUp);
+                };
+                self.metrics.heard();
+                let ingested = writer.ingest(&piece.bytes, piece.first, piece.last)?;
+                if let Ingested::Heartbeat { file, position } = &ingested
+                    && writer.position().is_some_and(|(ours, _)| ours == file)
+                {
+                    // The source is at `position` of the file we write: the difference
+                    // is what is not yet durable here.
+                    let durable = writer.sync()?.map_or(0, |d| d.position);
+                    self.metrics
+                        .lag_bytes
+                        .set(position.saturating_sub(durable) as i64);
+                }
+                let must_ack = piece.last && stream.ack_requested();
+                if must_ack
+                    || writer.unsynced_bytes() >= 32 << 20
+                    || last_sync.elapsed() >= Duration::from_millis(100)
+                {
+                    self.make_durable(&mut writer, &mut stream, false).await?;
+                    last_sync = Instant::now();
+                }
+            }
+        }
+        .await;
+        // Whatever ended the session, keep what arrived whole.
+        let synced = self.make_durable(&mut writer, &mut stream, true).await;
+        match (result, synced) {
+            (Ok(end), Ok(())) => Ok(end),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Syncs the archive, acknowledges a semi-sync primary, and updates what is reported.
+    async fn make_durable(
+        &mut self,
+        writer: &mut ArchiveWriter,
+        stream: &mut BinlogStream,
+        caught_up: bool,
+    ) -> anyhow::Result<()> {
+        let had_unsynced = writer.has_unsynced();
+        let durable = writer.sync()?;
+        if let Some(durable) = &durable
+            && stream.ack_requested()
+            && !writer.in_event()
+        {
+            stream
+                .acknowledge(&durable.file, durable.position)
+                .await
+                .context("acknowledging to the semi-sync primary")?;
+        }
+        let stats = writer.stats();
+        let metrics = &self.metrics;
+        // The writer counts from the start of the session; the metrics for the process.
+        metrics.events.inc_by(stats.events - self.reported.events);
+        metrics.bytes.inc_by(stats.bytes - self.reported.bytes);
+        metrics
+            .transactions
+            .inc_by(stats.transactions - self.reported.transactions);
+        self.reported.events = stats.events;
+        self.reported.bytes = stats.bytes;
+        self.reported.transactions = stats.transactions;
+        if let Some(last) = &stats.last_transaction {
+            let commit = last.commit_micros as f64 / 1e6;
+            metrics.last_commit_seconds.set(commit);
+            if let Some(gtid) = last.gtid {
+                metrics.last_gtid.clear();
+                metrics
+                    .last_gtid
+                    .get_or_create(&GtidLabel {
+                        gtid: gtid.to_string(),
+                    })
+                    .set(1);
+            }
+            let lag = if caught_up {
+                0.0
+            } else {
+                (now_micros().saturating_sub(last.commit_micros)) as f64 / 1e6
+            };
+            metrics.lag_seconds.set(lag);
+        }
+        if let Some(bar) = &self.progress
+            && (had_unsynced || caught_up)
+        {
+            let (file, position) = writer.position().unwrap_or(("-", 0));
+            bar.set_message(format!(
+                "{file} @ {position}  {} transactions  {:.1} MB archived  lag {:.1} s",
+                stats.transactions,
+                stats.bytes as f64 / 1e6,
+                metrics.lag_seconds.get()
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish_progress(&self, word: &str) {
+        if let Some(bar) = &self.progress {
+            bar.finish_with_message(word.to_owned());
+        }
+    }
+}
+
+/// Reads `mysql://USER@HOST:PORT`.
+fn parse_source(source: &str) -> anyhow::Result<(String, u16, String)> {
+    let url = url::Url::parse(source)
+        .with_context(|| format!("--source {source:?} is not a URL like mysql://USER@HOST:PORT"))?;
+    if !matches!(url.scheme(), "mysql" | "mariadb") {
+        bail!(
+            "--source must start with mysql:// or mariadb://, not {}://",
+            url.scheme()
+        );
+    }
+    if url.password().is_some() {
+        bail!(
+            "--source carries a password: command lines are visible to every user of the machine \
+             (ps, /proc); put it in BINLOGD_SOURCE_PASSWORD or a file named by --password-file"
+        );
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("--source {source:?} names no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let user = url::form_urlencoded::parse(url.username().as_bytes())
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default();
+    if user.is_empty() {
+        bail!("--source {source:?} names no user: mysql://USER@HOST:PORT");
+    }
+    Ok((host, url.port().unwrap_or(3306), user))
+}
+
+fn read_password(args: &StreamArgs) -> anyhow::Result<String> {
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--password-file {}", path.display()))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Ok(std::env::var("BINLOGD_SOURCE_PASSWORD").unwrap_or_default())
+}
+
+/// A server id unlikely to collide with real servers (which are usually small numbers),
+/// the same on every start with the same archive.
+fn default_server_id(archive: &std::path::Path) -> u32 {
+    let path = std::fs::canonicalize(archive).unwrap_or_else(|_| archive.to_owned());
+    let hash = crc32fast::hash(path.as_os_str().as_encoded_bytes());
+    (1 << 30) | (hash & ((1 << 30) - 1))
+}
+
+/// Which server answers: its id (and uuid on MySQL), flavour and version.
+async fn identify(conn: &mut Connection, address: &str) -> anyhow::Result<SourceIdentity> {
+    let mariadb = conn.server().is_mariadb();
+    let (server_id, server_uuid) = if mariadb {
+        let id = conn.query_value("SELECT @@server_id").await?;
+        (id, None)
+    } else {
+        let rows = conn.query("SELECT @@server_id, @@server_uuid").await?;
+        let row = rows.into_iter().next().unwrap_or_default();
+        (
+            row.first().cloned().flatten(),
+            row.get(1).cloned().flatten(),
+        )
+    };
+    let server_id = server_id
+        .and_then(|id| id.parse().ok())
+        .context("the source did not say its @@server_id")?;
+    Ok(SourceIdentity {
+        server_id,
+        server_uuid,
+        flavour: if mariadb { "mariadb" } else { "mysql" }.to_owned(),
+        version: conn.server().server_version.clone(),
+        address: address.to_owned(),
+    })
+}
+
+async fn oldest_binlog(conn: &mut Connection) -> anyhow::Result<String> {
+    let rows = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .context("listing the source's binlogs (SHOW BINARY LOGS)")?;
+    rows.into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next().flatten())
+        .context("the source has no binlogs: is log_bin on?")
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn protocol_error(err: &anyhow::Error) -> Option<&ProtocolError> {
+    err.chain().find_map(|e| e.downcast_ref::<ProtocolError>())
+}
+
+fn storage_error(err: &anyhow::Error) -> Option<&StorageError> {
+    err.chain().find_map(|e| e.downcast_ref::<StorageError>())
+}
+
+fn is_gap(err: &anyhow::Error) -> bool {
+    matches!(storage_error(err), Some(StorageError::Gap { .. }))
+}
+
+/// Whether reconnecting cannot help: refusals, bad configuration, corrupt data.
+fn is_fatal(err: &anyhow::Error) -> bool {
+    if let Some(e) = protocol_error(err) {
+        return e.is_fatal();
+    }
+    match storage_error(err) {
+        // A gap is repaired by resuming by position; the disk may get space back.
+        Some(StorageError::Gap { .. } | StorageError::Io { .. }) => false,
+        Some(_) => true,
+        // Anything else (our own checks) would fail the same way again.
+        None => true,
+    }
+}
+
+/// Adds what the user can do about a server refusal.
+fn with_hint(err: anyhow::Error) -> anyhow::Error {
+    let hint = match protocol_error(&err) {
+        Some(ProtocolError::Server(e)) => e.hint(),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => err.context(hint),
+        None => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_url_gives_host_port_and_user_but_never_a_password() {
+        assert_eq!(
+            parse_source("mysql://repl@db1:3307").expect("valid"),
+            ("db1".to_owned(), 3307, "repl".to_owned())
+        );
+        assert_eq!(
+            parse_source("mariadb://r%40x@[::1]").expect("valid"),
+            ("::1".to_owned(), 3306, "r@x".to_owned())
+        );
+        let err = parse_source("mysql://repl:secret@db1").expect_err("password");
+        assert!(err.to_string().contains("BINLOGD_SOURCE_PASSWORD"), "{err}");
+        assert!(parse_source("http://repl@db1").is_err());
+        assert!(parse_source("mysql://db1").is_err());
+    }
+
+    #[test]
+    fn the_default_server_id_is_stable_and_out_of_the_usual_range() {
+        let id = default_server_id(std::path::Path::new("/var/lib/binlogd"));
+        assert_eq!(
+            id,
+            default_server_id(std::path::Path::new("/var/lib/binlogd"))
+        );
+        assert!(id >= 1 << 30);
+    }
+}

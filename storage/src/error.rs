@@ -1,0 +1,85 @@
+//! What can go wrong in the archive, each naming the file and offset concerned.
+
+use std::path::{Path, PathBuf};
+
+/// An archive error.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("writing", "fsync of", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An event from the source could not be framed or decoded.
+    #[error("{file} at offset {offset}: {source}")]
+    Parse {
+        /// The binlog file the event belongs to.
+        file: String,
+        /// Its offset in that file.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: binlogd_parser::ParseError,
+    },
+    /// The source sent an event that does not continue the archived file where it ends:
+    /// archiving it would leave a hole or an overlap. Resuming from the archive's end by
+    /// file and position repairs this.
+    #[error(
+        "{file}: the source sent an event ({event_type}) at offset {offset}, but the archived copy ends at {archived}"
+    )]
+    Gap {
+        /// The binlog file.
+        file: String,
+        /// Where the event sits in the source's file.
+        offset: u64,
+        /// Where the archived copy ends.
+        archived: u64,
+        /// The event's type.
+        event_type: binlogd_parser::EventType,
+    },
+    /// The stream or the archive contradicts itself in a way no resume repairs.
+    #[error("{file} at offset {offset}: {message}")]
+    Inconsistent {
+        /// The binlog file.
+        file: String,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// An index or manifest file could not be read.
+    #[error("{path} line {line}: {message}")]
+    BadIndex {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| StorageError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn inconsistent(file: &str, offset: u64, message: impl Into<String>) -> Self {
+        StorageError::Inconsistent {
+            file: file.to_owned(),
+            offset,
+            message: message.into(),
+        }
+    }
+}

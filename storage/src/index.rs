@@ -1,0 +1,219 @@
+//! The index kept beside every archived binlog file: `NAME.index.jsonl`.
+//!
+//! One JSON object a line, appended as the file grows and only after the bytes it
+//! describes are durable, so an index line never points past the data:
+//!
+//! ```text
+//! {"record":"gtids_before","flavour":"mariadb","gtids":"0-1-41"}
+//! {"record":"transaction","gtid":"0-1-42","start":389,"end":1022,"commit_micros":1763868000000000,"exact_time":false,"ddl":false,"events":5}
+//! {"record":"closed","size":1067,"next_file":"mysql-bin.000002"}
+//! ```
+//!
+//! `gtids_before` comes from the file's GTID_LIST (MariaDB) or PREVIOUS_GTIDS (MySQL)
+//! event; `transaction` lines give each transaction's byte range and commit time (the
+//! boundaries a restore cuts at); `closed` is written when the server rotated away from
+//! the file, which is then final. A line is JSON so that `jq` and `grep` answer
+//! questions about an archive without binlogd. A crash can leave a torn last line; the
+//! reader ignores it and the writer's recovery rewrites the file.
+
+use crate::error::StorageError;
+use crate::gtids::GtidState;
+use binlogd_parser::Gtid;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The suffix of an index file, after the binlog file's name.
+pub const INDEX_SUFFIX: &str = ".index.jsonl";
+
+/// One line of an index file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum IndexRecord {
+    /// The GTID state before the file's first transaction.
+    GtidsBefore(GtidState),
+    /// One transaction.
+    Transaction(TransactionEntry),
+    /// The server rotated away from the file: it is complete.
+    Closed {
+        /// Its final size.
+        size: u64,
+        /// The file the server continued in, named by the closing ROTATE (none after STOP).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_file: Option<String>,
+    },
+}
+
+/// A transaction in an archived file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionEntry {
+    /// Its GTID, if the server gives transactions one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<Gtid>,
+    /// Offset of its first event.
+    pub start: u64,
+    /// Offset just past its last event.
+    pub end: u64,
+    /// Commit time, microseconds since the epoch.
+    pub commit_micros: u64,
+    /// Whether `commit_micros` is exact (MySQL 8) or whole seconds.
+    pub exact_time: bool,
+    /// Whether it is DDL.
+    pub ddl: bool,
+    /// How many events it has.
+    pub events: u32,
+    /// Set when an earlier file of the archive already holds this GTID: a new primary's
+    /// binlog repeats what it replicated from the old one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+}
+
+/// An index file read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileIndex {
+    /// The GTID state before the file, once its GTID_LIST/PREVIOUS_GTIDS was seen.
+    pub gtids_before: Option<GtidState>,
+    /// Its transactions, in file order.
+    pub transactions: Vec<TransactionEntry>,
+    /// Its final size and successor, once the server rotated away from it.
+    pub closed: Option<(u64, Option<String>)>,
+    /// Whether a torn (unterminated) last line was ignored.
+    pub torn_tail: bool,
+}
+
+impl FileIndex {
+    /// The GTID state after the file's last indexed transaction.
+    pub fn gtids_after(&self) -> GtidState {
+        let mut state = self.gtids_before.clone().unwrap_or_default();
+        for gtid in self.transactions.iter().filter_map(|t| t.gtid) {
+            state.add(gtid);
+        }
+        state
+    }
+
+    /// Where the last indexed transaction ends (4, just past the magic, if none).
+    pub fn indexed_end(&self) -> u64 {
+        self.transactions.last().map_or(4, |t| t.end)
+    }
+
+    /// The records that say the same as this index, in order.
+    pub fn records(&self) -> Vec<IndexRecord> {
+        let mut records = Vec::with_capacity(self.transactions.len() + 2);
+        if let Some(before) = &self.gtids_before {
+            records.push(IndexRecord::GtidsBefore(before.clone()));
+        }
+        records.extend(
+            self.transactions
+                .iter()
+                .cloned()
+                .map(IndexRecord::Transaction),
+        );
+        if let Some((size, next_file)) = &self.closed {
+            records.push(IndexRecord::Closed {
+                size: *size,
+                next_file: next_file.clone(),
+            });
+        }
+        records
+    }
+
+    /// Adds a record read from a file or produced by the writer.
+    pub fn apply(&mut self, record: IndexRecord) {
+        match record {
+            IndexRecord::GtidsBefore(state) => self.gtids_before = Some(state),
+            IndexRecord::Transaction(entry) => self.transactions.push(entry),
+            IndexRecord::Closed { size, next_file } => self.closed = Some((size, next_file)),
+        }
+    }
+}
+
+/// Appends one record as a line to `out`.
+pub(crate) fn encode_record(record: &IndexRecord, out: &mut Vec<u8>) {
+    // Serializing plain structs of numbers and strings into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, record).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// Reads an index file; a missing file is an empty index.
+pub fn read_index(path: &Path) -> Result<FileIndex, StorageError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileIndex::default()),
+        Err(e) => return Err(StorageError::io("reading", path)(e)),
+    };
+    parse_index(&bytes, path)
+}
+
+fn parse_index(bytes: &[u8], path: &Path) -> Result<FileIndex, StorageError> {
+    let mut index = FileIndex::default();
+    let mut rest = bytes;
+    let mut line_number = 0;
+    while !rest.is_empty() {
+        line_number += 1;
+        let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+            // Written without its newline: the writer crashed mid-line.
+            index.torn_tail = true;
+            break;
+        };
+        let line = &rest[..newline];
+        rest = &rest[newline + 1..];
+        let record: IndexRecord =
+            serde_json::from_slice(line).map_err(|e| StorageError::BadIndex {
+                path: path.to_owned(),
+                line: line_number,
+                message: e.to_string(),
+            })?;
+        index.apply(record);
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_and_a_torn_line_is_ignored() {
+        let mut index = FileIndex::default();
+        index.apply(IndexRecord::GtidsBefore(GtidState::Mariadb(
+            "0-1-41".parse().expect("pos"),
+        )));
+        index.apply(IndexRecord::Transaction(TransactionEntry {
+            gtid: Some("0-1-42".parse().expect("gtid")),
+            start: 389,
+            end: 1022,
+            commit_micros: 1_763_868_000_000_000,
+            exact_time: false,
+            ddl: false,
+            events: 5,
+            repeated: false,
+        }));
+        index.apply(IndexRecord::Closed {
+            size: 1067,
+            next_file: Some("mysql-bin.000002".into()),
+        });
+        let mut bytes = Vec::new();
+        for record in index.records() {
+            encode_record(&record, &mut bytes);
+        }
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(
+            text.starts_with(r#"{"record":"gtids_before","flavour":"mariadb","gtids":"0-1-41"}"#)
+        );
+        let path = Path::new("x.index.jsonl");
+        assert_eq!(parse_index(&bytes, path).expect("read"), index);
+        assert_eq!(index.gtids_after().to_string(), "0-1-42");
+        assert_eq!(index.indexed_end(), 1022);
+
+        bytes.extend_from_slice(br#"{"record":"transa"#);
+        let torn = parse_index(&bytes, path).expect("read");
+        assert!(torn.torn_tail);
+        assert_eq!(torn.transactions, index.transactions);
+
+        let err = parse_index(b"{}\n", path).expect_err("not a record");
+        assert!(
+            err.to_string().starts_with("x.index.jsonl line 1:"),
+            "{err}"
+        );
+    }
+}

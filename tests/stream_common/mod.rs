@@ -1,0 +1,296 @@
+//! Helpers for the `binlogd stream` tests: run the binary against a test server, and
+//! compare its archive with the server's own files.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use binlogd_testkit::MariaDb;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn binlogd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_binlogd"))
+}
+
+/// A temporary archive directory.
+pub struct Archive {
+    dir: tempfile::TempDir,
+}
+
+impl Archive {
+    pub fn new() -> Archive {
+        Archive {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("binlogd.log")
+    }
+
+    /// The epoch directories, oldest first.
+    pub fn epochs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    }
+
+    /// The archived copy of the server's file `name` (from the newest epoch that has it).
+    pub fn copy_of(&self, name: &str) -> Option<PathBuf> {
+        self.epochs()
+            .into_iter()
+            .rev()
+            .map(|epoch| epoch.join(name))
+            .find(|p| p.exists())
+    }
+
+    /// The index lines of every archived file, epoch by epoch.
+    pub fn index_lines(&self) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        for epoch in self.epochs() {
+            let mut indexes: Vec<PathBuf> = std::fs::read_dir(&epoch)
+                .expect("epoch")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".index.jsonl"))
+                .collect();
+            indexes.sort();
+            for index in indexes {
+                let text = std::fs::read_to_string(&index).expect("index");
+                for line in text.lines() {
+                    lines.push(serde_json::from_str(line).expect("index line is JSON"));
+                }
+            }
+        }
+        lines
+    }
+
+    /// Waits until every binlog file of the server is archived at its full length.
+    pub fn wait_caught_up(&self, db: &MariaDb, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let behind: Vec<String> = db
+                .binlog_files()
+                .expect("files")
+                .into_iter()
+                .filter_map(|file| {
+                    let name = file.file_name()?.to_string_lossy().into_owned();
+                    let want = std::fs::metadata(&file).ok()?.len();
+                    let have = self
+                        .copy_of(&name)
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map_or(0, |m| m.len());
+                    (have != want).then(|| format!("{name}: {have}/{want}"))
+                })
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the archive did not catch up: {behind:?}\nbinlogd log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs `binlogd stream --exit-at-end`.
+    pub fn run_to_end(&self, db: &MariaDb, extra: &[&str]) -> Output {
+        binlogd()
+            .args(stream_args(db, self))
+            .arg("--exit-at-end")
+            .args(extra)
+            .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+            .output()
+            .expect("run binlogd")
+    }
+
+    /// Checks that the index names each of the server's GTIDs exactly once (not counting
+    /// transactions a new primary repeats, which are marked).
+    pub fn assert_index_lists_every_gtid_once(&self, db: &MariaDb) {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for line in self.index_lines() {
+            if line["record"] == "transaction" && line["repeated"] != true {
+                let gtid = line["gtid"].as_str().expect("gtid").to_owned();
+                *seen.entry(gtid).or_default() += 1;
+            }
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "indexed more than once: {twice:?}");
+        let expected = server_gtids(db);
+        let missing: Vec<_> = expected.iter().filter(|g| !seen.contains_key(*g)).collect();
+        assert!(missing.is_empty(), "not indexed: {missing:?}");
+        assert_eq!(
+            seen.len(),
+            expected.len(),
+            "the index has GTIDs the server lacks"
+        );
+    }
+}
+
+/// Every GTID in the server's binlogs, read with `mariadb-binlog`-independent means:
+/// the server's own `@@gtid_binlog_pos` (one domain, sequence numbers from 1).
+pub fn server_gtids(db: &MariaDb) -> Vec<String> {
+    let pos = db.gtid_binlog_pos().expect("pos");
+    let mut gtids = Vec::new();
+    for domain_pos in pos.split(',').filter(|p| !p.is_empty()) {
+        let mut parts = domain_pos.split('-');
+        let domain = parts.next().expect("domain");
+        let server = parts.next().expect("server");
+        let last: u64 = parts.next().expect("seq").parse().expect("number");
+        gtids.extend((1..=last).map(|n| format!("{domain}-{server}-{n}")));
+    }
+    gtids
+}
+
+pub fn stream_args(db: &MariaDb, archive: &Archive) -> Vec<String> {
+    vec![
+        "stream".into(),
+        "--source".into(),
+        db.replication_url(),
+        "--archive".into(),
+        archive.path().display().to_string(),
+        "--no-progress".into(),
+        "--max-retry-delay".into(),
+        "0.5".into(),
+    ]
+}
+
+/// Compares every binlog file of the server with the archived copy, byte for byte.
+pub fn assert_identical_to_server(db: &MariaDb, archive: &Archive) {
+    for file in db.binlog_files().expect("files") {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let ours = archive
+            .copy_of(&name)
+            .unwrap_or_else(|| panic!("{name} is not archived"));
+        assert_same_bytes(&file, &ours);
+    }
+}
+
+pub fn assert_same_bytes(server: &Path, ours: &Path) {
+    let a = std::fs::read(server).expect("server file");
+    let b = std::fs::read(ours).expect("archived file");
+    if a != b {
+        let at = a.iter().zip(&b).position(|(x, y)| x != y);
+        panic!(
+            "{} and {} differ: sizes {} and {}, first difference at {:?}",
+            server.display(),
+            ours.display(),
+            a.len(),
+            b.len(),
+            at
+        );
+    }
+}
+
+/// `binlogd stream` running in the background; killed when dropped.
+pub struct Streamer {
+    child: Child,
+}
+
+impl Streamer {
+    pub fn start(db: &MariaDb, archive: &Archive, extra: &[&str]) -> Streamer {
+        Streamer::start_with(db, archive, extra, &db.replication_url())
+    }
+
+    /// Streams from `source` (e.g. a proxy in front of `db`).
+    pub fn start_with(db: &MariaDb, archive: &Archive, extra: &[&str], source: &str) -> Streamer {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(archive.log_path())
+            .expect("log");
+        let mut args = stream_args(db, archive);
+        args[2] = source.to_owned();
+        let child = binlogd()
+            .args(args)
+            .args(extra)
+            .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+            .env("BINLOGD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn binlogd");
+        Streamer { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, and a clean exit expected.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "binlogd exited with {status}");
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the server's binlogs stop growing: after a rotation MariaDB writes a
+/// BINLOG_CHECKPOINT event into the new file from a background thread, a little later.
+pub fn wait_for_quiet_binlogs(db: &MariaDb) {
+    let sizes = || -> Vec<u64> {
+        db.binlog_files()
+            .expect("files")
+            .iter()
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .collect()
+    };
+    // The checkpoint waits for InnoDB to make the previous file's commits durable, which
+    // takes a while on a busy machine: ask for a second of stillness.
+    let mut last = sizes();
+    let mut still = 0;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = sizes();
+        still = if now == last { still + 1 } else { 0 };
+        if still == 4 {
+            return;
+        }
+        last = now;
+    }
+}
