@@ -59,3 +59,56 @@ fn exit_at_end_copies_what_the_server_has_and_a_rerun_adds_only_what_is_new() {
     assert_identical_to_server(&db, &archive);
     archive.assert_index_lists_every_gtid_once(&db);
 }
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .expect("value")
+        .parse()
+        .expect("number");
+    kib * 1024
+}
+
+#[test]
+fn a_20_mb_row_and_a_512_mb_transaction_stream_in_bounded_memory() {
+    let db = MariaDbConfig {
+        extra_args: vec!["--max-allowed-packet=64M".into()],
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.sql("CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, b LONGBLOB) ENGINE=InnoDB")
+        .expect("schema");
+    let archive = Archive::new();
+    let streamer = Streamer::start(&db, &archive, &[]);
+    // One row event of 20 MB: the server sends it in two packets (16 MiB + rest).
+    db.sql("INSERT INTO big.t VALUES (0, REPEAT('a', 20 << 20))")
+        .expect("20 MB row");
+    // One transaction of 512 rows of 1 MiB: 512 MiB between its GTID and its XID.
+    db.sql(
+        "BEGIN; INSERT INTO big.t SELECT seq, REPEAT(CHAR(65 + seq % 26), 1 << 20) FROM big.seq_1_to_512; COMMIT",
+    )
+    .expect("512 MB transaction");
+    archive.wait_caught_up(&db, Duration::from_secs(300));
+    let peak = peak_rss_bytes(streamer.pid());
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+    let big = archive
+        .index_lines()
+        .into_iter()
+        .filter(|l| l["record"] == "transaction")
+        .map(|l| l["end"].as_u64().unwrap_or(0) - l["start"].as_u64().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    assert!(big > 512 << 20, "the largest indexed transaction has {big} bytes");
+    eprintln!("peak RSS of binlogd stream: {:.1} MiB", peak as f64 / 1048576.0);
+    assert!(peak < 64 << 20, "binlogd used {peak} bytes at its peak");
+    streamer.stop();
+}
