@@ -84,8 +84,10 @@ fn a_20_mb_row_and_a_512_mb_transaction_stream_in_bounded_memory() {
     }
     .start()
     .expect("start");
-    db.sql("CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, b LONGBLOB) ENGINE=InnoDB")
-        .expect("schema");
+    db.sql(
+        "CREATE DATABASE big; CREATE TABLE big.t (id INT PRIMARY KEY, b LONGBLOB) ENGINE=InnoDB",
+    )
+    .expect("schema");
     let archive = Archive::new();
     let streamer = Streamer::start(&db, &archive, &[]);
     // One row event of 20 MB: the server sends it in two packets (16 MiB + rest).
@@ -107,8 +109,77 @@ fn a_20_mb_row_and_a_512_mb_transaction_stream_in_bounded_memory() {
         .map(|l| l["end"].as_u64().unwrap_or(0) - l["start"].as_u64().unwrap_or(0))
         .max()
         .unwrap_or(0);
-    assert!(big > 512 << 20, "the largest indexed transaction has {big} bytes");
-    eprintln!("peak RSS of binlogd stream: {:.1} MiB", peak as f64 / 1048576.0);
+    assert!(
+        big > 512 << 20,
+        "the largest indexed transaction has {big} bytes"
+    );
+    eprintln!(
+        "peak RSS of binlogd stream: {:.1} MiB",
+        peak as f64 / 1048576.0
+    );
     assert!(peak < 64 << 20, "binlogd used {peak} bytes at its peak");
     streamer.stop();
+}
+
+#[test]
+fn streams_over_verified_tls_and_refuses_a_server_it_cannot_verify() {
+    let pki = binlogd_testkit::TestPki::generate().expect("pki");
+    let db = MariaDbConfig {
+        extra_args: pki.server_args(),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(100).expect("workload");
+    stream_common::wait_for_quiet_binlogs(&db);
+    let archive = Archive::new();
+    let ca = pki.ca_cert.display().to_string();
+    let output = archive.run_to_end(&db, &["--tls-mode", "verify-identity", "--tls-ca", &ca]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_identical_to_server(&db, &archive);
+
+    // A CA that did not sign the server's certificate: a clear, immediate failure.
+    let other = Archive::new();
+    let wrong_ca = pki.other_ca_cert.display().to_string();
+    let output = other.run_to_end(
+        &db,
+        &["--tls-mode", "verify-identity", "--tls-ca", &wrong_ca],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS"), "{stderr}");
+}
+
+#[test]
+fn refusals_end_binlogd_with_a_message_that_says_what_to_do() {
+    let db = MariaDbConfig::default().start().expect("start");
+    let archive = Archive::new();
+    let output = stream_common::binlogd()
+        .args(stream_common::stream_args(&db, &archive))
+        .env("BINLOGD_SOURCE_PASSWORD", "wrong password")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1045") && stderr.contains("check the replication user and its password"),
+        "{stderr}"
+    );
+
+    let output = stream_common::binlogd()
+        .args([
+            "stream",
+            "--source",
+            "mysql://repl:pw@127.0.0.1:1",
+            "--archive",
+        ])
+        .arg(archive.path())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BINLOGD_SOURCE_PASSWORD"));
 }
