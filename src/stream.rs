@@ -86,10 +86,13 @@ pub struct StreamArgs {
     /// server has.
     #[arg(long, value_name = "FILE")]
     start_file: Option<String>,
-    /// How to resume a non-empty archive from the same server: by file and position
-    /// (exact, needs the file still on the server), or by GTID. A new server behind the
-    /// same address (failover) is always followed by GTID.
-    #[arg(long, value_enum, default_value = "position", value_name = "HOW")]
+    /// How to resume a non-empty archive from the same server: `gtid` asks the server
+    /// for everything after the archive's GTID state (and fails if the server's history
+    /// does not contain it), `position` asks for the archive's last file from where its
+    /// copy ends. `auto` is `gtid` when the archive has GTIDs. Either way every event
+    /// must land exactly where the copy ends; if not, binlogd resumes by position. A new
+    /// server behind the same address (failover) is always followed by GTID.
+    #[arg(long, value_enum, default_value = "auto", value_name = "HOW")]
     resume_by: ResumeBy,
     /// Stop when everything the server has is archived, instead of following it.
     #[arg(long)]
@@ -116,8 +119,9 @@ enum TlsModeArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ResumeBy {
-    Position,
+    Auto,
     Gtid,
+    Position,
 }
 
 /// Where a dump starts.
@@ -184,8 +188,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     if !(args.heartbeat > 0.0 && args.heartbeat <= 4_000_000.0) {
         bail!("--heartbeat must be between 0 and 4000000 seconds");
     }
-    let archive = LocalArchive::open(&args.archive)
-        .with_context(|| format!("archive {}", args.archive.display()))?;
+    let archive = LocalArchive::open(&args.archive).context("opening the archive")?;
     let server_id = args
         .server_id
         .unwrap_or_else(|| default_server_id(&args.archive));
@@ -395,7 +398,7 @@ impl Streamer {
         }
         let start = match resume {
             Some(resume)
-                if self.args.resume_by == ResumeBy::Gtid
+                if self.args.resume_by != ResumeBy::Position
                     && !self.force_position
                     && !resume.gtids.is_empty() =>
             {

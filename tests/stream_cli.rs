@@ -50,7 +50,7 @@ fn exit_at_end_copies_what_the_server_has_and_a_rerun_adds_only_what_is_new() {
     assert_identical_to_server(&db, &archive);
     db.write_workload(200).expect("more");
     wait_for_quiet_binlogs(&db);
-    let output = archive.run_to_end(&db, &[]);
+    let output = archive.run_to_end(&db, &["--resume-by", "position"]);
     assert!(
         output.status.success(),
         "{}",
@@ -182,4 +182,34 @@ fn refusals_end_binlogd_with_a_message_that_says_what_to_do() {
         .expect("run");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("BINLOGD_SOURCE_PASSWORD"));
+}
+
+#[test]
+fn resuming_by_gtid_continues_the_same_files_exactly() {
+    let db = MariaDbConfig {
+        max_binlog_size: Some(32 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(200).expect("workload");
+    stream_common::wait_for_quiet_binlogs(&db);
+    let archive = Archive::new();
+    for round in 0..3 {
+        if round > 0 {
+            db.write_workload(100).expect("more");
+            stream_common::wait_for_quiet_binlogs(&db);
+        }
+        let output = archive.run_to_end(&db, &["--resume-by", "gtid"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        if round > 0 {
+            assert!(
+                stderr.contains("Gtid"),
+                "round {round} did not start by GTID: {stderr}"
+            );
+        }
+        assert_identical_to_server(&db, &archive);
+    }
+    archive.assert_index_lists_every_gtid_once(&db);
 }

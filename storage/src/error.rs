@@ -53,6 +53,14 @@ pub enum StorageError {
         /// What is wrong.
         message: String,
     },
+    /// A directory is not an archive this binlogd can use.
+    #[error("{path}: {message}")]
+    NotAnArchive {
+        /// The directory or marker file.
+        path: PathBuf,
+        /// Why not.
+        message: String,
+    },
     /// An index or manifest file could not be read.
     #[error("{path} line {line}: {message}")]
     BadIndex {

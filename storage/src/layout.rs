@@ -104,26 +104,24 @@ impl LocalArchive {
                         message: e.to_string(),
                     })?;
                 if found.format != ARCHIVE_FORMAT {
-                    return Err(StorageError::inconsistent(
-                        &marker.display().to_string(),
-                        0,
-                        format!(
+                    return Err(StorageError::NotAnArchive {
+                        path: marker,
+                        message: format!(
                             "archive format {} is not the {ARCHIVE_FORMAT} this binlogd writes",
                             found.format
                         ),
-                    ));
+                    });
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut entries = fs::read_dir(root).map_err(StorageError::io("listing", root))?;
                 if entries.next().is_some() {
-                    return Err(StorageError::inconsistent(
-                        &root.display().to_string(),
-                        0,
-                        format!(
+                    return Err(StorageError::NotAnArchive {
+                        path: root.to_owned(),
+                        message: format!(
                             "the directory is not empty and has no {ARCHIVE_MARKER}: not a binlogd archive"
                         ),
-                    ));
+                    });
                 }
                 let body = serde_json::to_vec(&Marker {
                     format: ARCHIVE_FORMAT,
