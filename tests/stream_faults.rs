@@ -135,8 +135,9 @@ fn connections_cut_mid_event_are_resumed_without_a_trace() {
     archive.wait_caught_up(&db, Duration::from_secs(60));
     assert_identical_to_server(&db, &archive);
     archive.assert_index_lists_every_gtid_once(&db);
+    // A cut during a backoff pause finds no connection to cut: not every cut counts.
     assert!(
-        proxy.accepted() > 15,
+        proxy.accepted() > 5,
         "binlogd reconnected {} times",
         proxy.accepted()
     );
