@@ -1,7 +1,7 @@
 //! `binlogd inspect`: a binlog file's events or transactions, as text or JSON lines.
 
 use std::io::{self, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -10,6 +10,7 @@ use binlogd_parser::{
     BINLOG_MAGIC, ErrorKind, Event, FormatDescription, Frame, Framer, Incomplete, ParseError,
     RawEvent, Transaction, TransactionTracker, decode_event,
 };
+use binlogd_storage::{LocalArchive, TransactionEntry, layout, read_index};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -19,13 +20,15 @@ Examples:
   binlogd inspect mariadb-bin.000042
   binlogd inspect --transactions binlog.000007
   binlogd inspect -t --json binlog.000007 | jq 'select(.ddl)'
+  binlogd inspect -t /var/lib/binlogd        # every archived transaction, from the index
 
 Every event's CRC32 is checked. Exit status: 0 when the whole file was read (a file the
 server is still writing may end inside an event: that is reported, not an error); 1 when
 an event is corrupt or undecodable, or a closed file is truncated (each problem is printed
 with the file, byte offset and event type); 2 for bad arguments.")]
 pub struct InspectArgs {
-    /// The binlog or relay log file to read.
+    /// The binlog or relay log file to read, or an archive directory made by
+    /// `binlogd stream` (its transactions come from the index).
     file: PathBuf,
     /// What to list: every event, or one line per transaction (GTID, byte range,
     /// commit time, DDL text).
@@ -55,8 +58,6 @@ enum Output {
 }
 
 pub fn run(args: &InspectArgs) -> Result<ExitCode> {
-    let path = &args.file;
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let view = if args.transactions {
         View::Transactions
     } else {
@@ -65,21 +66,52 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     let output = if args.json { Output::Json } else { args.output };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if output == Output::Text {
-        match view {
-            View::Events => writeln!(
-                out,
-                "{:>10}  {:>10}  {:<22} {:>9}  {:>10}  {:<20}  detail",
-                "offset", "end", "type", "size", "server_id", "time"
-            )?,
-            View::Transactions => writeln!(
-                out,
-                "{:<24}  {:>10}  {:>10}  {:<27}  detail",
-                "gtid", "start", "end", "commit time"
-            )?,
-        }
+    if args.file.is_dir() {
+        return run_archive(&args.file, view, output, &mut out);
     }
+    write_heading(&mut out, view, output, false)?;
+    let failures = inspect_file(&args.file, None, view, output, &mut out)?;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
+fn write_heading(out: &mut impl Write, view: View, output: Output, archive: bool) -> Result<()> {
+    if output == Output::Json {
+        return Ok(());
+    }
+    match (view, archive) {
+        (View::Events, _) => writeln!(
+            out,
+            "{:>10}  {:>10}  {:<22} {:>9}  {:>10}  {:<20}  detail",
+            "offset", "end", "type", "size", "server_id", "time"
+        )?,
+        (View::Transactions, false) => writeln!(
+            out,
+            "{:<24}  {:>10}  {:>10}  {:<27}  detail",
+            "gtid", "start", "end", "commit time"
+        )?,
+        (View::Transactions, true) => writeln!(
+            out,
+            "{:<36}  {:<24}  {:>10}  {:>10}  {:<27}  detail",
+            "file", "gtid", "start", "end", "commit time"
+        )?,
+    }
+    Ok(())
+}
+
+/// Lists one file; returns how many problems were reported. `label` names the file in
+/// JSON output when several files are listed.
+fn inspect_file(
+    path: &Path,
+    label: Option<&str>,
+    view: View,
+    output: Output,
+    out: &mut impl Write,
+) -> Result<usize> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut tracker = TransactionTracker::new();
     let mut failures = 0usize;
     let mut file_in_use = false;
@@ -98,9 +130,9 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
             file_in_use |= raw.header.flags & FLAG_BINLOG_IN_USE != 0;
         }
         match view {
-            View::Events => write_event(&mut out, output, raw, &event),
+            View::Events => write_event(out, output, label, raw, &event),
             View::Transactions => match tracker.push(raw, &event) {
-                Some(transaction) => write_transaction(&mut out, output, &transaction),
+                Some(transaction) => write_transaction(out, output, &transaction),
                 None => Ok(()),
             },
         }
@@ -112,7 +144,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         Ending::Incomplete(incomplete) => Some(incomplete),
         Ending::Broken(err) => {
             eprintln!("binlogd: {}: {err}", path.display());
-            return Ok(ExitCode::FAILURE);
+            return Ok(failures + 1);
         }
     };
     if let Some(incomplete) = incomplete {
@@ -134,11 +166,100 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
             failures += 1;
         }
     }
+    Ok(failures)
+}
+
+/// Lists an archive made by `binlogd stream`: its transactions from the index (no binlog
+/// is read), or the events of every file in order.
+fn run_archive(root: &Path, view: View, output: Output, out: &mut impl Write) -> Result<ExitCode> {
+    if !root.join(layout::ARCHIVE_MARKER).is_file() {
+        anyhow::bail!(
+            "{} is a directory but not a binlogd archive (no {}); give a binlog file or an archive",
+            root.display(),
+            layout::ARCHIVE_MARKER
+        );
+    }
+    let archive = LocalArchive::open(root).with_context(|| format!("open {}", root.display()))?;
+    write_heading(out, view, output, true)?;
+    let mut failures = 0;
+    for epoch in archive.epochs()? {
+        let epoch_name = epoch
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for name in epoch.binlog_files()? {
+            let label = format!("{epoch_name}/{name}");
+            match view {
+                View::Events => {
+                    if output == Output::Text {
+                        writeln!(out, "# {label}")?;
+                    }
+                    failures +=
+                        inspect_file(&epoch.data_path(&name), Some(&label), view, output, out)?;
+                }
+                View::Transactions => {
+                    let index = read_index(&epoch.index_path(&name))?;
+                    for t in &index.transactions {
+                        write_indexed_transaction(out, output, &label, t)?;
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn write_indexed_transaction(
+    out: &mut impl Write,
+    output: Output,
+    file: &str,
+    t: &TransactionEntry,
+) -> Result<()> {
+    let gtid = t
+        .gtid
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| "anonymous".to_owned());
+    let time = format_micros(t.commit_micros, t.exact_time);
+    match output {
+        Output::Text => writeln!(
+            out,
+            "{:<36}  {:<24}  {:>10}  {:>10}  {:<27}  {}{}",
+            file,
+            gtid,
+            t.start,
+            t.end,
+            time,
+            if t.ddl { "DDL" } else { "" },
+            if t.repeated {
+                " (repeated by a new primary)"
+            } else {
+                ""
+            }
+        )?,
+        Output::Json => writeln!(
+            out,
+            "{}",
+            json!({
+                "file": file,
+                "gtid": t.gtid.map(|g| g.to_string()),
+                "start": t.start,
+                "end": t.end,
+                "commit_time": time,
+                "commit_time_micros": t.commit_micros,
+                "commit_time_exact": t.exact_time,
+                "ddl": t.ddl,
+                "events": t.events,
+                "repeated": t.repeated,
+            })
+        )?,
+    }
+    Ok(())
 }
 
 /// How reading a file ended.
@@ -229,6 +350,7 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 fn write_event(
     out: &mut impl Write,
     output: Output,
+    file: Option<&str>,
     raw: &RawEvent<'_>,
     event: &Event<'_>,
 ) -> Result<()> {
@@ -246,10 +368,8 @@ fn write_event(
             time,
             detail
         )?,
-        Output::Json => writeln!(
-            out,
-            "{}",
-            json!({
+        Output::Json => {
+            let mut line = json!({
                 "offset": raw.offset,
                 "end": raw.end_offset(),
                 "type": raw.event_type().to_string(),
@@ -260,8 +380,12 @@ fn write_event(
                 "log_pos": raw.header.log_pos,
                 "flags": raw.header.flags,
                 "detail": detail,
-            })
-        )?,
+            });
+            if let Some(file) = file {
+                line["file"] = file.into();
+            }
+            writeln!(out, "{line}")?
+        }
     }
     Ok(())
 }
