@@ -17,7 +17,9 @@ fn follows_a_live_server_across_rotations_byte_for_byte() {
     .expect("start");
     db.write_workload(50).expect("workload before streaming");
     let archive = Archive::new();
-    let streamer = Streamer::start(&db, &archive, &[]);
+    let metrics_port = binlogd_testkit::free_port().expect("port");
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let streamer = Streamer::start(&db, &archive, &["--metrics-addr", &metrics_addr]);
     db.write_workload(1500).expect("workload while streaming");
     db.rotate().expect("rotate");
     db.write_workload(10)
@@ -27,7 +29,43 @@ fn follows_a_live_server_across_rotations_byte_for_byte() {
     assert!(files.len() > 5, "the workload rotated only into {files:?}");
     assert_identical_to_server(&db, &archive);
     archive.assert_index_lists_every_gtid_once(&db);
+
+    let (status, body) = http_get(&metrics_addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, metrics) = http_get(&metrics_addr, "/metrics");
+    assert_eq!(status, 200);
+    let last_gtid = db.gtid_binlog_pos().expect("pos");
+    for expected in [
+        format!("binlogd_last_archived_gtid{{gtid=\"{last_gtid}\"}} 1"),
+        "binlogd_source_connected 1".to_owned(),
+        "binlogd_lag_seconds 0".to_owned(),
+        format!(
+            "binlogd_transactions_archived_total {}",
+            stream_common::server_gtids(&db).len()
+        ),
+    ] {
+        assert!(metrics.contains(&expected), "no {expected:?} in\n{metrics}");
+    }
     streamer.stop();
+}
+
+/// A bare HTTP/1.0 GET: status and body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! `cargo xtask demo` (what `scripts/demo` runs): a sandbox MariaDB under a write load,
-//! with binlogd indexing its live binlog as it grows.
+//! streamed live by `binlogd stream` into a local archive.
 //!
 //! The sandbox is the test harness's private instance (temporary datadir, loopback port),
-//! so the demo touches nothing else on the machine and leaves nothing behind.
+//! so the demo touches nothing else on the machine; the archive stays in
+//! `target/binlogd-demo/archive` for the user to look at.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -28,12 +30,14 @@ fn main() -> Result<()> {
 struct DemoArgs {
     seconds: Option<u64>,
     binlogd: PathBuf,
+    archive: PathBuf,
 }
 
 fn parse_demo_args(args: &[String]) -> Result<DemoArgs> {
     let mut parsed = DemoArgs {
         seconds: None,
         binlogd: PathBuf::from("target/release/binlogd"),
+        archive: PathBuf::from("target/binlogd-demo/archive"),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -44,11 +48,16 @@ fn parse_demo_args(args: &[String]) -> Result<DemoArgs> {
             "--binlogd" => {
                 parsed.binlogd = PathBuf::from(it.next().context("--binlogd needs a path")?)
             }
+            "--archive" => {
+                parsed.archive = PathBuf::from(it.next().context("--archive needs a path")?)
+            }
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask demo [--seconds N] [--binlogd PATH]\n\n\
-                     Starts a sandbox MariaDB, writes to it, and shows binlogd indexing the live\n\
-                     binlog every second. Runs until Ctrl-C (or N seconds)."
+                    "cargo xtask demo [--seconds N] [--binlogd PATH] [--archive DIR]\n\n\
+                     Starts a sandbox MariaDB, writes to it, and runs `binlogd stream` into a local\n\
+                     archive (default target/binlogd-demo/archive, emptied first). Shows progress\n\
+                     every second; on Ctrl-C (or after N seconds) stops both and compares the\n\
+                     archive with the server's binlog files byte for byte."
                 );
                 std::process::exit(0);
             }
@@ -83,83 +92,174 @@ fn demo(args: &[String]) -> Result<()> {
         db.replication_password()
     );
     println!("    binlogs: {}", db.binlog_dir().display());
+
+    if args.archive.exists() {
+        std::fs::remove_dir_all(&args.archive)
+            .with_context(|| format!("emptying {}", args.archive.display()))?;
+    }
+    let parent = args.archive.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let log_path = parent.join("binlogd.log");
+    let metrics_port = binlogd_testkit::free_port()?;
     println!(
-        "==> writing transactions; binlogd indexes the live binlog every second (Ctrl-C to stop)"
+        "==> binlogd stream --source {} --archive {}",
+        db.replication_url(),
+        args.archive.display()
     );
+    println!(
+        "    metrics: http://127.0.0.1:{metrics_port}/metrics   log: {}",
+        log_path.display()
+    );
+    let mut streamer = Command::new(&args.binlogd)
+        .args(["stream", "--source", &db.replication_url(), "--archive"])
+        .arg(&args.archive)
+        .args(["--no-progress", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+        .stderr(std::fs::File::create(&log_path)?)
+        // Its own process group: Ctrl-C is for the demo, which then stops binlogd cleanly.
+        .process_group(0)
+        .spawn()
+        .context("start binlogd stream")?;
+    println!("==> writing transactions (Ctrl-C to stop)");
 
     let started = Instant::now();
     let mut written = 0usize;
-    while !stop.load(Ordering::SeqCst)
-        && args
-            .seconds
-            .is_none_or(|s| started.elapsed() < Duration::from_secs(s))
-    {
-        let tick = Instant::now();
-        // Ctrl-C in a terminal reaches the whole process group, the SQL client too: a
-        // batch cut short by it is the user stopping the demo, not a failure.
-        if let Err(err) = db.write_workload(50) {
-            if stop.load(Ordering::SeqCst) {
-                break;
+    let outcome = (|| -> Result<()> {
+        while !stop.load(Ordering::SeqCst)
+            && args
+                .seconds
+                .is_none_or(|s| started.elapsed() < Duration::from_secs(s))
+        {
+            let tick = Instant::now();
+            if let Some(status) = streamer.try_wait()? {
+                bail!(
+                    "binlogd stream exited with {status}; its log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
-            return Err(err);
+            // Ctrl-C in a terminal reaches the whole process group, the SQL client too: a
+            // batch cut short by it is the user stopping the demo, not a failure.
+            if let Err(err) = db.write_workload(200) {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                return Err(err);
+            }
+            written += 200;
+            let (transactions, last) = archived_transactions(&args.archive)?;
+            println!(
+                "    {:>5.1}s  server: {:>6} txns in {} files, at {:<10}  archive: {:>6} txns, last {}",
+                started.elapsed().as_secs_f64(),
+                written,
+                db.binlog_names()?.len(),
+                db.gtid_binlog_pos()?,
+                transactions,
+                last
+            );
+            if let Some(rest) = Duration::from_secs(1).checked_sub(tick.elapsed()) {
+                std::thread::sleep(rest);
+            }
         }
-        written += 50;
-        let (transactions, last) = index(&args.binlogd, &db)?;
-        println!(
-            "    {:>5.1}s  server wrote {:>6} txns ({} files)  binlogd indexed {:>6} txns, last {}",
-            started.elapsed().as_secs_f64(),
-            written,
-            db.binlog_names()?.len(),
-            transactions,
-            last
-        );
-        if let Some(rest) = Duration::from_secs(1).checked_sub(tick.elapsed()) {
-            std::thread::sleep(rest);
+        Ok(())
+    })();
+    if let Err(err) = outcome {
+        let _ = streamer.kill();
+        return Err(err);
+    }
+    println!("==> letting binlogd catch up, then stopping it (SIGTERM)");
+    wait_caught_up(&db, &args.archive, Duration::from_secs(30))?;
+    Command::new("kill")
+        .args(["-TERM", &streamer.id().to_string()])
+        .status()?;
+    let status = streamer.wait()?;
+    if !status.success() {
+        bail!("binlogd stream exited with {status}");
+    }
+    let files = db.binlog_files()?;
+    let epoch = newest_epoch(&args.archive)?;
+    let mut identical = 0;
+    for file in &files {
+        let copy = epoch.join(file.file_name().unwrap_or_default());
+        if std::fs::read(file)? == std::fs::read(&copy).unwrap_or_default() {
+            identical += 1;
         }
     }
-    println!("==> stopping the sandbox");
-    let files = db.binlog_files()?;
-    drop(db);
-    println!("\nNext:");
     println!(
-        "  binlogd inspect --transactions FILE   transactions of any binlog (add --json for scripts)"
-    );
-    println!("  binlogd --help                        every command");
-    println!("  scripts/test                          the whole test suite against real servers");
-    println!(
-        "(the sandbox wrote {} binlog files; they were removed with it)",
+        "    {identical} of {} binlog files in the archive are byte-identical to the server's",
         files.len()
     );
+    println!("==> stopping the sandbox");
+    drop(db);
+    let archive = args.archive.display();
+    println!("\nNext:");
+    println!("  binlogd inspect -t {archive}     every archived transaction, from the index");
+    println!("  binlogd inspect -t {archive}/0001-server1/mariadb-bin.000001");
+    println!("  binlogd stream --help            follow your own server");
+    println!("  scripts/test                     the whole test suite against real servers");
+    if identical != files.len() {
+        bail!("the archive differs from the server's files");
+    }
     Ok(())
 }
 
-/// Runs `binlogd inspect --transactions --json` over every binlog file of the sandbox and
-/// returns how many transactions it found and the last GTID.
-fn index(binlogd: &Path, db: &MariaDb) -> Result<(usize, String)> {
+/// The newest epoch directory of an archive.
+fn newest_epoch(archive: &Path) -> Result<PathBuf> {
+    let mut epochs: Vec<PathBuf> = std::fs::read_dir(archive)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    epochs.sort();
+    epochs.pop().context("the archive has no epoch yet")
+}
+
+/// Counts the transactions in the archive's index and finds the last GTID.
+fn archived_transactions(archive: &Path) -> Result<(usize, String)> {
     let mut count = 0;
     let mut last = String::from("-");
-    for file in db.binlog_files()? {
-        let output = Command::new(binlogd)
-            .args(["inspect", "--transactions", "--json"])
-            .arg(&file)
-            .output()
-            .context("run binlogd inspect")?;
-        if !output.status.success() {
-            bail!(
-                "binlogd inspect {} failed: {}",
-                file.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let record: serde_json::Value = serde_json::from_str(line)?;
-            count += 1;
-            if let Some(gtid) = record["gtid"].as_str() {
-                last = gtid.to_owned();
+    let Ok(epoch) = newest_epoch(archive) else {
+        return Ok((0, last));
+    };
+    let mut indexes: Vec<PathBuf> = std::fs::read_dir(&epoch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".index.jsonl"))
+        .collect();
+    indexes.sort();
+    for index in indexes {
+        for line in std::fs::read_to_string(&index)?.lines() {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue; // a line being written
+            };
+            if record["record"] == "transaction" {
+                count += 1;
+                if let Some(gtid) = record["gtid"].as_str() {
+                    last = gtid.to_owned();
+                }
             }
         }
     }
     Ok((count, last))
+}
+
+/// Waits until the archive holds every binlog file of the server at its full length.
+fn wait_caught_up(db: &MariaDb, archive: &Path, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let epoch = newest_epoch(archive)?;
+        let mut behind = false;
+        for file in db.binlog_files()? {
+            let have = std::fs::metadata(epoch.join(file.file_name().unwrap_or_default()))
+                .map_or(0, |m| m.len());
+            behind |= have != std::fs::metadata(&file)?.len();
+        }
+        if !behind {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("binlogd did not catch up within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `cargo xtask fuzz-seeds`: writes the seed corpora under `fuzz/corpus/` from binlogs of
