@@ -14,15 +14,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use binlogd_parser::EventReader;
-use binlogd_testkit::{BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig};
+use binlogd_testkit::{BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, SysbenchLoad};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("fuzz-seeds") => fuzz_seeds(),
+        Some("bench-pull") => bench_pull(&args[1..]),
         _ => {
-            bail!("usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds")
+            bail!(
+                "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
+                 cargo xtask bench-pull [--runs N] [--megabytes M]"
+            )
         }
     }
 }
@@ -260,6 +264,128 @@ fn wait_caught_up(db: &MariaDb, archive: &Path, timeout: Duration) -> Result<()>
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `cargo xtask bench-pull`: pulls the same ≥500 MB of existing binlogs from one local
+/// server with `binlogd stream --exit-at-end` (which parses, CRC-checks, indexes and
+/// fsyncs every event) and with `mariadb-binlog --read-from-remote-server --raw
+/// --to-last-log`, alternating, and prints the median of each and their ratio.
+fn bench_pull(args: &[String]) -> Result<()> {
+    let mut binlogd = PathBuf::from("target/release/binlogd");
+    let mut runs = 5usize;
+    let mut megabytes = 500u64;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--binlogd" => binlogd = PathBuf::from(it.next().context("--binlogd needs a path")?),
+            "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
+            "--megabytes" => {
+                megabytes = it.next().context("--megabytes needs a number")?.parse()?
+            }
+            other => bail!(
+                "unknown argument {other}: cargo xtask bench-pull [--binlogd PATH] [--runs N] [--megabytes M]"
+            ),
+        }
+    }
+    if !binlogd.is_file() {
+        bail!("{} not found: cargo build --release", binlogd.display());
+    }
+    let db = MariaDbConfig {
+        max_binlog_size: Some(256 << 20),
+        ..MariaDbConfig::default()
+    }
+    .start()?;
+    println!("==> writing at least {megabytes} MB of sysbench oltp_write_only binlogs");
+    let mut total = 0;
+    while total < megabytes << 20 {
+        db.sysbench(&SysbenchLoad {
+            tables: 8,
+            table_size: 100_000,
+            threads: 4,
+            seconds: 20,
+            events: 0,
+        })?;
+        total = db
+            .binlog_files()?
+            .iter()
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .sum();
+        println!("    {} MB", total >> 20);
+    }
+    db.rotate()?;
+    let first = db.binlog_names()?.into_iter().next().context("no binlog")?;
+    let scratch = tempfile_dir()?;
+    let mariadb_binlog = binlogd_testkit::find_tool(binlogd_testkit::Tool::MariadbBinlog)?;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for run in 0..runs {
+        // Alternate which goes first: the page cache and the server warm up for both.
+        for turn in 0..2 {
+            let dir = scratch.join(format!("run-{run}-{turn}"));
+            std::fs::create_dir_all(&dir)?;
+            let binlogd_first = run % 2 == 0;
+            let started = Instant::now();
+            if (turn == 0) == binlogd_first {
+                let status = Command::new(&binlogd)
+                    .args(["stream", "--exit-at-end", "--no-progress", "--source"])
+                    .arg(db.replication_url())
+                    .arg("--archive")
+                    .arg(dir.join("archive"))
+                    .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+                    .env("BINLOGD_LOG", "warn")
+                    .status()?;
+                if !status.success() {
+                    bail!("binlogd stream failed: {status}");
+                }
+                ours.push(started.elapsed().as_secs_f64());
+            } else {
+                let status = Command::new(&mariadb_binlog)
+                    .args([
+                        "--read-from-remote-server",
+                        "--raw",
+                        "--to-last-log",
+                        "--host=127.0.0.1",
+                    ])
+                    .arg(format!("--port={}", db.port()))
+                    .arg(format!("--user={}", binlogd_testkit::REPLICATION_USER))
+                    .arg(format!("--password={}", db.replication_password()))
+                    .arg(format!("--result-file={}/", dir.display()))
+                    .arg(&first)
+                    .status()?;
+                if !status.success() {
+                    bail!("mariadb-binlog failed: {status}");
+                }
+                theirs.push(started.elapsed().as_secs_f64());
+            }
+            std::fs::remove_dir_all(&dir)?;
+        }
+        println!(
+            "    run {}: binlogd {:.2} s, mariadb-binlog {:.2} s",
+            run + 1,
+            ours[run],
+            theirs[run]
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+    let mb = total as f64 / 1e6;
+    println!(
+        "pulled {mb:.0} MB: binlogd median {ours:.2} s ({:.0} MB/s), mariadb-binlog median {theirs:.2} s ({:.0} MB/s); binlogd is {:.2}x faster",
+        mb / ours,
+        mb / theirs,
+        theirs / ours
+    );
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("binlogd-bench-pull-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// `cargo xtask fuzz-seeds`: writes the seed corpora under `fuzz/corpus/` from binlogs of
