@@ -178,19 +178,7 @@ impl Framer {
                 None => return Err(fail(ErrorKind::MissingFormatDescription)),
             },
         };
-        let minimum = (HEADER_LEN + checksum.map_or(0, ChecksumAlgorithm::len)) as u32;
-        if header.event_size < minimum {
-            return Err(fail(ErrorKind::EventTooShort {
-                size: header.event_size,
-                minimum,
-            }));
-        }
-        if header.event_size > MAX_EVENT_SIZE {
-            return Err(fail(ErrorKind::EventTooLarge {
-                size: header.event_size,
-                maximum: MAX_EVENT_SIZE,
-            }));
-        }
+        check_event_size(&header, checksum.map_or(0, ChecksumAlgorithm::len)).map_err(fail)?;
         let size = header.event_size as usize;
         if input.len() < size {
             return Ok(Frame::Incomplete {
@@ -265,19 +253,7 @@ impl Framer {
             (None, Some(checksum)) => checksum,
             (None, None) => return Err(fail(ErrorKind::MissingFormatDescription)),
         };
-        let minimum = (HEADER_LEN + checksum.len()) as u32;
-        if header.event_size < minimum {
-            return Err(fail(ErrorKind::EventTooShort {
-                size: header.event_size,
-                minimum,
-            }));
-        }
-        if header.event_size > MAX_EVENT_SIZE {
-            return Err(fail(ErrorKind::EventTooLarge {
-                size: header.event_size,
-                maximum: MAX_EVENT_SIZE,
-            }));
-        }
+        check_event_size(&header, checksum.len()).map_err(fail)?;
         let verify = checksum == ChecksumAlgorithm::Crc32 && !self.skip_checksum_verification;
         let mut event = PiecewiseEvent {
             offset,
@@ -290,6 +266,24 @@ impl Framer {
         event.update(first)?;
         Ok(event)
     }
+}
+
+/// The header's size must hold the header and checksum, and stay below any real event.
+fn check_event_size(header: &EventHeader, checksum_len: usize) -> Result<(), ErrorKind> {
+    let minimum = (HEADER_LEN + checksum_len) as u32;
+    if header.event_size < minimum {
+        return Err(ErrorKind::EventTooShort {
+            size: header.event_size,
+            minimum,
+        });
+    }
+    if header.event_size > MAX_EVENT_SIZE {
+        return Err(ErrorKind::EventTooLarge {
+            size: header.event_size,
+            maximum: MAX_EVENT_SIZE,
+        });
+    }
+    Ok(())
 }
 
 /// An event being checked piece by piece: see [`Framer::begin_piecewise`].
