@@ -143,3 +143,151 @@ fn connections_cut_mid_event_are_resumed_without_a_trace() {
     );
     streamer.stop();
 }
+
+#[test]
+fn a_failover_behind_the_same_address_is_followed_by_gtid_into_a_new_epoch() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    let replica = MariaDbConfig {
+        server_id: 2,
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("replica");
+    replica.replicate_from(&primary).expect("replicate");
+    primary
+        .write_workload(300)
+        .expect("workload on the primary");
+    let proxy = TcpProxy::start(primary.port()).expect("proxy");
+    let source = format!(
+        "mysql://{}@127.0.0.1:{}",
+        binlogd_testkit::REPLICATION_USER,
+        proxy.port()
+    );
+    let archive = Archive::new();
+    let streamer = Streamer::start_with(&primary, &archive, &[], &source);
+    // The replica's newest file will begin before the failover point: the new epoch then
+    // starts with transactions the archive already has.
+    replica
+        .wait_for_gtid(
+            &primary.gtid_binlog_pos().expect("pos"),
+            Duration::from_secs(60),
+        )
+        .expect("replica caught up");
+    replica.rotate().expect("rotate the replica's binlog");
+    primary.write_workload(20).expect("more on the primary");
+    archive.wait_caught_up(&primary, Duration::from_secs(60));
+    let before = primary.gtid_binlog_pos().expect("pos");
+    replica
+        .wait_for_gtid(&before, Duration::from_secs(60))
+        .expect("replica caught up");
+
+    // Promote the replica, move the address to it, and write there.
+    replica.sql("STOP SLAVE; RESET SLAVE ALL").expect("promote");
+    proxy.retarget(replica.port());
+    replica
+        .write_workload(300)
+        .expect("workload on the new primary");
+
+    // The new server's files land in a second epoch, from the file that holds the
+    // failover point on: byte for byte its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let new_epoch = loop {
+        let epochs = archive.epochs();
+        if epochs.len() == 2 {
+            let epoch = epochs[1].clone();
+            let caught_up = replica.binlog_files().expect("files").iter().all(|f| {
+                let copy = epoch.join(f.file_name().expect("name"));
+                !copy.exists()
+                    || std::fs::metadata(&copy).map(|m| m.len()).ok()
+                        == std::fs::metadata(f).map(|m| m.len()).ok()
+            }) && replica
+                .binlog_files()
+                .expect("files")
+                .last()
+                .is_some_and(|f| epoch.join(f.file_name().expect("name")).exists());
+            if caught_up {
+                break epoch;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no caught-up second epoch: {:?}\n{}",
+            archive.epochs(),
+            archive.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(new_epoch.to_string_lossy().ends_with("0002-server2"));
+    let mut copied = 0;
+    for file in replica.binlog_files().expect("files") {
+        let copy = new_epoch.join(file.file_name().expect("name"));
+        if copy.exists() {
+            stream_common::assert_same_bytes(&file, &copy);
+            copied += 1;
+        } else {
+            assert_eq!(copied, 0, "{} missing after copied files", file.display());
+        }
+    }
+    assert!(copied > 0);
+
+    // Every GTID of both servers' histories is indexed once; what the new primary's
+    // binlog repeats from the old one is marked.
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut repeated = 0;
+    for line in archive.index_lines() {
+        if line["record"] != "transaction" {
+            continue;
+        }
+        if line["repeated"] == true {
+            repeated += 1;
+            continue;
+        }
+        *seen
+            .entry(line["gtid"].as_str().expect("gtid").to_owned())
+            .or_default() += 1;
+    }
+    let last_old: u64 = before.rsplit('-').next().expect("seq").parse().expect("n");
+    let last_new: u64 = replica
+        .gtid_binlog_pos()
+        .expect("pos")
+        .rsplit('-')
+        .next()
+        .expect("seq")
+        .parse()
+        .expect("n");
+    let expected: Vec<String> = (1..=last_old)
+        .map(|n| format!("0-1-{n}"))
+        .chain((last_old + 1..=last_new).map(|n| format!("0-2-{n}")))
+        .collect();
+    let mut expected_sorted = expected;
+    expected_sorted.sort();
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), expected_sorted);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    // Exactly the old primary's transactions in the new epoch are marked repeated (how
+    // many there are depends on where the replica's binlog rotated).
+    let mut old_in_new_epoch = 0;
+    for entry in std::fs::read_dir(&new_epoch).expect("epoch") {
+        let path = entry.expect("entry").path();
+        if !path.to_string_lossy().ends_with(".index.jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("index").lines() {
+            let line: serde_json::Value = serde_json::from_str(line).expect("json");
+            if line["record"] == "transaction" {
+                let old = line["gtid"].as_str().is_some_and(|g| g.starts_with("0-1-"));
+                assert_eq!(old, line["repeated"] == true, "{line}");
+                old_in_new_epoch += usize::from(old);
+            }
+        }
+    }
+    assert_eq!(repeated, old_in_new_epoch);
+    assert!(repeated > 0, "no repeated transaction is marked");
+    eprintln!("the new epoch repeats {repeated} transactions of the old primary");
+    streamer.stop();
+}

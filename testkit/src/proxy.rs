@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -31,6 +31,8 @@ struct Shared {
     cut_after: AtomicU64,
     accepted: AtomicU64,
     cuts: AtomicU64,
+    /// Where new connections go.
+    target_port: AtomicU16,
 }
 
 impl TcpProxy {
@@ -40,9 +42,9 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").context("bind the proxy")?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared::default());
+        shared.target_port.store(target_port, Ordering::SeqCst);
         let accept_shared = Arc::clone(&shared);
-        let accept =
-            std::thread::spawn(move || accept_loop(&listener, target_port, &accept_shared));
+        let accept = std::thread::spawn(move || accept_loop(&listener, &accept_shared));
         Ok(TcpProxy {
             port,
             shared,
@@ -70,6 +72,13 @@ impl TcpProxy {
         self.shared.cut_after.store(bytes, Ordering::SeqCst);
     }
 
+    /// Sends new connections to `127.0.0.1:target_port` from now on, and cuts the open
+    /// ones: what clients of a virtual IP see when it moves to another server.
+    pub fn retarget(&self, target_port: u16) {
+        self.shared.target_port.store(target_port, Ordering::SeqCst);
+        self.cut_all();
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -88,12 +97,13 @@ impl Drop for TcpProxy {
     }
 }
 
-fn accept_loop(listener: &TcpListener, target_port: u16, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     for client in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
         let Ok(client) = client else { continue };
+        let target_port = shared.target_port.load(Ordering::SeqCst);
         let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
