@@ -12,8 +12,8 @@ use binlogd_parser::ChecksumAlgorithm;
 use rustls::pki_types::ServerName;
 
 use crate::handshake::{
-    ServerHandshake, capabilities, client_capabilities, ed25519_password, handshake_response,
-    native_password, ssl_request,
+    ServerHandshake, caching_sha2_encrypted_password, caching_sha2_password, capabilities,
+    client_capabilities, ed25519_password, handshake_response, native_password, ssl_request,
 };
 use crate::packet::{MAX_MESSAGE, Packet, PacketCodec};
 use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
@@ -117,6 +117,26 @@ pub const BINLOG_DUMP_NON_BLOCK: u16 = 0x0001;
 /// `COM_BINLOG_DUMP` flag (MariaDB): send ANNOTATE_ROWS events.
 pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 0x0002;
 
+const NATIVE: &str = "mysql_native_password";
+const CACHING_SHA2: &str = "caching_sha2_password";
+/// caching_sha2_password: "send me your RSA public key".
+const REQUEST_PUBLIC_KEY: u8 = 0x02;
+
+/// The first answer of an authentication plugin to the server's nonce.
+fn auth_answer(plugin: &str, password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+    Ok(match plugin {
+        NATIVE => native_password(password, nonce),
+        CACHING_SHA2 => caching_sha2_password(password, nonce),
+        "client_ed25519" => ed25519_password(password, nonce).to_vec(),
+        _ => {
+            return Err(ProtocolError::Unsupported(format!(
+                "authentication plugin {plugin} (binlogd speaks mysql_native_password, \
+                 caching_sha2_password and client_ed25519)"
+            )));
+        }
+    })
+}
+
 /// An authenticated connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -127,9 +147,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, upgrades to TLS as `options.tls` asks, and authenticates:
-    /// `mysql_native_password` first, then whatever the server switches to among
-    /// `mysql_native_password` and MariaDB's `client_ed25519`.
+    /// Connects, upgrades to TLS as `options.tls` asks, and authenticates with
+    /// `mysql_native_password`, MySQL's `caching_sha2_password` (fast path, or full
+    /// authentication: in clear over TLS, RSA-encrypted otherwise) or MariaDB's
+    /// `client_ed25519`, following the server's auth-switch requests.
     pub async fn connect(options: &ConnectOptions) -> Result<Connection, ProtocolError> {
         let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
         stream.set_nodelay(true)?;
@@ -176,38 +197,58 @@ impl Connection {
             framed = Framed::new(Transport::Tls(Box::new(tls)), parts.codec);
         }
         let password = options.password.as_bytes();
-        // Answer with native_password; the server switches us if the account uses
-        // another plugin we speak.
-        let answer = native_password(password, &server.scramble);
+        // Answer with the plugin the server proposes when we speak it (MySQL 8 proposes
+        // caching_sha2_password), else with native_password; the server switches us if
+        // the account uses another plugin we speak.
+        let mut plugin = match server.auth_plugin.as_str() {
+            CACHING_SHA2 => CACHING_SHA2.to_owned(),
+            _ => NATIVE.to_owned(),
+        };
+        let mut nonce = server.scramble.clone();
+        let answer = auth_answer(&plugin, password, &nonce)?;
         framed
-            .send(handshake_response(
-                caps,
-                &options.user,
-                "mysql_native_password",
-                &answer,
-            ))
+            .send(handshake_response(caps, &options.user, &plugin, &answer))
             .await?;
+        let mut awaiting_public_key = false;
         loop {
             let reply = read_message(&mut framed).await?;
             match reply.first() {
                 Some(0x00) => break,
                 Some(0xff) => return Err(parse_err(&reply)?.into()),
                 Some(0xfe) => {
-                    // Auth switch: plugin name, then its scramble.
+                    // Auth switch: plugin name, then its nonce.
                     let mut r = Reader::new(&reply[1..], "auth switch");
-                    let plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
-                    let data = r.rest.strip_suffix(&[0]).unwrap_or(r.rest);
-                    let answer = match plugin.as_str() {
-                        "mysql_native_password" => native_password(password, data),
-                        "client_ed25519" => ed25519_password(password, data).to_vec(),
-                        _ => {
-                            return Err(ProtocolError::Unsupported(format!(
-                                "authentication plugin {plugin}"
-                            )));
-                        }
-                    };
-                    framed.send(answer).await?;
+                    plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
+                    nonce = r.rest.strip_suffix(&[0]).unwrap_or(r.rest).to_vec();
+                    framed.send(auth_answer(&plugin, password, &nonce)?).await?;
                 }
+                // caching_sha2_password's "more data" replies.
+                Some(0x01) if plugin == CACHING_SHA2 && awaiting_public_key => {
+                    let encrypted = caching_sha2_encrypted_password(password, &nonce, &reply[1..])?;
+                    framed.send(encrypted).await?;
+                    awaiting_public_key = false;
+                }
+                Some(0x01) if plugin == CACHING_SHA2 => match reply.get(1) {
+                    // Fast authentication succeeded: the OK follows.
+                    Some(3) => {}
+                    // The server has no cached hash of this password: send it whole,
+                    // in clear over TLS, otherwise encrypted with the server's RSA key.
+                    Some(4) if use_tls => {
+                        let mut clear = password.to_vec();
+                        clear.push(0);
+                        framed.send(clear).await?;
+                    }
+                    Some(4) => {
+                        framed.send(vec![REQUEST_PUBLIC_KEY]).await?;
+                        awaiting_public_key = true;
+                    }
+                    _ => {
+                        return Err(ProtocolError::malformed(
+                            "caching_sha2_password reply",
+                            "unknown status",
+                        ));
+                    }
+                },
                 _ => {
                     return Err(ProtocolError::malformed(
                         "authentication reply",

@@ -205,6 +205,57 @@ pub fn ed25519_password(password: &[u8], scramble: &[u8]) -> [u8; 64] {
     raw_sign::<Sha512>(&expanded, scramble, &public).to_bytes()
 }
 
+/// `caching_sha2_password` (MySQL 8 default), its fast path:
+/// SHA256(password) XOR SHA256(SHA256(SHA256(password)) + nonce). The server, which caches
+/// SHA256(SHA256(password)) after a first full authentication, recovers SHA256(password)
+/// and checks it. An empty password answers with nothing.
+/// Reference: <https://dev.mysql.com/doc/dev/mysql-server/latest/page_caching_sha2_authentication_exchanges.html>.
+pub fn caching_sha2_password(password: &[u8], nonce: &[u8]) -> Vec<u8> {
+    use sha2::{Digest as _, Sha256};
+    if password.is_empty() {
+        return Vec::new();
+    }
+    let stage1 = Sha256::digest(password);
+    let stage2 = Sha256::digest(stage1);
+    let mut hasher = Sha256::new();
+    hasher.update(stage2);
+    hasher.update(&nonce[..nonce.len().min(20)]);
+    let mix = hasher.finalize();
+    stage1.iter().zip(mix.iter()).map(|(a, b)| a ^ b).collect()
+}
+
+/// `caching_sha2_password` full authentication without TLS: the password (with its
+/// terminating NUL) XOR the nonce, repeated, encrypted with RSA-OAEP (SHA-1) under the
+/// public key the server sent as PEM. Only the server's private key can read it.
+pub fn caching_sha2_encrypted_password(
+    password: &[u8],
+    nonce: &[u8],
+    public_key_pem: &[u8],
+) -> Result<Vec<u8>, ProtocolError> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    let pem = std::str::from_utf8(public_key_pem)
+        .map_err(|_| ProtocolError::malformed("server public key", "not PEM text"))?
+        .trim_end_matches('\0');
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
+        .map_err(|_| ProtocolError::malformed("server public key", "not an RSA public key"))?;
+    let nonce = &nonce[..nonce.len().min(20)];
+    if nonce.is_empty() {
+        return Err(ProtocolError::malformed("authentication nonce", "empty"));
+    }
+    let mut plain: Vec<u8> = password.iter().copied().chain([0]).collect();
+    for (i, byte) in plain.iter_mut().enumerate() {
+        *byte ^= nonce[i % nonce.len()];
+    }
+    key.encrypt(
+        &mut rsa::rand_core::OsRng,
+        rsa::Oaep::new::<sha1::Sha1>(),
+        &plain,
+    )
+    .map_err(|e| ProtocolError::Unsupported(format!("encrypting the password for the server: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +324,24 @@ mod tests {
                 .collect::<Vec<_>>();
             let _ = ServerHandshake::parse(&greeting);
         }
+    }
+
+    #[test]
+    fn caching_sha2_known_answers() {
+        // Known-answer vectors published with go-sql-driver/mysql's tests (computed against
+        // MySQL 8 servers): password "secret" and "secret2" with these nonces.
+        let nonce = [
+            10, 47, 74, 111, 75, 73, 34, 48, 88, 76, 114, 74, 37, 13, 3, 80, 82, 2, 23, 21,
+        ];
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&caching_sha2_password(b"secret", &nonce)),
+            "f490e76f66d9d86665ce54d98c78d0acfe2fb0b08b423da807144873d30b312c"
+        );
+        assert_eq!(
+            hex(&caching_sha2_password(b"secret2", &nonce)),
+            "abc3934a012cf342e876071c8ee202de51785b430258a7a0138bc79c4d800bc6"
+        );
+        assert!(caching_sha2_password(b"", &nonce).is_empty());
     }
 }
