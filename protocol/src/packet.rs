@@ -19,6 +19,9 @@ pub const MAX_PACKET_PAYLOAD: usize = 0xff_ffff;
 
 /// Largest reply joined in memory: an event of 1 GiB (the servers' `max_allowed_packet`
 /// limit) plus room. Protects against a corrupt length making us buffer without end.
+/// Room kept free in the read buffer for the next socket read.
+const READ_SPACE: usize = 256 << 10;
+
 pub const MAX_MESSAGE: usize = (1 << 30) + (1 << 20);
 
 /// One packet as it came off the wire.
@@ -58,6 +61,12 @@ impl Decoder for PacketCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, ProtocolError> {
+        // Framed reads into the buffer's spare capacity, which packets split off as
+        // `Bytes` leave small: keep room for large reads, or a binlog dump costs a read
+        // syscall and an allocation every few KiB.
+        if src.capacity() - src.len() < READ_SPACE / 4 {
+            src.reserve(READ_SPACE);
+        }
         if src.len() < 4 {
             src.reserve(4 - src.len());
             return Ok(None);

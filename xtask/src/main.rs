@@ -22,6 +22,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&args[1..]),
         Some("fuzz-seeds") => fuzz_seeds(),
         Some("bench-pull") => bench_pull(&args[1..]),
+        Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
@@ -268,8 +269,9 @@ fn wait_caught_up(db: &MariaDb, archive: &Path, timeout: Duration) -> Result<()>
 
 /// `cargo xtask bench-pull`: pulls the same ≥500 MB of existing binlogs from one local
 /// server with `binlogd stream --exit-at-end` (which parses, CRC-checks, indexes and
-/// fsyncs every event) and with `mariadb-binlog --read-from-remote-server --raw
-/// --to-last-log`, alternating, and prints the median of each and their ratio.
+/// fsyncs every event), with `mariadb-binlog --read-from-remote-server --raw
+/// --to-last-log`, and with `mysql_async`'s binlog stream (`pull-mysql-async`), in
+/// rotating order, and prints the median of each and the ratios.
 fn bench_pull(args: &[String]) -> Result<()> {
     let mut binlogd = PathBuf::from("target/release/binlogd");
     let mut runs = 5usize;
@@ -289,6 +291,10 @@ fn bench_pull(args: &[String]) -> Result<()> {
     }
     if !binlogd.is_file() {
         bail!("{} not found: cargo build --release", binlogd.display());
+    }
+    if cfg!(debug_assertions) {
+        // The mysql_async contender runs in this very binary: it must be optimised too.
+        bail!("run the benchmark from a release build: cargo run --release -p xtask -- bench-pull");
     }
     let db = MariaDbConfig {
         max_binlog_size: Some(256 << 20),
@@ -316,16 +322,34 @@ fn bench_pull(args: &[String]) -> Result<()> {
     let first = db.binlog_names()?.into_iter().next().context("no binlog")?;
     let scratch = tempfile_dir()?;
     let mariadb_binlog = binlogd_testkit::find_tool(binlogd_testkit::Tool::MariadbBinlog)?;
+    let xtask = std::env::current_exe()?;
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    let mut async_times = Vec::new();
     for run in 0..runs {
-        // Alternate which goes first: the page cache and the server warm up for both.
-        for turn in 0..2 {
+        // Rotate which goes first: the page cache and the server warm up for all.
+        for slot in 0..3 {
+            let turn = (slot + run) % 3;
             let dir = scratch.join(format!("run-{run}-{turn}"));
             std::fs::create_dir_all(&dir)?;
-            let binlogd_first = run % 2 == 0;
             let started = Instant::now();
-            if (turn == 0) == binlogd_first {
+            if turn == 2 {
+                let status = Command::new(&xtask)
+                    .arg("pull-mysql-async")
+                    .arg(format!(
+                        "mysql://{}@127.0.0.1:{}",
+                        binlogd_testkit::REPLICATION_USER,
+                        db.port()
+                    ))
+                    .arg(&first)
+                    .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+                    .stdout(std::process::Stdio::null())
+                    .status()?;
+                if !status.success() {
+                    bail!("the mysql_async pull failed: {status}");
+                }
+                async_times.push(started.elapsed().as_secs_f64());
+            } else if turn == 0 {
                 let status = Command::new(&binlogd)
                     .args(["stream", "--exit-at-end", "--no-progress", "--source"])
                     .arg(db.replication_url())
@@ -360,23 +384,32 @@ fn bench_pull(args: &[String]) -> Result<()> {
             std::fs::remove_dir_all(&dir)?;
         }
         println!(
-            "    run {}: binlogd {:.2} s, mariadb-binlog {:.2} s",
+            "    run {}: binlogd {:.2} s, mariadb-binlog {:.2} s, mysql_async {:.2} s",
             run + 1,
             ours[run],
-            theirs[run]
+            theirs[run],
+            async_times[run]
         );
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+    let (ours, theirs, asynch) = (
+        median(&mut ours),
+        median(&mut theirs),
+        median(&mut async_times),
+    );
     let mb = total as f64 / 1e6;
     println!(
-        "pulled {mb:.0} MB: binlogd median {ours:.2} s ({:.0} MB/s), mariadb-binlog median {theirs:.2} s ({:.0} MB/s); binlogd is {:.2}x faster",
+        "pulled {mb:.0} MB, medians: binlogd {ours:.2} s ({:.0} MB/s), mariadb-binlog {theirs:.2} s \
+         ({:.0} MB/s), mysql_async {asynch:.2} s ({:.0} MB/s)\n\
+         binlogd is {:.2}x as fast as mariadb-binlog and {:.2}x as fast as mysql_async",
         mb / ours,
         mb / theirs,
-        theirs / ours
+        mb / asynch,
+        theirs / ours,
+        asynch / ours
     );
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
@@ -386,6 +419,42 @@ fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("binlogd-bench-pull-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// `cargo xtask pull-mysql-async URL FIRST_FILE`: pulls every binlog from FIRST_FILE to the
+/// end with `mysql_async`'s `get_binlog_stream` (non-blocking dump) and counts the events
+/// and bytes: the `mysql_async` contender of `bench-pull`. The password comes from
+/// BINLOGD_SOURCE_PASSWORD.
+fn pull_mysql_async(args: &[String]) -> Result<()> {
+    use futures_util::StreamExt;
+    let [url, first] = args else {
+        bail!("usage: cargo xtask pull-mysql-async mysql://USER@HOST:PORT FIRST_FILE");
+    };
+    let password = std::env::var("BINLOGD_SOURCE_PASSWORD").unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let opts = mysql_async::Opts::from_url(url).context("URL")?;
+        let opts = mysql_async::OptsBuilder::from_opts(opts).pass(Some(password));
+        let mut conn = mysql_async::Conn::new(opts).await.context("connect")?;
+        // MariaDB sends its GTID events only to replicas that declare this capability.
+        mysql_async::prelude::Queryable::query_drop(&mut conn, "SET @mariadb_slave_capability = 4")
+            .await?;
+        let request = mysql_async::BinlogStreamRequest::new(0x6269_6e6c)
+            .with_filename(first.as_bytes())
+            .with_pos(4)
+            .with_non_blocking();
+        let mut stream = conn.get_binlog_stream(request).await?;
+        let (mut events, mut bytes) = (0u64, 0u64);
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            events += 1;
+            bytes += u64::from(event.header().event_size());
+        }
+        println!("{events} events, {bytes} bytes");
+        anyhow::Ok(())
+    })
 }
 
 /// `cargo xtask fuzz-seeds`: writes the seed corpora under `fuzz/corpus/` from binlogs of
