@@ -23,6 +23,7 @@ fn main() -> Result<()> {
         Some("fuzz-seeds") => fuzz_seeds(),
         Some("bench-pull") => bench_pull(&args[1..]),
         Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
+        Some("bench-lag") => bench_lag(&args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
@@ -455,6 +456,193 @@ fn pull_mysql_async(args: &[String]) -> Result<()> {
         println!("{events} events, {bytes} bytes");
         anyhow::Ok(())
     })
+}
+
+/// `cargo xtask bench-lag`: how long a transaction takes from its commit on the primary
+/// to being durable in the archive, under a `sysbench oltp_write_only` load.
+///
+/// A probe commits one small transaction every 20 ms on its own connection and notes
+/// the moment COMMIT returns; the transaction's GTID (`@@last_gtid`) then appears in the
+/// archive's index, which binlogd appends only after the bytes are fsynced. The time
+/// between the two, polled every 0.2 ms, is the lag.
+fn bench_lag(args: &[String]) -> Result<()> {
+    let mut binlogd = PathBuf::from("target/release/binlogd");
+    let mut seconds = 30u64;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--binlogd" => binlogd = PathBuf::from(it.next().context("--binlogd needs a path")?),
+            "--seconds" => seconds = it.next().context("--seconds needs a number")?.parse()?,
+            other => bail!(
+                "unknown argument {other}: cargo xtask bench-lag [--binlogd PATH] [--seconds N]"
+            ),
+        }
+    }
+    if !binlogd.is_file() {
+        bail!("{} not found: cargo build --release", binlogd.display());
+    }
+    let db = Arc::new(MariaDbConfig::default().start()?);
+    println!("==> preparing sysbench tables");
+    db.sysbench(&SysbenchLoad {
+        tables: 4,
+        table_size: 10_000,
+        threads: 1,
+        seconds: 1,
+        events: 0,
+    })?;
+    db.sql("CREATE DATABASE probe; CREATE TABLE probe.t (id INT PRIMARY KEY AUTO_INCREMENT, at BIGINT)")?;
+    let scratch = tempfile_dir()?;
+    let archive = scratch.join("archive");
+    let mut streamer = Command::new(&binlogd)
+        .args([
+            "stream",
+            "--no-progress",
+            "--source",
+            &db.replication_url(),
+            "--archive",
+        ])
+        .arg(&archive)
+        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+        .env("BINLOGD_LOG", "warn")
+        .spawn()
+        .context("start binlogd stream")?;
+    let outcome = (|| -> Result<Vec<f64>> {
+        let mut index = IndexWatcher::new(&archive);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let caught_up = db.gtid_binlog_pos()?;
+        while !reached(index.poll()?, &caught_up) {
+            if Instant::now() > deadline {
+                bail!("binlogd did not catch up with {caught_up}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        println!(
+            "==> {seconds} s of sysbench oltp_write_only (4 threads) with a probe every 20 ms"
+        );
+        let load = std::thread::spawn({
+            let db = Arc::clone(&db);
+            move || {
+                db.sysbench(&SysbenchLoad {
+                    tables: 4,
+                    table_size: 10_000,
+                    threads: 4,
+                    seconds: seconds as u32,
+                    events: 0,
+                })
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut lags = Vec::new();
+        runtime.block_on(async {
+            use mysql_async::prelude::Queryable;
+            let opts = mysql_async::OptsBuilder::default()
+                .socket(Some(db.socket().display().to_string()))
+                .user(Some("root"));
+            let mut conn = mysql_async::Conn::new(opts)
+                .await
+                .context("probe connection")?;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(seconds) {
+                conn.query_drop(
+                    "INSERT INTO probe.t (at) VALUES (UNIX_TIMESTAMP(NOW(6)) * 1000000)",
+                )
+                .await?;
+                let committed = Instant::now();
+                let gtid: String = conn
+                    .query_first("SELECT @@last_gtid")
+                    .await?
+                    .context("no @@last_gtid")?;
+                loop {
+                    if reached(index.poll()?, &gtid) {
+                        lags.push(committed.elapsed().as_secs_f64() * 1000.0);
+                        break;
+                    }
+                    if committed.elapsed() > Duration::from_secs(10) {
+                        bail!("{gtid} did not reach the archive within 10 s");
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                if let Some(rest) = Duration::from_millis(20).checked_sub(committed.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+            anyhow::Ok(())
+        })?;
+        load.join()
+            .map_err(|_| anyhow::anyhow!("sysbench thread panicked"))??;
+        Ok(lags)
+    })();
+    let _ = streamer.kill();
+    let _ = streamer.wait();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut lags = outcome?;
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "commit on the primary -> durable in the archive, {} probes under load (ms): \
+         p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
+        lags.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+    Ok(())
+}
+
+/// Whether the archive's last GTID is at or past `target` (one domain: sequence numbers).
+fn reached(last: &str, target: &str) -> bool {
+    let seq = |g: &str| g.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+    matches!((seq(last), seq(target)), (Some(a), Some(b)) if a >= b)
+}
+
+/// Reads what binlogd appends to the index files of an archive's newest epoch.
+struct IndexWatcher {
+    archive: PathBuf,
+    read: std::collections::HashMap<PathBuf, u64>,
+    last_gtid: String,
+}
+
+impl IndexWatcher {
+    fn new(archive: &Path) -> IndexWatcher {
+        IndexWatcher {
+            archive: archive.to_owned(),
+            read: std::collections::HashMap::new(),
+            last_gtid: String::new(),
+        }
+    }
+
+    /// Reads new index lines; returns the GTID state as "domain-server-seq" of the last
+    /// indexed transaction (one domain here).
+    fn poll(&mut self) -> Result<&str> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(epoch) = newest_epoch(&self.archive) else {
+            return Ok(&self.last_gtid);
+        };
+        let mut indexes: Vec<PathBuf> = std::fs::read_dir(&epoch)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".index.jsonl"))
+            .collect();
+        indexes.sort();
+        for path in indexes {
+            let offset = self.read.get(&path).copied().unwrap_or(0);
+            let mut file = std::fs::File::open(&path)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            let complete = text.rfind('\n').map_or(0, |i| i + 1);
+            for line in text[..complete].lines() {
+                let record: serde_json::Value = serde_json::from_str(line)?;
+                if let Some(gtid) = record["gtid"].as_str() {
+                    self.last_gtid = gtid.to_owned();
+                }
+            }
+            self.read.insert(path, offset + complete as u64);
+        }
+        Ok(&self.last_gtid)
+    }
 }
 
 /// `cargo xtask fuzz-seeds`: writes the seed corpora under `fuzz/corpus/` from binlogs of
