@@ -11,6 +11,8 @@
 //! - [`S3Server`]: an S3-compatible store on loopback, either `moto_server` or Garage
 //!   ([`S3Kind`]), with credentials ready to use.
 //! - [`TcpProxy`]: a loopback proxy that cuts connections on demand, for failure tests.
+//! - [`mysql_peer`]: the server's side of a MySQL 8 conversation, scripted by a test, for
+//!   what no server we can run produces (`caching_sha2_password`, MySQL binlog dumps).
 //! - [`TestPki`]: a throwaway CA with server and client certificates, for TLS tests.
 //!
 //! # Lifetimes and cleanup
@@ -28,6 +30,7 @@
 //! chain printed, not a type to match on.
 
 mod mariadb;
+pub mod mysql_peer;
 mod pki;
 mod process;
 mod proxy;

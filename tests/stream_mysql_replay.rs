@@ -1,0 +1,278 @@
+//! `binlogd stream` against a MySQL 8 source. No MySQL server can run here, so a scripted
+//! peer (`binlogd_testkit::mysql_peer`) plays one: it logs binlogd in with
+//! `caching_sha2_password`, answers the session's queries as MySQL 8.0.28 does, and
+//! serves a real MySQL-written binlog file from `../shared/testdata/mysql-corpus` the way
+//! MySQL's dump thread sends it (an artificial ROTATE first, then the file's own events
+//! with their `log_pos`, CRC32 on every event, EOF at the end of a non-blocking dump).
+//!
+//! The first run streams a prefix of the file by position (the server's file "so far");
+//! the second run resumes by GTID: the peer decodes the `COM_BINLOG_DUMP_GTID` request as
+//! MySQL documents it, skips the transactions it names as executed, and sends the rest.
+//! The archive must then be the server's file byte for byte, with each GTID indexed once.
+
+mod stream_common;
+
+use anyhow::{Context, bail};
+use binlogd_testkit::mysql_peer::{PeerConnection, caching_sha2_fast_login};
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use stream_common::{Archive, binlogd};
+
+const FILE_NAME: &str = "binlog.000001";
+const SERVER_UUID: &str = "93e95066-a2f4-11ec-9b69-9657f0ae95e2";
+/// The file's server id, as its events carry it.
+const SERVER_ID: u32 = 1;
+const GTID_EVENT: u8 = 33;
+const LOG_EVENT_ARTIFICIAL: u16 = 0x20;
+const BINLOG_DUMP_NON_BLOCK: u16 = 1;
+const BINLOG_THROUGH_GTID: u16 = 4;
+
+/// A MySQL 8.0.28 binlog whose transactions carry GTIDs `SERVER_UUID:1-5`.
+fn corpus_file() -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/mysql-corpus/mysql-enum-string-set.000001");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What binlogd asked the dump for.
+#[derive(Debug, PartialEq, Eq)]
+enum DumpRequest {
+    Position {
+        file: String,
+        position: u32,
+        flags: u16,
+    },
+    Gtid {
+        flags: u16,
+        /// (server uuid as 16 bytes, GTID number) of every transaction named as executed.
+        executed: BTreeSet<([u8; 16], u64)>,
+    },
+}
+
+/// One event as the file holds it: (offset, bytes).
+fn events(file: &[u8]) -> Vec<(usize, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 4;
+    while at + 19 <= file.len() {
+        let size = u32::from_le_bytes(file[at + 9..at + 13].try_into().expect("4 bytes")) as usize;
+        out.push((at, &file[at..at + size]));
+        at += size;
+    }
+    out
+}
+
+fn artificial_rotate(next_file: &str, position: u64) -> Vec<u8> {
+    let size = 19 + 8 + next_file.len() + 4;
+    let mut event = Vec::with_capacity(size);
+    event.extend_from_slice(&0u32.to_le_bytes()); // timestamp 0: made up by the dump
+    event.push(4); // ROTATE_EVENT
+    event.extend_from_slice(&SERVER_ID.to_le_bytes());
+    event.extend_from_slice(&(size as u32).to_le_bytes());
+    event.extend_from_slice(&0u32.to_le_bytes()); // log_pos 0
+    event.extend_from_slice(&LOG_EVENT_ARTIFICIAL.to_le_bytes());
+    event.extend_from_slice(&position.to_le_bytes());
+    event.extend_from_slice(next_file.as_bytes());
+    let crc = crc32fast::hash(&event);
+    event.extend_from_slice(&crc.to_le_bytes());
+    event
+}
+
+fn parse_dump_gtid(payload: &[u8]) -> anyhow::Result<DumpRequest> {
+    let u16_at = |at: usize| u16::from_le_bytes([payload[at], payload[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(payload[at..at + 4].try_into().expect("4"));
+    let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8"));
+    let flags = u16_at(1);
+    let name_len = u32_at(7) as usize;
+    let mut at = 11 + name_len + 8; // name, then the position
+    if flags & BINLOG_THROUGH_GTID == 0 {
+        bail!("COM_BINLOG_DUMP_GTID without BINLOG_THROUGH_GTID");
+    }
+    let data_len = u32_at(at) as usize;
+    at += 4;
+    if payload.len() != at + data_len {
+        bail!("GTID data of {data_len} bytes does not end the packet");
+    }
+    let mut executed = BTreeSet::new();
+    let sids = u64_at(at);
+    at += 8;
+    for _ in 0..sids {
+        let sid: [u8; 16] = payload[at..at + 16].try_into().expect("16");
+        let intervals = u64_at(at + 16);
+        at += 24;
+        for _ in 0..intervals {
+            let (start, end) = (u64_at(at), u64_at(at + 8)); // end is exclusive
+            at += 16;
+            executed.extend((start..end).map(|gno| (sid, gno)));
+        }
+    }
+    Ok(DumpRequest::Gtid { flags, executed })
+}
+
+/// Plays MySQL 8.0.28 for one `binlogd stream` session whose server file holds
+/// `file[..file_end]`, and returns what the dump asked for.
+fn serve_session(
+    listener: &TcpListener,
+    file: &[u8],
+    file_end: usize,
+) -> anyhow::Result<DumpRequest> {
+    let mut conn = PeerConnection::accept(listener)?;
+    caching_sha2_fast_login(&mut conn, "repl")?;
+    loop {
+        let (_, command) = conn
+            .receive()?
+            .context("binlogd hung up before asking for a dump")?;
+        match command.first() {
+            Some(0x03) => {
+                let sql = String::from_utf8_lossy(&command[1..]).into_owned();
+                match sql.as_str() {
+                    "SELECT @@server_id, @@server_uuid" => conn.send_result_set(
+                        &["@@server_id", "@@server_uuid"],
+                        &[vec![Some("1"), Some(SERVER_UUID)]],
+                    )?,
+                    "SHOW BINARY LOGS" => conn.send_result_set(
+                        &["Log_name", "File_size", "Encrypted"],
+                        &[vec![
+                            Some(FILE_NAME),
+                            Some(&file_end.to_string()),
+                            Some("No"),
+                        ]],
+                    )?,
+                    "SELECT @@global.binlog_checksum" => {
+                        conn.send_result_set(&["@@global.binlog_checksum"], &[vec![Some("CRC32")]])?
+                    }
+                    _ if sql.starts_with("SET ") => conn.send_ok()?,
+                    _ => {
+                        conn.send_err(1064, "42000", "not scripted")?;
+                        bail!("unexpected query {sql:?}");
+                    }
+                }
+            }
+            Some(0x15) => conn.send_ok()?, // COM_REGISTER_SLAVE
+            Some(0x12) => {
+                let position = u32::from_le_bytes(command[1..5].try_into()?);
+                let flags = u16::from_le_bytes(command[5..7].try_into()?);
+                let name = String::from_utf8_lossy(&command[11..]).into_owned();
+                conn.send(&[&[0u8][..], &artificial_rotate(&name, position.into())].concat())?;
+                for (offset, event) in events(&file[..file_end]) {
+                    if offset == 4 || offset >= position as usize {
+                        conn.send(&[&[0u8][..], event].concat())?;
+                    }
+                }
+                conn.send_eof()?;
+                return Ok(DumpRequest::Position {
+                    file: name,
+                    position,
+                    flags,
+                });
+            }
+            Some(0x1e) => {
+                let request = parse_dump_gtid(&command)?;
+                let DumpRequest::Gtid { executed, .. } = &request else {
+                    unreachable!("parse_dump_gtid returns the GTID form")
+                };
+                // As MySQL's dump thread does: the file's opening events, then every
+                // transaction the replica has not executed.
+                conn.send(&[&[0u8][..], &artificial_rotate(FILE_NAME, 4)].concat())?;
+                let mut skipping = false;
+                for (_, event) in events(&file[..file_end]) {
+                    if event[4] == GTID_EVENT {
+                        let sid: [u8; 16] = event[20..36].try_into()?;
+                        let gno = u64::from_le_bytes(event[36..44].try_into()?);
+                        skipping = executed.contains(&(sid, gno));
+                    }
+                    if !skipping {
+                        conn.send(&[&[0u8][..], event].concat())?;
+                    }
+                }
+                conn.send_eof()?;
+                return Ok(request);
+            }
+            other => bail!("unexpected command {other:?}"),
+        }
+    }
+}
+
+fn stream_to_end(port: u16, archive: &Archive) -> std::process::Output {
+    binlogd()
+        .args([
+            "stream",
+            "--source",
+            &format!("mysql://repl@127.0.0.1:{port}"),
+        ])
+        .arg("--archive")
+        .arg(archive.path())
+        .args(["--exit-at-end", "--no-progress", "--tls-mode", "disabled"])
+        .env("BINLOGD_SOURCE_PASSWORD", "secret")
+        .output()
+        .expect("run binlogd")
+}
+
+#[test]
+fn a_mysql_source_is_archived_by_position_then_resumed_by_gtid_set() {
+    let file = corpus_file();
+    let transactions = events(&file)
+        .into_iter()
+        .filter(|(_, e)| e[4] == GTID_EVENT)
+        .map(|(offset, _)| offset)
+        .collect::<Vec<_>>();
+    assert_eq!(transactions.len(), 5, "the corpus file holds GTIDs 1-5");
+    // The server's file "so far" ends after the third transaction.
+    let first_end = transactions[3];
+    let archive = Archive::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+
+    let served = std::thread::scope(|scope| {
+        let server = scope.spawn(|| serve_session(&listener, &file, first_end));
+        let output = stream_to_end(port, &archive);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server.join().expect("peer thread").expect("peer script")
+    });
+    assert_eq!(
+        served,
+        DumpRequest::Position {
+            file: FILE_NAME.to_owned(),
+            position: 4,
+            flags: BINLOG_DUMP_NON_BLOCK,
+        }
+    );
+    let copy = archive.copy_of(FILE_NAME).expect("archived");
+    assert_eq!(std::fs::read(&copy).expect("copy"), file[..first_end]);
+
+    let served = std::thread::scope(|scope| {
+        let server = scope.spawn(|| serve_session(&listener, &file, file.len()));
+        let output = stream_to_end(port, &archive);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server.join().expect("peer thread").expect("peer script")
+    });
+    let sid: [u8; 16] = {
+        let hex = SERVER_UUID.replace('-', "");
+        std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+    };
+    assert_eq!(
+        served,
+        DumpRequest::Gtid {
+            flags: BINLOG_DUMP_NON_BLOCK | BINLOG_THROUGH_GTID,
+            executed: (1..=3).map(|gno| (sid, gno)).collect(),
+        },
+        "the resume asks for everything after GTIDs 1-3"
+    );
+    assert_eq!(std::fs::read(&copy).expect("copy"), file, "byte for byte");
+    let indexed: Vec<String> = archive
+        .index_lines()
+        .iter()
+        .filter(|line| line["record"] == "transaction")
+        .filter_map(|line| line["gtid"].as_str().map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = (1..=5).map(|gno| format!("{SERVER_UUID}:{gno}")).collect();
+    assert_eq!(indexed, expected, "each GTID indexed once, in order");
+}
