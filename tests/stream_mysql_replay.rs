@@ -110,12 +110,8 @@ fn parse_dump_gtid(payload: &[u8]) -> anyhow::Result<DumpRequest> {
 }
 
 /// Plays MySQL 8.0.28 for one `binlogd stream` session whose server file holds
-/// `file[..file_end]`, and returns what the dump asked for.
-fn serve_session(
-    listener: &TcpListener,
-    file: &[u8],
-    file_end: usize,
-) -> anyhow::Result<DumpRequest> {
+/// `file` so far, and returns what the dump asked for.
+fn serve_session(listener: &TcpListener, file: &[u8]) -> anyhow::Result<DumpRequest> {
     let mut conn = PeerConnection::accept(listener)?;
     caching_sha2_fast_login(&mut conn, "repl")?;
     loop {
@@ -134,7 +130,7 @@ fn serve_session(
                         &["Log_name", "File_size", "Encrypted"],
                         &[vec![
                             Some(FILE_NAME),
-                            Some(&file_end.to_string()),
+                            Some(&file.len().to_string()),
                             Some("No"),
                         ]],
                     )?,
@@ -154,7 +150,7 @@ fn serve_session(
                 let flags = u16::from_le_bytes(command[5..7].try_into()?);
                 let name = String::from_utf8_lossy(&command[11..]).into_owned();
                 conn.send(&[&[0u8][..], &artificial_rotate(&name, position.into())].concat())?;
-                for (offset, event) in events(&file[..file_end]) {
+                for (offset, event) in events(file) {
                     if offset == 4 || offset >= position as usize {
                         conn.send(&[&[0u8][..], event].concat())?;
                     }
@@ -175,7 +171,7 @@ fn serve_session(
                 // transaction the replica has not executed.
                 conn.send(&[&[0u8][..], &artificial_rotate(FILE_NAME, 4)].concat())?;
                 let mut skipping = false;
-                for (_, event) in events(&file[..file_end]) {
+                for (_, event) in events(file) {
                     if event[4] == GTID_EVENT {
                         let sid: [u8; 16] = event[20..36].try_into()?;
                         let gno = u64::from_le_bytes(event[36..44].try_into()?);
@@ -193,19 +189,31 @@ fn serve_session(
     }
 }
 
-fn stream_to_end(port: u16, archive: &Archive) -> std::process::Output {
-    binlogd()
-        .args([
-            "stream",
-            "--source",
-            &format!("mysql://repl@127.0.0.1:{port}"),
-        ])
-        .arg("--archive")
-        .arg(archive.path())
-        .args(["--exit-at-end", "--no-progress", "--tls-mode", "disabled"])
-        .env("BINLOGD_SOURCE_PASSWORD", "secret")
-        .output()
-        .expect("run binlogd")
+/// Runs `binlogd stream --exit-at-end` against the peer serving `server_file` as the
+/// server's file so far; returns what the dump asked for.
+fn run_session(listener: &TcpListener, archive: &Archive, server_file: &[u8]) -> DumpRequest {
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::scope(|scope| {
+        let server = scope.spawn(|| serve_session(listener, server_file));
+        let output = binlogd()
+            .args([
+                "stream",
+                "--source",
+                &format!("mysql://repl@127.0.0.1:{port}"),
+            ])
+            .arg("--archive")
+            .arg(archive.path())
+            .args(["--exit-at-end", "--no-progress", "--tls-mode", "disabled"])
+            .env("BINLOGD_SOURCE_PASSWORD", "secret")
+            .output()
+            .expect("run binlogd");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server.join().expect("peer thread").expect("peer script")
+    })
 }
 
 #[test]
@@ -221,18 +229,8 @@ fn a_mysql_source_is_archived_by_position_then_resumed_by_gtid_set() {
     let first_end = transactions[3];
     let archive = Archive::new();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
 
-    let served = std::thread::scope(|scope| {
-        let server = scope.spawn(|| serve_session(&listener, &file, first_end));
-        let output = stream_to_end(port, &archive);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        server.join().expect("peer thread").expect("peer script")
-    });
+    let served = run_session(&listener, &archive, &file[..first_end]);
     assert_eq!(
         served,
         DumpRequest::Position {
@@ -244,16 +242,7 @@ fn a_mysql_source_is_archived_by_position_then_resumed_by_gtid_set() {
     let copy = archive.copy_of(FILE_NAME).expect("archived");
     assert_eq!(std::fs::read(&copy).expect("copy"), file[..first_end]);
 
-    let served = std::thread::scope(|scope| {
-        let server = scope.spawn(|| serve_session(&listener, &file, file.len()));
-        let output = stream_to_end(port, &archive);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        server.join().expect("peer thread").expect("peer script")
-    });
+    let served = run_session(&listener, &archive, &file);
     let sid: [u8; 16] = {
         let hex = SERVER_UUID.replace('-', "");
         std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
