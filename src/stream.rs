@@ -13,7 +13,7 @@ use binlogd_protocol::{
     TlsOptions,
 };
 use binlogd_storage::{
-    ArchiveWriter, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
+    ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
     WriterStats, recover,
 };
 use futures_util::FutureExt;
@@ -152,6 +152,8 @@ struct Streamer {
     progress: Option<indicatif::ProgressBar>,
     /// The current writer's counters as last added to the metrics.
     reported: WriterStats,
+    /// What the archive holds durably, as the writer last said.
+    durable: Option<Durable>,
 }
 
 pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
@@ -232,6 +234,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         force_position: false,
         progress,
         reported: WriterStats::default(),
+        durable: None,
         args,
     };
     streamer.run().await
@@ -343,7 +346,7 @@ impl Streamer {
                 .map(|r| r.gtids)
                 .unwrap_or_else(|| epoch.gtids_at_start.clone()),
         };
-        let writer = ArchiveWriter::new(epoch, stream.checksum(), gtids);
+        let writer = ArchiveWriter::new(epoch, stream.checksum(), gtids)?;
         self.reported = WriterStats::default();
         self.metrics.set_connected(true);
         self.pump(stream, writer).await
@@ -426,16 +429,21 @@ impl Streamer {
     }
 
     /// Moves events from the stream into the archive until the stream ends, fails, or a
-    /// signal arrives. Data becomes durable whenever the stream has nothing more ready
-    /// (so a quiet source's last transaction is on disk at once), and at least every
-    /// 32 MiB or 100 ms under load.
+    /// signal arrives. Syncs run on the writer's sync thread while the stream is read on:
+    /// one is asked for whenever the stream has nothing more ready (so a quiet source's
+    /// last transaction is on disk at once) and the previous one is done, and under load
+    /// at least every 4 MiB or 100 ms. A semi-sync primary's acknowledgement waits for its
+    /// transaction to be durable.
     async fn pump(
         &mut self,
         mut stream: BinlogStream,
         mut writer: ArchiveWriter,
     ) -> anyhow::Result<SessionEnd> {
+        let sync_done = Arc::new(tokio::sync::Notify::new());
+        let waker = Arc::clone(&sync_done);
+        writer.set_sync_waker(move || waker.notify_one());
         let mut last_sync = Instant::now();
-        let mut pieces_since_sync = 0u32;
+        let mut pieces = 0u32;
         let mut shutdown = self.shutdown.clone();
         let result: anyhow::Result<SessionEnd> = async {
             loop {
@@ -445,11 +453,14 @@ impl Streamer {
                 let next = match stream.next_piece().now_or_never() {
                     Some(next) => next,
                     None => {
-                        self.make_durable(&mut writer, &mut stream, true).await?;
-                        last_sync = Instant::now();
-                        pieces_since_sync = 0;
+                        // Nothing more ready: have what arrived made durable.
+                        self.report_durable(&mut writer, true)?;
+                        if writer.syncs_in_flight() == 0 && writer.request_sync()? {
+                            last_sync = Instant::now();
+                        }
                         tokio::select! {
                             next = stream.next_piece() => next,
+                            _ = sync_done.notified() => continue,
                             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
                         }
                     }
@@ -463,57 +474,78 @@ impl Streamer {
                 {
                     // The source is at `position` of the file we write: the difference
                     // is what is not yet durable here.
-                    let durable = writer.sync()?.map_or(0, |d| d.position);
+                    let durable = self.durable.as_ref().filter(|d| &d.file == file);
+                    let durable = durable.map_or(0, |d| d.position);
                     self.metrics
                         .lag_bytes
                         .set(position.saturating_sub(durable) as i64);
                 }
-                let must_ack = piece.last && stream.ack_requested();
+                if piece.last && stream.ack_requested() {
+                    // Semi-sync: the primary's commit waits for this acknowledgement,
+                    // which promises the transaction is durable here.
+                    let durable = writer.sync()?;
+                    self.note_durable(durable, &writer, false);
+                    if let Some(durable) = &self.durable
+                        && !writer.in_event()
+                    {
+                        stream
+                            .acknowledge(&durable.file, durable.position)
+                            .await
+                            .context("acknowledging to the semi-sync primary")?;
+                    }
+                    last_sync = Instant::now();
+                }
+                pieces += 1;
                 // Reading the clock for every event cost 9% of a pull: look every 256.
-                pieces_since_sync += 1;
-                if pieces_since_sync.is_multiple_of(1024) {
+                if pieces.is_multiple_of(256) {
+                    self.report_durable(&mut writer, false)?;
+                    if writer.syncs_in_flight() == 0
+                        && (writer.unsynced_bytes() >= 4 << 20
+                            || last_sync.elapsed() >= Duration::from_millis(100))
+                        && writer.request_sync()?
+                    {
+                        last_sync = Instant::now();
+                    }
+                }
+                if pieces.is_multiple_of(1024) {
                     // Let /metrics answer while a long backlog streams in.
                     tokio::task::yield_now().await;
-                }
-                if must_ack
-                    || writer.unsynced_bytes() >= 32 << 20
-                    || (pieces_since_sync.is_multiple_of(256)
-                        && last_sync.elapsed() >= Duration::from_millis(100))
-                {
-                    pieces_since_sync = 0;
-                    self.make_durable(&mut writer, &mut stream, false).await?;
-                    last_sync = Instant::now();
                 }
             }
         }
         .await;
         // Whatever ended the session, keep what arrived whole.
-        let synced = self.make_durable(&mut writer, &mut stream, true).await;
+        let synced = writer
+            .sync()
+            .map(|durable| self.note_durable(durable, &writer, true));
         match (result, synced) {
             (Ok(end), Ok(())) => Ok(end),
             (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
         }
     }
 
-    /// Syncs the archive, acknowledges a semi-sync primary, and updates what is reported.
-    async fn make_durable(
+    /// Takes in the syncs the writer finished, without waiting.
+    fn report_durable(
         &mut self,
         writer: &mut ArchiveWriter,
-        stream: &mut BinlogStream,
         caught_up: bool,
     ) -> anyhow::Result<()> {
         self.metrics.heard();
-        let had_unsynced = writer.has_unsynced();
-        let durable = writer.sync()?;
-        if let Some(durable) = &durable
-            && stream.ack_requested()
-            && !writer.in_event()
-        {
-            stream
-                .acknowledge(&durable.file, durable.position)
-                .await
-                .context("acknowledging to the semi-sync primary")?;
+        let durable = writer.poll_durable()?;
+        self.note_durable(durable, writer, caught_up);
+        Ok(())
+    }
+
+    /// Updates what is reported (metrics, progress line) after a sync finished, or when
+    /// the stream is caught up.
+    fn note_durable(&mut self, durable: Option<Durable>, writer: &ArchiveWriter, caught_up: bool) {
+        let had_news = durable.is_some();
+        if let Some(durable) = durable {
+            self.durable = Some(durable);
+        }
+        if !had_news && !caught_up {
+            return;
         }
         let stats = writer.stats();
         let metrics = &self.metrics;
@@ -526,7 +558,11 @@ impl Streamer {
         self.reported.events = stats.events;
         self.reported.bytes = stats.bytes;
         self.reported.transactions = stats.transactions;
-        if let Some(last) = &stats.last_transaction {
+        let last = self
+            .durable
+            .as_ref()
+            .and_then(|d| d.last_transaction.as_ref());
+        if let Some(last) = last {
             let commit = last.commit_micros as f64 / 1e6;
             metrics.last_commit_seconds.set(commit);
             if let Some(gtid) = last.gtid {
@@ -538,16 +574,14 @@ impl Streamer {
                     })
                     .set(1);
             }
-            let lag = if caught_up {
+            let lag = if caught_up && !writer.has_unsynced() && writer.syncs_in_flight() == 0 {
                 0.0
             } else {
                 (now_micros().saturating_sub(last.commit_micros)) as f64 / 1e6
             };
             metrics.lag_seconds.set(lag);
         }
-        if let Some(bar) = &self.progress
-            && (had_unsynced || caught_up)
-        {
+        if let Some(bar) = &self.progress {
             let (file, position) = writer.position().unwrap_or(("-", 0));
             bar.set_message(format!(
                 "{file} @ {position}  {} transactions  {:.1} MB archived  lag {:.1} s",
@@ -556,7 +590,6 @@ impl Streamer {
                 metrics.lag_seconds.get()
             ));
         }
-        Ok(())
     }
 
     fn finish_progress(&self, word: &str) {

@@ -251,3 +251,64 @@ fn resuming_by_gtid_continues_the_same_files_exactly() {
     }
     archive.assert_index_lists_every_gtid_once(&db);
 }
+
+#[test]
+fn as_a_semi_sync_replica_every_commit_is_archived_before_it_returns() {
+    let db = MariaDbConfig {
+        extra_args: vec![
+            "--rpl-semi-sync-master-enabled=1".to_owned(),
+            // Long: a missing acknowledgement shows as a timed-out (no_tx) commit.
+            "--rpl-semi-sync-master-timeout=10000".to_owned(),
+            "--rpl-semi-sync-master-wait-no-slave=0".to_owned(),
+        ],
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.sql("CREATE DATABASE zero_rpo; CREATE TABLE zero_rpo.t (id INT PRIMARY KEY)")
+        .expect("schema");
+    let archive = Archive::new();
+    let streamer = Streamer::start(&db, &archive, &["--semi-sync"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while semi_sync_status(&db, "Rpl_semi_sync_master_clients") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binlogd never attached as a semi-sync replica:\n{}",
+            archive.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The schema's commits, before binlogd attached, count as not acknowledged.
+    let acknowledged_before = semi_sync_status(&db, "Rpl_semi_sync_master_yes_tx");
+    let unacknowledged_before = semi_sync_status(&db, "Rpl_semi_sync_master_no_tx");
+    let before = db.gtid_binlog_pos().expect("pos");
+    let (domain_server, last) = before.rsplit_once('-').expect("one-domain GTID position");
+    let last: u64 = last.parse().expect("sequence number");
+    for id in 1..=20 {
+        db.sql(&format!("INSERT INTO zero_rpo.t VALUES ({id})"))
+            .expect("insert");
+        // The commit returned, so the primary had binlogd's acknowledgement: the
+        // transaction must already be durable and indexed in the archive. Look at once,
+        // before a sync started after the acknowledgement could finish.
+        let gtid = format!("{domain_server}-{}", last + id);
+        assert!(
+            archive.indexes_all_of(std::slice::from_ref(&gtid)),
+            "commit {gtid} returned before it was archived"
+        );
+    }
+    assert_eq!(
+        semi_sync_status(&db, "Rpl_semi_sync_master_no_tx"),
+        unacknowledged_before
+    );
+    assert!(semi_sync_status(&db, "Rpl_semi_sync_master_yes_tx") >= acknowledged_before + 20);
+    streamer.stop();
+}
+
+fn semi_sync_status(db: &binlogd_testkit::MariaDb, name: &str) -> u64 {
+    db.query_value(&format!(
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
+    ))
+    .expect("status")
+    .parse()
+    .expect("a number")
+}

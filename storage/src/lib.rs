@@ -20,6 +20,7 @@ pub mod index;
 pub mod layout;
 pub mod recover;
 pub mod scan;
+mod syncer;
 mod tracking;
 pub mod writer;
 

@@ -9,8 +9,10 @@
 //!   `log_pos` is its end offset in the server's file), so a hole or an overlap is an
 //!   error ([`StorageError::Gap`]), never a silently different file;
 //! - appends the bytes, verifies checksums, and records transaction boundaries;
-//! - on [`ArchiveWriter::sync`], fsyncs the data, then appends the index lines that
-//!   describe it and fsyncs those: an index line never points at bytes a crash can lose;
+//! - on [`ArchiveWriter::request_sync`] (in the background, on the [`crate::syncer`]
+//!   thread) or [`ArchiveWriter::sync`] (waiting), fsyncs the data, then appends the index
+//!   lines that describe it and fsyncs those: an index line never points at bytes a crash
+//!   can lose;
 //! - when the server rotates, clears the file's "in use" flag as the server does in its
 //!   own copy and marks the index closed.
 
@@ -19,6 +21,7 @@ use crate::gtids::GtidState;
 use crate::index::{IndexRecord, TransactionEntry, encode_record};
 use crate::layout::{Epoch, sync_dir, validate_binlog_name};
 use crate::recover::clear_in_use_flag;
+use crate::syncer::{SyncJob, Syncer};
 use crate::tracking::{FileTracker, Observed};
 use binlogd_parser::header::{FLAG_ARTIFICIAL, FLAG_BINLOG_IN_USE};
 use binlogd_parser::{
@@ -28,6 +31,7 @@ use binlogd_parser::{
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What the writer did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,8 @@ pub struct Durable {
     pub file: String,
     /// The end of its last whole transaction (or other complete event group).
     pub position: u64,
+    /// The last transaction indexed, in this file or an earlier one.
+    pub last_transaction: Option<TransactionEntry>,
 }
 
 /// Counters for metrics.
@@ -85,6 +91,7 @@ pub struct ArchiveWriter {
     stats: WriterStats,
     /// How to decode what comes before the stream's FORMAT_DESCRIPTION.
     preamble: FormatDescription,
+    syncer: Syncer,
 }
 
 #[derive(Debug)]
@@ -97,24 +104,42 @@ struct LargeEvent {
 struct OpenFile {
     name: String,
     path: PathBuf,
-    data: BufWriter<File>,
+    data: BufWriter<SharedFile>,
     len: u64,
-    synced_len: u64,
+    /// How much of the data a sync has been asked for.
+    submitted_len: u64,
     index_path: PathBuf,
-    index: File,
+    index: Arc<File>,
     /// Index lines waiting for their data to be durable.
     index_pending: Vec<u8>,
     tracker: FileTracker,
-    /// Where the last index line that was written ends: the durable boundary.
-    indexed_boundary: u64,
+}
+
+/// A file written here and fsynced on the sync thread.
+#[derive(Debug)]
+struct SharedFile(Arc<File>);
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl ArchiveWriter {
     /// A writer into `epoch` for a stream whose checksum was negotiated as `checksum`.
-    /// `gtids` is the state of everything archived so far (the resume point's).
-    pub fn new(epoch: Epoch, checksum: ChecksumAlgorithm, gtids: GtidState) -> Self {
+    /// `gtids` is the state of everything archived so far (the resume point's). Fails
+    /// only if the sync thread cannot be started.
+    pub fn new(
+        epoch: Epoch,
+        checksum: ChecksumAlgorithm,
+        gtids: GtidState,
+    ) -> Result<Self, StorageError> {
         let known_before_epoch = epoch.gtids_at_start.clone();
-        ArchiveWriter {
+        Ok(ArchiveWriter {
             epoch,
             framer: Framer::for_stream(checksum),
             file: None,
@@ -124,7 +149,8 @@ impl ArchiveWriter {
             large: None,
             stats: WriterStats::default(),
             preamble: FormatDescription::stream_preamble(checksum),
-        }
+            syncer: Syncer::start()?,
+        })
     }
 
     /// The epoch written to.
@@ -147,16 +173,27 @@ impl ArchiveWriter {
         &self.stats
     }
 
-    /// Whether bytes were written since the last [`ArchiveWriter::sync`].
+    /// Whether anything was written that no sync has been asked for yet.
     pub fn has_unsynced(&self) -> bool {
         self.file
             .as_ref()
-            .is_some_and(|f| f.len > f.synced_len || !f.index_pending.is_empty())
+            .is_some_and(|f| f.len > f.submitted_len || !f.index_pending.is_empty())
     }
 
-    /// Bytes written since the last sync.
+    /// Bytes written that no sync has been asked for yet.
     pub fn unsynced_bytes(&self) -> u64 {
-        self.file.as_ref().map_or(0, |f| f.len - f.synced_len)
+        self.file.as_ref().map_or(0, |f| f.len - f.submitted_len)
+    }
+
+    /// How many syncs are under way on the sync thread.
+    pub fn syncs_in_flight(&self) -> usize {
+        self.syncer.in_flight()
+    }
+
+    /// Sets what the sync thread calls after each sync it finishes (from that thread):
+    /// typically it wakes the task that then calls [`ArchiveWriter::poll_durable`].
+    pub fn set_sync_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
+        self.syncer.set_waker(Box::new(waker));
     }
 
     /// Whether a large event is half received.
@@ -370,16 +407,38 @@ impl ArchiveWriter {
         Ok(Ingested::Archived { transaction })
     }
 
-    /// Makes everything written so far durable: data first, then its index lines.
-    /// Returns the durable transaction boundary.
-    pub fn sync(&mut self) -> Result<Option<Durable>, StorageError> {
+    /// Asks the sync thread to make everything written so far durable (data first, then
+    /// its index lines), and returns without waiting. Returns whether there was anything
+    /// to sync.
+    pub fn request_sync(&mut self) -> Result<bool, StorageError> {
+        let last_transaction = self.stats.last_transaction.clone();
         let Some(file) = self.file.as_mut() else {
-            return Ok(None);
+            return Ok(false);
         };
-        file.sync()?;
-        Ok(Some(Durable {
-            file: file.name.clone(),
-            position: file.indexed_boundary,
+        let Some(job) = file.sync_job(last_transaction, false)? else {
+            return Ok(false);
+        };
+        self.syncer.submit(job)?;
+        Ok(true)
+    }
+
+    /// What became durable since the last call, without waiting: the furthest point of
+    /// the syncs that finished. An error means a sync failed; nothing after it is synced.
+    pub fn poll_durable(&mut self) -> Result<Option<Durable>, StorageError> {
+        self.syncer.poll()
+    }
+
+    /// Makes everything written so far durable and waits for it. Returns the durable
+    /// transaction boundary (none before the first file is open).
+    pub fn sync(&mut self) -> Result<Option<Durable>, StorageError> {
+        self.request_sync()?;
+        let done = self.syncer.wait()?;
+        Ok(done.or_else(|| {
+            self.file.as_ref().map(|file| Durable {
+                file: file.name.clone(),
+                position: file.tracker.boundary.min(file.submitted_len),
+                last_transaction: self.stats.last_transaction.clone(),
+            })
         }))
     }
 
@@ -417,7 +476,7 @@ impl ArchiveWriter {
         let path = self.epoch.data_path(name);
         let index_path = self.epoch.index_path(name);
         let existed = path.exists();
-        let mut data = OpenOptions::new()
+        let data = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
@@ -429,7 +488,8 @@ impl ArchiveWriter {
         if len < 4 {
             data.set_len(0)
                 .map_err(StorageError::io("truncating", &path))?;
-            data.write_all(&BINLOG_MAGIC)
+            (&data)
+                .write_all(&BINLOG_MAGIC)
                 .map_err(StorageError::io("writing", &path))?;
             len = 4;
         }
@@ -451,20 +511,19 @@ impl ArchiveWriter {
         self.file = Some(OpenFile {
             name: name.to_owned(),
             path,
-            data: BufWriter::with_capacity(1 << 20, data),
+            data: BufWriter::with_capacity(1 << 20, SharedFile(Arc::new(data))),
             len,
-            synced_len: len,
+            submitted_len: len,
             index_path,
-            index,
+            index: Arc::new(index),
             index_pending: Vec::new(),
             tracker,
-            indexed_boundary: len,
         });
         Ok(())
     }
 
-    /// Ends the current file: durable, flagged closed as the server's own copy is, and
-    /// marked closed in its index.
+    /// Ends the current file: flagged closed as the server's own copy is, marked closed in
+    /// its index, and handed to the sync thread to be made durable.
     fn close_file(&mut self, next: Option<String>) -> Result<(), StorageError> {
         let Some(mut file) = self.file.take() else {
             return Ok(());
@@ -482,7 +541,12 @@ impl ArchiveWriter {
             },
             &mut file.index_pending,
         );
-        file.sync()?;
+        // The flag rewritten in place needs the data's fsync even when every byte was
+        // handed to a sync before.
+        let rewritten = file.tracker.closed.is_some();
+        if let Some(job) = file.sync_job(self.stats.last_transaction.clone(), rewritten)? {
+            self.syncer.submit(job)?;
+        }
         self.next_file = next;
         Ok(())
     }
@@ -510,28 +574,35 @@ impl ArchiveWriter {
 }
 
 impl OpenFile {
-    fn sync(&mut self) -> Result<(), StorageError> {
-        if self.len > self.synced_len {
-            self.data
-                .flush()
-                .map_err(StorageError::io("writing", &self.path))?;
-            self.data
-                .get_ref()
-                .sync_data()
-                .map_err(StorageError::io("fsync of", &self.path))?;
-            self.synced_len = self.len;
+    /// Hands what was written since the last job to the OS, and describes the sync that
+    /// makes it durable; `None` when there is nothing new.
+    /// `data_rewritten`: bytes already handed over were changed in place since.
+    fn sync_job(
+        &mut self,
+        last_transaction: Option<TransactionEntry>,
+        data_rewritten: bool,
+    ) -> Result<Option<SyncJob>, StorageError> {
+        let sync_data = self.len > self.submitted_len || data_rewritten;
+        if !sync_data && self.index_pending.is_empty() {
+            return Ok(None);
         }
-        if !self.index_pending.is_empty() {
-            self.index
-                .write_all(&self.index_pending)
-                .map_err(StorageError::io("writing", &self.index_path))?;
-            self.index
-                .sync_data()
-                .map_err(StorageError::io("fsync of", &self.index_path))?;
-            self.index_pending.clear();
-        }
-        self.indexed_boundary = self.tracker.boundary.min(self.synced_len);
-        Ok(())
+        self.data
+            .flush()
+            .map_err(StorageError::io("writing", &self.path))?;
+        self.submitted_len = self.len;
+        Ok(Some(SyncJob {
+            data: Arc::clone(&self.data.get_ref().0),
+            data_path: self.path.clone(),
+            sync_data,
+            index: Arc::clone(&self.index),
+            index_path: self.index_path.clone(),
+            index_lines: std::mem::take(&mut self.index_pending),
+            durable: Durable {
+                file: self.name.clone(),
+                position: self.tracker.boundary.min(self.len),
+                last_transaction,
+            },
+        }))
     }
 }
 

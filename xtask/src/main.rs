@@ -327,6 +327,9 @@ fn bench_pull(args: &[String]) -> Result<()> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut async_times = Vec::new();
+    // CPU seconds (user + system) each contender's process used: whether it is bound by
+    // its own work or waits on the server.
+    let (mut ours_cpu, mut theirs_cpu, mut async_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
         // Rotate which goes first: the page cache and the server warm up for all.
         for slot in 0..3 {
@@ -334,6 +337,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
             let dir = scratch.join(format!("run-{run}-{turn}"));
             std::fs::create_dir_all(&dir)?;
             let started = Instant::now();
+            let cpu_before = children_cpu_seconds()?;
             if turn == 2 {
                 let status = Command::new(&xtask)
                     .arg("pull-mysql-async")
@@ -350,6 +354,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
                     bail!("the mysql_async pull failed: {status}");
                 }
                 async_times.push(started.elapsed().as_secs_f64());
+                async_cpu.push(children_cpu_seconds()? - cpu_before);
             } else if turn == 0 {
                 let status = Command::new(&binlogd)
                     .args(["stream", "--exit-at-end", "--no-progress", "--source"])
@@ -363,6 +368,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
                     bail!("binlogd stream failed: {status}");
                 }
                 ours.push(started.elapsed().as_secs_f64());
+                ours_cpu.push(children_cpu_seconds()? - cpu_before);
             } else {
                 let status = Command::new(&mariadb_binlog)
                     .args([
@@ -381,15 +387,20 @@ fn bench_pull(args: &[String]) -> Result<()> {
                     bail!("mariadb-binlog failed: {status}");
                 }
                 theirs.push(started.elapsed().as_secs_f64());
+                theirs_cpu.push(children_cpu_seconds()? - cpu_before);
             }
             std::fs::remove_dir_all(&dir)?;
         }
         println!(
-            "    run {}: binlogd {:.2} s, mariadb-binlog {:.2} s, mysql_async {:.2} s",
+            "    run {}: binlogd {:.2} s (cpu {:.2} s), mariadb-binlog {:.2} s (cpu {:.2} s), \
+             mysql_async {:.2} s (cpu {:.2} s)",
             run + 1,
             ours[run],
+            ours_cpu[run],
             theirs[run],
-            async_times[run]
+            theirs_cpu[run],
+            async_times[run],
+            async_cpu[run]
         );
     }
     let median = |v: &mut Vec<f64>| {
@@ -403,6 +414,12 @@ fn bench_pull(args: &[String]) -> Result<()> {
     );
     let mb = total as f64 / 1e6;
     println!(
+        "cpu medians: binlogd {:.2} s, mariadb-binlog {:.2} s, mysql_async {:.2} s",
+        median(&mut ours_cpu),
+        median(&mut theirs_cpu),
+        median(&mut async_cpu)
+    );
+    println!(
         "pulled {mb:.0} MB, medians: binlogd {ours:.2} s ({:.0} MB/s), mariadb-binlog {theirs:.2} s \
          ({:.0} MB/s), mysql_async {asynch:.2} s ({:.0} MB/s)\n\
          binlogd is {:.2}x as fast as mariadb-binlog and {:.2}x as fast as mysql_async",
@@ -414,6 +431,24 @@ fn bench_pull(args: &[String]) -> Result<()> {
     );
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
+}
+
+/// CPU time (user + system) used so far by this process's waited-for children, from
+/// `/proc/self/stat` (`cutime` and `cstime`, fields 16 and 17, in clock ticks of 1/100 s
+/// on Linux).
+fn children_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')').context("/proc/self/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3 (state): field N is at index N - 3.
+    let ticks = |n: usize| -> Result<f64> {
+        Ok(fields
+            .get(n - 3)
+            .context("/proc/self/stat field")?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(16)? + ticks(17)?) / 100.0)
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
