@@ -16,7 +16,6 @@ use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
     WriterStats, recover,
 };
-use futures_util::FutureExt;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +81,11 @@ pub struct StreamArgs {
     /// How often the source sends a heartbeat when it has nothing else to send.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     heartbeat: f64,
+    /// Take the connection as dead and reconnect when the source sends nothing (no
+    /// event, no heartbeat, no reply) for this long. Must exceed --heartbeat; like a
+    /// replica's slave_net_timeout, it catches a peer that vanished without closing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    net_timeout: f64,
     /// With an empty archive, start at this binlog file instead of the oldest one the
     /// server has.
     #[arg(long, value_name = "FILE")]
@@ -190,6 +194,14 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     }
     if !(args.heartbeat > 0.0 && args.heartbeat <= 4_000_000.0) {
         bail!("--heartbeat must be between 0 and 4000000 seconds");
+    }
+    if !(args.net_timeout > args.heartbeat && args.net_timeout <= 4_000_000.0) {
+        bail!(
+            "--net-timeout ({} s) must exceed --heartbeat ({} s): the source's heartbeats are \
+             what keeps a quiet connection from timing out",
+            args.net_timeout,
+            args.heartbeat
+        );
     }
     let archive = LocalArchive::open(&args.archive).context("opening the archive")?;
     let server_id = args
@@ -301,9 +313,13 @@ impl Streamer {
 
     /// One connection: connect, decide where to start, stream until something ends it.
     async fn session(&mut self) -> anyhow::Result<SessionEnd> {
-        let mut conn = Connection::connect(&self.connect)
+        let net_timeout = Duration::from_secs_f64(self.args.net_timeout);
+        let mut conn = tokio::time::timeout(net_timeout, Connection::connect(&self.connect))
             .await
+            .map_err(|_| ProtocolError::TimedOut(net_timeout))
+            .and_then(|connected| connected)
             .with_context(|| format!("connecting to {}", self.address))?;
+        conn.set_read_timeout(Some(net_timeout));
         let identity = identify(&mut conn, &self.address).await?;
         let (epoch, start) = self.choose_start(&mut conn, identity).await?;
         conn.register_replica(self.server_id)
@@ -447,10 +463,11 @@ impl Streamer {
         let mut shutdown = self.shutdown.clone();
         let result: anyhow::Result<SessionEnd> = async {
             loop {
-                if *shutdown.borrow() {
+                // A lock: look every 256 pieces (and whenever waiting, below).
+                if pieces.is_multiple_of(256) && *shutdown.borrow() {
                     return Ok(SessionEnd::Shutdown);
                 }
-                let next = match stream.next_piece().now_or_never() {
+                let next = match stream.try_next_piece() {
                     Some(next) => next,
                     None => {
                         // Nothing more ready: have what arrived made durable.

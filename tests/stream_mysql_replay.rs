@@ -112,6 +112,20 @@ fn parse_dump_gtid(payload: &[u8]) -> anyhow::Result<DumpRequest> {
 /// Plays MySQL 8.0.28 for one `binlogd stream` session whose server file holds
 /// `file` so far, and returns what the dump asked for.
 fn serve_session(listener: &TcpListener, file: &[u8]) -> anyhow::Result<DumpRequest> {
+    serve(listener, file, Dump::Send)
+}
+
+/// What the peer does once binlogd asks for a dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dump {
+    /// Sends the file's events, then EOF.
+    Send,
+    /// Sends the opening ROTATE, then nothing more, and keeps the connection open: a
+    /// source that vanished without closing.
+    GoSilent,
+}
+
+fn serve(listener: &TcpListener, file: &[u8], dump: Dump) -> anyhow::Result<DumpRequest> {
     let mut conn = PeerConnection::accept(listener)?;
     caching_sha2_fast_login(&mut conn, "repl")?;
     loop {
@@ -150,6 +164,15 @@ fn serve_session(listener: &TcpListener, file: &[u8]) -> anyhow::Result<DumpRequ
                 let flags = u16::from_le_bytes(command[5..7].try_into()?);
                 let name = String::from_utf8_lossy(&command[11..]).into_owned();
                 conn.send(&[&[0u8][..], &artificial_rotate(&name, position.into())].concat())?;
+                if dump == Dump::GoSilent {
+                    // Until binlogd gives up on the connection.
+                    while conn.receive().is_ok_and(|packet| packet.is_some()) {}
+                    return Ok(DumpRequest::Position {
+                        file: name,
+                        position,
+                        flags,
+                    });
+                }
                 for (offset, event) in events(file) {
                     if offset == 4 || offset >= position as usize {
                         conn.send(&[&[0u8][..], event].concat())?;
@@ -264,4 +287,48 @@ fn a_mysql_source_is_archived_by_position_then_resumed_by_gtid_set() {
         .collect();
     let expected: Vec<String> = (1..=5).map(|gno| format!("{SERVER_UUID}:{gno}")).collect();
     assert_eq!(indexed, expected, "each GTID indexed once, in order");
+}
+
+#[test]
+fn a_source_that_goes_silent_is_dropped_after_the_net_timeout_and_reconnected() {
+    let file = corpus_file();
+    let archive = Archive::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut streamer = binlogd()
+        .args([
+            "stream",
+            "--source",
+            &format!("mysql://repl@127.0.0.1:{port}"),
+        ])
+        .arg("--archive")
+        .arg(archive.path())
+        .args(["--no-progress", "--tls-mode", "disabled"])
+        .args([
+            "--heartbeat",
+            "0.5",
+            "--net-timeout",
+            "2",
+            "--max-retry-delay",
+            "0.2",
+        ])
+        .env("BINLOGD_SOURCE_PASSWORD", "secret")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn binlogd");
+    let started = std::time::Instant::now();
+    // The first session goes silent after the dump starts; binlogd must hang up on its
+    // own (the peer's read returns when it does) and come back for the second.
+    serve(&listener, &file, Dump::GoSilent).expect("silent session");
+    let gave_up_after = started.elapsed();
+    serve(&listener, &file, Dump::Send).expect("second session");
+    let _ = streamer.kill();
+    let output = streamer.wait_with_output().expect("binlogd output");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        gave_up_after >= std::time::Duration::from_secs(2)
+            && gave_up_after < std::time::Duration::from_secs(10),
+        "binlogd gave up on the silent source after {gave_up_after:?}\n{log}"
+    );
+    assert!(log.contains("sent nothing for 2s"), "{log}");
 }

@@ -3,9 +3,9 @@
 //! modules (`packet`, `handshake`, `packets`).
 
 use bytes::{BufMut, Bytes};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder, Framed};
 
 use crate::error::ProtocolError;
 use binlogd_parser::ChecksumAlgorithm;
@@ -144,6 +144,7 @@ pub struct Connection {
     server: ServerHandshake,
     tls: bool,
     semi_sync: bool,
+    read_timeout: Option<std::time::Duration>,
 }
 
 impl Connection {
@@ -262,6 +263,7 @@ impl Connection {
             server,
             tls: use_tls,
             semi_sync: false,
+            read_timeout: None,
         })
     }
 
@@ -323,11 +325,43 @@ impl Connection {
     }
 
     async fn read(&mut self) -> Result<Bytes, ProtocolError> {
-        read_message(&mut self.framed).await
+        let message = read_message(&mut self.framed);
+        match self.read_timeout {
+            Some(limit) => tokio::time::timeout(limit, message)
+                .await
+                .map_err(|_| ProtocolError::TimedOut(limit))?,
+            None => message.await,
+        }
     }
 
     async fn read_packet(&mut self) -> Result<Packet, ProtocolError> {
-        self.framed.next().await.ok_or(ProtocolError::Closed)?
+        let next = self.framed.next();
+        let packet = match self.read_timeout {
+            Some(limit) => tokio::time::timeout(limit, next)
+                .await
+                .map_err(|_| ProtocolError::TimedOut(limit))?,
+            None => next.await,
+        };
+        packet.ok_or(ProtocolError::Closed)?
+    }
+
+    /// How long to wait for the server's next packet before taking the connection as dead
+    /// ([`ProtocolError::TimedOut`]); `None` (the default) waits forever. A dead peer or a
+    /// network that drops packets without a reset otherwise leaves a reader waiting
+    /// forever; during a dump, set it above the heartbeat period, which the server keeps
+    /// even when it has nothing to send.
+    pub fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// The next packet if it is already read whole into the buffer; no I/O, no waiting.
+    fn buffered_packet(&mut self) -> Result<Option<Packet>, ProtocolError> {
+        // Framed lends the codec and the buffer one at a time: decode with a copy of the
+        // codec (a sequence number) and put it back.
+        let mut codec = self.framed.codec().clone();
+        let packet = codec.decode(self.framed.read_buffer_mut())?;
+        *self.framed.codec_mut() = codec;
+        Ok(packet)
     }
 
     /// Runs a statement with the text protocol and returns its rows (none for a
@@ -527,6 +561,26 @@ impl BinlogStream {
     /// for [`BinlogStream::ack_requested`].
     pub async fn next_piece(&mut self) -> Result<Option<EventPiece>, ProtocolError> {
         let packet = self.connection.read_packet().await?;
+        self.piece_of(packet)
+    }
+
+    /// The next piece if it can be had without waiting (see
+    /// [`BinlogStream::next_piece`]): from what is already received, or what the socket
+    /// has ready. `None` when it would have to wait. The fast path of a stream with a
+    /// backlog: no future, timer or poll per event.
+    pub fn try_next_piece(&mut self) -> Option<Result<Option<EventPiece>, ProtocolError>> {
+        let packet = match self.connection.buffered_packet() {
+            Ok(Some(packet)) => Ok(packet),
+            Ok(None) => match self.connection.framed.next().now_or_never()? {
+                Some(packet) => packet,
+                None => Err(ProtocolError::Closed),
+            },
+            Err(e) => Err(e),
+        };
+        Some(packet.and_then(|packet| self.piece_of(packet)))
+    }
+
+    fn piece_of(&mut self, packet: Packet) -> Result<Option<EventPiece>, ProtocolError> {
         if self.in_event {
             self.in_event = packet.continues;
             return Ok(Some(EventPiece {

@@ -9,6 +9,10 @@ pub enum ProtocolError {
     /// The server closed the connection in the middle of a response.
     #[error("the server closed the connection")]
     Closed,
+    /// Nothing arrived from the server for this long (see
+    /// [`crate::Connection::set_read_timeout`]): the connection is taken as dead.
+    #[error("the server sent nothing for {0:?}")]
+    TimedOut(std::time::Duration),
     /// The server answered with an ERR packet.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -54,7 +58,7 @@ impl ProtocolError {
     /// connection.
     pub fn is_fatal(&self) -> bool {
         match self {
-            ProtocolError::Io(_) | ProtocolError::Closed => false,
+            ProtocolError::Io(_) | ProtocolError::Closed | ProtocolError::TimedOut(_) => false,
             ProtocolError::Server(e) => e.is_fatal(),
             _ => true,
         }

@@ -38,7 +38,7 @@ pub struct Packet {
 /// It does not join a long message's packets: the caller does, for ordinary replies
 /// (bounded by [`MAX_MESSAGE`]), while the binlog stream passes events on piece by piece,
 /// so that a huge event never has to sit in memory whole.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PacketCodec {
     /// The sequence id the next packet must carry (either direction).
     next_sequence: u8,

@@ -4,7 +4,8 @@
 //! last file may hold more than its index says: whole transactions not yet indexed, and
 //! the start of one that never finished. Recovery re-reads the file from its last
 //! indexed transaction, indexes what is whole, cuts the file at the end of the last whole
-//! transaction, and says where the source must continue. Nothing acknowledged is lost:
+//! transaction, and says where the source must continue. Only the newest file needs
+//! this: the writer waits for a file's closing sync before it opens the next. Nothing acknowledged is lost:
 //! only bytes past the last transaction boundary go, and the source sends them again.
 
 use crate::error::StorageError;

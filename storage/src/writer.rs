@@ -92,6 +92,9 @@ pub struct ArchiveWriter {
     /// How to decode what comes before the stream's FORMAT_DESCRIPTION.
     preamble: FormatDescription,
     syncer: Syncer,
+    /// A sync finished while the writer waited for it, not yet reported by
+    /// [`ArchiveWriter::poll_durable`].
+    unreported: Option<Durable>,
 }
 
 #[derive(Debug)]
@@ -150,6 +153,7 @@ impl ArchiveWriter {
             stats: WriterStats::default(),
             preamble: FormatDescription::stream_preamble(checksum),
             syncer: Syncer::start()?,
+            unreported: None,
         })
     }
 
@@ -425,14 +429,15 @@ impl ArchiveWriter {
     /// What became durable since the last call, without waiting: the furthest point of
     /// the syncs that finished. An error means a sync failed; nothing after it is synced.
     pub fn poll_durable(&mut self) -> Result<Option<Durable>, StorageError> {
-        self.syncer.poll()
+        let polled = self.syncer.poll()?;
+        Ok(polled.or(self.unreported.take()))
     }
 
     /// Makes everything written so far durable and waits for it. Returns the durable
     /// transaction boundary (none before the first file is open).
     pub fn sync(&mut self) -> Result<Option<Durable>, StorageError> {
         self.request_sync()?;
-        let done = self.syncer.wait()?;
+        let done = self.syncer.wait()?.or(self.unreported.take());
         Ok(done.or_else(|| {
             self.file.as_ref().map(|file| Durable {
                 file: file.name.clone(),
@@ -523,7 +528,7 @@ impl ArchiveWriter {
     }
 
     /// Ends the current file: flagged closed as the server's own copy is, marked closed in
-    /// its index, and handed to the sync thread to be made durable.
+    /// its index, and durable.
     fn close_file(&mut self, next: Option<String>) -> Result<(), StorageError> {
         let Some(mut file) = self.file.take() else {
             return Ok(());
@@ -546,6 +551,11 @@ impl ArchiveWriter {
         let rewritten = file.tracker.closed.is_some();
         if let Some(job) = file.sync_job(self.stats.last_transaction.clone(), rewritten)? {
             self.syncer.submit(job)?;
+        }
+        // Wait for it: then only the newest file can ever lack index lines after a crash,
+        // which is the one file recovery looks at. Rotations are rare enough not to notice.
+        if let Some(durable) = self.syncer.wait()? {
+            self.unreported = Some(durable);
         }
         self.next_file = next;
         Ok(())
