@@ -27,7 +27,8 @@ fn main() -> Result<()> {
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
-                 cargo xtask bench-pull [--runs N] [--megabytes M]"
+                 cargo run --release -p xtask -- bench-pull [--runs N] [--megabytes M] [--binlogd PATH] | \
+                 cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH]"
             )
         }
     }
@@ -274,6 +275,11 @@ fn wait_caught_up(db: &MariaDb, archive: &Path, timeout: Duration) -> Result<()>
 /// --to-last-log`, and with `mysql_async`'s binlog stream (`pull-mysql-async`), in
 /// rotating order, and prints the median of each and the ratios.
 fn bench_pull(args: &[String]) -> Result<()> {
+    if cfg!(debug_assertions) {
+        // The mysql_async contender runs in this process's binary: a debug build would
+        // handicap it.
+        bail!("build the benchmark in release: cargo run --release -p xtask -- bench-pull");
+    }
     let mut binlogd = PathBuf::from("target/release/binlogd");
     let mut runs = 5usize;
     let mut megabytes = 500u64;
@@ -501,6 +507,10 @@ fn pull_mysql_async(args: &[String]) -> Result<()> {
 /// archive's index, which binlogd appends only after the bytes are fsynced. The time
 /// between the two, polled every 0.2 ms, is the lag.
 fn bench_lag(args: &[String]) -> Result<()> {
+    if cfg!(debug_assertions) {
+        // The probe runs in this process: a debug build would add its own slowness.
+        bail!("build the benchmark in release: cargo run --release -p xtask -- bench-lag");
+    }
     let mut binlogd = PathBuf::from("target/release/binlogd");
     let mut seconds = 30u64;
     let mut it = args.iter();
