@@ -4,6 +4,7 @@
 mod inspect;
 mod metrics;
 mod stream;
+mod upload;
 
 use std::process::ExitCode;
 

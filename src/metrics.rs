@@ -32,6 +32,10 @@ pub struct StreamMetrics {
     pub last_commit_seconds: Gauge<f64, AtomicU64>,
     pub last_gtid: Family<GtidLabel, Gauge>,
     pub connected: Gauge,
+    pub upload_bytes: Gauge,
+    pub uploaded_binlog_bytes: Gauge,
+    pub upload_backlog_bytes: Gauge,
+    pub upload_errors: Counter,
     /// Seconds since the epoch of the last event or heartbeat from the source.
     last_heard: AtomicU64,
     connected_flag: AtomicBool,
@@ -94,6 +98,26 @@ impl StreamMetrics {
             "source_connected",
             "1 while streaming from the source",
             self.connected.clone(),
+        );
+        registry.register(
+            "upload_bytes",
+            "Bytes sent to the object store (segments, indexes, manifests, catalogue) since start",
+            self.upload_bytes.clone(),
+        );
+        registry.register(
+            "uploaded_binlog_bytes",
+            "Binlog bytes shipped to the object store since start (before compression)",
+            self.uploaded_binlog_bytes.clone(),
+        );
+        registry.register(
+            "upload_backlog_bytes",
+            "Durable spool bytes not yet in the object store",
+            self.upload_backlog_bytes.clone(),
+        );
+        registry.register(
+            "upload_errors",
+            "Failed checkpoints (retried)",
+            self.upload_errors.clone(),
         );
         registry
     }

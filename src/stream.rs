@@ -6,12 +6,16 @@
 //! when to reconnect, and what to report.
 
 use crate::metrics::{GtidLabel, StreamMetrics};
+use crate::upload::{UploadSettings, UploadState};
 use anyhow::{Context, bail};
 use backon::BackoffBuilder;
 use binlogd_protocol::{
     BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, ProtocolError, TlsMode,
     TlsOptions,
 };
+use binlogd_storage::remote::keys::Codec;
+use binlogd_storage::remote::s3::{S3Options, S3Url};
+use binlogd_storage::remote::upload::UploadOptions;
 use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
     WriterStats, recover,
@@ -21,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
@@ -52,9 +57,38 @@ pub struct StreamArgs {
     /// File holding the password of the source user (a trailing newline is ignored).
     #[arg(long, value_name = "PATH")]
     password_file: Option<PathBuf>,
-    /// The archive directory (created if missing).
-    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR")]
-    archive: PathBuf,
+    /// Where to archive: a directory (created if missing), or s3://BUCKET/PREFIX with
+    /// --spool-dir. S3 credentials come from the AWS chain (AWS_* variables, a profile,
+    /// web identity / IRSA, instance metadata), never from the URL.
+    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
+    archive: String,
+    /// With an S3 archive: the local directory binlogd streams into first and uploads
+    /// from (a local archive of its own). Put it on a persistent volume: what it holds
+    /// and S3 does not yet is lost with it.
+    #[arg(long, env = "BINLOGD_SPOOL_DIR", value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// With an S3 archive: stop reading from the source while this much durable data
+    /// waits for upload (the store is down or slow), e.g. 1GiB, 500MiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    spool_max: u64,
+    /// With an S3 archive: upload what is new at least this often (the RPO of the
+    /// object copy, give or take one upload).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    checkpoint_interval: f64,
+    /// With an S3 archive: upload early once this much was written since the last
+    /// checkpoint.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    checkpoint_size: u64,
+    /// With an S3 archive: segment compression: zstd, gzip or none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd")]
+    compression: Codec,
+    /// With an S3 archive: the store's endpoint, for S3-compatible stores (MinIO, Garage,
+    /// Ceph); also read from AWS_ENDPOINT_URL. Addressed path-style.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// With an S3 archive: the region (else AWS_REGION, the profile, or us-east-1).
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
     /// Replica server id to register with. Must differ from every server and replica of
     /// the source; the default is derived from the archive path, stable across restarts.
     #[arg(long, value_name = "ID")]
@@ -158,6 +192,8 @@ struct Streamer {
     reported: WriterStats,
     /// What the archive holds durably, as the writer last said.
     durable: Option<Durable>,
+    /// With an S3 archive: what the upload task and the stream share.
+    upload: Option<Arc<UploadState>>,
 }
 
 pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
@@ -203,20 +239,53 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
             args.heartbeat
         );
     }
-    let archive = LocalArchive::open(&args.archive).context("opening the archive")?;
-    let server_id = args
-        .server_id
-        .unwrap_or_else(|| default_server_id(&args.archive));
+    let (spool_root, s3_url) = archive_target(&args)?;
+    let archive = LocalArchive::open(&spool_root).context("opening the archive")?;
+    let server_id = args.server_id.unwrap_or_else(|| match &s3_url {
+        Some(url) => server_id_from(url.to_string().as_bytes()),
+        None => default_server_id(&spool_root),
+    });
     let metrics = StreamMetrics::new(Duration::from_secs_f64(args.heartbeat * 3.0 + 5.0));
     if let Some(addr) = args.metrics_addr {
         let bound = crate::metrics::serve(addr, metrics.clone()).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");
     }
     let (stop, shutdown) = watch::channel(false);
+    let stop = Arc::new(stop);
+    let signalled = Arc::clone(&stop);
     tokio::spawn(async move {
         wait_for_signal().await;
-        let _ = stop.send(true);
+        let _ = signalled.send(true);
     });
+    let upload_state = Arc::new(UploadState::default());
+    let (finish_upload, upload_finishing) = watch::channel(false);
+    let upload_task = match s3_url {
+        Some(url) => {
+            let settings = UploadSettings {
+                url,
+                s3: S3Options {
+                    region: args.s3_region.clone(),
+                    endpoint: args.s3_endpoint.clone(),
+                },
+                options: UploadOptions {
+                    codec: args.compression,
+                    ..UploadOptions::default()
+                },
+                interval: Duration::from_secs_f64(args.checkpoint_interval),
+                size: args.checkpoint_size,
+            };
+            let uploader = crate::upload::open(&settings, LocalArchive::open(&spool_root)?).await?;
+            Some(tokio::spawn(crate::upload::run(
+                uploader,
+                settings,
+                Arc::clone(&upload_state),
+                metrics.clone(),
+                upload_finishing,
+                Arc::clone(&stop),
+            )))
+        }
+        None => None,
+    };
     let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(Duration::from_millis(250));
@@ -226,7 +295,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         source = %address,
         user = %user,
-        archive = %args.archive.display(),
+        archive = %args.archive,
         server_id,
         "streaming"
     );
@@ -247,9 +316,71 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         progress,
         reported: WriterStats::default(),
         durable: None,
+        upload: upload_task.is_some().then_some(upload_state),
         args,
     };
-    streamer.run().await
+    let streamed = streamer.run().await;
+    // Whatever ended the stream, upload what the spool holds before exiting.
+    let uploaded = match upload_task {
+        Some(task) => {
+            let _ = finish_upload.send(true);
+            task.await.context("the upload task")?
+        }
+        None => Ok(()),
+    };
+    match (streamed, uploaded) {
+        (Ok(code), Ok(())) => Ok(code),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+    }
+}
+
+/// The spool directory and, for an S3 archive, its URL.
+fn archive_target(args: &StreamArgs) -> anyhow::Result<(PathBuf, Option<S3Url>)> {
+    if args.archive.starts_with("s3://") {
+        let url: S3Url = args.archive.parse().map_err(anyhow::Error::msg)?;
+        let spool = args.spool_dir.clone().with_context(|| {
+            format!(
+                "--archive {url} needs --spool-dir: the local directory binlogd streams into \
+                 before uploading (on a persistent volume)"
+            )
+        })?;
+        if !(args.checkpoint_interval > 0.0 && args.checkpoint_interval <= 86_400.0) {
+            bail!("--checkpoint-interval must be between 0 and 86400 seconds");
+        }
+        return Ok((spool, Some(url)));
+    }
+    if args.spool_dir.is_some() {
+        bail!("--spool-dir goes with an s3:// archive; a local --archive is its own spool");
+    }
+    Ok((PathBuf::from(&args.archive), None))
+}
+
+/// Reads a size: bytes, or a number with KiB, MiB, GiB, TiB (or KB, MB, GB, TB).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 512MiB or 2GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        "t" | "tib" => 1 << 40,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Streamer {
@@ -516,6 +647,13 @@ impl Streamer {
                 // Reading the clock for every event cost 9% of a pull: look every 256.
                 if pieces.is_multiple_of(256) {
                     self.report_durable(&mut writer, false)?;
+                    if self.spool_is_full() {
+                        let durable = writer.sync()?;
+                        self.note_durable(durable, &writer, false);
+                        if self.wait_for_spool_room(&mut shutdown).await {
+                            return Ok(SessionEnd::Shutdown);
+                        }
+                    }
                     if writer.syncs_in_flight() == 0
                         && (writer.unsynced_bytes() >= 4 << 20
                             || last_sync.elapsed() >= Duration::from_millis(100))
@@ -572,6 +710,11 @@ impl Streamer {
         metrics
             .transactions
             .inc_by(stats.transactions - self.reported.transactions);
+        if let Some(upload) = &self.upload {
+            upload
+                .written
+                .fetch_add(stats.bytes - self.reported.bytes, Ordering::Relaxed);
+        }
         self.reported.events = stats.events;
         self.reported.bytes = stats.bytes;
         self.reported.transactions = stats.transactions;
@@ -607,6 +750,31 @@ impl Streamer {
                 metrics.lag_seconds.get()
             ));
         }
+    }
+
+    /// Whether the spool holds --spool-max bytes the object store does not have yet.
+    fn spool_is_full(&self) -> bool {
+        self.upload
+            .as_ref()
+            .is_some_and(|u| u.backlog.load(Ordering::Relaxed) > self.args.spool_max)
+    }
+
+    /// Stops reading from the source until uploads bring the spool under --spool-max.
+    /// Returns true if binlogd was asked to stop meanwhile.
+    async fn wait_for_spool_room(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        tracing::warn!(
+            spool_max = self.args.spool_max,
+            "the spool is full of data the object store does not have yet; pausing the stream \
+             until uploads catch up"
+        );
+        while self.spool_is_full() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return true,
+            }
+        }
+        tracing::info!("the spool has room again; streaming on");
+        false
     }
 
     fn finish_progress(&self, word: &str) {
@@ -662,7 +830,13 @@ fn read_password(args: &StreamArgs) -> anyhow::Result<String> {
 /// the same on every start with the same archive.
 fn default_server_id(archive: &std::path::Path) -> u32 {
     let path = std::fs::canonicalize(archive).unwrap_or_else(|_| archive.to_owned());
-    let hash = crc32fast::hash(path.as_os_str().as_encoded_bytes());
+    server_id_from(path.as_os_str().as_encoded_bytes())
+}
+
+/// A replica id derived from the archive's name: stable, and at or above 2^30, where
+/// hand-numbered servers rarely are.
+fn server_id_from(name: &[u8]) -> u32 {
+    let hash = crc32fast::hash(name);
     (1 << 30) | (hash & ((1 << 30) - 1))
 }
 

@@ -61,6 +61,9 @@ pub enum StorageError {
         /// Why not.
         message: String,
     },
+    /// The object store refused or failed an operation.
+    #[error(transparent)]
+    Store(#[from] crate::remote::store::StoreError),
     /// An index or manifest file could not be read.
     #[error("{path} line {line}: {message}")]
     BadIndex {

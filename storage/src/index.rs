@@ -33,6 +33,12 @@ pub enum IndexRecord {
     GtidsBefore(GtidState),
     /// One transaction.
     Transaction(TransactionEntry),
+    /// Everything up to `end` is whole events outside any transaction (say, a checkpoint
+    /// event after the last transaction): a safe place to cut, durable like the rest.
+    Boundary {
+        /// Where the events end.
+        end: u64,
+    },
     /// The server rotated away from the file: it is complete.
     Closed {
         /// Its final size.
@@ -76,6 +82,8 @@ pub struct FileIndex {
     pub transactions: Vec<TransactionEntry>,
     /// Its final size and successor, once the server rotated away from it.
     pub closed: Option<(u64, Option<String>)>,
+    /// The furthest `boundary` record, when past the last transaction.
+    pub boundary: Option<u64>,
     /// Whether a torn (unterminated) last line was ignored.
     pub torn_tail: bool,
 }
@@ -92,7 +100,8 @@ impl FileIndex {
 
     /// Where the last indexed transaction ends (4, just past the magic, if none).
     pub fn indexed_end(&self) -> u64 {
-        self.transactions.last().map_or(4, |t| t.end)
+        let last = self.transactions.last().map_or(4, |t| t.end);
+        last.max(self.boundary.unwrap_or(0))
     }
 
     /// The records that say the same as this index, in order.
@@ -107,6 +116,11 @@ impl FileIndex {
                 .cloned()
                 .map(IndexRecord::Transaction),
         );
+        if let Some(end) = self.boundary
+            && end > self.transactions.last().map_or(0, |t| t.end)
+        {
+            records.push(IndexRecord::Boundary { end });
+        }
         if let Some((size, next_file)) = &self.closed {
             records.push(IndexRecord::Closed {
                 size: *size,
@@ -121,6 +135,9 @@ impl FileIndex {
         match record {
             IndexRecord::GtidsBefore(state) => self.gtids_before = Some(state),
             IndexRecord::Transaction(entry) => self.transactions.push(entry),
+            IndexRecord::Boundary { end } => {
+                self.boundary = Some(self.boundary.map_or(end, |b| b.max(end)));
+            }
             IndexRecord::Closed { size, next_file } => self.closed = Some((size, next_file)),
         }
     }

@@ -13,12 +13,15 @@
 //! - [`recover`]: after a crash, cuts the last file back to a transaction boundary and
 //!   says where the stream resumes.
 //! - [`scan`]: reads an archived file event by event in bounded memory.
+//! - [`remote`]: the object archive (S3): the store interface, the checkpointer that
+//!   uploads the local spool as segments, and the reader.
 
 mod error;
 pub mod gtids;
 pub mod index;
 pub mod layout;
 pub mod recover;
+pub mod remote;
 pub mod scan;
 mod syncer;
 mod tracking;

@@ -84,6 +84,9 @@ pub(crate) fn recover_file(
     if index.closed.as_ref().is_some_and(|(size, _)| *size != len) {
         index.closed = None;
     }
+    if index.boundary.is_some_and(|end| end > len) {
+        index.boundary = None;
+    }
 
     let mut start = index.indexed_end();
     let format = read_format_description(&data_path, len)?;

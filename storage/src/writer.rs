@@ -116,6 +116,8 @@ struct OpenFile {
     /// Index lines waiting for their data to be durable.
     index_pending: Vec<u8>,
     tracker: FileTracker,
+    /// How far the index lines written or pending reach.
+    indexed_to: u64,
 }
 
 /// A file written here and fsynced on the sync thread.
@@ -402,6 +404,7 @@ impl ArchiveWriter {
                 &IndexRecord::Transaction(t.clone()),
                 &mut file.index_pending,
             );
+            file.indexed_to = file.indexed_to.max(t.end);
             self.stats.transactions += 1;
             self.stats.last_transaction = Some(t.clone());
         }
@@ -523,6 +526,7 @@ impl ArchiveWriter {
             index: Arc::new(index),
             index_pending: Vec::new(),
             tracker,
+            indexed_to: len,
         });
         Ok(())
     }
@@ -593,6 +597,16 @@ impl OpenFile {
         data_rewritten: bool,
     ) -> Result<Option<SyncJob>, StorageError> {
         let sync_data = self.len > self.submitted_len || data_rewritten;
+        // Whole events after the last transaction (a checkpoint event, say) are durable
+        // with the rest: say so, or readers of the index would stop short of them.
+        let boundary = self.tracker.boundary.min(self.len);
+        if boundary > self.indexed_to {
+            encode_record(
+                &IndexRecord::Boundary { end: boundary },
+                &mut self.index_pending,
+            );
+            self.indexed_to = boundary;
+        }
         if !sync_data && self.index_pending.is_empty() {
             return Ok(None);
         }

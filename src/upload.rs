@@ -1,0 +1,133 @@
+//! The upload task of `binlogd stream` with an S3 archive: checkpoints the spool every
+//! `--checkpoint-interval`, retries a failing store with backoff while the spool takes
+//! the stream, and stops binlogd on what retrying cannot fix.
+
+use crate::metrics::StreamMetrics;
+use anyhow::Context;
+use backon::BackoffBuilder;
+use binlogd_storage::LocalArchive;
+use binlogd_storage::StorageError;
+use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
+use binlogd_storage::remote::store::ObjectStore;
+use binlogd_storage::remote::upload::{UploadOptions, Uploader};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What the upload task needs.
+#[derive(Debug)]
+pub struct UploadSettings {
+    pub url: S3Url,
+    pub s3: S3Options,
+    pub options: UploadOptions,
+    pub interval: Duration,
+    /// Checkpoint early when this many durable bytes wait.
+    pub size: u64,
+}
+
+/// Shared between the stream and the upload task.
+#[derive(Debug, Default)]
+pub struct UploadState {
+    /// Durable spool bytes not uploaded yet, as of the last checkpoint.
+    pub backlog: AtomicU64,
+    /// Bytes the stream wrote to the spool since binlogd started.
+    pub written: AtomicU64,
+}
+
+/// Connects to the store and checks the archive there, before streaming starts, so a
+/// missing bucket or refused credentials end binlogd at once with one clear line.
+pub async fn open(settings: &UploadSettings, spool: LocalArchive) -> anyhow::Result<Uploader> {
+    let mut store = S3Store::connect(settings.url.clone(), &settings.s3).await;
+    store
+        .probe()
+        .await
+        .with_context(|| format!("checking {}", settings.url))?;
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    Uploader::open(store, spool, settings.options.clone())
+        .await
+        .with_context(|| format!("opening the archive {}", settings.url))
+}
+
+/// Checkpoints until `finish` turns true, then once more, so that everything durable
+/// in the spool is uploaded before binlogd exits. Returns an error (and raises `stop`)
+/// when the store refuses in a way retrying cannot fix.
+pub async fn run(
+    mut uploader: Uploader,
+    settings: UploadSettings,
+    state: Arc<UploadState>,
+    metrics: Arc<StreamMetrics>,
+    mut finish: watch::Receiver<bool>,
+    stop: Arc<watch::Sender<bool>>,
+) -> anyhow::Result<()> {
+    let mut backoff = new_backoff();
+    let mut failing = false;
+    loop {
+        let finishing = *finish.borrow();
+        match uploader.checkpoint().await {
+            Ok(_) => {
+                if failing {
+                    tracing::info!("the object store answers again; the spool drains");
+                    failing = false;
+                }
+                backoff = new_backoff();
+                let stats = uploader.stats();
+                metrics.upload_bytes.set(stats.bytes_put as i64);
+                metrics.uploaded_binlog_bytes.set(stats.binlog_bytes as i64);
+                let backlog = uploader.backlog();
+                state.backlog.store(backlog, Ordering::Relaxed);
+                metrics.upload_backlog_bytes.set(backlog as i64);
+                if finishing {
+                    return Ok(());
+                }
+            }
+            Err(StorageError::Store(e)) if e.is_transient() => {
+                metrics.upload_errors.inc();
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                    backlog = uploader.backlog(), "uploading failed; the spool keeps the stream");
+                failing = true;
+                if finishing {
+                    // Exiting: keep trying, the spool holds what is not uploaded.
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = finish.changed() => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e).context("uploading to the object archive");
+            }
+        }
+        // The next checkpoint: after the interval, or early once the stream wrote
+        // --checkpoint-size bytes since this one.
+        let written_at = state.written.load(Ordering::Relaxed);
+        let wait = tokio::time::sleep(settings.interval);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                _ = finish.changed() => break,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    let written = state.written.load(Ordering::Relaxed);
+                    if written.saturating_sub(written_at) >= settings.size {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn new_backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}

@@ -1,0 +1,203 @@
+//! Object names of the object archive (see `storage/README.md`), and segment compression.
+
+use std::io::{Read, Write};
+
+/// The archive marker, as in a local archive.
+pub const MARKER: &str = "binlogd-archive.json";
+/// The writer's lease.
+pub const LEASE: &str = "lease.json";
+/// Every sealed file, in archive order.
+pub const CATALOGUE: &str = "catalogue.json";
+
+/// `EPOCH/source.json`.
+pub fn source(epoch: &str) -> String {
+    format!("{epoch}/{}", crate::layout::SOURCE_FILE)
+}
+
+/// `EPOCH/BINLOG/`: everything of one binlog file.
+pub fn file_prefix(epoch: &str, name: &str) -> String {
+    format!("{epoch}/{name}/")
+}
+
+/// `EPOCH/BINLOG/manifest.json`.
+pub fn manifest(epoch: &str, name: &str) -> String {
+    format!("{epoch}/{name}/manifest.json")
+}
+
+/// A data segment's key.
+pub fn segment(epoch: &str, name: &str, start: u64, end: u64, codec: Codec) -> String {
+    format!(
+        "{epoch}/{name}/{start:020}-{end:020}.seg.{}",
+        codec.extension()
+    )
+}
+
+/// The key of a segment's index object.
+pub fn segment_index(epoch: &str, name: &str, start: u64, end: u64) -> String {
+    format!("{epoch}/{name}/{start:020}-{end:020}.idx.zst")
+}
+
+/// What a key under a file's prefix is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileObject {
+    /// A data segment of bytes `[start, end)`.
+    Segment { start: u64, end: u64, codec: Codec },
+    /// The index records of the segment `[start, end)`.
+    SegmentIndex { start: u64, end: u64 },
+    /// The file's manifest.
+    Manifest,
+}
+
+/// Reads the last part of a key (after `EPOCH/BINLOG/`); `None` for names this version
+/// does not write.
+pub fn parse_file_object(leaf: &str) -> Option<FileObject> {
+    if leaf == "manifest.json" {
+        return Some(FileObject::Manifest);
+    }
+    let (range, kind) = leaf.split_once('.')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end) = (start.parse().ok()?, end.parse().ok()?);
+    if start >= end || range.len() != 41 {
+        return None;
+    }
+    match kind {
+        "idx.zst" => Some(FileObject::SegmentIndex { start, end }),
+        _ => {
+            let codec = Codec::from_extension(kind.strip_prefix("seg.")?)?;
+            Some(FileObject::Segment { start, end, codec })
+        }
+    }
+}
+
+/// How a segment's bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Stored as is.
+    Raw,
+    /// Zstandard (level 3).
+    Zst,
+    /// gzip (DEFLATE), for tools that know only that.
+    Gz,
+}
+
+impl Codec {
+    /// The key suffix and manifest name.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Raw => "raw",
+            Codec::Zst => "zst",
+            Codec::Gz => "gz",
+        }
+    }
+
+    /// The codec a key suffix names.
+    pub fn from_extension(extension: &str) -> Option<Codec> {
+        match extension {
+            "raw" => Some(Codec::Raw),
+            "zst" => Some(Codec::Zst),
+            "gz" => Some(Codec::Gz),
+            _ => None,
+        }
+    }
+
+    /// Compresses `bytes`.
+    pub fn compress(self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Codec::Raw => Ok(bytes.to_vec()),
+            Codec::Zst => zstd::bulk::compress(bytes, 3),
+            Codec::Gz => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(bytes)?;
+                encoder.finish()
+            }
+        }
+    }
+
+    /// Decompresses `bytes`, which must come to `length` bytes.
+    pub fn decompress(self, bytes: &[u8], length: usize) -> std::io::Result<Vec<u8>> {
+        let out = match self {
+            Codec::Raw => bytes.to_vec(),
+            Codec::Zst => zstd::bulk::decompress(bytes, length)?,
+            Codec::Gz => {
+                let mut out = Vec::with_capacity(length);
+                flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+                out
+            }
+        };
+        if out.len() != length {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("decompressed to {} bytes, expected {length}", out.len()),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Codec, String> {
+        match name {
+            "none" | "raw" => Ok(Codec::Raw),
+            "zstd" | "zst" => Ok(Codec::Zst),
+            "gzip" | "gz" => Ok(Codec::Gz),
+            other => Err(format!("unknown compression {other:?}: zstd, gzip or none")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_keys_sort_in_file_order_and_read_back() {
+        let a = segment("0001-server1", "mariadb-bin.000001", 0, 4096, Codec::Zst);
+        let b = segment(
+            "0001-server1",
+            "mariadb-bin.000001",
+            4096,
+            100_000,
+            Codec::Zst,
+        );
+        assert!(a < b);
+        let leaf = b.rsplit('/').next().expect("leaf");
+        assert_eq!(
+            parse_file_object(leaf),
+            Some(FileObject::Segment {
+                start: 4096,
+                end: 100_000,
+                codec: Codec::Zst
+            })
+        );
+        let index = segment_index("0001-server1", "f.000001", 4, 10);
+        assert_eq!(
+            parse_file_object(index.rsplit('/').next().expect("leaf")),
+            Some(FileObject::SegmentIndex { start: 4, end: 10 })
+        );
+        assert_eq!(
+            parse_file_object("manifest.json"),
+            Some(FileObject::Manifest)
+        );
+        assert_eq!(parse_file_object("notes.txt"), None);
+        assert_eq!(parse_file_object("5-3.seg.zst"), None);
+    }
+
+    #[test]
+    fn every_codec_round_trips() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for codec in [Codec::Raw, Codec::Zst, Codec::Gz] {
+            let packed = codec.compress(&data).expect("compress");
+            assert_eq!(
+                codec.decompress(&packed, data.len()).expect("decompress"),
+                data
+            );
+            assert!(codec.decompress(&packed, data.len() + 1).is_err());
+        }
+    }
+}

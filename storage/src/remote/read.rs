@@ -1,0 +1,199 @@
+//! Reading an object archive: what it holds, and any file back byte for byte.
+
+use super::keys::{self, FileObject};
+use super::store::ObjectStore;
+use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker};
+use crate::error::StorageError;
+use crate::layout::binlog_order;
+use std::sync::Arc;
+
+/// A file the archive holds: sealed (from the catalogue) or still being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchivedFile {
+    /// Closed and sealed: its catalogue entry.
+    Sealed(Box<FileSummary>),
+    /// Not sealed yet: how many contiguous bytes are uploaded.
+    Open {
+        /// Epoch directory name.
+        epoch: String,
+        /// The server's file name.
+        name: String,
+        /// Bytes readable now.
+        size: u64,
+    },
+}
+
+impl ArchivedFile {
+    /// `(epoch, name)`.
+    pub fn id(&self) -> (&str, &str) {
+        match self {
+            ArchivedFile::Sealed(s) => (&s.epoch, &s.name),
+            ArchivedFile::Open { epoch, name, .. } => (epoch, name),
+        }
+    }
+
+    /// Bytes readable now.
+    pub fn size(&self) -> u64 {
+        match self {
+            ArchivedFile::Sealed(s) => s.size,
+            ArchivedFile::Open { size, .. } => *size,
+        }
+    }
+}
+
+/// A file not in the catalogue, from a listing.
+struct OpenFile {
+    epoch: String,
+    name: String,
+    segments: Vec<(u64, u64)>,
+}
+
+/// An object archive opened for reading.
+#[derive(Debug)]
+pub struct RemoteArchive {
+    store: Arc<dyn ObjectStore>,
+    catalogue: Catalogue,
+}
+
+impl RemoteArchive {
+    /// Opens the archive: checks its marker and reads its catalogue.
+    pub async fn open(store: Arc<dyn ObjectStore>) -> Result<RemoteArchive, StorageError> {
+        let not_archive = |message: String| StorageError::NotAnArchive {
+            path: store.location().into(),
+            message,
+        };
+        let marker = store
+            .get(keys::MARKER)
+            .await?
+            .ok_or_else(|| not_archive(format!("no {}: not a binlogd archive", keys::MARKER)))?;
+        let marker: Marker =
+            serde_json::from_slice(&marker.body).map_err(|e| not_archive(e.to_string()))?;
+        if marker.version > FORMAT_VERSION {
+            return Err(not_archive(format!(
+                "archive format version {}; this binlogd reads up to {FORMAT_VERSION}",
+                marker.version
+            )));
+        }
+        let catalogue = match store.get(keys::CATALOGUE).await? {
+            Some(object) => {
+                serde_json::from_slice(&object.body).map_err(|e| StorageError::BadIndex {
+                    path: format!("{}/{}", store.location(), keys::CATALOGUE).into(),
+                    line: 0,
+                    message: e.to_string(),
+                })?
+            }
+            None => Catalogue::default(),
+        };
+        Ok(RemoteArchive { store, catalogue })
+    }
+
+    /// Every file, in archive order: the catalogue's, then those not sealed yet.
+    pub async fn files(&self) -> Result<Vec<ArchivedFile>, StorageError> {
+        let mut files: Vec<ArchivedFile> = self
+            .catalogue
+            .files
+            .iter()
+            .cloned()
+            .map(|summary| ArchivedFile::Sealed(Box::new(summary)))
+            .collect();
+        // Whatever the catalogue does not name yet: list the keys.
+        let mut open: Vec<OpenFile> = Vec::new();
+        for object in self.store.list("").await? {
+            let mut parts = object.key.splitn(3, '/');
+            let (Some(epoch), Some(name), Some(leaf)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Some(FileObject::Segment { start, end, .. }) = keys::parse_file_object(leaf) else {
+                continue;
+            };
+            if self
+                .catalogue
+                .files
+                .iter()
+                .any(|f| f.epoch == epoch && f.name == name)
+            {
+                continue;
+            }
+            match open.iter_mut().find(|f| f.epoch == epoch && f.name == name) {
+                Some(file) => file.segments.push((start, end)),
+                None => open.push(OpenFile {
+                    epoch: epoch.to_owned(),
+                    name: name.to_owned(),
+                    segments: vec![(start, end)],
+                }),
+            }
+        }
+        open.sort_by(|a, b| {
+            a.epoch
+                .cmp(&b.epoch)
+                .then_with(|| binlog_order(&a.name, &b.name))
+        });
+        for mut file in open {
+            file.segments.sort_unstable();
+            // Readable: the contiguous run from the start.
+            let mut size = 0;
+            for (start, end) in file.segments {
+                if start == size {
+                    size = end;
+                }
+            }
+            files.push(ArchivedFile::Open {
+                epoch: file.epoch,
+                name: file.name,
+                size,
+            });
+        }
+        Ok(files)
+    }
+
+    /// The bytes of a file as far as they are uploaded, checked segment by segment.
+    pub async fn read_file(&self, epoch: &str, name: &str) -> Result<Vec<u8>, StorageError> {
+        let mut segments = Vec::new();
+        for object in self.store.list(&keys::file_prefix(epoch, name)).await? {
+            let leaf = object.key.rsplit('/').next().unwrap_or_default();
+            if let Some(FileObject::Segment { start, end, codec }) = keys::parse_file_object(leaf) {
+                segments.push((start, end, codec, object.key));
+            }
+        }
+        segments.sort_by_key(|s| s.0);
+        let mut bytes = Vec::new();
+        for (start, end, codec, key) in segments {
+            let offset = bytes.len() as u64;
+            if start > offset {
+                return Err(StorageError::inconsistent(
+                    name,
+                    offset,
+                    format!(
+                        "the archive has no bytes from {offset} to {start} (segment {key} follows a hole)"
+                    ),
+                ));
+            }
+            if start < offset {
+                // A leftover of an interrupted upload that a later segment covers.
+                continue;
+            }
+            let object = self.store.get(&key).await?.ok_or_else(|| {
+                StorageError::inconsistent(name, start, format!("segment {key} vanished"))
+            })?;
+            let length = usize::try_from(end - start).unwrap_or(usize::MAX);
+            let plain = codec.decompress(&object.body, length).map_err(|e| {
+                StorageError::inconsistent(name, start, format!("segment {key}: {e}"))
+            })?;
+            let expected = object.metadata.get("binlogd-crc32");
+            let actual = format!("{:08x}", crc32fast::hash(&plain));
+            if expected.is_some_and(|e| *e != actual) {
+                return Err(StorageError::inconsistent(
+                    name,
+                    start,
+                    format!(
+                        "segment {key}: CRC32 {actual}, but it was uploaded with {}",
+                        expected.map_or("", String::as_str)
+                    ),
+                ));
+            }
+            bytes.extend_from_slice(&plain);
+        }
+        Ok(bytes)
+    }
+}

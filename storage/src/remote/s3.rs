@@ -1,0 +1,399 @@
+//! [`ObjectStore`] on Amazon S3 and S3-compatible stores, with the AWS SDK.
+//!
+//! Credentials come from the SDK's standard chain (environment, shared profile, web
+//! identity / IRSA, container and instance metadata), never from the archive URL, so no
+//! secret can reach a log through it. A custom endpoint (`--s3-endpoint` or
+//! `AWS_ENDPOINT_URL`) is addressed path-style, as MinIO, Garage and moto expect.
+
+use super::store::{
+    Listed, Metadata, Object, ObjectStore, StoreError, StoreErrorKind, StoreFuture,
+};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+/// `s3://BUCKET/PREFIX`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix, without leading or trailing slash (may be empty).
+    pub prefix: String,
+}
+
+impl std::str::FromStr for S3Url {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<S3Url, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{url}: an S3 archive is named s3://BUCKET/PREFIX"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{url}: no bucket name"));
+        }
+        if bucket.contains('@') || bucket.contains(':') {
+            return Err(format!(
+                "{url}: credentials do not go in the URL; binlogd takes them from the AWS \
+                 chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, web identity or \
+                 instance metadata)"
+            ));
+        }
+        Ok(S3Url {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.prefix.is_empty() {
+            write!(f, "s3://{}", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// How to reach the store, beyond what the AWS chain says.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Region; else the chain's (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: Option<String>,
+    /// A custom endpoint (MinIO, Garage, ...); also taken from `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+}
+
+/// A bucket and prefix on S3.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    url: S3Url,
+    honours_conditions: bool,
+}
+
+impl S3Store {
+    /// Builds a client for `url`. Makes no request.
+    pub async fn connect(url: S3Url, options: &S3Options) -> S3Store {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &options.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &options.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let custom_endpoint =
+            options.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(custom_endpoint)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+        if shared.region().is_none() {
+            config = config.region(aws_config::Region::new("us-east-1"));
+        }
+        S3Store {
+            client: Client::from_conf(config.build()),
+            url,
+            honours_conditions: true,
+        }
+    }
+
+    /// Uses a client built elsewhere (a test's static credentials, a custom
+    /// credentials provider).
+    pub fn with_client(client: Client, url: S3Url) -> S3Store {
+        S3Store {
+            client,
+            url,
+            honours_conditions: true,
+        }
+    }
+
+    /// Checks that the bucket is there and the credentials work, and finds out whether
+    /// the store enforces conditional writes (some S3-compatible stores ignore them).
+    pub async fn probe(&mut self) -> Result<(), StoreError> {
+        let key = ".binlogd-probe";
+        let first = self.put_if_absent(key, Bytes::from_static(b"1")).await?;
+        let second = self.put_if_absent(key, Bytes::from_static(b"2")).await?;
+        self.honours_conditions = first.is_some() && second.is_none();
+        if first.is_none() {
+            // Left over from an earlier probe: try once more on a clean slate.
+            self.delete(key).await?;
+            let first = self.put_if_absent(key, Bytes::from_static(b"1")).await?;
+            let second = self.put_if_absent(key, Bytes::from_static(b"2")).await?;
+            self.honours_conditions = first.is_some() && second.is_none();
+        }
+        self.delete(key).await
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.url.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.url.prefix)
+        }
+    }
+
+    fn error<E, R>(&self, operation: &'static str, key: &str, err: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+        SdkError<E, R>: std::error::Error,
+    {
+        let location = format!("{}/{key}", self.url);
+        let status = match &err {
+            SdkError::ServiceError(e) => Some(format!("{:?}", e.raw())),
+            _ => None,
+        };
+        let code = err.code().map(str::to_owned);
+        let message = err.message().map(str::to_owned);
+        let kind = classify(&err, code.as_deref(), status.as_deref());
+        let message = match (code, message) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code,
+            _ => error_chain(&err),
+        };
+        StoreError {
+            kind,
+            operation,
+            location,
+            message,
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Sorts an SDK failure into what binlogd can do about it.
+fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, raw: Option<&str>) -> StoreErrorKind {
+    match code {
+        Some("NoSuchBucket") => return StoreErrorKind::NoSuchBucket,
+        Some(
+            "AccessDenied"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "InvalidToken"
+            | "TokenRefreshRequired",
+        ) => return StoreErrorKind::AccessDenied,
+        Some("PreconditionFailed" | "ConditionalRequestConflict") => {
+            return StoreErrorKind::PreconditionFailed;
+        }
+        Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout") => {
+            return StoreErrorKind::Transient;
+        }
+        _ => {}
+    }
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            StoreErrorKind::Transient
+        }
+        SdkError::ServiceError(_) => {
+            let status = raw.and_then(status_of);
+            match status {
+                Some(412) => StoreErrorKind::PreconditionFailed,
+                Some(401 | 403) => StoreErrorKind::AccessDenied,
+                Some(s) if s >= 500 || s == 429 => StoreErrorKind::Transient,
+                _ => StoreErrorKind::BadRequest,
+            }
+        }
+        _ => StoreErrorKind::BadRequest,
+    }
+}
+
+/// The HTTP status out of a raw response's debug text (`status: StatusCode(503)`).
+fn status_of(raw: &str) -> Option<u16> {
+    let at = raw.find("StatusCode(")? + "StatusCode(".len();
+    raw[at..].split(')').next()?.parse().ok()
+}
+
+impl ObjectStore for S3Store {
+    fn location(&self) -> String {
+        self.url.to_string()
+    }
+
+    fn put<'a>(&'a self, key: &'a str, body: Bytes, metadata: &'a Metadata) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut request = self
+                .client
+                .put_object()
+                .bucket(&self.url.bucket)
+                .key(self.full_key(key))
+                .body(ByteStream::from(body));
+            for (name, value) in metadata {
+                request = request.metadata(name, value);
+            }
+            request
+                .send()
+                .await
+                .map_err(|e| self.error("PUT", key, e))?;
+            Ok(())
+        })
+    }
+
+    fn put_if_absent<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.url.bucket)
+                .key(self.full_key(key))
+                .if_none_match("*")
+                .body(ByteStream::from(body))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+                Err(e) => match self.error("PUT", key, e) {
+                    e if e.kind == StoreErrorKind::PreconditionFailed => Ok(None),
+                    e => Err(e),
+                },
+            }
+        })
+    }
+
+    fn put_if_match<'a>(
+        &'a self,
+        key: &'a str,
+        body: Bytes,
+        etag: &'a str,
+    ) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.url.bucket)
+                .key(self.full_key(key))
+                .if_match(etag)
+                .body(ByteStream::from(body))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+                Err(e) => match self.error("PUT", key, e) {
+                    e if e.kind == StoreErrorKind::PreconditionFailed => Ok(None),
+                    e => Err(e),
+                },
+            }
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Object>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .get_object()
+                .bucket(&self.url.bucket)
+                .key(self.full_key(key))
+                .send()
+                .await;
+            let out = match response {
+                Ok(out) => out,
+                Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
+                Err(e) => return Err(self.error("GET", key, e)),
+            };
+            let metadata = out
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let etag = out.e_tag().map(str::to_owned);
+            let body = out.body.collect().await.map_err(|e| StoreError {
+                kind: StoreErrorKind::Transient,
+                operation: "GET",
+                location: format!("{}/{key}", self.url),
+                message: error_chain(&e),
+            })?;
+            Ok(Some(Object {
+                body: body.into_bytes(),
+                metadata,
+                etag,
+            }))
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Listed>> {
+        Box::pin(async move {
+            let full_prefix = self.full_key(prefix);
+            let strip = self.full_key("");
+            let mut listed = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.url.bucket)
+                .prefix(&full_prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.error("LIST", prefix, e))?;
+                for object in page.contents() {
+                    let Some(key) = object.key() else { continue };
+                    let Some(relative) = key.strip_prefix(&strip) else {
+                        continue;
+                    };
+                    listed.push(Listed {
+                        key: relative.to_owned(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            listed.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(listed)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.client
+                .delete_object()
+                .bucket(&self.url.bucket)
+                .key(self.full_key(key))
+                .send()
+                .await
+                .map_err(|e| self.error("DELETE", key, e))?;
+            Ok(())
+        })
+    }
+
+    fn honours_conditions(&self) -> bool {
+        self.honours_conditions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_urls_name_a_bucket_and_a_prefix_and_never_credentials() {
+        let url: S3Url = "s3://backups/db1/binlogs/".parse().expect("url");
+        assert_eq!(
+            (url.bucket.as_str(), url.prefix.as_str()),
+            ("backups", "db1/binlogs")
+        );
+        assert_eq!(url.to_string(), "s3://backups/db1/binlogs");
+        let bare: S3Url = "s3://backups".parse().expect("url");
+        assert_eq!(bare.prefix, "");
+        assert!("s3://key:secret@backups/x".parse::<S3Url>().is_err());
+        assert!("/var/lib/binlogd".parse::<S3Url>().is_err());
+        assert!("s3:///x".parse::<S3Url>().is_err());
+    }
+
+    #[test]
+    fn the_status_is_read_from_a_raw_response() {
+        assert_eq!(
+            status_of("Response { status: StatusCode(503), ... }"),
+            Some(503)
+        );
+        assert_eq!(status_of("nothing"), None);
+    }
+}

@@ -1,0 +1,660 @@
+//! The checkpointer: ships what the local spool holds durably to the object archive.
+//!
+//! `binlogd stream` writes the local archive (the spool) exactly as without an object
+//! store. Each [`Uploader::checkpoint`] reads the spool's index files from where it left
+//! off (index lines are written only once their bytes are durable, so the last indexed
+//! transaction's end is a safe point), uploads the bytes since the previous checkpoint as
+//! one new segment (several for a backlog, each at most [`UploadOptions::max_segment`]),
+//! then that range's index records, and seals a closed file with its manifest and a
+//! catalogue entry. Every byte is uploaded once. What was uploaded before a restart is
+//! found again by listing the file's keys.
+
+use super::keys::{self, Codec, FileObject};
+use super::store::{Metadata, ObjectStore};
+use crate::error::StorageError;
+use crate::gtids::GtidState;
+use crate::index::{FileIndex, IndexRecord, encode_record};
+use crate::layout::{Epoch, LocalArchive, SourceIdentity, binlog_order};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How to upload.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// Segment compression.
+    pub codec: Codec,
+    /// The largest segment: a backlog (or a huge transaction) is cut into pieces this big.
+    pub max_segment: u64,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            codec: Codec::Zst,
+            max_segment: 16 << 20,
+        }
+    }
+}
+
+/// One segment, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// Its key.
+    pub key: String,
+    /// First byte.
+    pub start: u64,
+    /// Just past its last byte.
+    pub end: u64,
+    /// Compression.
+    pub codec: Codec,
+    /// CRC32 of the uncompressed bytes, 8 hex digits.
+    pub crc32: String,
+}
+
+/// What the catalogue says of a sealed file (the manifest without its segments).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    /// The server's file name.
+    pub name: String,
+    /// The epoch directory name (`0001-server1`).
+    pub epoch: String,
+    /// The source server.
+    pub source: SourceIdentity,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC32 of the whole file, 8 hex digits.
+    pub crc32: String,
+    /// GTID state before the file.
+    pub gtids_before: GtidState,
+    /// GTID state after it.
+    pub gtids_after: GtidState,
+    /// First and last commit time (µs since the epoch), if it has transactions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_commit_micros: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_micros: Option<u64>,
+    /// How many transactions it holds.
+    pub transactions: u64,
+    /// The file the server continued in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_file: Option<String>,
+}
+
+/// `EPOCH/BINLOG/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// What the catalogue repeats.
+    #[serde(flatten)]
+    pub summary: FileSummary,
+    /// The data, in order.
+    pub segments: Vec<SegmentRecord>,
+}
+
+/// `catalogue.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalogue {
+    /// Format version.
+    pub version: u32,
+    /// Every sealed file, in archive order.
+    pub files: Vec<FileSummary>,
+}
+
+/// `binlogd-archive.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Always `binlogd-archive`.
+    pub format: String,
+    /// The format version.
+    pub version: u32,
+}
+
+/// Counters since the uploader started.
+#[derive(Debug, Clone, Default)]
+pub struct UploadStats {
+    /// Bytes sent in PUTs (segments, index objects, manifests, catalogue).
+    pub bytes_put: u64,
+    /// Binlog bytes shipped (uncompressed).
+    pub binlog_bytes: u64,
+    /// Segments uploaded.
+    pub segments: u64,
+    /// Files sealed.
+    pub sealed: u64,
+}
+
+/// The object archive's writer side.
+#[derive(Debug)]
+pub struct Uploader {
+    store: Arc<dyn ObjectStore>,
+    spool: LocalArchive,
+    options: UploadOptions,
+    catalogue: Catalogue,
+    files: HashMap<(String, String), FileProgress>,
+    epochs_described: Vec<String>,
+    stats: UploadStats,
+}
+
+/// Where one file stands.
+#[derive(Debug)]
+struct FileProgress {
+    uploaded_end: u64,
+    segments: Vec<SegmentRecord>,
+    sealed: bool,
+    /// Bytes of the local index file read so far.
+    index_read: u64,
+    /// Records read but not yet uploaded in a segment's index object.
+    pending: Vec<IndexRecord>,
+    /// Everything read so far, for the manifest.
+    index: FileIndex,
+    /// Where the last record read ends: how far the spool is durable.
+    durable_end: u64,
+}
+
+impl Uploader {
+    /// Opens the object archive in `store` for writing from `spool`: creates the marker
+    /// in an empty prefix, refuses a prefix that holds something else or a newer format,
+    /// and reads the catalogue.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        spool: LocalArchive,
+        options: UploadOptions,
+    ) -> Result<Uploader, StorageError> {
+        let mut stats = UploadStats::default();
+        match store.get(keys::MARKER).await? {
+            Some(object) => {
+                let marker: Marker = serde_json::from_slice(&object.body).map_err(|e| {
+                    StorageError::NotAnArchive {
+                        path: format!("{}/{}", store.location(), keys::MARKER).into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                if marker.format != "binlogd-archive" || marker.version > FORMAT_VERSION {
+                    return Err(StorageError::NotAnArchive {
+                        path: store.location().into(),
+                        message: format!(
+                            "a {} archive of version {}; this binlogd reads version {FORMAT_VERSION}",
+                            marker.format, marker.version
+                        ),
+                    });
+                }
+            }
+            None => {
+                let existing = store.list("").await?;
+                if let Some(other) = existing.first() {
+                    return Err(StorageError::NotAnArchive {
+                        path: store.location().into(),
+                        message: format!(
+                            "not empty ({} is there) and no {}: refusing to write into it",
+                            other.key,
+                            keys::MARKER
+                        ),
+                    });
+                }
+                let body = serde_json::to_vec(&Marker {
+                    format: "binlogd-archive".to_owned(),
+                    version: FORMAT_VERSION,
+                })
+                .map_err(|e| StorageError::inconsistent(keys::MARKER, 0, e.to_string()))?;
+                stats.bytes_put += body.len() as u64;
+                store
+                    .put(keys::MARKER, body.into(), &Metadata::new())
+                    .await?;
+            }
+        }
+        let catalogue = match store.get(keys::CATALOGUE).await? {
+            Some(object) => {
+                serde_json::from_slice(&object.body).map_err(|e| StorageError::BadIndex {
+                    path: format!("{}/{}", store.location(), keys::CATALOGUE).into(),
+                    line: 0,
+                    message: e.to_string(),
+                })?
+            }
+            None => Catalogue {
+                version: FORMAT_VERSION,
+                files: Vec::new(),
+            },
+        };
+        Ok(Uploader {
+            store,
+            spool,
+            options,
+            catalogue,
+            files: HashMap::new(),
+            epochs_described: Vec::new(),
+            stats,
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &UploadStats {
+        &self.stats
+    }
+
+    /// Spool bytes durable but not yet uploaded, as of the last checkpoint.
+    pub fn backlog(&self) -> u64 {
+        self.files
+            .values()
+            .map(|f| f.durable_end.saturating_sub(f.uploaded_end))
+            .sum()
+    }
+
+    /// Uploads everything the spool holds durably and seals what is closed. Returns the
+    /// number of binlog bytes shipped. A store error leaves the state consistent: the
+    /// next checkpoint carries on from the last object written.
+    pub async fn checkpoint(&mut self) -> Result<u64, StorageError> {
+        let mut shipped = 0;
+        let epochs = self.spool.epochs()?;
+        let newest_epoch = epochs.last().map(|e| e.number);
+        for epoch in &epochs {
+            let epoch_name = epoch_name(epoch);
+            let names = epoch.binlog_files()?;
+            let newest_file = names.last().cloned();
+            for name in &names {
+                if !self.epochs_described.contains(&epoch_name) {
+                    self.describe_epoch(epoch, &epoch_name).await?;
+                }
+                shipped += self.ship_file(epoch, &epoch_name, name).await?;
+                let keep = Some(epoch.number) == newest_epoch && Some(name) == newest_file.as_ref();
+                if !keep {
+                    self.release_from_spool(epoch, &epoch_name, name)?;
+                }
+            }
+        }
+        Ok(shipped)
+    }
+
+    async fn describe_epoch(
+        &mut self,
+        epoch: &Epoch,
+        epoch_name: &str,
+    ) -> Result<(), StorageError> {
+        let key = keys::source(epoch_name);
+        if self.store.get(&key).await?.is_none() {
+            let body = std::fs::read(epoch.dir.join(crate::layout::SOURCE_FILE))
+                .map_err(StorageError::io("reading", &epoch.dir))?;
+            self.stats.bytes_put += body.len() as u64;
+            self.store.put(&key, body.into(), &Metadata::new()).await?;
+        }
+        self.epochs_described.push(epoch_name.to_owned());
+        Ok(())
+    }
+
+    /// Uploads the durable, not yet uploaded bytes of one file; seals it when closed.
+    async fn ship_file(
+        &mut self,
+        epoch: &Epoch,
+        epoch_name: &str,
+        name: &str,
+    ) -> Result<u64, StorageError> {
+        let id = (epoch_name.to_owned(), name.to_owned());
+        if !self.files.contains_key(&id) {
+            let progress = self.find_progress(epoch, epoch_name, name).await?;
+            self.files.insert(id.clone(), progress);
+        }
+        let store = Arc::clone(&self.store);
+        let options = self.options.clone();
+        let Some(progress) = self.files.get_mut(&id) else {
+            return Ok(0);
+        };
+        if progress.sealed {
+            return Ok(0);
+        }
+        progress.read_new_index_lines(&epoch.index_path(name))?;
+        let mut shipped = 0;
+        while progress.uploaded_end < progress.durable_end {
+            let start = progress.uploaded_end;
+            let end = progress.cut_point(start, options.max_segment);
+            let bytes = read_range(&epoch.data_path(name), start, end)?;
+            let crc = crc32fast::hash(&bytes);
+            let packed = options
+                .codec
+                .compress(&bytes)
+                .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
+            let key = keys::segment(epoch_name, name, start, end, options.codec);
+            let mut metadata = Metadata::new();
+            metadata.insert("binlogd-crc32".to_owned(), format!("{crc:08x}"));
+            metadata.insert("binlogd-length".to_owned(), (end - start).to_string());
+            self.stats.bytes_put += packed.len() as u64;
+            store.put(&key, Bytes::from(packed), &metadata).await?;
+            let records = progress.take_records_until(end);
+            if !records.is_empty() {
+                let mut lines = Vec::new();
+                for record in &records {
+                    encode_record(record, &mut lines);
+                }
+                let packed = zstd::bulk::compress(&lines, 3)
+                    .map_err(StorageError::io("compressing", &epoch.index_path(name)))?;
+                self.stats.bytes_put += packed.len() as u64;
+                store
+                    .put(
+                        &keys::segment_index(epoch_name, name, start, end),
+                        Bytes::from(packed),
+                        &Metadata::new(),
+                    )
+                    .await?;
+            }
+            progress.segments.push(SegmentRecord {
+                key,
+                start,
+                end,
+                codec: options.codec,
+                crc32: format!("{crc:08x}"),
+            });
+            progress.uploaded_end = end;
+            self.stats.segments += 1;
+            self.stats.binlog_bytes += end - start;
+            shipped += end - start;
+        }
+        if let Some((size, _)) = progress.index.closed.clone()
+            && progress.uploaded_end == size
+        {
+            self.seal(epoch, epoch_name, name).await?;
+        }
+        Ok(shipped)
+    }
+
+    /// What an earlier run uploaded of this file, from a listing, and the file's local
+    /// index up to there.
+    async fn find_progress(
+        &mut self,
+        epoch: &Epoch,
+        epoch_name: &str,
+        name: &str,
+    ) -> Result<FileProgress, StorageError> {
+        let listed = self
+            .store
+            .list(&keys::file_prefix(epoch_name, name))
+            .await?;
+        let mut segments = Vec::new();
+        let mut indexed_segments = Vec::new();
+        let mut sealed = false;
+        for object in &listed {
+            let leaf = object.key.rsplit('/').next().unwrap_or_default();
+            match keys::parse_file_object(leaf) {
+                Some(FileObject::Segment { start, end, codec }) => {
+                    segments.push((start, end, codec, object.key.clone()))
+                }
+                Some(FileObject::SegmentIndex { start, end }) => {
+                    indexed_segments.push((start, end))
+                }
+                Some(FileObject::Manifest) => sealed = true,
+                None => {}
+            }
+        }
+        let mut progress = FileProgress {
+            uploaded_end: 0,
+            segments: Vec::new(),
+            sealed,
+            index_read: 0,
+            pending: Vec::new(),
+            index: FileIndex::default(),
+            durable_end: 0,
+        };
+        if sealed {
+            return Ok(progress);
+        }
+        // The contiguous chain from the start; anything past a hole is a leftover of an
+        // interrupted run and is uploaded again.
+        for (start, end, codec, key) in segments {
+            if start != progress.uploaded_end {
+                continue;
+            }
+            let crc = match self.store.get(&key).await? {
+                Some(object) => object
+                    .metadata
+                    .get("binlogd-crc32")
+                    .cloned()
+                    .unwrap_or_default(),
+                None => continue,
+            };
+            progress.segments.push(SegmentRecord {
+                key,
+                start,
+                end,
+                codec,
+                crc32: crc,
+            });
+            progress.uploaded_end = end;
+        }
+        progress.read_new_index_lines(&epoch.index_path(name))?;
+        // Records of uploaded segments are uploaded, unless a crash came between a
+        // segment and its index object: then write that index object now.
+        let uploaded_end = progress.uploaded_end;
+        let mut records = progress.take_records_until(uploaded_end);
+        for segment in progress.segments.clone() {
+            let mut in_segment = Vec::new();
+            records.retain(|record| {
+                let inside = match record {
+                    IndexRecord::GtidsBefore(_) => segment.start == 0,
+                    IndexRecord::Transaction(t) => t.end > segment.start && t.end <= segment.end,
+                    IndexRecord::Boundary { end } => *end > segment.start && *end <= segment.end,
+                    IndexRecord::Closed { size, .. } => *size == segment.end,
+                };
+                if inside {
+                    in_segment.push(record.clone());
+                }
+                !inside
+            });
+            if !in_segment.is_empty() && !indexed_segments.contains(&(segment.start, segment.end)) {
+                let mut lines = Vec::new();
+                for record in &in_segment {
+                    encode_record(record, &mut lines);
+                }
+                let packed = zstd::bulk::compress(&lines, 3)
+                    .map_err(StorageError::io("compressing", &epoch.index_path(name)))?;
+                self.stats.bytes_put += packed.len() as u64;
+                self.store
+                    .put(
+                        &keys::segment_index(epoch_name, name, segment.start, segment.end),
+                        Bytes::from(packed),
+                        &Metadata::new(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(progress)
+    }
+
+    async fn seal(
+        &mut self,
+        epoch: &Epoch,
+        epoch_name: &str,
+        name: &str,
+    ) -> Result<(), StorageError> {
+        let id = (epoch_name.to_owned(), name.to_owned());
+        let Some(progress) = self.files.get_mut(&id) else {
+            return Ok(());
+        };
+        let summary = summarise(epoch, epoch_name, name, progress);
+        let manifest = Manifest {
+            version: FORMAT_VERSION,
+            summary: summary.clone(),
+            segments: progress.segments.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| StorageError::inconsistent(name, 0, e.to_string()))?;
+        self.stats.bytes_put += body.len() as u64;
+        self.store
+            .put(
+                &keys::manifest(epoch_name, name),
+                body.into(),
+                &Metadata::new(),
+            )
+            .await?;
+        progress.sealed = true;
+        progress.pending.clear();
+        progress.index = FileIndex::default();
+        self.catalogue
+            .files
+            .retain(|f| !(f.epoch == summary.epoch && f.name == summary.name));
+        self.catalogue.files.push(summary);
+        self.catalogue.files.sort_by(|a, b| {
+            a.epoch
+                .cmp(&b.epoch)
+                .then_with(|| binlog_order(&a.name, &b.name))
+        });
+        let body = serde_json::to_vec(&self.catalogue)
+            .map_err(|e| StorageError::inconsistent(keys::CATALOGUE, 0, e.to_string()))?;
+        self.stats.bytes_put += body.len() as u64;
+        self.store
+            .put(keys::CATALOGUE, body.into(), &Metadata::new())
+            .await?;
+        self.stats.sealed += 1;
+        Ok(())
+    }
+
+    /// Removes a sealed, catalogued file from the spool: the object archive has it.
+    fn release_from_spool(
+        &mut self,
+        epoch: &Epoch,
+        epoch_name: &str,
+        name: &str,
+    ) -> Result<(), StorageError> {
+        let catalogued = self
+            .catalogue
+            .files
+            .iter()
+            .any(|f| f.epoch == epoch_name && f.name == name);
+        if !catalogued {
+            return Ok(());
+        }
+        for path in [epoch.index_path(name), epoch.data_path(name)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("removing", &path)(e)),
+            }
+        }
+        self.files.remove(&(epoch_name.to_owned(), name.to_owned()));
+        Ok(())
+    }
+}
+
+impl FileProgress {
+    /// Reads the complete lines appended to the local index since the last call.
+    fn read_new_index_lines(&mut self, path: &std::path::Path) -> Result<(), StorageError> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::io("opening", path)(e)),
+        };
+        file.seek(SeekFrom::Start(self.index_read))
+            .map_err(StorageError::io("reading", path))?;
+        let mut appended = Vec::new();
+        file.read_to_end(&mut appended)
+            .map_err(StorageError::io("reading", path))?;
+        // Only whole lines: the writer may be appending the next one.
+        let whole = appended
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        for (number, line) in appended[..whole].split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let record: IndexRecord =
+                serde_json::from_slice(line).map_err(|e| StorageError::BadIndex {
+                    path: path.to_owned(),
+                    line: number + 1,
+                    message: format!("{e} (after byte {} of the index)", self.index_read),
+                })?;
+            match &record {
+                IndexRecord::Transaction(t) => self.durable_end = self.durable_end.max(t.end),
+                IndexRecord::Closed { size, .. } => self.durable_end = self.durable_end.max(*size),
+                IndexRecord::Boundary { end } => self.durable_end = self.durable_end.max(*end),
+                IndexRecord::GtidsBefore(_) => {}
+            }
+            self.index.apply(record.clone());
+            self.pending.push(record);
+        }
+        self.index_read += whole as u64;
+        Ok(())
+    }
+
+    /// Where the segment starting at `start` ends: at the durable end if that is near,
+    /// else at the last transaction end within `max` bytes, else (one transaction larger
+    /// than `max`) after `max` bytes.
+    fn cut_point(&self, start: u64, max: u64) -> u64 {
+        let limit = start.saturating_add(max);
+        if self.durable_end <= limit {
+            return self.durable_end;
+        }
+        self.pending
+            .iter()
+            .filter_map(|record| match record {
+                IndexRecord::Transaction(t) if t.end > start && t.end <= limit => Some(t.end),
+                IndexRecord::Boundary { end } if *end > start && *end <= limit => Some(*end),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(limit)
+    }
+
+    /// Removes and returns the pending records that a segment ending at `end` covers.
+    fn take_records_until(&mut self, end: u64) -> Vec<IndexRecord> {
+        let (covered, rest): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|record| match record {
+                IndexRecord::GtidsBefore(_) => true,
+                IndexRecord::Transaction(t) => t.end <= end,
+                IndexRecord::Boundary { end: at } => *at <= end,
+                IndexRecord::Closed { size, .. } => *size <= end,
+            });
+        self.pending = rest;
+        covered
+    }
+}
+
+fn summarise(epoch: &Epoch, epoch_name: &str, name: &str, progress: &FileProgress) -> FileSummary {
+    let index = &progress.index;
+    let mut crc = crc32fast::Hasher::new();
+    for segment in &progress.segments {
+        let value = u32::from_str_radix(&segment.crc32, 16).unwrap_or(0);
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            value,
+            segment.end - segment.start,
+        ));
+    }
+    let (size, next_file) = index
+        .closed
+        .clone()
+        .unwrap_or((progress.uploaded_end, None));
+    FileSummary {
+        name: name.to_owned(),
+        epoch: epoch_name.to_owned(),
+        source: epoch.source.clone(),
+        size,
+        crc32: format!("{:08x}", crc.finalize()),
+        gtids_before: index.gtids_before.clone().unwrap_or_default(),
+        gtids_after: index.gtids_after(),
+        first_commit_micros: index.transactions.first().map(|t| t.commit_micros),
+        last_commit_micros: index.transactions.last().map(|t| t.commit_micros),
+        transactions: index.transactions.len() as u64,
+        next_file,
+    }
+}
+
+/// The epoch's directory name, which is also its key prefix.
+pub fn epoch_name(epoch: &Epoch) -> String {
+    epoch
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read_range(path: &std::path::Path, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
+    let mut file = std::fs::File::open(path).map_err(StorageError::io("opening", path))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(StorageError::io("reading", path))?;
+    let mut bytes = vec![0u8; (end - start) as usize];
+    file.read_exact(&mut bytes)
+        .map_err(StorageError::io("reading", path))?;
+    Ok(bytes)
+}
