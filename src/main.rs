@@ -2,6 +2,7 @@
 //! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`).
 
 mod inspect;
+mod list;
 mod metrics;
 mod stream;
 mod upload;
@@ -43,6 +44,9 @@ enum Command {
     /// Follow a MySQL or MariaDB server like a replica and archive its binlogs byte for
     /// byte, indexed, surviving disconnects and crashes.
     Stream(Box<stream::StreamArgs>),
+    /// List the files of an archive (local or S3): state, size, transactions, GTIDs and
+    /// commit times.
+    List(list::ListArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Stream(args) => stream::run(*args),
+        Command::List(args) => list::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -14,7 +14,7 @@ use binlogd_protocol::{
     TlsOptions,
 };
 use binlogd_storage::remote::keys::Codec;
-use binlogd_storage::remote::s3::{S3Options, S3Url};
+use binlogd_storage::remote::s3::S3Url;
 use binlogd_storage::remote::upload::UploadOptions;
 use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
@@ -82,13 +82,8 @@ pub struct StreamArgs {
     /// With an S3 archive: segment compression: zstd, gzip or none.
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     compression: Codec,
-    /// With an S3 archive: the store's endpoint, for S3-compatible stores (MinIO, Garage,
-    /// Ceph); also read from AWS_ENDPOINT_URL. Addressed path-style.
-    #[arg(long, value_name = "URL")]
-    s3_endpoint: Option<String>,
-    /// With an S3 archive: the region (else AWS_REGION, the profile, or us-east-1).
-    #[arg(long, value_name = "REGION")]
-    s3_region: Option<String>,
+    #[command(flatten)]
+    s3: crate::upload::S3Args,
     /// Replica server id to register with. Must differ from every server and replica of
     /// the source; the default is derived from the archive path, stable across restarts.
     #[arg(long, value_name = "ID")]
@@ -263,10 +258,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         Some(url) => {
             let settings = UploadSettings {
                 url,
-                s3: S3Options {
-                    region: args.s3_region.clone(),
-                    endpoint: args.s3_endpoint.clone(),
-                },
+                s3: args.s3.options(),
                 options: UploadOptions {
                     codec: args.compression,
                     ..UploadOptions::default()

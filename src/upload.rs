@@ -15,6 +15,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How to reach an S3-compatible store, beyond the AWS chain.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Args {
+    /// With an S3 archive: the store's endpoint, for S3-compatible stores (MinIO, Garage,
+    /// Ceph); also read from AWS_ENDPOINT_URL. Addressed path-style.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// With an S3 archive: the region (else AWS_REGION, the profile, or us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+}
+
+impl S3Args {
+    pub fn options(&self) -> S3Options {
+        S3Options {
+            region: self.s3_region.clone(),
+            endpoint: self.s3_endpoint.clone(),
+        }
+    }
+}
+
 /// What the upload task needs.
 #[derive(Debug)]
 pub struct UploadSettings {

@@ -5,7 +5,9 @@ mod stream_common;
 
 use binlogd_testkit::MariaDbConfig;
 use std::time::Duration;
-use stream_common::{Archive, Streamer, assert_identical_to_server, wait_for_quiet_binlogs};
+use stream_common::{
+    Archive, Streamer, assert_identical_to_server, http_get, wait_for_quiet_binlogs,
+};
 
 #[test]
 fn follows_a_live_server_across_rotations_byte_for_byte() {
@@ -47,25 +49,6 @@ fn follows_a_live_server_across_rotations_byte_for_byte() {
         assert!(metrics.contains(&expected), "no {expected:?} in\n{metrics}");
     }
     streamer.stop();
-}
-
-/// A bare HTTP/1.0 GET: status and body.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -148,6 +148,52 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
             .collect();
         assert_eq!(spooled.len(), 1, "{codec}: spool still holds {spooled:?}");
     }
+    assert_list_matches_the_server(&db, &s3, "zstd");
+}
+
+/// `binlogd list --output json` names every file of the server with its size, and the
+/// newest file's GTID state is the server's.
+fn assert_list_matches_the_server(db: &MariaDb, s3: &S3Server, prefix: &str) {
+    let output = binlogd()
+        .args(["list", "--output", "json", "--archive"])
+        .arg(format!("s3://{BUCKET}/{prefix}"))
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd list");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let server_files = db.binlog_files().expect("files");
+    assert_eq!(listed.len(), server_files.len(), "{listed:?}");
+    for (entry, file) in listed.iter().zip(&server_files) {
+        let name = file.file_name().expect("name").to_string_lossy();
+        assert_eq!(entry["file"], name.as_ref());
+        assert_eq!(
+            entry["size"].as_u64(),
+            Some(std::fs::metadata(file).expect("stat").len()),
+            "{entry}"
+        );
+    }
+    let states: Vec<&str> = listed.iter().filter_map(|e| e["state"].as_str()).collect();
+    assert!(
+        states[..states.len() - 1].iter().all(|s| *s == "sealed"),
+        "{states:?}"
+    );
+    assert_eq!(states.last(), Some(&"open"));
+    let last = listed.last().expect("a file");
+    assert_eq!(
+        last["gtids_after"]["gtids"]
+            .as_str()
+            .or(last["gtids_after"].as_str()),
+        Some(db.gtid_binlog_pos().expect("pos").as_str()),
+        "{last}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -161,4 +207,151 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The highest sequence number of domain 0 that the archive lists as readable.
+fn archived_sequence(archive: &RemoteArchive) -> u64 {
+    let rt = runtime();
+    let files = rt.block_on(archive.files()).expect("list");
+    let Some(last) = files.last() else { return 0 };
+    let gtids = match last {
+        ArchivedFile::Sealed(summary) => summary.gtids_after.to_string(),
+        ArchivedFile::Open { epoch, name, .. } => rt
+            .block_on(archive.file_index(epoch, name))
+            .expect("index")
+            .gtids_after()
+            .to_string(),
+    };
+    sequence_of(&gtids)
+}
+
+/// `0-1-42` (one domain) -> 42.
+fn sequence_of(gtid_pos: &str) -> u64 {
+    gtid_pos
+        .split(',')
+        .find(|g| g.starts_with("0-"))
+        .and_then(|g| g.rsplit('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
+#[test]
+fn s3_live_stream_keeps_a_two_second_rpo_and_uploads_each_byte_once() {
+    let db = Arc::new(
+        MariaDbConfig {
+            max_binlog_size: Some(1 << 20),
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("start"),
+    );
+    db.sysbench(&binlogd_testkit::SysbenchLoad {
+        tables: 4,
+        table_size: 2_000,
+        threads: 1,
+        seconds: 1,
+        events: 0,
+    })
+    .expect("prepare");
+    let s3 = start_s3();
+    let spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let mut streamer = binlogd()
+        .args(["stream", "--no-progress", "--source"])
+        .arg(db.replication_url())
+        .args(["--archive", &format!("s3://{BUCKET}/live")])
+        .arg("--spool-dir")
+        .arg(spool.path())
+        .args(["--compression", "none", "--checkpoint-interval", "1"])
+        .args(["--metrics-addr", &metrics_addr])
+        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+        .envs(s3.aws_env())
+        .stderr(std::fs::File::create(logs.path().join("binlogd.log")).expect("log file"))
+        .spawn()
+        .expect("spawn binlogd");
+    let log = || std::fs::read_to_string(logs.path().join("binlogd.log")).unwrap_or_default();
+    // Streaming (and the archive created) before the load starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&metrics_addr).is_err()
+        || stream_common::http_get(&metrics_addr, "/healthz").0 != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binlogd did not start:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let load_db = Arc::clone(&db);
+    let load = std::thread::spawn(move || {
+        load_db.sysbench(&binlogd_testkit::SysbenchLoad {
+            tables: 4,
+            table_size: 2_000,
+            threads: 2,
+            seconds: 12,
+            events: 0,
+        })
+    });
+    // While the load runs: every commit older than 2 s must be readable from the store.
+    let mut archive: Option<RemoteArchive> = None;
+    let mut samples: Vec<(std::time::Instant, u64)> = Vec::new();
+    let mut checks = 0;
+    while !load.is_finished() {
+        let now = std::time::Instant::now();
+        samples.push((now, sequence_of(&db.gtid_binlog_pos().expect("pos"))));
+        let due = samples
+            .iter()
+            .rev()
+            .find(|(at, _)| now.duration_since(*at) > std::time::Duration::from_secs(2))
+            .map(|(_, seq)| *seq);
+        if let Some(due) = due {
+            let archive = archive.get_or_insert_with(|| open_archive(&s3, "live"));
+            let archived = archived_sequence(archive);
+            assert!(
+                archived >= due,
+                "transaction 0-1-{due}, committed more than 2 s ago, is not in the object archive \
+                 (it reaches 0-1-{archived})\n{}",
+                log()
+            );
+            checks += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    load.join().expect("load thread").expect("sysbench");
+    assert!(checks >= 10, "only {checks} RPO checks ran");
+
+    // Caught up: every file in the store is the server's.
+    wait_for_quiet_binlogs(&db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    while archived_sequence(&open_archive(&s3, "live")) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the archive did not catch up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // One more checkpoint for the trailing events after the last transaction.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (_, metrics) = stream_common::http_get(&metrics_addr, "/metrics");
+    let put = metric(&metrics, "binlogd_upload_bytes");
+    let shipped = metric(&metrics, "binlogd_uploaded_binlog_bytes");
+    let _ = streamer.kill();
+    let _ = streamer.wait();
+    let total = assert_store_has_the_servers_files(&db, &open_archive(&s3, "live"));
+    assert_eq!(shipped as u64, total, "every binlog byte shipped once");
+    let amplification = put / shipped;
+    eprintln!(
+        "upload amplification with 1 s checkpoints, no compression: {put} bytes PUT for {shipped} \
+         binlog bytes = {amplification:.3} ({checks} RPO checks passed)"
+    );
+    assert!(amplification <= 1.1, "amplification {amplification:.3}");
 }

@@ -4,6 +4,7 @@ use super::keys::{self, FileObject};
 use super::store::ObjectStore;
 use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker};
 use crate::error::StorageError;
+use crate::index::{FileIndex, IndexRecord};
 use crate::layout::binlog_order;
 use std::sync::Arc;
 
@@ -145,6 +146,39 @@ impl RemoteArchive {
             });
         }
         Ok(files)
+    }
+
+    /// A file's index as far as it is uploaded, from its segments' index objects.
+    pub async fn file_index(&self, epoch: &str, name: &str) -> Result<FileIndex, StorageError> {
+        let mut index = FileIndex::default();
+        for object in self.store.list(&keys::file_prefix(epoch, name)).await? {
+            let leaf = object.key.rsplit('/').next().unwrap_or_default();
+            if !matches!(
+                keys::parse_file_object(leaf),
+                Some(FileObject::SegmentIndex { .. })
+            ) {
+                continue;
+            }
+            let Some(found) = self.store.get(&object.key).await? else {
+                continue;
+            };
+            let lines = zstd::stream::decode_all(&found.body[..]).map_err(|e| {
+                StorageError::inconsistent(name, 0, format!("index object {}: {e}", object.key))
+            })?;
+            for (number, line) in lines.split(|&b| b == b'\n').enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                let record: IndexRecord =
+                    serde_json::from_slice(line).map_err(|e| StorageError::BadIndex {
+                        path: format!("{}/{}", self.store.location(), object.key).into(),
+                        line: number + 1,
+                        message: e.to_string(),
+                    })?;
+                index.apply(record);
+            }
+        }
+        Ok(index)
     }
 
     /// The bytes of a file as far as they are uploaded, checked segment by segment.
