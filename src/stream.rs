@@ -266,9 +266,11 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 interval: Duration::from_secs_f64(args.checkpoint_interval),
                 size: args.checkpoint_size,
             };
-            let uploader = crate::upload::open(&settings, LocalArchive::open(&spool_root)?).await?;
+            let (uploader, lease) =
+                crate::upload::open(&settings, LocalArchive::open(&spool_root)?).await?;
             Some(tokio::spawn(crate::upload::run(
                 uploader,
+                lease,
                 settings,
                 Arc::clone(&upload_state),
                 metrics.clone(),

@@ -7,6 +7,7 @@ use anyhow::Context;
 use backon::BackoffBuilder;
 use binlogd_storage::LocalArchive;
 use binlogd_storage::StorageError;
+use binlogd_storage::remote::lease::{Lease, writer_id};
 use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_storage::remote::upload::{UploadOptions, Uploader};
@@ -58,23 +59,45 @@ pub struct UploadState {
 
 /// Connects to the store and checks the archive there, before streaming starts, so a
 /// missing bucket or refused credentials end binlogd at once with one clear line.
-pub async fn open(settings: &UploadSettings, spool: LocalArchive) -> anyhow::Result<Uploader> {
+pub async fn open(
+    settings: &UploadSettings,
+    spool: LocalArchive,
+) -> anyhow::Result<(Uploader, Lease)> {
     let mut store = S3Store::connect(settings.url.clone(), &settings.s3).await;
     store
         .probe()
         .await
         .with_context(|| format!("checking {}", settings.url))?;
+    if !store.honours_conditions() {
+        tracing::warn!(
+            store = %settings.url,
+            "the store ignores conditional writes: a second writer is caught by reading the \
+             lease back, which narrows the race but cannot close it"
+        );
+    }
     let store: Arc<dyn ObjectStore> = Arc::new(store);
-    Uploader::open(store, spool, settings.options.clone())
+    let writer = writer_id(spool.root())?;
+    let lease = Lease::acquire(Arc::clone(&store), &writer, LEASE_TTL)
         .await
-        .with_context(|| format!("opening the archive {}", settings.url))
+        .with_context(|| format!("taking the lease of {}", settings.url))?;
+    let uploader = Uploader::open(store, spool, settings.options.clone())
+        .await
+        .with_context(|| format!("opening the archive {}", settings.url))?;
+    Ok((uploader, lease))
 }
+
+/// How long binlogd, exiting, keeps trying to upload what the spool holds.
+const FINAL_UPLOAD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long the lease lasts without renewal; renewed every third of it.
+const LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// Checkpoints until `finish` turns true, then once more, so that everything durable
 /// in the spool is uploaded before binlogd exits. Returns an error (and raises `stop`)
 /// when the store refuses in a way retrying cannot fix.
 pub async fn run(
     mut uploader: Uploader,
+    mut lease: Lease,
     settings: UploadSettings,
     state: Arc<UploadState>,
     metrics: Arc<StreamMetrics>,
@@ -83,8 +106,23 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut backoff = new_backoff();
     let mut failing = false;
+    let mut renewed = std::time::Instant::now();
+    let mut finishing_since = None;
     loop {
         let finishing = *finish.borrow();
+        let began = tokio::time::Instant::now();
+        if renewed.elapsed() >= LEASE_TTL / 3 {
+            match lease.renew().await {
+                Ok(()) => renewed = std::time::Instant::now(),
+                Err(StorageError::Store(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
+                }
+                Err(e) => {
+                    let _ = stop.send(true);
+                    return Err(e).context("renewing the archive's lease");
+                }
+            }
+        }
         match uploader.checkpoint().await {
             Ok(_) => {
                 if failing {
@@ -99,7 +137,10 @@ pub async fn run(
                 state.backlog.store(backlog, Ordering::Relaxed);
                 metrics.upload_backlog_bytes.set(backlog as i64);
                 if finishing {
-                    return Ok(());
+                    return lease
+                        .release()
+                        .await
+                        .context("releasing the archive's lease");
                 }
             }
             Err(StorageError::Store(e)) if e.is_transient() => {
@@ -109,7 +150,15 @@ pub async fn run(
                     backlog = uploader.backlog(), "uploading failed; the spool keeps the stream");
                 failing = true;
                 if finishing {
-                    // Exiting: keep trying, the spool holds what is not uploaded.
+                    // Exiting: keep trying for a while; the spool keeps the rest.
+                    let since = *finishing_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= FINAL_UPLOAD_PATIENCE {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "the object store did not take the last {} bytes; they wait in the \
+                             spool and go up when binlogd next starts with it",
+                            uploader.backlog()
+                        )));
+                    }
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -124,10 +173,11 @@ pub async fn run(
                 return Err(e).context("uploading to the object archive");
             }
         }
-        // The next checkpoint: after the interval, or early once the stream wrote
+        // The next checkpoint: an interval after this one began (so a slow upload does
+        // not stretch the RPO by its own length), or early once the stream wrote
         // --checkpoint-size bytes since this one.
         let written_at = state.written.load(Ordering::Relaxed);
-        let wait = tokio::time::sleep(settings.interval);
+        let wait = tokio::time::sleep_until(began + settings.interval);
         tokio::pin!(wait);
         loop {
             tokio::select! {

@@ -149,6 +149,18 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
         assert_eq!(spooled.len(), 1, "{codec}: spool still holds {spooled:?}");
     }
     assert_list_matches_the_server(&db, &s3, "zstd");
+
+    // Another, empty spool cannot continue that archive: it would start over beside it.
+    let empty = tempfile::tempdir().expect("spool");
+    let output = stream_to_s3(&db, &s3, "zstd", empty.path(), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("binlogd:"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    assert!(error_lines[0].contains("this spool is empty"), "{stderr}");
 }
 
 /// `binlogd list --output json` names every file of the server with its size, and the
@@ -209,20 +221,27 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The highest sequence number of domain 0 that the archive lists as readable.
+/// The highest sequence number of domain 0 that the archive lists as readable. The
+/// newest file's segment may be up a moment before its index object: then the file
+/// before it says how far the archive reaches.
 fn archived_sequence(archive: &RemoteArchive) -> u64 {
     let rt = runtime();
     let files = rt.block_on(archive.files()).expect("list");
-    let Some(last) = files.last() else { return 0 };
-    let gtids = match last {
-        ArchivedFile::Sealed(summary) => summary.gtids_after.to_string(),
-        ArchivedFile::Open { epoch, name, .. } => rt
-            .block_on(archive.file_index(epoch, name))
-            .expect("index")
-            .gtids_after()
-            .to_string(),
-    };
-    sequence_of(&gtids)
+    for file in files.iter().rev() {
+        let gtids = match file {
+            ArchivedFile::Sealed(summary) => summary.gtids_after.to_string(),
+            ArchivedFile::Open { epoch, name, .. } => rt
+                .block_on(archive.file_index(epoch, name))
+                .expect("index")
+                .gtids_after()
+                .to_string(),
+        };
+        let sequence = sequence_of(&gtids);
+        if sequence > 0 {
+            return sequence;
+        }
+    }
+    0
 }
 
 /// `0-1-42` (one domain) -> 42.
@@ -318,7 +337,8 @@ fn s3_live_stream_keeps_a_two_second_rpo_and_uploads_each_byte_once() {
             assert!(
                 archived >= due,
                 "transaction 0-1-{due}, committed more than 2 s ago, is not in the object archive \
-                 (it reaches 0-1-{archived})\n{}",
+                 (it reaches 0-1-{archived}): {:?}\n{}",
+                runtime().block_on(archive.files()),
                 log()
             );
             checks += 1;
@@ -354,4 +374,100 @@ fn s3_live_stream_keeps_a_two_second_rpo_and_uploads_each_byte_once() {
          binlog bytes = {amplification:.3} ({checks} RPO checks passed)"
     );
     assert!(amplification <= 1.1, "amplification {amplification:.3}");
+}
+
+#[test]
+fn s3_a_second_writer_is_refused_and_the_first_goes_on() {
+    let db = MariaDbConfig::default().start().expect("start");
+    db.write_workload(20).expect("workload");
+    let s3 = start_s3();
+    let first_spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let mut first = binlogd()
+        .args(["stream", "--no-progress", "--source"])
+        .arg(db.replication_url())
+        .args(["--archive", &format!("s3://{BUCKET}/shared")])
+        .arg("--spool-dir")
+        .arg(first_spool.path())
+        .args(["--metrics-addr", &metrics_addr])
+        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+        .envs(s3.aws_env())
+        .stderr(std::fs::File::create(logs.path().join("first.log")).expect("log"))
+        .spawn()
+        .expect("spawn binlogd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&metrics_addr).is_err()
+        || stream_common::http_get(&metrics_addr, "/healthz").0 != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first writer did not start:\n{}",
+            std::fs::read_to_string(logs.path().join("first.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let writer_id = std::fs::read_to_string(first_spool.path().join("binlogd-writer-id"))
+        .expect("the first writer's id");
+
+    let second_spool = tempfile::tempdir().expect("spool");
+    let second = stream_to_s3(&db, &s3, "shared", second_spool.path(), &[]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a second writer was let in:\n{stderr}"
+    );
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("binlogd:"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    assert!(
+        error_lines[0].contains("is being written by") && error_lines[0].contains(writer_id.trim()),
+        "{stderr}"
+    );
+
+    // The first goes on: new transactions still reach the archive.
+    db.write_workload(5).expect("more work");
+    wait_for_quiet_binlogs(&db);
+    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    let archive = open_archive(&s3, "shared");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while archived_sequence(&archive) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first writer stopped archiving:\n{}",
+            std::fs::read_to_string(logs.path().join("first.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn s3_a_missing_bucket_fails_at_once_with_one_clear_line() {
+    let db = MariaDbConfig::default().start().expect("start");
+    let s3 = start_s3();
+    let spool = tempfile::tempdir().expect("spool");
+    let output = binlogd()
+        .args(["stream", "--exit-at-end", "--no-progress", "--source"])
+        .arg(db.replication_url())
+        .args(["--archive", "s3://no-such-bucket/x", "--spool-dir"])
+        .arg(spool.path())
+        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("binlogd:"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    assert!(
+        error_lines[0].contains("s3://no-such-bucket/x") && error_lines[0].contains("NoSuchBucket"),
+        "{stderr}"
+    );
 }

@@ -61,6 +61,29 @@ pub enum StorageError {
         /// Why not.
         message: String,
     },
+    /// Another writer holds the object archive's lease.
+    #[error(
+        "{location} is being written by {holder} (lease renewed {renewed_seconds_ago} s ago): \
+         one writer per archive; stop the other one, or use another prefix"
+    )]
+    LeaseHeld {
+        /// The archive.
+        location: String,
+        /// Who holds it.
+        holder: String,
+        /// How long ago it was renewed.
+        renewed_seconds_ago: u64,
+    },
+    /// Another writer took this writer's lease: stop writing.
+    #[error(
+        "{location}: lost the archive's lease to {holder}; stopping so as not to interleave writes"
+    )]
+    LeaseLost {
+        /// The archive.
+        location: String,
+        /// Who holds it now.
+        holder: String,
+    },
     /// The object store refused or failed an operation.
     #[error(transparent)]
     Store(#[from] crate::remote::store::StoreError),

@@ -1,11 +1,12 @@
 //! The object archive: an archive kept in an object store (S3), fed from the local spool.
 //!
 //! The format is specified in `storage/README.md`. [`store`] is the small interface to the
-//! store, [`s3`] its S3 implementation, [`keys`] the object names, [`upload`] the
+//! store, [`s3`] its S3 implementation, [`lease`] the one-writer rule, [`keys`] the object names, [`upload`] the
 //! checkpointer that ships durable spool bytes as segments and seals closed files, and
 //! [`read`] what readers use: the catalogue, listings and whole files.
 
 pub mod keys;
+pub mod lease;
 pub mod read;
 pub mod s3;
 pub mod store;

@@ -139,6 +139,11 @@ pub struct Uploader {
     files: HashMap<(String, String), FileProgress>,
     epochs_described: Vec<String>,
     stats: UploadStats,
+    /// Sealed files the catalogue in the store does not list yet.
+    catalogue_dirty: bool,
+    /// The spool's files when the uploader opened: only they can have been uploaded in
+    /// part by an earlier run; files that appear later are new.
+    present_at_start: Vec<(String, String)>,
 }
 
 /// Where one file stands.
@@ -187,7 +192,8 @@ impl Uploader {
             }
             None => {
                 let existing = store.list("").await?;
-                if let Some(other) = existing.first() {
+                // The lease is taken before the archive is created.
+                if let Some(other) = existing.iter().find(|o| o.key != keys::LEASE) {
                     return Err(StorageError::NotAnArchive {
                         path: store.location().into(),
                         message: format!(
@@ -221,6 +227,32 @@ impl Uploader {
                 files: Vec::new(),
             },
         };
+        // What the spool holds now; files that appear later are this run's own.
+        let mut present = Vec::new();
+        for epoch in spool.epochs()? {
+            let name = epoch_name(&epoch);
+            for file in epoch.binlog_files()? {
+                present.push((name.clone(), file));
+            }
+        }
+        if present.is_empty() {
+            let held = store.list("").await?;
+            if let Some(data) = held
+                .iter()
+                .find(|o| o.key != keys::MARKER && o.key != keys::LEASE && o.key != keys::CATALOGUE)
+            {
+                return Err(StorageError::NotAnArchive {
+                    path: spool.root().to_owned(),
+                    message: format!(
+                        "this spool is empty, but {} already holds an archive ({} is there): \
+                         binlogd continues an object archive only from the spool that fed it. \
+                         Point --spool-dir at that spool, or use a new prefix",
+                        store.location(),
+                        data.key
+                    ),
+                });
+            }
+        }
         Ok(Uploader {
             store,
             spool,
@@ -229,6 +261,8 @@ impl Uploader {
             files: HashMap::new(),
             epochs_described: Vec::new(),
             stats,
+            catalogue_dirty: false,
+            present_at_start: present,
         })
     }
 
@@ -252,6 +286,7 @@ impl Uploader {
         let mut shipped = 0;
         let epochs = self.spool.epochs()?;
         let newest_epoch = epochs.last().map(|e| e.number);
+        let mut releasable = Vec::new();
         for epoch in &epochs {
             let epoch_name = epoch_name(epoch);
             let names = epoch.binlog_files()?;
@@ -263,9 +298,23 @@ impl Uploader {
                 shipped += self.ship_file(epoch, &epoch_name, name).await?;
                 let keep = Some(epoch.number) == newest_epoch && Some(name) == newest_file.as_ref();
                 if !keep {
-                    self.release_from_spool(epoch, &epoch_name, name)?;
+                    releasable.push((epoch, epoch_name.clone(), name.clone()));
                 }
             }
+        }
+        // One catalogue write for all the files sealed by this checkpoint, and only then
+        // may their spool copies go.
+        if self.catalogue_dirty {
+            let body = serde_json::to_vec(&self.catalogue)
+                .map_err(|e| StorageError::inconsistent(keys::CATALOGUE, 0, e.to_string()))?;
+            self.stats.bytes_put += body.len() as u64;
+            self.store
+                .put(keys::CATALOGUE, body.into(), &Metadata::new())
+                .await?;
+            self.catalogue_dirty = false;
+        }
+        for (epoch, epoch_name, name) in releasable {
+            self.release_from_spool(epoch, &epoch_name, &name)?;
         }
         Ok(shipped)
     }
@@ -310,7 +359,17 @@ impl Uploader {
         let mut shipped = 0;
         while progress.uploaded_end < progress.durable_end {
             let start = progress.uploaded_end;
-            let end = progress.cut_point(start, options.max_segment);
+            let end = if start == 0 {
+                // The first segment is the magic and the format description alone: the
+                // one part of a file the server changes later (it clears the "in use"
+                // flag on close), so the one segment rewritten at seal.
+                match format_description_end(&epoch.data_path(name))? {
+                    Some(end) if end <= progress.durable_end => end,
+                    _ => break,
+                }
+            } else {
+                progress.cut_point(start, options.max_segment)
+            };
             let bytes = read_range(&epoch.data_path(name), start, end)?;
             let crc = crc32fast::hash(&bytes);
             let packed = options
@@ -368,10 +427,18 @@ impl Uploader {
         epoch_name: &str,
         name: &str,
     ) -> Result<FileProgress, StorageError> {
-        let listed = self
-            .store
-            .list(&keys::file_prefix(epoch_name, name))
-            .await?;
+        let fresh = !self
+            .present_at_start
+            .iter()
+            .any(|(e, n)| e == epoch_name && n == name);
+        let listed = if fresh {
+            // Created by this run's stream: nothing of it can be in the store yet.
+            Vec::new()
+        } else {
+            self.store
+                .list(&keys::file_prefix(epoch_name, name))
+                .await?
+        };
         let mut segments = Vec::new();
         let mut indexed_segments = Vec::new();
         let mut sealed = false;
@@ -472,6 +539,26 @@ impl Uploader {
         let Some(progress) = self.files.get_mut(&id) else {
             return Ok(());
         };
+        // The first segment went up while the file was open, with the "in use" flag the
+        // server has cleared since: upload it again as the closed file has it.
+        if let Some(first) = progress.segments.first_mut() {
+            let bytes = read_range(&epoch.data_path(name), first.start, first.end)?;
+            let crc = format!("{:08x}", crc32fast::hash(&bytes));
+            if crc != first.crc32 {
+                let packed = first
+                    .codec
+                    .compress(&bytes)
+                    .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
+                let mut metadata = Metadata::new();
+                metadata.insert("binlogd-crc32".to_owned(), crc.clone());
+                metadata.insert("binlogd-length".to_owned(), bytes.len().to_string());
+                self.stats.bytes_put += packed.len() as u64;
+                self.store
+                    .put(&first.key, Bytes::from(packed), &metadata)
+                    .await?;
+                first.crc32 = crc;
+            }
+        }
         let summary = summarise(epoch, epoch_name, name, progress);
         let manifest = Manifest {
             version: FORMAT_VERSION,
@@ -500,12 +587,7 @@ impl Uploader {
                 .cmp(&b.epoch)
                 .then_with(|| binlog_order(&a.name, &b.name))
         });
-        let body = serde_json::to_vec(&self.catalogue)
-            .map_err(|e| StorageError::inconsistent(keys::CATALOGUE, 0, e.to_string()))?;
-        self.stats.bytes_put += body.len() as u64;
-        self.store
-            .put(keys::CATALOGUE, body.into(), &Metadata::new())
-            .await?;
+        self.catalogue_dirty = true;
         self.stats.sealed += 1;
         Ok(())
     }
@@ -601,7 +683,8 @@ impl FileProgress {
     fn take_records_until(&mut self, end: u64) -> Vec<IndexRecord> {
         let (covered, rest): (Vec<_>, Vec<_>) =
             self.pending.drain(..).partition(|record| match record {
-                IndexRecord::GtidsBefore(_) => true,
+                // Goes with the file's first segment, whatever it ends at.
+                IndexRecord::GtidsBefore(_) => end > 0,
                 IndexRecord::Transaction(t) => t.end <= end,
                 IndexRecord::Boundary { end: at } => *at <= end,
                 IndexRecord::Closed { size, .. } => *size <= end,
@@ -647,6 +730,20 @@ pub fn epoch_name(epoch: &Epoch) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Where the file's format description (the event after the magic) ends; `None` while
+/// its header is not all there.
+fn format_description_end(path: &std::path::Path) -> Result<Option<u64>, StorageError> {
+    let mut file = std::fs::File::open(path).map_err(StorageError::io("opening", path))?;
+    let mut head = [0u8; 4 + binlogd_parser::HEADER_LEN];
+    match file.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(StorageError::io("reading", path)(e)),
+    }
+    let size = u32::from_le_bytes([head[13], head[14], head[15], head[16]]);
+    Ok(Some(4 + u64::from(size)))
 }
 
 fn read_range(path: &std::path::Path, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {

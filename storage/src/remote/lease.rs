@@ -1,0 +1,230 @@
+//! One writer per object archive: the lease (`lease.json`).
+//!
+//! Two `binlogd stream` processes writing one prefix would interleave segments of the
+//! same files; the second is refused instead. The lease names its holder by the spool it
+//! streams from (an id kept in the spool directory), so the same writer restarting after
+//! a crash takes its lease back at once, while another writer waits for the lease to go
+//! stale (not renewed for its TTL). It is created only if absent (`If-None-Match: *`) and
+//! renewed only if unchanged (`If-Match`); on a store that ignores those conditions a
+//! read-back check stands in, which narrows the race without closing it.
+
+use super::keys;
+use super::store::{Metadata, ObjectStore};
+use crate::error::StorageError;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What `lease.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Who writes: the spool's writer id, host and process.
+    pub holder: String,
+    /// The writer id alone (the part that survives restarts).
+    pub writer_id: String,
+    /// When the holder last renewed it, µs since the epoch.
+    pub renewed_micros: u64,
+    /// How long it stays valid without renewal.
+    pub ttl_seconds: u64,
+}
+
+/// A lease held on an archive.
+#[derive(Debug)]
+pub struct Lease {
+    store: Arc<dyn ObjectStore>,
+    record: LeaseRecord,
+    etag: Option<String>,
+}
+
+impl Lease {
+    /// Takes the lease for `writer_id` (see [`writer_id`]): creates it, takes back our
+    /// own, or takes over a stale one. Refuses with [`StorageError::LeaseHeld`] while
+    /// another writer holds it.
+    pub async fn acquire(
+        store: Arc<dyn ObjectStore>,
+        writer_id: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StorageError> {
+        let record = LeaseRecord {
+            holder: format!(
+                "{writer_id} (host {}, pid {})",
+                hostname(),
+                std::process::id()
+            ),
+            writer_id: writer_id.to_owned(),
+            renewed_micros: now_micros(),
+            ttl_seconds: ttl.as_secs().max(1),
+        };
+        let mut lease = Lease {
+            store,
+            record,
+            etag: None,
+        };
+        if !lease.store.honours_conditions() {
+            // The store would let the create below overwrite a live lease: look first.
+            if let Some(held) = lease.current().await? {
+                let age = now_micros().saturating_sub(held.renewed_micros) / 1_000_000;
+                if held.writer_id != writer_id && age < held.ttl_seconds {
+                    return Err(StorageError::LeaseHeld {
+                        location: lease.store.location(),
+                        holder: held.holder,
+                        renewed_seconds_ago: age,
+                    });
+                }
+            }
+        }
+        if let Some(etag) = lease.store.put_if_absent(keys::LEASE, lease.body()).await? {
+            lease.etag = Some(etag);
+            lease.check_still_ours().await?;
+            return Ok(lease);
+        }
+        let Some(current) = lease.store.get(keys::LEASE).await? else {
+            // Released between the two calls: try once more.
+            let etag = lease.store.put_if_absent(keys::LEASE, lease.body()).await?;
+            lease.etag = etag;
+            lease.check_still_ours().await?;
+            return Ok(lease);
+        };
+        let held: LeaseRecord = serde_json::from_slice(&current.body).map_err(|e| {
+            StorageError::inconsistent(keys::LEASE, 0, format!("unreadable lease: {e}"))
+        })?;
+        let age = now_micros().saturating_sub(held.renewed_micros) / 1_000_000;
+        let ours = held.writer_id == writer_id;
+        if !ours && age < held.ttl_seconds {
+            return Err(StorageError::LeaseHeld {
+                location: lease.store.location(),
+                holder: held.holder,
+                renewed_seconds_ago: age,
+            });
+        }
+        if !ours {
+            tracing::warn!(previous = %held.holder, age_seconds = age,
+                "taking over the archive's lease: its holder has not renewed it for longer than its TTL");
+        }
+        lease.replace(current.etag.as_deref()).await?;
+        Ok(lease)
+    }
+
+    /// Renews the lease; fails with [`StorageError::LeaseLost`] if another writer took it.
+    pub async fn renew(&mut self) -> Result<(), StorageError> {
+        self.record.renewed_micros = now_micros();
+        let etag = self.etag.clone();
+        self.replace(etag.as_deref()).await
+    }
+
+    /// Gives the lease up (a clean stop), so another writer need not wait for its TTL.
+    pub async fn release(self) -> Result<(), StorageError> {
+        self.check_still_ours().await?;
+        self.store.delete(keys::LEASE).await?;
+        Ok(())
+    }
+
+    /// Writes our record over the lease whose tag is `etag`.
+    async fn replace(&mut self, etag: Option<&str>) -> Result<(), StorageError> {
+        let replaced = match etag {
+            Some(etag) if self.store.honours_conditions() => {
+                self.store
+                    .put_if_match(keys::LEASE, self.body(), etag)
+                    .await?
+            }
+            _ => {
+                self.check_still_ours_or_stale().await?;
+                self.store
+                    .put(keys::LEASE, self.body(), &Metadata::new())
+                    .await?;
+                Some(String::new())
+            }
+        };
+        match replaced {
+            Some(tag) => {
+                self.etag = Some(tag).filter(|t| !t.is_empty());
+                self.check_still_ours().await
+            }
+            None => Err(self.lost().await),
+        }
+    }
+
+    /// Reads the lease back: another writer may have raced us on a store without
+    /// conditional writes.
+    async fn check_still_ours(&self) -> Result<(), StorageError> {
+        match self.current().await? {
+            Some(held) if held.writer_id == self.record.writer_id => Ok(()),
+            _ => Err(self.lost().await),
+        }
+    }
+
+    async fn check_still_ours_or_stale(&self) -> Result<(), StorageError> {
+        match self.current().await? {
+            Some(held)
+                if held.writer_id != self.record.writer_id
+                    && now_micros().saturating_sub(held.renewed_micros) / 1_000_000
+                        < held.ttl_seconds =>
+            {
+                Err(self.lost().await)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn current(&self) -> Result<Option<LeaseRecord>, StorageError> {
+        Ok(self
+            .store
+            .get(keys::LEASE)
+            .await?
+            .and_then(|object| serde_json::from_slice(&object.body).ok()))
+    }
+
+    async fn lost(&self) -> StorageError {
+        let holder = match self.current().await {
+            Ok(Some(held)) => held.holder,
+            _ => "nobody".to_owned(),
+        };
+        StorageError::LeaseLost {
+            location: self.store.location(),
+            holder,
+        }
+    }
+
+    fn body(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.record).unwrap_or_default())
+    }
+}
+
+/// The writer id kept in the spool directory, created on first use: the same spool is
+/// the same writer, across restarts.
+pub fn writer_id(spool: &std::path::Path) -> Result<String, StorageError> {
+    let path = spool.join("binlogd-writer-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("reading", &path)(e)),
+    }
+    let seed = format!(
+        "{}/{}/{}/{}",
+        hostname(),
+        std::process::id(),
+        now_micros(),
+        spool.display()
+    );
+    let id = format!(
+        "writer-{:08x}{:08x}",
+        crc32fast::hash(seed.as_bytes()),
+        now_micros() as u32
+    );
+    crate::layout::write_atomically(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
