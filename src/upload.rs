@@ -194,10 +194,12 @@ pub async fn run(
     }
 }
 
+/// Retries of a failing store: quick at first, then every 5-10 s (jittered), so the
+/// spool starts draining within seconds of the store coming back.
 fn new_backoff() -> backon::ExponentialBackoff {
     backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
+        .with_max_delay(Duration::from_secs(5))
         .with_jitter()
         .without_max_times()
         .build()

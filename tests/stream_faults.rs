@@ -6,69 +6,8 @@ mod stream_common;
 
 use binlogd_testkit::{MariaDb, MariaDbConfig, TcpProxy};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use stream_common::{Archive, Streamer, assert_identical_to_server};
-
-/// A small deterministic generator: the seed is printed, so a failure can be replayed.
-struct Random(u64);
-
-impl Random {
-    fn from_time() -> Random {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
-        eprintln!("random seed {seed}");
-        Random(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        // xorshift64
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// Writes transactions until stopped, in a thread of its own.
-struct Workload {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Workload {
-    fn start(db: &Arc<MariaDb>) -> Workload {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let db = db.clone();
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    db.write_workload(25).expect("workload");
-                }
-            }
-        });
-        Workload {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().expect("workload thread");
-        }
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+use stream_common::{Archive, Random, Streamer, Workload, assert_identical_to_server};
 
 fn server() -> Arc<MariaDb> {
     Arc::new(

@@ -105,14 +105,15 @@ fn assert_store_has_the_servers_files(db: &MariaDb, archive: &RemoteArchive) -> 
         );
         total += server.len() as u64;
     }
-    let sealed = files
+    let unsealed: Vec<_> = files
         .iter()
-        .filter(|f| matches!(f, ArchivedFile::Sealed(_)))
-        .count();
+        .filter(|f| !matches!(f, ArchivedFile::Sealed(_)))
+        .map(ArchivedFile::id)
+        .collect();
     assert_eq!(
-        sealed,
-        files.len() - 1,
-        "every file but the one the server still writes is sealed: {files:?}"
+        unsealed.len(),
+        1,
+        "every file but the one the server still writes is sealed: {unsealed:?} are not"
     );
     total
 }
@@ -469,5 +470,101 @@ fn s3_a_missing_bucket_fails_at_once_with_one_clear_line() {
     assert!(
         error_lines[0].contains("s3://no-such-bucket/x") && error_lines[0].contains("NoSuchBucket"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
+    let db = Arc::new(
+        MariaDbConfig {
+            max_binlog_size: Some(1 << 20),
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("start"),
+    );
+    db.write_workload(10).expect("schema");
+    let s3 = start_s3();
+    // The store is reached through a proxy that can make it vanish.
+    let store_port: u16 = s3
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("endpoint port");
+    let proxy = binlogd_testkit::TcpProxy::start(store_port).expect("proxy");
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port());
+    let spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let log_path = logs.path().join("binlogd.log");
+    let start = || {
+        binlogd()
+            .args([
+                "stream",
+                "--no-progress",
+                "--max-retry-delay",
+                "0.5",
+                "--source",
+            ])
+            .arg(db.replication_url())
+            .args(["--archive", &format!("s3://{BUCKET}/faults")])
+            .arg("--spool-dir")
+            .arg(spool.path())
+            .args(["--s3-endpoint", &endpoint])
+            .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+            .envs(s3.aws_env())
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("spawn binlogd")
+    };
+    let workload = stream_common::Workload::start_paced(&db, std::time::Duration::from_millis(100));
+    let mut random = stream_common::Random::from_time();
+    for _ in 0..8 {
+        let mut streamer = start();
+        std::thread::sleep(std::time::Duration::from_millis(600 + random.below(1400)));
+        let _ = streamer.kill();
+        let _ = streamer.wait();
+    }
+    let mut streamer = start();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // A minute without the store: new connections to it are refused, open ones cut.
+    let dead_port = binlogd_testkit::free_port().expect("port");
+    proxy.retarget(dead_port);
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    proxy.retarget(store_port);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    workload.finish();
+    wait_for_quiet_binlogs(&db);
+
+    let archive = open_archive(&s3, "faults");
+    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while archived_sequence(&archive) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the archive did not catch up after the outage:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = streamer.kill();
+    let _ = streamer.wait();
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, "faults"));
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        log.contains("uploading failed; the spool keeps the stream"),
+        "the outage was not noticed:\n{log}"
+    );
+    assert!(
+        !log.contains("ERROR") && !log.contains("panicked"),
+        "binlogd log:\n{log}"
     );
 }

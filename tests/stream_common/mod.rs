@@ -338,3 +338,69 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A small deterministic generator: the seed is printed, so a failure can be replayed.
+pub struct Random(u64);
+
+impl Random {
+    pub fn from_time() -> Random {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        eprintln!("random seed {seed}");
+        Random(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        // xorshift64
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Writes transactions until stopped, in a thread of its own.
+pub struct Workload {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Workload {
+    pub fn start(db: &std::sync::Arc<MariaDb>) -> Workload {
+        Workload::start_paced(db, Duration::ZERO)
+    }
+
+    /// Like [`Workload::start`], resting `pause` between batches of 25 transactions.
+    pub fn start_paced(db: &std::sync::Arc<MariaDb>, pause: Duration) -> Workload {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let db = db.clone();
+            let stop = stop.clone();
+            move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    db.write_workload(25).expect("workload");
+                    std::thread::sleep(pause);
+                }
+            }
+        });
+        Workload {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("workload thread");
+        }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -465,6 +465,26 @@ impl Uploader {
             durable_end: 0,
         };
         if sealed {
+            // Sealed by an earlier run that may have stopped before the catalogue named
+            // the file: name it now.
+            let catalogued = self
+                .catalogue
+                .files
+                .iter()
+                .any(|f| f.epoch == epoch_name && f.name == name);
+            if !catalogued {
+                let key = keys::manifest(epoch_name, name);
+                if let Some(object) = self.store.get(&key).await? {
+                    let manifest: Manifest = serde_json::from_slice(&object.body).map_err(|e| {
+                        StorageError::BadIndex {
+                            path: format!("{}/{key}", self.store.location()).into(),
+                            line: 0,
+                            message: e.to_string(),
+                        }
+                    })?;
+                    self.add_to_catalogue(manifest.summary);
+                }
+            }
             return Ok(progress);
         }
         // The contiguous chain from the start; anything past a hole is a leftover of an
@@ -578,6 +598,13 @@ impl Uploader {
         progress.sealed = true;
         progress.pending.clear();
         progress.index = FileIndex::default();
+        self.add_to_catalogue(summary);
+        self.stats.sealed += 1;
+        Ok(())
+    }
+
+    /// Names a sealed file in the catalogue (written at the end of the checkpoint).
+    fn add_to_catalogue(&mut self, summary: FileSummary) {
         self.catalogue
             .files
             .retain(|f| !(f.epoch == summary.epoch && f.name == summary.name));
@@ -588,8 +615,6 @@ impl Uploader {
                 .then_with(|| binlog_order(&a.name, &b.name))
         });
         self.catalogue_dirty = true;
-        self.stats.sealed += 1;
-        Ok(())
     }
 
     /// Removes a sealed, catalogued file from the spool: the object archive has it.
