@@ -2,7 +2,7 @@
 
 use super::keys::{self, FileObject};
 use super::store::ObjectStore;
-use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker};
+use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker, read_catalogue};
 use crate::error::StorageError;
 use crate::index::{FileIndex, IndexRecord};
 use crate::layout::binlog_order;
@@ -75,16 +75,7 @@ impl RemoteArchive {
                 marker.version
             )));
         }
-        let catalogue = match store.get(keys::CATALOGUE).await? {
-            Some(object) => {
-                serde_json::from_slice(&object.body).map_err(|e| StorageError::BadIndex {
-                    path: format!("{}/{}", store.location(), keys::CATALOGUE).into(),
-                    line: 0,
-                    message: e.to_string(),
-                })?
-            }
-            None => Catalogue::default(),
-        };
+        let catalogue = read_catalogue(store.as_ref()).await?.unwrap_or_default();
         Ok(RemoteArchive { store, catalogue })
     }
 

@@ -163,6 +163,44 @@ impl S3Store {
     }
 }
 
+/// What a conditional PUT requires of the object there.
+#[derive(Debug, Clone, Copy)]
+enum Condition<'a> {
+    /// No object (`If-None-Match: *`).
+    Absent,
+    /// This version (`If-Match`).
+    Matches(&'a str),
+}
+
+impl S3Store {
+    /// A PUT that happens only under `condition`: the new tag, or `None` when the
+    /// condition did not hold.
+    async fn conditional_put(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: Condition<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.url.bucket)
+            .key(self.full_key(key))
+            .body(ByteStream::from(body));
+        let request = match condition {
+            Condition::Absent => request.if_none_match("*"),
+            Condition::Matches(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+            Err(e) => match self.error("PUT", key, e) {
+                e if e.kind == StoreErrorKind::PreconditionFailed => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -242,24 +280,7 @@ impl ObjectStore for S3Store {
     }
 
     fn put_if_absent<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, Option<String>> {
-        Box::pin(async move {
-            let sent = self
-                .client
-                .put_object()
-                .bucket(&self.url.bucket)
-                .key(self.full_key(key))
-                .if_none_match("*")
-                .body(ByteStream::from(body))
-                .send()
-                .await;
-            match sent {
-                Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
-                Err(e) => match self.error("PUT", key, e) {
-                    e if e.kind == StoreErrorKind::PreconditionFailed => Ok(None),
-                    e => Err(e),
-                },
-            }
-        })
+        Box::pin(self.conditional_put(key, body, Condition::Absent))
     }
 
     fn put_if_match<'a>(
@@ -268,24 +289,7 @@ impl ObjectStore for S3Store {
         body: Bytes,
         etag: &'a str,
     ) -> StoreFuture<'a, Option<String>> {
-        Box::pin(async move {
-            let sent = self
-                .client
-                .put_object()
-                .bucket(&self.url.bucket)
-                .key(self.full_key(key))
-                .if_match(etag)
-                .body(ByteStream::from(body))
-                .send()
-                .await;
-            match sent {
-                Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
-                Err(e) => match self.error("PUT", key, e) {
-                    e if e.kind == StoreErrorKind::PreconditionFailed => Ok(None),
-                    e => Err(e),
-                },
-            }
-        })
+        Box::pin(self.conditional_put(key, body, Condition::Matches(etag)))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Object>> {

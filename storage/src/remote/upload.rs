@@ -214,19 +214,10 @@ impl Uploader {
                     .await?;
             }
         }
-        let catalogue = match store.get(keys::CATALOGUE).await? {
-            Some(object) => {
-                serde_json::from_slice(&object.body).map_err(|e| StorageError::BadIndex {
-                    path: format!("{}/{}", store.location(), keys::CATALOGUE).into(),
-                    line: 0,
-                    message: e.to_string(),
-                })?
-            }
-            None => Catalogue {
-                version: FORMAT_VERSION,
-                files: Vec::new(),
-            },
-        };
+        let catalogue = read_catalogue(store.as_ref()).await?.unwrap_or(Catalogue {
+            version: FORMAT_VERSION,
+            files: Vec::new(),
+        });
         // What the spool holds now; files that appear later are this run's own.
         let mut present = Vec::new();
         for epoch in spool.epochs()? {
@@ -384,12 +375,7 @@ impl Uploader {
             store.put(&key, Bytes::from(packed), &metadata).await?;
             let records = progress.take_records_until(end);
             if !records.is_empty() {
-                let mut lines = Vec::new();
-                for record in &records {
-                    encode_record(record, &mut lines);
-                }
-                let packed = zstd::bulk::compress(&lines, 3)
-                    .map_err(StorageError::io("compressing", &epoch.index_path(name)))?;
+                let packed = index_object(&records, &epoch.index_path(name))?;
                 self.stats.bytes_put += packed.len() as u64;
                 store
                     .put(
@@ -530,12 +516,7 @@ impl Uploader {
                 !inside
             });
             if !in_segment.is_empty() && !indexed_segments.contains(&(segment.start, segment.end)) {
-                let mut lines = Vec::new();
-                for record in &in_segment {
-                    encode_record(record, &mut lines);
-                }
-                let packed = zstd::bulk::compress(&lines, 3)
-                    .map_err(StorageError::io("compressing", &epoch.index_path(name)))?;
+                let packed = index_object(&in_segment, &epoch.index_path(name))?;
                 self.stats.bytes_put += packed.len() as u64;
                 self.store
                     .put(
@@ -746,6 +727,34 @@ fn summarise(epoch: &Epoch, epoch_name: &str, name: &str, progress: &FileProgres
         transactions: index.transactions.len() as u64,
         next_file,
     }
+}
+
+/// The index records of one segment, as its `.idx.zst` object holds them.
+fn index_object(
+    records: &[IndexRecord],
+    local_index: &std::path::Path,
+) -> Result<Vec<u8>, StorageError> {
+    let mut lines = Vec::new();
+    for record in records {
+        encode_record(record, &mut lines);
+    }
+    zstd::bulk::compress(&lines, 3).map_err(StorageError::io("compressing", local_index))
+}
+
+/// The archive's catalogue; `None` before the first file is sealed.
+pub(crate) async fn read_catalogue(
+    store: &dyn ObjectStore,
+) -> Result<Option<Catalogue>, StorageError> {
+    let Some(object) = store.get(keys::CATALOGUE).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&object.body)
+        .map(Some)
+        .map_err(|e| StorageError::BadIndex {
+            path: format!("{}/{}", store.location(), keys::CATALOGUE).into(),
+            line: 0,
+            message: e.to_string(),
+        })
 }
 
 /// The epoch's directory name, which is also its key prefix.
