@@ -479,20 +479,14 @@ impl Uploader {
             if start != progress.uploaded_end {
                 continue;
             }
-            let crc = match self.store.get(&key).await? {
-                Some(object) => object
-                    .metadata
-                    .get("binlogd-crc32")
-                    .cloned()
-                    .unwrap_or_default(),
-                None => continue,
-            };
+            // Its CRC is filled in from the spool's bytes at seal: reading it back from
+            // the store would download every segment of the file.
             progress.segments.push(SegmentRecord {
                 key,
                 start,
                 end,
                 codec,
-                crc32: crc,
+                crc32: String::new(),
             });
             progress.uploaded_end = end;
         }
@@ -540,6 +534,13 @@ impl Uploader {
         let Some(progress) = self.files.get_mut(&id) else {
             return Ok(());
         };
+        // Segments an earlier run uploaded: their CRCs, from the same bytes in the spool.
+        for segment in progress.segments.iter_mut().skip(1) {
+            if segment.crc32.is_empty() {
+                let bytes = read_range(&epoch.data_path(name), segment.start, segment.end)?;
+                segment.crc32 = format!("{:08x}", crc32fast::hash(&bytes));
+            }
+        }
         // The first segment went up while the file was open, with the "in use" flag the
         // server has cleared since: upload it again as the closed file has it.
         if let Some(first) = progress.segments.first_mut() {
