@@ -6,6 +6,7 @@ mod list;
 mod metrics;
 mod stream;
 mod upload;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,10 @@ enum Command {
     /// List the files of an archive (local or S3): state, size, transactions, GTIDs and
     /// commit times.
     List(list::ListArgs),
+    /// Re-read an archive (local or S3) and check it: every segment and event CRC32, files
+    /// whole and of their recorded size, GTID states continuing file to file. Exits 1 on
+    /// any problem.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Stream(args) => stream::run(*args),
         Command::List(args) => list::run(&args),
+        Command::Verify(args) => verify::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -150,6 +150,7 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
         assert_eq!(spooled.len(), 1, "{codec}: spool still holds {spooled:?}");
     }
     assert_list_matches_the_server(&db, &s3, "zstd");
+    assert_verify_finds_the_archive_clean_then_a_damaged_segment(&db, &s3, "gzip");
 
     // Another, empty spool cannot continue that archive: it would start over beside it.
     let empty = tempfile::tempdir().expect("spool");
@@ -566,5 +567,88 @@ fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
     assert!(
         !log.contains("ERROR") && !log.contains("panicked"),
         "binlogd log:\n{log}"
+    );
+}
+
+fn verify(s3: &S3Server, prefix: &str) -> Output {
+    binlogd()
+        .args(["verify", "--archive"])
+        .arg(format!("s3://{BUCKET}/{prefix}"))
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd verify")
+}
+
+/// `binlogd verify` passes the archive as written, then names the file whose segment was
+/// overwritten with other bytes, and exits 1.
+fn assert_verify_finds_the_archive_clean_then_a_damaged_segment(
+    db: &MariaDb,
+    s3: &S3Server,
+    prefix: &str,
+) {
+    let clean = verify(s3, prefix);
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(
+        clean.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let files = db.binlog_files().expect("files").len();
+    assert!(
+        text.contains(&format!("{files} files checked, 0 with problems")),
+        "{text}"
+    );
+
+    // Replace the second file's last segment with a segment of the same length and
+    // codec holding other bytes.
+    let client = s3_client(s3);
+    let rt = runtime();
+    let listed = rt
+        .block_on(
+            client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("{prefix}/0001-server1/mariadb-bin.000002/"))
+                .send(),
+        )
+        .expect("list");
+    let key = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .rfind(|k| k.contains(".seg."))
+        .expect("a segment")
+        .to_owned();
+    let original = rt
+        .block_on(client.get_object().bucket(BUCKET).key(&key).send())
+        .expect("get");
+    let metadata = original.metadata().cloned().unwrap_or_default();
+    let length: usize = metadata["binlogd-length"].parse().expect("length");
+    let mut damaged = Vec::new();
+    {
+        use std::io::Write as _;
+        let mut encoder =
+            flate2::write::GzEncoder::new(&mut damaged, flate2::Compression::default());
+        encoder.write_all(&vec![0x5a; length]).expect("gzip");
+        encoder.finish().expect("gzip");
+    }
+    rt.block_on(
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .set_metadata(Some(metadata))
+            .body(damaged.into())
+            .send(),
+    )
+    .expect("overwrite the segment");
+    let damaged = verify(s3, prefix);
+    let text = String::from_utf8_lossy(&damaged.stdout);
+    assert_eq!(damaged.status.code(), Some(1), "{text}");
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("PROBLEM")).collect();
+    assert_eq!(problems.len(), 1, "{text}");
+    assert!(
+        problems[0].contains("mariadb-bin.000002") && problems[0].contains("CRC32"),
+        "{text}"
     );
 }
