@@ -1,34 +1,21 @@
 //! `binlogd list`: what an archive holds, file by file.
 
+use crate::archive::{ArchiveArgs, Location, Output, block_on, open_local, open_remote};
 use crate::upload::S3Args;
 use anyhow::Context;
 use binlogd_storage::index::read_index;
-use binlogd_storage::remote::read::{ArchivedFile, RemoteArchive};
-use binlogd_storage::remote::s3::{S3Store, S3Url};
-use binlogd_storage::remote::store::ObjectStore;
-use binlogd_storage::{FileIndex, GtidState, LocalArchive};
+use binlogd_storage::remote::read::ArchivedFile;
+use binlogd_storage::remote::s3::S3Url;
+use binlogd_storage::{FileIndex, GtidState};
 use serde::Serialize;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Arguments of `binlogd list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The archive: a directory, or s3://BUCKET/PREFIX.
-    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
-    archive: String,
-    /// text (aligned columns) or json (one object per file and line).
-    #[arg(long, value_enum, default_value = "text")]
-    output: Output,
     #[command(flatten)]
-    s3: S3Args,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
+    archive: ArchiveArgs,
 }
 
 /// One file, as listed.
@@ -50,18 +37,12 @@ struct Listed {
 }
 
 pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let files = if args.archive.starts_with("s3://") {
-        let url: S3Url = args.archive.parse().map_err(anyhow::Error::msg)?;
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?
-            .block_on(list_remote(url, &args.s3))?
-    } else {
-        list_local(std::path::Path::new(&args.archive))?
+    let files = match args.archive.location()? {
+        Location::Remote(url) => block_on(list_remote(url, &args.archive.s3))?,
+        Location::Local(root) => list_local(&root)?,
     };
     let mut out = std::io::stdout().lock();
-    match args.output {
+    match args.archive.output {
         Output::Json => {
             for file in &files {
                 serde_json::to_writer(&mut out, file)?;
@@ -94,14 +75,7 @@ pub fn run(args: &ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list_local(root: &std::path::Path) -> anyhow::Result<Vec<Listed>> {
-    if !root.join(binlogd_storage::layout::ARCHIVE_MARKER).is_file() {
-        anyhow::bail!(
-            "{} is not a binlogd archive (no {})",
-            root.display(),
-            binlogd_storage::layout::ARCHIVE_MARKER
-        );
-    }
-    let archive = LocalArchive::open(root)?;
+    let archive = open_local(root)?;
     let mut listed = Vec::new();
     for epoch in archive.epochs()? {
         let epoch_name = binlogd_storage::remote::upload::epoch_name(&epoch);
@@ -129,10 +103,7 @@ fn list_local(root: &std::path::Path) -> anyhow::Result<Vec<Listed>> {
 }
 
 async fn list_remote(url: S3Url, s3: &S3Args) -> anyhow::Result<Vec<Listed>> {
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()).await);
-    let archive = RemoteArchive::open(store)
-        .await
-        .with_context(|| format!("opening {url}"))?;
+    let archive = open_remote(&url, s3).await?;
     let mut listed = Vec::new();
     for file in archive.files().await? {
         match file {

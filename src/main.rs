@@ -1,6 +1,7 @@
 //! `binlogd`: the command line. Argument parsing and wiring live here; the work itself is
 //! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`).
 
+mod archive;
 mod inspect;
 mod list;
 mod metrics;

@@ -2,36 +2,22 @@
 //! every file whole and of the size its manifest says, and each file's GTID state
 //! continuing the previous file's.
 
+use crate::archive::{ArchiveArgs, Location, Output, block_on, open_local, open_remote};
 use crate::upload::S3Args;
-use anyhow::Context;
 use binlogd_parser::EventReader;
+use binlogd_storage::GtidState;
 use binlogd_storage::index::read_index;
-use binlogd_storage::remote::read::{ArchivedFile, RemoteArchive};
-use binlogd_storage::remote::s3::{S3Store, S3Url};
-use binlogd_storage::remote::store::ObjectStore;
-use binlogd_storage::{GtidState, LocalArchive};
+use binlogd_storage::remote::read::ArchivedFile;
+use binlogd_storage::remote::s3::S3Url;
 use serde::Serialize;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Arguments of `binlogd verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The archive: a directory, or s3://BUCKET/PREFIX.
-    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
-    archive: String,
-    /// text (a line per file) or json (an object per file and line).
-    #[arg(long, value_enum, default_value = "text")]
-    output: Output,
     #[command(flatten)]
-    s3: S3Args,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
+    archive: ArchiveArgs,
 }
 
 /// One file's verdict.
@@ -60,23 +46,18 @@ struct Checked {
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let files = if args.archive.starts_with("s3://") {
-        let url: S3Url = args.archive.parse().map_err(anyhow::Error::msg)?;
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?
-            .block_on(remote_files(url, &args.s3))?
-    } else {
-        local_files(std::path::Path::new(&args.archive))?
+    let files = match args.archive.location()? {
+        Location::Remote(url) => block_on(remote_files(url, &args.archive.s3))?,
+        Location::Local(root) => local_files(&root)?,
     };
+    let output = args.archive.output;
     let mut out = std::io::stdout().lock();
     let mut bad = 0;
     let mut previous: Option<&Checked> = None;
     for file in &files {
         let verdict = check(file, previous);
         bad += usize::from(!verdict.problems.is_empty());
-        match args.output {
+        match output {
             Output::Json => {
                 serde_json::to_writer(&mut out, &verdict)?;
                 writeln!(out)?;
@@ -98,7 +79,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         previous = Some(file);
     }
-    if let Output::Text = args.output {
+    if output == Output::Text {
         writeln!(out, "{} files checked, {bad} with problems", files.len())?;
     }
     Ok(if bad == 0 {
@@ -171,10 +152,7 @@ fn check(file: &Checked, previous: Option<&Checked>) -> Verdict {
 }
 
 fn local_files(root: &std::path::Path) -> anyhow::Result<Vec<Checked>> {
-    if !root.join(binlogd_storage::layout::ARCHIVE_MARKER).is_file() {
-        anyhow::bail!("{} is not a binlogd archive", root.display());
-    }
-    let archive = LocalArchive::open(root)?;
+    let archive = open_local(root)?;
     let mut files = Vec::new();
     for epoch in archive.epochs()? {
         let epoch_name = binlogd_storage::remote::upload::epoch_name(&epoch);
@@ -197,10 +175,7 @@ fn local_files(root: &std::path::Path) -> anyhow::Result<Vec<Checked>> {
 }
 
 async fn remote_files(url: S3Url, s3: &S3Args) -> anyhow::Result<Vec<Checked>> {
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()).await);
-    let archive = RemoteArchive::open(store)
-        .await
-        .with_context(|| format!("opening {url}"))?;
+    let archive = open_remote(&url, s3).await?;
     let mut files = Vec::new();
     for file in archive.files().await? {
         let (epoch, name) = file.id();

@@ -453,12 +453,7 @@ impl Uploader {
         if sealed {
             // Sealed by an earlier run that may have stopped before the catalogue named
             // the file: name it now.
-            let catalogued = self
-                .catalogue
-                .files
-                .iter()
-                .any(|f| f.epoch == epoch_name && f.name == name);
-            if !catalogued {
+            if !self.is_catalogued(epoch_name, name) {
                 let key = keys::manifest(epoch_name, name);
                 if let Some(object) = self.store.get(&key).await? {
                     let manifest: Manifest = serde_json::from_slice(&object.body).map_err(|e| {
@@ -585,6 +580,13 @@ impl Uploader {
         Ok(())
     }
 
+    fn is_catalogued(&self, epoch_name: &str, name: &str) -> bool {
+        self.catalogue
+            .files
+            .iter()
+            .any(|f| f.epoch == epoch_name && f.name == name)
+    }
+
     /// Names a sealed file in the catalogue (written at the end of the checkpoint).
     fn add_to_catalogue(&mut self, summary: FileSummary) {
         self.catalogue
@@ -606,12 +608,7 @@ impl Uploader {
         epoch_name: &str,
         name: &str,
     ) -> Result<(), StorageError> {
-        let catalogued = self
-            .catalogue
-            .files
-            .iter()
-            .any(|f| f.epoch == epoch_name && f.name == name);
-        if !catalogued {
+        if !self.is_catalogued(epoch_name, name) {
             return Ok(());
         }
         for path in [epoch.index_path(name), epoch.data_path(name)] {

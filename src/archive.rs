@@ -1,0 +1,77 @@
+//! Naming an archive on the command line — a directory or `s3://BUCKET/PREFIX` — for the
+//! commands that read one (`list`, `verify`).
+
+use crate::upload::S3Args;
+use anyhow::Context;
+use binlogd_storage::LocalArchive;
+use binlogd_storage::remote::read::RemoteArchive;
+use binlogd_storage::remote::s3::{S3Store, S3Url};
+use binlogd_storage::remote::store::ObjectStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The archive to read and how to print what is found.
+#[derive(Debug, clap::Args)]
+pub struct ArchiveArgs {
+    /// The archive: a directory, or s3://BUCKET/PREFIX.
+    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub archive: String,
+    /// text for people, or json (one object per file and line) for scripts.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Where the archive is.
+#[derive(Debug)]
+pub enum Location {
+    Local(PathBuf),
+    Remote(S3Url),
+}
+
+impl ArchiveArgs {
+    pub fn location(&self) -> anyhow::Result<Location> {
+        if self.archive.starts_with("s3://") {
+            let url = self.archive.parse().map_err(anyhow::Error::msg)?;
+            Ok(Location::Remote(url))
+        } else {
+            Ok(Location::Local(PathBuf::from(&self.archive)))
+        }
+    }
+}
+
+/// A local archive, which must exist.
+pub fn open_local(root: &Path) -> anyhow::Result<LocalArchive> {
+    if !root.join(binlogd_storage::layout::ARCHIVE_MARKER).is_file() {
+        anyhow::bail!(
+            "{} is not a binlogd archive (no {})",
+            root.display(),
+            binlogd_storage::layout::ARCHIVE_MARKER
+        );
+    }
+    Ok(LocalArchive::open(root)?)
+}
+
+/// An object archive, opened for reading.
+pub async fn open_remote(url: &S3Url, s3: &S3Args) -> anyhow::Result<RemoteArchive> {
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()).await);
+    RemoteArchive::open(store)
+        .await
+        .with_context(|| format!("opening {url}"))
+}
+
+/// Runs `work` on a one-thread runtime: the readers talk to one store at a time.
+pub fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(work)
+}
