@@ -212,22 +212,33 @@ fn serve(listener: &TcpListener, file: &[u8], dump: Dump) -> anyhow::Result<Dump
     }
 }
 
+/// `binlogd stream` from the scripted peer on `port` into `archive`, as user `repl`
+/// with the password the peer expects.
+fn stream_command(port: u16, archive: &Archive) -> std::process::Command {
+    let mut command = binlogd();
+    command
+        .args([
+            "stream",
+            "--no-progress",
+            "--tls-mode",
+            "disabled",
+            "--source",
+        ])
+        .arg(format!("mysql://repl@127.0.0.1:{port}"))
+        .arg("--archive")
+        .arg(archive.path())
+        .env("BINLOGD_SOURCE_PASSWORD", "secret");
+    command
+}
+
 /// Runs `binlogd stream --exit-at-end` against the peer serving `server_file` as the
 /// server's file so far; returns what the dump asked for.
 fn run_session(listener: &TcpListener, archive: &Archive, server_file: &[u8]) -> DumpRequest {
     let port = listener.local_addr().expect("addr").port();
     std::thread::scope(|scope| {
         let server = scope.spawn(|| serve_session(listener, server_file));
-        let output = binlogd()
-            .args([
-                "stream",
-                "--source",
-                &format!("mysql://repl@127.0.0.1:{port}"),
-            ])
-            .arg("--archive")
-            .arg(archive.path())
-            .args(["--exit-at-end", "--no-progress", "--tls-mode", "disabled"])
-            .env("BINLOGD_SOURCE_PASSWORD", "secret")
+        let output = stream_command(port, archive)
+            .arg("--exit-at-end")
             .output()
             .expect("run binlogd");
         assert!(
@@ -295,15 +306,7 @@ fn a_source_that_goes_silent_is_dropped_after_the_net_timeout_and_reconnected() 
     let archive = Archive::new();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let mut streamer = binlogd()
-        .args([
-            "stream",
-            "--source",
-            &format!("mysql://repl@127.0.0.1:{port}"),
-        ])
-        .arg("--archive")
-        .arg(archive.path())
-        .args(["--no-progress", "--tls-mode", "disabled"])
+    let mut streamer = stream_command(port, &archive)
         .args([
             "--heartbeat",
             "0.5",
@@ -312,7 +315,6 @@ fn a_source_that_goes_silent_is_dropped_after_the_net_timeout_and_reconnected() 
             "--max-retry-delay",
             "0.2",
         ])
-        .env("BINLOGD_SOURCE_PASSWORD", "secret")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn binlogd");

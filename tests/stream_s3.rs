@@ -9,7 +9,7 @@ use binlogd_storage::remote::s3::S3Store;
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_testkit::{MariaDb, MariaDbConfig, S3Server};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use stream_common::{binlogd, wait_for_quiet_binlogs};
 
@@ -48,20 +48,53 @@ fn start_s3() -> S3Server {
     s3
 }
 
+/// `binlogd stream` from `db` into the archive at `archive_url`, spooling in `spool`,
+/// with the store's credentials in the environment; callers add the rest.
+fn stream_command(db: &MariaDb, s3: &S3Server, archive_url: &str, spool: &Path) -> Command {
+    let mut command = binlogd();
+    command
+        .args(["stream", "--no-progress", "--source"])
+        .arg(db.replication_url())
+        .args(["--archive", archive_url, "--spool-dir"])
+        .arg(spool)
+        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+        .envs(s3.aws_env());
+    command
+}
+
 /// `binlogd stream --exit-at-end` into `s3://BUCKET/prefix`.
 fn stream_to_s3(db: &MariaDb, s3: &S3Server, prefix: &str, spool: &Path, extra: &[&str]) -> Output {
-    binlogd()
-        .args(["stream", "--exit-at-end", "--no-progress", "--source"])
-        .arg(db.replication_url())
-        .arg("--archive")
-        .arg(format!("s3://{BUCKET}/{prefix}"))
-        .arg("--spool-dir")
-        .arg(spool)
+    stream_command(db, s3, &format!("s3://{BUCKET}/{prefix}"), spool)
+        .arg("--exit-at-end")
         .args(extra)
-        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-        .envs(s3.aws_env())
         .output()
         .expect("run binlogd")
+}
+
+/// Waits until the binlogd serving `metrics_addr` says it is healthy (streaming, its
+/// archive open); fails with `log()` after 30 s.
+fn wait_until_healthy(metrics_addr: &str, log: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(metrics_addr).is_err()
+        || stream_common::http_get(metrics_addr, "/healthz").0 != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binlogd did not start:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The one `binlogd: ...` line a failing run printed.
+fn the_error_line(stderr: &str) -> &str {
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("binlogd:"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    error_lines[0]
 }
 
 /// The archive under `prefix`, read through the storage crate as any reader would.
@@ -157,12 +190,8 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
     let output = stream_to_s3(&db, &s3, "zstd", empty.path(), &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let error_lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("binlogd:"))
-        .collect();
-    assert_eq!(error_lines.len(), 1, "{stderr}");
-    assert!(error_lines[0].contains("this spool is empty"), "{stderr}");
+    let error_line = the_error_line(&stderr);
+    assert!(error_line.contains("this spool is empty"), "{stderr}");
 }
 
 /// `binlogd list --output json` names every file of the server with its size, and the
@@ -285,32 +314,15 @@ fn s3_live_stream_keeps_a_two_second_rpo_and_uploads_each_byte_once() {
     let spool = tempfile::tempdir().expect("spool");
     let logs = tempfile::tempdir().expect("logs");
     let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
-    let mut streamer = binlogd()
-        .args(["stream", "--no-progress", "--source"])
-        .arg(db.replication_url())
-        .args(["--archive", &format!("s3://{BUCKET}/live")])
-        .arg("--spool-dir")
-        .arg(spool.path())
+    let mut streamer = stream_command(&db, &s3, &format!("s3://{BUCKET}/live"), spool.path())
         .args(["--compression", "none", "--checkpoint-interval", "1"])
         .args(["--metrics-addr", &metrics_addr])
-        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-        .envs(s3.aws_env())
         .stderr(std::fs::File::create(logs.path().join("binlogd.log")).expect("log file"))
         .spawn()
         .expect("spawn binlogd");
     let log = || std::fs::read_to_string(logs.path().join("binlogd.log")).unwrap_or_default();
     // Streaming (and the archive created) before the load starts.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(&metrics_addr).is_err()
-        || stream_common::http_get(&metrics_addr, "/healthz").0 != 200
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "binlogd did not start:\n{}",
-            log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until_healthy(&metrics_addr, log);
     let load_db = Arc::clone(&db);
     let load = std::thread::spawn(move || {
         load_db.sysbench(&binlogd_testkit::SysbenchLoad {
@@ -386,29 +398,19 @@ fn s3_a_second_writer_is_refused_and_the_first_goes_on() {
     let first_spool = tempfile::tempdir().expect("spool");
     let logs = tempfile::tempdir().expect("logs");
     let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
-    let mut first = binlogd()
-        .args(["stream", "--no-progress", "--source"])
-        .arg(db.replication_url())
-        .args(["--archive", &format!("s3://{BUCKET}/shared")])
-        .arg("--spool-dir")
-        .arg(first_spool.path())
-        .args(["--metrics-addr", &metrics_addr])
-        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-        .envs(s3.aws_env())
-        .stderr(std::fs::File::create(logs.path().join("first.log")).expect("log"))
-        .spawn()
-        .expect("spawn binlogd");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(&metrics_addr).is_err()
-        || stream_common::http_get(&metrics_addr, "/healthz").0 != 200
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first writer did not start:\n{}",
-            std::fs::read_to_string(logs.path().join("first.log")).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut first = stream_command(
+        &db,
+        &s3,
+        &format!("s3://{BUCKET}/shared"),
+        first_spool.path(),
+    )
+    .args(["--metrics-addr", &metrics_addr])
+    .stderr(std::fs::File::create(logs.path().join("first.log")).expect("log"))
+    .spawn()
+    .expect("spawn binlogd");
+    wait_until_healthy(&metrics_addr, || {
+        std::fs::read_to_string(logs.path().join("first.log")).unwrap_or_default()
+    });
     let writer_id = std::fs::read_to_string(first_spool.path().join("binlogd-writer-id"))
         .expect("the first writer's id");
 
@@ -419,13 +421,9 @@ fn s3_a_second_writer_is_refused_and_the_first_goes_on() {
         !second.status.success(),
         "a second writer was let in:\n{stderr}"
     );
-    let error_lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("binlogd:"))
-        .collect();
-    assert_eq!(error_lines.len(), 1, "{stderr}");
+    let error_line = the_error_line(&stderr);
     assert!(
-        error_lines[0].contains("is being written by") && error_lines[0].contains(writer_id.trim()),
+        error_line.contains("is being written by") && error_line.contains(writer_id.trim()),
         "{stderr}"
     );
 
@@ -452,24 +450,15 @@ fn s3_a_missing_bucket_fails_at_once_with_one_clear_line() {
     let db = MariaDbConfig::default().start().expect("start");
     let s3 = start_s3();
     let spool = tempfile::tempdir().expect("spool");
-    let output = binlogd()
-        .args(["stream", "--exit-at-end", "--no-progress", "--source"])
-        .arg(db.replication_url())
-        .args(["--archive", "s3://no-such-bucket/x", "--spool-dir"])
-        .arg(spool.path())
-        .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-        .envs(s3.aws_env())
+    let output = stream_command(&db, &s3, "s3://no-such-bucket/x", spool.path())
+        .arg("--exit-at-end")
         .output()
         .expect("run binlogd");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let error_lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("binlogd:"))
-        .collect();
-    assert_eq!(error_lines.len(), 1, "{stderr}");
+    let error_line = the_error_line(&stderr);
     assert!(
-        error_lines[0].contains("s3://no-such-bucket/x") && error_lines[0].contains("NoSuchBucket"),
+        error_line.contains("s3://no-such-bucket/x") && error_line.contains("NoSuchBucket"),
         "{stderr}"
     );
 }
@@ -499,21 +488,8 @@ fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
     let logs = tempfile::tempdir().expect("logs");
     let log_path = logs.path().join("binlogd.log");
     let start = || {
-        binlogd()
-            .args([
-                "stream",
-                "--no-progress",
-                "--max-retry-delay",
-                "0.5",
-                "--source",
-            ])
-            .arg(db.replication_url())
-            .args(["--archive", &format!("s3://{BUCKET}/faults")])
-            .arg("--spool-dir")
-            .arg(spool.path())
-            .args(["--s3-endpoint", &endpoint])
-            .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-            .envs(s3.aws_env())
+        stream_command(&db, &s3, &format!("s3://{BUCKET}/faults"), spool.path())
+            .args(["--max-retry-delay", "0.5", "--s3-endpoint", &endpoint])
             .env("AWS_ENDPOINT_URL", &endpoint)
             .stderr(
                 std::fs::OpenOptions::new()

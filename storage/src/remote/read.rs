@@ -32,14 +32,6 @@ impl ArchivedFile {
             ArchivedFile::Open { epoch, name, .. } => (epoch, name),
         }
     }
-
-    /// Bytes readable now.
-    pub fn size(&self) -> u64 {
-        match self {
-            ArchivedFile::Sealed(s) => s.size,
-            ArchivedFile::Open { size, .. } => *size,
-        }
-    }
 }
 
 /// A file not in the catalogue, from a listing.
