@@ -66,6 +66,41 @@ impl GtidState {
         }
     }
 
+    /// Whether every transaction of `other` is in this state (`other` ⊆ `self`).
+    pub fn includes_all(&self, other: &GtidState) -> bool {
+        match (self, other) {
+            (_, GtidState::None) => true,
+            (GtidState::Mariadb(a), GtidState::Mariadb(b)) => a.includes_pos(b),
+            (GtidState::Mysql(a), GtidState::Mysql(b)) => b.is_subset(a),
+            (_, other) => other.is_empty(),
+        }
+    }
+
+    /// What `other` holds that this state does not, in words: the MySQL GTID set
+    /// difference, or per MariaDB domain the sequence numbers missing (`0-1-41..57`).
+    pub fn describe_missing(&self, other: &GtidState) -> String {
+        match (self, other) {
+            (GtidState::Mysql(a), GtidState::Mysql(b)) => b.difference(a).to_string(),
+            (GtidState::Mariadb(a), GtidState::Mariadb(b)) => b
+                .iter()
+                .filter(|gtid| !a.includes(gtid))
+                .map(|gtid| {
+                    let first = a.get(gtid.domain_id).map_or(1, |have| have.sequence + 1);
+                    if first == gtid.sequence {
+                        gtid.to_string()
+                    } else {
+                        format!(
+                            "{}-{}-{first}..{}",
+                            gtid.domain_id, gtid.server_id, gtid.sequence
+                        )
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            (_, other) => other.to_string(),
+        }
+    }
+
     /// The later of two states (per MariaDB domain; the union of MySQL sets).
     pub fn union(&self, other: &GtidState) -> GtidState {
         match (self, other) {
@@ -73,6 +108,27 @@ impl GtidState {
             (GtidState::Mysql(a), GtidState::Mysql(b)) => GtidState::Mysql(a.union(b)),
             (GtidState::None, other) => other.clone(),
             (this, _) => this.clone(),
+        }
+    }
+}
+
+/// Parses what a user writes: a MySQL GTID set (`uuid:1-5,uuid2:7`) when it has a colon,
+/// else a MariaDB position (`0-1-41,1-2-7`); an empty string is no GTID at all.
+impl std::str::FromStr for GtidState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<GtidState, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            Ok(GtidState::None)
+        } else if text.contains(':') {
+            text.parse()
+                .map(GtidState::Mysql)
+                .map_err(|e| format!("{text:?} is not a MySQL GTID set: {e}"))
+        } else {
+            text.parse()
+                .map(GtidState::Mariadb)
+                .map_err(|e| format!("{text:?} is not a MariaDB GTID position: {e}"))
         }
     }
 }
@@ -110,6 +166,31 @@ mod tests {
             serde_json::from_str::<GtidState>(&json).expect("read"),
             state
         );
+    }
+
+    #[test]
+    fn inclusion_and_what_is_missing() {
+        let state = |text: &str| GtidState::Mariadb(text.parse().expect("pos"));
+        let have = state("0-1-40,1-2-7");
+        assert!(have.includes_all(&state("0-1-40")));
+        assert!(have.includes_all(&GtidState::None));
+        assert!(!have.includes_all(&state("0-1-41,1-2-7")));
+        assert!(!have.includes_all(&state("2-1-1")));
+        assert_eq!(
+            have.describe_missing(&state("0-1-57,1-2-8,2-3-4")),
+            "0-1-41..57,1-2-8,2-3-1..4"
+        );
+
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let set = |text: &str| GtidState::Mysql(text.parse().expect("set"));
+        let have = set(&format!("{uuid}:1-10"));
+        assert!(have.includes_all(&set(&format!("{uuid}:3-5"))));
+        assert!(!have.includes_all(&set(&format!("{uuid}:3-12"))));
+        assert_eq!(
+            have.describe_missing(&set(&format!("{uuid}:3-12"))),
+            format!("{uuid}:11-12")
+        );
+        assert!(!GtidState::None.includes_all(&have));
     }
 
     #[test]

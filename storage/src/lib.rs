@@ -4,6 +4,10 @@
 //! `inspect`, `search` and `restore` read. It does not talk to MySQL (that is
 //! `binlogd-protocol`) and decodes events only through `binlogd-parser`.
 //!
+//! - [`archive`]: one view of an archive, local or remote: its files in order, what
+//!   each covers, and its index on demand.
+//! - [`plan`]: from the index, which byte ranges of which files a replay from one GTID
+//!   state to a target needs, and the archive's timeline (gaps, server changes).
 //! - [`layout`]: the archive directory: epochs (one per source server) holding the
 //!   server's binlog files byte for byte, each with its index.
 //! - [`index`]: the per-file index (GTID state before, transactions with byte ranges and
@@ -16,10 +20,12 @@
 //! - [`remote`]: the object archive (S3): the store interface, the checkpointer that
 //!   uploads the local spool as segments, and the reader.
 
+pub mod archive;
 mod error;
 pub mod gtids;
 pub mod index;
 pub mod layout;
+pub mod plan;
 pub mod recover;
 pub mod remote;
 pub mod scan;
@@ -27,6 +33,7 @@ mod syncer;
 mod tracking;
 pub mod writer;
 
+pub use archive::{Archive, ArchiveFile, FileState};
 pub use error::StorageError;
 pub use gtids::GtidState;
 pub use index::{FileIndex, IndexRecord, TransactionEntry, read_index};

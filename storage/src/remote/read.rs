@@ -71,6 +71,11 @@ impl RemoteArchive {
         Ok(RemoteArchive { store, catalogue })
     }
 
+    /// The store and prefix, for messages.
+    pub fn location(&self) -> String {
+        self.store.location().to_string()
+    }
+
     /// Every file, in archive order: the catalogue's, then those not sealed yet.
     pub async fn files(&self) -> Result<Vec<ArchivedFile>, StorageError> {
         let mut files: Vec<ArchivedFile> = self
