@@ -1,12 +1,12 @@
 //! Naming an archive on the command line — a directory or `s3://BUCKET/PREFIX` — for the
-//! commands that read one (`list`, `verify`).
+//! commands that read one (`list`, `verify`, `search`, `timeline`, `purge`).
 
 use crate::upload::S3Args;
 use anyhow::Context;
-use binlogd_storage::LocalArchive;
 use binlogd_storage::remote::read::RemoteArchive;
 use binlogd_storage::remote::s3::{S3Store, S3Url};
 use binlogd_storage::remote::store::ObjectStore;
+use binlogd_storage::{Archive, GtidState, LocalArchive};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,6 +65,30 @@ pub async fn open_remote(url: &S3Url, s3: &S3Args) -> anyhow::Result<RemoteArchi
     RemoteArchive::open(store)
         .await
         .with_context(|| format!("opening {url}"))
+}
+
+/// The archive `args` names, local or remote, opened for reading.
+pub async fn open_archive(args: &ArchiveArgs) -> anyhow::Result<Archive> {
+    Ok(match args.location()? {
+        Location::Local(root) => Archive::Local(open_local(&root)?),
+        Location::Remote(url) => Archive::Remote(open_remote(&url, &args.s3).await?),
+    })
+}
+
+/// Parses a time as users write it: RFC 3339 with a zone (`2026-11-23T10:00:00Z`,
+/// `2026-11-23 11:00:00+01:00`), to µs since the Unix epoch.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let time: jiff::Timestamp = text.trim().parse().map_err(|e| {
+        format!(
+            "{text:?} is not a time with a zone (write it like 2026-11-23T10:00:00Z or 2026-11-23T11:00:00+01:00): {e}"
+        )
+    })?;
+    u64::try_from(time.as_microsecond()).map_err(|_| format!("{text:?} is before 1970"))
+}
+
+/// Parses a GTID state (`0-1-41,1-2-7` or `uuid:1-5`).
+pub fn parse_gtids(text: &str) -> Result<GtidState, String> {
+    text.parse()
 }
 
 /// Runs `work` on a one-thread runtime: the readers talk to one store at a time.

@@ -5,7 +5,9 @@ mod archive;
 mod inspect;
 mod list;
 mod metrics;
+mod search;
 mod stream;
+mod timeline;
 mod upload;
 mod verify;
 
@@ -53,6 +55,14 @@ enum Command {
     /// whole and of their recorded size, GTID states continuing file to file. Exits 1 on
     /// any problem.
     Verify(verify::VerifyArgs),
+    /// Find what a replay needs: from a start GTID state (a backup's) to a GTID, a time, a
+    /// position or the latest transaction, the archived files and the byte ranges of them
+    /// to apply, and the exact stop point. Reads only the indexes it must.
+    Search(search::SearchArgs),
+    /// Show how far the archive takes a database from a GTID state: the last recoverable
+    /// time and GTID state, continuous stretches, gaps, and server changes (failovers) with
+    /// any transactions they dropped.
+    Timeline(timeline::TimelineArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +81,8 @@ fn main() -> ExitCode {
         Command::Stream(args) => stream::run(*args),
         Command::List(args) => list::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Search(args) => search::run(&args),
+        Command::Timeline(args) => timeline::run(&args),
     };
     match result {
         Ok(code) => code,

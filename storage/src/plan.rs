@@ -425,8 +425,7 @@ impl<'t> Walk<'t> {
             },
             timeline: Timeline {
                 start: start.clone(),
-                stretches: Vec::new(),
-                breaks: Vec::new(),
+                history: Vec::new(),
                 recoverable_to: start.clone(),
                 last_recoverable_micros: None,
             },
@@ -460,7 +459,7 @@ impl<'t> Walk<'t> {
     }
 
     fn server_change(&mut self, old: &ArchiveFile, new: &ArchiveFile) {
-        self.timeline.breaks.push(Break::ServerChange {
+        self.timeline.history.push(Event::ServerChange {
             from_epoch: old.epoch.clone(),
             to_epoch: new.epoch.clone(),
             to_server_id: new.source_server_id,
@@ -501,7 +500,7 @@ impl<'t> Walk<'t> {
             if !self.tolerate_gaps {
                 return Err(PlanError::Gap(Box::new(gap)));
             }
-            self.timeline.breaks.push(Break::Gap(gap));
+            self.timeline.history.push(Event::Gap(gap));
             self.gap_crossed = true;
             self.stretch_open = false;
             self.state = self.state.union(&file.gtids_before);
@@ -554,8 +553,8 @@ impl<'t> Walk<'t> {
     fn applied(&mut self, piece: Piece, source_server_id: u32) {
         self.applied_any = true;
         self.plan.transactions += piece.transactions;
-        match self.timeline.stretches.last_mut() {
-            Some(stretch) if self.stretch_open => {
+        match self.timeline.history.last_mut() {
+            Some(Event::Stretch(stretch)) if self.stretch_open => {
                 stretch.last_file = piece.file.clone();
                 stretch.to = self.state.clone();
                 stretch.last_commit_micros =
@@ -563,7 +562,7 @@ impl<'t> Walk<'t> {
                 stretch.transactions += piece.transactions;
             }
             _ => {
-                self.timeline.stretches.push(Stretch {
+                self.timeline.history.push(Event::Stretch(Stretch {
                     epoch: piece.epoch.clone(),
                     source_server_id,
                     first_file: piece.file.clone(),
@@ -573,7 +572,7 @@ impl<'t> Walk<'t> {
                     first_commit_micros: piece.first_commit_micros,
                     last_commit_micros: piece.last_commit_micros,
                     transactions: piece.transactions,
-                });
+                }));
                 self.stretch_open = true;
             }
         }
@@ -835,10 +834,12 @@ pub struct Stretch {
     pub transactions: u64,
 }
 
-/// Something that breaks or changes the history.
+/// One entry of a timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Break {
+pub enum Event {
+    /// Continuous history from one server.
+    Stretch(Stretch),
     /// Transactions are missing: the history cannot be replayed across this point.
     Gap(Gap),
     /// The source server changed (a failover or switchover).
@@ -864,10 +865,8 @@ pub enum Break {
 pub struct Timeline {
     /// The start.
     pub start: GtidState,
-    /// The stretches of history, in order.
-    pub stretches: Vec<Stretch>,
-    /// Gaps and server changes, in order.
-    pub breaks: Vec<Break>,
+    /// Stretches of history, and the gaps and server changes between them, in order.
+    pub history: Vec<Event>,
     /// The latest state a replay from the start reaches without crossing a gap.
     pub recoverable_to: GtidState,
     /// The commit time of the last transaction that replay applies.
@@ -1163,8 +1162,11 @@ mod tests {
         let timeline = f.timeline(Some("0-1-1"));
         assert_eq!(timeline.recoverable_to.to_string(), "0-1-3");
         assert_eq!(timeline.last_recoverable_micros, Some(at(3)));
-        assert_eq!(timeline.stretches.len(), 2);
-        assert!(matches!(&timeline.breaks[..], [Break::Gap(gap)] if gap.missing == "0-1-4..6"));
+        assert!(
+            matches!(&timeline.history[..], [Event::Stretch(_), Event::Gap(gap), Event::Stretch(_)] if gap.missing == "0-1-4..6"),
+            "{:?}",
+            timeline.history
+        );
         // A start after the gap is fine.
         let plan = f.plan(Some("0-1-6"), Target::Latest).expect("plan");
         assert_eq!(plan.transactions, 3);
@@ -1225,11 +1227,13 @@ mod tests {
         let timeline = f.timeline(None);
         assert_eq!(timeline.recoverable_to.to_string(), "0-2-6");
         assert_eq!(timeline.last_recoverable_micros, Some(at(9)));
-        match &timeline.breaks[..] {
+        match &timeline.history[..] {
             [
-                Break::ServerChange {
+                Event::Stretch(_),
+                Event::ServerChange {
                     lost, to_server_id, ..
                 },
+                Event::Stretch(_),
             ] => {
                 assert_eq!(lost, "0-1-5..6");
                 assert_eq!(*to_server_id, 2);
@@ -1272,6 +1276,10 @@ mod tests {
             timeline.recoverable_to.to_string(),
             format!("{a}:1-2,{b}:1-2")
         );
-        assert_eq!(timeline.stretches[0].transactions, 1);
+        assert!(
+            matches!(&timeline.history[0], Event::Stretch(s) if s.transactions == 1),
+            "{:?}",
+            timeline.history
+        );
     }
 }
