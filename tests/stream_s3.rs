@@ -183,6 +183,7 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
         assert_eq!(spooled.len(), 1, "{codec}: spool still holds {spooled:?}");
     }
     assert_list_matches_the_server(&db, &s3, "zstd");
+    assert_search_plans_from_the_catalogue(&db, &s3, "zstd");
     assert_verify_finds_the_archive_clean_then_a_damaged_segment(&db, &s3, "gzip");
 
     // Another, empty spool cannot continue that archive: it would start over beside it.
@@ -237,6 +238,38 @@ fn assert_list_matches_the_server(db: &MariaDb, s3: &S3Server, prefix: &str) {
         Some(db.gtid_binlog_pos().expect("pos").as_str()),
         "{last}"
     );
+}
+
+/// `binlogd search` on an object archive: sealed files are decided from the catalogue, so
+/// a plan across many files reads at most the indexes of the two files it cuts.
+fn assert_search_plans_from_the_catalogue(db: &MariaDb, s3: &S3Server, prefix: &str) {
+    let search = |args: &[&str]| -> serde_json::Value {
+        let output = binlogd()
+            .args(["search", "--output", "json", "--archive"])
+            .arg(format!("s3://{BUCKET}/{prefix}"))
+            .args(args)
+            .envs(s3.aws_env())
+            .output()
+            .expect("run binlogd search");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    };
+    let last = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    let target = format!("0-1-{}", last - 10);
+    let plan = search(&["--from-gtid", "0-1-10", "--gtid", &target]);
+    assert_eq!(plan["transactions"], last - 20, "{plan}");
+    assert_eq!(plan["stop"]["gtid"], target.as_str());
+    assert!(
+        plan["pieces"].as_array().expect("pieces").len() >= 4,
+        "{plan}"
+    );
+    assert!(plan["indexes_read"].as_u64().expect("n") <= 2, "{plan}");
+    let plan = search(&["--latest"]);
+    assert_eq!(plan["end"]["gtids"], db.gtid_binlog_pos().expect("pos"));
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
