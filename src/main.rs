@@ -5,6 +5,7 @@ mod archive;
 mod inspect;
 mod list;
 mod metrics;
+mod purge;
 mod search;
 mod stream;
 mod timeline;
@@ -63,6 +64,10 @@ enum Command {
     /// time and GTID state, continuous stretches, gaps, and server changes (failovers) with
     /// any transactions they dropped.
     Timeline(timeline::TimelineArgs),
+    /// Delete archived files a retention policy lets go: whole sealed files from the oldest
+    /// end, older than --retention and all held by the backup of --keep-after-gtid; never
+    /// the newest file, never a gap. On an S3 archive a running stream does this itself.
+    Purge(purge::PurgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Search(args) => search::run(&args),
         Command::Timeline(args) => timeline::run(&args),
+        Command::Purge(args) => purge::run(&args),
     };
     match result {
         Ok(code) => code,

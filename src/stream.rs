@@ -13,9 +13,11 @@ use binlogd_protocol::{
     BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, ProtocolError, TlsMode,
     TlsOptions,
 };
+use binlogd_storage::archive::local_files;
 use binlogd_storage::remote::keys::Codec;
 use binlogd_storage::remote::s3::S3Url;
 use binlogd_storage::remote::upload::UploadOptions;
+use binlogd_storage::retention::{Retention, purge_local};
 use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
     WriterStats, recover,
@@ -84,6 +86,11 @@ pub struct StreamArgs {
     compression: Codec,
     #[command(flatten)]
     s3: crate::upload::S3Args,
+    #[command(flatten)]
+    retention: crate::purge::RetentionArgs,
+    /// With --retention or --keep-after-gtid: how often to look for files to delete.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    purge_interval: f64,
     /// Replica server id to register with. Must differ from every server and replica of
     /// the source; the default is derived from the archive path, stable across restarts.
     #[arg(long, value_name = "ID")]
@@ -223,6 +230,9 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--tls-mode verify-ca and verify-identity need --tls-ca");
     }
+    if !(args.purge_interval >= 0.1 && args.purge_interval <= 4_000_000.0) {
+        bail!("--purge-interval must be between 0.1 and 4000000 seconds");
+    }
     if !(args.heartbeat > 0.0 && args.heartbeat <= 4_000_000.0) {
         bail!("--heartbeat must be between 0 and 4000000 seconds");
     }
@@ -265,6 +275,8 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 },
                 interval: Duration::from_secs_f64(args.checkpoint_interval),
                 size: args.checkpoint_size,
+                retention: args.retention.policy(),
+                purge_interval: Duration::from_secs_f64(args.purge_interval),
             };
             let (uploader, lease) =
                 crate::upload::open(&settings, LocalArchive::open(&spool_root)?).await?;
@@ -278,7 +290,17 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 Arc::clone(&stop),
             )))
         }
-        None => None,
+        None => {
+            let retention = args.retention.policy();
+            if retention.is_active() {
+                tokio::spawn(purge_local_now_and_then(
+                    archive.clone(),
+                    retention,
+                    Duration::from_secs_f64(args.purge_interval),
+                ));
+            }
+            None
+        }
     };
     let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -933,6 +955,34 @@ fn with_hint(err: anyhow::Error) -> anyhow::Error {
     match hint {
         Some(hint) => err.context(hint),
         None => err,
+    }
+}
+
+/// Applies the retention policy to a local archive at start and every `interval`. The
+/// stream only ever writes the newest file, which a purge never touches.
+async fn purge_local_now_and_then(archive: LocalArchive, retention: Retention, interval: Duration) {
+    loop {
+        let (archive_now, retention_now) = (archive.clone(), retention.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let files = local_files(&archive_now)?;
+            let victims = retention_now
+                .purgeable(&files, crate::purge::now_micros())
+                .to_vec();
+            let bytes = purge_local(&archive_now, &victims)?;
+            Ok::<_, StorageError>((victims.len(), bytes))
+        })
+        .await;
+        match done {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((files, bytes))) => {
+                tracing::info!(files, bytes, "retention: deleted old archived files");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "retention: purging failed; trying again later")
+            }
+            Err(e) => tracing::warn!(error = %e, "retention: the purge task failed"),
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -11,6 +11,7 @@ use binlogd_storage::remote::lease::{Lease, writer_id};
 use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_storage::remote::upload::{UploadOptions, Uploader};
+use binlogd_storage::retention::Retention;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,6 +47,10 @@ pub struct UploadSettings {
     pub interval: Duration,
     /// Checkpoint early when this many durable bytes wait.
     pub size: u64,
+    /// What old files to delete from the object archive.
+    pub retention: Retention,
+    /// How often to apply `retention`.
+    pub purge_interval: Duration,
 }
 
 /// Shared between the stream and the upload task.
@@ -108,6 +113,7 @@ pub async fn run(
     let mut failing = false;
     let mut renewed = std::time::Instant::now();
     let mut finishing_since = None;
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
         let finishing = *finish.borrow();
         let began = tokio::time::Instant::now();
@@ -141,6 +147,27 @@ pub async fn run(
                         .release()
                         .await
                         .context("releasing the archive's lease");
+                }
+                if settings.retention.is_active()
+                    && last_purge.is_none_or(|at| at.elapsed() >= settings.purge_interval)
+                {
+                    last_purge = Some(std::time::Instant::now());
+                    match uploader
+                        .purge(&settings.retention, crate::purge::now_micros())
+                        .await
+                    {
+                        Ok((files, _)) if files.is_empty() => {}
+                        Ok((files, bytes)) => tracing::info!(
+                            files = files.len(),
+                            bytes,
+                            first = %format!("{}/{}", files[0].epoch, files[0].name),
+                            "retention: deleted old files from the object archive"
+                        ),
+                        // Nothing is lost by purging later; the next pass finishes the job.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention: purging failed; trying again later")
+                        }
+                    }
                 }
             }
             Err(StorageError::Store(e)) if e.is_transient() => {

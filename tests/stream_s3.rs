@@ -661,3 +661,200 @@ fn assert_verify_finds_the_archive_clean_then_a_damaged_segment(
         "{text}"
     );
 }
+
+/// Keys of the object archive under `prefix/sub`.
+fn keys_under(s3: &S3Server, prefix: &str, sub: &str) -> Vec<String> {
+    let listed = runtime()
+        .block_on(
+            s3_client(s3)
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(format!("{prefix}/{sub}"))
+                .send(),
+        )
+        .expect("list");
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+/// `binlogd list` of an S3 archive: the files' names.
+fn listed_names(s3: &S3Server, prefix: &str) -> Vec<String> {
+    let output = binlogd()
+        .args(["list", "--output", "json", "--archive"])
+        .arg(format!("s3://{BUCKET}/{prefix}"))
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd list");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            v["file"].as_str().expect("file").to_owned()
+        })
+        .collect()
+}
+
+fn purge_s3(s3: &S3Server, prefix: &str, args: &[&str]) -> Output {
+    binlogd()
+        .args(["purge", "--output", "json", "--archive"])
+        .arg(format!("s3://{BUCKET}/{prefix}"))
+        .args(args)
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd purge")
+}
+
+#[test]
+fn s3_retention_deletes_old_sealed_files_in_an_order_that_survives_a_crash() {
+    let db = MariaDbConfig {
+        max_binlog_size: Some(16 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(300).expect("workload");
+    let backup = db.gtid_binlog_pos().expect("pos");
+    db.rotate().expect("rotate");
+    // The files from here on hold transactions the backup lacks.
+    let after_backup = db.binlog_names().expect("names").len() - 1;
+    db.write_workload(30).expect("more");
+    wait_for_quiet_binlogs(&db);
+    let names = db.binlog_names().expect("names");
+    assert!(after_backup >= 4, "{names:?}");
+    let s3 = start_s3();
+    let spool = tempfile::tempdir().expect("spool");
+    let output = stream_to_s3(&db, &s3, "retention", spool.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(listed_names(&s3, "retention"), names);
+
+    // A standalone purge for a backup at the second file's end.
+    let first_files_end = {
+        let archive = open_archive(&s3, "retention");
+        let files = runtime().block_on(archive.files()).expect("files");
+        match &files[1] {
+            ArchivedFile::Sealed(summary) => summary.gtids_after.to_string(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let output = purge_s3(&s3, "retention", &["--keep-after-gtid", &first_files_end]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(listed_names(&s3, "retention"), names[2..]);
+    for gone in &names[..2] {
+        assert_eq!(
+            keys_under(&s3, "retention", &format!("0001-server1/{gone}/")),
+            Vec::<String>::new()
+        );
+    }
+    assert!(verify(&s3, "retention").status.success());
+
+    // A purge that stopped after taking a file out of the catalogue: the file is not
+    // listed (not even as an unsealed one), and the next purge deletes its objects.
+    let client = s3_client(&s3);
+    let rt = runtime();
+    let catalogue_key = "retention/catalogue.json";
+    let body = rt
+        .block_on(client.get_object().bucket(BUCKET).key(catalogue_key).send())
+        .expect("get");
+    let body = rt.block_on(body.body.collect()).expect("read").into_bytes();
+    let mut catalogue: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let entry = catalogue["files"].as_array_mut().expect("files").remove(0);
+    catalogue["purging"] = serde_json::json!([{"epoch": entry["epoch"], "name": entry["name"]}]);
+    rt.block_on(
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(catalogue_key)
+            .body(serde_json::to_vec(&catalogue).expect("JSON").into())
+            .send(),
+    )
+    .expect("put");
+    let half_purged = &names[2];
+    assert_eq!(listed_names(&s3, "retention"), names[3..]);
+    assert!(!keys_under(&s3, "retention", &format!("0001-server1/{half_purged}/")).is_empty());
+    let output = purge_s3(&s3, "retention", &["--keep-after-gtid", &first_files_end]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        keys_under(&s3, "retention", &format!("0001-server1/{half_purged}/")),
+        Vec::<String>::new()
+    );
+
+    // A stream with --keep-after-gtid purges as it goes, and a standalone purge is
+    // refused meanwhile: the stream owns the catalogue.
+    let logs = tempfile::tempdir().expect("logs");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let log_path = logs.path().join("binlogd.log");
+    let mut streamer = KillOnDrop(
+        stream_command(&db, &s3, &format!("s3://{BUCKET}/retention"), spool.path())
+            .args(["--metrics-addr", &metrics_addr])
+            .args(["--keep-after-gtid", &backup, "--purge-interval", "0.2"])
+            .stderr(std::fs::File::create(&log_path).expect("log"))
+            .spawn()
+            .expect("spawn binlogd"),
+    );
+    wait_until_healthy(&metrics_addr, || {
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    });
+    let refused = purge_s3(&s3, "retention", &["--retention", "1s"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{stderr}{}\n{}",
+        String::from_utf8_lossy(&refused.stdout),
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    assert!(
+        the_error_line(&stderr).contains("a binlogd stream writes this archive"),
+        "{stderr}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while listed_names(&s3, "retention") != names[after_backup..] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}\n{}",
+            listed_names(&s3, "retention"),
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &streamer.0.id().to_string()])
+        .status();
+    assert!(streamer.0.wait().expect("wait").success());
+    assert!(verify(&s3, "retention").status.success());
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        log.contains("retention: deleted old files from the object archive"),
+        "{log}"
+    );
+}
+
+/// A child process killed (and reaped) if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

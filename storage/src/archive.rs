@@ -12,7 +12,7 @@ use crate::gtids::GtidState;
 use crate::index::{FileIndex, read_index};
 use crate::layout::LocalArchive;
 use crate::remote::read::{ArchivedFile, RemoteArchive};
-use crate::remote::upload::epoch_name;
+use crate::remote::upload::{FileSummary, epoch_name};
 use serde::Serialize;
 
 /// An archive to read.
@@ -116,49 +116,34 @@ impl ArchiveFile {
     }
 }
 
+impl From<FileSummary> for ArchiveFile {
+    fn from(summary: FileSummary) -> ArchiveFile {
+        ArchiveFile {
+            state: FileState::Sealed,
+            size: summary.size,
+            indexed_end: summary.size,
+            transactions: summary.transactions,
+            first_commit_micros: summary.first_commit_micros,
+            last_commit_micros: summary.last_commit_micros,
+            source_server_id: summary.source.server_id,
+            epoch: summary.epoch,
+            name: summary.name,
+            gtids_before: summary.gtids_before,
+            gtids_after: summary.gtids_after,
+        }
+    }
+}
+
 impl Archive {
     /// Every file, oldest epoch first and in the server's order within an epoch.
     pub async fn files(&self) -> Result<Vec<ArchiveFile>, StorageError> {
         match self {
-            Archive::Local(archive) => {
-                let mut files = Vec::new();
-                for epoch in archive.epochs()? {
-                    let epoch_dir = epoch_name(&epoch);
-                    for name in epoch.binlog_files()? {
-                        let index = read_index(&epoch.index_path(&name))?;
-                        let path = epoch.data_path(&name);
-                        let size = std::fs::metadata(&path)
-                            .map_err(StorageError::io("reading", &path))?
-                            .len();
-                        files.push(ArchiveFile::from_index(
-                            epoch_dir.clone(),
-                            name,
-                            size,
-                            &index,
-                            epoch.source.server_id,
-                            FileState::Closed,
-                        ));
-                    }
-                }
-                Ok(files)
-            }
+            Archive::Local(archive) => local_files(archive),
             Archive::Remote(archive) => {
                 let mut files = Vec::new();
                 for file in archive.files().await? {
                     match file {
-                        ArchivedFile::Sealed(summary) => files.push(ArchiveFile {
-                            state: FileState::Sealed,
-                            size: summary.size,
-                            indexed_end: summary.size,
-                            transactions: summary.transactions,
-                            first_commit_micros: summary.first_commit_micros,
-                            last_commit_micros: summary.last_commit_micros,
-                            source_server_id: summary.source.server_id,
-                            epoch: summary.epoch,
-                            name: summary.name,
-                            gtids_before: summary.gtids_before,
-                            gtids_after: summary.gtids_after,
-                        }),
+                        ArchivedFile::Sealed(summary) => files.push((*summary).into()),
                         ArchivedFile::Open { epoch, name, size } => {
                             let index = archive.file_index(&epoch, &name).await?;
                             let server_id = server_id_of_epoch(&epoch);
@@ -204,6 +189,34 @@ impl Archive {
             Archive::Remote(archive) => archive.location(),
         }
     }
+}
+
+/// Every file of a local archive, in archive order (what [`Archive::files`] returns for
+/// one, without a runtime).
+pub fn local_files(archive: &LocalArchive) -> Result<Vec<ArchiveFile>, StorageError> {
+    let mut files = Vec::new();
+    for epoch in archive.epochs()? {
+        let epoch_dir = epoch_name(&epoch);
+        for name in epoch.binlog_files()? {
+            let index = read_index(&epoch.index_path(&name))?;
+            let path = epoch.data_path(&name);
+            let size = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata.len(),
+                // Purged since the directory was listed: no longer part of the archive.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("reading", &path)(e)),
+            };
+            files.push(ArchiveFile::from_index(
+                epoch_dir.clone(),
+                name,
+                size,
+                &index,
+                epoch.source.server_id,
+                FileState::Closed,
+            ));
+        }
+    }
+    Ok(files)
 }
 
 /// The server id an epoch name carries (`0003-server42` → 42).

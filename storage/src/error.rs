@@ -6,26 +6,26 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
+    // The cause is part of the message and not a `source()`, so that a report printing
+    // the error chain says it once.
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("writing", "fsync of", ...).
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An event from the source could not be framed or decoded.
-    #[error("{file} at offset {offset}: {source}")]
+    #[error("{file} at offset {offset}: {cause}")]
     Parse {
         /// The binlog file the event belongs to.
         file: String,
         /// Its offset in that file.
         offset: u64,
         /// The cause.
-        #[source]
-        source: binlogd_parser::ParseError,
+        cause: binlogd_parser::ParseError,
     },
     /// The source sent an event that does not continue the archived file where it ends:
     /// archiving it would leave a hole or an overlap. Resuming from the archive's end by
@@ -102,10 +102,10 @@ pub enum StorageError {
 impl StorageError {
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_owned();
-        move |source| StorageError::Io {
+        move |cause| StorageError::Io {
             action,
             path,
-            source,
+            cause,
         }
     }
 

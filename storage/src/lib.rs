@@ -16,6 +16,8 @@
 //!   data fsynced before the index that points at it.
 //! - [`recover`]: after a crash, cuts the last file back to a transaction boundary and
 //!   says where the stream resumes.
+//! - [`retention`]: which files a retention policy lets go, and deleting them so that
+//!   the archive stays readable and gap-free.
 //! - [`scan`]: reads an archived file event by event in bounded memory.
 //! - [`remote`]: the object archive (S3): the store interface, the checkpointer that
 //!   uploads the local spool as segments, and the reader.
@@ -28,6 +30,7 @@ pub mod layout;
 pub mod plan;
 pub mod recover;
 pub mod remote;
+pub mod retention;
 pub mod scan;
 mod syncer;
 mod tracking;

@@ -215,7 +215,7 @@ fn read_format_description(
         Err(e) => Err(StorageError::Parse {
             file: path.display().to_string(),
             offset: e.offset,
-            source: e,
+            cause: e,
         }),
     }
 }

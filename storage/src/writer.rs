@@ -569,7 +569,7 @@ impl ArchiveWriter {
         StorageError::Parse {
             file: self.current_name(),
             offset: source.offset,
-            source,
+            cause: source,
         }
     }
 

@@ -71,6 +71,16 @@ impl RemoteArchive {
         Ok(RemoteArchive { store, catalogue })
     }
 
+    /// The catalogue as read at open.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
     /// The store and prefix, for messages.
     pub fn location(&self) -> String {
         self.store.location().to_string()
@@ -96,12 +106,17 @@ impl RemoteArchive {
             let Some(FileObject::Segment { start, end, .. }) = keys::parse_file_object(leaf) else {
                 continue;
             };
-            if self
+            let catalogued = self
                 .catalogue
                 .files
                 .iter()
-                .any(|f| f.epoch == epoch && f.name == name)
-            {
+                .any(|f| f.epoch == epoch && f.name == name);
+            let being_purged = self
+                .catalogue
+                .purging
+                .iter()
+                .any(|f| f.epoch == epoch && f.name == name);
+            if catalogued || being_purged {
                 continue;
             }
             match open.iter_mut().find(|f| f.epoch == epoch && f.name == name) {

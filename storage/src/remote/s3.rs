@@ -96,7 +96,9 @@ impl S3Store {
         S3Store {
             client: Client::from_conf(config.build()),
             url,
-            honours_conditions: true,
+            // Until a probe shows otherwise, assume the store may ignore conditions: the
+            // lease then looks before it writes, which is safe on every store.
+            honours_conditions: false,
         }
     }
 
@@ -106,7 +108,9 @@ impl S3Store {
         S3Store {
             client,
             url,
-            honours_conditions: true,
+            // Until a probe shows otherwise, assume the store may ignore conditions: the
+            // lease then looks before it writes, which is safe on every store.
+            honours_conditions: false,
         }
     }
 

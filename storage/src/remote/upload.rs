@@ -105,6 +105,19 @@ pub struct Catalogue {
     pub version: u32,
     /// Every sealed file, in archive order.
     pub files: Vec<FileSummary>,
+    /// Files being deleted by a purge: gone from `files`, their objects not yet all
+    /// deleted. Readers ignore their objects; the next purge finishes the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purging: Vec<FileRef>,
+}
+
+/// An archived file by epoch and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The epoch directory name.
+    pub epoch: String,
+    /// The server's file name.
+    pub name: String,
 }
 
 /// `binlogd-archive.json`.
@@ -216,7 +229,7 @@ impl Uploader {
         }
         let catalogue = read_catalogue(store.as_ref()).await?.unwrap_or(Catalogue {
             version: FORMAT_VERSION,
-            files: Vec::new(),
+            ..Catalogue::default()
         });
         // What the spool holds now; files that appear later are this run's own.
         let mut present = Vec::new();
@@ -599,6 +612,27 @@ impl Uploader {
                 .then_with(|| binlog_order(&a.name, &b.name))
         });
         self.catalogue_dirty = true;
+    }
+
+    /// Deletes what `retention` lets go among the sealed files (never the newest one),
+    /// finishing any purge a crash interrupted. Returns the files deleted and their bytes.
+    pub async fn purge(
+        &mut self,
+        retention: &crate::retention::Retention,
+        now_micros: u64,
+    ) -> Result<(Vec<crate::ArchiveFile>, u64), StorageError> {
+        let files: Vec<crate::ArchiveFile> = self
+            .catalogue
+            .files
+            .iter()
+            .cloned()
+            .map(crate::ArchiveFile::from)
+            .collect();
+        let victims = retention.purgeable(&files, now_micros).to_vec();
+        let bytes =
+            crate::retention::purge_remote(self.store.as_ref(), &mut self.catalogue, &victims)
+                .await?;
+        Ok((victims, bytes))
     }
 
     /// Removes a sealed, catalogued file from the spool: the object archive has it.

@@ -1,0 +1,204 @@
+//! `binlogd purge`, and the retention options `binlogd stream` shares with it: deletes
+//! whole archived files that a retention policy lets go, oldest first.
+
+use crate::archive::{ArchiveArgs, Location, Output, block_on, open_local, parse_gtids};
+use anyhow::Context;
+use binlogd_storage::plan::format_micros;
+use binlogd_storage::remote::lease::Lease;
+use binlogd_storage::remote::read::RemoteArchive;
+use binlogd_storage::remote::s3::S3Store;
+use binlogd_storage::remote::store::ObjectStore;
+use binlogd_storage::retention::{Retention, purge_local, purge_remote};
+use binlogd_storage::{Archive, ArchiveFile, GtidState, StorageError};
+use serde::Serialize;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What may be deleted.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Delete sealed files whose last transaction is older than this (720h, 30d, 1w 2d).
+    /// Only whole files from the archive's oldest end go; the newest file never does.
+    #[arg(long, value_parser = parse_duration, value_name = "AGE")]
+    pub retention: Option<Duration>,
+    /// Never delete a file holding transactions this GTID state lacks: the state of the
+    /// oldest base backup you keep (its gtid_binlog_pos or gtid_executed).
+    #[arg(long, value_parser = parse_gtids, value_name = "GTIDS")]
+    pub keep_after_gtid: Option<GtidState>,
+}
+
+impl RetentionArgs {
+    pub fn policy(&self) -> Retention {
+        Retention {
+            max_age: self.retention,
+            keep_after: self.keep_after_gtid.clone(),
+        }
+    }
+}
+
+/// Parses an age: `720h`, `30d`, `1w 2d`, `PT36H`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let span: jiff::Span = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not an age like 720h, 30d or 1w 2d: {e}"))?;
+    // Days and weeks as 24 h and 7 d: retention counts elapsed time, not calendar days.
+    let duration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("{text:?}: {e}"))?;
+    Duration::try_from(duration).map_err(|_| format!("{text:?} is negative"))
+}
+
+/// Arguments of `binlogd purge`.
+#[derive(Debug, clap::Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Say what would be deleted, and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// What a purge did.
+#[derive(Debug, Serialize)]
+struct Report {
+    dry_run: bool,
+    files: Vec<Purged>,
+    bytes: u64,
+    /// The oldest file kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest_kept: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Purged {
+    epoch: String,
+    file: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_commit: Option<String>,
+}
+
+pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
+    let policy = args.retention.policy();
+    if !policy.is_active() {
+        anyhow::bail!("say what may go: --retention AGE, --keep-after-gtid GTIDS, or both");
+    }
+    let now = now_micros();
+    let (victims, kept, bytes) = match args.archive.location()? {
+        Location::Local(root) => {
+            let archive = open_local(&root)?;
+            let files = block_on(async { Ok(Archive::Local(archive.clone()).files().await?) })?;
+            let victims = policy.purgeable(&files, now).to_vec();
+            let kept = files.get(victims.len()).cloned();
+            let bytes = if args.dry_run {
+                victims.iter().map(|f| f.size).sum()
+            } else {
+                purge_local(&archive, &victims)
+                    .with_context(|| format!("purging {}", root.display()))?
+            };
+            (victims, kept, bytes)
+        }
+        Location::Remote(url) => block_on(async {
+            let mut store = S3Store::connect(url.clone(), &args.archive.s3.options()).await;
+            store
+                .probe()
+                .await
+                .with_context(|| format!("checking {url}"))?;
+            let store: Arc<dyn ObjectStore> = Arc::new(store);
+            // The stream that writes the archive rewrites its catalogue: purge only while
+            // no stream holds it, and hold its lease meanwhile.
+            let lease = if args.dry_run {
+                None
+            } else {
+                let id = format!("purge-{}", std::process::id());
+                Some(
+                    Lease::acquire(Arc::clone(&store), &id, Duration::from_secs(60))
+                        .await
+                        .map_err(|e| match e {
+                            StorageError::LeaseHeld { .. } => anyhow::Error::new(e).context(
+                                "a binlogd stream writes this archive: give it --retention / \
+                                 --keep-after-gtid instead, or stop it first",
+                            ),
+                            e => e.into(),
+                        })
+                        .with_context(|| format!("taking the lease of {url}"))?,
+                )
+            };
+            let remote = RemoteArchive::open(Arc::clone(&store))
+                .await
+                .with_context(|| format!("opening {url}"))?;
+            let mut catalogue = remote.catalogue().clone();
+            let files = Archive::Remote(remote).files().await?;
+            let victims = policy.purgeable(&files, now).to_vec();
+            let kept = files.get(victims.len()).cloned();
+            let bytes = match lease {
+                None => victims.iter().map(|f| f.size).sum(),
+                Some(lease) => {
+                    let deleted = purge_remote(store.as_ref(), &mut catalogue, &victims)
+                        .await
+                        .with_context(|| format!("purging {url}"))?;
+                    lease.release().await.context("releasing the lease")?;
+                    deleted
+                }
+            };
+            Ok((victims, kept, bytes))
+        })?,
+    };
+    let report = Report {
+        dry_run: args.dry_run,
+        files: victims
+            .iter()
+            .map(|f| Purged {
+                epoch: f.epoch.clone(),
+                file: f.name.clone(),
+                size: f.size,
+                last_commit: f.last_commit_micros.map(format_micros),
+            })
+            .collect(),
+        bytes,
+        oldest_kept: kept.map(|f: ArchiveFile| format!("{}/{}", f.epoch, f.name)),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.archive.output {
+        Output::Json => {
+            serde_json::to_writer(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Output::Text => {
+            let verb = if args.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            for file in &report.files {
+                writeln!(
+                    out,
+                    "{verb} {}/{} ({} bytes, last commit {})",
+                    file.epoch,
+                    file.file,
+                    file.size,
+                    file.last_commit.as_deref().unwrap_or("-")
+                )?;
+            }
+            writeln!(
+                out,
+                "{verb} {} files, {} bytes; the archive now starts at {}",
+                report.files.len(),
+                report.bytes,
+                report.oldest_kept.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
