@@ -62,9 +62,11 @@ pub fn open_local(root: &Path) -> anyhow::Result<LocalArchive> {
 /// An object archive, opened for reading.
 pub async fn open_remote(url: &S3Url, s3: &S3Args) -> anyhow::Result<RemoteArchive> {
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()).await);
-    RemoteArchive::open(store)
+    let key = s3.client_key()?;
+    Ok(RemoteArchive::open(store)
         .await
-        .with_context(|| format!("opening {url}"))
+        .with_context(|| format!("opening {url}"))?
+        .with_client_key(key))
 }
 
 /// The archive `args` names, local or remote, opened for reading.

@@ -271,6 +271,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 s3: args.s3.options(),
                 options: UploadOptions {
                     codec: args.compression,
+                    client_key: args.s3.client_key()?,
                     ..UploadOptions::default()
                 },
                 interval: Duration::from_secs_f64(args.checkpoint_interval),

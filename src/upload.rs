@@ -7,6 +7,7 @@ use anyhow::Context;
 use backon::BackoffBuilder;
 use binlogd_storage::LocalArchive;
 use binlogd_storage::StorageError;
+use binlogd_storage::remote::crypt::ClientKey;
 use binlogd_storage::remote::lease::{Lease, writer_id};
 use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
 use binlogd_storage::remote::store::ObjectStore;
@@ -27,9 +28,23 @@ pub struct S3Args {
     /// With an S3 archive: the region (else AWS_REGION, the profile, or us-east-1).
     #[arg(long, value_name = "REGION")]
     pub s3_region: Option<String>,
+    /// With an S3 archive: encrypt segments on this machine with AES-256-GCM under the
+    /// key in this file (32 bytes, or 64 hex digits: openssl rand -hex 32). Readers need
+    /// the same file; list, search and timeline do not (indexes stay in the clear).
+    #[arg(long, env = "BINLOGD_ENCRYPTION_KEY_FILE", value_name = "PATH")]
+    pub encryption_key_file: Option<std::path::PathBuf>,
 }
 
 impl S3Args {
+    /// The client-side key, if one was given.
+    pub fn client_key(&self) -> anyhow::Result<Option<ClientKey>> {
+        self.encryption_key_file
+            .as_deref()
+            .map(ClientKey::from_file)
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
+
     pub fn options(&self) -> S3Options {
         S3Options {
             region: self.s3_region.clone(),

@@ -858,3 +858,125 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear_line() {
+    let db = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(300).expect("workload");
+    wait_for_quiet_binlogs(&db);
+    let s3 = start_s3();
+    let keys = tempfile::tempdir().expect("keys");
+    let key_file = keys.path().join("archive.key");
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).expect("key");
+    let other_key = keys.path().join("other.key");
+    std::fs::write(&other_key, [7u8; 32]).expect("key");
+    let key_arg = key_file.display().to_string();
+    let spool = tempfile::tempdir().expect("spool");
+    // No compression, so that plain text would show in the objects if it were there.
+    let output = stream_to_s3(
+        &db,
+        &s3,
+        "encrypted",
+        spool.path(),
+        &["--compression", "none", "--encryption-key-file", &key_arg],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Read back with the key: the server's files, byte for byte.
+    let key = binlogd_storage::remote::crypt::ClientKey::from_file(&key_file).expect("key");
+    let archive = open_archive(&s3, "encrypted").with_client_key(Some(key.clone()));
+    assert_store_has_the_servers_files(&db, &archive);
+    // The objects hold no plain text: the workload's table name is in every file's rows.
+    let client = s3_client(&s3);
+    let rt = runtime();
+    let segments: Vec<String> = keys_under(&s3, "encrypted", "0001-server1/")
+        .into_iter()
+        .filter(|k| k.contains(".seg."))
+        .collect();
+    assert!(segments.len() > 5);
+    for segment in &segments {
+        let object = rt
+            .block_on(client.get_object().bucket(BUCKET).key(segment).send())
+            .expect("get");
+        let metadata = object.metadata().cloned().unwrap_or_default();
+        assert_eq!(metadata["binlogd-encryption"], "aes-256-gcm");
+        assert_eq!(metadata["binlogd-key-check"], key.check());
+        let body = rt
+            .block_on(object.body.collect())
+            .expect("body")
+            .into_bytes();
+        assert!(
+            !body.windows(b"workload".len()).any(|w| w == b"workload"),
+            "{segment} holds plain text"
+        );
+    }
+    // Manifests record it, so readers know what they need.
+    let manifest = keys_under(
+        &s3,
+        "encrypted",
+        "0001-server1/mariadb-bin.000001/manifest.json",
+    );
+    let body = rt
+        .block_on(client.get_object().bucket(BUCKET).key(&manifest[0]).send())
+        .expect("manifest");
+    let body = rt.block_on(body.body.collect()).expect("body").into_bytes();
+    let manifest: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(manifest["encryption"]["client"], "aes-256-gcm");
+    assert_eq!(manifest["encryption"]["key_check"], key.check());
+
+    // verify with the key is clean; without it, or with another, one line says why.
+    let verify_with = |extra: &[&str]| {
+        binlogd()
+            .args(["verify", "--archive"])
+            .arg(format!("s3://{BUCKET}/encrypted"))
+            .args(extra)
+            .envs(s3.aws_env())
+            .output()
+            .expect("run binlogd verify")
+    };
+    let clean = verify_with(&["--encryption-key-file", &key_arg]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let without = verify_with(&[]);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&without.stdout)
+            .contains("give the key with --encryption-key-file"),
+        "{}",
+        String::from_utf8_lossy(&without.stdout)
+    );
+    let wrong = verify_with(&["--encryption-key-file", &other_key.display().to_string()]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stdout).contains("encrypted with another key"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stdout)
+    );
+    // Planning needs no key: the indexes are in the clear.
+    assert_search_plans_from_the_catalogue(&db, &s3, "encrypted");
+
+    // Going on with another key, or none, is refused before anything is written.
+    db.write_workload(5).expect("more");
+    for extra in [
+        vec!["--encryption-key-file", other_key.to_str().expect("path")],
+        vec![],
+    ] {
+        let output = stream_to_s3(&db, &s3, "encrypted", spool.path(), &extra);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let line = the_error_line(&stderr);
+        assert!(line.contains("encrypted"), "{stderr}");
+    }
+}

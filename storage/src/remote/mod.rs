@@ -3,11 +3,14 @@
 //! The format is specified in `storage/README.md`. [`store`] is the small interface to the
 //! store, [`s3`] its S3 implementation, [`lease`] the one-writer rule, [`keys`] the object names, [`upload`] the
 //! checkpointer that ships durable spool bytes as segments and seals closed files, and
-//! [`read`] what readers use: the catalogue, listings and whole files.
+//! [`read`] what readers use: the catalogue, listings and whole files. [`segment`] packs
+//! and unpacks one segment object (compression, [`crypt`]'s client-side encryption, CRC).
 
+pub mod crypt;
 pub mod keys;
 pub mod lease;
 pub mod read;
 pub mod s3;
+pub mod segment;
 pub mod store;
 pub mod upload;

@@ -1,6 +1,8 @@
 //! Reading an object archive: what it holds, and any file back byte for byte.
 
+use super::crypt::ClientKey;
 use super::keys::{self, FileObject};
+use super::segment;
 use super::store::ObjectStore;
 use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker, read_catalogue};
 use crate::error::StorageError;
@@ -46,6 +48,7 @@ struct OpenFile {
 pub struct RemoteArchive {
     store: Arc<dyn ObjectStore>,
     catalogue: Catalogue,
+    client_key: Option<ClientKey>,
 }
 
 impl RemoteArchive {
@@ -68,7 +71,17 @@ impl RemoteArchive {
             )));
         }
         let catalogue = read_catalogue(store.as_ref()).await?.unwrap_or_default();
-        Ok(RemoteArchive { store, catalogue })
+        Ok(RemoteArchive {
+            store,
+            catalogue,
+            client_key: None,
+        })
+    }
+
+    /// Uses `key` to decrypt segments encrypted on the client side.
+    pub fn with_client_key(mut self, key: Option<ClientKey>) -> RemoteArchive {
+        self.client_key = key;
+        self
     }
 
     /// The catalogue as read at open.
@@ -214,21 +227,10 @@ impl RemoteArchive {
                 StorageError::inconsistent(name, start, format!("segment {key} vanished"))
             })?;
             let length = usize::try_from(end - start).unwrap_or(usize::MAX);
-            let plain = codec.decompress(&object.body, length).map_err(|e| {
-                StorageError::inconsistent(name, start, format!("segment {key}: {e}"))
-            })?;
-            let expected = object.metadata.get("binlogd-crc32");
-            let actual = format!("{:08x}", crc32fast::hash(&plain));
-            if expected.is_some_and(|e| *e != actual) {
-                return Err(StorageError::inconsistent(
-                    name,
-                    start,
-                    format!(
-                        "segment {key}: CRC32 {actual}, but it was uploaded with {}",
-                        expected.map_or("", String::as_str)
-                    ),
-                ));
-            }
+            let plain = segment::unpack(&key, &object, codec, length, self.client_key.as_ref())
+                .map_err(|e| {
+                    StorageError::inconsistent(name, start, format!("segment {key}: {e}"))
+                })?;
             bytes.extend_from_slice(&plain);
         }
         Ok(bytes)

@@ -9,7 +9,9 @@
 //! catalogue entry. Every byte is uploaded once. What was uploaded before a restart is
 //! found again by listing the file's keys.
 
+use super::crypt::{ClientKey, SCHEME};
 use super::keys::{self, Codec, FileObject};
+use super::segment;
 use super::store::{Metadata, ObjectStore};
 use crate::error::StorageError;
 use crate::gtids::GtidState;
@@ -31,6 +33,35 @@ pub struct UploadOptions {
     pub codec: Codec,
     /// The largest segment: a backlog (or a huge transaction) is cut into pieces this big.
     pub max_segment: u64,
+    /// Client-side encryption of segments.
+    pub client_key: Option<ClientKey>,
+    /// What the store is asked to do (recorded in manifests; the store does it).
+    pub server_side: Option<ServerSide>,
+}
+
+/// Server-side encryption, as manifests record it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSide {
+    /// `sse-c` or `aws:kms`.
+    pub mode: String,
+    /// SSE-C: the base64 MD5 of the customer key (what S3 itself reports); SSE-KMS: the key
+    /// id, if one was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// How a file's segments are encrypted, as its manifest records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionRecord {
+    /// Client-side: `aes-256-gcm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The client-side key's check value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
+    /// Server-side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSide>,
 }
 
 impl Default for UploadOptions {
@@ -38,6 +69,8 @@ impl Default for UploadOptions {
         UploadOptions {
             codec: Codec::Zst,
             max_segment: 16 << 20,
+            client_key: None,
+            server_side: None,
         }
     }
 }
@@ -84,6 +117,9 @@ pub struct FileSummary {
     /// The file the server continued in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_file: Option<String>,
+    /// How its segments are encrypted, if they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionRecord>,
 }
 
 /// `EPOCH/BINLOG/manifest.json`.
@@ -231,6 +267,7 @@ impl Uploader {
             version: FORMAT_VERSION,
             ..Catalogue::default()
         });
+        check_same_client_key(&catalogue, &options, &store.location())?;
         // What the spool holds now; files that appear later are this run's own.
         let mut present = Vec::new();
         for epoch in spool.epochs()? {
@@ -376,14 +413,10 @@ impl Uploader {
             };
             let bytes = read_range(&epoch.data_path(name), start, end)?;
             let crc = crc32fast::hash(&bytes);
-            let packed = options
-                .codec
-                .compress(&bytes)
-                .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
             let key = keys::segment(epoch_name, name, start, end, options.codec);
-            let mut metadata = Metadata::new();
-            metadata.insert("binlogd-crc32".to_owned(), format!("{crc:08x}"));
-            metadata.insert("binlogd-length".to_owned(), (end - start).to_string());
+            let (packed, metadata) =
+                segment::pack(&key, &bytes, options.codec, options.client_key.as_ref())
+                    .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
             self.stats.bytes_put += packed.len() as u64;
             store.put(&key, Bytes::from(packed), &metadata).await?;
             let records = progress.take_records_until(end);
@@ -555,13 +588,13 @@ impl Uploader {
             let bytes = read_range(&epoch.data_path(name), first.start, first.end)?;
             let crc = format!("{:08x}", crc32fast::hash(&bytes));
             if crc != first.crc32 {
-                let packed = first
-                    .codec
-                    .compress(&bytes)
-                    .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
-                let mut metadata = Metadata::new();
-                metadata.insert("binlogd-crc32".to_owned(), crc.clone());
-                metadata.insert("binlogd-length".to_owned(), bytes.len().to_string());
+                let (packed, metadata) = segment::pack(
+                    &first.key,
+                    &bytes,
+                    first.codec,
+                    self.options.client_key.as_ref(),
+                )
+                .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
                 self.stats.bytes_put += packed.len() as u64;
                 self.store
                     .put(&first.key, Bytes::from(packed), &metadata)
@@ -569,7 +602,17 @@ impl Uploader {
                 first.crc32 = crc;
             }
         }
-        let summary = summarise(epoch, epoch_name, name, progress);
+        let mut summary = summarise(epoch, epoch_name, name, progress);
+        let encryption = EncryptionRecord {
+            client: self.options.client_key.as_ref().map(|_| SCHEME.to_owned()),
+            key_check: self
+                .options
+                .client_key
+                .as_ref()
+                .map(|k| k.check().to_owned()),
+            server: self.options.server_side.clone(),
+        };
+        summary.encryption = (encryption != EncryptionRecord::default()).then_some(encryption);
         let manifest = Manifest {
             version: FORMAT_VERSION,
             summary: summary.clone(),
@@ -758,7 +801,38 @@ fn summarise(epoch: &Epoch, epoch_name: &str, name: &str, progress: &FileProgres
         last_commit_micros: index.transactions.last().map(|t| t.commit_micros),
         transactions: index.transactions.len() as u64,
         next_file,
+        encryption: None,
     }
+}
+
+/// Refuses to go on with a key other than the one the archive's newest sealed file was
+/// encrypted with (a reader holds one key), or without the key it used.
+fn check_same_client_key(
+    catalogue: &Catalogue,
+    options: &UploadOptions,
+    location: &str,
+) -> Result<(), StorageError> {
+    let Some(newest) = catalogue.files.last() else {
+        return Ok(());
+    };
+    let archived = newest
+        .encryption
+        .as_ref()
+        .and_then(|e| e.key_check.as_deref());
+    let given = options.client_key.as_ref().map(ClientKey::check);
+    let message = match (archived, given) {
+        (Some(archived), Some(given)) if archived != given => format!(
+            "its files are encrypted with another key (key check {archived}; the key given has              {given}): one archive, one key"
+        ),
+        (Some(archived), None) => format!(
+            "its files are encrypted (key check {archived}): give the same --encryption-key-file"
+        ),
+        _ => return Ok(()),
+    };
+    Err(StorageError::NotAnArchive {
+        path: location.into(),
+        message,
+    })
 }
 
 /// The index records of one segment, as its `.idx.zst` object holds them.
