@@ -199,8 +199,8 @@ mod tests {
             max_age: Some(Duration::from_secs(seconds)),
             keep_after: None,
         };
-        // Cut-off at 750 s: a and b are older; c is not, so d stays although it is older.
-        assert_eq!(names(age(250).purgeable(&files, now)), ["a", "b"]);
+        // Cut-off at 250 s: a and b are older; c is not, so d stays although it is older.
+        assert_eq!(names(age(750).purgeable(&files, now)), ["a", "b"]);
         // Everything is old, but the open file (and anything from it on) stays.
         assert_eq!(names(age(1).purgeable(&files, now)), ["a", "b", "c", "d"]);
         let mut closed = files.clone();
