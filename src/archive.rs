@@ -61,7 +61,7 @@ pub fn open_local(root: &Path) -> anyhow::Result<LocalArchive> {
 
 /// An object archive, opened for reading.
 pub async fn open_remote(url: &S3Url, s3: &S3Args) -> anyhow::Result<RemoteArchive> {
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()).await);
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()?).await);
     let key = s3.client_key()?;
     Ok(RemoteArchive::open(store)
         .await

@@ -104,7 +104,7 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
             (victims, kept, bytes)
         }
         Location::Remote(url) => block_on(async {
-            let mut store = S3Store::connect(url.clone(), &args.archive.s3.options()).await;
+            let mut store = S3Store::connect(url.clone(), &args.archive.s3.options()?).await;
             store
                 .probe()
                 .await

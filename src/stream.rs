@@ -16,7 +16,7 @@ use binlogd_protocol::{
 use binlogd_storage::archive::local_files;
 use binlogd_storage::remote::keys::Codec;
 use binlogd_storage::remote::s3::S3Url;
-use binlogd_storage::remote::upload::UploadOptions;
+use binlogd_storage::remote::upload::{ServerSide, UploadOptions};
 use binlogd_storage::retention::{Retention, purge_local};
 use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
@@ -266,14 +266,19 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     let (finish_upload, upload_finishing) = watch::channel(false);
     let upload_task = match s3_url {
         Some(url) => {
+            let s3 = args.s3.options()?;
             let settings = UploadSettings {
                 url,
-                s3: args.s3.options(),
                 options: UploadOptions {
                     codec: args.compression,
                     client_key: args.s3.client_key()?,
+                    server_side: s3.server_side.as_ref().map(|sse| {
+                        let (mode, key) = sse.record();
+                        ServerSide { mode, key }
+                    }),
                     ..UploadOptions::default()
                 },
+                s3,
                 interval: Duration::from_secs_f64(args.checkpoint_interval),
                 size: args.checkpoint_size,
                 retention: args.retention.policy(),

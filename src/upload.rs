@@ -7,9 +7,9 @@ use anyhow::Context;
 use backon::BackoffBuilder;
 use binlogd_storage::LocalArchive;
 use binlogd_storage::StorageError;
-use binlogd_storage::remote::crypt::ClientKey;
+use binlogd_storage::remote::crypt::{ClientKey, read_key_file};
 use binlogd_storage::remote::lease::{Lease, writer_id};
-use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
+use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url, ServerSideEncryption};
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_storage::remote::upload::{UploadOptions, Uploader};
 use binlogd_storage::retention::Retention;
@@ -33,6 +33,24 @@ pub struct S3Args {
     /// the same file; list, search and timeline do not (indexes stay in the clear).
     #[arg(long, env = "BINLOGD_ENCRYPTION_KEY_FILE", value_name = "PATH")]
     pub encryption_key_file: Option<std::path::PathBuf>,
+    /// With an S3 archive: have the store encrypt segments with this customer key (SSE-C;
+    /// 32 bytes or 64 hex digits). Reading segments back needs the same file; the store
+    /// never keeps the key.
+    #[arg(
+        long,
+        env = "BINLOGD_SSE_C_KEY_FILE",
+        value_name = "PATH",
+        conflicts_with = "sse_kms"
+    )]
+    pub sse_c_key_file: Option<std::path::PathBuf>,
+    /// With an S3 archive: have the store encrypt every object with AWS KMS (SSE-KMS),
+    /// under --sse-kms-key-id or the bucket's default KMS key. Readers need only the
+    /// permission to use the key.
+    #[arg(long)]
+    pub sse_kms: bool,
+    /// With --sse-kms: the KMS key (id, ARN or alias/NAME).
+    #[arg(long, value_name = "KEY", requires = "sse_kms")]
+    pub sse_kms_key_id: Option<String>,
 }
 
 impl S3Args {
@@ -45,11 +63,19 @@ impl S3Args {
             .map_err(anyhow::Error::from)
     }
 
-    pub fn options(&self) -> S3Options {
-        S3Options {
+    pub fn options(&self) -> anyhow::Result<S3Options> {
+        let server_side = if let Some(path) = &self.sse_c_key_file {
+            Some(ServerSideEncryption::CustomerKey(read_key_file(path)?))
+        } else if self.sse_kms {
+            Some(ServerSideEncryption::Kms(self.sse_kms_key_id.clone()))
+        } else {
+            None
+        };
+        Ok(S3Options {
             region: self.s3_region.clone(),
             endpoint: self.s3_endpoint.clone(),
-        }
+            server_side,
+        })
     }
 }
 

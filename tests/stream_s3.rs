@@ -980,3 +980,166 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
         assert!(line.contains("encrypted"), "{stderr}");
     }
 }
+
+/// Runs `binlogd verify` on an S3 archive with extra arguments.
+fn verify_with(s3: &S3Server, prefix: &str, extra: &[&str]) -> Output {
+    binlogd()
+        .args(["verify", "--archive"])
+        .arg(format!("s3://{BUCKET}/{prefix}"))
+        .args(extra)
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd verify")
+}
+
+/// The JSON manifest of a file.
+fn manifest_of(s3: &S3Server, prefix: &str, file: &str) -> serde_json::Value {
+    let rt = runtime();
+    let object = rt
+        .block_on(
+            s3_client(s3)
+                .get_object()
+                .bucket(BUCKET)
+                .key(format!("{prefix}/0001-server1/{file}/manifest.json"))
+                .send(),
+        )
+        .expect("manifest");
+    let body = rt
+        .block_on(object.body.collect())
+        .expect("body")
+        .into_bytes();
+    serde_json::from_slice(&body).expect("JSON")
+}
+
+#[test]
+fn s3_server_side_encryption_is_asked_for_recorded_and_needed_to_read() {
+    let db = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(200).expect("workload");
+    wait_for_quiet_binlogs(&db);
+    let s3 = start_s3();
+    let keys = tempfile::tempdir().expect("keys");
+    let key_file = keys.path().join("sse-c.key");
+    std::fs::write(&key_file, [0x42u8; 32]).expect("key");
+    let wrong_key = keys.path().join("wrong.key");
+    std::fs::write(&wrong_key, [0x43u8; 32]).expect("key");
+    let key_arg = key_file.display().to_string();
+
+    // SSE-C: the store encrypts segments with our key; reading needs it.
+    let spool = tempfile::tempdir().expect("spool");
+    let output = stream_to_s3(
+        &db,
+        &s3,
+        "sse-c",
+        spool.path(),
+        &["--sse-c-key-file", &key_arg],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = manifest_of(&s3, "sse-c", "mariadb-bin.000001");
+    assert_eq!(manifest["encryption"]["server"]["mode"], "sse-c");
+    assert_eq!(
+        manifest["encryption"]["server"]["key"],
+        binlogd_storage::remote::s3::customer_key_md5(&[0x42; 32])
+    );
+    let clean = verify_with(&s3, "sse-c", &["--sse-c-key-file", &key_arg]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    // The store holds the segments as SSE-C objects.
+    let segment = keys_under(&s3, "sse-c", "0001-server1/mariadb-bin.000001/")
+        .into_iter()
+        .find(|k| k.contains(".seg."))
+        .expect("a segment");
+    let (algorithm, encoded, md5) = {
+        use base64::Engine;
+        let key = [0x42u8; 32];
+        (
+            "AES256",
+            base64::engine::general_purpose::STANDARD.encode(key),
+            binlogd_storage::remote::s3::customer_key_md5(&key),
+        )
+    };
+    // (moto stores the headers but neither checks keys nor reports them on reads.)
+    let is_garage = s3.kind() == binlogd_testkit::S3Kind::Garage;
+    let got = runtime()
+        .block_on(
+            s3_client(&s3)
+                .get_object()
+                .bucket(BUCKET)
+                .key(&segment)
+                .sse_customer_algorithm(algorithm)
+                .sse_customer_key(encoded)
+                .sse_customer_key_md5(md5)
+                .send(),
+        )
+        .expect("get");
+    if is_garage {
+        assert_eq!(got.sse_customer_algorithm(), Some("AES256"));
+    }
+    // list and search need no key.
+    assert_search_plans_from_the_catalogue(&db, &s3, "sse-c");
+    if is_garage {
+        // Garage enforces SSE-C.
+        for (extra, hint) in [
+            (vec![], "give --sse-c-key-file"),
+            (
+                vec!["--sse-c-key-file", wrong_key.to_str().expect("path")],
+                "the key this segment was written with",
+            ),
+        ] {
+            let refused = verify_with(&s3, "sse-c", &extra);
+            let stdout = String::from_utf8_lossy(&refused.stdout);
+            assert_eq!(refused.status.code(), Some(1), "{stdout}");
+            assert!(stdout.contains(hint), "{stdout}");
+        }
+    }
+
+    // SSE-KMS: asked for on every object, recorded, and transparent to readers.
+    let spool = tempfile::tempdir().expect("spool");
+    let output = stream_to_s3(
+        &db,
+        &s3,
+        "sse-kms",
+        spool.path(),
+        &["--sse-kms", "--sse-kms-key-id", "alias/binlogd-test"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if is_garage {
+        // Garage takes the SSE-KMS headers and stores objects in the clear: binlogd finds
+        // out at start and refuses, rather than promise encryption it does not get.
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            the_error_line(&stderr).contains("the store does not apply SSE-KMS"),
+            "{stderr}"
+        );
+        return;
+    }
+    assert!(output.status.success(), "{stderr}");
+    let manifest = manifest_of(&s3, "sse-kms", "mariadb-bin.000001");
+    assert_eq!(manifest["encryption"]["server"]["mode"], "aws:kms");
+    assert_eq!(
+        manifest["encryption"]["server"]["key"],
+        "alias/binlogd-test"
+    );
+    for key in keys_under(&s3, "sse-kms", "") {
+        let head = runtime()
+            .block_on(s3_client(&s3).head_object().bucket(BUCKET).key(&key).send())
+            .expect("head");
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+            "{key}"
+        );
+    }
+    assert!(verify_with(&s3, "sse-kms", &[]).status.success());
+}

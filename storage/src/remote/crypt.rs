@@ -62,29 +62,7 @@ pub enum KeyError {
 impl ClientKey {
     /// Reads a key file: 32 raw bytes, or 64 hex digits (surrounding whitespace ignored).
     pub fn from_file(path: &Path) -> Result<ClientKey, KeyError> {
-        let bytes = std::fs::read(path).map_err(|cause| KeyError::Read {
-            path: path.display().to_string(),
-            cause,
-        })?;
-        let malformed = |found: String| KeyError::Malformed {
-            path: path.display().to_string(),
-            found,
-        };
-        let text = std::str::from_utf8(&bytes).map(str::trim);
-        let key: [u8; 32] = match text {
-            Ok(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                let mut key = [0u8; 32];
-                for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-                    let digits = std::str::from_utf8(pair).unwrap_or("00");
-                    key[i] = u8::from_str_radix(digits, 16).unwrap_or(0);
-                }
-                key
-            }
-            _ if bytes.len() == 32 => bytes.as_slice().try_into().unwrap_or([0; 32]),
-            Ok(text) => return Err(malformed(format!("{} characters of text", text.len()))),
-            Err(_) => return Err(malformed(format!("{} bytes", bytes.len()))),
-        };
-        Ok(ClientKey::from_bytes(&key))
+        Ok(ClientKey::from_bytes(&read_key_file(path)?))
     }
 
     /// A key from its 32 bytes.
@@ -149,6 +127,34 @@ impl ClientKey {
                     .to_owned()
             })
     }
+}
+
+/// Reads a 256-bit key from a file: 32 raw bytes, or 64 hex digits (surrounding
+/// whitespace ignored). Used for client-side keys and SSE-C customer keys alike.
+pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyError> {
+    let bytes = std::fs::read(path).map_err(|cause| KeyError::Read {
+        path: path.display().to_string(),
+        cause,
+    })?;
+    let malformed = |found: String| KeyError::Malformed {
+        path: path.display().to_string(),
+        found,
+    };
+    let text = std::str::from_utf8(&bytes).map(str::trim);
+    let key: [u8; 32] = match text {
+        Ok(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            let mut key = [0u8; 32];
+            for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+                let digits = std::str::from_utf8(pair).unwrap_or("00");
+                key[i] = u8::from_str_radix(digits, 16).unwrap_or(0);
+            }
+            key
+        }
+        _ if bytes.len() == 32 => bytes.as_slice().try_into().unwrap_or([0; 32]),
+        Ok(text) => return Err(malformed(format!("{} characters of text", text.len()))),
+        Err(_) => return Err(malformed(format!("{} bytes", bytes.len()))),
+    };
+    Ok(key)
 }
 
 #[cfg(test)]

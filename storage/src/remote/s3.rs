@@ -64,6 +64,74 @@ pub struct S3Options {
     pub region: Option<String>,
     /// A custom endpoint (MinIO, Garage, ...); also taken from `AWS_ENDPOINT_URL`.
     pub endpoint: Option<String>,
+    /// Server-side encryption to ask of the store.
+    pub server_side: Option<ServerSideEncryption>,
+}
+
+/// What the store is asked to encrypt, and how.
+///
+/// SSE-KMS applies to every object binlogd writes (the store decrypts for anyone allowed
+/// to use the KMS key, so readers need nothing). SSE-C applies to segments only: every
+/// read of an SSE-C object must present the key, and keeping indexes, manifests and the
+/// catalogue readable lets `list`, `search` and `timeline` run without it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ServerSideEncryption {
+    /// SSE-C with this 256-bit customer key.
+    CustomerKey([u8; 32]),
+    /// SSE-KMS with this key id, or the bucket's default KMS key.
+    Kms(Option<String>),
+}
+
+impl std::fmt::Debug for ServerSideEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never the key itself.
+            ServerSideEncryption::CustomerKey(key) => {
+                write!(f, "CustomerKey(md5 {})", customer_key_md5(key))
+            }
+            ServerSideEncryption::Kms(id) => write!(f, "Kms({id:?})"),
+        }
+    }
+}
+
+impl ServerSideEncryption {
+    /// How manifests record it: the mode and, for SSE-C, the key's MD5 (which S3 itself
+    /// reports), for SSE-KMS the key id.
+    pub fn record(&self) -> (String, Option<String>) {
+        match self {
+            ServerSideEncryption::CustomerKey(key) => {
+                ("sse-c".to_owned(), Some(customer_key_md5(key)))
+            }
+            ServerSideEncryption::Kms(id) => ("aws:kms".to_owned(), id.clone()),
+        }
+    }
+}
+
+/// The base64 MD5 of an SSE-C key, as the `x-amz-server-side-encryption-customer-key-MD5`
+/// header carries it.
+pub fn customer_key_md5(key: &[u8; 32]) -> String {
+    use base64::Engine;
+    use md5::Digest;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(key))
+}
+
+/// The SSE-C headers: algorithm, key and key MD5.
+fn customer_key_headers(key: &[u8; 32]) -> (String, String, String) {
+    use base64::Engine;
+    (
+        "AES256".to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        customer_key_md5(key),
+    )
+}
+
+/// Whether `key` names a segment object (the only objects SSE-C applies to).
+fn is_segment(key: &str) -> bool {
+    let leaf = key.rsplit('/').next().unwrap_or_default();
+    matches!(
+        super::keys::parse_file_object(leaf),
+        Some(super::keys::FileObject::Segment { .. })
+    )
 }
 
 /// A bucket and prefix on S3.
@@ -72,6 +140,7 @@ pub struct S3Store {
     client: Client,
     url: S3Url,
     honours_conditions: bool,
+    server_side: Option<ServerSideEncryption>,
 }
 
 impl S3Store {
@@ -99,6 +168,7 @@ impl S3Store {
             // Until a probe shows otherwise, assume the store may ignore conditions: the
             // lease then looks before it writes, which is safe on every store.
             honours_conditions: false,
+            server_side: options.server_side.clone(),
         }
     }
 
@@ -111,7 +181,14 @@ impl S3Store {
             // Until a probe shows otherwise, assume the store may ignore conditions: the
             // lease then looks before it writes, which is safe on every store.
             honours_conditions: false,
+            server_side: None,
         }
+    }
+
+    /// Asks the store for server-side encryption (see [`ServerSideEncryption`]).
+    pub fn with_server_side(mut self, server_side: Option<ServerSideEncryption>) -> S3Store {
+        self.server_side = server_side;
+        self
     }
 
     /// Checks that the bucket is there and the credentials work, and finds out whether
@@ -127,6 +204,35 @@ impl S3Store {
             let first = self.put_if_absent(key, Bytes::from_static(b"1")).await?;
             let second = self.put_if_absent(key, Bytes::from_static(b"2")).await?;
             self.honours_conditions = first.is_some() && second.is_none();
+        }
+        if let Some(ServerSideEncryption::Kms(_)) = &self.server_side {
+            // Some S3-compatible stores take the SSE-KMS headers and store the object in
+            // the clear. Ask the store what it did with the probe object.
+            let head = self
+                .client
+                .head_object()
+                .bucket(&self.url.bucket)
+                .key(self.full_key(key))
+                .send()
+                .await
+                .map_err(|e| self.error("HEAD", key, e))?;
+            if head.server_side_encryption()
+                != Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            {
+                let _ = self.delete(key).await;
+                return Err(StoreError {
+                    kind: StoreErrorKind::BadRequest,
+                    operation: "PUT",
+                    location: format!("{}/{key}", self.url),
+                    message: format!(
+                        "the store does not apply SSE-KMS: a test object written with it reports {}",
+                        head.server_side_encryption()
+                            .map_or("no server-side encryption".to_owned(), |e| e
+                                .as_str()
+                                .to_owned())
+                    ),
+                });
+            }
         }
         self.delete(key).await
     }
@@ -191,10 +297,15 @@ impl S3Store {
             .bucket(&self.url.bucket)
             .key(self.full_key(key))
             .body(ByteStream::from(body));
-        let request = match condition {
+        let mut request = match condition {
             Condition::Absent => request.if_none_match("*"),
             Condition::Matches(etag) => request.if_match(etag),
         };
+        if let Some(ServerSideEncryption::Kms(id)) = &self.server_side {
+            request = request
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(id.clone());
+        }
         match request.send().await {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
             Err(e) => match self.error("PUT", key, e) {
@@ -275,6 +386,21 @@ impl ObjectStore for S3Store {
             for (name, value) in metadata {
                 request = request.metadata(name, value);
             }
+            match &self.server_side {
+                Some(ServerSideEncryption::CustomerKey(customer_key)) if is_segment(key) => {
+                    let (algorithm, encoded, md5) = customer_key_headers(customer_key);
+                    request = request
+                        .sse_customer_algorithm(algorithm)
+                        .sse_customer_key(encoded)
+                        .sse_customer_key_md5(md5);
+                }
+                Some(ServerSideEncryption::Kms(id)) => {
+                    request = request
+                        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                        .set_ssekms_key_id(id.clone());
+                }
+                _ => {}
+            }
             request
                 .send()
                 .await
@@ -298,17 +424,42 @@ impl ObjectStore for S3Store {
 
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Object>> {
         Box::pin(async move {
-            let response = self
+            let mut request = self
                 .client
                 .get_object()
                 .bucket(&self.url.bucket)
-                .key(self.full_key(key))
-                .send()
-                .await;
-            let out = match response {
+                .key(self.full_key(key));
+            let customer_key = match &self.server_side {
+                Some(ServerSideEncryption::CustomerKey(customer_key)) if is_segment(key) => {
+                    let (algorithm, encoded, md5) = customer_key_headers(customer_key);
+                    request = request
+                        .sse_customer_algorithm(algorithm)
+                        .sse_customer_key(encoded)
+                        .sse_customer_key_md5(md5);
+                    true
+                }
+                _ => false,
+            };
+            let out = match request.send().await {
                 Ok(out) => out,
                 Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
-                Err(e) => return Err(self.error("GET", key, e)),
+                Err(e) => {
+                    let mut error = self.error("GET", key, e);
+                    // A refused segment read is, more often than not, about SSE-C.
+                    if is_segment(key)
+                        && matches!(
+                            error.kind,
+                            StoreErrorKind::BadRequest | StoreErrorKind::AccessDenied
+                        )
+                    {
+                        error.message.push_str(if customer_key {
+                            " (is --sse-c-key-file the key this segment was written with?)"
+                        } else {
+                            " (if the archive was written with SSE-C, give --sse-c-key-file)"
+                        });
+                    }
+                    return Err(error);
+                }
             };
             let metadata = out
                 .metadata()
