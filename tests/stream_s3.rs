@@ -1143,3 +1143,78 @@ fn s3_server_side_encryption_is_asked_for_recorded_and_needed_to_read() {
     }
     assert!(verify_with(&s3, "sse-kms", &[]).status.success());
 }
+
+#[test]
+fn s3_errors_and_slow_responses_from_the_store_lose_nothing() {
+    let db = Arc::new(
+        MariaDbConfig {
+            max_binlog_size: Some(256 << 10),
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("start"),
+    );
+    db.write_workload(10).expect("schema");
+    let s3 = start_s3();
+    let store_port: u16 = s3
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("endpoint port");
+    // One request in three answered 503 Slow Down, one response in five held back 1.5 s.
+    let proxy = binlogd_testkit::HttpFaultProxy::start(
+        store_port,
+        binlogd_testkit::Faults {
+            fail_one_in: 3,
+            slow_one_in: 5,
+            slow_by: std::time::Duration::from_millis(1500),
+        },
+    )
+    .expect("proxy");
+    let endpoint = proxy.endpoint();
+    let spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let log_path = logs.path().join("binlogd.log");
+    let streamer = KillOnDrop(
+        stream_command(&db, &s3, &format!("s3://{BUCKET}/flaky"), spool.path())
+            .args(["--s3-endpoint", &endpoint])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .stderr(std::fs::File::create(&log_path).expect("log"))
+            .spawn()
+            .expect("spawn binlogd"),
+    );
+    let workload = stream_common::Workload::start_paced(&db, std::time::Duration::from_millis(10));
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    workload.finish();
+    wait_for_quiet_binlogs(&db);
+    let (failed, slowed, requests) = (proxy.failed(), proxy.slowed(), proxy.requests());
+    // The store recovers; the spool drains.
+    proxy.set_faults(binlogd_testkit::Faults::default());
+    let archive = open_archive(&s3, "flaky");
+    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while archived_sequence(&archive) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the archive did not catch up:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(streamer);
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, "flaky"));
+    assert!(verify(&s3, "flaky").status.success());
+    eprintln!("{requests} requests through the proxy: {failed} answered 503, {slowed} slowed");
+    assert!(
+        failed >= 10 && slowed >= 5,
+        "{failed} failed, {slowed} slowed"
+    );
+    assert!(
+        db.binlog_names().expect("names").len() >= 3,
+        "the workload rotated"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(!log.contains("panicked") && !log.contains("ERROR"), "{log}");
+}

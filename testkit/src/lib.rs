@@ -29,6 +29,7 @@
 //! Errors are `anyhow` errors: this crate is only ever used by tests, which want the context
 //! chain printed, not a type to match on.
 
+mod http_faults;
 mod mariadb;
 pub mod mysql_peer;
 mod pki;
@@ -38,6 +39,7 @@ pub mod reap;
 mod s3;
 mod tools;
 
+pub use http_faults::{Faults, HttpFaultProxy};
 pub use mariadb::{
     Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage, SysbenchLoad,
 };
