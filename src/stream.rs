@@ -81,7 +81,7 @@ pub struct StreamArgs {
     /// checkpoint.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     checkpoint_size: u64,
-    /// With an S3 archive: segment compression: zstd, gzip or none.
+    /// With an S3 archive: segment compression: zstd, gzip, bzip2 or none.
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     compression: Codec,
     #[command(flatten)]

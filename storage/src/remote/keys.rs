@@ -79,6 +79,8 @@ pub enum Codec {
     Zst,
     /// gzip (DEFLATE), for tools that know only that.
     Gz,
+    /// bzip2 (level 9), for archives that other tools read or wrote with it.
+    Bz2,
 }
 
 impl Codec {
@@ -88,6 +90,7 @@ impl Codec {
             Codec::Raw => "raw",
             Codec::Zst => "zst",
             Codec::Gz => "gz",
+            Codec::Bz2 => "bz2",
         }
     }
 
@@ -97,6 +100,7 @@ impl Codec {
             "raw" => Some(Codec::Raw),
             "zst" => Some(Codec::Zst),
             "gz" => Some(Codec::Gz),
+            "bz2" => Some(Codec::Bz2),
             _ => None,
         }
     }
@@ -112,6 +116,12 @@ impl Codec {
                 encoder.write_all(bytes)?;
                 encoder.finish()
             }
+            Codec::Bz2 => {
+                let mut encoder =
+                    bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+                encoder.write_all(bytes)?;
+                encoder.finish()
+            }
         }
     }
 
@@ -123,6 +133,11 @@ impl Codec {
             Codec::Gz => {
                 let mut out = Vec::with_capacity(length);
                 flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+                out
+            }
+            Codec::Bz2 => {
+                let mut out = Vec::with_capacity(length);
+                bzip2::read::BzDecoder::new(bytes).read_to_end(&mut out)?;
                 out
             }
         };
@@ -144,7 +159,10 @@ impl std::str::FromStr for Codec {
             "none" | "raw" => Ok(Codec::Raw),
             "zstd" | "zst" => Ok(Codec::Zst),
             "gzip" | "gz" => Ok(Codec::Gz),
-            other => Err(format!("unknown compression {other:?}: zstd, gzip or none")),
+            "bzip2" | "bz2" => Ok(Codec::Bz2),
+            other => Err(format!(
+                "unknown compression {other:?}: zstd, gzip, bzip2 or none"
+            )),
         }
     }
 }
@@ -191,7 +209,7 @@ mod tests {
         let data: Vec<u8> = (0..100_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        for codec in [Codec::Raw, Codec::Zst, Codec::Gz] {
+        for codec in [Codec::Raw, Codec::Zst, Codec::Gz, Codec::Bz2] {
             let packed = codec.compress(&data).expect("compress");
             assert_eq!(
                 codec.decompress(&packed, data.len()).expect("decompress"),
