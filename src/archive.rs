@@ -66,7 +66,8 @@ pub async fn open_remote(url: &S3Url, s3: &S3Args) -> anyhow::Result<RemoteArchi
     Ok(RemoteArchive::open(store)
         .await
         .with_context(|| format!("opening {url}"))?
-        .with_client_key(key))
+        .with_client_key(key)
+        .with_max_parallel(usize::from(s3.max_parallel)))
 }
 
 /// The archive `args` names, local or remote, opened for reading.

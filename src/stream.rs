@@ -81,6 +81,10 @@ pub struct StreamArgs {
     /// checkpoint.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     checkpoint_size: u64,
+    /// With an S3 archive: the largest segment object; a backlog is cut into segments
+    /// this big (at transaction boundaries), which --max-parallel then upload together.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_segment_size)]
+    segment_size: u64,
     /// With an S3 archive: segment compression: zstd, gzip, bzip2 or none.
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     compression: Codec,
@@ -272,11 +276,12 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 options: UploadOptions {
                     codec: args.compression,
                     client_key: args.s3.client_key()?,
+                    max_parallel: usize::from(args.s3.max_parallel),
+                    max_segment: args.segment_size,
                     server_side: s3.server_side.as_ref().map(|sse| {
                         let (mode, key) = sse.record();
                         ServerSide { mode, key }
                     }),
-                    ..UploadOptions::default()
                 },
                 s3,
                 interval: Duration::from_secs_f64(args.checkpoint_interval),
@@ -379,6 +384,14 @@ fn archive_target(args: &StreamArgs) -> anyhow::Result<(PathBuf, Option<S3Url>)>
 }
 
 /// Reads a size: bytes, or a number with KiB, MiB, GiB, TiB (or KB, MB, GB, TB).
+fn parse_segment_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if !(4 << 10..=1 << 30).contains(&size) {
+        return Err(format!("{text}: a segment is between 4KiB and 1GiB"));
+    }
+    Ok(size)
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text

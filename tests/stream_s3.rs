@@ -165,7 +165,15 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
     let s3 = start_s3();
     for codec in ["zstd", "gzip", "bzip2", "none"] {
         let spool = tempfile::tempdir().expect("spool");
-        let output = stream_to_s3(&db, &s3, codec, spool.path(), &["--compression", codec]);
+        // One run with small segments several at a time, one with one at a time.
+        let parallel: &[&str] = match codec {
+            "none" => &["--segment-size", "8KiB", "--max-parallel", "8"],
+            "gzip" => &["--max-parallel", "1"],
+            _ => &[],
+        };
+        let mut args = vec!["--compression", codec];
+        args.extend_from_slice(parallel);
+        let output = stream_to_s3(&db, &s3, codec, spool.path(), &args);
         assert!(
             output.status.success(),
             "{codec}: {}",
@@ -181,6 +189,13 @@ fn s3_archives_hold_the_servers_files_byte_for_byte_in_every_compression() {
             .filter(|p| !p.to_string_lossy().ends_with(".index.jsonl"))
             .collect();
         assert_eq!(spooled.len(), 1, "{codec}: spool still holds {spooled:?}");
+        if codec == "none" {
+            let segments = keys_under(&s3, codec, "0001-server1/mariadb-bin.000001/")
+                .iter()
+                .filter(|k| k.contains(".seg."))
+                .count();
+            assert!(segments >= 6, "64 KiB in 8 KiB segments: {segments}");
+        }
     }
     assert_list_matches_the_server(&db, &s3, "zstd");
     assert_search_plans_from_the_catalogue(&db, &s3, "zstd");

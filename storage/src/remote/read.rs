@@ -49,6 +49,7 @@ pub struct RemoteArchive {
     store: Arc<dyn ObjectStore>,
     catalogue: Catalogue,
     client_key: Option<ClientKey>,
+    max_parallel: usize,
 }
 
 impl RemoteArchive {
@@ -75,12 +76,19 @@ impl RemoteArchive {
             store,
             catalogue,
             client_key: None,
+            max_parallel: 4,
         })
     }
 
     /// Uses `key` to decrypt segments encrypted on the client side.
     pub fn with_client_key(mut self, key: Option<ClientKey>) -> RemoteArchive {
         self.client_key = key;
+        self
+    }
+
+    /// Fetches up to this many segments at once when reading a file.
+    pub fn with_max_parallel(mut self, max_parallel: usize) -> RemoteArchive {
+        self.max_parallel = max_parallel.max(1);
         self
     }
 
@@ -207,9 +215,10 @@ impl RemoteArchive {
             }
         }
         segments.sort_by_key(|s| s.0);
-        let mut bytes = Vec::new();
+        // Which segments make the file, from the listing alone.
+        let mut plan = Vec::new();
+        let mut offset = 0;
         for (start, end, codec, key) in segments {
-            let offset = bytes.len() as u64;
             if start > offset {
                 return Err(StorageError::inconsistent(
                     name,
@@ -223,15 +232,58 @@ impl RemoteArchive {
                 // A leftover of an interrupted upload that a later segment covers.
                 continue;
             }
-            let object = self.store.get(&key).await?.ok_or_else(|| {
-                StorageError::inconsistent(name, start, format!("segment {key} vanished"))
-            })?;
-            let length = usize::try_from(end - start).unwrap_or(usize::MAX);
-            let plain = segment::unpack(&key, &object, codec, length, self.client_key.as_ref())
-                .map_err(|e| {
-                    StorageError::inconsistent(name, start, format!("segment {key}: {e}"))
-                })?;
-            bytes.extend_from_slice(&plain);
+            plan.push((start, end, codec, key));
+            offset = end;
+        }
+        // Fetched up to `max_parallel` at a time, put together in order.
+        let mut parts: Vec<Option<Vec<u8>>> = vec![None; plan.len()];
+        let mut fetches = tokio::task::JoinSet::new();
+        let mut next = 0;
+        let mut failure = None;
+        loop {
+            while failure.is_none() && next < plan.len() && fetches.len() < self.max_parallel.max(1)
+            {
+                let (start, end, codec, key) = plan[next].clone();
+                let store = Arc::clone(&self.store);
+                let client_key = self.client_key.clone();
+                let name = name.to_owned();
+                let slot = next;
+                fetches.spawn(async move {
+                    let object = store.get(&key).await?.ok_or_else(|| {
+                        StorageError::inconsistent(&name, start, format!("segment {key} vanished"))
+                    })?;
+                    let length = usize::try_from(end - start).unwrap_or(usize::MAX);
+                    let plain = segment::unpack(&key, &object, codec, length, client_key.as_ref())
+                        .map_err(|e| {
+                            StorageError::inconsistent(&name, start, format!("segment {key}: {e}"))
+                        })?;
+                    Ok::<_, StorageError>((slot, plain))
+                });
+                next += 1;
+            }
+            let Some(done) = fetches.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ok((slot, plain))) => parts[slot] = Some(plain),
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => {
+                    failure.get_or_insert(StorageError::inconsistent(
+                        name,
+                        0,
+                        format!("download task: {e}"),
+                    ));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(offset).unwrap_or(0));
+        for part in parts.into_iter().flatten() {
+            bytes.extend_from_slice(&part);
         }
         Ok(bytes)
     }

@@ -33,6 +33,8 @@ pub struct UploadOptions {
     pub codec: Codec,
     /// The largest segment: a backlog (or a huge transaction) is cut into pieces this big.
     pub max_segment: u64,
+    /// How many segments may be uploading at once.
+    pub max_parallel: usize,
     /// Client-side encryption of segments.
     pub client_key: Option<ClientKey>,
     /// What the store is asked to do (recorded in manifests; the store does it).
@@ -69,6 +71,7 @@ impl Default for UploadOptions {
         UploadOptions {
             codec: Codec::Zst,
             max_segment: 16 << 20,
+            max_parallel: 4,
             client_key: None,
             server_side: None,
         }
@@ -398,50 +401,82 @@ impl Uploader {
         }
         progress.read_new_index_lines(&epoch.index_path(name))?;
         let mut shipped = 0;
+        let parallel = options.max_parallel.max(1);
         while progress.uploaded_end < progress.durable_end {
-            let start = progress.uploaded_end;
-            let end = if start == 0 {
-                // The first segment is the magic and the format description alone: the
-                // one part of a file the server changes later (it clears the "in use"
-                // flag on close), so the one segment rewritten at seal.
-                match format_description_end(&epoch.data_path(name))? {
-                    Some(end) if end <= progress.durable_end => end,
-                    _ => break,
-                }
-            } else {
-                progress.cut_point(start, options.max_segment)
-            };
-            let bytes = read_range(&epoch.data_path(name), start, end)?;
-            let crc = crc32fast::hash(&bytes);
-            let key = keys::segment(epoch_name, name, start, end, options.codec);
-            let (packed, metadata) =
-                segment::pack(&key, &bytes, options.codec, options.client_key.as_ref())
-                    .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
-            self.stats.bytes_put += packed.len() as u64;
-            store.put(&key, Bytes::from(packed), &metadata).await?;
-            let records = progress.take_records_until(end);
-            if !records.is_empty() {
-                let packed = index_object(&records, &epoch.index_path(name))?;
-                self.stats.bytes_put += packed.len() as u64;
-                store
-                    .put(
-                        &keys::segment_index(epoch_name, name, start, end),
-                        Bytes::from(packed),
-                        &Metadata::new(),
-                    )
-                    .await?;
+            // Up to `parallel` segments go up at once; their index objects only after all
+            // of them, so an index object never names bytes the store lacks.
+            let mut batch: Vec<PackedSegment> = Vec::new();
+            let mut cursor = progress.uploaded_end;
+            while batch.len() < parallel && cursor < progress.durable_end {
+                let start = cursor;
+                let end = if start == 0 {
+                    // The first segment is the magic and the format description alone:
+                    // the one part of a file the server changes later (it clears the "in
+                    // use" flag on close), so the one segment rewritten at seal.
+                    match format_description_end(&epoch.data_path(name))? {
+                        Some(end) if end <= progress.durable_end => end,
+                        _ => break,
+                    }
+                } else {
+                    progress.cut_point(start, options.max_segment)
+                };
+                let bytes = read_range(&epoch.data_path(name), start, end)?;
+                let crc = crc32fast::hash(&bytes);
+                let key = keys::segment(epoch_name, name, start, end, options.codec);
+                let (packed, metadata) =
+                    segment::pack(&key, &bytes, options.codec, options.client_key.as_ref())
+                        .map_err(StorageError::io("compressing", &epoch.data_path(name)))?;
+                batch.push(PackedSegment {
+                    key,
+                    start,
+                    end,
+                    crc,
+                    body: Bytes::from(packed),
+                    metadata,
+                });
+                cursor = end;
             }
-            progress.segments.push(SegmentRecord {
-                key,
-                start,
-                end,
-                codec: options.codec,
-                crc32: format!("{crc:08x}"),
-            });
-            progress.uploaded_end = end;
-            self.stats.segments += 1;
-            self.stats.binlog_bytes += end - start;
-            shipped += end - start;
+            if batch.is_empty() {
+                break;
+            }
+            let mut puts = tokio::task::JoinSet::new();
+            for segment in &batch {
+                self.stats.bytes_put += segment.body.len() as u64;
+                let (store, key, body, metadata) = (
+                    Arc::clone(&store),
+                    segment.key.clone(),
+                    segment.body.clone(),
+                    segment.metadata.clone(),
+                );
+                puts.spawn(async move { store.put(&key, body, &metadata).await });
+            }
+            join_all_puts(puts).await?;
+            let mut index_puts = tokio::task::JoinSet::new();
+            for segment in &batch {
+                let records = progress.take_records_until(segment.end);
+                if !records.is_empty() {
+                    let packed = Bytes::from(index_object(&records, &epoch.index_path(name))?);
+                    self.stats.bytes_put += packed.len() as u64;
+                    let store = Arc::clone(&store);
+                    let key = keys::segment_index(epoch_name, name, segment.start, segment.end);
+                    index_puts
+                        .spawn(async move { store.put(&key, packed, &Metadata::new()).await });
+                }
+            }
+            join_all_puts(index_puts).await?;
+            for segment in batch {
+                progress.segments.push(SegmentRecord {
+                    key: segment.key,
+                    start: segment.start,
+                    end: segment.end,
+                    codec: options.codec,
+                    crc32: format!("{:08x}", segment.crc),
+                });
+                progress.uploaded_end = segment.end;
+                self.stats.segments += 1;
+                self.stats.binlog_bytes += segment.end - segment.start;
+                shipped += segment.end - segment.start;
+            }
         }
         if let Some((size, _)) = progress.index.closed.clone()
             && progress.uploaded_end == size
@@ -773,6 +808,39 @@ impl FileProgress {
         self.pending = rest;
         covered
     }
+}
+
+/// A segment read from the spool and packed, ready to go up.
+struct PackedSegment {
+    key: String,
+    start: u64,
+    end: u64,
+    crc: u32,
+    body: Bytes,
+    metadata: Metadata,
+}
+
+/// Waits for every PUT; the first failure is the answer (the rest are still awaited, so
+/// none outlives the checkpoint).
+async fn join_all_puts(
+    mut puts: tokio::task::JoinSet<Result<(), super::store::StoreError>>,
+) -> Result<(), StorageError> {
+    let mut first_error = None;
+    while let Some(done) = puts.join_next().await {
+        let failed = match done {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(StorageError::from(e)),
+            Err(e) => Some(StorageError::inconsistent(
+                "upload",
+                0,
+                format!("upload task: {e}"),
+            )),
+        };
+        if first_error.is_none() {
+            first_error = failed;
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 fn summarise(epoch: &Epoch, epoch_name: &str, name: &str, progress: &FileProgress) -> FileSummary {
