@@ -242,6 +242,15 @@ pub async fn run(
             }
             Err(e) => {
                 let _ = stop.send(true);
+                let refused_credentials = matches!(&e, StorageError::Store(store)
+                    if store.kind == binlogd_storage::remote::store::StoreErrorKind::AccessDenied);
+                if refused_credentials {
+                    return Err(e).context(
+                        "uploading to the object archive: the store refuses binlogd's \
+                         credentials (expired or revoked?); what is not uploaded waits in the \
+                         spool for the next start",
+                    );
+                }
                 return Err(e).context("uploading to the object archive");
             }
         }

@@ -1233,3 +1233,78 @@ fn s3_errors_and_slow_responses_from_the_store_lose_nothing() {
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(!log.contains("panicked") && !log.contains("ERROR"), "{log}");
 }
+
+#[test]
+fn s3_credentials_that_stop_working_end_the_stream_with_one_line_and_lose_nothing() {
+    let mut s3 = start_s3();
+    if s3.kind() != binlogd_testkit::S3Kind::Garage {
+        // Not silent: moto accepts any credentials, so only the Garage run can revoke them
+        // (scripts/test runs every S3 test against Garage too).
+        eprintln!("skipped with moto, which does not check credentials");
+        return;
+    }
+    let db = MariaDbConfig::default().start().expect("start");
+    db.write_workload(50).expect("workload");
+    let spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let log_path = logs.path().join("binlogd.log");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let mut streamer = KillOnDrop(
+        stream_command(&db, &s3, &format!("s3://{BUCKET}/creds"), spool.path())
+            .args(["--metrics-addr", &metrics_addr])
+            .stderr(std::fs::File::create(&log_path).expect("log"))
+            .spawn()
+            .expect("spawn binlogd"),
+    );
+    wait_until_healthy(&metrics_addr, || {
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    });
+    let old_env = s3.aws_env();
+    s3.rotate_credentials(BUCKET)
+        .expect("revoke the credentials");
+    db.write_workload(50)
+        .expect("more work, which only the spool can take");
+
+    // The next upload is refused: binlogd stops with one line naming the problem.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = streamer.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binlogd kept running on refused credentials:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let line = the_error_line(&log);
+    eprintln!("with revoked credentials: {line}");
+    assert!(
+        line.contains("InvalidAccessKeyId")
+            || line.contains("AccessDenied")
+            || line.contains("Forbidden"),
+        "{log}"
+    );
+    // Readers with the old credentials: one line too.
+    let listed = binlogd()
+        .args(["list", "--archive", &format!("s3://{BUCKET}/creds")])
+        .envs(old_env)
+        .output()
+        .expect("run binlogd list");
+    assert_eq!(listed.status.code(), Some(1));
+    the_error_line(&String::from_utf8_lossy(&listed.stderr));
+
+    // Nothing was lost: with working credentials the spool goes up, and the archive is the
+    // server's files.
+    wait_for_quiet_binlogs(&db);
+    let output = stream_to_s3(&db, &s3, "creds", spool.path(), &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, "creds"));
+}

@@ -94,6 +94,68 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Replaces the credentials: new ones get the old ones' rights on `bucket`, and the
+    /// old ones stop working — what a client sees when its credentials expire or are
+    /// revoked. Garage only: moto accepts any credentials.
+    pub fn rotate_credentials(&mut self, bucket: &str) -> Result<()> {
+        ensure!(
+            self.kind == S3Kind::Garage,
+            "moto accepts any credentials: revoking them needs Garage (BINLOGD_TEST_S3=garage)"
+        );
+        let garage = find_tool(Tool::Garage)?;
+        let config = self.dir.path().join("garage.toml");
+        let cli = |args: &[&str]| -> Result<String> {
+            let output = Command::new(&garage)
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .output()?;
+            ensure!(
+                output.status.success(),
+                "garage {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        // A bucket made through the S3 API has only its creator's local alias: find its id.
+        let buckets = cli(&["bucket", "list"])?;
+        let id = buckets
+            .lines()
+            .find(|line| line.contains(bucket))
+            .and_then(|line| line.split_whitespace().next())
+            .with_context(|| format!("no bucket {bucket} in:\n{buckets}"))?
+            .to_owned();
+        let access_key = format!("GK{}", random_hex(12)?);
+        let secret_key = random_hex(32)?;
+        let name = format!("binlogd-test-{}", &access_key[2..8]);
+        cli(&[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            &name,
+            &access_key,
+            &secret_key,
+        ])?;
+        cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            &id,
+            "--key",
+            &access_key,
+        ])?;
+        // The new key knows the bucket by the same name.
+        cli(&["bucket", "alias", "--local", &access_key, &id, bucket])?;
+        cli(&["key", "delete", "--yes", &self.access_key])?;
+        self.access_key = access_key;
+        self.secret_key = secret_key;
+        Ok(())
+    }
+
     /// Access key id of the instance's credentials.
     pub fn access_key(&self) -> &str {
         &self.access_key
