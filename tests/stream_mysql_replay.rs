@@ -298,6 +298,40 @@ fn a_mysql_source_is_archived_by_position_then_resumed_by_gtid_set() {
         .collect();
     let expected: Vec<String> = (1..=5).map(|gno| format!("{SERVER_UUID}:{gno}")).collect();
     assert_eq!(indexed, expected, "each GTID indexed once, in order");
+
+    // Planning works on GTID sets: from a backup holding 1-2, up to 4 is the bytes from
+    // the third transaction's GTID event to the fifth's.
+    let path = archive.path().display().to_string();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = stream_common::binlogd()
+            .args(args)
+            .args(["--archive", &path, "--output", "json"])
+            .output()
+            .expect("run binlogd");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let from = format!("{SERVER_UUID}:1-2");
+    for target in [
+        ["--gtid".to_owned(), format!("{SERVER_UUID}:4")],
+        ["--before-gtid".to_owned(), format!("{SERVER_UUID}:5")],
+    ] {
+        let plan = json(&["search", "--from-gtid", &from, &target[0], &target[1]]);
+        assert_eq!(plan["transactions"], 2, "{plan}");
+        assert_eq!(plan["pieces"][0]["start"], transactions[2] as u64, "{plan}");
+        assert_eq!(plan["stop"]["offset"], transactions[4] as u64, "{plan}");
+        assert_eq!(plan["end"]["gtids"], format!("{SERVER_UUID}:1-4"));
+    }
+    let timeline = json(&["timeline", "--from-gtid", &from]);
+    assert_eq!(
+        timeline["recoverable_to"]["gtids"],
+        format!("{SERVER_UUID}:1-5")
+    );
+    assert_eq!(timeline["history"][0]["transactions"], 3);
 }
 
 #[test]
