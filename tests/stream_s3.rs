@@ -583,6 +583,12 @@ fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
     let _ = streamer.kill();
     let _ = streamer.wait();
     assert_store_has_the_servers_files(&db, &open_archive(&s3, "faults"));
+    let verified = verify(&s3, "faults");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         log.contains("uploading failed; the spool keeps the stream"),
@@ -1070,6 +1076,27 @@ fn s3_server_side_encryption_is_asked_for_recorded_and_needed_to_read() {
         "{}",
         String::from_utf8_lossy(&clean.stdout)
     );
+    let store = S3Store::with_client(
+        s3_client(&s3),
+        format!("s3://{BUCKET}/sse-c").parse().expect("url"),
+    )
+    .with_server_side(Some(
+        binlogd_storage::remote::s3::ServerSideEncryption::CustomerKey([0x42; 32]),
+    ));
+    let archive = runtime()
+        .block_on(RemoteArchive::open(Arc::new(store)))
+        .expect("open");
+    assert_store_has_the_servers_files(&db, &archive);
+    // Going on with another SSE-C key, or none, is refused before anything is written.
+    for extra in [
+        vec!["--sse-c-key-file", wrong_key.to_str().expect("path")],
+        vec![],
+    ] {
+        let output = stream_to_s3(&db, &s3, "sse-c", spool.path(), &extra);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(the_error_line(&stderr).contains("SSE-C"), "{stderr}");
+    }
     // The store holds the segments as SSE-C objects.
     let segment = keys_under(&s3, "sse-c", "0001-server1/mariadb-bin.000001/")
         .into_iter()
@@ -1157,6 +1184,7 @@ fn s3_server_side_encryption_is_asked_for_recorded_and_needed_to_read() {
         );
     }
     assert!(verify_with(&s3, "sse-kms", &[]).status.success());
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, "sse-kms"));
 }
 
 #[test]

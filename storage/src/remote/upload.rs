@@ -270,7 +270,7 @@ impl Uploader {
             version: FORMAT_VERSION,
             ..Catalogue::default()
         });
-        check_same_client_key(&catalogue, &options, &store.location())?;
+        check_same_encryption(&catalogue, &options, &store.location())?;
         // What the spool holds now; files that appear later are this run's own.
         let mut present = Vec::new();
         for epoch in spool.epochs()? {
@@ -873,9 +873,10 @@ fn summarise(epoch: &Epoch, epoch_name: &str, name: &str, progress: &FileProgres
     }
 }
 
-/// Refuses to go on with a key other than the one the archive's newest sealed file was
-/// encrypted with (a reader holds one key), or without the key it used.
-fn check_same_client_key(
+/// Refuses to go on with other encryption than the archive's newest sealed file has: a
+/// reader holds one client key and one SSE-C key, and a file half in one and half in
+/// another could not be read back whole.
+fn check_same_encryption(
     catalogue: &Catalogue,
     options: &UploadOptions,
     location: &str,
@@ -883,24 +884,42 @@ fn check_same_client_key(
     let Some(newest) = catalogue.files.last() else {
         return Ok(());
     };
-    let archived = newest
-        .encryption
-        .as_ref()
-        .and_then(|e| e.key_check.as_deref());
+    let recorded = newest.encryption.clone().unwrap_or_default();
+    let archived = recorded.key_check.as_deref();
     let given = options.client_key.as_ref().map(ClientKey::check);
-    let message = match (archived, given) {
-        (Some(archived), Some(given)) if archived != given => format!(
-            "its files are encrypted with another key (key check {archived}; the key given has              {given}): one archive, one key"
-        ),
-        (Some(archived), None) => format!(
+    let client_problem = match (archived, given) {
+        (Some(archived), Some(given)) if archived != given => Some(format!(
+            "its files are encrypted with another key (key check {archived}; the key given \
+             has {given}): one archive, one key"
+        )),
+        (Some(archived), None) => Some(format!(
             "its files are encrypted (key check {archived}): give the same --encryption-key-file"
-        ),
-        _ => return Ok(()),
+        )),
+        _ => None,
     };
-    Err(StorageError::NotAnArchive {
-        path: location.into(),
-        message,
-    })
+    let sse_c = |sse: &Option<ServerSide>| {
+        sse.as_ref()
+            .filter(|s| s.mode == "sse-c")
+            .and_then(|s| s.key.clone())
+    };
+    let server_problem = match (sse_c(&recorded.server), sse_c(&options.server_side)) {
+        (Some(archived), Some(given)) if archived != given => Some(format!(
+            "its segments are SSE-C encrypted with another key (key MD5 {archived}; the key \
+             given has {given}): one archive, one key"
+        )),
+        (Some(archived), None) => Some(format!(
+            "its segments are SSE-C encrypted (key MD5 {archived}): give the same \
+             --sse-c-key-file"
+        )),
+        _ => None,
+    };
+    match client_problem.or(server_problem) {
+        None => Ok(()),
+        Some(message) => Err(StorageError::NotAnArchive {
+            path: location.into(),
+            message,
+        }),
+    }
 }
 
 /// The index records of one segment, as its `.idx.zst` object holds them.
