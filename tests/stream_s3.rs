@@ -524,12 +524,7 @@ fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
     db.write_workload(10).expect("schema");
     let s3 = start_s3();
     // The store is reached through a proxy that can make it vanish.
-    let store_port: u16 = s3
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("endpoint port");
+    let store_port = s3.port();
     let proxy = binlogd_testkit::TcpProxy::start(store_port).expect("proxy");
     let endpoint = format!("http://127.0.0.1:{}", proxy.port());
     let spool = tempfile::tempdir().expect("spool");
@@ -1199,12 +1194,7 @@ fn s3_errors_and_slow_responses_from_the_store_lose_nothing() {
     );
     db.write_workload(10).expect("schema");
     let s3 = start_s3();
-    let store_port: u16 = s3
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("endpoint port");
+    let store_port = s3.port();
     // One request in three answered 503 Slow Down, one response in five held back 1.5 s.
     let proxy = binlogd_testkit::HttpFaultProxy::start(
         store_port,

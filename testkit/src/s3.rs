@@ -18,7 +18,7 @@ use std::fs;
 use std::io::Read as _;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -102,22 +102,10 @@ impl S3Server {
             self.kind == S3Kind::Garage,
             "moto accepts any credentials: revoking them needs Garage (BINLOGD_TEST_S3=garage)"
         );
-        let garage = find_tool(Tool::Garage)?;
-        let config = self.dir.path().join("garage.toml");
-        let cli = |args: &[&str]| -> Result<String> {
-            let output = Command::new(&garage)
-                .arg("-c")
-                .arg(&config)
-                .args(args)
-                .output()?;
-            ensure!(
-                output.status.success(),
-                "garage {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        };
+        let cli = garage_cli(
+            find_tool(Tool::Garage)?,
+            self.dir.path().join("garage.toml"),
+        );
         // A bucket made through the S3 API has only its creator's local alias: find its id.
         let buckets = cli(&["bucket", "list"])?;
         let id = buckets
@@ -154,6 +142,11 @@ impl S3Server {
         self.access_key = access_key;
         self.secret_key = secret_key;
         Ok(())
+    }
+
+    /// The port its S3 API listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Access key id of the instance's credentials.
@@ -255,20 +248,7 @@ fn start_garage(dir: tempfile::TempDir) -> Result<S3Server> {
     let mut server = ChildGuard::new(child, format!("garage on port {s3_port}"));
     record_server_pid(root, server.pid())?;
 
-    let cli = |args: &[&str]| -> Result<String> {
-        let output = Command::new(&garage)
-            .arg("-c")
-            .arg(&config_path)
-            .args(args)
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "garage {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    };
+    let cli = garage_cli(garage.clone(), config_path.clone());
     // `node id` answers from the local key before the RPC port listens; `status` needs
     // the RPC connection that the layout commands use.
     wait_until(&mut server, Duration::from_secs(60), "garage RPC", || {
@@ -312,6 +292,24 @@ fn start_garage(dir: tempfile::TempDir) -> Result<S3Server> {
         _server: server,
         dir,
     })
+}
+
+/// Runs `garage -c CONFIG ARGS...`; its output, or an error with its stderr.
+fn garage_cli(garage: PathBuf, config: PathBuf) -> impl Fn(&[&str]) -> Result<String> {
+    move |args: &[&str]| {
+        let output = Command::new(&garage)
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "garage {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
 }
 
 fn port_open(port: u16) -> bool {
