@@ -513,15 +513,7 @@ fn s3_a_missing_bucket_fails_at_once_with_one_clear_line() {
 
 #[test]
 fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
-    let db = Arc::new(
-        MariaDbConfig {
-            max_binlog_size: Some(1 << 20),
-            ..MariaDbConfig::default()
-        }
-        .start()
-        .expect("start"),
-    );
-    db.write_workload(10).expect("schema");
+    let db = server_with_workload_schema(1 << 20);
     let s3 = start_s3();
     // The store is reached through a proxy that can make it vanish.
     let store_port = s3.port();
@@ -563,18 +555,7 @@ fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
     workload.finish();
     wait_for_quiet_binlogs(&db);
 
-    let archive = open_archive(&s3, "faults");
-    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while archived_sequence(&archive) < target {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the archive did not catch up after the outage:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_until_archived(&db, &s3, "faults", 90, &log_path);
     let _ = streamer.kill();
     let _ = streamer.wait();
     assert_store_has_the_servers_files(&db, &open_archive(&s3, "faults"));
@@ -593,6 +574,38 @@ fn s3_sigkills_and_a_minute_without_the_store_lose_nothing() {
         !log.contains("ERROR") && !log.contains("panicked"),
         "binlogd log:\n{log}"
     );
+}
+
+/// A server with binlog files of at most `max_binlog_size` bytes, holding the workload's
+/// schema, to be shared with a `Workload` thread.
+fn server_with_workload_schema(max_binlog_size: u64) -> Arc<MariaDb> {
+    let db = Arc::new(
+        MariaDbConfig {
+            max_binlog_size: Some(max_binlog_size),
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("start"),
+    );
+    db.write_workload(10).expect("schema");
+    db
+}
+
+/// Waits (up to `seconds`) until the archive under `prefix` holds the server's newest
+/// transaction, then a checkpoint more for the events after it; fails with binlogd's log.
+fn wait_until_archived(db: &MariaDb, s3: &S3Server, prefix: &str, seconds: u64, log: &Path) {
+    let archive = open_archive(s3, prefix);
+    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while archived_sequence(&archive) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the archive did not catch up:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
 }
 
 fn verify(s3: &S3Server, prefix: &str) -> Output {
@@ -1184,15 +1197,7 @@ fn s3_server_side_encryption_is_asked_for_recorded_and_needed_to_read() {
 
 #[test]
 fn s3_errors_and_slow_responses_from_the_store_lose_nothing() {
-    let db = Arc::new(
-        MariaDbConfig {
-            max_binlog_size: Some(256 << 10),
-            ..MariaDbConfig::default()
-        }
-        .start()
-        .expect("start"),
-    );
-    db.write_workload(10).expect("schema");
+    let db = server_with_workload_schema(256 << 10);
     let s3 = start_s3();
     let store_port = s3.port();
     // One request in three answered 503 Slow Down, one response in five held back 1.5 s.
@@ -1224,18 +1229,7 @@ fn s3_errors_and_slow_responses_from_the_store_lose_nothing() {
     let (failed, slowed, requests) = (proxy.failed(), proxy.slowed(), proxy.requests());
     // The store recovers; the spool drains.
     proxy.set_faults(binlogd_testkit::Faults::default());
-    let archive = open_archive(&s3, "flaky");
-    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while archived_sequence(&archive) < target {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the archive did not catch up:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_until_archived(&db, &s3, "flaky", 60, &log_path);
     drop(streamer);
     assert_store_has_the_servers_files(&db, &open_archive(&s3, "flaky"));
     assert!(verify(&s3, "flaky").status.success());
