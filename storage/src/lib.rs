@@ -19,7 +19,6 @@
 //! - [`retention`]: which files a retention policy lets go, and deleting them so that
 //!   the archive stays readable and gap-free.
 //! - [`scan`]: reads an archived file event by event in bounded memory.
-//! - [`relay`]: genuine relay logs made from archived binlogs, for a server's own applier.
 //! - [`remote`]: the object archive (S3): the store interface, the checkpointer that
 //!   uploads the local spool as segments, and the reader.
 
@@ -30,7 +29,6 @@ pub mod index;
 pub mod layout;
 pub mod plan;
 pub mod recover;
-pub mod relay;
 pub mod remote;
 pub mod retention;
 pub mod scan;

@@ -19,7 +19,7 @@
 //! stops exactly there without `START SLAVE UNTIL`. [`RelayLogSet`] writes the files and
 //! the index the server reads. The layouts are MariaDB's and MySQL's `log_event.h`.
 
-use crate::error::StorageError;
+use crate::error::RestoreError;
 use binlogd_parser::{BINLOG_MAGIC, ChecksumAlgorithm, Frame, Framer, HEADER_LEN};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,8 +38,12 @@ pub fn relay_log_head(
     master_file: &str,
     position: u64,
     replica_server_id: u32,
-) -> Result<Vec<u8>, StorageError> {
-    let bad = |message: String| StorageError::inconsistent(master_file, 4, message);
+) -> Result<Vec<u8>, RestoreError> {
+    let bad = |message: String| RestoreError::BadArchive {
+        file: master_file.to_owned(),
+        offset: 4,
+        message,
+    };
     let mut framer = Framer::new();
     let event = match framer.next_event(master_fde, 4) {
         Ok(Frame::Event(event)) if event.bytes.len() == master_fde.len() => event,
@@ -88,6 +92,12 @@ pub fn relay_log_head(
     let mut master = master_fde.to_vec();
     let master_flags = event.header.flags & !FLAG_IN_USE;
     master[17..19].copy_from_slice(&master_flags.to_le_bytes());
+    if position > u64::from(event.header.log_pos) {
+        // As a master's dump does when it starts past the file's head: end_log_pos 0 keeps
+        // the applier from taking the FDE's own end as its position, so the position it
+        // reports is the ROTATE's until the first transaction is applied.
+        set_u32(&mut master, 13, 0);
+    }
     reseal(&mut master, with_crc);
     head.extend_from_slice(&master);
     Ok(head)
@@ -126,29 +136,36 @@ impl RelayLogSet {
     }
 
     /// Writes the next relay log: `head`, then `body`; fsynced. Returns its name.
-    pub fn add(&mut self, head: &[u8], body: &[u8]) -> Result<String, StorageError> {
+    pub fn add(&mut self, head: &[u8], body: &[u8]) -> Result<String, RestoreError> {
         let name = format!("{}.{:06}", self.basename, self.files.len() + 1);
         let path = self.dir.join(&name);
-        let mut file = std::fs::File::create(&path).map_err(StorageError::io("creating", &path))?;
+        let mut file = std::fs::File::create(&path).map_err(RestoreError::io("creating", &path))?;
         file.write_all(head)
             .and_then(|()| file.write_all(body))
             .and_then(|()| file.sync_all())
-            .map_err(StorageError::io("writing", &path))?;
+            .map_err(RestoreError::io("writing", &path))?;
         self.files.push(name.clone());
         Ok(name)
     }
 
     /// Writes `BASENAME.index`, listing the relay logs as the server does (full paths),
     /// and fsyncs the folder.
-    pub fn write_index(&self) -> Result<PathBuf, StorageError> {
+    pub fn write_index(&self) -> Result<PathBuf, RestoreError> {
         let path = self.dir.join(format!("{}.index", self.basename));
         let mut text = String::new();
         for name in &self.files {
             text.push_str(&self.dir.join(name).display().to_string());
             text.push('\n');
         }
-        crate::layout::write_atomically(&path, text.as_bytes())?;
-        crate::layout::sync_dir(&self.dir)?;
+        let temporary = self.dir.join(format!("{}.index.tmp", self.basename));
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(RestoreError::io("writing", &path))?;
         Ok(path)
     }
 
@@ -211,6 +228,15 @@ mod tests {
         assert_eq!(master.header.server_id, 7);
         assert_eq!(master.header.flags, 0, "no longer in use");
         assert_eq!(master.bytes.len(), fde.len());
+        assert_eq!(
+            master.header.log_pos, 0,
+            "started past the head: no position of its own"
+        );
+        let from_head = relay_log_head(&fde, "mariadb-bin.000042", 4, 99).expect("head");
+        let events: Vec<_> = EventReader::new(&from_head)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("every CRC checks out");
+        assert_eq!(events[2].header.log_pos as usize, 4 + fde.len());
 
         let err = relay_log_head(&fde[..30], "x", 4, 1).expect_err("cut");
         assert!(err.to_string().contains("FORMAT_DESCRIPTION"), "{err}");

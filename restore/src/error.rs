@@ -1,0 +1,76 @@
+//! What can go wrong in a restore, each naming what it concerns.
+
+use std::path::{Path, PathBuf};
+
+/// A restore error.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A file system operation failed.
+    #[error("{action} {path}: {cause}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause (part of the message, not a `source()`, so a chain prints it once).
+        cause: std::io::Error,
+    },
+    /// Archived bytes are not what a replay needs.
+    #[error("{file} at offset {offset}: {message}")]
+    BadArchive {
+        /// The archived file.
+        file: String,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The target server said no, or could not be reached.
+    #[error("{doing}: {message}")]
+    Server {
+        /// What binlogd was doing.
+        doing: String,
+        /// The server's words.
+        message: String,
+    },
+    /// The target server is not fit for a restore as it is.
+    #[error("the target server {0}")]
+    Unfit(String),
+    /// The applier stopped on an error.
+    #[error(
+        "the server's applier stopped at {file}:{position} (the failing transaction starts there; applied up to {at}): error {errno}: {message}"
+    )]
+    ApplyFailed {
+        /// The master binlog file of the failing transaction.
+        file: String,
+        /// Where the failing transaction starts in it (the last applied one ends there).
+        position: u64,
+        /// The GTID state the applier reached ("nothing" when empty).
+        at: String,
+        /// The server's error number.
+        errno: u32,
+        /// The server's error text (it names the failing transaction's GTID).
+        message: String,
+    },
+    /// The applier did not reach the target in time.
+    #[error("the applier reached {reached} but not {target} within {seconds} s")]
+    TimedOut {
+        /// Where it got.
+        reached: String,
+        /// Where it should have got.
+        target: String,
+        /// How long binlogd waited without progress.
+        seconds: u64,
+    },
+}
+
+impl RestoreError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |cause| RestoreError::Io {
+            action,
+            path,
+            cause,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Point-in-time restore: archived binlogs replayed by the target server's own applier.
+//!
+//! `binlogd-storage` plans which bytes of which archived files a replay needs
+//! (`storage::plan`); this crate turns them into what a server can apply and drives it:
+//!
+//! - [`relay`]: genuine relay logs made from archived bytes, and their index.
+//! - [`apply`]: the control SQL (with `mysql_async`) that points the server's replication
+//!   applier at the staged relay logs, runs it with parallel workers, follows it to the
+//!   target, reports the failing transaction if it stops, and cleans the channel up.
+
+pub mod apply;
+mod error;
+pub mod relay;
+
+pub use error::RestoreError;
