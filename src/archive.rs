@@ -16,7 +16,8 @@ pub struct ArchiveArgs {
     /// The archive: a directory, or s3://BUCKET/PREFIX.
     #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub archive: String,
-    /// text for people, or json (one object per file and line) for scripts.
+    /// text for people, or json for scripts (list and verify: one object per file and
+    /// line; search, timeline and purge: one object).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     #[command(flatten)]

@@ -48,13 +48,13 @@ pub struct S3Args {
     /// permission to use the key.
     #[arg(long)]
     pub sse_kms: bool,
+    /// With --sse-kms: the KMS key (id, ARN or alias/NAME).
+    #[arg(long, value_name = "KEY", requires = "sse_kms")]
+    pub sse_kms_key_id: Option<String>,
     /// With an S3 archive: how many segments go up (or come down) at once. Catching up
     /// a spool after the store was away is this many times faster, up to the link.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_parallel: u16,
-    /// With --sse-kms: the KMS key (id, ARN or alias/NAME).
-    #[arg(long, value_name = "KEY", requires = "sse_kms")]
-    pub sse_kms_key_id: Option<String>,
 }
 
 impl S3Args {
