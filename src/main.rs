@@ -6,6 +6,7 @@ mod inspect;
 mod list;
 mod metrics;
 mod purge;
+mod restore;
 mod search;
 mod stream;
 mod timeline;
@@ -68,6 +69,11 @@ enum Command {
     /// end, older than --retention and all held by the backup of --keep-after-gtid; never
     /// the newest file, never a gap. On an S3 archive a running stream does this itself.
     Purge(purge::PurgeArgs),
+    /// Restore a running MariaDB server to a point in time: the archived binlogs from its
+    /// GTID state (or a backup's) to a time, a GTID, just before a GTID, a position or the
+    /// latest, staged as relay logs and replayed by the server's own parallel applier,
+    /// stopping exactly at the target. --dry-run prints the plan.
+    Restore(Box<restore::RestoreArgs>),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
         Command::Search(args) => search::run(&args),
         Command::Timeline(args) => timeline::run(&args),
         Command::Purge(args) => purge::run(&args),
+        Command::Restore(args) => restore::run(&args),
     };
     match result {
         Ok(code) => code,

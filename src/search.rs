@@ -97,7 +97,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_plan(out: &mut impl Write, plan: &Plan, target: &Target) -> std::io::Result<()> {
+pub fn print_plan(out: &mut impl Write, plan: &Plan, target: &Target) -> std::io::Result<()> {
     let start = if plan.start.is_empty() {
         "the archive's start".to_owned()
     } else {

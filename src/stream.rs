@@ -821,24 +821,38 @@ impl Streamer {
 
 /// Reads `mysql://USER@HOST:PORT`.
 fn parse_source(source: &str) -> anyhow::Result<(String, u16, String)> {
+    parse_server_url(
+        source,
+        "--source",
+        "BINLOGD_SOURCE_PASSWORD or a file named by --password-file",
+    )
+}
+
+/// Host, port and user of a `mysql://USER@HOST:PORT` URL given with `flag`; refuses one
+/// that carries a password (`password_hint` says where passwords go instead).
+pub(crate) fn parse_server_url(
+    source: &str,
+    flag: &str,
+    password_hint: &str,
+) -> anyhow::Result<(String, u16, String)> {
     let url = url::Url::parse(source)
-        .with_context(|| format!("--source {source:?} is not a URL like mysql://USER@HOST:PORT"))?;
+        .with_context(|| format!("{flag} {source:?} is not a URL like mysql://USER@HOST:PORT"))?;
     if !matches!(url.scheme(), "mysql" | "mariadb") {
         bail!(
-            "--source must start with mysql:// or mariadb://, not {}://",
+            "{flag} must start with mysql:// or mariadb://, not {}://",
             url.scheme()
         );
     }
     if url.password().is_some() {
         bail!(
-            "--source carries a password: command lines are visible to every user of the machine \
-             (ps, /proc); put it in BINLOGD_SOURCE_PASSWORD or a file named by --password-file"
+            "{flag} carries a password: command lines are visible to every user of the machine \
+             (ps, /proc); put it in {password_hint}"
         );
     }
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .with_context(|| format!("--source {source:?} names no host"))?
+        .with_context(|| format!("{flag} {source:?} names no host"))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
@@ -847,7 +861,7 @@ fn parse_source(source: &str) -> anyhow::Result<(String, u16, String)> {
         .map(|(k, _)| k.into_owned())
         .unwrap_or_default();
     if user.is_empty() {
-        bail!("--source {source:?} names no user: mysql://USER@HOST:PORT");
+        bail!("{flag} {source:?} names no user: mysql://USER@HOST:PORT");
     }
     Ok((host, url.port().unwrap_or(3306), user))
 }

@@ -21,10 +21,7 @@ const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
 /// A user binlogd can drive the applier with, over TCP.
 fn address_of(server: &MariaDb) -> TargetAddress {
     server
-        .sql(
-            "CREATE USER IF NOT EXISTS 'restorer'@'127.0.0.1' IDENTIFIED BY 'restore-pw'; \
-             GRANT ALL ON *.* TO 'restorer'@'127.0.0.1'",
-        )
+        .create_tcp_admin("restorer", "restore-pw")
         .expect("user");
     TargetAddress {
         host: "127.0.0.1".into(),

@@ -4,6 +4,7 @@
 //! (`storage::plan`); this crate turns them into what a server can apply and drives it:
 //!
 //! - [`relay`]: genuine relay logs made from archived bytes, and their index.
+//! - [`stage`]: a plan's ranges, read from the archive, written as those relay logs.
 //! - [`apply`]: the control SQL (with `mysql_async`) that points the server's replication
 //!   applier at the staged relay logs, runs it with parallel workers, follows it to the
 //!   target, reports the failing transaction if it stops, and cleans the channel up.
@@ -11,5 +12,6 @@
 pub mod apply;
 mod error;
 pub mod relay;
+pub mod stage;
 
 pub use error::RestoreError;

@@ -182,6 +182,17 @@ impl Archive {
         }
     }
 
+    /// A file's archived bytes, whole (checked segment by segment on an object archive).
+    pub async fn read_file(&self, epoch: &str, name: &str) -> Result<Vec<u8>, StorageError> {
+        match self {
+            Archive::Local(archive) => {
+                let path = archive.root().join(epoch).join(name);
+                std::fs::read(&path).map_err(StorageError::io("reading", &path))
+            }
+            Archive::Remote(archive) => archive.read_file(epoch, name).await,
+        }
+    }
+
     /// Where the archive is, for messages.
     pub fn location(&self) -> String {
         match self {

@@ -359,6 +359,16 @@ impl MariaDb {
         Ok(out.trim_end_matches('\n').to_owned())
     }
 
+    /// Creates (if missing) a user with every privilege that logs in over TCP from
+    /// 127.0.0.1 with `password`: what a restore drives the server with.
+    pub fn create_tcp_admin(&self, user: &str, password: &str) -> Result<()> {
+        self.sql(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; \
+             GRANT ALL ON *.* TO '{user}'@'127.0.0.1'"
+        ))
+        .map(drop)
+    }
+
     /// `@@gtid_binlog_pos`: the last GTID of each domain in the binlog.
     pub fn gtid_binlog_pos(&self) -> Result<String> {
         self.query_value("SELECT @@GLOBAL.gtid_binlog_pos")

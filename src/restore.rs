@@ -1,0 +1,296 @@
+//! `binlogd restore`: replays the archive into a running MariaDB server up to a target, with
+//! the server's own parallel applier. Plan (`storage::plan`) → relay logs in the server's
+//! relay-log folder (`restore::stage`) → applier driven over SQL (`restore::apply`).
+
+use crate::archive::{ArchiveArgs, block_on, open_archive, parse_gtids, parse_time};
+use crate::search::{parse_position, print_plan};
+use crate::stream::parse_server_url;
+use anyhow::{Context, bail};
+use binlogd_restore::RestoreError;
+use binlogd_restore::apply::{Target, TargetAddress};
+use binlogd_restore::stage::stage_plan;
+use binlogd_storage::plan::{Plan, Target as PlanTarget, format_micros, plan};
+use binlogd_storage::{Archive, GtidState};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Arguments of `binlogd restore`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target_point").required(true)))]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    /// The MariaDB server to restore into, running on this machine (binlogd writes relay
+    /// logs into its relay-log folder): mysql://USER@HOST:PORT. The user needs SUPER (or
+    /// REPLICATION SLAVE ADMIN) to run the applier. Its password comes from
+    /// BINLOGD_TARGET_PASSWORD or --target-password-file.
+    #[arg(long, env = "BINLOGD_TARGET", value_name = "URL")]
+    target: String,
+    /// File holding the target user's password.
+    #[arg(long, value_name = "PATH")]
+    target_password_file: Option<PathBuf>,
+    /// Restore to the last transaction committed at or before this time (RFC 3339 with a
+    /// zone).
+    #[arg(long, group = "target_point", value_parser = parse_time, value_name = "TIME")]
+    to_time: Option<u64>,
+    /// Restore up to and including these GTIDs.
+    #[arg(long, group = "target_point", value_parser = parse_gtids, value_name = "GTIDS")]
+    to_gtid: Option<GtidState>,
+    /// Restore everything before this transaction, leaving it out (the bad one).
+    #[arg(long, group = "target_point", value_name = "GTID")]
+    before_gtid: Option<binlogd_parser::Gtid>,
+    /// Restore up to a transaction boundary of an archived file: [EPOCH/]FILE:OFFSET.
+    #[arg(long, group = "target_point", value_parser = parse_position, value_name = "FILE:OFFSET")]
+    to_position: Option<PlanTarget>,
+    /// Restore everything archived.
+    #[arg(long, group = "target_point")]
+    latest: bool,
+    /// Fail when the target is beyond what the archive holds, instead of restoring as far
+    /// as it goes and saying so.
+    #[arg(long)]
+    strict: bool,
+    /// Start after these GTIDs (what the base backup holds). By default the server's own
+    /// gtid_binlog_pos and gtid_slave_pos.
+    #[arg(long, value_parser = parse_gtids, value_name = "GTIDS", conflicts_with_all = ["from_backup", "from_archive_start"])]
+    from_gtid: Option<GtidState>,
+    /// Start where a mariadb-backup backup ends: its folder (xtrabackup_binlog_info names
+    /// the GTID). A server restored from a backup reports no GTID state of its own.
+    #[arg(long, value_name = "DIR", conflicts_with = "from_archive_start")]
+    from_backup: Option<PathBuf>,
+    /// Replay from the archive's first transaction, into an empty server.
+    #[arg(long)]
+    from_archive_start: bool,
+    /// Parallel applier workers (slave_parallel_threads, optimistic mode).
+    #[arg(long, value_name = "N", default_value_t = default_workers())]
+    parallel_workers: u32,
+    /// Give up when the applier makes no progress for this long.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    stall_timeout: u64,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn default_workers() -> u32 {
+    std::thread::available_parallelism().map_or(4, |n| n.get() as u32)
+}
+
+impl RestoreArgs {
+    fn target_point(&self) -> PlanTarget {
+        if let Some(time) = self.to_time {
+            PlanTarget::Time(time)
+        } else if let Some(gtids) = &self.to_gtid {
+            PlanTarget::Gtids(gtids.clone())
+        } else if let Some(gtid) = self.before_gtid {
+            PlanTarget::BeforeGtid(gtid)
+        } else if let Some(position) = &self.to_position {
+            position.clone()
+        } else {
+            PlanTarget::Latest
+        }
+    }
+}
+
+/// The GTID a mariadb-backup folder ends at: the third field of `xtrabackup_binlog_info`
+/// (`mariadb-bin.000001 54057 0-11-204`, tab-separated).
+fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
+    let names = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"];
+    let path = names
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+        .with_context(|| {
+            format!(
+                "{} holds no {}: is it a mariadb-backup folder?",
+                dir.display(),
+                names.join(" or ")
+            )
+        })?;
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let gtids = text.split_whitespace().nth(2).with_context(|| {
+        format!(
+            "{} names no GTID (the backup was taken without GTIDs?)",
+            path.display()
+        )
+    })?;
+    gtids
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let (host, port, user) = parse_server_url(
+        &args.target,
+        "--target",
+        "BINLOGD_TARGET_PASSWORD or a file named by --target-password-file",
+    )?;
+    let password = match &args.target_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => std::env::var("BINLOGD_TARGET_PASSWORD").ok(),
+    };
+    let address = TargetAddress {
+        host,
+        port,
+        user,
+        password,
+    };
+    let point = args.target_point();
+    block_on(async {
+        let mut server = Target::connect(&address).await?;
+        let facts = server.facts().await?;
+        let start: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
+            Some(gtids.clone())
+        } else if let Some(dir) = &args.from_backup {
+            Some(backup_gtids(dir)?)
+        } else if args.from_archive_start {
+            None
+        } else if !facts.executed.is_empty() {
+            Some(facts.executed.clone())
+        } else {
+            bail!(
+                "the target server reports no GTID state (one restored from a backup does not): \
+                 say where to start with --from-backup DIR or --from-gtid GTIDS, or \
+                 --from-archive-start for an empty server"
+            );
+        };
+        let archive = open_archive(&args.archive).await?;
+        let files = archive.files().await?;
+        let plan = plan(&files, &archive, start.as_ref(), &point)
+            .await
+            .with_context(|| format!("planning the restore from {}", archive.location()))?;
+        if !plan.target_reached {
+            let last = plan
+                .stop
+                .as_ref()
+                .map_or("-".to_owned(), |s| format_micros(s.commit_micros));
+            if args.strict {
+                bail!(
+                    "{point} is beyond the archive, which reaches {} (last commit {last}); \
+                     --strict restores nothing",
+                    plan.end
+                );
+            }
+            eprintln!(
+                "WARNING: {point} is beyond the archive: restoring to the last recoverable \
+                 transaction, {} (committed {last})",
+                plan.end
+            );
+        }
+        if args.dry_run {
+            print_plan(&mut std::io::stdout().lock(), &plan, &point)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if plan.transactions == 0 {
+            eprintln!("nothing to apply: the server already holds {point}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        apply(args, &archive, &plan, &mut server, &facts).await
+    })
+}
+
+async fn apply(
+    args: &RestoreArgs,
+    archive: &Archive,
+    plan: &Plan,
+    server: &mut Target,
+    facts: &binlogd_restore::apply::ServerFacts,
+) -> anyhow::Result<ExitCode> {
+    let began = Instant::now();
+    let mut staged = 0u64;
+    let relay_logs = stage_plan(
+        archive,
+        plan,
+        &facts.relay_log_dir,
+        &facts.relay_log_basename,
+        facts.server_id,
+        |_, bytes| staged += bytes,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "staging relay logs in {} (binlogd must run on the target's machine)",
+            facts.relay_log_dir.display()
+        )
+    })?;
+    let staged_in = began.elapsed();
+    tracing::info!(
+        files = relay_logs.files().len(),
+        bytes = staged,
+        seconds = staged_in.as_secs_f64(),
+        "relay logs staged"
+    );
+    server
+        .start(&relay_logs.files()[0], args.parallel_workers)
+        .await?;
+    let mut last_report = Instant::now();
+    let outcome = server
+        .wait_for(
+            &plan.end,
+            Duration::from_secs(args.stall_timeout),
+            |progress| {
+                if last_report.elapsed() >= Duration::from_secs(5) {
+                    last_report = Instant::now();
+                    tracing::info!(applied = %progress.applied, file = %progress.at.0,
+                        position = progress.at.1, "applying");
+                }
+            },
+        )
+        .await;
+    let cleaned = server.clean_up().await;
+    match outcome {
+        Ok(_) => {}
+        Err(RestoreError::ApplyFailed {
+            file,
+            position,
+            errno,
+            message,
+            ..
+        }) => {
+            let gtid = failing_gtid(archive, plan, &file, position).await;
+            bail!(
+                "transaction {} ({file}:{position}) failed to apply: error {errno}: {message}; \
+                 the server is left with everything before it, replication removed",
+                gtid.unwrap_or_else(|| "?".into())
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    cleaned.context("removing the replication channel after the restore")?;
+    let stop = plan.stop.as_ref();
+    println!(
+        "restored to {} (last transaction {} committed {}): {} transactions from {} relay logs \
+         ({staged} bytes) in {:.1} s, staging {:.1} s",
+        plan.end,
+        stop.and_then(|s| s.gtid)
+            .map_or("-".to_owned(), |g| g.to_string()),
+        stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
+        plan.transactions,
+        relay_logs.files().len(),
+        began.elapsed().as_secs_f64(),
+        staged_in.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The GTID of the transaction that starts at `position` of archived `file`, from the
+/// archive's index.
+async fn failing_gtid(archive: &Archive, plan: &Plan, file: &str, position: u64) -> Option<String> {
+    let piece = plan.pieces.iter().find(|p| p.file == file)?;
+    let files = archive.files().await.ok()?;
+    let archived = files
+        .iter()
+        .find(|f| f.epoch == piece.epoch && f.name == file)?;
+    let index = archive.file_index(archived).await.ok()?;
+    index
+        .transactions
+        .iter()
+        .find(|t| t.start == position)
+        .and_then(|t| t.gtid)
+        .map(|g| g.to_string())
+}

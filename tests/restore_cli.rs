@@ -1,0 +1,224 @@
+//! `binlogd restore` into a running MariaDB: a fresh server replays the archive to a GTID
+//! recorded mid-workload, then (starting from its own GTID state) on to a time beyond the
+//! archive, which restores the latest with a warning, or nothing with --strict.
+
+mod stream_common;
+
+use binlogd_testkit::{MariaDb, MariaDbConfig};
+use std::process::Output;
+use stream_common::{Archive, binlogd};
+
+const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
+
+fn restore(target: &MariaDb, archive: &Archive, extra: &[&str]) -> Output {
+    binlogd()
+        .args(["restore", "--archive"])
+        .arg(archive.path())
+        .args([
+            "--target",
+            &format!("mysql://restorer@127.0.0.1:{}", target.port()),
+            "--parallel-workers",
+            "4",
+        ])
+        .args(extra)
+        .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+        .output()
+        .expect("run binlogd restore")
+}
+
+#[test]
+fn restore_to_a_gtid_then_on_to_the_latest() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(300).expect("first part");
+    let cut = primary.gtid_binlog_pos().expect("pos");
+    let checksum_at_cut = primary.query_value(CHECKSUM).expect("checksum");
+    primary.write_workload(200).expect("second part");
+    let checksum_at_end = primary.query_value(CHECKSUM).expect("checksum");
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+
+    // An empty server reports no GTID state: binlogd asks where to start.
+    let output = restore(&target, &archive, &["--to-gtid", &cut]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--from-archive-start"), "{stderr}");
+
+    // --dry-run prints the plan and changes nothing.
+    let output = restore(
+        &target,
+        &archive,
+        &["--to-gtid", &cut, "--from-archive-start", "--dry-run"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(plan.contains(&format!("after {cut}")), "{plan}");
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        ""
+    );
+
+    let output = restore(
+        &target,
+        &archive,
+        &["--to-gtid", &cut, "--from-archive-start"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("restored to {cut}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        cut
+    );
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_cut
+    );
+    assert!(
+        target
+            .query_rows("SHOW ALL SLAVES STATUS")
+            .expect("status")
+            .is_empty(),
+        "no replication left behind"
+    );
+
+    // A time beyond the archive: refused with --strict, else the latest, said loudly.
+    let later = "2099-01-01T00:00:00Z";
+    let output = restore(&target, &archive, &["--to-time", later, "--strict"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--strict restores nothing"), "{stderr}");
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        cut
+    );
+    let output = restore(&target, &archive, &["--to-time", later]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARNING: time 2099-01-01T00:00:00Z is beyond the archive"),
+        "{stderr}"
+    );
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        primary.gtid_binlog_pos().expect("pos")
+    );
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_end
+    );
+
+    // Nothing more to do.
+    let output = restore(&target, &archive, &["--latest"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing to apply"));
+}
+
+/// The next GTID of domain 0 after `pos` (`0-1-41` → `0-1-42`).
+fn next_gtid(pos: &str) -> String {
+    let (head, seq) = pos.rsplit_once('-').expect("gtid");
+    format!("{head}-{}", seq.parse::<u64>().expect("seq") + 1)
+}
+
+#[test]
+fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(200).expect("before the backup");
+    let backups = tempfile::tempdir().expect("backups");
+    let backup = primary
+        .backup(&backups.path().join("base"))
+        .expect("backup");
+    primary.write_workload(150).expect("after the backup");
+    let moment = primary.gtid_binlog_pos().expect("pos");
+    let checksum_at_moment = primary.query_value(CHECKSUM).expect("checksum");
+    // The bad transaction, and work after it.
+    primary
+        .sql("DROP TABLE binlogd_test.workload")
+        .expect("drop");
+    let drop_gtid = next_gtid(&moment);
+    assert_eq!(primary.gtid_binlog_pos().expect("pos"), drop_gtid);
+    primary
+        .sql("CREATE TABLE binlogd_test.after (id INT PRIMARY KEY); INSERT INTO binlogd_test.after VALUES (1)")
+        .expect("later work");
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let backup_dir = backup.dir.display().to_string();
+
+    for target_point in [
+        ["--to-gtid", moment.as_str()],
+        ["--before-gtid", drop_gtid.as_str()],
+    ] {
+        let target = MariaDbConfig {
+            server_id: 9,
+            skip_log_bin: true,
+            restore_from: Some(backup.dir.clone()),
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("target from the backup");
+        target
+            .create_tcp_admin("restorer", "restore-pw")
+            .expect("user");
+        let mut args = vec!["--from-backup", backup_dir.as_str()];
+        args.extend(target_point);
+        let output = restore(&target, &archive, &args);
+        assert!(
+            output.status.success(),
+            "{target_point:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            target.query_value(CHECKSUM).expect("the table is back"),
+            checksum_at_moment
+        );
+        assert_eq!(
+            target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+            moment
+        );
+        let later = target.query_value(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'after'",
+        );
+        assert_eq!(later.expect("count"), "0", "nothing after the target");
+    }
+}
