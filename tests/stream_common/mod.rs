@@ -126,8 +126,12 @@ impl Archive {
             }
             assert!(
                 Instant::now() < deadline,
-                "the archive did not catch up: {behind:?}\nbinlogd log:\n{}",
-                self.log()
+                "the archive did not catch up: {behind:?}\nbinlogd log:\n{}\n\
+                 the server's threads:\n{:?}\nits error log:\n{}",
+                self.log(),
+                // What the server's dump threads are doing, for a stream that stalls.
+                db.query_rows("SHOW FULL PROCESSLIST"),
+                db.error_log_tail()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
