@@ -11,6 +11,7 @@ use binlogd_restore::apply::{Target, TargetAddress};
 use binlogd_restore::stage::stage_plan;
 use binlogd_storage::plan::{Plan, Target as PlanTarget, format_micros, plan};
 use binlogd_storage::{Archive, GtidState};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -228,20 +229,44 @@ async fn apply(
     server
         .start(&relay_logs.files()[0], args.parallel_workers)
         .await?;
+    // Progress in replayed bytes: where the applier is in the plan's ranges.
+    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "applying {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
     let mut last_report = Instant::now();
     let outcome = server
         .wait_for(
             &plan.end,
             Duration::from_secs(args.stall_timeout),
             |progress| {
-                if last_report.elapsed() >= Duration::from_secs(5) {
-                    last_report = Instant::now();
-                    tracing::info!(applied = %progress.applied, file = %progress.at.0,
-                        position = progress.at.1, "applying");
+                let done = applied_bytes(plan, &progress.at.0, progress.at.1);
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position(done);
+                        bar.set_message(progress.applied.to_string());
+                    }
+                    None if last_report.elapsed() >= Duration::from_secs(5) => {
+                        last_report = Instant::now();
+                        tracing::info!(applied = %progress.applied, done_bytes = done,
+                            total_bytes = total, file = %progress.at.0,
+                            position = progress.at.1, "applying");
+                    }
+                    None => {}
                 }
             },
         )
         .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let cleaned = server.clean_up().await;
     match outcome {
         Ok(_) => {}
@@ -278,6 +303,24 @@ async fn apply(
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many of the plan's bytes lie before `position` of master file `file`: the ranges
+/// of earlier pieces whole, and the part of the current one up to the position.
+fn applied_bytes(plan: &Plan, file: &str, position: u64) -> u64 {
+    let mut done = 0;
+    for piece in &plan.pieces {
+        if piece.file == file && position >= piece.start && position <= piece.end {
+            return done + (position - piece.start);
+        }
+        done += piece.end - piece.start;
+    }
+    // Not in the plan's ranges yet (the applier has not begun): nothing done.
+    if plan.pieces.iter().any(|p| p.file == file) {
+        done
+    } else {
+        0
+    }
+}
+
 /// The GTID of the transaction that starts at `position` of archived `file`, from the
 /// archive's index.
 async fn failing_gtid(archive: &Archive, plan: &Plan, file: &str, position: u64) -> Option<String> {
@@ -293,4 +336,41 @@ async fn failing_gtid(archive: &Archive, plan: &Plan, file: &str, position: u64)
         .find(|t| t.start == position)
         .and_then(|t| t.gtid)
         .map(|g| g.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use binlogd_storage::plan::Piece;
+
+    fn piece(file: &str, start: u64, end: u64) -> Piece {
+        Piece {
+            epoch: "0001-server1".into(),
+            file: file.into(),
+            start,
+            end,
+            transactions: 1,
+            whole_file: false,
+            first_commit_micros: None,
+            last_commit_micros: None,
+        }
+    }
+
+    #[test]
+    fn progress_counts_the_ranges_behind_the_applier() {
+        let plan = Plan {
+            start: GtidState::None,
+            pieces: vec![piece("b.000001", 500, 1500), piece("b.000002", 4, 2004)],
+            end: GtidState::None,
+            stop: None,
+            target_reached: true,
+            transactions: 2,
+            indexes_read: 0,
+        };
+        assert_eq!(applied_bytes(&plan, "b.000001", 500), 0);
+        assert_eq!(applied_bytes(&plan, "b.000001", 900), 400);
+        assert_eq!(applied_bytes(&plan, "b.000002", 1004), 2000);
+        assert_eq!(applied_bytes(&plan, "b.000002", 2004), 3000);
+        assert_eq!(applied_bytes(&plan, "", 0), 0, "not begun");
+    }
 }
