@@ -3,6 +3,7 @@
 
 use crate::archive::{ArchiveArgs, Location, Output, block_on, open_local, parse_gtids};
 use anyhow::Context;
+use binlogd_storage::archive::local_files;
 use binlogd_storage::plan::format_micros;
 use binlogd_storage::remote::lease::Lease;
 use binlogd_storage::remote::read::RemoteArchive;
@@ -92,7 +93,7 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     let (victims, kept, bytes) = match args.archive.location()? {
         Location::Local(root) => {
             let archive = open_local(&root)?;
-            let files = block_on(async { Ok(Archive::Local(archive.clone()).files().await?) })?;
+            let files = local_files(&archive)?;
             let victims = policy.purgeable(&files, now).to_vec();
             let kept = files.get(victims.len()).cloned();
             let bytes = if args.dry_run {

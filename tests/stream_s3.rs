@@ -609,12 +609,7 @@ fn wait_until_archived(db: &MariaDb, s3: &S3Server, prefix: &str, seconds: u64, 
 }
 
 fn verify(s3: &S3Server, prefix: &str) -> Output {
-    binlogd()
-        .args(["verify", "--archive"])
-        .arg(format!("s3://{BUCKET}/{prefix}"))
-        .envs(s3.aws_env())
-        .output()
-        .expect("run binlogd verify")
+    verify_with(s3, prefix, &[])
 }
 
 /// `binlogd verify` passes the archive as written, then names the file whose segment was
@@ -949,36 +944,18 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
         );
     }
     // Manifests record it, so readers know what they need.
-    let manifest = keys_under(
-        &s3,
-        "encrypted",
-        "0001-server1/mariadb-bin.000001/manifest.json",
-    );
-    let body = rt
-        .block_on(client.get_object().bucket(BUCKET).key(&manifest[0]).send())
-        .expect("manifest");
-    let body = rt.block_on(body.body.collect()).expect("body").into_bytes();
-    let manifest: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let manifest = manifest_of(&s3, "encrypted", "mariadb-bin.000001");
     assert_eq!(manifest["encryption"]["client"], "aes-256-gcm");
     assert_eq!(manifest["encryption"]["key_check"], key.check());
 
     // verify with the key is clean; without it, or with another, one line says why.
-    let verify_with = |extra: &[&str]| {
-        binlogd()
-            .args(["verify", "--archive"])
-            .arg(format!("s3://{BUCKET}/encrypted"))
-            .args(extra)
-            .envs(s3.aws_env())
-            .output()
-            .expect("run binlogd verify")
-    };
-    let clean = verify_with(&["--encryption-key-file", &key_arg]);
+    let clean = verify_with(&s3, "encrypted", &["--encryption-key-file", &key_arg]);
     assert!(
         clean.status.success(),
         "{}",
         String::from_utf8_lossy(&clean.stdout)
     );
-    let without = verify_with(&[]);
+    let without = verify_with(&s3, "encrypted", &[]);
     assert_eq!(without.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&without.stdout)
@@ -986,7 +963,11 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
         "{}",
         String::from_utf8_lossy(&without.stdout)
     );
-    let wrong = verify_with(&["--encryption-key-file", &other_key.display().to_string()]);
+    let wrong = verify_with(
+        &s3,
+        "encrypted",
+        &["--encryption-key-file", &other_key.display().to_string()],
+    );
     assert_eq!(wrong.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&wrong.stdout).contains("encrypted with another key"),

@@ -183,13 +183,7 @@ impl Target {
             ),
             "START SLAVE SQL_THREAD".to_owned(),
         ];
-        for statement in statements {
-            self.conn
-                .query_drop(&statement)
-                .await
-                .map_err(server_error(statement.clone()))?;
-        }
-        Ok(())
+        self.run_all(statements).await
     }
 
     /// Where the applier is now.
@@ -301,6 +295,16 @@ impl Target {
                 mode.replace('\'', "''")
             ));
         }
+        self.run_all(statements).await
+    }
+}
+
+impl Target {
+    /// Runs `statements` in order; the first refusal stops and names its statement.
+    async fn run_all(
+        &mut self,
+        statements: impl IntoIterator<Item = String>,
+    ) -> Result<(), RestoreError> {
         for statement in statements {
             self.conn
                 .query_drop(&statement)

@@ -406,7 +406,6 @@ struct Walk<'t> {
     all_lost: HashSet<Gtid>,
     /// MariaDB GTIDs of a `Gtids` target met exactly on the way.
     target_gtids_seen: Vec<Gtid>,
-    applied_any: bool,
 }
 
 impl<'t> Walk<'t> {
@@ -436,7 +435,6 @@ impl<'t> Walk<'t> {
             lost: Vec::new(),
             all_lost: HashSet::new(),
             target_gtids_seen: Vec::new(),
-            applied_any: false,
         }
     }
 
@@ -549,9 +547,14 @@ impl<'t> Walk<'t> {
         Ok(())
     }
 
+    /// Whether any range was applied yet (before that, a held transaction later than a
+    /// time target means the target is behind the start).
+    fn applied_any(&self) -> bool {
+        !self.plan.pieces.is_empty()
+    }
+
     /// Records a range as applied: in the plan, and in the timeline's stretches.
     fn applied(&mut self, piece: Piece, source_server_id: u32) {
-        self.applied_any = true;
         self.plan.transactions += piece.transactions;
         match self.timeline.history.last_mut() {
             Some(Event::Stretch(stretch)) if self.stretch_open => {
@@ -588,7 +591,7 @@ impl<'t> Walk<'t> {
     /// A file the start state holds entirely: only a target inside it matters, and it
     /// would be behind the start.
     fn covered_file(&mut self, file: &ArchiveFile, is_target_file: bool) -> Result<(), PlanError> {
-        if self.applied_any {
+        if self.applied_any() {
             return Ok(());
         }
         let before_start = |detail: String| PlanError::TargetBeforeStart {
@@ -656,7 +659,7 @@ impl<'t> Walk<'t> {
                 let lost = !held && survivors.is_some_and(|s| !s.includes(gtid));
                 if held || lost {
                     if held
-                        && !self.applied_any
+                        && !self.applied_any()
                         && let Target::Time(limit) = self.target
                         && t.commit_micros > *limit
                     {

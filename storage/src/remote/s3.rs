@@ -115,16 +115,6 @@ pub fn customer_key_md5(key: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(key))
 }
 
-/// The SSE-C headers: algorithm, key and key MD5.
-fn customer_key_headers(key: &[u8; 32]) -> (String, String, String) {
-    use base64::Engine;
-    (
-        "AES256".to_owned(),
-        base64::engine::general_purpose::STANDARD.encode(key),
-        customer_key_md5(key),
-    )
-}
-
 /// Whether `key` names a segment object (the only objects SSE-C applies to).
 fn is_segment(key: &str) -> bool {
     let leaf = key.rsplit('/').next().unwrap_or_default();
@@ -182,6 +172,20 @@ impl S3Store {
             // lease then looks before it writes, which is safe on every store.
             honours_conditions: false,
             server_side: None,
+        }
+    }
+
+    /// The SSE-C headers (algorithm, key, key MD5) a request for `key` carries: only
+    /// segments, and only with a customer key.
+    fn customer_key_headers_for(&self, key: &str) -> Option<(String, String, String)> {
+        use base64::Engine;
+        match &self.server_side {
+            Some(ServerSideEncryption::CustomerKey(customer_key)) if is_segment(key) => Some((
+                "AES256".to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(customer_key),
+                customer_key_md5(customer_key),
+            )),
+            _ => None,
         }
     }
 
@@ -386,20 +390,16 @@ impl ObjectStore for S3Store {
             for (name, value) in metadata {
                 request = request.metadata(name, value);
             }
-            match &self.server_side {
-                Some(ServerSideEncryption::CustomerKey(customer_key)) if is_segment(key) => {
-                    let (algorithm, encoded, md5) = customer_key_headers(customer_key);
-                    request = request
-                        .sse_customer_algorithm(algorithm)
-                        .sse_customer_key(encoded)
-                        .sse_customer_key_md5(md5);
-                }
-                Some(ServerSideEncryption::Kms(id)) => {
-                    request = request
-                        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
-                        .set_ssekms_key_id(id.clone());
-                }
-                _ => {}
+            if let Some((algorithm, encoded, md5)) = self.customer_key_headers_for(key) {
+                request = request
+                    .sse_customer_algorithm(algorithm)
+                    .sse_customer_key(encoded)
+                    .sse_customer_key_md5(md5);
+            }
+            if let Some(ServerSideEncryption::Kms(id)) = &self.server_side {
+                request = request
+                    .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                    .set_ssekms_key_id(id.clone());
             }
             request
                 .send()
@@ -429,17 +429,14 @@ impl ObjectStore for S3Store {
                 .get_object()
                 .bucket(&self.url.bucket)
                 .key(self.full_key(key));
-            let customer_key = match &self.server_side {
-                Some(ServerSideEncryption::CustomerKey(customer_key)) if is_segment(key) => {
-                    let (algorithm, encoded, md5) = customer_key_headers(customer_key);
-                    request = request
-                        .sse_customer_algorithm(algorithm)
-                        .sse_customer_key(encoded)
-                        .sse_customer_key_md5(md5);
-                    true
-                }
-                _ => false,
-            };
+            let headers = self.customer_key_headers_for(key);
+            let customer_key = headers.is_some();
+            if let Some((algorithm, encoded, md5)) = headers {
+                request = request
+                    .sse_customer_algorithm(algorithm)
+                    .sse_customer_key(encoded)
+                    .sse_customer_key_md5(md5);
+            }
             let out = match request.send().await {
                 Ok(out) => out,
                 Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
