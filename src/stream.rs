@@ -10,8 +10,8 @@ use crate::upload::{UploadSettings, UploadState};
 use anyhow::{Context, bail};
 use backon::BackoffBuilder;
 use binlogd_protocol::{
-    BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, ProtocolError, TlsMode,
-    TlsOptions,
+    BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, EventPiece, ProtocolError,
+    TlsMode, TlsOptions,
 };
 use binlogd_storage::archive::local_files;
 use binlogd_storage::remote::keys::Codec;
@@ -505,7 +505,7 @@ impl Streamer {
             0
         };
         tracing::info!(epoch = %epoch.dir.display(), start = ?start, "starting the dump");
-        let stream = match &start {
+        let mut stream = match &start {
             Start::Position { file, position } => {
                 let position = u32::try_from(*position).with_context(|| {
                     format!("{file}: position {position} is past what COM_BINLOG_DUMP can ask for (4 GiB)")
@@ -530,8 +530,62 @@ impl Streamer {
         };
         let writer = ArchiveWriter::new(epoch, stream.checksum(), gtids)?;
         self.reported = WriterStats::default();
+        let first = self.first_piece(&mut stream, net_timeout).await;
         self.metrics.set_connected(true);
-        self.pump(stream, writer).await
+        self.pump(stream, writer, first).await
+    }
+
+    /// The dump's first piece. A server answers a dump at once with the file's rotate and
+    /// format events; when it does not, the likely cause is a dump thread of an earlier
+    /// connection stuck writing to a connection that is gone, which the server waits for.
+    /// That thread is closed from a second connection while this one keeps waiting.
+    async fn first_piece(
+        &self,
+        stream: &mut BinlogStream,
+        net_timeout: Duration,
+    ) -> Result<Option<EventPiece>, ProtocolError> {
+        let patience = (net_timeout / 3).min(Duration::from_secs(2));
+        let first = stream.next_piece();
+        tokio::pin!(first);
+        tokio::select! {
+            piece = &mut first => return piece,
+            () = tokio::time::sleep(patience) => {}
+        }
+        let (piece, ()) = tokio::join!(first, self.close_stuck_predecessors(net_timeout));
+        piece
+    }
+
+    /// See [`Connection::close_killed_threads_of_this_account`]. Failing here is no
+    /// reason to drop the stream: the server frees a stuck thread on its own, only later.
+    async fn close_stuck_predecessors(&self, net_timeout: Duration) {
+        let attempt = async {
+            let mut conn = Connection::connect(&self.connect).await?;
+            conn.set_read_timeout(Some(net_timeout));
+            conn.close_killed_threads_of_this_account().await
+        };
+        match tokio::time::timeout(net_timeout, attempt).await {
+            Ok(Ok(closed)) if closed.is_empty() => {
+                tracing::debug!(
+                    "the dump is slow to start, but no earlier dump thread is in its way"
+                );
+            }
+            Ok(Ok(closed)) => {
+                for thread in closed {
+                    tracing::warn!(
+                        thread,
+                        "closed the dump thread of an earlier connection: the server had it \
+                         blocked writing to a connection that is gone, and would not start \
+                         this dump until it ended"
+                    );
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "could not look for an earlier dump thread in the way");
+            }
+            Err(_) => {
+                tracing::warn!("timed out looking for an earlier dump thread in the way");
+            }
+        }
     }
 
     /// Picks the epoch and the start of the dump from the archive and the server.
@@ -620,6 +674,7 @@ impl Streamer {
         &mut self,
         mut stream: BinlogStream,
         mut writer: ArchiveWriter,
+        first: Result<Option<EventPiece>, ProtocolError>,
     ) -> anyhow::Result<SessionEnd> {
         let sync_done = Arc::new(tokio::sync::Notify::new());
         let waker = Arc::clone(&sync_done);
@@ -627,13 +682,14 @@ impl Streamer {
         let mut last_sync = Instant::now();
         let mut pieces = 0u32;
         let mut shutdown = self.shutdown.clone();
+        let mut first = Some(first);
         let result: anyhow::Result<SessionEnd> = async {
             loop {
                 // A lock: look every 256 pieces (and whenever waiting, below).
                 if pieces.is_multiple_of(256) && *shutdown.borrow() {
                     return Ok(SessionEnd::Shutdown);
                 }
-                let next = match stream.try_next_piece() {
+                let next = match first.take().or_else(|| stream.try_next_piece()) {
                     Some(next) => next,
                     None => {
                         // Nothing more ready: have what arrived made durable.

@@ -84,6 +84,53 @@ fn connections_cut_mid_event_are_resumed_without_a_trace() {
 }
 
 #[test]
+fn a_dump_thread_stuck_writing_to_a_vanished_connection_does_not_hold_up_the_next() {
+    let db = server();
+    db.write_workload(10).expect("schema");
+    // The server gives up on a blocked write only after net_write_timeout, which sessions
+    // copy when they connect. Make it longer than this test may take: only binlogd's own
+    // remedy can then free the next dump in time.
+    db.sql("SET GLOBAL net_write_timeout = 900")
+        .expect("net_write_timeout");
+    let archive = Archive::new();
+    let proxy = TcpProxy::start(db.port()).expect("proxy");
+    let source = format!(
+        "mysql://{}@127.0.0.1:{}",
+        binlogd_testkit::REPLICATION_USER,
+        proxy.port()
+    );
+    let streamer = Streamer::start_with(
+        &db,
+        &archive,
+        &["--net-timeout", "3", "--heartbeat", "1"],
+        &source,
+    );
+    archive.wait_caught_up(&db, Duration::from_secs(60));
+    // The connection goes silent without closing, as when binlogd's host drops off the
+    // network. binlogd hears nothing, gives up on it and reconnects; the server's dump
+    // thread for the old connection is left blocked once the socket buffers fill (a few
+    // MiB on loopback: the 24 MB transaction below fills them), and MariaDB does not
+    // start a new dump for the same replica server_id until the old thread is gone.
+    proxy.stall_all();
+    db.sql(
+        "INSERT INTO binlogd_test.workload (k, c, pad) \
+         SELECT seq, 'big', REPEAT('y', 60000) FROM binlogd_test.seq_1_to_400",
+    )
+    .expect("a large transaction");
+    db.sql("INSERT INTO binlogd_test.workload (k, c) VALUES (1, 'after')")
+        .expect("one more transaction");
+    archive.wait_caught_up(&db, Duration::from_secs(60));
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+    streamer.stop();
+    let log = archive.log();
+    assert!(
+        log.contains("closed the dump thread of an earlier connection"),
+        "binlogd log:\n{log}"
+    );
+}
+
+#[test]
 fn a_failover_behind_the_same_address_is_followed_by_gtid_into_a_new_epoch() {
     let primary = MariaDbConfig {
         max_binlog_size: Some(64 << 10),

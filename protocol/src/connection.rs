@@ -413,6 +413,42 @@ impl Connection {
             .and_then(|row| row.into_iter().next().flatten()))
     }
 
+    /// Closes the connections of this account's threads that the server has already
+    /// marked killed but that live on, and returns their ids.
+    ///
+    /// Why: when a replica's connection vanishes without closing (its host dropped off the
+    /// network), the server's dump thread for it blocks writing once the socket buffers
+    /// fill. A new dump with the same replica `server_id` marks that thread killed, but on
+    /// MariaDB the mark does not interrupt the blocked write, and the new dump does not
+    /// start until the old thread ends: after `net_write_timeout`, by default a minute.
+    /// `KILL CONNECTION` shuts the old socket down, which does interrupt it. An account
+    /// may always kill its own threads, so this needs no privilege; and it only touches
+    /// threads the server is ending anyway.
+    pub async fn close_killed_threads_of_this_account(
+        &mut self,
+    ) -> Result<Vec<u64>, ProtocolError> {
+        let rows = self
+            .query(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE COMMAND = 'Killed' AND ID <> CONNECTION_ID() \
+                 AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
+            )
+            .await?;
+        let mut closed = Vec::new();
+        for id in rows
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten()?.parse::<u64>().ok())
+        {
+            match self.query(&format!("KILL CONNECTION {id}")).await {
+                Ok(_) => closed.push(id),
+                // ER_NO_SUCH_THREAD: it ended between the two statements.
+                Err(ProtocolError::Server(e)) if e.code == 1094 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(closed)
+    }
+
     /// `COM_REGISTER_SLAVE`: announces this client as replica `server_id`.
     pub async fn register_replica(&mut self, server_id: u32) -> Result<(), ProtocolError> {
         let mut payload = vec![command::REGISTER_SLAVE];

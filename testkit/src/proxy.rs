@@ -4,13 +4,16 @@
 //! open connection at once, and [`TcpProxy::cut_after`] arms a cut of the next connection's
 //! server-to-client direction after exactly N bytes — in the middle of a packet or an event,
 //! where reconnection logic is most easily wrong. New connections are accepted again right
-//! after a cut, like a network that drops and comes back.
+//! after a cut, like a network that drops and comes back. [`TcpProxy::stall_all`] is the
+//! nastier failure: the open connections stop carrying bytes but stay open, as when a host
+//! vanishes without closing its sockets, so the server's writes to them block.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -25,14 +28,30 @@ pub struct TcpProxy {
 #[derive(Debug, Default)]
 struct Shared {
     stopping: AtomicBool,
-    /// Both sockets of every connection still open.
-    open: Mutex<Vec<TcpStream>>,
+    /// Every connection still open, by number.
+    open: Mutex<Vec<OpenConnection>>,
     /// Bytes the next connection may send to its client before it is cut (0: no cut).
     cut_after: AtomicU64,
     accepted: AtomicU64,
     cuts: AtomicU64,
     /// Where new connections go.
     target_port: AtomicU16,
+}
+
+/// Both sockets of a proxied connection, and whether it is stalled.
+#[derive(Debug)]
+struct OpenConnection {
+    number: u64,
+    client: TcpStream,
+    server: TcpStream,
+    stalled: Arc<AtomicBool>,
+}
+
+impl OpenConnection {
+    fn cut(&self) {
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.server.shutdown(Shutdown::Both);
+    }
 }
 
 impl TcpProxy {
@@ -59,11 +78,19 @@ impl TcpProxy {
 
     /// Severs every open connection now (both directions).
     pub fn cut_all(&self) {
-        let mut open = self.shared.open.lock().unwrap_or_else(|e| e.into_inner());
-        for stream in open.drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
+        for connection in self.shared.lock_open().drain(..) {
+            connection.cut();
         }
         self.shared.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Stops every open connection carrying bytes, in both directions, without closing
+    /// it: neither end hears anything again, and the server's writes block once the
+    /// socket buffers are full. New connections are not affected.
+    pub fn stall_all(&self) {
+        for connection in self.shared.lock_open().iter() {
+            connection.stalled.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Cuts the next connection accepted once it has carried `bytes` bytes from the server
@@ -97,6 +124,21 @@ impl Drop for TcpProxy {
     }
 }
 
+impl Shared {
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, Vec<OpenConnection>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_open(&self, number: u64) -> bool {
+        self.lock_open().iter().any(|c| c.number == number)
+    }
+
+    /// Forgets a connection whose pumps ended, closing its sockets for good.
+    fn forget(&self, number: u64) {
+        self.lock_open().retain(|c| c.number != number);
+    }
+}
+
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     for client in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
@@ -108,43 +150,80 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let number = shared.accepted.fetch_add(1, Ordering::SeqCst);
         let limit = shared.cut_after.swap(0, Ordering::SeqCst);
-        let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+        let (Ok(client2), Ok(server2), Ok(client3), Ok(server3)) = (
+            client.try_clone(),
+            server.try_clone(),
+            client.try_clone(),
+            server.try_clone(),
+        ) else {
             continue;
         };
-        {
-            let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
-            for s in [&client, &server] {
-                if let Ok(clone) = s.try_clone() {
-                    open.push(clone);
-                }
-            }
-        }
-        std::thread::spawn(move || pump(client, server2, None));
-        std::thread::spawn(move || pump(server, client2, (limit > 0).then_some(limit)));
+        let stalled = Arc::new(AtomicBool::new(false));
+        shared.lock_open().push(OpenConnection {
+            number,
+            client: client3,
+            server: server3,
+            stalled: Arc::clone(&stalled),
+        });
+        let upstream = Pump {
+            shared: Arc::clone(shared),
+            number,
+            stalled: Arc::clone(&stalled),
+        };
+        let downstream = Pump {
+            shared: Arc::clone(shared),
+            number,
+            stalled,
+        };
+        std::thread::spawn(move || upstream.run(client, server2, None));
+        std::thread::spawn(move || downstream.run(server, client2, (limit > 0).then_some(limit)));
     }
 }
 
-/// Copies `from` to `to` until either side closes, or until `limit` bytes went through;
-/// then closes both.
-fn pump(mut from: TcpStream, mut to: TcpStream, limit: Option<u64>) {
-    let mut buffer = [0u8; 16 * 1024];
-    let mut left = limit.unwrap_or(u64::MAX);
-    while left > 0 {
-        let want = buffer
-            .len()
-            .min(usize::try_from(left).unwrap_or(usize::MAX));
-        match from.read(&mut buffer[..want]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buffer[..n]).is_err() {
+/// One direction of a connection.
+struct Pump {
+    shared: Arc<Shared>,
+    number: u64,
+    stalled: Arc<AtomicBool>,
+}
+
+impl Pump {
+    /// Copies `from` to `to` until either side closes, or until `limit` bytes went
+    /// through; then closes both. While stalled it neither reads nor writes.
+    fn run(self, mut from: TcpStream, mut to: TcpStream, limit: Option<u64>) {
+        let mut buffer = [0u8; 16 * 1024];
+        let mut left = limit.unwrap_or(u64::MAX);
+        while left > 0 {
+            while self.stalled.load(Ordering::SeqCst) {
+                if self.shared.stopping.load(Ordering::SeqCst) || !self.shared.is_open(self.number)
+                {
                     break;
                 }
-                left -= n as u64;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let want = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            match from.read(&mut buffer[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if self.stalled.load(Ordering::SeqCst) {
+                        // Stalled while this read waited: these bytes are lost on the way.
+                        continue;
+                    }
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                    left -= n as u64;
+                }
             }
         }
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+        // Without this the list would keep the sockets open: a server writing to a
+        // connection that was cut would see its writes pile up instead of failing.
+        self.shared.forget(self.number);
     }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
 }
