@@ -119,6 +119,7 @@ pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 0x0002;
 
 const NATIVE: &str = "mysql_native_password";
 const CACHING_SHA2: &str = "caching_sha2_password";
+const ED25519: &str = "client_ed25519";
 /// caching_sha2_password: "send me your RSA public key".
 const REQUEST_PUBLIC_KEY: u8 = 0x02;
 
@@ -127,7 +128,7 @@ fn auth_answer(plugin: &str, password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, P
     Ok(match plugin {
         NATIVE => native_password(password, nonce),
         CACHING_SHA2 => caching_sha2_password(password, nonce),
-        "client_ed25519" => ed25519_password(password, nonce).to_vec(),
+        ED25519 => ed25519_password(password, nonce).to_vec(),
         _ => {
             return Err(ProtocolError::Unsupported(format!(
                 "authentication plugin {plugin} (binlogd speaks mysql_native_password, \
@@ -220,7 +221,14 @@ impl Connection {
                     // Auth switch: plugin name, then its nonce.
                     let mut r = Reader::new(&reply[1..], "auth switch");
                     plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
-                    nonce = r.rest.strip_suffix(&[0]).unwrap_or(r.rest).to_vec();
+                    // The scrambles of the SHA-1 and SHA-256 plugins end in a NUL; the
+                    // Ed25519 nonce is 32 random bytes, and may itself end in 0x00 (one
+                    // login in 256 failed while that byte was stripped too).
+                    nonce = if plugin == ED25519 {
+                        r.rest.to_vec()
+                    } else {
+                        r.rest.strip_suffix(&[0]).unwrap_or(r.rest).to_vec()
+                    };
                     framed.send(auth_answer(&plugin, password, &nonce)?).await?;
                 }
                 // caching_sha2_password's "more data" replies.

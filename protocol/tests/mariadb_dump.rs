@@ -147,6 +147,66 @@ async fn ed25519_user_authenticates_through_an_auth_switch() {
     );
 }
 
+/// The Ed25519 nonce is 32 random bytes with no terminator, so one in 256 ends in 0x00:
+/// a scripted server sends such a nonce, and checks the signature against the public key
+/// a real MariaDB stored for the same password.
+#[tokio::test]
+async fn an_ed25519_nonce_ending_in_zero_is_signed_whole() {
+    use binlogd_testkit::mysql_peer::{PeerConnection, mysql8_greeting};
+    use ed25519_dalek::{Signature, VerifyingKey};
+
+    let db = MariaDb::start_default().expect("start");
+    let stored = db
+        .query_value(
+            "INSTALL SONAME 'auth_ed25519'; \
+             CREATE USER 'edz'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('ed-Secret-9'); \
+             SELECT HEX(FROM_BASE64(CONCAT(JSON_VALUE(Priv, '$.authentication_string'), '='))) \
+             FROM mysql.global_priv WHERE User = 'edz'",
+        )
+        .expect("the stored public key");
+    let public: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&stored[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect::<Vec<u8>>()
+        .try_into()
+        .expect("32 bytes");
+    let public = VerifyingKey::from_bytes(&public).expect("a public key");
+    let mut nonce = [0x5au8; 32];
+    nonce[31] = 0;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut conn = PeerConnection::accept(&listener)?;
+        conn.send(&mysql8_greeting(
+            "5.5.5-10.11.19-MariaDB",
+            &[7; 20],
+            "mysql_native_password",
+        ))?;
+        conn.expect_packet()?;
+        let mut switch = vec![0xfe];
+        switch.extend_from_slice(b"client_ed25519\0");
+        switch.extend_from_slice(&nonce);
+        conn.send(&switch)?;
+        let (_, answer) = conn.expect_packet()?;
+        let signature = Signature::from_slice(&answer)?;
+        public.verify_strict(&nonce, &signature)?;
+        conn.send_ok()
+    });
+    let options = ConnectOptions {
+        host: "127.0.0.1".into(),
+        port,
+        user: "edz".into(),
+        password: "ed-Secret-9".into(),
+        ..replication_options(&db)
+    };
+    let result = Connection::connect(&options).await;
+    server
+        .join()
+        .expect("server thread")
+        .expect("the signature verifies against the server's key");
+    result.expect("logged in");
+}
+
 #[tokio::test]
 async fn gtid_positioned_dump_starts_right_after_the_position() {
     use binlogd_parser::events::Event;
