@@ -69,10 +69,12 @@ enum Command {
     /// end, older than --retention and all held by the backup of --keep-after-gtid; never
     /// the newest file, never a gap. On an S3 archive a running stream does this itself.
     Purge(purge::PurgeArgs),
-    /// Restore a running MariaDB server to a point in time: the archived binlogs from its
-    /// GTID state (or a backup's) to a time, a GTID, just before a GTID, a position or the
+    /// Restore a MariaDB server to a point in time: the archived binlogs from its GTID
+    /// state (or a backup's) to a time, a GTID, just before a GTID, a position or the
     /// latest, staged as relay logs and replayed by the server's own parallel applier,
-    /// stopping exactly at the target. --dry-run prints the plan.
+    /// stopping exactly at the target. Into a server running here (--target), or into a
+    /// restored datadir that binlogd starts a private server on (--datadir). --dry-run
+    /// prints the plan.
     Restore(Box<restore::RestoreArgs>),
 }
 

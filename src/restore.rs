@@ -1,13 +1,16 @@
-//! `binlogd restore`: replays the archive into a running MariaDB server up to a target, with
-//! the server's own parallel applier. Plan (`storage::plan`) → relay logs in the server's
-//! relay-log folder (`restore::stage`) → applier driven over SQL (`restore::apply`).
+//! `binlogd restore`: replays the archive into a MariaDB server up to a target, with the
+//! server's own parallel applier. Plan (`storage::plan`) → relay logs in the server's
+//! relay-log folder (`restore::stage`) → applier driven over SQL (`restore::apply`). The
+//! server is one running on this machine (`--target`), or one binlogd starts on a restored
+//! datadir with networking off and shuts down afterwards (`--datadir`, `restore::server`).
 
 use crate::archive::{ArchiveArgs, block_on, open_archive, parse_gtids, parse_time};
 use crate::search::{parse_position, print_plan};
 use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
 use binlogd_restore::RestoreError;
-use binlogd_restore::apply::{Target, TargetAddress};
+use binlogd_restore::apply::{Endpoint, Target, TargetAddress};
+use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
 use binlogd_restore::stage::stage_plan;
 use binlogd_storage::plan::{Plan, Target as PlanTarget, format_micros, plan};
 use binlogd_storage::{Archive, GtidState};
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 /// Arguments of `binlogd restore`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("target_point").required(true)))]
+#[command(group(clap::ArgGroup::new("server").required(true)))]
 pub struct RestoreArgs {
     #[command(flatten)]
     archive: ArchiveArgs,
@@ -26,11 +30,50 @@ pub struct RestoreArgs {
     /// logs into its relay-log folder): mysql://USER@HOST:PORT. The user needs SUPER (or
     /// REPLICATION SLAVE ADMIN) to run the applier. Its password comes from
     /// BINLOGD_TARGET_PASSWORD or --target-password-file.
-    #[arg(long, env = "BINLOGD_TARGET", value_name = "URL")]
-    target: String,
+    #[arg(long, env = "BINLOGD_TARGET", value_name = "URL", group = "server")]
+    target: Option<String>,
     /// File holding the target user's password.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", requires = "target")]
     target_password_file: Option<PathBuf>,
+    /// Restore into this datadir (a restored base backup) with no server running on it:
+    /// binlogd starts the server on it with networking off and grant tables skipped,
+    /// replays, and shuts it down cleanly. What a restore Job does on the database's volume.
+    #[arg(long, value_name = "DIR", group = "server")]
+    datadir: Option<PathBuf>,
+    /// The server binary for --datadir. By default mariadbd, else mysqld, from PATH or
+    /// /usr/sbin.
+    #[arg(long, value_name = "PATH", requires = "datadir")]
+    mysqld: Option<PathBuf>,
+    /// The option file the server reads for --datadir (its usual ones by default): the
+    /// database's own configuration, so the replay runs with its settings.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "datadir",
+        conflicts_with = "no_defaults"
+    )]
+    defaults_file: Option<PathBuf>,
+    /// Start the server for --datadir without reading any option file.
+    #[arg(long, requires = "datadir")]
+    no_defaults: bool,
+    /// A further option for the server started for --datadir (repeat as needed), e.g.
+    /// --mysqld-arg=--innodb-buffer-pool-size=4G.
+    #[arg(
+        long,
+        value_name = "OPTION",
+        requires = "datadir",
+        allow_hyphen_values = true
+    )]
+    mysqld_arg: Vec<String>,
+    /// How long the server started for --datadir may take to come up (InnoDB recovery of
+    /// a large datadir takes a while).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        requires = "datadir"
+    )]
+    startup_timeout: u64,
     /// Restore to the last transaction committed at or before this time (RFC 3339 with a
     /// zone).
     #[arg(long, group = "target_point", value_parser = parse_time, value_name = "TIME")]
@@ -121,8 +164,72 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
 }
 
 pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    block_on(async {
+        if let Some(target) = &args.target {
+            return restore_into(args, &target_address(args, target)?).await;
+        }
+        let Some(datadir) = &args.datadir else {
+            bail!("say where to restore: --target URL or --datadir DIR");
+        };
+        let command = ServerCommand {
+            binary: match &args.mysqld {
+                Some(path) => path.clone(),
+                None => find_server_binary()?,
+            },
+            datadir: datadir.clone(),
+            defaults: if args.no_defaults {
+                Defaults::None
+            } else if let Some(path) = &args.defaults_file {
+                Defaults::File(path.clone())
+            } else {
+                Defaults::System
+            },
+            extra_args: args.mysqld_arg.clone(),
+            startup_timeout: Duration::from_secs(args.startup_timeout),
+        };
+        let server = TemporaryServer::start(&command)
+            .await
+            .with_context(|| format!("starting a server on {}", datadir.display()))?;
+        let restored = restore_into(args, &server.address()).await;
+        let tail = server.error_log_tail(10);
+        let stopped = server.shut_down().await;
+        match (restored, stopped) {
+            (Ok(code), Ok(())) => {
+                eprintln!(
+                    "the temporary server on {} shut down cleanly",
+                    datadir.display()
+                );
+                Ok(code)
+            }
+            (Ok(_), Err(e)) => Err(e).context("shutting the temporary server down"),
+            (Err(e), stopped) => {
+                match stopped {
+                    Ok(()) => {
+                        eprintln!("the temporary server was shut down; its error log ends:\n{tail}")
+                    }
+                    Err(stop) => eprintln!("the temporary server: {stop}"),
+                }
+                Err(e)
+            }
+        }
+    })
+}
+
+/// `mariadbd`, else `mysqld`, from PATH or /usr/sbin (not on every user's PATH).
+fn find_server_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/libexec"].map(PathBuf::from));
+    ["mariadbd", "mysqld"]
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+        .context("found neither mariadbd nor mysqld on PATH or in /usr/sbin: name it with --mysqld")
+}
+
+fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<TargetAddress> {
     let (host, port, user) = parse_server_url(
-        &args.target,
+        url,
         "--target",
         "BINLOGD_TARGET_PASSWORD or a file named by --target-password-file",
     )?;
@@ -135,64 +242,64 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         ),
         None => std::env::var("BINLOGD_TARGET_PASSWORD").ok(),
     };
-    let address = TargetAddress {
-        host,
-        port,
+    Ok(TargetAddress {
+        endpoint: Endpoint::Tcp { host, port },
         user,
         password,
-    };
+    })
+}
+
+async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Result<ExitCode> {
     let point = args.target_point();
-    block_on(async {
-        let mut server = Target::connect(&address).await?;
-        let facts = server.facts().await?;
-        let start: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
-            Some(gtids.clone())
-        } else if let Some(dir) = &args.from_backup {
-            Some(backup_gtids(dir)?)
-        } else if args.from_archive_start {
-            None
-        } else if !facts.executed.is_empty() {
-            Some(facts.executed.clone())
-        } else {
+    let mut server = Target::connect(address).await?;
+    let facts = server.facts().await?;
+    let start: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
+        Some(gtids.clone())
+    } else if let Some(dir) = &args.from_backup {
+        Some(backup_gtids(dir)?)
+    } else if args.from_archive_start {
+        None
+    } else if !facts.executed.is_empty() {
+        Some(facts.executed.clone())
+    } else {
+        bail!(
+            "the target server reports no GTID state (one restored from a backup does not): \
+             say where to start with --from-backup DIR or --from-gtid GTIDS, or \
+             --from-archive-start for an empty server"
+        );
+    };
+    let archive = open_archive(&args.archive).await?;
+    let files = archive.files().await?;
+    let plan = plan(&files, &archive, start.as_ref(), &point)
+        .await
+        .with_context(|| format!("planning the restore from {}", archive.location()))?;
+    if !plan.target_reached {
+        let last = plan
+            .stop
+            .as_ref()
+            .map_or("-".to_owned(), |s| format_micros(s.commit_micros));
+        if args.strict {
             bail!(
-                "the target server reports no GTID state (one restored from a backup does not): \
-                 say where to start with --from-backup DIR or --from-gtid GTIDS, or \
-                 --from-archive-start for an empty server"
-            );
-        };
-        let archive = open_archive(&args.archive).await?;
-        let files = archive.files().await?;
-        let plan = plan(&files, &archive, start.as_ref(), &point)
-            .await
-            .with_context(|| format!("planning the restore from {}", archive.location()))?;
-        if !plan.target_reached {
-            let last = plan
-                .stop
-                .as_ref()
-                .map_or("-".to_owned(), |s| format_micros(s.commit_micros));
-            if args.strict {
-                bail!(
-                    "{point} is beyond the archive, which reaches {} (last commit {last}); \
-                     --strict restores nothing",
-                    plan.end
-                );
-            }
-            eprintln!(
-                "WARNING: {point} is beyond the archive: restoring to the last recoverable \
-                 transaction, {} (committed {last})",
+                "{point} is beyond the archive, which reaches {} (last commit {last}); \
+                 --strict restores nothing",
                 plan.end
             );
         }
-        if args.dry_run {
-            print_plan(&mut std::io::stdout().lock(), &plan, &point)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        if plan.transactions == 0 {
-            eprintln!("nothing to apply: the server already holds {point}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        apply(args, &archive, &plan, &mut server, &facts).await
-    })
+        eprintln!(
+            "WARNING: {point} is beyond the archive: restoring to the last recoverable \
+             transaction, {} (committed {last})",
+            plan.end
+        );
+    }
+    if args.dry_run {
+        print_plan(&mut std::io::stdout().lock(), &plan, &point)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.transactions == 0 {
+        eprintln!("nothing to apply: the server already holds {point}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    apply(args, &archive, &plan, &mut server, &facts).await
 }
 
 async fn apply(
@@ -207,8 +314,7 @@ async fn apply(
     let relay_logs = stage_plan(
         archive,
         plan,
-        &facts.relay_log_dir,
-        &facts.relay_log_basename,
+        &facts.relay_logs,
         facts.server_id,
         |_, bytes| staged += bytes,
     )
@@ -216,7 +322,7 @@ async fn apply(
     .with_context(|| {
         format!(
             "staging relay logs in {} (binlogd must run on the target's machine)",
-            facts.relay_log_dir.display()
+            facts.relay_logs.dir.display()
         )
     })?;
     let staged_in = began.elapsed();

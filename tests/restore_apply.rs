@@ -7,7 +7,7 @@
 mod stream_common;
 
 use binlogd_restore::RestoreError;
-use binlogd_restore::apply::{Target, TargetAddress};
+use binlogd_restore::apply::{Endpoint, Target, TargetAddress};
 use binlogd_restore::relay::RelayLogSet;
 use binlogd_restore::stage::stage_plan;
 use binlogd_storage::archive::local_files;
@@ -75,8 +75,10 @@ fn target_server(rt: &tokio::runtime::Runtime, skip_log_bin: bool) -> (MariaDb, 
         .create_tcp_admin("restorer", "restore-pw")
         .expect("user");
     let address = TargetAddress {
-        host: "127.0.0.1".into(),
-        port: server.port(),
+        endpoint: Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port: server.port(),
+        },
         user: "restorer".into(),
         password: Some("restore-pw".into()),
     };
@@ -96,8 +98,7 @@ fn stage(
     rt.block_on(stage_plan(
         &Archive::Local(local),
         plan,
-        &facts.relay_log_dir,
-        &facts.relay_log_basename,
+        &facts.relay_logs,
         facts.server_id,
         |_, _| {},
     ))
@@ -118,7 +119,7 @@ fn staged_relay_logs_replay_in_parallel_and_stop_at_the_cut() {
     let rt = runtime();
     let (target, mut control) = target_server(&rt, true);
     let facts = rt.block_on(control.facts()).expect("facts");
-    assert_eq!(facts.relay_log_dir, target.relay_log_dir());
+    assert_eq!(facts.relay_logs.dir, target.relay_log_dir());
     assert!(facts.executed.is_empty(), "a fresh server: {facts:?}");
     let relay_logs = stage(&rt, &archive, &plan, &mut control);
     rt.block_on(control.start(&relay_logs.files()[0], 4))

@@ -4,9 +4,11 @@
 
 mod stream_common;
 
-use binlogd_testkit::{MariaDb, MariaDbConfig};
+use binlogd_testkit::{MariaDb, MariaDbConfig, Tool, find_tool};
+use std::path::Path;
 use std::process::Output;
-use stream_common::{Archive, binlogd};
+use std::time::Duration;
+use stream_common::{Archive, Streamer, binlogd};
 
 const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
 
@@ -111,6 +113,11 @@ fn restore_to_a_gtid_then_on_to_the_latest() {
             .expect("status")
             .is_empty(),
         "no replication left behind"
+    );
+    assert_eq!(
+        target.query_value("SELECT @@server_id").expect("id"),
+        "9",
+        "the server_id the replay ran under is put back"
     );
 
     // A time beyond the archive: refused with --strict, else the latest, said loudly.
@@ -221,4 +228,82 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
         );
         assert_eq!(later.expect("count"), "0", "nothing after the target");
     }
+}
+
+#[test]
+fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(100).expect("before the backup");
+    let work = tempfile::tempdir().expect("work dir");
+    let backup = primary.backup(&work.path().join("base")).expect("backup");
+    primary.write_workload(100).expect("after the backup");
+    // A live stream, and the target the newest transaction: it lies in the newest
+    // archived file, which is still open (the server has not rotated away from it).
+    let archive = Archive::new();
+    let streamer = Streamer::start(&primary, &archive, &[]);
+    primary.write_workload(30).expect("into the newest file");
+    let moment = primary.gtid_binlog_pos().expect("pos");
+    let checksum_at_moment = primary.query_value(CHECKSUM).expect("checksum");
+    archive.wait_caught_up(&primary, Duration::from_secs(60));
+
+    let datadir = work.path().join("restored");
+    let restore_datadir = |datadir: &Path, extra: &[&str]| -> Output {
+        binlogd()
+            .args(["restore", "--archive"])
+            .arg(archive.path())
+            .arg("--datadir")
+            .arg(datadir)
+            .arg("--mysqld")
+            .arg(find_tool(Tool::Mariadbd).expect("mariadbd"))
+            .args(["--no-defaults", "--parallel-workers", "2", "--from-backup"])
+            .arg(&backup.dir)
+            .args(extra)
+            .output()
+            .expect("run binlogd restore")
+    };
+
+    // Not a datadir: one clear line, nothing started.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).expect("empty dir");
+    let output = restore_datadir(&empty, &["--to-gtid", &moment]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("holds no mysql schema"), "{stderr}");
+
+    backup.copy_back_to(&datadir).expect("copy back");
+    let output = restore_datadir(&datadir, &["--to-gtid", &moment]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("shut down cleanly"), "{stderr}");
+    assert!(
+        binlogd_testkit::pids_mentioning(&datadir).is_empty(),
+        "no server is left running on the datadir"
+    );
+    streamer.stop();
+
+    // The datadir now starts as the database at the moment. (The temporary server had
+    // server_id 1, the primary's: the replay ran under another, or it would skip all.)
+    let restored = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        adopt_datadir: Some(datadir),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("a server on the restored datadir");
+    assert_eq!(
+        restored.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_moment
+    );
+    assert_eq!(
+        restored
+            .query_value("SELECT @@gtid_slave_pos")
+            .expect("pos"),
+        moment
+    );
 }

@@ -14,19 +14,41 @@
 //! replication (`slave_parallel_threads`, `slave_parallel_mode`) and `SHOW SLAVE STATUS`.
 
 use crate::error::RestoreError;
+use crate::relay::RelayLogPlace;
 use binlogd_storage::GtidState;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Where the target server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// TCP.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Unix socket.
+    Socket(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Socket(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// How to reach the target server.
 #[derive(Debug, Clone)]
 pub struct TargetAddress {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
+    /// Where.
+    pub endpoint: Endpoint,
     /// A user allowed to configure replication and read its status (`SUPER` or
     /// `REPLICATION SLAVE ADMIN`, `REPLICA MONITOR`).
     pub user: String,
@@ -41,10 +63,8 @@ pub struct ServerFacts {
     pub version: String,
     /// `@@server_id`.
     pub server_id: u32,
-    /// The folder of the server's relay logs.
-    pub relay_log_dir: PathBuf,
-    /// Their base name (`relay-bin` for `relay-bin.000001`).
-    pub relay_log_basename: String,
+    /// Where its relay logs go.
+    pub relay_logs: RelayLogPlace,
     /// The transactions the server holds: `gtid_binlog_pos` and `gtid_slave_pos` together.
     pub executed: GtidState,
 }
@@ -68,32 +88,59 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Target {
     conn: Conn,
-    /// `slave_parallel_threads` and `slave_parallel_mode` before binlogd changed them.
-    saved_settings: Option<(u64, String)>,
+    /// The settings binlogd changed for the replay, to put back afterwards.
+    saved_settings: Option<SavedSettings>,
 }
 
 /// The channel binlogd configures: not a real master; nothing connects to it.
 const ARCHIVE_HOST: &str = "binlogd-archive";
 
+/// The `server_id` the server replays under. An applier skips events that carry its own
+/// server's id (they would be its own, come back around a ring), and a database restored
+/// with its own configuration has the id of the primary that wrote the archive: the
+/// replay would skip every transaction, or crash MariaDB 10.11's parallel applier (it then
+/// skips the relay log's ROTATE and compares an empty master file name). So the replay
+/// runs under an id from the top of the range, which servers are not given in practice.
+const REPLAY_SERVER_ID: u32 = 4_294_967_000;
+
+#[derive(Debug)]
+struct SavedSettings {
+    parallel_threads: u64,
+    parallel_mode: String,
+    server_id: u32,
+}
+
 impl Target {
     /// Connects.
     pub async fn connect(address: &TargetAddress) -> Result<Target, RestoreError> {
         let opts = OptsBuilder::default()
-            .ip_or_hostname(address.host.clone())
-            .tcp_port(address.port)
             .user(Some(address.user.clone()))
-            .pass(address.password.clone())
-            .prefer_socket(false);
+            .pass(address.password.clone());
+        let opts = match &address.endpoint {
+            Endpoint::Tcp { host, port } => opts
+                .ip_or_hostname(host.clone())
+                .tcp_port(*port)
+                .prefer_socket(false),
+            Endpoint::Socket(path) => opts.socket(Some(path.display().to_string())),
+        };
         let conn = Conn::new(Opts::from(opts))
             .await
             .map_err(server_error(format!(
-                "connecting to {}@{}:{}",
-                address.user, address.host, address.port
+                "connecting to {}@{}",
+                address.user, address.endpoint
             )))?;
         Ok(Target {
             conn,
             saved_settings: None,
         })
+    }
+
+    /// Says goodbye (COM_QUIT), so the server does not log an aborted connection.
+    pub async fn close(self) -> Result<(), RestoreError> {
+        self.conn
+            .disconnect()
+            .await
+            .map_err(server_error("disconnecting"))
     }
 
     /// Reads what a restore needs to know, and refuses a server binlogd cannot restore
@@ -104,7 +151,7 @@ impl Target {
             .conn
             .query_first(
                 "SELECT @@version, @@server_id, @@relay_log_basename, \
-                 @@gtid_binlog_pos, @@gtid_slave_pos",
+                 @@gtid_binlog_pos, @@gtid_slave_pos, @@datadir, @@pid_file",
             )
             .await
             .map_err(server_error("reading the server's settings"))?
@@ -120,12 +167,36 @@ impl Target {
                 "runs {version}: restoring into MySQL is not supported yet (MariaDB only)"
             )));
         }
-        let basename = PathBuf::from(text(2));
-        let relay_log_basename = basename
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let relay_log_dir = basename.parent().map(PathBuf::from).unwrap_or_default();
+        let relay_logs = match text(2) {
+            // A server without a relay_log option reports none (even once replication
+            // is configured); it names its relay logs after its pid file, in the datadir,
+            // and lists them relative to it: `<host>.pid` (the default) gives
+            // `./<host>-relay-bin.000001`.
+            empty if empty.is_empty() => {
+                let pid_file = PathBuf::from(text(6));
+                let stem = pid_file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "mysqld".into());
+                RelayLogPlace {
+                    dir: PathBuf::from(text(5)),
+                    basename: format!("{stem}-relay-bin"),
+                    listed_from: PathBuf::from("."),
+                }
+            }
+            configured => {
+                let configured = PathBuf::from(configured);
+                let dir = configured.parent().map(PathBuf::from).unwrap_or_default();
+                RelayLogPlace {
+                    basename: configured
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    listed_from: dir.clone(),
+                    dir,
+                }
+            }
+        };
         let parse = |gtids: String| -> Result<GtidState, RestoreError> {
             gtids.parse().map_err(|e: String| RestoreError::Server {
                 doing: "reading the server's GTID position".into(),
@@ -151,8 +222,7 @@ impl Target {
         Ok(ServerFacts {
             version,
             server_id: row.get::<Option<u32>, _>(1).flatten().unwrap_or(0),
-            relay_log_dir,
-            relay_log_basename,
+            relay_logs,
             executed,
         })
     }
@@ -160,20 +230,28 @@ impl Target {
     /// Points the applier at the staged relay logs, from `first_relay_log` (its bare file
     /// name), and starts it with `workers` parallel workers (optimistic mode).
     pub async fn start(&mut self, first_relay_log: &str, workers: u32) -> Result<(), RestoreError> {
-        let saved: Option<Row> = self
+        let saved: Row = self
             .conn
-            .query_first("SELECT @@slave_parallel_threads, @@slave_parallel_mode")
+            .query_first("SELECT @@slave_parallel_threads, @@slave_parallel_mode, @@server_id")
             .await
-            .map_err(server_error("reading the applier's settings"))?;
-        if let Some(row) = saved {
-            self.saved_settings = Some((
-                row.get::<Option<u64>, _>(0).flatten().unwrap_or(0),
-                row.get::<Option<String>, _>(1)
-                    .flatten()
-                    .unwrap_or_else(|| "optimistic".into()),
-            ));
-        }
+            .map_err(server_error("reading the applier's settings"))?
+            .ok_or_else(|| RestoreError::Unfit("answered no settings".into()))?;
+        let saved = SavedSettings {
+            parallel_threads: saved.get::<Option<u64>, _>(0).flatten().unwrap_or(0),
+            parallel_mode: saved
+                .get::<Option<String>, _>(1)
+                .flatten()
+                .unwrap_or_else(|| "optimistic".into()),
+            server_id: saved.get::<Option<u32>, _>(2).flatten().unwrap_or(0),
+        };
+        let replay_id = if saved.server_id == REPLAY_SERVER_ID {
+            REPLAY_SERVER_ID + 1
+        } else {
+            REPLAY_SERVER_ID
+        };
+        self.saved_settings = Some(saved);
         let statements = [
+            format!("SET GLOBAL server_id = {replay_id}"),
             format!("SET GLOBAL slave_parallel_threads = {workers}"),
             "SET GLOBAL slave_parallel_mode = 'optimistic'".to_owned(),
             format!(
@@ -288,12 +366,16 @@ impl Target {
     /// settings back: the server is an ordinary primary again.
     pub async fn clean_up(&mut self) -> Result<(), RestoreError> {
         let mut statements = vec!["STOP SLAVE".to_owned(), "RESET SLAVE ALL".to_owned()];
-        if let Some((threads, mode)) = self.saved_settings.take() {
-            statements.push(format!("SET GLOBAL slave_parallel_threads = {threads}"));
+        if let Some(saved) = self.saved_settings.take() {
+            statements.push(format!(
+                "SET GLOBAL slave_parallel_threads = {}",
+                saved.parallel_threads
+            ));
             statements.push(format!(
                 "SET GLOBAL slave_parallel_mode = '{}'",
-                mode.replace('\'', "''")
+                saved.parallel_mode.replace('\'', "''")
             ));
+            statements.push(format!("SET GLOBAL server_id = {}", saved.server_id));
         }
         self.run_all(statements).await
     }

@@ -22,7 +22,7 @@
 use crate::error::RestoreError;
 use binlogd_parser::{BINLOG_MAGIC, ChecksumAlgorithm, Frame, Framer, HEADER_LEN};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const ROTATE_EVENT: u8 = 4;
 const FLAG_IN_USE: u16 = 0x0001;
@@ -119,26 +119,36 @@ fn reseal(event: &mut [u8], with_crc: bool) {
 /// Relay logs being staged in a server's relay-log directory.
 #[derive(Debug)]
 pub struct RelayLogSet {
-    dir: PathBuf,
-    basename: String,
+    place: RelayLogPlace,
     files: Vec<String>,
 }
 
+/// Where a server keeps its relay logs, and how its index names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLogPlace {
+    /// The folder (the server's `relay_log` setting, or its datadir).
+    pub dir: PathBuf,
+    /// The base name (`relay-bin` for `relay-bin.000001`).
+    pub basename: String,
+    /// What the index puts before each file name: the folder when `relay_log` is a full
+    /// path, `.` (the datadir) when the server made the name up itself. The server finds
+    /// a relay log only under the name it would have listed it by.
+    pub listed_from: PathBuf,
+}
+
 impl RelayLogSet {
-    /// Relay logs named `BASENAME.000001`, ... in `dir` (the server's `relay_log`
-    /// setting, split into folder and base name).
-    pub fn new(dir: &Path, basename: &str) -> RelayLogSet {
+    /// Relay logs named `BASENAME.000001`, ... at `place`.
+    pub fn new(place: &RelayLogPlace) -> RelayLogSet {
         RelayLogSet {
-            dir: dir.to_owned(),
-            basename: basename.to_owned(),
+            place: place.clone(),
             files: Vec::new(),
         }
     }
 
     /// Writes the next relay log: `head`, then `body`; fsynced. Returns its name.
     pub fn add(&mut self, head: &[u8], body: &[u8]) -> Result<String, RestoreError> {
-        let name = format!("{}.{:06}", self.basename, self.files.len() + 1);
-        let path = self.dir.join(&name);
+        let name = format!("{}.{:06}", self.place.basename, self.files.len() + 1);
+        let path = self.place.dir.join(&name);
         let mut file = std::fs::File::create(&path).map_err(RestoreError::io("creating", &path))?;
         file.write_all(head)
             .and_then(|()| file.write_all(body))
@@ -148,22 +158,27 @@ impl RelayLogSet {
         Ok(name)
     }
 
-    /// Writes `BASENAME.index`, listing the relay logs as the server does (full paths),
-    /// and fsyncs the folder.
+    /// Writes `BASENAME.index`, listing the relay logs as the server does, and fsyncs
+    /// the folder.
     pub fn write_index(&self) -> Result<PathBuf, RestoreError> {
-        let path = self.dir.join(format!("{}.index", self.basename));
+        let RelayLogPlace {
+            dir,
+            basename,
+            listed_from,
+        } = &self.place;
+        let path = dir.join(format!("{basename}.index"));
         let mut text = String::new();
         for name in &self.files {
-            text.push_str(&self.dir.join(name).display().to_string());
+            text.push_str(&listed_from.join(name).display().to_string());
             text.push('\n');
         }
-        let temporary = self.dir.join(format!("{}.index.tmp", self.basename));
+        let temporary = dir.join(format!("{basename}.index.tmp"));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&temporary, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
+            std::fs::File::open(dir)?.sync_all()
         };
         write().map_err(RestoreError::io("writing", &path))?;
         Ok(path)
@@ -245,7 +260,11 @@ mod tests {
     #[test]
     fn relay_logs_and_their_index_are_written_in_order() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut set = RelayLogSet::new(dir.path(), "relay-bin");
+        let mut set = RelayLogSet::new(&RelayLogPlace {
+            dir: dir.path().to_owned(),
+            basename: "relay-bin".into(),
+            listed_from: dir.path().to_owned(),
+        });
         assert_eq!(set.add(b"head", b"body").expect("add"), "relay-bin.000001");
         assert_eq!(set.add(b"h", b"b").expect("add"), "relay-bin.000002");
         let index = std::fs::read_to_string(set.write_index().expect("index")).expect("read");

@@ -2,23 +2,21 @@
 //! server's relay-log folder.
 
 use crate::error::RestoreError;
-use crate::relay::{RelayLogSet, relay_log_head};
+use crate::relay::{RelayLogPlace, RelayLogSet, relay_log_head};
 use binlogd_storage::Archive;
 use binlogd_storage::plan::Plan;
-use std::path::Path;
 
-/// Writes the plan's ranges as relay logs `BASENAME.000001`, ... in `dir`, and their
+/// Writes the plan's ranges as relay logs `BASENAME.000001`, ... at `place`, and their
 /// index; `on_file` hears of each relay log written with its size. The relay logs name
 /// `replica_server_id` (the target's) as their writer.
 pub async fn stage_plan(
     archive: &Archive,
     plan: &Plan,
-    dir: &Path,
-    basename: &str,
+    place: &RelayLogPlace,
     replica_server_id: u32,
     mut on_file: impl FnMut(&str, u64),
 ) -> Result<RelayLogSet, RestoreError> {
-    let mut relay_logs = RelayLogSet::new(dir, basename);
+    let mut relay_logs = RelayLogSet::new(place);
     for piece in &plan.pieces {
         let bad = |offset: u64, message: String| RestoreError::BadArchive {
             file: format!("{}/{}", piece.epoch, piece.file),

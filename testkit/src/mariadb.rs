@@ -83,6 +83,9 @@ pub struct MariaDbConfig {
     pub restore_from: Option<PathBuf>,
     /// Start with the binary log off (a restore target that only applies relay logs).
     pub skip_log_bin: bool,
+    /// A datadir made elsewhere (e.g. by [`Backup::copy_back_to`] and then restored into)
+    /// to move into the instance and start on, instead of bootstrapping a new one.
+    pub adopt_datadir: Option<PathBuf>,
 }
 
 impl Default for MariaDbConfig {
@@ -101,6 +104,7 @@ impl Default for MariaDbConfig {
             extra_args: Vec::new(),
             restore_from: None,
             skip_log_bin: false,
+            adopt_datadir: None,
         }
     }
 }
@@ -236,9 +240,13 @@ impl MariaDb {
     pub fn start(config: MariaDbConfig) -> Result<MariaDb> {
         let dir = new_instance_dir("mariadb-")?;
         let layout = Layout::new(dir.path())?;
-        match &config.restore_from {
-            Some(backup) => copy_back(backup, &layout.data)?,
-            None => bootstrap(&layout)?,
+        match (&config.restore_from, &config.adopt_datadir) {
+            (Some(backup), _) => copy_back(backup, &layout.data)?,
+            (None, Some(datadir)) => {
+                fs::rename(datadir, &layout.data)
+                    .with_context(|| format!("move {} into the instance", datadir.display()))?;
+            }
+            (None, None) => bootstrap(&layout)?,
         }
         // Another test may take the port between probe and bind: retry a few times.
         let mut attempt = 0;
@@ -261,7 +269,7 @@ impl MariaDb {
             server,
             dir,
         };
-        if db.config.restore_from.is_none() {
+        if db.config.restore_from.is_none() && db.config.adopt_datadir.is_none() {
             db.create_replication_user()?;
         }
         Ok(db)
@@ -610,6 +618,12 @@ impl Backup {
             binlog_position,
             gtid,
         })
+    }
+
+    /// Copies the backup into `datadir` (`mariadb-backup --copy-back`): a restored datadir
+    /// no server runs on yet.
+    pub fn copy_back_to(&self, datadir: &Path) -> Result<()> {
+        copy_back(&self.dir, datadir)
     }
 }
 
