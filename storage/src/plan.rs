@@ -484,9 +484,9 @@ impl<'t> Walk<'t> {
             // The start already holds the whole file.
             return self.covered_file(file, is_target_file);
         }
-        if file.transactions == 0 && !is_target_file {
-            return Ok(());
-        }
+        // Even a file without transactions says, by its GTID list, what came before it:
+        // a server's newest file is often empty, and a missing file before it would
+        // otherwise pass unnoticed, the plan ending early and calling it the latest.
         if !self.state.includes_all(&file.gtids_before) {
             let gap = Gap {
                 epoch: file.epoch.clone(),
@@ -503,6 +503,9 @@ impl<'t> Walk<'t> {
             self.stretch_open = false;
             self.state = self.state.union(&file.gtids_before);
             self.stretch_from = self.state.clone();
+        }
+        if file.transactions == 0 && !is_target_file {
+            return Ok(());
         }
         let target_inside = is_target_file
             || match self.target {
@@ -1173,6 +1176,18 @@ mod tests {
         // A start after the gap is fine.
         let plan = f.plan(Some("0-1-6"), Target::Latest).expect("plan");
         assert_eq!(plan.transactions, 3);
+    }
+
+    #[test]
+    fn a_missing_file_before_an_empty_newest_file_is_a_gap() {
+        let mut f = three_files();
+        f.file("0001-server1", "b.000004", "0-1-9", &[]);
+        f.files.remove(2);
+        let err = f.plan(Some("0-1-1"), Target::Latest).expect_err("gap");
+        assert!(
+            err.to_string().contains("missing 0-1-7..9"),
+            "names what is missing: {err}"
+        );
     }
 
     /// The old primary wrote 0-1-1..6; the new one had only 0-1-1..4 when it took over and
