@@ -311,20 +311,14 @@ async fn apply(
 ) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let mut staged = 0u64;
-    let relay_logs = stage_plan(
-        archive,
-        plan,
-        &facts.relay_logs,
-        facts.server_id,
-        |_, bytes| staged += bytes,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "staging relay logs in {} (binlogd must run on the target's machine)",
-            facts.relay_logs.dir.display()
-        )
-    })?;
+    let relay_logs = stage_plan(archive, plan, facts, |_, bytes| staged += bytes)
+        .await
+        .with_context(|| {
+            format!(
+                "staging relay logs in {} (binlogd must run on the target's machine)",
+                facts.relay_logs.dir.display()
+            )
+        })?;
     let staged_in = began.elapsed();
     tracing::info!(
         files = relay_logs.files().len(),

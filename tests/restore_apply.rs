@@ -95,14 +95,8 @@ fn stage(
 ) -> RelayLogSet {
     let facts = rt.block_on(control.facts()).expect("facts");
     let local = LocalArchive::open(&archive.path()).expect("archive");
-    rt.block_on(stage_plan(
-        &Archive::Local(local),
-        plan,
-        &facts.relay_logs,
-        facts.server_id,
-        |_, _| {},
-    ))
-    .expect("staged")
+    rt.block_on(stage_plan(&Archive::Local(local), plan, &facts, |_, _| {}))
+        .expect("staged")
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod stream_common;
 
 use binlogd_testkit::{MariaDb, MariaDbConfig, Tool, find_tool};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 use stream_common::{Archive, Streamer, binlogd};
@@ -305,5 +305,153 @@ fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
             .query_value("SELECT @@gtid_slave_pos")
             .expect("pos"),
         moment
+    );
+}
+
+/// Rewrites the server version in the FORMAT_DESCRIPTION event of every binlog copy in
+/// `epoch` (and the event's CRC32): the archive another server would have written.
+fn claim_written_by(epoch: &Path, version: &str) {
+    for entry in std::fs::read_dir(epoch).expect("epoch") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if !name.starts_with("mariadb-bin.") || name.contains(".index") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).expect("file");
+        // After the magic: a 19-byte header (event size at 9), then binlog_version (2)
+        // and server_version (50 bytes, NUL-padded); the CRC32 ends the event.
+        let size = u32::from_le_bytes(bytes[13..17].try_into().expect("size")) as usize;
+        let field = &mut bytes[4 + 19 + 2..4 + 19 + 52];
+        field.fill(0);
+        field[..version.len()].copy_from_slice(version.as_bytes());
+        let crc_at = 4 + size - 4;
+        let crc = crc32fast::hash(&bytes[4..crc_at]);
+        bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, bytes).expect("write");
+    }
+}
+
+/// A copy of `archive` to break.
+fn copy_of(archive: &Archive, into: &Path) -> PathBuf {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(archive.path())
+        .arg(into)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    into.to_owned()
+}
+
+#[test]
+fn bad_inputs_are_one_clear_error_and_leave_the_server_untouched() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(100).expect("early work");
+    let early = primary.gtid_binlog_pos().expect("pos");
+    primary.write_workload(100).expect("before the backup");
+    let work = tempfile::tempdir().expect("work dir");
+    let backup = primary.backup(&work.path().join("base")).expect("backup");
+    primary.write_workload(200).expect("after the backup");
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(output.status.success());
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        restore_from: Some(backup.dir.clone()),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target from the backup");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+    let checksum_before = target.query_value(CHECKSUM).expect("checksum");
+    let run = |archive_dir: &Path, extra: &[&str]| -> String {
+        let output = binlogd()
+            .args(["restore", "--archive"])
+            .arg(archive_dir)
+            .args([
+                "--target",
+                &format!("mysql://restorer@127.0.0.1:{}", target.port()),
+                "--from-backup",
+            ])
+            .arg(&backup.dir)
+            .args(extra)
+            .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+            .output()
+            .expect("run binlogd restore");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        // Untouched: nothing applied, no channel, no relay logs left behind.
+        assert_eq!(
+            target.query_value(CHECKSUM).expect("checksum"),
+            checksum_before
+        );
+        assert_eq!(
+            target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+            ""
+        );
+        assert!(
+            target
+                .query_rows("SHOW ALL SLAVES STATUS")
+                .expect("status")
+                .is_empty()
+        );
+        let left: Vec<_> = std::fs::read_dir(target.relay_log_dir())
+            .expect("relay dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "relay logs left behind: {left:?}");
+        stderr
+    };
+
+    let stderr = run(archive.path().as_path(), &["--to-gtid", &early]);
+    assert!(stderr.contains("is before the start point"), "{stderr}");
+
+    // A gap: a file in the middle of what the replay needs is missing.
+    let gap = copy_of(&archive, &work.path().join("gap"));
+    let epoch = gap.join("0001-server1");
+    let mut files: Vec<String> = std::fs::read_dir(&epoch)
+        .expect("epoch")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mariadb-bin.") && !n.contains(".index"))
+        .collect();
+    files.sort();
+    // The file before the newest: when the newest is empty (as a server's newest file
+    // often is), only its GTID list shows what is missing.
+    let middle = &files[files.len() - 2];
+    std::fs::remove_file(epoch.join(middle)).expect("remove");
+    std::fs::remove_file(epoch.join(format!("{middle}.index.jsonl"))).expect("remove index");
+    let stderr = run(&gap, &["--latest"]);
+    assert!(
+        stderr.contains("transactions are missing before"),
+        "{stderr}"
+    );
+
+    // Binlogs of a newer server, and of MySQL.
+    let newer = copy_of(&archive, &work.path().join("newer"));
+    claim_written_by(&newer.join("0001-server1"), "11.8.1-MariaDB-log");
+    let stderr = run(&newer, &["--latest"]);
+    assert!(
+        stderr.contains("written by MariaDB 11.8.1-MariaDB-log, newer than the target's"),
+        "{stderr}"
+    );
+    let mysql = copy_of(&archive, &work.path().join("mysql"));
+    claim_written_by(&mysql.join("0001-server1"), "8.0.36");
+    let stderr = run(&mysql, &["--latest"]);
+    assert!(
+        stderr.contains("a MariaDB server cannot apply MySQL binlogs"),
+        "{stderr}"
     );
 }

@@ -20,7 +20,10 @@
 //! the index the server reads. The layouts are MariaDB's and MySQL's `log_event.h`.
 
 use crate::error::RestoreError;
-use binlogd_parser::{BINLOG_MAGIC, ChecksumAlgorithm, Frame, Framer, HEADER_LEN};
+use binlogd_parser::header::EventHeader;
+use binlogd_parser::{
+    BINLOG_MAGIC, ChecksumAlgorithm, FormatDescription, Frame, Framer, HEADER_LEN,
+};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -28,6 +31,30 @@ const ROTATE_EVENT: u8 = 4;
 const FLAG_IN_USE: u16 = 0x0001;
 const FLAG_ARTIFICIAL: u16 = 0x0020;
 const FLAG_RELAY_LOG: u16 = 0x0040;
+
+/// The master file's format description (its first event, whole), read: which server
+/// wrote the file and how its events are framed.
+pub fn read_master_fde(
+    master_fde: &[u8],
+    master_file: &str,
+) -> Result<(EventHeader, FormatDescription), RestoreError> {
+    let bad = |message: String| RestoreError::BadArchive {
+        file: master_file.to_owned(),
+        offset: 4,
+        message,
+    };
+    let mut framer = Framer::new();
+    let header = match framer.next_event(master_fde, 4) {
+        Ok(Frame::Event(event)) if event.bytes.len() == master_fde.len() => event.header,
+        Ok(_) => return Err(bad("not one whole FORMAT_DESCRIPTION event".into())),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let format = framer
+        .format()
+        .cloned()
+        .ok_or_else(|| bad("no FORMAT_DESCRIPTION event".into()))?;
+    Ok((header, format))
+}
 
 /// The head of a relay log that carries `master_file` from byte `position`: magic, the
 /// replica's format description, an artificial ROTATE, and the master's format
@@ -39,22 +66,9 @@ pub fn relay_log_head(
     position: u64,
     replica_server_id: u32,
 ) -> Result<Vec<u8>, RestoreError> {
-    let bad = |message: String| RestoreError::BadArchive {
-        file: master_file.to_owned(),
-        offset: 4,
-        message,
-    };
-    let mut framer = Framer::new();
-    let event = match framer.next_event(master_fde, 4) {
-        Ok(Frame::Event(event)) if event.bytes.len() == master_fde.len() => event,
-        Ok(_) => return Err(bad("not one whole FORMAT_DESCRIPTION event".into())),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    let checksum = framer
-        .format()
-        .map_or(ChecksumAlgorithm::None, |format| format.checksum);
-    let with_crc = checksum == ChecksumAlgorithm::Crc32;
-    let master_server_id = event.header.server_id;
+    let (header, format) = read_master_fde(master_fde, master_file)?;
+    let with_crc = format.checksum == ChecksumAlgorithm::Crc32;
+    let master_server_id = header.server_id;
 
     let mut head = Vec::with_capacity(4 + 2 * master_fde.len() + 64 + master_file.len());
     head.extend_from_slice(&BINLOG_MAGIC);
@@ -65,7 +79,7 @@ pub fn relay_log_head(
     set_u32(&mut replica_fde, 5, replica_server_id);
     let end = (4 + replica_fde.len()) as u32;
     set_u32(&mut replica_fde, 13, end);
-    let flags = (event.header.flags & !FLAG_IN_USE) | FLAG_RELAY_LOG;
+    let flags = (header.flags & !FLAG_IN_USE) | FLAG_RELAY_LOG;
     replica_fde[17..19].copy_from_slice(&flags.to_le_bytes());
     reseal(&mut replica_fde, with_crc);
     head.extend_from_slice(&replica_fde);
@@ -90,9 +104,9 @@ pub fn relay_log_head(
     // The master's own format description, no longer "in use": the file it describes is
     // not being written here.
     let mut master = master_fde.to_vec();
-    let master_flags = event.header.flags & !FLAG_IN_USE;
+    let master_flags = header.flags & !FLAG_IN_USE;
     master[17..19].copy_from_slice(&master_flags.to_le_bytes());
-    if position > u64::from(event.header.log_pos) {
+    if position > u64::from(header.log_pos) {
         // As a master's dump does when it starts past the file's head: end_log_pos 0 keeps
         // the applier from taking the FDE's own end as its position, so the position it
         // reports is the ROTATE's until the first transaction is applied.
@@ -182,6 +196,17 @@ impl RelayLogSet {
         };
         write().map_err(RestoreError::io("writing", &path))?;
         Ok(path)
+    }
+
+    /// Removes the relay logs written so far (a staging that failed half-way leaves
+    /// nothing behind).
+    pub fn discard(&mut self) {
+        let dir = &self.place.dir;
+        for name in self.files.drain(..) {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        // The index is written last, once every file is: only its temporary can be left.
+        let _ = std::fs::remove_file(dir.join(format!("{}.index.tmp", self.place.basename)));
     }
 
     /// The relay logs written, in order.

@@ -1,22 +1,41 @@
 //! Staging a plan: each range of an archived file becomes one relay log in the target
-//! server's relay-log folder.
+//! server's relay-log folder, once it is known the target can apply that file.
 
+use crate::apply::ServerFacts;
 use crate::error::RestoreError;
-use crate::relay::{RelayLogPlace, RelayLogSet, relay_log_head};
+use crate::relay::{RelayLogSet, read_master_fde, relay_log_head};
+use binlogd_parser::{Flavour, FormatDescription};
 use binlogd_storage::Archive;
 use binlogd_storage::plan::Plan;
 
-/// Writes the plan's ranges as relay logs `BASENAME.000001`, ... at `place`, and their
-/// index; `on_file` hears of each relay log written with its size. The relay logs name
-/// `replica_server_id` (the target's) as their writer.
+/// Writes the plan's ranges as relay logs `BASENAME.000001`, ... where `target` keeps
+/// them, and their index; `on_file` hears of each relay log written with its size. The
+/// relay logs name the target's server id as their writer. Each archived file must be one
+/// the target can apply (see [`check_target_can_apply`]). On any failure the relay logs
+/// written so far are removed again: the server's folder is left as it was.
 pub async fn stage_plan(
     archive: &Archive,
     plan: &Plan,
-    place: &RelayLogPlace,
-    replica_server_id: u32,
+    target: &ServerFacts,
     mut on_file: impl FnMut(&str, u64),
 ) -> Result<RelayLogSet, RestoreError> {
-    let mut relay_logs = RelayLogSet::new(place);
+    let mut relay_logs = RelayLogSet::new(&target.relay_logs);
+    match stage_into(&mut relay_logs, archive, plan, target, &mut on_file).await {
+        Ok(()) => Ok(relay_logs),
+        Err(err) => {
+            relay_logs.discard();
+            Err(err)
+        }
+    }
+}
+
+async fn stage_into(
+    relay_logs: &mut RelayLogSet,
+    archive: &Archive,
+    plan: &Plan,
+    target: &ServerFacts,
+    on_file: &mut impl FnMut(&str, u64),
+) -> Result<(), RestoreError> {
     for piece in &plan.pieces {
         let bad = |offset: u64, message: String| RestoreError::BadArchive {
             file: format!("{}/{}", piece.epoch, piece.file),
@@ -43,11 +62,18 @@ pub async fn stage_plan(
                 ),
             ));
         }
+        let (_, written_by) = read_master_fde(&bytes[4..fde_end], &piece.file)?;
+        check_target_can_apply(&written_by, &target.version).map_err(|message| {
+            RestoreError::Unfit(format!(
+                "cannot apply {}/{}: {message}",
+                piece.epoch, piece.file
+            ))
+        })?;
         let head = relay_log_head(
             &bytes[4..fde_end],
             &piece.file,
             piece.start,
-            replica_server_id,
+            target.server_id,
         )?;
         let from = usize::try_from(piece.start)
             .unwrap_or(usize::MAX)
@@ -56,5 +82,111 @@ pub async fn stage_plan(
         on_file(&name, (head.len() + end - from) as u64);
     }
     relay_logs.write_index()?;
-    Ok(relay_logs)
+    Ok(())
+}
+
+/// Whether a server running `target_version` (`@@version`) can apply binlogs written by
+/// the server `source` describes. A server replicates from its own flavour, of its own
+/// major.minor version or an older one: MariaDB cannot read MySQL's events (nor MySQL
+/// MariaDB's), and an older server does not know what a newer one may write.
+pub fn check_target_can_apply(
+    source: &FormatDescription,
+    target_version: &str,
+) -> Result<(), String> {
+    let target_flavour = if target_version.contains("MariaDB") {
+        Flavour::MariaDb
+    } else {
+        Flavour::MySql
+    };
+    let name = |flavour: Flavour| match flavour {
+        Flavour::MariaDb => "MariaDB",
+        Flavour::MySql => "MySQL",
+    };
+    if source.flavour != target_flavour {
+        return Err(format!(
+            "it was written by {} {}, and the target runs {} {target_version}: a {} server \
+             cannot apply {} binlogs",
+            name(source.flavour),
+            source.server_version,
+            name(target_flavour),
+            name(target_flavour),
+            name(source.flavour)
+        ));
+    }
+    let mut numbers = target_version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u8>().unwrap_or(0));
+    let target = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let written = (source.version.0, source.version.1);
+    if written > target {
+        return Err(format!(
+            "it was written by {} {}, newer than the target's {target_version}: a server \
+             applies binlogs of its own version or older",
+            name(source.flavour),
+            source.server_version
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use binlogd_parser::ChecksumAlgorithm;
+
+    fn written_by(version: &str) -> FormatDescription {
+        let mut format = FormatDescription::stream_preamble(ChecksumAlgorithm::Crc32);
+        let mut numbers = version
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse().unwrap_or(0));
+        format.server_version = version.to_owned();
+        format.version = (
+            numbers.next().unwrap_or(0),
+            numbers.next().unwrap_or(0),
+            numbers.next().unwrap_or(0),
+        );
+        format.flavour = if version.contains("MariaDB") {
+            Flavour::MariaDb
+        } else {
+            Flavour::MySql
+        };
+        format
+    }
+
+    #[test]
+    fn a_target_applies_its_own_flavour_of_its_version_or_older() {
+        let target = "10.11.19-MariaDB-0+deb12u1";
+        for fine in [
+            "10.11.19-MariaDB-log",
+            "10.11.2-MariaDB",
+            "10.6.16-MariaDB-log",
+        ] {
+            assert_eq!(
+                check_target_can_apply(&written_by(fine), target),
+                Ok(()),
+                "{fine}"
+            );
+        }
+        let newer =
+            check_target_can_apply(&written_by("11.4.2-MariaDB-log"), target).expect_err("newer");
+        assert!(
+            newer.contains("newer than the target's 10.11.19"),
+            "{newer}"
+        );
+        let mysql = check_target_can_apply(&written_by("8.0.36"), target).expect_err("MySQL");
+        assert!(
+            mysql.contains("a MariaDB server cannot apply MySQL binlogs"),
+            "{mysql}"
+        );
+        let into_mysql = check_target_can_apply(&written_by("10.11.19-MariaDB"), "8.4.0")
+            .expect_err("into MySQL");
+        assert!(
+            into_mysql.contains("a MySQL server cannot apply MariaDB"),
+            "{into_mysql}"
+        );
+        assert_eq!(
+            check_target_can_apply(&written_by("8.0.36"), "8.4.0"),
+            Ok(())
+        );
+    }
 }
