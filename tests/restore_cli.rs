@@ -1,6 +1,9 @@
-//! `binlogd restore` into a running MariaDB: a fresh server replays the archive to a GTID
-//! recorded mid-workload, then (starting from its own GTID state) on to a time beyond the
-//! archive, which restores the latest with a warning, or nothing with --strict.
+//! `binlogd restore` end to end on real MariaDB servers: into a fresh server, to a GTID and
+//! on to a time beyond the archive (the latest with a warning, or nothing with --strict);
+//! from a mariadb-backup base backup to several recorded moments with 1, 2 and 4 workers
+//! and to just before a DROP TABLE, each checked by CHECKSUM TABLE; into a datadir with
+//! a private server, to a point in the newest, still open, archived file; and bad inputs,
+//! each one clear line with the server left as it was.
 
 mod stream_common;
 
@@ -19,9 +22,12 @@ fn restore(target: &MariaDb, archive: &Archive, extra: &[&str]) -> Output {
         .args([
             "--target",
             &format!("mysql://restorer@127.0.0.1:{}", target.port()),
-            "--parallel-workers",
-            "4",
         ])
+        .args(if extra.contains(&"--parallel-workers") {
+            &[][..]
+        } else {
+            &["--parallel-workers", "4"][..]
+        })
         .args(extra)
         .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
         .output()
@@ -171,14 +177,21 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
     let backup = primary
         .backup(&backups.path().join("base"))
         .expect("backup");
-    primary.write_workload(150).expect("after the backup");
-    let moment = primary.gtid_binlog_pos().expect("pos");
-    let checksum_at_moment = primary.query_value(CHECKSUM).expect("checksum");
+    // Several moments after the backup, each with the table's checksum then.
+    let mut moments = Vec::new();
+    for batch in [40, 70, 90] {
+        primary.write_workload(batch).expect("after the backup");
+        moments.push((
+            primary.gtid_binlog_pos().expect("pos"),
+            primary.query_value(CHECKSUM).expect("checksum"),
+        ));
+    }
+    let (last_moment, checksum_at_last) = moments.last().cloned().expect("moments");
     // The bad transaction, and work after it.
     primary
         .sql("DROP TABLE binlogd_test.workload")
         .expect("drop");
-    let drop_gtid = next_gtid(&moment);
+    let drop_gtid = next_gtid(&last_moment);
     assert_eq!(primary.gtid_binlog_pos().expect("pos"), drop_gtid);
     primary
         .sql("CREATE TABLE binlogd_test.after (id INT PRIMARY KEY); INSERT INTO binlogd_test.after VALUES (1)")
@@ -192,10 +205,26 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
     );
     let backup_dir = backup.dir.display().to_string();
 
-    for target_point in [
-        ["--to-gtid", moment.as_str()],
-        ["--before-gtid", drop_gtid.as_str()],
-    ] {
+    // Each moment with 1, 2 and 4 workers, then just before the DROP with 4.
+    let mut cases: Vec<(Vec<String>, &str, String, String)> = moments
+        .iter()
+        .zip(["1", "2", "4"])
+        .map(|((gtid, checksum), workers)| {
+            (
+                vec!["--to-gtid".to_owned(), gtid.clone()],
+                workers,
+                gtid.clone(),
+                checksum.clone(),
+            )
+        })
+        .collect();
+    cases.push((
+        vec!["--before-gtid".to_owned(), drop_gtid.clone()],
+        "4",
+        last_moment.clone(),
+        checksum_at_last.clone(),
+    ));
+    for (target_point, workers, expected_gtid, expected_checksum) in cases {
         let target = MariaDbConfig {
             server_id: 9,
             skip_log_bin: true,
@@ -208,7 +237,8 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
             .create_tcp_admin("restorer", "restore-pw")
             .expect("user");
         let mut args = vec!["--from-backup", backup_dir.as_str()];
-        args.extend(target_point);
+        args.extend(target_point.iter().map(String::as_str));
+        args.extend(["--parallel-workers", workers]);
         let output = restore(&target, &archive, &args);
         assert!(
             output.status.success(),
@@ -216,12 +246,13 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(
-            target.query_value(CHECKSUM).expect("the table is back"),
-            checksum_at_moment
+            target.query_value(CHECKSUM).expect("the table is there"),
+            expected_checksum,
+            "{target_point:?} with {workers} workers"
         );
         assert_eq!(
             target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
-            moment
+            expected_gtid
         );
         let later = target.query_value(
             "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'after'",
