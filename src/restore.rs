@@ -10,6 +10,7 @@ use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
 use binlogd_restore::RestoreError;
 use binlogd_restore::apply::{Endpoint, Target, TargetAddress};
+use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
 use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
 use binlogd_restore::stage::stage_plan;
 use binlogd_storage::plan::{Plan, Target as PlanTarget, format_micros, plan};
@@ -114,6 +115,17 @@ pub struct RestoreArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Replay through `mariadb-binlog FILES | mariadb` instead of the server's applier:
+    /// one thread, SQL parsed twice, slower; for servers where relay-log replay is not
+    /// possible, and to compare. Leaves gtid_slave_pos at the end as the applier would.
+    #[arg(long)]
+    via_mysqlbinlog: bool,
+    /// With --via-mysqlbinlog: the binlog reader (mariadb-binlog, else mysqlbinlog).
+    #[arg(long, value_name = "PATH", requires = "via_mysqlbinlog")]
+    mysqlbinlog: Option<PathBuf>,
+    /// With --via-mysqlbinlog: the client (mariadb, else mysql).
+    #[arg(long, value_name = "PATH", requires = "via_mysqlbinlog")]
+    mysql_client: Option<PathBuf>,
 }
 
 fn default_workers() -> u32 {
@@ -174,7 +186,7 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         let command = ServerCommand {
             binary: match &args.mysqld {
                 Some(path) => path.clone(),
-                None => find_server_binary()?,
+                None => find_program(&["mariadbd", "mysqld"], "--mysqld")?,
             },
             datadir: datadir.clone(),
             defaults: if args.no_defaults {
@@ -215,16 +227,22 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `mariadbd`, else `mysqld`, from PATH or /usr/sbin (not on every user's PATH).
-fn find_server_binary() -> anyhow::Result<PathBuf> {
+/// The first of `names` found on PATH or in /usr/sbin (where servers are, and not on
+/// every user's PATH).
+fn find_program(names: &[&str], flag: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/libexec"].map(PathBuf::from));
-    ["mariadbd", "mysqld"]
+    names
         .iter()
         .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
         .find(|candidate| candidate.is_file())
-        .context("found neither mariadbd nor mysqld on PATH or in /usr/sbin: name it with --mysqld")
+        .with_context(|| {
+            format!(
+                "found none of {} on PATH or in /usr/sbin: name it with {flag}",
+                names.join(", ")
+            )
+        })
 }
 
 fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<TargetAddress> {
@@ -299,7 +317,66 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
         eprintln!("nothing to apply: the server already holds {point}");
         return Ok(ExitCode::SUCCESS);
     }
+    if args.via_mysqlbinlog {
+        return replay_via_mysqlbinlog(args, &archive, &plan, address).await;
+    }
     apply(args, &archive, &plan, &mut server, &facts).await
+}
+
+/// `--via-mysqlbinlog`: the plan replayed by `mariadb-binlog | mariadb`.
+async fn replay_via_mysqlbinlog(
+    args: &RestoreArgs,
+    archive: &Archive,
+    plan: &Plan,
+    address: &TargetAddress,
+) -> anyhow::Result<ExitCode> {
+    let programs = PipePrograms {
+        binlog_reader: match &args.mysqlbinlog {
+            Some(path) => path.clone(),
+            None => find_program(&["mariadb-binlog", "mysqlbinlog"], "--mysqlbinlog")?,
+        },
+        client: match &args.mysql_client {
+            Some(path) => path.clone(),
+            None => find_program(&["mariadb", "mysql"], "--mysql-client")?,
+        },
+    };
+    let began = Instant::now();
+    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
+    let bar = progress_bar(total, "replaying");
+    replay_through_pipe(archive, plan, address, &programs, |file, bytes| {
+        if let Some(bar) = &bar {
+            bar.inc(bytes);
+        } else {
+            tracing::info!(file, bytes, "replayed");
+        }
+    })
+    .await?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    println!(
+        "restored to {} through {} | {}: {} transactions in {:.1} s",
+        plan.end,
+        programs.binlog_reader.display(),
+        programs.client.display(),
+        plan.transactions,
+        began.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar over `total` bytes when stderr is a terminal.
+fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{what} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}} {{msg}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    })
 }
 
 async fn apply(
@@ -331,16 +408,7 @@ async fn apply(
         .await?;
     // Progress in replayed bytes: where the applier is in the plan's ranges.
     let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "applying {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar = progress_bar(total, "applying");
     let mut last_report = Instant::now();
     let outcome = server
         .wait_for(

@@ -205,7 +205,8 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
     );
     let backup_dir = backup.dir.display().to_string();
 
-    // Each moment with 1, 2 and 4 workers, then just before the DROP with 4.
+    // Each moment with 1, 2 and 4 workers, then just before the DROP with 4, then one
+    // moment through mariadb-binlog | mariadb.
     let mut cases: Vec<(Vec<String>, &str, String, String)> = moments
         .iter()
         .zip(["1", "2", "4"])
@@ -223,6 +224,17 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
         "4",
         last_moment.clone(),
         checksum_at_last.clone(),
+    ));
+    // The same through mariadb-binlog | mariadb, which must agree.
+    cases.push((
+        vec![
+            "--to-gtid".to_owned(),
+            moments[1].0.clone(),
+            "--via-mysqlbinlog".to_owned(),
+        ],
+        "1",
+        moments[1].0.clone(),
+        moments[1].1.clone(),
     ));
     for (target_point, workers, expected_gtid, expected_checksum) in cases {
         let target = MariaDbConfig {

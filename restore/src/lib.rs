@@ -8,11 +8,13 @@
 //! - [`apply`]: the control SQL (with `mysql_async`) that points the server's replication
 //!   applier at the staged relay logs, runs it with parallel workers, follows it to the
 //!   target, reports the failing transaction if it stops, and cleans the channel up.
+//! - [`pipe`]: the fallback, `mariadb-binlog FILES | mariadb`, to compare with.
 //! - [`server`]: a temporary server started on a restored datadir, networking off, for a
 //!   restore where no server runs yet.
 
 pub mod apply;
 mod error;
+pub mod pipe;
 pub mod relay;
 pub mod server;
 pub mod stage;
