@@ -5,6 +5,8 @@
 //! so the demo touches nothing else on the machine; the archive stays in
 //! `target/binlogd-demo/archive` for the user to look at.
 
+mod bench_restore;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,11 +26,13 @@ fn main() -> Result<()> {
         Some("bench-pull") => bench_pull(&args[1..]),
         Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
         Some("bench-lag") => bench_lag(&args[1..]),
+        Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
                  cargo run --release -p xtask -- bench-pull [--runs N] [--megabytes M] [--binlogd PATH] | \
-                 cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH]"
+                 cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
+                 cargo run --release -p xtask -- bench-restore [--runs N] [--megabytes M] [--workers W]"
             )
         }
     }
@@ -458,7 +462,7 @@ fn children_cpu_seconds() -> Result<f64> {
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("binlogd-bench-pull-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("binlogd-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -1,0 +1,225 @@
+//! `cargo run --release -p xtask -- bench-restore`: point-in-time restore, end to end, by
+//! `binlogd restore` (relay logs replayed by the server's parallel applier, staging
+//! included) against `mariadb-binlog FILES | mariadb` (what people do today), on the same
+//! base backup and the same sysbench binlogs, in alternating runs; prints both medians and
+//! the ratio. Every restore is checked: the tables' checksums must equal the primary's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use binlogd_testkit::{MariaDb, MariaDbConfig, SysbenchLoad, Tool, find_tool};
+
+const TABLES: u32 = 4;
+
+struct Args {
+    binlogd: PathBuf,
+    runs: usize,
+    megabytes: u64,
+    workers: u32,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let mut parsed = Args {
+        binlogd: PathBuf::from("target/release/binlogd"),
+        runs: 3,
+        megabytes: 500,
+        workers: 4,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--binlogd" => parsed.binlogd = PathBuf::from(value()?),
+            "--runs" => parsed.runs = value()?.parse()?,
+            "--megabytes" => parsed.megabytes = value()?.parse()?,
+            "--workers" => parsed.workers = value()?.parse()?,
+            other => bail!(
+                "unknown argument {other}: bench-restore [--binlogd PATH] [--runs N] \
+                 [--megabytes M] [--workers W]"
+            ),
+        }
+    }
+    if !parsed.binlogd.is_file() {
+        bail!(
+            "{} not found: cargo build --release",
+            parsed.binlogd.display()
+        );
+    }
+    Ok(parsed)
+}
+
+pub fn bench_restore(args: &[String]) -> Result<()> {
+    let args = parse(args)?;
+    let scratch = crate::tempfile_dir()?;
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(128 << 20),
+        ..MariaDbConfig::default()
+    }
+    .start()?;
+    let load = |seconds| SysbenchLoad {
+        tables: TABLES,
+        table_size: 100_000,
+        threads: 4,
+        seconds,
+        events: 0,
+    };
+    println!("==> sysbench tables, then a base backup");
+    primary.sysbench(&load(1))?;
+    let backup = primary.backup(&scratch.join("base"))?;
+    let binlog_bytes = |db: &MariaDb| -> Result<u64> {
+        Ok(db
+            .binlog_files()?
+            .iter()
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .sum())
+    };
+    let at_backup = binlog_bytes(&primary)?;
+    println!(
+        "==> writing at least {} MB of sysbench oltp_write_only binlogs after it",
+        args.megabytes
+    );
+    let mut written = 0;
+    while written < args.megabytes << 20 {
+        primary.sysbench(&load(20))?;
+        written = binlog_bytes(&primary)? - at_backup;
+        println!("    {} MB", written >> 20);
+    }
+    primary.rotate()?;
+    let expected = checksums(&primary)?;
+    let archive = scratch.join("archive");
+    let status = Command::new(&args.binlogd)
+        .args(["stream", "--exit-at-end", "--no-progress", "--source"])
+        .arg(primary.replication_url())
+        .arg("--archive")
+        .arg(&archive)
+        .env("BINLOGD_SOURCE_PASSWORD", primary.replication_password())
+        .env("BINLOGD_LOG", "warn")
+        .status()?;
+    if !status.success() {
+        bail!("binlogd stream failed: {status}");
+    }
+    // The pipe reads the archived copies (plain binlog files) from the backup's file on.
+    let epoch = archive.join("0001-server1");
+    let mut files: Vec<PathBuf> = primary
+        .binlog_names()?
+        .into_iter()
+        .filter(|name| name.as_str() >= backup.binlog_file.as_str())
+        .map(|name| epoch.join(name))
+        .collect();
+    files.sort();
+    drop(primary);
+
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for run in 0..args.runs {
+        for slot in 0..2 {
+            let turn = (slot + run) % 2;
+            let target = MariaDbConfig {
+                server_id: 9,
+                skip_log_bin: true,
+                restore_from: Some(backup.dir.clone()),
+                extra_args: vec!["--innodb-buffer-pool-size=1G".to_owned()],
+                ..MariaDbConfig::default()
+            }
+            .start()?;
+            target.create_tcp_admin("restorer", "restore-pw")?;
+            let started = Instant::now();
+            if turn == 0 {
+                restore_with_binlogd(&args, &archive, &backup.dir, &target)?;
+            } else {
+                restore_with_pipe(&files, backup.binlog_position, &target)?;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            if checksums(&target)? != expected {
+                bail!("run {run}: the restored tables differ from the primary's");
+            }
+            if turn == 0 {
+                ours.push(seconds);
+            } else {
+                theirs.push(seconds);
+            }
+        }
+        println!(
+            "    run {}: binlogd restore {:.1} s, mariadb-binlog | mariadb {:.1} s",
+            run + 1,
+            ours[run],
+            theirs[run]
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "restored {} MB of binlogs after the backup, checksums equal every time; medians: \
+         binlogd restore ({} workers) {ours:.1} s, mariadb-binlog | mariadb {theirs:.1} s\n\
+         binlogd restore is {:.2}x as fast",
+        written >> 20,
+        args.workers,
+        theirs / ours
+    );
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(())
+}
+
+fn restore_with_binlogd(
+    args: &Args,
+    archive: &Path,
+    backup: &Path,
+    target: &MariaDb,
+) -> Result<()> {
+    let output = Command::new(&args.binlogd)
+        .args(["restore", "--latest", "--archive"])
+        .arg(archive)
+        .arg("--from-backup")
+        .arg(backup)
+        .arg("--target")
+        .arg(format!("mysql://restorer@127.0.0.1:{}", target.port()))
+        .arg("--parallel-workers")
+        .arg(args.workers.to_string())
+        .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+        .env("BINLOGD_LOG", "warn")
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "binlogd restore failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `mariadb-binlog --start-position=P FILES | mariadb`, as the manual says.
+fn restore_with_pipe(files: &[PathBuf], start: u64, target: &MariaDb) -> Result<()> {
+    let mut reader = Command::new(find_tool(Tool::MariadbBinlog)?)
+        .arg(format!("--start-position={start}"))
+        .args(files)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let sql = reader.stdout.take().context("mariadb-binlog's output")?;
+    let client = Command::new(find_tool(Tool::MariadbClient)?)
+        .args(["--no-defaults", "--protocol=tcp", "--host=127.0.0.1"])
+        .arg(format!("--port={}", target.port()))
+        .args(["--user=restorer", "--binary-mode"])
+        .env("MYSQL_PWD", "restore-pw")
+        .stdin(sql)
+        .output()?;
+    let read = reader.wait()?;
+    if !read.success() || !client.status.success() {
+        bail!(
+            "the pipe failed ({read}, {}): {}",
+            client.status,
+            String::from_utf8_lossy(&client.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `CHECKSUM TABLE` of the sysbench tables, in order.
+fn checksums(db: &MariaDb) -> Result<Vec<Vec<String>>> {
+    let tables: Vec<String> = (1..=TABLES).map(|i| format!("sbtest.sbtest{i}")).collect();
+    db.query_rows(&format!("CHECKSUM TABLE {}", tables.join(", ")))
+}
