@@ -388,14 +388,29 @@ async fn apply(
 ) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let mut staged = 0u64;
-    let relay_logs = stage_plan(archive, plan, facts, |_, bytes| staged += bytes)
-        .await
-        .with_context(|| {
-            format!(
+    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
+    let staging_bar = progress_bar(total, "staging");
+    let relay_logs = match stage_plan(archive, plan, facts, |file, bytes| {
+        staged += bytes;
+        match &staging_bar {
+            Some(bar) => bar.inc(bytes),
+            None => tracing::debug!(file, bytes, "staged"),
+        }
+    })
+    .await
+    {
+        Ok(relay_logs) => relay_logs,
+        Err(err @ RestoreError::Io { .. }) => {
+            return Err(anyhow::Error::from(err).context(format!(
                 "staging relay logs in {} (binlogd must run on the target's machine)",
                 facts.relay_logs.dir.display()
-            )
-        })?;
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(bar) = &staging_bar {
+        bar.finish_and_clear();
+    }
     let staged_in = began.elapsed();
     tracing::info!(
         files = relay_logs.files().len(),
@@ -407,7 +422,6 @@ async fn apply(
         .start(&relay_logs.files()[0], args.parallel_workers)
         .await?;
     // Progress in replayed bytes: where the applier is in the plan's ranges.
-    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
     let bar = progress_bar(total, "applying");
     let mut last_report = Instant::now();
     let outcome = server

@@ -482,6 +482,20 @@ fn bad_inputs_are_one_clear_error_and_leave_the_server_untouched() {
         "{stderr}"
     );
 
+    // A damaged archive: one byte flipped inside an event the replay needs.
+    let damaged = copy_of(&archive, &work.path().join("damaged"));
+    let victim = damaged.join("0001-server1").join(middle);
+    let mut bytes = std::fs::read(&victim).expect("file");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&victim, bytes).expect("write");
+    let stderr = run(&damaged, &["--latest"]);
+    assert!(
+        stderr.contains(&format!("0001-server1/{middle} at offset"))
+            && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+
     // Binlogs of a newer server, and of MySQL.
     let newer = copy_of(&archive, &work.path().join("newer"));
     claim_written_by(&newer.join("0001-server1"), "11.8.1-MariaDB-log");

@@ -4,7 +4,7 @@
 use crate::apply::ServerFacts;
 use crate::error::RestoreError;
 use crate::relay::{RelayLogSet, read_master_fde, relay_log_head};
-use binlogd_parser::{Flavour, FormatDescription};
+use binlogd_parser::{Flavour, FormatDescription, Frame, Framer};
 use binlogd_storage::Archive;
 use binlogd_storage::plan::Plan;
 
@@ -78,10 +78,44 @@ async fn stage_into(
         let from = usize::try_from(piece.start)
             .unwrap_or(usize::MAX)
             .max(fde_end);
+        check_events(&bytes, fde_end, from, end)
+            .map_err(|(offset, message)| bad(offset, message))?;
         let name = relay_logs.add(&head, &bytes[from..end])?;
         on_file(&name, (head.len() + end - from) as u64);
     }
     relay_logs.write_index()?;
+    Ok(())
+}
+
+/// Frames every event of `bytes[from..end]` under the file's format description (at 4,
+/// ending at `fde_end`), checking each one's CRC32: a damaged archive is refused with the
+/// offset of the bad event before the server sees any of it, and the range must end on an
+/// event boundary (where the index says a transaction ends).
+fn check_events(
+    bytes: &[u8],
+    fde_end: usize,
+    from: usize,
+    end: usize,
+) -> Result<(), (u64, String)> {
+    let mut framer = Framer::new();
+    framer
+        .next_event(&bytes[4..fde_end], 4)
+        .map_err(|e| (4, e.to_string()))?;
+    let mut at = from;
+    while at < end {
+        match framer.next_event(&bytes[at..end], at as u64) {
+            Ok(Frame::Event(event)) => at += event.bytes.len(),
+            Ok(Frame::Incomplete { .. }) => {
+                return Err((
+                    at as u64,
+                    format!(
+                        "the range to replay ends at {end}, inside this event: the index and the file disagree"
+                    ),
+                ));
+            }
+            Err(e) => return Err((at as u64, e.to_string())),
+        }
+    }
     Ok(())
 }
 
