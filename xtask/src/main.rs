@@ -276,8 +276,9 @@ fn wait_caught_up(db: &MariaDb, archive: &Path, timeout: Duration) -> Result<()>
 /// `cargo xtask bench-pull`: pulls the same ≥500 MB of existing binlogs from one local
 /// server with `binlogd stream --exit-at-end` (which parses, CRC-checks, indexes and
 /// fsyncs every event), with `mariadb-binlog --read-from-remote-server --raw
-/// --to-last-log`, and with `mysql_async`'s binlog stream (`pull-mysql-async`), in
-/// rotating order, and prints the median of each and the ratios.
+/// --to-last-log`, and with `mysql_async`'s binlog stream (`pull-mysql-async`) twice:
+/// reading event headers only, and decoding every event's body and checking its CRC32 as
+/// binlogd does; in rotating order; prints the median of each and the ratios.
 fn bench_pull(args: &[String]) -> Result<()> {
     if cfg!(debug_assertions) {
         // The mysql_async contender runs in this process's binary: a debug build would
@@ -334,53 +335,34 @@ fn bench_pull(args: &[String]) -> Result<()> {
     let scratch = tempfile_dir()?;
     let mariadb_binlog = binlogd_testkit::find_tool(binlogd_testkit::Tool::MariadbBinlog)?;
     let xtask = std::env::current_exe()?;
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    let mut async_times = Vec::new();
-    // CPU seconds (user + system) each contender's process used: whether it is bound by
-    // its own work or waits on the server.
-    let (mut ours_cpu, mut theirs_cpu, mut async_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    // Per contender: wall seconds and CPU seconds (user + system) of its process, whether
+    // it is bound by its own work or waits on the server.
+    const NAMES: [&str; 4] = [
+        "binlogd stream",
+        "mariadb-binlog",
+        "mysql_async (headers)",
+        "mysql_async (decoding)",
+    ];
+    let mut wall: [Vec<f64>; 4] = Default::default();
+    let mut cpu: [Vec<f64>; 4] = Default::default();
     for run in 0..runs {
         // Rotate which goes first: the page cache and the server warm up for all.
-        for slot in 0..3 {
-            let turn = (slot + run) % 3;
+        for slot in 0..NAMES.len() {
+            let turn = (slot + run) % NAMES.len();
             let dir = scratch.join(format!("run-{run}-{turn}"));
             std::fs::create_dir_all(&dir)?;
             let started = Instant::now();
             let cpu_before = children_cpu_seconds()?;
-            if turn == 2 {
-                let status = Command::new(&xtask)
-                    .arg("pull-mysql-async")
-                    .arg(format!(
-                        "mysql://{}@127.0.0.1:{}",
-                        binlogd_testkit::REPLICATION_USER,
-                        db.port()
-                    ))
-                    .arg(&first)
-                    .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-                    .stdout(std::process::Stdio::null())
-                    .status()?;
-                if !status.success() {
-                    bail!("the mysql_async pull failed: {status}");
-                }
-                async_times.push(started.elapsed().as_secs_f64());
-                async_cpu.push(children_cpu_seconds()? - cpu_before);
-            } else if turn == 0 {
-                let status = Command::new(&binlogd)
+            let status = match turn {
+                0 => Command::new(&binlogd)
                     .args(["stream", "--exit-at-end", "--no-progress", "--source"])
                     .arg(db.replication_url())
                     .arg("--archive")
                     .arg(dir.join("archive"))
                     .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
                     .env("BINLOGD_LOG", "warn")
-                    .status()?;
-                if !status.success() {
-                    bail!("binlogd stream failed: {status}");
-                }
-                ours.push(started.elapsed().as_secs_f64());
-                ours_cpu.push(children_cpu_seconds()? - cpu_before);
-            } else {
-                let status = Command::new(&mariadb_binlog)
+                    .status()?,
+                1 => Command::new(&mariadb_binlog)
                     .args([
                         "--read-from-remote-server",
                         "--raw",
@@ -392,52 +374,60 @@ fn bench_pull(args: &[String]) -> Result<()> {
                     .arg(format!("--password={}", db.replication_password()))
                     .arg(format!("--result-file={}/", dir.display()))
                     .arg(&first)
-                    .status()?;
-                if !status.success() {
-                    bail!("mariadb-binlog failed: {status}");
-                }
-                theirs.push(started.elapsed().as_secs_f64());
-                theirs_cpu.push(children_cpu_seconds()? - cpu_before);
+                    .status()?,
+                _ => Command::new(&xtask)
+                    .arg("pull-mysql-async")
+                    .arg(format!(
+                        "mysql://{}@127.0.0.1:{}",
+                        binlogd_testkit::REPLICATION_USER,
+                        db.port()
+                    ))
+                    .arg(&first)
+                    .args((turn == 3).then_some("--decode"))
+                    .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+                    .stdout(std::process::Stdio::null())
+                    .status()?,
+            };
+            if !status.success() {
+                bail!("{} failed: {status}", NAMES[turn]);
             }
+            wall[turn].push(started.elapsed().as_secs_f64());
+            cpu[turn].push(children_cpu_seconds()? - cpu_before);
             std::fs::remove_dir_all(&dir)?;
         }
-        println!(
-            "    run {}: binlogd {:.2} s (cpu {:.2} s), mariadb-binlog {:.2} s (cpu {:.2} s), \
-             mysql_async {:.2} s (cpu {:.2} s)",
-            run + 1,
-            ours[run],
-            ours_cpu[run],
-            theirs[run],
-            theirs_cpu[run],
-            async_times[run],
-            async_cpu[run]
-        );
+        let line: Vec<String> = (0..NAMES.len())
+            .map(|i| {
+                format!(
+                    "{} {:.2} s (cpu {:.2} s)",
+                    NAMES[i], wall[i][run], cpu[i][run]
+                )
+            })
+            .collect();
+        println!("    run {}: {}", run + 1, line.join(", "));
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (ours, theirs, asynch) = (
-        median(&mut ours),
-        median(&mut theirs),
-        median(&mut async_times),
-    );
     let mb = total as f64 / 1e6;
+    let walls: Vec<f64> = wall.iter_mut().map(median).collect();
+    let cpus: Vec<f64> = cpu.iter_mut().map(median).collect();
+    println!("pulled {mb:.0} MB; medians:");
+    for i in 0..NAMES.len() {
+        println!(
+            "    {:<24} {:.2} s ({:.0} MB/s), cpu {:.2} s",
+            NAMES[i],
+            walls[i],
+            mb / walls[i],
+            cpus[i]
+        );
+    }
     println!(
-        "cpu medians: binlogd {:.2} s, mariadb-binlog {:.2} s, mysql_async {:.2} s",
-        median(&mut ours_cpu),
-        median(&mut theirs_cpu),
-        median(&mut async_cpu)
-    );
-    println!(
-        "pulled {mb:.0} MB, medians: binlogd {ours:.2} s ({:.0} MB/s), mariadb-binlog {theirs:.2} s \
-         ({:.0} MB/s), mysql_async {asynch:.2} s ({:.0} MB/s)\n\
-         binlogd is {:.2}x as fast as mariadb-binlog and {:.2}x as fast as mysql_async",
-        mb / ours,
-        mb / theirs,
-        mb / asynch,
-        theirs / ours,
-        asynch / ours
+        "binlogd is {:.2}x as fast as mariadb-binlog, {:.2}x as fast as the mysql_async stream \
+         reading headers only, {:.2}x as fast as the mysql_async stream decoding every event",
+        walls[1] / walls[0],
+        walls[2] / walls[0],
+        walls[3] / walls[0]
     );
     std::fs::remove_dir_all(&scratch)?;
     Ok(())
@@ -473,8 +463,12 @@ fn tempfile_dir() -> Result<PathBuf> {
 /// BINLOGD_SOURCE_PASSWORD.
 fn pull_mysql_async(args: &[String]) -> Result<()> {
     use futures_util::StreamExt;
-    let [url, first] = args else {
-        bail!("usage: cargo xtask pull-mysql-async mysql://USER@HOST:PORT FIRST_FILE");
+    let (url, first, decode) = match args {
+        [url, first] => (url, first, false),
+        [url, first, flag] if flag == "--decode" => (url, first, true),
+        _ => bail!(
+            "usage: cargo xtask pull-mysql-async mysql://USER@HOST:PORT FIRST_FILE [--decode]"
+        ),
     };
     let password = std::env::var("BINLOGD_SOURCE_PASSWORD").unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -497,6 +491,19 @@ fn pull_mysql_async(args: &[String]) -> Result<()> {
             let event = event?;
             events += 1;
             bytes += u64::from(event.header().event_size());
+            if decode {
+                // What binlogd does with every event: its body decoded by type, and its
+                // CRC32 checked.
+                std::hint::black_box(event.read_data()?);
+                if let Some(stored) = event.checksum() {
+                    let computed = event.calc_checksum(
+                        mysql_async::binlog::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32,
+                    );
+                    if computed != u32::from_le_bytes(stored) {
+                        bail!("event {events}: checksum mismatch");
+                    }
+                }
+            }
         }
         println!("{events} events, {bytes} bytes");
         anyhow::Ok(())
