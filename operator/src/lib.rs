@@ -2,5 +2,10 @@
 //! resources into StatefulSets and Jobs running `binlogd`, and reports archive reach and
 //! restore progress in their status.
 //!
-//! The implementation arrives with the operator issue; this crate holds its place in the
-//! workspace so the crate graph in `ARCHITECTURE.md` is true from the start.
+//! - [`crd`]: the resources' types, which are their schema.
+//! - [`manifests`]: the CustomResourceDefinitions as the files in `deploy/crds/`.
+//!
+//! The controllers come next; see `ARCHITECTURE.md`.
+
+pub mod crd;
+pub mod manifests;
