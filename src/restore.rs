@@ -99,8 +99,9 @@ pub struct RestoreArgs {
     /// gtid_binlog_pos and gtid_slave_pos.
     #[arg(long, value_parser = parse_gtids, value_name = "GTIDS", conflicts_with_all = ["from_backup", "from_archive_start"])]
     from_gtid: Option<GtidState>,
-    /// Start where a mariadb-backup backup ends: its folder (xtrabackup_binlog_info names
-    /// the GTID). A server restored from a backup reports no GTID state of its own.
+    /// Start where a mariadb-backup backup ends: its folder, or a datadir restored from it
+    /// (xtrabackup_binlog_info or xtrabackup_info names the GTID). A server restored from a
+    /// backup reports no GTID state of its own.
     #[arg(long, value_name = "DIR", conflicts_with = "from_archive_start")]
     from_backup: Option<PathBuf>,
     /// Replay from the archive's first transaction, into an empty server.
@@ -148,25 +149,40 @@ impl RestoreArgs {
     }
 }
 
-/// The GTID a mariadb-backup folder ends at: the third field of `xtrabackup_binlog_info`
-/// (`mariadb-bin.000001 54057 0-11-204`, tab-separated).
+/// The GTID state a mariadb-backup backup ends at, from its folder or from a datadir
+/// restored from it: `xtrabackup_binlog_info` in the folder (`mariadb-bin.000001 54057
+/// 0-11-204`, tab-separated), or the `binlog_pos` line of `xtrabackup_info`, which
+/// `--copy-back` also puts in the datadir (`binlog_pos = filename 'mariadb-bin.000001',
+/// position '54057', GTID of the last change '0-11-204'`).
 fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
-    let names = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"];
-    let path = names
+    let (path, gtids) = if let Some(path) = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]
         .iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file())
-        .with_context(|| {
-            format!(
-                "{} holds no {}: is it a mariadb-backup folder?",
-                dir.display(),
-                names.join(" or ")
-            )
-        })?;
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let gtids = text.split_whitespace().nth(2).with_context(|| {
+    {
+        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        let gtids = text.split_whitespace().nth(2).map(str::to_owned);
+        (path, gtids)
+    } else if dir.join("xtrabackup_info").is_file() {
+        let path = dir.join("xtrabackup_info");
+        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        let gtids = text
+            .lines()
+            .find_map(|line| line.strip_prefix("binlog_pos = "))
+            .and_then(|pos| pos.split("GTID of the last change '").nth(1))
+            .and_then(|rest| rest.split('\'').next())
+            .map(str::to_owned);
+        (path, gtids)
+    } else {
+        bail!(
+            "{} holds neither xtrabackup_binlog_info nor xtrabackup_info: is it a mariadb-backup \
+             folder, or a datadir restored from one?",
+            dir.display()
+        );
+    };
+    let gtids = gtids.filter(|g| !g.is_empty()).with_context(|| {
         format!(
-            "{} names no GTID (the backup was taken without GTIDs?)",
+            "{} names no GTID (the backup was taken without GTIDs?): give the start with --from-gtid",
             path.display()
         )
     })?;
@@ -554,5 +570,48 @@ mod tests {
         assert_eq!(applied_bytes(&plan, "b.000002", 1004), 2000);
         assert_eq!(applied_bytes(&plan, "b.000002", 2004), 3000);
         assert_eq!(applied_bytes(&plan, "", 0), 0, "not begun");
+    }
+}
+
+#[cfg(test)]
+mod backup_tests {
+    use super::*;
+
+    #[test]
+    fn the_start_comes_from_the_backup_folder_or_a_datadir_restored_from_it() {
+        let dir = tempfile_dir("folder");
+        std::fs::write(
+            dir.join("xtrabackup_binlog_info"),
+            "mariadb-bin.000006\t21734\t0-1-202\n",
+        )
+        .expect("write");
+        assert_eq!(backup_gtids(&dir).expect("gtids").to_string(), "0-1-202");
+        let datadir = tempfile_dir("datadir");
+        std::fs::write(
+            datadir.join("xtrabackup_info"),
+            "tool_name = mariadb-backup\nbinlog_pos = filename 'mb.000001', position '771', \
+             GTID of the last change '0-1-3,5-2-9'\ninnodb_from_lsn = 0\n",
+        )
+        .expect("write");
+        assert_eq!(
+            backup_gtids(&datadir).expect("gtids").to_string(),
+            "0-1-3,5-2-9"
+        );
+        let empty = tempfile_dir("empty");
+        let err = backup_gtids(&empty).expect_err("nothing there");
+        assert!(
+            err.to_string().contains("neither xtrabackup_binlog_info"),
+            "{err}"
+        );
+        for dir in [dir, datadir, empty] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("binlogd-backup-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
     }
 }

@@ -304,7 +304,9 @@ fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
             .arg("--mysqld")
             .arg(find_tool(Tool::Mariadbd).expect("mariadbd"))
             .args(["--no-defaults", "--parallel-workers", "2", "--from-backup"])
-            .arg(&backup.dir)
+            // The datadir itself: --copy-back leaves xtrabackup_info there, which names
+            // the backup's GTID (what a restore Job has on the database's volume).
+            .arg(datadir)
             .args(extra)
             .output()
             .expect("run binlogd restore")
