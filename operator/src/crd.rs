@@ -99,10 +99,11 @@ pub struct StorageSpec {
     /// An S3-compatible endpoint (MinIO, Garage, Ceph), addressed path-style.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Access keys from a Secret (keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); without
-    /// it, the pod's service-account identity (IRSA, workload identity).
+    /// Access keys: a key of a Secret holding an AWS shared credentials file (`[default]`,
+    /// `aws_access_key_id = ...`, `aws_secret_access_key = ...`), mounted as a file.
+    /// Without it, the pod's service-account identity (IRSA, workload identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret: Option<String>,
+    pub credentials_secret: Option<SecretKeyRef>,
     /// The service account the pods run as (for a cloud identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
@@ -261,9 +262,13 @@ pub struct DatabaseSpec {
     pub sub_path: Option<String>,
     /// The database image whose `mariadbd` (or `mysqld`) replays.
     pub image: String,
-    /// The database's configuration file, from a ConfigMap.
+    /// The database's configuration file, from a ConfigMap (else the image's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigMapKeyRef>,
+    /// The GTID state the base backup holds, if the datadir lacks mariadb-backup's
+    /// `xtrabackup_info` (which names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_gtid: Option<String>,
 }
 
 /// A key of a ConfigMap in the resource's namespace.
@@ -276,7 +281,7 @@ pub struct ConfigMapKeyRef {
     pub key: String,
 }
 
-/// Where the restore Job stages relay logs.
+/// Where the restore Job stages relay logs (the temporary server reads them from there).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StagingSpec {

@@ -4,8 +4,10 @@
 //!
 //! - [`crd`]: the resources' types, which are their schema.
 //! - [`manifests`]: the CustomResourceDefinitions as the files in `deploy/crds/`.
+//! - [`workloads`]: the StatefulSet, Service and Job a resource becomes.
 //!
 //! The controllers come next; see `ARCHITECTURE.md`.
 
 pub mod crd;
 pub mod manifests;
+pub mod workloads;

@@ -1,0 +1,920 @@
+//! What the operator asks Kubernetes to run: pure functions from a custom resource to the
+//! objects that carry it out, so that every field can be checked in a test.
+//!
+//! - A [`BinlogServer`] becomes a one-replica StatefulSet running `binlogd stream` (the spool
+//!   on a PersistentVolumeClaim from its template, `/healthz` probes, metrics on 9606) and a
+//!   headless Service that governs it and exposes the metrics.
+//! - A [`PointInTimeRestore`] becomes a Job whose pod runs the database's own image, with the
+//!   `binlogd` binary copied in by an init container, and runs `binlogd restore --datadir` on
+//!   the database's volume: binlogd starts the database's server there, networking off, and
+//!   replays into it.
+//!
+//! Secrets reach binlogd as files (mode 0400), never as environment variables: the
+//! replication password (`--password-file`), the TLS CA, the SSE-C key, and the AWS shared
+//! credentials file (`AWS_SHARED_CREDENTIALS_FILE` names the file, not the secret).
+
+use crate::crd::{
+    BinlogServer, Compression, PointInTimeRestore, RestoreTarget, SecretKeyRef, StorageSpec,
+    TlsMode,
+};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use std::collections::BTreeMap;
+
+/// The binlogd image when a resource names none: this operator's own version.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/binlogd/binlogd:", env!("CARGO_PKG_VERSION"));
+/// Where binlogd serves `/metrics` and `/healthz`.
+pub const METRICS_PORT: i32 = 9606;
+/// The spool's size when a BinlogServer names none.
+const DEFAULT_SPOOL_SIZE: &str = "10Gi";
+/// Where the database image keeps its datadir.
+const DATADIR_MOUNT: &str = "/var/lib/mysql";
+/// Where the init container puts the binlogd binary in a restore Job.
+const BINLOGD_BIN_DIR: &str = "/binlogd-bin";
+
+/// Why a resource cannot be turned into workloads.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkloadError {
+    /// The resource has no name or uid yet (it was not read from the API server).
+    #[error("{0} has no name or uid: only a stored resource can own workloads")]
+    NotStored(&'static str),
+    /// The spec says something impossible.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, as a path (`spec.target`).
+        field: &'static str,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
+}
+
+/// The labels of everything made for `instance`.
+pub fn labels(instance: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "binlogd".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), instance.to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            component.to_owned(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "binlogd-operator".to_owned(),
+        ),
+    ])
+}
+
+/// `s3://BUCKET/PREFIX`.
+pub fn archive_url(storage: &StorageSpec) -> String {
+    format!(
+        "s3://{}/{}",
+        storage.bucket,
+        storage.prefix.trim_matches('/')
+    )
+}
+
+fn owner<K: Resource<DynamicType = ()>>(
+    resource: &K,
+    kind: &'static str,
+) -> Result<(String, String, OwnerReference), WorkloadError> {
+    let meta = resource.meta();
+    let name = meta.name.clone().ok_or(WorkloadError::NotStored(kind))?;
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    let reference = resource
+        .controller_owner_ref(&())
+        .ok_or(WorkloadError::NotStored(kind))?;
+    Ok((name, namespace, reference))
+}
+
+/// Mounts, volumes, arguments and environment a pod needs for a set of files from Secrets.
+#[derive(Debug, Default)]
+struct Files {
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+}
+
+impl Files {
+    /// Mounts `secret`'s key as `dir/file` (read-only, mode 0400) and returns the path.
+    fn secret(&mut self, volume: &str, secret: &SecretKeyRef, dir: &str, file: &str) -> String {
+        self.volumes.push(Volume {
+            name: volume.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: file.to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        self.mounts.push(VolumeMount {
+            name: volume.to_owned(),
+            mount_path: dir.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        format!("{dir}/{file}")
+    }
+}
+
+/// The `--archive` and S3 options of `storage`, and the files and environment they need.
+fn storage_args(storage: &StorageSpec, files: &mut Files) -> (Vec<String>, Vec<EnvVar>) {
+    let mut args = vec!["--archive".to_owned(), archive_url(storage)];
+    let mut env = Vec::new();
+    if let Some(region) = &storage.region {
+        args.extend(["--s3-region".to_owned(), region.clone()]);
+    }
+    if let Some(endpoint) = &storage.endpoint {
+        args.extend(["--s3-endpoint".to_owned(), endpoint.clone()]);
+    }
+    if let Some(secret) = &storage.credentials_secret {
+        let path = files.secret("aws-credentials", secret, "/etc/binlogd/aws", "credentials");
+        env.push(EnvVar {
+            name: "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
+            value: Some(path),
+            ..EnvVar::default()
+        });
+    }
+    if let Some(secret) = &storage.sse_c_key_secret {
+        let path = files.secret("sse-c-key", secret, "/etc/binlogd/sse-c", "key");
+        args.extend(["--sse-c-key-file".to_owned(), path]);
+    }
+    (args, env)
+}
+
+/// The StatefulSet that runs `binlogd stream` for `server`.
+pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, WorkloadError> {
+    let (name, namespace, owner) = owner(server, "BinlogServer")?;
+    let spec = &server.spec;
+    let mut files = Files::default();
+    let source = &spec.source;
+    let password = files.secret(
+        "source-password",
+        &source.password_secret,
+        "/etc/binlogd/source",
+        "password",
+    );
+    let mut args = vec![
+        "stream".to_owned(),
+        "--source".to_owned(),
+        format!("mysql://{}@{}:{}", source.user, source.host, source.port),
+        "--password-file".to_owned(),
+        password,
+    ];
+    let (archive_args, env) = storage_args(&spec.storage, &mut files);
+    args.extend(archive_args);
+    args.extend([
+        "--spool-dir".to_owned(),
+        "/var/lib/binlogd/spool".to_owned(),
+        "--metrics-addr".to_owned(),
+        format!("0.0.0.0:{METRICS_PORT}"),
+        "--log-format".to_owned(),
+        "json".to_owned(),
+        "--no-progress".to_owned(),
+        "--compression".to_owned(),
+        match spec.storage.compression {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::None => "none",
+        }
+        .to_owned(),
+        "--checkpoint-interval".to_owned(),
+        spec.storage.checkpoint_interval_seconds.to_string(),
+    ]);
+    if let Some(retention) = &spec.storage.retention {
+        args.extend(["--retention".to_owned(), retention.max_age.clone()]);
+        if let Some(gtid) = &retention.keep_after_gtid {
+            args.extend(["--keep-after-gtid".to_owned(), gtid.clone()]);
+        }
+    }
+    if let Some(tls) = &source.tls {
+        let mode = match tls.mode {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Preferred => "preferred",
+            TlsMode::Required => "required",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyIdentity => "verify-identity",
+        };
+        args.extend(["--tls-mode".to_owned(), mode.to_owned()]);
+        if let Some(ca) = &tls.ca_secret {
+            let path = files.secret("tls-ca", ca, "/etc/binlogd/tls", "ca.pem");
+            args.extend(["--tls-ca".to_owned(), path]);
+        }
+    }
+    if let Some(id) = source.server_id {
+        args.extend(["--server-id".to_owned(), id.to_string()]);
+    }
+    if spec.semi_sync {
+        args.push("--semi-sync".to_owned());
+    }
+    let mut mounts = vec![VolumeMount {
+        name: "spool".to_owned(),
+        mount_path: "/var/lib/binlogd".to_owned(),
+        ..VolumeMount::default()
+    }];
+    mounts.append(&mut files.mounts);
+    let health = |initial_delay: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(10),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: "binlogd".to_owned(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+        ),
+        args: Some(args),
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: METRICS_PORT,
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(health(5)),
+        liveness_probe: Some(health(30)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let spool = spec.spool.as_ref();
+    let labels = labels(&name, "stream");
+    Ok(StatefulSet {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(name.clone()),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: (!files.volumes.is_empty()).then_some(files.volumes),
+                    service_account_name: spec.storage.service_account_name.clone(),
+                    node_selector: spec.node_selector.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    // binlogd stops within a second on SIGTERM, the archive consistent.
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("spool".to_owned()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: spool.and_then(|s| s.storage_class_name.clone()),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(
+                                spool.map_or(DEFAULT_SPOOL_SIZE.to_owned(), |s| s.size.clone()),
+                            ),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    })
+}
+
+/// The headless Service that governs `server`'s StatefulSet and exposes its metrics.
+pub fn binlog_server_service(server: &BinlogServer) -> Result<Service, WorkloadError> {
+    let (name, namespace, owner) = owner(server, "BinlogServer")?;
+    let labels = labels(&name, "stream");
+    Ok(Service {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(labels),
+            ports: Some(vec![ServicePort {
+                name: Some("metrics".to_owned()),
+                port: METRICS_PORT,
+                target_port: Some(IntOrString::String("metrics".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+/// The `binlogd restore` options for `target`.
+fn target_args(target: &RestoreTarget) -> Result<Vec<String>, WorkloadError> {
+    let mut given = Vec::new();
+    if let Some(time) = &target.time {
+        given.push(vec!["--to-time".to_owned(), time.clone()]);
+    }
+    if let Some(gtid) = &target.before_gtid {
+        given.push(vec!["--before-gtid".to_owned(), gtid.clone()]);
+    }
+    if let Some(gtid) = &target.to_gtid {
+        given.push(vec!["--to-gtid".to_owned(), gtid.clone()]);
+    }
+    if target.latest {
+        given.push(vec!["--latest".to_owned()]);
+    }
+    match given.len() {
+        1 => Ok(given.remove(0)),
+        n => Err(WorkloadError::Invalid {
+            field: "spec.target",
+            problem: format!(
+                "give exactly one of time, beforeGtid, toGtid or latest: true ({n} given)"
+            ),
+        }),
+    }
+}
+
+/// The Job that restores `restore` from the archive in `storage` (the restore's own, or
+/// that of the BinlogServer it names), with binlogd taken from `binlogd_image`.
+pub fn restore_job(
+    restore: &PointInTimeRestore,
+    storage: &StorageSpec,
+    binlogd_image: &str,
+) -> Result<Job, WorkloadError> {
+    let (name, namespace, owner) = owner(restore, "PointInTimeRestore")?;
+    let spec = &restore.spec;
+    let database = &spec.database;
+    let datadir = match &database.sub_path {
+        Some(sub) => format!("{DATADIR_MOUNT}/{}", sub.trim_matches('/')),
+        None => DATADIR_MOUNT.to_owned(),
+    };
+    let mut files = Files::default();
+    let mut args = vec!["restore".to_owned()];
+    let (archive_args, env) = storage_args(storage, &mut files);
+    args.extend(archive_args);
+    args.extend(["--datadir".to_owned(), datadir.clone()]);
+    match &database.from_gtid {
+        Some(gtid) => args.extend(["--from-gtid".to_owned(), gtid.clone()]),
+        // --copy-back leaves xtrabackup_info in the datadir, which names the backup's GTID.
+        None => args.extend(["--from-backup".to_owned(), datadir.clone()]),
+    }
+    args.extend(target_args(&spec.target)?);
+    if spec.strict {
+        args.push("--strict".to_owned());
+    }
+    if let Some(workers) = spec.parallel_workers {
+        args.extend(["--parallel-workers".to_owned(), workers.to_string()]);
+    }
+    let mut volumes = vec![
+        Volume {
+            name: "datadir".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: database.pvc_name.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "binlogd-bin".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "datadir".to_owned(),
+            mount_path: DATADIR_MOUNT.to_owned(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "binlogd-bin".to_owned(),
+            mount_path: BINLOGD_BIN_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    if let Some(config) = &database.config {
+        volumes.push(Volume {
+            name: "database-config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: config.key.clone(),
+                    path: "my.cnf".to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "database-config".to_owned(),
+            mount_path: "/etc/binlogd/database".to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        args.extend([
+            "--defaults-file".to_owned(),
+            "/etc/binlogd/database/my.cnf".to_owned(),
+        ]);
+    }
+    if let Some(staging) = &spec.staging {
+        // Relay logs on their own volume, not the database's: the server reads them there.
+        volumes.push(Volume {
+            name: "staging".to_owned(),
+            empty_dir: staging
+                .storage_class_name
+                .is_none()
+                .then(|| EmptyDirVolumeSource {
+                    size_limit: Some(Quantity(staging.size.clone())),
+                    ..EmptyDirVolumeSource::default()
+                }),
+            ephemeral: staging.storage_class_name.as_ref().map(|class| {
+                k8s_openapi::api::core::v1::EphemeralVolumeSource {
+                    volume_claim_template: Some(
+                        k8s_openapi::api::core::v1::PersistentVolumeClaimTemplate {
+                            metadata: None,
+                            spec: PersistentVolumeClaimSpec {
+                                access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                                storage_class_name: Some(class.clone()),
+                                resources: Some(VolumeResourceRequirements {
+                                    requests: Some(BTreeMap::from([(
+                                        "storage".to_owned(),
+                                        Quantity(staging.size.clone()),
+                                    )])),
+                                    ..VolumeResourceRequirements::default()
+                                }),
+                                ..PersistentVolumeClaimSpec::default()
+                            },
+                        },
+                    ),
+                }
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "staging".to_owned(),
+            mount_path: "/staging".to_owned(),
+            ..VolumeMount::default()
+        });
+        args.push("--mysqld-arg=--relay-log=/staging/relay-bin".to_owned());
+    }
+    volumes.append(&mut files.volumes);
+    mounts.append(&mut files.mounts);
+    let labels = labels(&name, "restore");
+    let copy_binlogd = Container {
+        name: "binlogd".to_owned(),
+        image: Some(binlogd_image.to_owned()),
+        command: Some(vec![
+            "cp".to_owned(),
+            "/usr/local/bin/binlogd".to_owned(),
+            format!("{BINLOGD_BIN_DIR}/binlogd"),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "binlogd-bin".to_owned(),
+            mount_path: BINLOGD_BIN_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let restore_container = Container {
+        name: "restore".to_owned(),
+        image: Some(database.image.clone()),
+        command: Some(vec![format!("{BINLOGD_BIN_DIR}/binlogd")]),
+        args: Some(args),
+        env: (!env.is_empty()).then_some(env),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-restore")),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            // A failed restore is looked at, not retried on a half-replayed datadir.
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    init_containers: Some(vec![copy_binlogd]),
+                    containers: vec![restore_container],
+                    restart_policy: Some("Never".to_owned()),
+                    service_account_name: storage.service_account_name.clone(),
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        BinlogServerSpec, ConfigMapKeyRef, DatabaseSpec, PointInTimeRestoreSpec, RetentionSpec,
+        SourceSpec, SpoolSpec, StagingSpec, TlsSpec,
+    };
+
+    fn secret(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }
+    }
+
+    fn storage() -> StorageSpec {
+        StorageSpec {
+            bucket: "backups".into(),
+            prefix: "/db1/".into(),
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://minio:9000".into()),
+            credentials_secret: Some(secret("s3", "credentials")),
+            service_account_name: Some("binlogd".into()),
+            sse_c_key_secret: Some(secret("keys", "sse-c")),
+            compression: Compression::Zstd,
+            checkpoint_interval_seconds: 1,
+            retention: Some(RetentionSpec {
+                max_age: "720h".into(),
+                keep_after_gtid: Some("0-1-5000".into()),
+            }),
+        }
+    }
+
+    fn stored<K: Resource<DynamicType = ()>>(mut resource: K, name: &str) -> K {
+        let meta = resource.meta_mut();
+        meta.name = Some(name.into());
+        meta.namespace = Some("prod".into());
+        meta.uid = Some("0c9d-uid".into());
+        resource
+    }
+
+    fn server() -> BinlogServer {
+        stored(
+            BinlogServer::new(
+                "db1",
+                BinlogServerSpec {
+                    source: SourceSpec {
+                        host: "db1-primary".into(),
+                        port: 3306,
+                        user: "repl".into(),
+                        password_secret: secret("db1-repl", "password"),
+                        tls: Some(TlsSpec {
+                            mode: TlsMode::VerifyIdentity,
+                            ca_secret: Some(secret("db1-ca", "ca.crt")),
+                        }),
+                        server_id: Some(4242),
+                    },
+                    storage: storage(),
+                    semi_sync: true,
+                    spool: Some(SpoolSpec {
+                        size: "50Gi".into(),
+                        storage_class_name: Some("fast".into()),
+                    }),
+                    image: None,
+                    resources: None,
+                    node_selector: None,
+                    tolerations: None,
+                },
+            ),
+            "db1",
+        )
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_binlog_server_runs_binlogd_stream_with_secrets_as_files() {
+        let set = binlog_server_statefulset(&server()).expect("statefulset");
+        assert_eq!(set.metadata.name.as_deref(), Some("db1"));
+        assert_eq!(set.metadata.namespace.as_deref(), Some("prod"));
+        let owner = &set.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("BinlogServer", "db1", Some(true))
+        );
+        let spec = set.spec;
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.service_name.as_deref(), Some("db1"));
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.service_account_name.as_deref(), Some("binlogd"));
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some(DEFAULT_IMAGE));
+        assert_eq!(
+            container.args.as_deref().expect("args"),
+            strings(&[
+                "stream",
+                "--source",
+                "mysql://repl@db1-primary:3306",
+                "--password-file",
+                "/etc/binlogd/source/password",
+                "--archive",
+                "s3://backups/db1",
+                "--s3-region",
+                "eu-west-1",
+                "--s3-endpoint",
+                "http://minio:9000",
+                "--sse-c-key-file",
+                "/etc/binlogd/sse-c/key",
+                "--spool-dir",
+                "/var/lib/binlogd/spool",
+                "--metrics-addr",
+                "0.0.0.0:9606",
+                "--log-format",
+                "json",
+                "--no-progress",
+                "--compression",
+                "zstd",
+                "--checkpoint-interval",
+                "1",
+                "--retention",
+                "720h",
+                "--keep-after-gtid",
+                "0-1-5000",
+                "--tls-mode",
+                "verify-identity",
+                "--tls-ca",
+                "/etc/binlogd/tls/ca.pem",
+                "--server-id",
+                "4242",
+                "--semi-sync",
+            ])
+        );
+        // Secrets are files: the only variable names the credentials file, and no
+        // variable takes anything from a Secret.
+        let env = container.env.as_ref().expect("env");
+        assert_eq!(env.len(), 1);
+        assert_eq!(env[0].name, "AWS_SHARED_CREDENTIALS_FILE");
+        assert_eq!(
+            env[0].value.as_deref(),
+            Some("/etc/binlogd/aws/credentials")
+        );
+        assert!(env.iter().all(|e| e.value_from.is_none()));
+        let volumes = pod.volumes.expect("volumes");
+        let secret_volumes: Vec<(String, String, String, i32)> = volumes
+            .iter()
+            .filter_map(|v| {
+                let s = v.secret.as_ref()?;
+                let item = &s.items.as_ref()?[0];
+                Some((
+                    s.secret_name.clone()?,
+                    item.key.clone(),
+                    item.path.clone(),
+                    s.default_mode?,
+                ))
+            })
+            .collect();
+        assert_eq!(
+            secret_volumes,
+            [
+                (
+                    "db1-repl".into(),
+                    "password".into(),
+                    "password".into(),
+                    0o400
+                ),
+                (
+                    "s3".into(),
+                    "credentials".into(),
+                    "credentials".into(),
+                    0o400
+                ),
+                ("keys".into(), "sse-c".into(), "key".into(), 0o400),
+                ("db1-ca".into(), "ca.crt".into(), "ca.pem".into(), 0o400),
+            ]
+        );
+        let mounts = container.volume_mounts.as_ref().expect("mounts");
+        assert_eq!(mounts[0].mount_path, "/var/lib/binlogd");
+        assert!(mounts[1..].iter().all(|m| m.read_only == Some(true)));
+        for probe in [&container.readiness_probe, &container.liveness_probe] {
+            let get = probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .expect("probe");
+            assert_eq!(get.path.as_deref(), Some("/healthz"));
+            assert_eq!(get.port, IntOrString::String("metrics".into()));
+        }
+        let claim = &spec.volume_claim_templates.expect("claims")[0];
+        let claim_spec = claim.spec.as_ref().expect("claim spec");
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim_spec
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage")),
+            Some(&Quantity("50Gi".into()))
+        );
+    }
+
+    #[test]
+    fn the_service_is_headless_and_exposes_metrics() {
+        let service = binlog_server_service(&server()).expect("service");
+        let spec = service.spec.expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.selector, Some(labels("db1", "stream")));
+        let port = &spec.ports.expect("ports")[0];
+        assert_eq!((port.name.as_deref(), port.port), (Some("metrics"), 9606));
+    }
+
+    fn restore(target: RestoreTarget) -> PointInTimeRestore {
+        stored(
+            PointInTimeRestore::new(
+                "undo-drop",
+                PointInTimeRestoreSpec {
+                    binlog_server_ref: Some("db1".into()),
+                    storage: None,
+                    target,
+                    strict: true,
+                    database: DatabaseSpec {
+                        pvc_name: "data-db1-0".into(),
+                        sub_path: Some("mysql".into()),
+                        image: "mariadb:10.11".into(),
+                        config: Some(ConfigMapKeyRef {
+                            name: "db1-config".into(),
+                            key: "my.cnf".into(),
+                        }),
+                        from_gtid: None,
+                    },
+                    parallel_workers: Some(4),
+                    staging: Some(StagingSpec {
+                        size: "50Gi".into(),
+                        storage_class_name: None,
+                    }),
+                    resources: None,
+                },
+            ),
+            "undo-drop",
+        )
+    }
+
+    #[test]
+    fn a_restore_runs_binlogd_restore_in_the_database_image_on_its_volume() {
+        let target = RestoreTarget {
+            before_gtid: Some("0-1-7342".into()),
+            ..RestoreTarget::default()
+        };
+        let job = restore_job(&restore(target), &storage(), "binlogd:test").expect("job");
+        assert_eq!(job.metadata.name.as_deref(), Some("undo-drop-restore"));
+        let spec = job.spec.expect("spec");
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let init = &pod.init_containers.as_ref().expect("init")[0];
+        assert_eq!(init.image.as_deref(), Some("binlogd:test"));
+        assert_eq!(
+            init.command.as_deref().expect("command"),
+            strings(&["cp", "/usr/local/bin/binlogd", "/binlogd-bin/binlogd"])
+        );
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some("mariadb:10.11"));
+        assert_eq!(
+            container.command.as_deref().expect("command"),
+            strings(&["/binlogd-bin/binlogd"])
+        );
+        assert_eq!(
+            container.args.as_deref().expect("args"),
+            strings(&[
+                "restore",
+                "--archive",
+                "s3://backups/db1",
+                "--s3-region",
+                "eu-west-1",
+                "--s3-endpoint",
+                "http://minio:9000",
+                "--sse-c-key-file",
+                "/etc/binlogd/sse-c/key",
+                "--datadir",
+                "/var/lib/mysql/mysql",
+                "--from-backup",
+                "/var/lib/mysql/mysql",
+                "--before-gtid",
+                "0-1-7342",
+                "--strict",
+                "--parallel-workers",
+                "4",
+                "--defaults-file",
+                "/etc/binlogd/database/my.cnf",
+                "--mysqld-arg=--relay-log=/staging/relay-bin",
+            ])
+        );
+        let volumes = pod.volumes.expect("volumes");
+        let claim = volumes
+            .iter()
+            .find_map(|v| v.persistent_volume_claim.as_ref())
+            .expect("the database's claim");
+        assert_eq!(claim.claim_name, "data-db1-0");
+        let staging = volumes
+            .iter()
+            .find(|v| v.name == "staging")
+            .expect("staging");
+        assert_eq!(
+            staging
+                .empty_dir
+                .as_ref()
+                .and_then(|e| e.size_limit.clone()),
+            Some(Quantity("50Gi".into()))
+        );
+        let mounts: Vec<&str> = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                "/var/lib/mysql",
+                "/binlogd-bin",
+                "/etc/binlogd/database",
+                "/staging",
+                "/etc/binlogd/aws",
+                "/etc/binlogd/sse-c"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restore_names_exactly_one_target() {
+        for target in [
+            RestoreTarget::default(),
+            RestoreTarget {
+                time: Some("2026-11-23T09:59:59Z".into()),
+                latest: true,
+                ..RestoreTarget::default()
+            },
+        ] {
+            let err =
+                restore_job(&restore(target), &storage(), "binlogd:test").expect_err("refused");
+            assert!(
+                matches!(
+                    &err,
+                    WorkloadError::Invalid {
+                        field: "spec.target",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_stored_resource_owns_workloads() {
+        let mut server = server();
+        server.metadata.uid = None;
+        assert_eq!(
+            binlog_server_statefulset(&server).expect_err("no uid"),
+            WorkloadError::NotStored("BinlogServer")
+        );
+    }
+}
