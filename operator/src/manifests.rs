@@ -180,3 +180,95 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    use crate::crd::{BinlogServer, PointInTimeRestore};
+    use std::path::PathBuf;
+
+    fn deploy(path: &str) -> String {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy")
+            .join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn the_examples_are_valid_resources() {
+        let server: BinlogServer =
+            serde_norway::from_str(&deploy("examples/binlogserver.yaml")).expect("BinlogServer");
+        assert_eq!(server.spec.source.password_secret.name, "db1-repl");
+        crate::workloads::binlog_server_statefulset(&{
+            let mut server = server;
+            server.metadata.uid = Some("uid".into());
+            server
+        })
+        .expect("becomes a StatefulSet");
+        let restore: PointInTimeRestore =
+            serde_norway::from_str(&deploy("examples/pointintimerestore.yaml"))
+                .expect("PointInTimeRestore");
+        assert_eq!(restore.spec.target.before_gtid.as_deref(), Some("0-1-7342"));
+    }
+
+    /// Every request the controllers make (see `controller.rs` and the reconcile tests),
+    /// as (API group, resource, verb): the ClusterRole must allow each, and no more
+    /// resources than these.
+    const NEEDED: &[(&str, &str, &str)] = &[
+        ("binlogd.io", "binlogservers", "get"),
+        ("binlogd.io", "binlogservers", "list"),
+        ("binlogd.io", "binlogservers", "watch"),
+        ("binlogd.io", "pointintimerestores", "list"),
+        ("binlogd.io", "pointintimerestores", "watch"),
+        ("binlogd.io", "binlogservers/status", "patch"),
+        ("binlogd.io", "pointintimerestores/status", "patch"),
+        ("apps", "statefulsets", "patch"),
+        ("apps", "statefulsets", "list"),
+        ("apps", "statefulsets", "watch"),
+        ("", "services", "patch"),
+        ("batch", "jobs", "get"),
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "list"),
+        ("batch", "jobs", "watch"),
+        ("", "pods", "list"),
+        ("events.k8s.io", "events", "create"),
+        ("events.k8s.io", "events", "patch"),
+    ];
+
+    #[test]
+    fn the_cluster_role_allows_what_the_controllers_do_and_names_nothing_else() {
+        let text = deploy("operator.yaml");
+        let role = text
+            .split("\n---\n")
+            .find(|doc| doc.contains("kind: ClusterRole\n"))
+            .expect("a ClusterRole");
+        let role: serde_json::Value = serde_norway::from_str(role).expect("yaml");
+        let mut allowed = Vec::new();
+        for rule in role["rules"].as_array().expect("rules") {
+            for group in rule["apiGroups"].as_array().expect("groups") {
+                for resource in rule["resources"].as_array().expect("resources") {
+                    for verb in rule["verbs"].as_array().expect("verbs") {
+                        allowed.push((
+                            group.as_str().expect("group").to_owned(),
+                            resource.as_str().expect("resource").to_owned(),
+                            verb.as_str().expect("verb").to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+        for (group, resource, verb) in NEEDED {
+            assert!(
+                allowed
+                    .iter()
+                    .any(|(g, r, v)| g == group && r == resource && v == verb),
+                "the ClusterRole does not allow {verb} {group}/{resource}"
+            );
+        }
+        for (group, resource, _) in &allowed {
+            assert!(
+                NEEDED.iter().any(|(g, r, _)| g == group && r == resource),
+                "the ClusterRole names {group}/{resource}, which the controllers never touch"
+            );
+        }
+    }
+}

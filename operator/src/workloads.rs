@@ -519,6 +519,8 @@ pub fn restore_job(
         image: Some(database.image.clone()),
         command: Some(vec![format!("{BINLOGD_BIN_DIR}/binlogd")]),
         args: Some(args),
+        // binlogd's last lines become the termination message the operator reports.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         env: (!env.is_empty()).then_some(env),
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
@@ -820,6 +822,10 @@ mod tests {
         assert_eq!(
             container.command.as_deref().expect("command"),
             strings(&["/binlogd-bin/binlogd"])
+        );
+        assert_eq!(
+            container.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
         );
         assert_eq!(
             container.args.as_deref().expect("args"),

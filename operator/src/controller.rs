@@ -1,0 +1,416 @@
+//! The reconcilers: what the operator does each time a resource, or a workload it owns,
+//! changes.
+//!
+//! - [`reconcile_binlog_server`] applies the Service and StatefulSet (server-side apply, so a
+//!   spec change rolls the pod and nothing else is touched), and reports readiness in the
+//!   status. Deleting the BinlogServer deletes them too: they carry its owner reference.
+//! - [`reconcile_restore`] finds the archive (inline, or the named BinlogServer's), refuses
+//!   to start while a pod still mounts the database's claim, creates the restore Job once,
+//!   and follows it to `Succeeded` or `Failed`, with the failing container's last words
+//!   (its termination message) in the status and an Event for each step.
+
+use crate::crd::{
+    BinlogServer, BinlogServerStatus, PointInTimeRestore, PointInTimeRestoreStatus, RestorePhase,
+    RestoreTarget, StorageSpec,
+};
+use crate::workloads::{
+    WorkloadError, binlog_server_service, binlog_server_statefulset, restore_job,
+};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The field manager of everything the operator applies.
+pub const MANAGER: &str = "binlogd-operator";
+
+/// What the reconcilers share.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Publishes Events on the resources.
+    pub recorder: Recorder,
+    /// The binlogd image restore Jobs copy the binary from.
+    pub binlogd_image: String,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("binlogd_image", &self.binlogd_image)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a failed reconcile does: say so, and try again in a while (the API server may be
+/// back, or the user may have fixed the spec).
+pub fn retry_later<K>(_resource: Arc<K>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, "reconcile failed; retrying in 30 s");
+    Action::requeue(Duration::from_secs(30))
+}
+
+/// Runs both controllers until the process is stopped: BinlogServers (and the
+/// StatefulSets they own) and PointInTimeRestores (and their Jobs), in every namespace.
+pub async fn run(ctx: Arc<Context>) {
+    use futures_util::StreamExt;
+    use kube::runtime::{Controller, watcher};
+    let client = ctx.client.clone();
+    let servers = Controller::new(
+        Api::<BinlogServer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<StatefulSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(reconcile_binlog_server, retry_later, ctx.clone())
+    .for_each(|outcome| async move {
+        if let Err(err) = outcome {
+            tracing::debug!(error = %err, "BinlogServer controller");
+        }
+    });
+    let restores = Controller::new(
+        Api::<PointInTimeRestore>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Job>::all(client), watcher::Config::default())
+    .shutdown_on_signal()
+    .run(reconcile_restore, retry_later, ctx)
+    .for_each(|outcome| async move {
+        if let Err(err) = outcome {
+            tracing::debug!(error = %err, "PointInTimeRestore controller");
+        }
+    });
+    futures_util::join!(servers, restores);
+}
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A resource could not be turned into workloads.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+}
+
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: kind.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+    }
+}
+
+/// Brings a BinlogServer's Service and StatefulSet to its spec and reports readiness.
+pub async fn reconcile_binlog_server(
+    server: Arc<BinlogServer>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let namespace = server.namespace().unwrap_or_else(|| "default".into());
+    let name = server.name_any();
+    let apply = PatchParams::apply(MANAGER).force();
+    let service = binlog_server_service(&server)?;
+    Api::<Service>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &apply, &Patch::Apply(&service))
+        .await?;
+    let set = binlog_server_statefulset(&server)?;
+    let set = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &apply, &Patch::Apply(&set))
+        .await?;
+    let ready = set
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        >= 1;
+    let generation = server.metadata.generation;
+    let status = BinlogServerStatus {
+        conditions: vec![if ready {
+            condition(
+                "Ready",
+                true,
+                "PodReady",
+                "binlogd is streaming".into(),
+                generation,
+            )
+        } else {
+            condition(
+                "Ready",
+                false,
+                "PodNotReady",
+                format!(
+                    "the pod of StatefulSet {name} is not ready yet (see kubectl describe pod {name}-0)"
+                ),
+                generation,
+            )
+        }],
+        observed_generation: generation,
+        ..server.status.clone().unwrap_or_default()
+    };
+    Api::<BinlogServer>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": status })),
+        )
+        .await?;
+    Ok(Action::requeue(Duration::from_secs(if ready {
+        60
+    } else {
+        10
+    })))
+}
+
+/// The target in words, as the TARGET column shows it.
+fn describe_target(target: &RestoreTarget) -> String {
+    if let Some(time) = &target.time {
+        format!("time {time}")
+    } else if let Some(gtid) = &target.before_gtid {
+        format!("before {gtid}")
+    } else if let Some(gtid) = &target.to_gtid {
+        format!("gtid {gtid}")
+    } else {
+        "latest".into()
+    }
+}
+
+/// Moves a PointInTimeRestore along: archive, claim free, Job, outcome.
+pub async fn reconcile_restore(
+    restore: Arc<PointInTimeRestore>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let status = restore.status.clone().unwrap_or_default();
+    if matches!(
+        status.phase,
+        Some(RestorePhase::Succeeded | RestorePhase::Failed)
+    ) {
+        return Ok(Action::await_change());
+    }
+    let namespace = restore.namespace().unwrap_or_else(|| "default".into());
+    let name = restore.name_any();
+    let spec = &restore.spec;
+    let reference = restore.object_ref(&());
+    let mut next = PointInTimeRestoreStatus {
+        target: Some(describe_target(&spec.target)),
+        observed_generation: restore.metadata.generation,
+        ..status
+    };
+
+    let storage: StorageSpec = match (&spec.storage, &spec.binlog_server_ref) {
+        (Some(storage), _) => storage.clone(),
+        (None, Some(server)) => {
+            match Api::<BinlogServer>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(server)
+                .await?
+            {
+                Some(server) => server.spec.storage,
+                None => {
+                    return fail(
+                        &ctx,
+                        &restore,
+                        next,
+                        format!("BinlogServer {server} does not exist in {namespace}: fix spec.binlogServerRef"),
+                    )
+                    .await;
+                }
+            }
+        }
+        (None, None) => {
+            return fail(
+                &ctx,
+                &restore,
+                next,
+                "name the archive: spec.binlogServerRef or spec.storage".into(),
+            )
+            .await;
+        }
+    };
+
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
+    let job_name = format!("{name}-restore");
+    let job = match jobs.get_opt(&job_name).await? {
+        Some(job) => job,
+        None => {
+            // The server in the Job must be the only one on the datadir.
+            let claim = &spec.database.pvc_name;
+            let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+                .list(&ListParams::default())
+                .await?;
+            let users: Vec<String> = pods
+                .items
+                .iter()
+                .filter(|pod| {
+                    let finished = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+                    let mounts = pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.volumes.iter().flatten())
+                        .any(|v| {
+                            v.persistent_volume_claim
+                                .as_ref()
+                                .is_some_and(|c| &c.claim_name == claim)
+                        });
+                    !finished && mounts
+                })
+                .map(|pod| pod.name_any())
+                .collect();
+            if !users.is_empty() {
+                let message = format!(
+                    "waiting: pod {} still mounts PersistentVolumeClaim {claim}; stop the database \
+                     (scale its StatefulSet to 0), then the restore starts",
+                    users.join(", ")
+                );
+                publish(&ctx, &reference, EventType::Warning, "ClaimInUse", &message).await;
+                next.phase = Some(RestorePhase::Pending);
+                next.message = Some(message);
+                write_status(&ctx, &restore, &next).await?;
+                return Ok(Action::requeue(Duration::from_secs(15)));
+            }
+            let job = restore_job(&restore, &storage, &ctx.binlogd_image)?;
+            let created = jobs.create(&PostParams::default(), &job).await?;
+            publish(
+                &ctx,
+                &reference,
+                EventType::Normal,
+                "Started",
+                &format!(
+                    "Job {job_name} restores {claim} to {}",
+                    describe_target(&spec.target)
+                ),
+            )
+            .await;
+            created
+        }
+    };
+
+    let job_status = job.status.unwrap_or_default();
+    if job_status.succeeded.unwrap_or(0) >= 1 {
+        let message = format!("restored to {}", describe_target(&spec.target));
+        publish(&ctx, &reference, EventType::Normal, "Applied", &message).await;
+        next.phase = Some(RestorePhase::Succeeded);
+        next.progress = Some("100%".into());
+        next.message = Some(message);
+        write_status(&ctx, &restore, &next).await?;
+        return Ok(Action::await_change());
+    }
+    if job_status.failed.unwrap_or(0) >= 1 {
+        let words = last_words(&ctx, &namespace, &job_name).await?;
+        return fail(
+            &ctx,
+            &restore,
+            next,
+            format!(
+                "Job {job_name} failed: {}",
+                words.unwrap_or_else(|| format!("see kubectl logs job/{job_name}"))
+            ),
+        )
+        .await;
+    }
+    next.phase = Some(RestorePhase::Applying);
+    next.message = Some(format!("Job {job_name} is running"));
+    write_status(&ctx, &restore, &next).await?;
+    Ok(Action::requeue(Duration::from_secs(10)))
+}
+
+/// The termination message of the restore container of `job`'s pod: binlogd's last lines
+/// (the Job asks for the log's tail when the container fails).
+async fn last_words(
+    ctx: &Context,
+    namespace: &str,
+    job: &str,
+) -> Result<Option<String>, ControllerError> {
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await?;
+    Ok(pods
+        .items
+        .iter()
+        .flat_map(|pod| {
+            pod.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
+        .filter(|c| c.name == "restore")
+        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+        .map(|m| m.trim().to_owned()))
+}
+
+async fn fail(
+    ctx: &Context,
+    restore: &PointInTimeRestore,
+    mut next: PointInTimeRestoreStatus,
+    message: String,
+) -> Result<Action, ControllerError> {
+    publish(
+        ctx,
+        &restore.object_ref(&()),
+        EventType::Warning,
+        "Failed",
+        &message,
+    )
+    .await;
+    next.phase = Some(RestorePhase::Failed);
+    next.message = Some(message);
+    write_status(ctx, restore, &next).await?;
+    Ok(Action::await_change())
+}
+
+async fn write_status(
+    ctx: &Context,
+    restore: &PointInTimeRestore,
+    status: &PointInTimeRestoreStatus,
+) -> Result<(), ControllerError> {
+    Api::<PointInTimeRestore>::namespaced(
+        ctx.client.clone(),
+        &restore.namespace().unwrap_or_else(|| "default".into()),
+    )
+    .patch_status(
+        &restore.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Publishes an Event; failing to is logged, not fatal (the status says the same).
+async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, reference).await {
+        tracing::warn!(error = %err, reason, "could not publish an event");
+    }
+}
