@@ -13,8 +13,9 @@ use crate::crd::{
     BinlogServer, BinlogServerStatus, PointInTimeRestore, PointInTimeRestoreStatus, RestorePhase,
     RestoreTarget, StorageSpec,
 };
+use crate::status::{read_metrics, rfc3339};
 use crate::workloads::{
-    WorkloadError, binlog_server_service, binlog_server_statefulset, restore_job,
+    METRICS_PORT, WorkloadError, binlog_server_service, binlog_server_statefulset, restore_job,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
@@ -141,30 +142,7 @@ pub async fn reconcile_binlog_server(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
         >= 1;
-    let generation = server.metadata.generation;
-    let status = BinlogServerStatus {
-        conditions: vec![if ready {
-            condition(
-                "Ready",
-                true,
-                "PodReady",
-                "binlogd is streaming".into(),
-                generation,
-            )
-        } else {
-            condition(
-                "Ready",
-                false,
-                "PodNotReady",
-                format!(
-                    "the pod of StatefulSet {name} is not ready yet (see kubectl describe pod {name}-0)"
-                ),
-                generation,
-            )
-        }],
-        observed_generation: generation,
-        ..server.status.clone().unwrap_or_default()
-    };
+    let status = binlog_server_status(&ctx, &server, &namespace, &name, ready).await;
     Api::<BinlogServer>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &name,
@@ -178,6 +156,106 @@ pub async fn reconcile_binlog_server(
         10
     })))
 }
+
+/// The status: readiness from the StatefulSet; when ready, the rest from binlogd's own
+/// account (`/metrics`, through the API server's pod proxy).
+async fn binlog_server_status(
+    ctx: &Context,
+    server: &BinlogServer,
+    namespace: &str,
+    name: &str,
+    ready: bool,
+) -> BinlogServerStatus {
+    let generation = server.metadata.generation;
+    let mut status = BinlogServerStatus {
+        observed_generation: generation,
+        ..server.status.clone().unwrap_or_default()
+    };
+    status.conditions = vec![if ready {
+        condition(
+            "Ready",
+            true,
+            "PodReady",
+            "binlogd is running".into(),
+            generation,
+        )
+    } else {
+        condition(
+            "Ready",
+            false,
+            "PodNotReady",
+            format!(
+                "the pod of StatefulSet {name} is not ready yet (see kubectl describe pod {name}-0)"
+            ),
+            generation,
+        )
+    }];
+    if !ready {
+        return status;
+    }
+    let request = http::Request::get(format!(
+        "/api/v1/namespaces/{namespace}/pods/{name}-0:{METRICS_PORT}/proxy/metrics"
+    ))
+    .body(Vec::new());
+    let text = match request {
+        Ok(request) => ctx.client.request_text(request).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not build the metrics request");
+            return status;
+        }
+    };
+    let reading = match text {
+        Ok(text) => read_metrics(&text),
+        Err(err) => {
+            tracing::warn!(error = %err, server = %name, "could not read binlogd's metrics");
+            return status;
+        }
+    };
+    if reading.last_gtid.is_some() {
+        status.last_archived_gtid = reading.last_gtid.clone();
+    }
+    if let Some(time) = reading.last_commit_seconds.and_then(rfc3339) {
+        // Everything durable is in the store: the last archived commit is also the last
+        // one a restore can reach.
+        if reading.upload_backlog_bytes == Some(0.0) {
+            status.last_recoverable_time = Some(time.clone());
+        }
+        status.last_archived_time = Some(time);
+    }
+    status.lag_seconds = reading.lag_seconds;
+    let host = &server.spec.source.host;
+    status.conditions.push(if reading.connected {
+        condition(
+            "Streaming",
+            true,
+            "Connected",
+            format!("from {host}"),
+            generation,
+        )
+    } else {
+        condition(
+            "Streaming",
+            false,
+            "SourceLost",
+            format!("binlogd is not connected to {host}; it retries (see its log)"),
+            generation,
+        )
+    });
+    let backlog = reading.upload_backlog_bytes.unwrap_or(0.0);
+    let keeping_up = backlog < STORAGE_BACKLOG_LIMIT;
+    status.conditions.push(condition(
+        "StorageReady",
+        keeping_up,
+        if keeping_up { "Uploading" } else { "Backlog" },
+        format!("{backlog:.0} bytes durable in the spool and not yet in the store"),
+        generation,
+    ));
+    status
+}
+
+/// Spool bytes not yet in the store above which StorageReady turns false: a minute of a
+/// busy primary's binlog, more than a healthy checkpoint beat ever leaves behind.
+const STORAGE_BACKLOG_LIMIT: f64 = 64.0 * 1024.0 * 1024.0;
 
 /// The target in words, as the TARGET column shows it.
 fn describe_target(target: &RestoreTarget) -> String {

@@ -5,9 +5,11 @@
 //! - [`crd`]: the resources' types, which are their schema.
 //! - [`manifests`]: the CustomResourceDefinitions as the files in `deploy/crds/`.
 //! - [`workloads`]: the StatefulSet, Service and Job a resource becomes.
+//! - [`status`]: a BinlogServer's status from the running binlogd's `/metrics`.
 //! - [`controller`]: the reconcilers that apply them and report status and Events.
 
 pub mod controller;
 pub mod crd;
 pub mod manifests;
+pub mod status;
 pub mod workloads;

@@ -230,6 +230,7 @@ mod deploy_tests {
         ("batch", "jobs", "list"),
         ("batch", "jobs", "watch"),
         ("", "pods", "list"),
+        ("", "pods/proxy", "get"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     ];

@@ -231,6 +231,21 @@ async fn a_binlog_server_is_applied_and_its_readiness_reported() {
         "stream"
     );
     assert_eq!(set["metadata"]["ownerReferences"][0]["uid"], "db1-uid");
+    // Ready: binlogd's metrics, read through the pod proxy (what a real binlogd served).
+    let metrics = include_str!("../../testdata/binlogd-metrics.txt");
+    let (request, respond) = tokio::time::timeout(Duration::from_secs(5), api.0.next_request())
+        .await
+        .expect("the metrics request")
+        .expect("client");
+    assert_eq!(
+        request.uri().path(),
+        "/api/v1/namespaces/prod/pods/db1-0:9606/proxy/metrics"
+    );
+    respond.send_response(
+        Response::builder()
+            .body(Body::from(metrics.as_bytes().to_vec()))
+            .expect("response"),
+    );
     let status = api
         .expect_status(
             &format!("{SERVERS}/db1/status"),
@@ -239,6 +254,13 @@ async fn a_binlog_server_is_applied_and_its_readiness_reported() {
         .await;
     assert_eq!(status["conditions"][0]["type"], "Ready");
     assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(status["conditions"][1]["type"], "Streaming");
+    assert_eq!(status["conditions"][1]["status"], "True");
+    assert_eq!(status["conditions"][2]["type"], "StorageReady");
+    assert_eq!(status["lastArchivedGtid"], "0-1-5");
+    assert_eq!(status["lastArchivedTime"], "2026-11-23T13:38:14Z");
+    assert_eq!(status["lastRecoverableTime"], "2026-11-23T13:38:14Z");
+    assert_eq!(status["lagSeconds"], 0.0);
     assert_eq!(status["observedGeneration"], 3);
     running.await.expect("task").expect("reconciled");
 }
