@@ -1,0 +1,164 @@
+//! `kubectl binlogd`: put this binary on PATH as `kubectl-binlogd` and kubectl runs it.
+//! See `binlogd_operator::plugin`.
+
+use anyhow::Context;
+use binlogd_operator::crd::RestoreTarget;
+use binlogd_operator::plugin::{self, RestoreRequest};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-binlogd",
+    version,
+    about = "binlogd's archives and restores on Kubernetes (kubectl binlogd ...)"
+)]
+struct Cli {
+    /// The namespace (else the kubeconfig context's).
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct Target {
+    /// The last transaction committed at or before this time (RFC 3339).
+    #[arg(long)]
+    to_time: Option<String>,
+    /// Everything before this transaction, leaving it out.
+    #[arg(long)]
+    before_gtid: Option<String>,
+    /// Up to and including these GTIDs.
+    #[arg(long)]
+    to_gtid: Option<String>,
+    /// Everything archived.
+    #[arg(long)]
+    latest: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The binlog servers (how far each archive reaches) and the restores.
+    Status {
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Restore a database's volume to a point in time: creates a PointInTimeRestore and
+    /// follows it. The volume must hold a datadir restored from a base backup, and the
+    /// database must be stopped.
+    Restore {
+        /// The BinlogServer whose archive to replay.
+        #[arg(long = "from", value_name = "BINLOGSERVER")]
+        binlog_server: String,
+        /// The database's PersistentVolumeClaim.
+        #[arg(long)]
+        pvc: String,
+        /// The database's image (its server replays).
+        #[arg(long)]
+        image: String,
+        #[command(flatten)]
+        target: Target,
+        /// Fail when the target is beyond the archive.
+        #[arg(long)]
+        strict: bool,
+        /// Parallel applier workers.
+        #[arg(long)]
+        parallel_workers: Option<u32>,
+        /// The PointInTimeRestore's name (else one made from the claim and the time).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// What a restore to a target would replay: runs `binlogd search` here on the
+    /// BinlogServer's archive (binlogd on PATH, this machine's S3 credentials).
+    Search {
+        /// The BinlogServer.
+        #[arg(long = "from", value_name = "BINLOGSERVER")]
+        binlog_server: String,
+        /// The base backup's GTID state.
+        #[arg(long)]
+        from_gtid: Option<String>,
+        /// The search target, as binlogd search takes it (e.g. --time T, --before-gtid G).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        target: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (kubeconfig)")?;
+        let namespace = cli
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let mut out = std::io::stdout().lock();
+        match cli.command {
+            Command::Status { all_namespaces } => {
+                let ns = (!all_namespaces).then_some(namespace.as_str());
+                plugin::status(client, ns, &mut out).await?;
+            }
+            Command::Restore {
+                binlog_server,
+                pvc,
+                image,
+                target,
+                strict,
+                parallel_workers,
+                name,
+            } => {
+                let request = RestoreRequest {
+                    name: name.unwrap_or_else(|| format!("{pvc}-{}", unix_seconds())),
+                    namespace,
+                    binlog_server,
+                    target: RestoreTarget {
+                        time: target.to_time,
+                        before_gtid: target.before_gtid,
+                        to_gtid: target.to_gtid,
+                        latest: target.latest,
+                    },
+                    strict,
+                    pvc,
+                    image,
+                    parallel_workers,
+                };
+                plugin::restore(client, &request, Duration::from_secs(2), &mut out).await?;
+            }
+            Command::Search {
+                binlog_server,
+                from_gtid,
+                target,
+            } => {
+                let args = plugin::search_command(
+                    client,
+                    &namespace,
+                    &binlog_server,
+                    from_gtid.as_deref(),
+                    &target,
+                )
+                .await?;
+                let status = std::process::Command::new("binlogd")
+                    .args(&args)
+                    .status()
+                    .context("running binlogd search (is binlogd on PATH?)")?;
+                if !status.success() {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Seconds since the epoch, for a name no other restore has.
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

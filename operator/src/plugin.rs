@@ -1,0 +1,241 @@
+//! `kubectl binlogd` (the binary `kubectl-binlogd` on PATH): the operator's resources from a
+//! terminal.
+//!
+//! - `status`: every BinlogServer with how far its archive reaches, and the restores.
+//! - `restore`: creates a PointInTimeRestore and follows it to its end.
+//! - `search`: what a restore to a target would replay, by running `binlogd search` here on
+//!   the BinlogServer's archive (with this machine's S3 credentials).
+//!
+//! The functions take a client and a writer, so a test can run them against a scripted API
+//! server and read what they print.
+
+use crate::crd::{
+    BinlogServer, DatabaseSpec, PointInTimeRestore, PointInTimeRestoreSpec, RestorePhase,
+    RestoreTarget,
+};
+use crate::workloads::archive_url;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use std::io::Write;
+use std::time::Duration;
+
+/// Why a plugin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Printing failed.
+    #[error("writing: {0}")]
+    Io(#[from] std::io::Error),
+    /// The restore ended in failure.
+    #[error("restore {name} failed: {message}")]
+    RestoreFailed {
+        /// The PointInTimeRestore.
+        name: String,
+        /// Its status message.
+        message: String,
+    },
+    /// Something the user asked for does not exist or makes no sense.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn cell(value: Option<&str>) -> &str {
+    value.filter(|v| !v.is_empty()).unwrap_or("-")
+}
+
+/// Prints the BinlogServers and PointInTimeRestores of `namespace` (all when `None`).
+pub async fn status(
+    client: Client,
+    namespace: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), PluginError> {
+    let servers: Api<BinlogServer> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let restores: Api<PointInTimeRestore> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let servers = servers.list(&ListParams::default()).await?;
+    writeln!(
+        out,
+        "{:<16} {:<20} {:<28} {:<26} {:<22} {:>6} READY",
+        "NAMESPACE", "BINLOGSERVER", "ARCHIVE", "LAST ARCHIVED", "RECOVERABLE TO", "LAG"
+    )?;
+    for server in &servers.items {
+        let status = server.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map_or("Unknown", |c| c.status.as_str())
+            .to_owned();
+        writeln!(
+            out,
+            "{:<16} {:<20} {:<28} {:<26} {:<22} {:>6} {}",
+            server.namespace().unwrap_or_default(),
+            server.name_any(),
+            archive_url(&server.spec.storage),
+            cell(status.last_archived_gtid.as_deref()),
+            cell(status.last_recoverable_time.as_deref()),
+            status
+                .lag_seconds
+                .map_or("-".to_owned(), |lag| format!("{lag:.1}s")),
+            ready
+        )?;
+    }
+    let restores = restores.list(&ListParams::default()).await?;
+    if !restores.items.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<16} {:<20} {:<28} {:<12} {:<9} MESSAGE",
+            "NAMESPACE", "RESTORE", "TARGET", "PHASE", "PROGRESS"
+        )?;
+        for restore in &restores.items {
+            let status = restore.status.clone().unwrap_or_default();
+            writeln!(
+                out,
+                "{:<16} {:<20} {:<28} {:<12} {:<9} {}",
+                restore.namespace().unwrap_or_default(),
+                restore.name_any(),
+                cell(status.target.as_deref()),
+                status
+                    .phase
+                    .map_or("Pending".to_owned(), |p| format!("{p:?}")),
+                cell(status.progress.as_deref()),
+                cell(status.message.as_deref())
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// What `kubectl binlogd restore` asks for.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The PointInTimeRestore's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The BinlogServer whose archive to use.
+    pub binlog_server: String,
+    /// Where to stop.
+    pub target: RestoreTarget,
+    /// Fail when the target is beyond the archive.
+    pub strict: bool,
+    /// The database's claim (datadir restored from a base backup, database stopped).
+    pub pvc: String,
+    /// The database image.
+    pub image: String,
+    /// Parallel workers.
+    pub parallel_workers: Option<u32>,
+}
+
+/// Creates the PointInTimeRestore and follows it, printing each change of phase, until it
+/// succeeds (Ok) or fails (the error carries its message). `poll` is the time between
+/// looks.
+pub async fn restore(
+    client: Client,
+    request: &RestoreRequest,
+    poll: Duration,
+    out: &mut impl Write,
+) -> Result<(), PluginError> {
+    let servers: Api<BinlogServer> = Api::namespaced(client.clone(), &request.namespace);
+    if servers.get_opt(&request.binlog_server).await?.is_none() {
+        return Err(PluginError::Usage(format!(
+            "no BinlogServer {} in namespace {}",
+            request.binlog_server, request.namespace
+        )));
+    }
+    let restores: Api<PointInTimeRestore> = Api::namespaced(client, &request.namespace);
+    let resource = PointInTimeRestore::new(
+        &request.name,
+        PointInTimeRestoreSpec {
+            binlog_server_ref: Some(request.binlog_server.clone()),
+            storage: None,
+            target: request.target.clone(),
+            strict: request.strict,
+            database: DatabaseSpec {
+                pvc_name: request.pvc.clone(),
+                sub_path: None,
+                image: request.image.clone(),
+                config: None,
+                from_gtid: None,
+            },
+            parallel_workers: request.parallel_workers,
+            staging: None,
+            resources: None,
+        },
+    );
+    restores.create(&PostParams::default(), &resource).await?;
+    writeln!(
+        out,
+        "created PointInTimeRestore {}/{}",
+        request.namespace, request.name
+    )?;
+    let mut last_said = String::new();
+    loop {
+        let current = restores.get(&request.name).await?;
+        let status = current.status.unwrap_or_default();
+        let said = format!(
+            "{} {} {}",
+            status
+                .phase
+                .map_or("Pending".to_owned(), |p| format!("{p:?}")),
+            cell(status.progress.as_deref()),
+            cell(status.message.as_deref())
+        );
+        if said != last_said {
+            writeln!(out, "{said}")?;
+            last_said = said;
+        }
+        match status.phase {
+            Some(RestorePhase::Succeeded) => return Ok(()),
+            Some(RestorePhase::Failed) => {
+                return Err(PluginError::RestoreFailed {
+                    name: request.name.clone(),
+                    message: status.message.unwrap_or_default(),
+                });
+            }
+            _ => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+/// The `binlogd search` command line for `server`'s archive and `target_args` (the
+/// search flags, e.g. `--time T`), from `from_gtid` when given.
+pub async fn search_command(
+    client: Client,
+    namespace: &str,
+    server: &str,
+    from_gtid: Option<&str>,
+    target_args: &[String],
+) -> Result<Vec<String>, PluginError> {
+    let server = Api::<BinlogServer>::namespaced(client, namespace)
+        .get_opt(server)
+        .await?
+        .ok_or_else(|| {
+            PluginError::Usage(format!("no BinlogServer {server} in namespace {namespace}"))
+        })?;
+    let storage = &server.spec.storage;
+    let mut args = vec![
+        "search".to_owned(),
+        "--archive".to_owned(),
+        archive_url(storage),
+    ];
+    if let Some(endpoint) = &storage.endpoint {
+        args.extend(["--s3-endpoint".to_owned(), endpoint.clone()]);
+    }
+    if let Some(region) = &storage.region {
+        args.extend(["--s3-region".to_owned(), region.clone()]);
+    }
+    if let Some(gtid) = from_gtid {
+        args.extend(["--from-gtid".to_owned(), gtid.to_owned()]);
+    }
+    args.extend(target_args.iter().cloned());
+    Ok(args)
+}
