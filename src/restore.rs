@@ -329,6 +329,16 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
         print_plan(&mut std::io::stdout().lock(), &plan, &point)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // For whoever follows the restore from its log (the operator reads it from a Job).
+    tracing::info!(
+        files = plan.pieces.len(),
+        bytes = plan.pieces.iter().map(|p| p.end - p.start).sum::<u64>(),
+        transactions = plan.transactions,
+        target_gtid = %plan.end,
+        target_time = %plan.stop.as_ref().map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
+        target_reached = plan.target_reached,
+        "planned"
+    );
     if plan.transactions == 0 {
         eprintln!("nothing to apply: the server already holds {point}");
         return Ok(ExitCode::SUCCESS);
@@ -486,6 +496,13 @@ async fn apply(
     }
     cleaned.context("removing the replication channel after the restore")?;
     let stop = plan.stop.as_ref();
+    tracing::info!(
+        reached_gtid = %plan.end,
+        reached_time = %stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
+        transactions = plan.transactions,
+        seconds = began.elapsed().as_secs_f64(),
+        "restored"
+    );
     println!(
         "restored to {} (last transaction {} committed {}): {} transactions from {} relay logs \
          ({staged} bytes) in {:.1} s, staging {:.1} s",

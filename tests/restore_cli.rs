@@ -321,10 +321,27 @@ fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
     assert!(stderr.contains("holds no mysql schema"), "{stderr}");
 
     backup.copy_back_to(&datadir).expect("copy back");
-    let output = restore_datadir(&datadir, &["--to-gtid", &moment]);
+    let output = restore_datadir(&datadir, &["--to-gtid", &moment, "--log-format", "json"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("shut down cleanly"), "{stderr}");
+    if std::env::var_os("BINLOGD_TEST_SHOW_LOG").is_some() {
+        eprintln!("{stderr}");
+    }
+    // The JSON lines the operator follows a restore Job by.
+    let logged: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let said = |message: &str| {
+        logged
+            .iter()
+            .find(|line| line["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message} line in\n{stderr}"))
+            .clone()
+    };
+    assert_eq!(said("planned")["fields"]["target_gtid"], moment.as_str());
+    assert_eq!(said("restored")["fields"]["reached_gtid"], moment.as_str());
     assert!(
         binlogd_testkit::pids_mentioning(&datadir).is_empty(),
         "no server is left running on the datadir"
@@ -437,7 +454,22 @@ fn bad_inputs_are_one_clear_error_and_leave_the_server_untouched() {
             .expect("run binlogd restore");
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        // One error line (a log line saying what was planned may come before it).
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("binlogd: "))
+                .count(),
+            1,
+            "one error: {stderr}"
+        );
+        assert!(
+            stderr
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("binlogd: ")),
+            "{stderr}"
+        );
         // Untouched: nothing applied, no channel, no relay logs left behind.
         assert_eq!(
             target.query_value(CHECKSUM).expect("checksum"),

@@ -13,7 +13,7 @@ use crate::crd::{
     BinlogServer, BinlogServerStatus, PointInTimeRestore, PointInTimeRestoreStatus, RestorePhase,
     RestoreTarget, StorageSpec,
 };
-use crate::status::{read_metrics, rfc3339};
+use crate::status::{RestoreLog, read_metrics, read_restore_log, rfc3339};
 use crate::workloads::{
     METRICS_PORT, WorkloadError, binlog_server_service, binlog_server_statefulset, restore_job,
 };
@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -379,9 +379,48 @@ pub async fn reconcile_restore(
                 ),
             )
             .await;
-            created
+            drop(created);
+            next.phase = Some(RestorePhase::Planning);
+            next.message = Some(format!("Job {job_name} created"));
+            write_status(&ctx, &restore, &next).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
         }
     };
+
+    // What binlogd's log says so far: the plan, the progress, where it got.
+    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await?
+        .items
+        .into_iter()
+        .next();
+    let log = match &pod {
+        Some(pod) => read_restore_log(&restore_container_log(&ctx, &namespace, pod).await),
+        None => RestoreLog::default(),
+    };
+    if let Some(plan) = &log.plan {
+        if next.plan.is_none() {
+            let note = format!(
+                "{} transactions, {} bytes from {} archived files, to {}{}",
+                plan.transactions,
+                plan.bytes,
+                plan.files,
+                plan.target_gtid,
+                plan.target_time
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(" (committed {t})"))
+            );
+            publish(&ctx, &reference, EventType::Normal, "Planned", &note).await;
+        }
+        next.plan = Some(plan.clone());
+    }
+    if let Some(progress) = log.progress() {
+        next.progress = Some(progress);
+    }
+    if let Some((gtid, time)) = &log.reached {
+        next.reached_gtid = Some(gtid.clone());
+        next.reached_time = time.clone();
+    }
 
     let job_status = job.status.unwrap_or_default();
     if job_status.succeeded.unwrap_or(0) >= 1 {
@@ -394,7 +433,7 @@ pub async fn reconcile_restore(
         return Ok(Action::await_change());
     }
     if job_status.failed.unwrap_or(0) >= 1 {
-        let words = last_words(&ctx, &namespace, &job_name).await?;
+        let words = pod.as_ref().and_then(last_words);
         return fail(
             &ctx,
             &restore,
@@ -406,33 +445,42 @@ pub async fn reconcile_restore(
         )
         .await;
     }
-    next.phase = Some(RestorePhase::Applying);
+    next.phase = Some(if log.staged {
+        RestorePhase::Applying
+    } else if log.plan.is_some() {
+        RestorePhase::Downloading
+    } else {
+        RestorePhase::Planning
+    });
     next.message = Some(format!("Job {job_name} is running"));
     write_status(&ctx, &restore, &next).await?;
     Ok(Action::requeue(Duration::from_secs(10)))
 }
 
-/// The termination message of the restore container of `job`'s pod: binlogd's last lines
-/// (the Job asks for the log's tail when the container fails).
-async fn last_words(
-    ctx: &Context,
-    namespace: &str,
-    job: &str,
-) -> Result<Option<String>, ControllerError> {
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await?;
-    Ok(pods
-        .items
+/// The termination message of the pod's restore container: binlogd's last lines (the
+/// Job asks for the log's tail when the container fails).
+fn last_words(pod: &Pod) -> Option<String> {
+    pod.status
         .iter()
-        .flat_map(|pod| {
-            pod.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-        })
+        .flat_map(|s| s.container_statuses.iter().flatten())
         .filter(|c| c.name == "restore")
         .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        .map(|m| m.trim().to_owned()))
+        .map(|m| m.trim().to_owned())
+}
+
+/// The restore container's log so far (empty while it has not started).
+async fn restore_container_log(ctx: &Context, namespace: &str, pod: &Pod) -> String {
+    let params = LogParams {
+        container: Some("restore".to_owned()),
+        ..LogParams::default()
+    };
+    Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+        .logs(&pod.name_any(), &params)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::debug!(error = %err, "no restore log yet");
+            String::new()
+        })
 }
 
 async fn fail(

@@ -231,6 +231,7 @@ mod deploy_tests {
         ("batch", "jobs", "watch"),
         ("", "pods", "list"),
         ("", "pods/proxy", "get"),
+        ("", "pods/log", "get"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     ];

@@ -6,6 +6,10 @@
 //! time, the lag, whether binlogd is connected to the source, and whether everything durable
 //! has reached the store (`binlogd_upload_backlog_bytes` 0: the last archived commit is then
 //! also the last recoverable one).
+//!
+//! A PointInTimeRestore's status comes the same way from its Job: `binlogd restore
+//! --log-format json` logs `planned` (files, bytes, transactions, target GTID and time),
+//! `relay logs staged`, `applying` (bytes done of the total, every 5 s) and `restored`.
 
 /// What one look at binlogd's metrics says.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,4 +96,69 @@ mod tests {
             MetricsReading::default()
         );
     }
+}
+
+/// What a restore Job's log (binlogd restore with `--log-format json`) says so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreLog {
+    /// The plan, once made.
+    pub plan: Option<crate::crd::PlanSummary>,
+    /// Whether the relay logs are staged (the applier then runs).
+    pub staged: bool,
+    /// Bytes of the plan applied, and its total, from the last progress line.
+    pub applied_bytes: Option<(u64, u64)>,
+    /// The GTID state and commit time reached, once restored.
+    pub reached: Option<(String, Option<String>)>,
+}
+
+impl RestoreLog {
+    /// How much is done, as the PROGRESS column shows it.
+    pub fn progress(&self) -> Option<String> {
+        if self.reached.is_some() {
+            return Some("100%".into());
+        }
+        let (done, total) = self.applied_bytes?;
+        (total > 0).then(|| format!("{}%", (done.min(total) * 100) / total))
+    }
+}
+
+/// Reads binlogd restore's JSON log lines; other lines (a server's, text) are skipped.
+pub fn read_restore_log(text: &str) -> RestoreLog {
+    let mut log = RestoreLog::default();
+    for line in text.lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let fields = &value["fields"];
+        let text = |name: &str| fields[name].as_str().map(str::to_owned);
+        let time = |name: &str| text(name).filter(|t| t != "-");
+        match fields["message"].as_str() {
+            Some("planned") => {
+                log.plan = Some(crate::crd::PlanSummary {
+                    files: fields["files"].as_u64().unwrap_or(0) as u32,
+                    bytes: fields["bytes"].as_u64().unwrap_or(0),
+                    transactions: fields["transactions"].as_u64().unwrap_or(0),
+                    target_gtid: text("target_gtid").unwrap_or_default(),
+                    target_time: time("target_time"),
+                });
+            }
+            Some("relay logs staged") => log.staged = true,
+            Some("applying") => {
+                if let (Some(done), Some(total)) = (
+                    fields["done_bytes"].as_u64(),
+                    fields["total_bytes"].as_u64(),
+                ) {
+                    log.applied_bytes = Some((done, total));
+                }
+            }
+            Some("restored") => {
+                log.reached = Some((
+                    text("reached_gtid").unwrap_or_default(),
+                    time("reached_time"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    log
 }

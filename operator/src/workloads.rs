@@ -386,7 +386,12 @@ pub fn restore_job(
         None => DATADIR_MOUNT.to_owned(),
     };
     let mut files = Files::default();
-    let mut args = vec!["restore".to_owned()];
+    // JSON log lines: the operator follows the plan and the progress in them.
+    let mut args = vec![
+        "restore".to_owned(),
+        "--log-format".to_owned(),
+        "json".to_owned(),
+    ];
     let (archive_args, env) = storage_args(storage, &mut files);
     args.extend(archive_args);
     args.extend(["--datadir".to_owned(), datadir.clone()]);
@@ -831,6 +836,8 @@ mod tests {
             container.args.as_deref().expect("args"),
             strings(&[
                 "restore",
+                "--log-format",
+                "json",
                 "--archive",
                 "s3://backups/db1",
                 "--s3-region",

@@ -16,6 +16,88 @@ const SERVERS: &str = "/apis/binlogd.io/v1alpha1/namespaces/prod/binlogservers";
 const RESTORE_STATUS: &str =
     "/apis/binlogd.io/v1alpha1/namespaces/prod/pointintimerestores/undo-drop/status";
 const JOB: &str = "/apis/batch/v1/namespaces/prod/jobs/undo-drop-restore";
+/// What a real `binlogd restore --datadir --log-format json` logged (testdata/README.md).
+const RESTORE_LOG: &str = include_str!("../../testdata/binlogd-restore-log.jsonl");
+
+fn log_path(pod: &str) -> String {
+    format!("/api/v1/namespaces/prod/pods/{pod}/log")
+}
+
+/// The real log up to and including the line saying `message`.
+fn log_until(message: &str) -> String {
+    let mut kept = Vec::new();
+    for line in RESTORE_LOG.lines() {
+        kept.push(line);
+        if line.contains(&format!("\"message\":\"{message}\"")) {
+            break;
+        }
+    }
+    kept.join("\n") + "\n"
+}
+
+/// The Job's pod, listed by its label.
+async fn job_pod(api: &mut ApiServer) {
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/prod/pods",
+        "labelSelector=job-name%3Dundo-drop-restore",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            {"metadata": {"name": "undo-drop-restore-x1"}, "status": {"phase": "Running"}}]}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_running_restore_reports_its_plan_phase_and_progress_from_the_log() {
+    let (ctx, mut api) = context();
+    let restore = restore();
+    let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
+    api.expect(
+        Method::GET,
+        &format!("{SERVERS}/db1"),
+        "",
+        StatusCode::OK,
+        serde_json::to_value(server()).expect("json"),
+    )
+    .await;
+    api.expect(
+        Method::GET,
+        JOB,
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "undo-drop-restore"},
+               "spec": {"template": {}}, "status": {"active": 1}}),
+    )
+    .await;
+    job_pod(&mut api).await;
+    // The real log to the staging, then a progress line as binlogd writes one every 5 s
+    // while the applier runs (the recorded restore was over sooner).
+    let log = log_until("relay logs staged")
+        + r#"{"timestamp":"2026-11-23T13:50:00.000000Z","level":"INFO","fields":{"message":"applying","applied":"0-1-150","done_bytes":42000,"total_bytes":100000,"file":"mariadb-bin.000007","position":1234},"target":"binlogd::restore"}"#
+        + "\n";
+    api.expect_text(
+        Method::GET,
+        &log_path("undo-drop-restore-x1"),
+        "container=restore",
+        &log,
+    )
+    .await;
+    api.expect_event("Planned").await;
+    let status = api
+        .expect_status(
+            RESTORE_STATUS,
+            &serde_json::to_value(&restore).expect("json"),
+        )
+        .await;
+    assert_eq!(status["phase"], "Applying");
+    assert_eq!(status["progress"], "42%");
+    assert!(
+        status["plan"]["files"].as_u64().is_some_and(|n| n > 0),
+        "{status}"
+    );
+    running.await.expect("task").expect("reconciled");
+}
 
 #[tokio::test]
 async fn a_binlog_server_is_applied_and_its_readiness_reported() {
@@ -179,7 +261,7 @@ async fn a_restore_creates_its_job_once_the_claim_is_free() {
             &serde_json::to_value(&restore).expect("json"),
         )
         .await;
-    assert_eq!(status["phase"], "Applying");
+    assert_eq!(status["phase"], "Planning");
     running.await.expect("task").expect("reconciled");
 }
 
@@ -218,6 +300,14 @@ async fn a_failed_job_fails_the_restore_with_binlogds_last_words() {
         ]}),
     )
     .await;
+    api.expect_text(
+        Method::GET,
+        &log_path("undo-drop-restore-x1"),
+        "container=restore",
+        &log_until("relay logs staged"),
+    )
+    .await;
+    api.expect_event("Planned").await;
     let note = api.expect_event("Failed").await;
     assert!(
         note.contains("transaction 0-1-42 failed to apply"),
@@ -264,6 +354,16 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
                "spec": {"template": {}}, "status": {"succeeded": 1}}),
     )
     .await;
+    job_pod(&mut api).await;
+    api.expect_text(
+        Method::GET,
+        &log_path("undo-drop-restore-x1"),
+        "container=restore",
+        RESTORE_LOG,
+    )
+    .await;
+    let planned = api.expect_event("Planned").await;
+    assert!(planned.contains("transactions"), "{planned}");
     api.expect_event("Applied").await;
     let status = api
         .expect_status(
@@ -275,6 +375,13 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
         (status["phase"].as_str(), status["progress"].as_str()),
         (Some("Succeeded"), Some("100%"))
     );
+    let plan = &status["plan"];
+    assert_eq!(plan["targetGtid"], status["reachedGtid"]);
+    assert!(
+        plan["transactions"].as_u64().is_some_and(|n| n > 0),
+        "{status}"
+    );
+    assert!(status["reachedTime"].is_string(), "{status}");
     running.await.expect("task").expect("reconciled");
 
     // A BinlogServer that does not exist: failed at once, saying which field to fix.

@@ -113,7 +113,14 @@ fn check_events(
                     ),
                 ));
             }
-            Err(e) => return Err((at as u64, e.to_string())),
+            // The offset goes in front of the message: say the event type and what is wrong.
+            Err(e) => {
+                let what = match e.event_type {
+                    Some(event_type) => format!("{event_type} event: {}", e.kind),
+                    None => e.kind.to_string(),
+                };
+                return Err((e.offset, what));
+            }
         }
     }
     Ok(())

@@ -64,6 +64,26 @@ impl ApiServer {
         body
     }
 
+    /// Like [`ApiServer::expect`], answering with `text` as it is (a pod's log).
+    pub async fn expect_text(&mut self, method: Method, path: &str, query: &str, text: &str) {
+        let (request, respond) =
+            tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
+                .await
+                .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
+                .expect("the client is gone");
+        assert_eq!((request.method(), request.uri().path()), (&method, path));
+        let query_string = request.uri().query().unwrap_or_default().to_owned();
+        assert!(
+            query_string.contains(query),
+            "{path}?{query_string} lacks {query}"
+        );
+        respond.send_response(
+            Response::builder()
+                .body(Body::from(text.as_bytes().to_vec()))
+                .expect("response"),
+        );
+    }
+
     /// Expects an Event with `reason` on the resource; returns its note.
     pub async fn expect_event(&mut self, reason: &str) -> String {
         let body = self
