@@ -20,6 +20,14 @@ pub struct GtidLabel {
     pub gtid: String,
 }
 
+/// Labels of the info metric that names the server being followed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub server_id: String,
+    pub address: String,
+    pub version: String,
+}
+
 /// What `binlogd stream` reports.
 #[derive(Debug, Default)]
 pub struct StreamMetrics {
@@ -31,6 +39,7 @@ pub struct StreamMetrics {
     pub lag_bytes: Gauge,
     pub last_commit_seconds: Gauge<f64, AtomicU64>,
     pub last_gtid: Family<GtidLabel, Gauge>,
+    pub source: Family<SourceLabel, Gauge>,
     pub connected: Gauge,
     pub upload_bytes: Gauge,
     pub uploaded_binlog_bytes: Gauge,
@@ -93,6 +102,11 @@ impl StreamMetrics {
             "last_archived_gtid",
             "The GTID of the last archived transaction, as a label",
             self.last_gtid.clone(),
+        );
+        registry.register(
+            "source",
+            "The server followed (server_id, address, version), as labels",
+            self.source.clone(),
         );
         registry.register(
             "source_connected",

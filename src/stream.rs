@@ -5,7 +5,7 @@
 //! recovers the archive. This module decides where to start, when to make data durable,
 //! when to reconnect, and what to report.
 
-use crate::metrics::{GtidLabel, StreamMetrics};
+use crate::metrics::{GtidLabel, SourceLabel, StreamMetrics};
 use crate::upload::{UploadSettings, UploadState};
 use anyhow::{Context, bail};
 use backon::BackoffBuilder;
@@ -487,6 +487,17 @@ impl Streamer {
             .with_context(|| format!("connecting to {}", self.address))?;
         conn.set_read_timeout(Some(net_timeout));
         let identity = identify(&mut conn, &self.address).await?;
+        // After a failover behind the same address, another server: say which.
+        self.metrics.source.clear();
+        self.metrics
+            .source
+            .get_or_create(&SourceLabel {
+                server_id: identity.server_id.to_string(),
+                address: identity.address.clone(),
+                // MariaDB's handshake says 5.5.5-10.11.19-MariaDB for old clients' sake.
+                version: identity.version.trim_start_matches("5.5.5-").to_owned(),
+            })
+            .set(1);
         let (epoch, start) = self.choose_start(&mut conn, identity).await?;
         conn.register_replica(self.server_id)
             .await

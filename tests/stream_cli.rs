@@ -40,6 +40,11 @@ fn follows_a_live_server_across_rotations_byte_for_byte() {
     for expected in [
         format!("binlogd_last_archived_gtid{{gtid=\"{last_gtid}\"}} 1"),
         "binlogd_source_connected 1".to_owned(),
+        format!(
+            "binlogd_source{{server_id=\"1\",address=\"127.0.0.1:{}\",version=\"{}\"}} 1",
+            db.port(),
+            db.query_value("SELECT @@version").expect("version")
+        ),
         "binlogd_lag_seconds 0".to_owned(),
         format!(
             "binlogd_transactions_archived_total {}",

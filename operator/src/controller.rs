@@ -223,6 +223,9 @@ async fn binlog_server_status(
         status.last_archived_time = Some(time);
     }
     status.lag_seconds = reading.lag_seconds;
+    if reading.source.is_some() {
+        status.current_source = reading.source.clone();
+    }
     let host = &server.spec.source.host;
     status.conditions.push(if reading.connected {
         condition(

@@ -24,6 +24,8 @@ pub struct MetricsReading {
     pub connected: bool,
     /// Durable bytes not yet in the object store (`None` when not reported).
     pub upload_backlog_bytes: Option<f64>,
+    /// The server followed: `server 1 at 10.0.0.5:3306 (10.11.19-MariaDB-log)`.
+    pub source: Option<String>,
 }
 
 /// Reads the metrics binlogd serves. Lines it does not know are ignored, so a newer
@@ -42,6 +44,21 @@ pub fn read_metrics(text: &str) -> MetricsReading {
             "binlogd_lag_seconds" => reading.lag_seconds = number,
             "binlogd_source_connected" => reading.connected = number == Some(1.0),
             "binlogd_upload_backlog_bytes" => reading.upload_backlog_bytes = number,
+            _ if name.starts_with("binlogd_source{") && number == Some(1.0) => {
+                let label = |key: &str| {
+                    name.split(&format!("{key}=\""))
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                reading.source = Some(format!(
+                    "server {} at {} ({})",
+                    label("server_id"),
+                    label("address"),
+                    label("version")
+                ));
+            }
             _ => {
                 if let Some(labels) = name
                     .strip_prefix("binlogd_last_archived_gtid{")
@@ -81,6 +98,7 @@ mod tests {
                 lag_seconds: Some(0.0),
                 connected: true,
                 upload_backlog_bytes: Some(0.0),
+                source: Some("server 1 at 127.0.0.1:33999 (10.11.19-MariaDB-0+deb12u1-log)".into()),
             }
         );
         assert_eq!(

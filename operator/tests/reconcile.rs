@@ -162,7 +162,64 @@ async fn a_binlog_server_is_applied_and_its_readiness_reported() {
     assert_eq!(status["lastArchivedTime"], "2026-11-23T13:38:14Z");
     assert_eq!(status["lastRecoverableTime"], "2026-11-23T13:38:14Z");
     assert_eq!(status["lagSeconds"], 0.0);
+    assert_eq!(
+        status["currentSource"],
+        "server 1 at 127.0.0.1:33999 (10.11.19-MariaDB-0+deb12u1-log)"
+    );
     assert_eq!(status["observedGeneration"], 3);
+    running.await.expect("task").expect("reconciled");
+}
+
+#[tokio::test]
+async fn a_spec_change_is_applied_to_the_statefulset_and_an_unready_pod_reported() {
+    let (ctx, mut api) = context();
+    let mut changed = server();
+    changed.spec.semi_sync = true;
+    changed.spec.storage.compression = binlogd_operator::crd::Compression::Gzip;
+    changed.metadata.generation = Some(4);
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(changed.clone()), ctx));
+    api.expect(
+        Method::PATCH,
+        "/api/v1/namespaces/prod/services/db1",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
+    )
+    .await;
+    // The new spec goes into the pod template: the StatefulSet rolls the pod.
+    let set = api
+        .expect(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/prod/statefulsets/db1",
+            "fieldManager=binlogd-operator",
+            StatusCode::OK,
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                   "metadata": {"name": "db1"},
+                   "spec": {"selector": {}, "serviceName": "db1", "template": {}},
+                   "status": {"replicas": 1, "readyReplicas": 0}}),
+        )
+        .await;
+    let args: Vec<&str> = set["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(args.contains(&"--semi-sync"), "{args:?}");
+    assert!(
+        args.windows(2).any(|w| w == ["--compression", "gzip"]),
+        "{args:?}"
+    );
+    // Not ready: no metrics are read, and the status says so.
+    let status = api
+        .expect_status(
+            &format!("{SERVERS}/db1/status"),
+            &serde_json::to_value(&changed).expect("json"),
+        )
+        .await;
+    assert_eq!(status["conditions"][0]["status"], "False");
+    assert_eq!(status["conditions"][0]["reason"], "PodNotReady");
+    assert_eq!(status["observedGeneration"], 4);
     running.await.expect("task").expect("reconciled");
 }
 
