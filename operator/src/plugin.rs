@@ -10,8 +10,8 @@
 //! server and read what they print.
 
 use crate::crd::{
-    BinlogServer, DatabaseSpec, PointInTimeRestore, PointInTimeRestoreSpec, RestorePhase,
-    RestoreTarget,
+    BinlogServer, DatabaseSpec, PointInTimeRestore, PointInTimeRestoreSpec,
+    PointInTimeRestoreStatus, RestorePhase, RestoreTarget,
 };
 use crate::workloads::archive_url;
 use kube::api::{Api, ListParams, PostParams};
@@ -142,7 +142,21 @@ pub async fn restore(
     client: Client,
     request: &RestoreRequest,
     poll: Duration,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
+) -> Result<(), PluginError> {
+    restore_with(client, request, poll, &mut |line: &str, _| {
+        writeln!(out, "{line}")
+    })
+    .await
+}
+
+/// [`restore`], telling `report` each change (a line, and the status it describes), for
+/// a caller that shows a progress bar instead of lines.
+pub async fn restore_with(
+    client: Client,
+    request: &RestoreRequest,
+    poll: Duration,
+    report: &mut (dyn FnMut(&str, &PointInTimeRestoreStatus) -> std::io::Result<()> + Send),
 ) -> Result<(), PluginError> {
     let servers: Api<BinlogServer> = Api::namespaced(client.clone(), &request.namespace);
     if servers.get_opt(&request.binlog_server).await?.is_none() {
@@ -172,10 +186,12 @@ pub async fn restore(
         },
     );
     restores.create(&PostParams::default(), &resource).await?;
-    writeln!(
-        out,
-        "created PointInTimeRestore {}/{}",
-        request.namespace, request.name
+    report(
+        &format!(
+            "created PointInTimeRestore {}/{}",
+            request.namespace, request.name
+        ),
+        &PointInTimeRestoreStatus::default(),
     )?;
     let mut last_said = String::new();
     loop {
@@ -190,7 +206,7 @@ pub async fn restore(
             cell(status.message.as_deref())
         );
         if said != last_said {
-            writeln!(out, "{said}")?;
+            report(&said, &status)?;
             last_said = said;
         }
         match status.phase {

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<ExitCode> {
             .namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_owned());
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::stdout();
         match cli.command {
             Command::Status { all_namespaces } => {
                 let ns = (!all_namespaces).then_some(namespace.as_str());
@@ -128,7 +128,35 @@ fn main() -> anyhow::Result<ExitCode> {
                     image,
                     parallel_workers,
                 };
-                plugin::restore(client, &request, Duration::from_secs(2), &mut out).await?;
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    // A bar on a terminal: PROGRESS as its position, the phase and the
+                    // message beside it.
+                    let bar = indicatif::ProgressBar::new(100);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{bar:30} {pos:>3}% {msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    let outcome = plugin::restore_with(
+                        client,
+                        &request,
+                        Duration::from_secs(2),
+                        &mut |line, status| {
+                            let percent = status
+                                .progress
+                                .as_deref()
+                                .and_then(|p| p.trim_end_matches('%').parse().ok())
+                                .unwrap_or(0);
+                            bar.set_position(percent);
+                            bar.set_message(line.to_owned());
+                            Ok(())
+                        },
+                    )
+                    .await;
+                    bar.finish();
+                    outcome?;
+                } else {
+                    plugin::restore(client, &request, Duration::from_secs(2), &mut out).await?;
+                }
             }
             Command::Search {
                 binlog_server,
