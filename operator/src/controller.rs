@@ -125,6 +125,11 @@ pub async fn reconcile_binlog_server(
     server: Arc<BinlogServer>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
+    if server.metadata.deletion_timestamp.is_some() {
+        // Being deleted: the StatefulSet and Service go with it (owner references), and
+        // applying them again would only fight the garbage collector.
+        return Ok(Action::await_change());
+    }
     let namespace = server.namespace().unwrap_or_else(|| "default".into());
     let name = server.name_any();
     let apply = PatchParams::apply(MANAGER).force();

@@ -296,26 +296,32 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
                     labels: Some(labels),
                     ..ObjectMeta::default()
                 },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                    storage_class_name: spool.and_then(|s| s.storage_class_name.clone()),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_owned(),
-                            Quantity(
-                                spool.map_or(DEFAULT_SPOOL_SIZE.to_owned(), |s| s.size.clone()),
-                            ),
-                        )])),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
+                spec: Some(claim_spec(
+                    spool.map_or(DEFAULT_SPOOL_SIZE, |s| s.size.as_str()),
+                    spool.and_then(|s| s.storage_class_name.clone()),
+                )),
                 ..PersistentVolumeClaim::default()
             }]),
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
     })
+}
+
+/// A one-node volume claim of `size` in `class` (the cluster's default when `None`).
+fn claim_spec(size: &str, class: Option<String>) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+        storage_class_name: class,
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "storage".to_owned(),
+                Quantity(size.to_owned()),
+            )])),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    }
 }
 
 /// The headless Service that governs `server`'s StatefulSet and exposes its metrics.
@@ -476,18 +482,7 @@ pub fn restore_job(
                     volume_claim_template: Some(
                         k8s_openapi::api::core::v1::PersistentVolumeClaimTemplate {
                             metadata: None,
-                            spec: PersistentVolumeClaimSpec {
-                                access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                                storage_class_name: Some(class.clone()),
-                                resources: Some(VolumeResourceRequirements {
-                                    requests: Some(BTreeMap::from([(
-                                        "storage".to_owned(),
-                                        Quantity(staging.size.clone()),
-                                    )])),
-                                    ..VolumeResourceRequirements::default()
-                                }),
-                                ..PersistentVolumeClaimSpec::default()
-                            },
+                            spec: claim_spec(&staging.size, Some(class.clone())),
                         },
                     ),
                 }

@@ -53,23 +53,7 @@ async fn a_running_restore_reports_its_plan_phase_and_progress_from_the_log() {
     let (ctx, mut api) = context();
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
-    api.expect(
-        Method::GET,
-        &format!("{SERVERS}/db1"),
-        "",
-        StatusCode::OK,
-        serde_json::to_value(server()).expect("json"),
-    )
-    .await;
-    api.expect(
-        Method::GET,
-        JOB,
-        "",
-        StatusCode::OK,
-        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "undo-drop-restore"},
-               "spec": {"template": {}}, "status": {"active": 1}}),
-    )
-    .await;
+    archive_found_and_job(&mut api, json!({"active": 1})).await;
     job_pod(&mut api).await;
     // The real log to the staging, then a progress line as binlogd writes one every 5 s
     // while the applier runs (the recorded restore was over sooner).
@@ -223,8 +207,36 @@ async fn a_spec_change_is_applied_to_the_statefulset_and_an_unready_pod_reported
     running.await.expect("task").expect("reconciled");
 }
 
+#[tokio::test]
+async fn a_binlog_server_being_deleted_is_left_to_the_garbage_collector() {
+    let (ctx, mut api) = context();
+    let mut deleting = server();
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    reconcile_binlog_server(Arc::new(deleting), ctx)
+        .await
+        .expect("reconciled");
+    // No request came: the client is gone (None) or nothing arrived in time.
+    assert!(
+        !matches!(
+            tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
+            Ok(Some(_))
+        ),
+        "no request while the resource is being deleted"
+    );
+    // What does the cleaning: every object made for it names it as its controlling owner,
+    // so the garbage collector deletes them after it.
+    let set = binlogd_operator::workloads::binlog_server_statefulset(&server()).expect("set");
+    let owner = &set.metadata.owner_references.expect("owners")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("BinlogServer", "db1", Some(true))
+    );
+}
+
 /// The first requests of every restore reconcile: the BinlogServer named, then the Job.
-async fn archive_found_and_no_job(api: &mut ApiServer) {
+async fn archive_found(api: &mut ApiServer) {
     api.expect(
         Method::GET,
         &format!("{SERVERS}/db1"),
@@ -233,8 +245,26 @@ async fn archive_found_and_no_job(api: &mut ApiServer) {
         serde_json::to_value(server()).expect("json"),
     )
     .await;
+}
+
+async fn archive_found_and_no_job(api: &mut ApiServer) {
+    archive_found(api).await;
     api.expect(Method::GET, JOB, "", StatusCode::NOT_FOUND, not_found())
         .await;
+}
+
+/// ... and the Job exists, with `status`.
+async fn archive_found_and_job(api: &mut ApiServer, status: serde_json::Value) {
+    archive_found(api).await;
+    api.expect(
+        Method::GET,
+        JOB,
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "undo-drop-restore"},
+               "spec": {"template": {}}, "status": status}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -327,23 +357,7 @@ async fn a_failed_job_fails_the_restore_with_binlogds_last_words() {
     let (ctx, mut api) = context();
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
-    api.expect(
-        Method::GET,
-        &format!("{SERVERS}/db1"),
-        "",
-        StatusCode::OK,
-        serde_json::to_value(server()).expect("json"),
-    )
-    .await;
-    api.expect(
-        Method::GET,
-        JOB,
-        "",
-        StatusCode::OK,
-        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "undo-drop-restore"},
-               "spec": {"template": {}}, "status": {"failed": 1}}),
-    )
-    .await;
+    archive_found_and_job(&mut api, json!({"failed": 1})).await;
     api.expect(
         Method::GET,
         "/api/v1/namespaces/prod/pods",
@@ -394,23 +408,7 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
         Arc::new(restore_resource.clone()),
         ctx.clone(),
     ));
-    api.expect(
-        Method::GET,
-        &format!("{SERVERS}/db1"),
-        "",
-        StatusCode::OK,
-        serde_json::to_value(server()).expect("json"),
-    )
-    .await;
-    api.expect(
-        Method::GET,
-        JOB,
-        "",
-        StatusCode::OK,
-        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "undo-drop-restore"},
-               "spec": {"template": {}}, "status": {"succeeded": 1}}),
-    )
-    .await;
+    archive_found_and_job(&mut api, json!({"succeeded": 1})).await;
     job_pod(&mut api).await;
     api.expect_text(
         Method::GET,
