@@ -375,7 +375,7 @@ pub async fn reconcile_restore(
                 return Ok(Action::requeue(Duration::from_secs(15)));
             }
             let job = restore_job(&restore, &storage, &ctx.binlogd_image)?;
-            let created = jobs.create(&PostParams::default(), &job).await?;
+            jobs.create(&PostParams::default(), &job).await?;
             publish(
                 &ctx,
                 &reference,
@@ -387,7 +387,6 @@ pub async fn reconcile_restore(
                 ),
             )
             .await;
-            drop(created);
             next.phase = Some(RestorePhase::Planning);
             next.message = Some(format!("Job {job_name} created"));
             write_status(&ctx, &restore, &next).await?;
