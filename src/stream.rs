@@ -700,25 +700,43 @@ impl Streamer {
                 if pieces.is_multiple_of(256) && *shutdown.borrow() {
                     return Ok(SessionEnd::Shutdown);
                 }
-                let next = match first.take().or_else(|| stream.try_next_piece()) {
-                    Some(next) => next,
-                    None => {
-                        // Nothing more ready: have what arrived made durable.
-                        self.report_durable(&mut writer, true)?;
-                        if writer.syncs_in_flight() == 0 && writer.request_sync()? {
-                            last_sync = Instant::now();
-                        }
-                        tokio::select! {
-                            next = stream.next_piece() => next,
-                            _ = sync_done.notified() => continue,
-                            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
-                        }
-                    }
+                // Whole in the receive buffer: ingested where it lies. Otherwise read more.
+                let taken = if first.is_none() {
+                    stream.try_take_piece(|bytes, first, last| {
+                        (writer.ingest(bytes, first, last), last)
+                    })
+                } else {
+                    None
                 };
-                let Some(piece) = next.map_err(anyhow::Error::from)? else {
-                    return Ok(SessionEnd::CaughtUp);
+                let (ingested, last) = if let Some(taken) = taken {
+                    let Some((ingested, last)) = taken.map_err(anyhow::Error::from)? else {
+                        return Ok(SessionEnd::CaughtUp);
+                    };
+                    (ingested?, last)
+                } else {
+                    let next = match first.take().or_else(|| stream.try_next_piece()) {
+                        Some(next) => next,
+                        None => {
+                            // Nothing more ready: have what arrived made durable.
+                            self.report_durable(&mut writer, true)?;
+                            if writer.syncs_in_flight() == 0 && writer.request_sync()? {
+                                last_sync = Instant::now();
+                            }
+                            tokio::select! {
+                                next = stream.next_piece() => next,
+                                _ = sync_done.notified() => continue,
+                                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                            }
+                        }
+                    };
+                    let Some(piece) = next.map_err(anyhow::Error::from)? else {
+                        return Ok(SessionEnd::CaughtUp);
+                    };
+                    (
+                        writer.ingest(&piece.bytes, piece.first, piece.last)?,
+                        piece.last,
+                    )
                 };
-                let ingested = writer.ingest(&piece.bytes, piece.first, piece.last)?;
                 if let Ingested::Heartbeat { file, position } = &ingested
                     && writer.position().is_some_and(|(ours, _)| ours == file)
                 {
@@ -730,7 +748,7 @@ impl Streamer {
                         .lag_bytes
                         .set(position.saturating_sub(durable) as i64);
                 }
-                if piece.last && stream.ack_requested() {
+                if last && stream.ack_requested() {
                     // Semi-sync: the primary's commit waits for this acknowledgement,
                     // which promises the transaction is durable here.
                     let durable = writer.sync()?;

@@ -624,6 +624,69 @@ impl BinlogStream {
         Some(packet.and_then(|packet| self.piece_of(packet)))
     }
 
+    /// Like [`BinlogStream::try_next_piece`], for a piece already whole in the receive
+    /// buffer: lends it to `take` (bytes, first, last) where it lies instead of handing it
+    /// out, which spares a reference count per event on the hot path. `None` when the
+    /// buffer holds no whole packet: then [`BinlogStream::try_next_piece`] or
+    /// [`BinlogStream::next_piece`] reads more. `Some(Ok(None))` when the server ended the
+    /// stream.
+    pub fn try_take_piece<R>(
+        &mut self,
+        take: impl FnOnce(&[u8], bool, bool) -> R,
+    ) -> Option<Result<Option<R>, ProtocolError>> {
+        let in_event = self.in_event;
+        let semi_sync = self.semi_sync;
+        let mut codec = self.connection.framed.codec().clone();
+        let mut outcome: Option<(bool, Option<bool>)> = None;
+        let lent = codec.lend(
+            self.connection.framed.read_buffer_mut(),
+            |payload, continues| {
+                if in_event {
+                    outcome = Some((continues, None));
+                    return Ok(Some(take(payload, false, !continues)));
+                }
+                let skip = match payload.first() {
+                    Some(0x00) if semi_sync => {
+                        if payload.len() < 3 || payload[1] != SEMI_SYNC_MAGIC {
+                            return Err(ProtocolError::malformed(
+                                "semi-sync event",
+                                "missing the 0xef prefix",
+                            ));
+                        }
+                        outcome = Some((continues, Some(payload[2] == 1)));
+                        3
+                    }
+                    Some(0x00) => {
+                        outcome = Some((continues, None));
+                        1
+                    }
+                    Some(0xff) => return Err(parse_err(payload)?.into()),
+                    Some(0xfe) if payload.len() < 9 => return Ok(None),
+                    _ => {
+                        return Err(ProtocolError::malformed(
+                            "binlog event",
+                            "unexpected first byte",
+                        ));
+                    }
+                };
+                Ok(Some(take(&payload[skip..], true, !continues)))
+            },
+        );
+        *self.connection.framed.codec_mut() = codec;
+        let result = match lent {
+            Ok(None) => return None,
+            Ok(Some(result)) => result,
+            Err(e) => Err(e),
+        };
+        if let Some((continues, ack)) = outcome {
+            self.in_event = continues;
+            if let Some(ack) = ack {
+                self.ack_requested = ack;
+            }
+        }
+        Some(result)
+    }
+
     fn piece_of(&mut self, packet: Packet) -> Result<Option<EventPiece>, ProtocolError> {
         if self.in_event {
             self.in_event = packet.continues;

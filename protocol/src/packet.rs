@@ -92,6 +92,38 @@ impl Decoder for PacketCodec {
     }
 }
 
+impl PacketCodec {
+    /// If `src` holds a whole packet, lends its payload to `take` where it lies and then
+    /// consumes it: what [`Decoder::decode`] does, without splitting the payload off as
+    /// `Bytes` (a reference count taken and dropped per packet, and a shared buffer that
+    /// must be copied when it grows). `take` gets the payload and whether the message
+    /// continues in the next packet. `None` when the packet is not all there yet.
+    pub fn lend<R>(
+        &mut self,
+        src: &mut BytesMut,
+        take: impl FnOnce(&[u8], bool) -> R,
+    ) -> Result<Option<R>, ProtocolError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
+        let sequence = src[3];
+        if src.len() < 4 + len {
+            return Ok(None);
+        }
+        if sequence != self.next_sequence {
+            return Err(ProtocolError::PacketOutOfOrder {
+                expected: self.next_sequence,
+                got: sequence,
+            });
+        }
+        self.next_sequence = sequence.wrapping_add(1);
+        let taken = take(&src[4..4 + len], len == MAX_PACKET_PAYLOAD);
+        src.advance(4 + len);
+        Ok(Some(taken))
+    }
+}
+
 impl<T: AsRef<[u8]>> Encoder<T> for PacketCodec {
     type Error = ProtocolError;
 
