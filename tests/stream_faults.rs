@@ -9,6 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use stream_common::{Archive, Random, Streamer, Workload, assert_identical_to_server};
 
+/// The source URL of the replication user, reached through `proxy`.
+fn through(proxy: &TcpProxy) -> String {
+    format!(
+        "mysql://{}@127.0.0.1:{}",
+        binlogd_testkit::REPLICATION_USER,
+        proxy.port()
+    )
+}
+
 fn server() -> Arc<MariaDb> {
     Arc::new(
         MariaDbConfig {
@@ -55,11 +64,7 @@ fn connections_cut_mid_event_are_resumed_without_a_trace() {
     db.write_workload(10).expect("schema");
     let archive = Archive::new();
     let proxy = TcpProxy::start(db.port()).expect("proxy");
-    let source = format!(
-        "mysql://{}@127.0.0.1:{}",
-        binlogd_testkit::REPLICATION_USER,
-        proxy.port()
-    );
+    let source = through(&proxy);
     let streamer = Streamer::start_with(&db, &archive, &[], &source);
     let workload = Workload::start(&db);
     let mut random = Random::from_time();
@@ -94,11 +99,7 @@ fn a_dump_thread_stuck_writing_to_a_vanished_connection_does_not_hold_up_the_nex
         .expect("net_write_timeout");
     let archive = Archive::new();
     let proxy = TcpProxy::start(db.port()).expect("proxy");
-    let source = format!(
-        "mysql://{}@127.0.0.1:{}",
-        binlogd_testkit::REPLICATION_USER,
-        proxy.port()
-    );
+    let source = through(&proxy);
     let streamer = Streamer::start_with(
         &db,
         &archive,
@@ -150,11 +151,7 @@ fn a_failover_behind_the_same_address_is_followed_by_gtid_into_a_new_epoch() {
         .write_workload(300)
         .expect("workload on the primary");
     let proxy = TcpProxy::start(primary.port()).expect("proxy");
-    let source = format!(
-        "mysql://{}@127.0.0.1:{}",
-        binlogd_testkit::REPLICATION_USER,
-        proxy.port()
-    );
+    let source = through(&proxy);
     let archive = Archive::new();
     let streamer = Streamer::start_with(&primary, &archive, &[], &source);
     // The replica's newest file will begin before the failover point: the new epoch then

@@ -13,10 +13,11 @@ use crate::crd::{
     BinlogServer, BinlogServerStatus, PointInTimeRestore, PointInTimeRestoreStatus, RestorePhase,
     RestoreTarget, StorageSpec,
 };
-use crate::status::{RestoreLog, read_metrics, read_restore_log, rfc3339};
+use crate::status::{RestoreLog, read_metrics, read_restore_log};
 use crate::workloads::{
     METRICS_PORT, WorkloadError, binlog_server_service, binlog_server_statefulset, restore_job,
 };
+use binlogd_storage::plan::format_micros;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -219,7 +220,10 @@ async fn binlog_server_status(
     if reading.last_gtid.is_some() {
         status.last_archived_gtid = reading.last_gtid.clone();
     }
-    if let Some(time) = reading.last_commit_seconds.and_then(rfc3339) {
+    if let Some(time) = reading
+        .last_commit_seconds
+        .map(|seconds| format_micros((seconds * 1e6).round() as u64))
+    {
         // Everything durable is in the store: the last archived commit is also the last
         // one a restore can reach.
         if reading.upload_backlog_bytes == Some(0.0) {

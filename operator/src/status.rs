@@ -76,12 +76,6 @@ pub fn read_metrics(text: &str) -> MetricsReading {
     reading
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC, whole seconds).
-pub fn rfc3339(seconds: f64) -> Option<String> {
-    let timestamp = k8s_openapi::jiff::Timestamp::from_second(seconds.floor() as i64).ok()?;
-    Some(timestamp.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,8 +96,8 @@ mod tests {
             }
         );
         assert_eq!(
-            rfc3339(1_795_441_094.0).as_deref(),
-            Some("2026-11-23T13:38:14Z")
+            binlogd_storage::plan::format_micros(1_795_441_094 * 1_000_000),
+            "2026-11-23T13:38:14Z"
         );
     }
 
