@@ -97,11 +97,31 @@ pub async fn run(ctx: Arc<Context>) {
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     /// The API server refused or could not be reached.
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", describe_kube_error(.0))]
     Kube(#[from] kube::Error),
     /// A resource could not be turned into workloads.
     #[error(transparent)]
     Workload(#[from] WorkloadError),
+}
+
+/// The API server's own words for a refusal (kube's Display adds a debug dump of them).
+fn describe_kube_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
+    }
+}
+
+impl ControllerError {
+    /// The Event and condition reason for this failure.
+    fn reason(&self) -> &'static str {
+        match self {
+            ControllerError::Kube(_) => "ApplyFailed",
+            ControllerError::Workload(_) => "InvalidSpec",
+        }
+    }
 }
 
 fn condition(
@@ -121,10 +141,63 @@ fn condition(
     }
 }
 
-/// Brings a BinlogServer's Service and StatefulSet to its spec and reports readiness.
+/// Brings a BinlogServer's Service and StatefulSet to its spec and reports readiness. A
+/// failure is also told where `kubectl describe` shows it: a Warning Event, and the Ready
+/// condition false with the reason.
 pub async fn reconcile_binlog_server(
     server: Arc<BinlogServer>,
     ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let outcome = apply_binlog_server(&server, &ctx).await;
+    if let Err(err) = &outcome {
+        report_server_failure(&ctx, &server, err).await;
+    }
+    outcome
+}
+
+/// Best effort: the API server may be what failed.
+async fn report_server_failure(ctx: &Context, server: &BinlogServer, err: &ControllerError) {
+    let message = err.to_string();
+    publish(
+        ctx,
+        &server.object_ref(&()),
+        EventType::Warning,
+        err.reason(),
+        &message,
+    )
+    .await;
+    let generation = server.metadata.generation;
+    let mut conditions: Vec<Condition> = server
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().cloned())
+        .filter(|c| c.type_ != "Ready")
+        .collect();
+    conditions.insert(
+        0,
+        condition("Ready", false, err.reason(), message, generation),
+    );
+    let patch = serde_json::json!({
+        "status": {"conditions": conditions, "observedGeneration": generation}
+    });
+    if let Err(e) = Api::<BinlogServer>::namespaced(
+        ctx.client.clone(),
+        &server.namespace().unwrap_or_else(|| "default".into()),
+    )
+    .patch_status(
+        &server.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "could not write the failure into the status");
+    }
+}
+
+async fn apply_binlog_server(
+    server: &BinlogServer,
+    ctx: &Context,
 ) -> Result<Action, ControllerError> {
     if server.metadata.deletion_timestamp.is_some() {
         // Being deleted: the StatefulSet and Service go with it (owner references), and
@@ -134,11 +207,11 @@ pub async fn reconcile_binlog_server(
     let namespace = server.namespace().unwrap_or_else(|| "default".into());
     let name = server.name_any();
     let apply = PatchParams::apply(MANAGER).force();
-    let service = binlog_server_service(&server)?;
+    let service = binlog_server_service(server)?;
     Api::<Service>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &apply, &Patch::Apply(&service))
         .await?;
-    let set = binlog_server_statefulset(&server)?;
+    let set = binlog_server_statefulset(server)?;
     let set = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &apply, &Patch::Apply(&set))
         .await?;
@@ -148,7 +221,7 @@ pub async fn reconcile_binlog_server(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
         >= 1;
-    let status = binlog_server_status(&ctx, &server, &namespace, &name, ready).await;
+    let status = binlog_server_status(ctx, server, &namespace, &name, ready).await;
     Api::<BinlogServer>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &name,
@@ -282,10 +355,54 @@ fn describe_target(target: &RestoreTarget) -> String {
     }
 }
 
-/// Moves a PointInTimeRestore along: archive, claim free, Job, outcome.
+/// Moves a PointInTimeRestore along: archive, claim free, Job, outcome. A failure the
+/// next attempt may get past (the API server refused) is told in a Warning Event and the
+/// status message; one it cannot (the spec is impossible) fails the restore.
 pub async fn reconcile_restore(
     restore: Arc<PointInTimeRestore>,
     ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let outcome = advance_restore(&restore, &ctx).await;
+    if let Err(err) = &outcome {
+        report_restore_failure(&ctx, &restore, err).await;
+    }
+    outcome
+}
+
+/// Best effort, like [`report_server_failure`].
+async fn report_restore_failure(
+    ctx: &Context,
+    restore: &PointInTimeRestore,
+    err: &ControllerError,
+) {
+    let message = format!("{err}; retrying in 30 s");
+    publish(
+        ctx,
+        &restore.object_ref(&()),
+        EventType::Warning,
+        err.reason(),
+        &message,
+    )
+    .await;
+    let patch = serde_json::json!({ "status": { "message": message } });
+    if let Err(e) = Api::<PointInTimeRestore>::namespaced(
+        ctx.client.clone(),
+        &restore.namespace().unwrap_or_else(|| "default".into()),
+    )
+    .patch_status(
+        &restore.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "could not write the failure into the status");
+    }
+}
+
+async fn advance_restore(
+    restore: &PointInTimeRestore,
+    ctx: &Context,
 ) -> Result<Action, ControllerError> {
     let status = restore.status.clone().unwrap_or_default();
     if matches!(
@@ -314,8 +431,8 @@ pub async fn reconcile_restore(
                 Some(server) => server.spec.storage,
                 None => {
                     return fail(
-                        &ctx,
-                        &restore,
+                        ctx,
+                        restore,
                         next,
                         format!("BinlogServer {server} does not exist in {namespace}: fix spec.binlogServerRef"),
                     )
@@ -325,8 +442,8 @@ pub async fn reconcile_restore(
         }
         (None, None) => {
             return fail(
-                &ctx,
-                &restore,
+                ctx,
+                restore,
                 next,
                 "name the archive: spec.binlogServerRef or spec.storage".into(),
             )
@@ -372,16 +489,20 @@ pub async fn reconcile_restore(
                      (scale its StatefulSet to 0), then the restore starts",
                     users.join(", ")
                 );
-                publish(&ctx, &reference, EventType::Warning, "ClaimInUse", &message).await;
+                publish(ctx, &reference, EventType::Warning, "ClaimInUse", &message).await;
                 next.phase = Some(RestorePhase::Pending);
                 next.message = Some(message);
-                write_status(&ctx, &restore, &next).await?;
+                write_status(ctx, restore, &next).await?;
                 return Ok(Action::requeue(Duration::from_secs(15)));
             }
-            let job = restore_job(&restore, &storage, &ctx.binlogd_image)?;
+            let job = match restore_job(restore, &storage, &ctx.binlogd_image) {
+                Ok(job) => job,
+                // Trying again cannot help: the spec must change.
+                Err(err) => return fail(ctx, restore, next, format!("{err}")).await,
+            };
             jobs.create(&PostParams::default(), &job).await?;
             publish(
-                &ctx,
+                ctx,
                 &reference,
                 EventType::Normal,
                 "Started",
@@ -393,7 +514,7 @@ pub async fn reconcile_restore(
             .await;
             next.phase = Some(RestorePhase::Planning);
             next.message = Some(format!("Job {job_name} created"));
-            write_status(&ctx, &restore, &next).await?;
+            write_status(ctx, restore, &next).await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
     };
@@ -406,7 +527,7 @@ pub async fn reconcile_restore(
         .into_iter()
         .next();
     let log = match &pod {
-        Some(pod) => read_restore_log(&restore_container_log(&ctx, &namespace, pod).await),
+        Some(pod) => read_restore_log(&restore_container_log(ctx, &namespace, pod).await),
         None => RestoreLog::default(),
     };
     if let Some(plan) = &log.plan {
@@ -421,7 +542,7 @@ pub async fn reconcile_restore(
                     .as_ref()
                     .map_or(String::new(), |t| format!(" (committed {t})"))
             );
-            publish(&ctx, &reference, EventType::Normal, "Planned", &note).await;
+            publish(ctx, &reference, EventType::Normal, "Planned", &note).await;
         }
         next.plan = Some(plan.clone());
     }
@@ -436,18 +557,18 @@ pub async fn reconcile_restore(
     let job_status = job.status.unwrap_or_default();
     if job_status.succeeded.unwrap_or(0) >= 1 {
         let message = format!("restored to {}", describe_target(&spec.target));
-        publish(&ctx, &reference, EventType::Normal, "Applied", &message).await;
+        publish(ctx, &reference, EventType::Normal, "Applied", &message).await;
         next.phase = Some(RestorePhase::Succeeded);
         next.progress = Some("100%".into());
         next.message = Some(message);
-        write_status(&ctx, &restore, &next).await?;
+        write_status(ctx, restore, &next).await?;
         return Ok(Action::await_change());
     }
     if job_status.failed.unwrap_or(0) >= 1 {
         let words = pod.as_ref().and_then(last_words);
         return fail(
-            &ctx,
-            &restore,
+            ctx,
+            restore,
             next,
             format!(
                 "Job {job_name} failed: {}",
@@ -464,7 +585,7 @@ pub async fn reconcile_restore(
         RestorePhase::Planning
     });
     next.message = Some(format!("Job {job_name} is running"));
-    write_status(&ctx, &restore, &next).await?;
+    write_status(ctx, restore, &next).await?;
     Ok(Action::requeue(Duration::from_secs(10)))
 }
 

@@ -460,3 +460,132 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
     assert_eq!(status["phase"], "Failed");
     running.await.expect("task").expect("reconciled");
 }
+
+fn refusal(code: u16, reason: &str, message: &str) -> serde_json::Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+#[tokio::test]
+async fn a_refused_statefulset_is_told_in_an_event_and_the_ready_condition() {
+    let (ctx, mut api) = context();
+    let mut server = server();
+    server.status = Some(binlogd_operator::crd::BinlogServerStatus {
+        last_archived_gtid: Some("0-1-5".into()),
+        ..Default::default()
+    });
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(server.clone()), ctx));
+    api.expect(
+        Method::PATCH,
+        "/api/v1/namespaces/prod/services/db1",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
+    )
+    .await;
+    let quota = "statefulsets.apps \"db1\" is forbidden: exceeded quota: compute, \
+                 requested: limits.memory=2Gi";
+    api.expect(
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/prod/statefulsets/db1",
+        "",
+        StatusCode::FORBIDDEN,
+        refusal(403, "Forbidden", quota),
+    )
+    .await;
+    let note = api.expect_event("ApplyFailed").await;
+    assert!(note.contains(quota), "{note}");
+    assert!(!note.contains("ErrorResponse"), "no debug dump: {note}");
+    let body = api
+        .expect(
+            Method::PATCH,
+            &format!("{SERVERS}/db1/status"),
+            "",
+            StatusCode::OK,
+            serde_json::to_value(&server).expect("json"),
+        )
+        .await;
+    let ready = &body["status"]["conditions"][0];
+    assert_eq!(
+        (&ready["type"], &ready["status"], &ready["reason"]),
+        (&json!("Ready"), &json!("False"), &json!("ApplyFailed"))
+    );
+    assert!(
+        ready["message"].as_str().is_some_and(|m| m.contains(quota)),
+        "{ready}"
+    );
+    // What the status said before is kept: only the condition changes.
+    assert!(body["status"].get("lastArchivedGtid").is_none(), "{body}");
+    let err = running
+        .await
+        .expect("task")
+        .expect_err("the reconcile fails, to be retried");
+    assert!(err.to_string().contains("exceeded quota"), "{err}");
+}
+
+#[tokio::test]
+async fn a_restore_the_api_server_refuses_says_so_and_is_retried() {
+    let (ctx, mut api) = context();
+    let restore = restore();
+    let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
+    archive_found(&mut api).await;
+    api.expect(
+        Method::GET,
+        JOB,
+        "",
+        StatusCode::FORBIDDEN,
+        refusal(
+            403,
+            "Forbidden",
+            "jobs.batch \"undo-drop-restore\" is forbidden: User \"system:serviceaccount:binlogd:binlogd-operator\" cannot get resource \"jobs\"",
+        ),
+    )
+    .await;
+    let note = api.expect_event("ApplyFailed").await;
+    assert!(note.contains("cannot get resource \"jobs\""), "{note}");
+    let status = api
+        .expect_status(
+            RESTORE_STATUS,
+            &serde_json::to_value(&restore).expect("json"),
+        )
+        .await;
+    // Not failed: the next attempt may get through (RBAC fixed).
+    assert!(status.get("phase").is_none(), "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot get resource") && m.contains("retrying")),
+        "{status}"
+    );
+    running.await.expect("task").expect_err("retried");
+}
+
+#[tokio::test]
+async fn an_impossible_restore_spec_fails_the_restore_without_a_job() {
+    let (ctx, mut api) = context();
+    let mut restore = restore();
+    restore.spec.target.latest = true; // and beforeGtid: two targets
+    let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
+    archive_found_and_no_job(&mut api).await;
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/prod/pods",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+    )
+    .await;
+    let note = api.expect_event("Failed").await;
+    assert!(note.contains("spec.target"), "{note}");
+    let status = api
+        .expect_status(
+            RESTORE_STATUS,
+            &serde_json::to_value(&restore).expect("json"),
+        )
+        .await;
+    assert_eq!(status["phase"], "Failed");
+    running
+        .await
+        .expect("task")
+        .expect("a failed restore is reconciled");
+}
