@@ -76,6 +76,9 @@ enum Command {
     /// restored datadir that binlogd starts a private server on (--datadir). --dry-run
     /// prints the plan.
     Restore(Box<restore::RestoreArgs>),
+    /// Upload what the spool of a stopped `binlogd stream` holds to its S3 archive, and exit
+    /// once all of it is there: after a crash, or when the source is gone for good.
+    Upload(upload::UploadArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Timeline(args) => timeline::run(&args),
         Command::Purge(args) => purge::run(&args),
         Command::Restore(args) => restore::run(&args),
+        Command::Upload(args) => upload::upload_spool(&args),
     };
     match result {
         Ok(code) => code,

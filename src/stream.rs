@@ -250,6 +250,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     }
     let (spool_root, s3_url) = archive_target(&args)?;
     let archive = LocalArchive::open(&spool_root).context("opening the archive")?;
+    let _writing = archive.claim_for_writing()?;
     let server_id = args.server_id.unwrap_or_else(|| match &s3_url {
         Some(url) => server_id_from(url.to_string().as_bytes()),
         None => default_server_id(&spool_root),

@@ -285,3 +285,158 @@ fn new_backoff() -> backon::ExponentialBackoff {
         .without_max_times()
         .build()
 }
+
+const UPLOAD_EXAMPLES: &str = "\
+Examples:
+  # The source is gone, or binlogd was killed before it could upload: push what its spool holds.
+  binlogd upload --spool-dir /var/lib/binlogd/spool --archive s3://backups/db1
+
+  # The same, against MinIO or Garage, trying for ten minutes while the store is away.
+  binlogd upload --spool-dir ./spool --archive s3://backups/db1 \\
+      --s3-endpoint http://127.0.0.1:9000 --patience 600
+
+Exits 0 once everything durable in the spool is in the store (then the spool may be deleted);
+1 if the store would not take it in time (the spool keeps it: nothing is lost).";
+
+/// Arguments of `binlogd upload`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = UPLOAD_EXAMPLES)]
+pub struct UploadArgs {
+    /// The spool of a `binlogd stream` to an S3 archive (its --spool-dir). No stream may be
+    /// running on it: they would both write the archive.
+    #[arg(long, env = "BINLOGD_SPOOL_DIR", value_name = "DIR")]
+    spool_dir: std::path::PathBuf,
+    /// The archive the spool feeds (the stream's --archive): s3://BUCKET/PREFIX.
+    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "s3://BUCKET/PREFIX")]
+    archive: S3Url,
+    /// Segment compression of what goes up now: zstd, gzip, bzip2 or none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd")]
+    compression: binlogd_storage::remote::keys::Codec,
+    /// Keep retrying a failing store this long before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    patience: f64,
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+/// `binlogd upload`: checkpoints the spool into its object archive until nothing durable
+/// is left behind, with the same lease, layout and encryption as the stream's own uploads.
+pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode> {
+    if !(args.patience >= 0.0 && args.patience <= 86_400.0) {
+        anyhow::bail!("--patience {}: give seconds, 0 to 86400", args.patience);
+    }
+    let spool_dir = &args.spool_dir;
+    if !spool_dir
+        .join(binlogd_storage::layout::ARCHIVE_MARKER)
+        .is_file()
+    {
+        anyhow::bail!(
+            "{}: not a binlogd spool (no {}): give the --spool-dir of the stream",
+            spool_dir.display(),
+            binlogd_storage::layout::ARCHIVE_MARKER
+        );
+    }
+    let spool = LocalArchive::open(spool_dir)?;
+    let _writing = spool.claim_for_writing()?;
+    if spool.epochs()?.is_empty() {
+        println!(
+            "{}: the spool holds nothing; nothing to upload",
+            spool_dir.display()
+        );
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let s3 = args.s3.options()?;
+    let settings = UploadSettings {
+        url: args.archive.clone(),
+        options: UploadOptions {
+            codec: args.compression,
+            client_key: args.s3.client_key()?,
+            max_parallel: usize::from(args.s3.max_parallel),
+            max_segment: 16 << 20,
+            server_side: s3.server_side.as_ref().map(|sse| {
+                let (mode, key) = sse.record();
+                binlogd_storage::remote::upload::ServerSide { mode, key }
+            }),
+        },
+        s3,
+        interval: Duration::ZERO,
+        size: 0,
+        retention: Retention::default(),
+        purge_interval: Duration::ZERO,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let patience = Duration::from_secs_f64(args.patience);
+        let started = std::time::Instant::now();
+        let mut backoff = new_backoff();
+        let (mut uploader, lease) = loop {
+            match open(&settings, spool.clone()).await {
+                Ok(opened) => break opened,
+                Err(e) if is_transient(&e) && started.elapsed() < patience => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64,
+                        "the object store does not answer; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "nothing was uploaded; the spool {} keeps everything",
+                        spool_dir.display()
+                    )));
+                }
+            }
+        };
+        loop {
+            match uploader.checkpoint().await {
+                Ok(_) if uploader.backlog() == 0 => break,
+                // More than one checkpoint's worth: go on at once.
+                Ok(_) => continue,
+                Err(StorageError::Store(e)) if e.is_transient() => {
+                    if started.elapsed() >= patience {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "the object store did not take the spool's last {} bytes in {} s; \
+                             they wait in {} (nothing is lost): run binlogd upload again",
+                            uploader.backlog(),
+                            args.patience,
+                            spool_dir.display()
+                        )));
+                    }
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                        backlog = uploader.backlog(), "uploading failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e).context("uploading to the object archive"),
+            }
+        }
+        lease
+            .release()
+            .await
+            .context("releasing the archive's lease")?;
+        let stats = uploader.stats();
+        println!(
+            "uploaded {} binlog bytes ({} segments, {} files sealed) from {} to {}; \
+             everything the spool holds is in the store",
+            stats.binlog_bytes,
+            stats.segments,
+            stats.sealed,
+            spool_dir.display(),
+            args.archive
+        );
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+}
+
+/// Whether `error` comes from a store that may answer if asked again.
+fn is_transient(error: &anyhow::Error) -> bool {
+    use binlogd_storage::remote::store::StoreError;
+    error.chain().any(|cause| {
+        matches!(cause.downcast_ref::<StorageError>(), Some(StorageError::Store(e)) if e.is_transient())
+            || cause
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_transient)
+    })
+}

@@ -1301,3 +1301,109 @@ fn s3_credentials_that_stop_working_end_the_stream_with_one_line_and_lose_nothin
     );
     assert_store_has_the_servers_files(&db, &open_archive(&s3, "creds"));
 }
+
+/// `binlogd upload` on the spool of a stream killed before its next checkpoint: refused
+/// while the stream runs, then everything goes up, and a second run finds nothing to do.
+#[test]
+fn s3_upload_pushes_what_a_killed_streams_spool_holds() {
+    let db = server_with_workload_schema(64 << 10);
+    let s3 = start_s3();
+    let spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let log_path = logs.path().join("binlogd.log");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    // One checkpoint at the start, the next in an hour.
+    let mut streamer = stream_command(&db, &s3, &format!("s3://{BUCKET}/killed"), spool.path())
+        .args(["--checkpoint-interval", "3600", "--checkpoint-size", "1GiB"])
+        .args(["--metrics-addr", &metrics_addr])
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("spawn binlogd");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until_healthy(&metrics_addr, log);
+    db.write_workload(300).expect("workload");
+    wait_for_quiet_binlogs(&db);
+    let newest = db.gtid_binlog_pos().expect("pos");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, metrics) = stream_common::http_get(&metrics_addr, "/metrics");
+        if metrics.contains(&format!("binlogd_last_archived_gtid{{gtid=\"{newest}\"}}")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not spooled:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let upload = |extra: &[&str]| {
+        binlogd()
+            .args(["upload", "--spool-dir"])
+            .arg(spool.path())
+            .args(["--archive", &format!("s3://{BUCKET}/killed")])
+            .args(extra)
+            .envs(s3.aws_env())
+            .output()
+            .expect("run binlogd upload")
+    };
+    let refused = upload(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        the_error_line(&stderr).contains("another binlogd (stream or upload) is writing"),
+        "{stderr}"
+    );
+    let _ = streamer.kill();
+    let _ = streamer.wait();
+    let target = sequence_of(&newest);
+    assert!(
+        archived_sequence(&open_archive(&s3, "killed")) < target,
+        "the store already had everything: the test shows nothing"
+    );
+
+    // The store away: exit 1, and the spool keeps what it holds.
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        binlogd_testkit::free_port().expect("port")
+    );
+    let away = upload(&["--s3-endpoint", &dead, "--patience", "3"]);
+    assert_eq!(away.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&away.stderr);
+    let line = the_error_line(&stderr);
+    assert!(
+        line.contains("the spool") && line.contains("keeps everything"),
+        "{line}"
+    );
+    assert!(
+        stderr.contains("does not answer; retrying"),
+        "--patience: {stderr}"
+    );
+
+    let uploaded = upload(&[]);
+    let stdout = String::from_utf8_lossy(&uploaded.stdout);
+    assert!(
+        uploaded.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    assert!(
+        stdout.contains("everything the spool holds is in the store"),
+        "{stdout}"
+    );
+    assert_eq!(archived_sequence(&open_archive(&s3, "killed")), target);
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, "killed"));
+    let verified = verify(&s3, "killed");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let again = upload(&[]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success() && stdout.starts_with("uploaded 0 binlog bytes"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

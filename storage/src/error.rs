@@ -61,6 +61,15 @@ pub enum StorageError {
         /// Why not.
         message: String,
     },
+    /// Another process writes this local archive (or spool) already.
+    #[error(
+        "{path}: another binlogd (stream or upload) is writing this directory; one writer per \
+         archive: stop the other one, or give this one its own directory"
+    )]
+    InUse {
+        /// The archive's directory.
+        path: PathBuf,
+    },
     /// Another writer holds the object archive's lease.
     #[error(
         "{location} is being written by {holder} (lease renewed {renewed_seconds_ago} s ago): \

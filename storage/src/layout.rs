@@ -28,6 +28,15 @@ use std::path::{Path, PathBuf};
 
 /// The file that marks a directory as an archive.
 pub const ARCHIVE_MARKER: &str = "binlogd-archive.json";
+
+/// The file a writer holds an exclusive lock on (see [`LocalArchive::claim_for_writing`]).
+const WRITER_LOCK: &str = "binlogd-writer.lock";
+
+/// A writer's hold on a local archive; released when dropped.
+#[derive(Debug)]
+pub struct WriterClaim {
+    _file: fs::File,
+}
 /// The file in an epoch that names its server.
 pub const SOURCE_FILE: &str = "source.json";
 const ARCHIVE_FORMAT: u32 = 1;
@@ -134,6 +143,27 @@ impl LocalArchive {
         Ok(LocalArchive {
             root: root.to_owned(),
         })
+    }
+
+    /// Claims the archive for this process's writes, until the claim is dropped (or the
+    /// process ends, however it ends: the kernel releases the lock). Two writers on one
+    /// directory would interleave appends and undo each other's crash recovery; readers
+    /// (list, search, verify) need no claim.
+    pub fn claim_for_writing(&self) -> Result<WriterClaim, StorageError> {
+        let path = self.root.join(WRITER_LOCK);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StorageError::io("opening", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriterClaim { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(StorageError::InUse {
+                path: self.root.clone(),
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(StorageError::io("locking", &path)(e)),
+        }
     }
 
     /// The archive's directory.
@@ -296,6 +326,24 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_writer_claims_an_archive_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = LocalArchive::open(dir.path()).expect("open");
+        let claim = archive.claim_for_writing().expect("first claim");
+        let again = LocalArchive::open(dir.path()).expect("a reader opens it");
+        match again.claim_for_writing() {
+            Err(StorageError::InUse { path }) => assert_eq!(path, dir.path()),
+            other => panic!("a second writer was let in: {other:?}"),
+        }
+        drop(claim);
+        again
+            .claim_for_writing()
+            .expect("free once the first is gone");
+        // The lock file is not mistaken for a part of the archive.
+        assert!(archive.epochs().expect("epochs").is_empty());
+    }
 
     #[test]
     fn binlog_names_sort_by_their_number() {
