@@ -3,7 +3,9 @@
 //!
 //! - [`reconcile_binlog_server`] applies the Service and StatefulSet (server-side apply, so a
 //!   spec change rolls the pod and nothing else is touched), and reports readiness in the
-//!   status. Deleting the BinlogServer deletes them too: they carry its owner reference.
+//!   status. Deleting the BinlogServer deletes them too (they carry its owner reference);
+//!   its finalizer holds the deletion until the spool volume, which the StatefulSet leaves
+//!   behind, has been uploaded by a `binlogd upload` Job and deleted.
 //! - [`reconcile_restore`] finds the archive (inline, or the named BinlogServer's), refuses
 //!   to start while a pod still mounts the database's claim, creates the restore Job once,
 //!   and follows it to `Succeeded` or `Failed`, with the failing container's last words
@@ -15,14 +17,15 @@ use crate::crd::{
 };
 use crate::status::{RestoreLog, read_metrics, read_restore_log};
 use crate::workloads::{
-    METRICS_PORT, WorkloadError, binlog_server_service, binlog_server_statefulset, restore_job,
+    METRICS_PORT, WorkloadError, archive_url, binlog_server_service, binlog_server_statefulset,
+    restore_job, spool_claim_name, spool_upload_job, spool_upload_job_name,
 };
 use binlogd_storage::plan::format_micros;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -199,13 +202,17 @@ async fn apply_binlog_server(
     server: &BinlogServer,
     ctx: &Context,
 ) -> Result<Action, ControllerError> {
-    if server.metadata.deletion_timestamp.is_some() {
-        // Being deleted: the StatefulSet and Service go with it (owner references), and
-        // applying them again would only fight the garbage collector.
-        return Ok(Action::await_change());
-    }
     let namespace = server.namespace().unwrap_or_else(|| "default".into());
     let name = server.name_any();
+    if server.metadata.deletion_timestamp.is_some() {
+        return finish_deletion(server, ctx, &namespace, &name).await;
+    }
+    if !holds_spool_finalizer(server) {
+        // Before the StatefulSet, and so before there is a spool to lose.
+        let mut finalizers = server.metadata.finalizers.clone().unwrap_or_default();
+        finalizers.push(SPOOL_FINALIZER.to_owned());
+        set_finalizers(ctx, server, &namespace, finalizers).await?;
+    }
     let apply = PatchParams::apply(MANAGER).force();
     let service = binlog_server_service(server)?;
     Api::<Service>::namespaced(ctx.client.clone(), &namespace)
@@ -336,6 +343,199 @@ async fn binlog_server_status(
         generation,
     ));
     status
+}
+
+/// Holds a BinlogServer's deletion until what its spool held is in the store.
+pub const SPOOL_FINALIZER: &str = "binlogd.io/upload-spool";
+
+fn holds_spool_finalizer(server: &BinlogServer) -> bool {
+    server
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == SPOOL_FINALIZER)
+}
+
+/// Writes the finalizer list, conditional on the resource version read: a list changed
+/// meanwhile (another controller's finalizer) is a conflict, retried, never overwritten.
+async fn set_finalizers(
+    ctx: &Context,
+    server: &BinlogServer,
+    namespace: &str,
+    finalizers: Vec<String>,
+) -> Result<(), ControllerError> {
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": server.metadata.resource_version,
+        }
+    });
+    Api::<BinlogServer>::namespaced(ctx.client.clone(), namespace)
+        .patch(
+            &server.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A deleted BinlogServer's last steps, one per reconcile: stop its pod (binlogd uploads
+/// on SIGTERM); run `binlogd upload` on the spool left behind; once that Job succeeds,
+/// delete the spool's claim and the Job, and let the BinlogServer go. The StatefulSet and
+/// Service go with it (owner references). If the upload fails, the claim is kept and the
+/// status and a Warning say what to do.
+async fn finish_deletion(
+    server: &BinlogServer,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Action, ControllerError> {
+    if !holds_spool_finalizer(server) {
+        return Ok(Action::await_change());
+    }
+    let reference = server.object_ref(&());
+    let pod = format!("{name}-0");
+    if Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&pod)
+        .await?
+        .is_some()
+    {
+        let stop = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
+            )
+            .await;
+        ignore_not_found(stop)?;
+        deletion_status(
+            ctx,
+            server,
+            namespace,
+            "Stopping",
+            format!("deleting: binlogd in pod {pod} stops and uploads what its spool holds"),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
+    let claim = spool_claim_name(name);
+    if claims.get_opt(&claim).await?.is_none() {
+        return release(ctx, server, namespace).await;
+    }
+    let archive = archive_url(&server.spec.storage);
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), namespace);
+    let job_name = spool_upload_job_name(name);
+    let Some(job) = jobs.get_opt(&job_name).await? else {
+        jobs.create(&PostParams::default(), &spool_upload_job(server)?)
+            .await?;
+        let message = format!(
+            "deleting: Job {job_name} uploads what PersistentVolumeClaim {claim} holds to \
+             {archive}; the claim is deleted after"
+        );
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "UploadingSpool",
+            &message,
+        )
+        .await;
+        deletion_status(ctx, server, namespace, "UploadingSpool", message).await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    };
+    let status = job.status.unwrap_or_default();
+    if status.succeeded.unwrap_or(0) >= 1 {
+        ignore_not_found(claims.delete(&claim, &DeleteParams::default()).await)?;
+        ignore_not_found(jobs.delete(&job_name, &DeleteParams::background()).await)?;
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "SpoolUploaded",
+            &format!(
+                "everything PersistentVolumeClaim {claim} held is in {archive}; deleted the claim"
+            ),
+        )
+        .await;
+        return release(ctx, server, namespace).await;
+    }
+    if status.failed.unwrap_or(0) >= 1 && status.active.unwrap_or(0) == 0 {
+        let pod = Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+            .await?
+            .items
+            .into_iter()
+            .next();
+        let words = pod
+            .as_ref()
+            .and_then(|pod| last_words(pod, "upload"))
+            .unwrap_or_else(|| format!("see kubectl logs job/{job_name}"));
+        let message = format!(
+            "Job {job_name} could not upload the spool: {words}. PersistentVolumeClaim {claim} \
+             keeps it. Fix the storage and delete Job {job_name} to try again, or remove the \
+             finalizer {SPOOL_FINALIZER} from BinlogServer {name} to give the spool up"
+        );
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "SpoolNotUploaded",
+            &message,
+        )
+        .await;
+        deletion_status(ctx, server, namespace, "SpoolNotUploaded", message).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+    Ok(Action::requeue(Duration::from_secs(10)))
+}
+
+/// Removes the spool finalizer: the API server then deletes the BinlogServer.
+async fn release(
+    ctx: &Context,
+    server: &BinlogServer,
+    namespace: &str,
+) -> Result<Action, ControllerError> {
+    let rest = server
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != SPOOL_FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(ctx, server, namespace, rest).await?;
+    Ok(Action::await_change())
+}
+
+/// The Ready condition of a BinlogServer on its way out.
+async fn deletion_status(
+    ctx: &Context,
+    server: &BinlogServer,
+    namespace: &str,
+    reason: &str,
+    message: String,
+) -> Result<(), ControllerError> {
+    let ready = condition("Ready", false, reason, message, server.metadata.generation);
+    Api::<BinlogServer>::namespaced(ctx.client.clone(), namespace)
+        .patch_status(
+            &server.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"conditions": [ready]}})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A delete, or a patch, of what may be gone already.
+fn ignore_not_found<T>(outcome: Result<T, kube::Error>) -> Result<(), ControllerError> {
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Spool bytes not yet in the store above which StorageReady turns false: a minute of a
@@ -565,7 +765,7 @@ async fn advance_restore(
         return Ok(Action::await_change());
     }
     if job_status.failed.unwrap_or(0) >= 1 {
-        let words = pod.as_ref().and_then(last_words);
+        let words = pod.as_ref().and_then(|pod| last_words(pod, "restore"));
         return fail(
             ctx,
             restore,
@@ -589,13 +789,13 @@ async fn advance_restore(
     Ok(Action::requeue(Duration::from_secs(10)))
 }
 
-/// The termination message of the pod's restore container: binlogd's last lines (the
-/// Job asks for the log's tail when the container fails).
-fn last_words(pod: &Pod) -> Option<String> {
+/// The termination message of a Job pod's `container`: binlogd's last lines (the Job
+/// asks for the log's tail when the container fails).
+fn last_words(pod: &Pod, container: &str) -> Option<String> {
     pod.status
         .iter()
         .flat_map(|s| s.container_statuses.iter().flatten())
-        .filter(|c| c.name == "restore")
+        .filter(|c| c.name == container)
         .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
         .map(|m| m.trim().to_owned())
 }

@@ -217,6 +217,12 @@ mod deploy_tests {
         ("binlogd.io", "binlogservers", "get"),
         ("binlogd.io", "binlogservers", "list"),
         ("binlogd.io", "binlogservers", "watch"),
+        // The spool finalizer.
+        ("binlogd.io", "binlogservers", "patch"),
+        // Owner references that block their owner's deletion need this where the
+        // OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
+        ("binlogd.io", "binlogservers/finalizers", "update"),
+        ("binlogd.io", "pointintimerestores/finalizers", "update"),
         ("binlogd.io", "pointintimerestores", "list"),
         ("binlogd.io", "pointintimerestores", "watch"),
         ("binlogd.io", "binlogservers/status", "patch"),
@@ -229,7 +235,11 @@ mod deploy_tests {
         ("batch", "jobs", "create"),
         ("batch", "jobs", "list"),
         ("batch", "jobs", "watch"),
+        ("batch", "jobs", "delete"),
         ("", "pods", "list"),
+        ("", "pods", "get"),
+        ("", "persistentvolumeclaims", "get"),
+        ("", "persistentvolumeclaims", "delete"),
         ("", "pods/proxy", "get"),
         ("", "pods/log", "get"),
         ("events.k8s.io", "events", "create"),

@@ -4,6 +4,8 @@
 //! - A [`BinlogServer`] becomes a one-replica StatefulSet running `binlogd stream` (the spool
 //!   on a PersistentVolumeClaim from its template, `/healthz` probes, metrics on 9606) and a
 //!   headless Service that governs it and exposes the metrics.
+//! - A BinlogServer being deleted gets, once its pod is gone, a Job running `binlogd upload`
+//!   on its spool, so that nothing the stream spooled is lost with the volume.
 //! - A [`PointInTimeRestore`] becomes a Job whose pod runs the database's own image, with the
 //!   `binlogd` binary copied in by an init container, and runs `binlogd restore --datadir` on
 //!   the database's volume: binlogd starts the database's server there, networking off, and
@@ -35,6 +37,9 @@ use std::collections::BTreeMap;
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/binlogd/binlogd:", env!("CARGO_PKG_VERSION"));
 /// Where binlogd serves `/metrics` and `/healthz`.
 pub const METRICS_PORT: i32 = 9606;
+/// Where the spool volume is mounted, and the spool in it.
+const SPOOL_MOUNT: &str = "/var/lib/binlogd";
+const SPOOL_DIR: &str = "/var/lib/binlogd/spool";
 /// The spool's size when a BinlogServer names none.
 const DEFAULT_SPOOL_SIZE: &str = "10Gi";
 /// Where the database image keeps its datadir.
@@ -178,20 +183,14 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
     args.extend(archive_args);
     args.extend([
         "--spool-dir".to_owned(),
-        "/var/lib/binlogd/spool".to_owned(),
+        SPOOL_DIR.to_owned(),
         "--metrics-addr".to_owned(),
         format!("0.0.0.0:{METRICS_PORT}"),
         "--log-format".to_owned(),
         "json".to_owned(),
         "--no-progress".to_owned(),
         "--compression".to_owned(),
-        match spec.storage.compression {
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-            Compression::Bzip2 => "bzip2",
-            Compression::None => "none",
-        }
-        .to_owned(),
+        compression_arg(spec.storage.compression).to_owned(),
         "--checkpoint-interval".to_owned(),
         spec.storage.checkpoint_interval_seconds.to_string(),
     ]);
@@ -221,11 +220,7 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
     if spec.semi_sync {
         args.push("--semi-sync".to_owned());
     }
-    let mut mounts = vec![VolumeMount {
-        name: "spool".to_owned(),
-        mount_path: "/var/lib/binlogd".to_owned(),
-        ..VolumeMount::default()
-    }];
+    let mut mounts = vec![spool_mount()];
     mounts.append(&mut files.mounts);
     let health = |initial_delay: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -285,8 +280,9 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
                     service_account_name: spec.storage.service_account_name.clone(),
                     node_selector: spec.node_selector.clone(),
                     tolerations: spec.tolerations.clone(),
-                    // binlogd stops within a second on SIGTERM, the archive consistent.
-                    termination_grace_period_seconds: Some(30),
+                    // On SIGTERM binlogd stops streaming at once and uploads what the spool
+                    // holds, trying a failing store for 30 s: time enough for both.
+                    termination_grace_period_seconds: Some(60),
                     ..PodSpec::default()
                 }),
             },
@@ -305,6 +301,112 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
+    })
+}
+
+fn compression_arg(compression: Compression) -> &'static str {
+    match compression {
+        Compression::Zstd => "zstd",
+        Compression::Gzip => "gzip",
+        Compression::Bzip2 => "bzip2",
+        Compression::None => "none",
+    }
+}
+
+fn spool_mount() -> VolumeMount {
+    VolumeMount {
+        name: "spool".to_owned(),
+        mount_path: SPOOL_MOUNT.to_owned(),
+        ..VolumeMount::default()
+    }
+}
+
+/// The PersistentVolumeClaim the StatefulSet made from its `spool` template for its one pod.
+pub fn spool_claim_name(server: &str) -> String {
+    format!("spool-{server}-0")
+}
+
+/// The name of the Job that uploads a deleted BinlogServer's spool.
+pub fn spool_upload_job_name(server: &str) -> String {
+    format!("{server}-upload-spool")
+}
+
+/// The Job that runs `binlogd upload` on a deleted BinlogServer's spool once its pod is
+/// gone: it ends well only when everything durable in the spool is in the store, after
+/// which the spool's claim may go. It has no owner: the garbage collector would remove it
+/// with the BinlogServer it works for.
+pub fn spool_upload_job(server: &BinlogServer) -> Result<Job, WorkloadError> {
+    let (name, namespace, _) = owner(server, "BinlogServer")?;
+    let spec = &server.spec;
+    let mut files = Files::default();
+    let mut args = vec![
+        "upload".to_owned(),
+        "--log-format".to_owned(),
+        "json".to_owned(),
+        "--spool-dir".to_owned(),
+        SPOOL_DIR.to_owned(),
+    ];
+    let (archive_args, env) = storage_args(&spec.storage, &mut files);
+    args.extend(archive_args);
+    args.extend([
+        "--compression".to_owned(),
+        compression_arg(spec.storage.compression).to_owned(),
+    ]);
+    let mut volumes = vec![Volume {
+        name: "spool".to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: spool_claim_name(&name),
+            read_only: Some(false),
+        }),
+        ..Volume::default()
+    }];
+    volumes.append(&mut files.volumes);
+    let mut mounts = vec![spool_mount()];
+    mounts.append(&mut files.mounts);
+    let labels = labels(&name, "upload-spool");
+    let container = Container {
+        name: "upload".to_owned(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+        ),
+        args: Some(args),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        env: (!env.is_empty()).then_some(env),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(spool_upload_job_name(&name)),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            // binlogd upload retries the store itself (--patience); a second pod helps
+            // when the first one's node went away.
+            backoff_limit: Some(1),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    restart_policy: Some("Never".to_owned()),
+                    service_account_name: spec.storage.service_account_name.clone(),
+                    volumes: Some(volumes),
+                    node_selector: spec.node_selector.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
     })
 }
 
@@ -755,6 +857,76 @@ mod tests {
                 .and_then(|r| r.requests.as_ref())
                 .and_then(|r| r.get("storage")),
             Some(&Quantity("50Gi".into()))
+        );
+    }
+
+    #[test]
+    fn a_deleted_servers_spool_is_uploaded_by_binlogd_upload_on_its_claim() {
+        let job = spool_upload_job(&server()).expect("job");
+        assert_eq!(job.metadata.name.as_deref(), Some("db1-upload-spool"));
+        assert_eq!(job.metadata.namespace.as_deref(), Some("prod"));
+        assert!(job.metadata.owner_references.is_none());
+        let spec = job.spec.expect("spec");
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.service_account_name.as_deref(), Some("binlogd"));
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some(DEFAULT_IMAGE));
+        assert_eq!(
+            container.args.as_deref().expect("args"),
+            strings(&[
+                "upload",
+                "--log-format",
+                "json",
+                "--spool-dir",
+                "/var/lib/binlogd/spool",
+                "--archive",
+                "s3://backups/db1",
+                "--s3-region",
+                "eu-west-1",
+                "--s3-endpoint",
+                "http://minio:9000",
+                "--sse-c-key-file",
+                "/etc/binlogd/sse-c/key",
+                "--compression",
+                "zstd",
+            ])
+        );
+        assert_eq!(
+            container.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        let env = container.env.as_ref().expect("env");
+        assert!(env.iter().all(|e| e.value_from.is_none()), "{env:?}");
+        let volumes = pod.volumes.expect("volumes");
+        assert_eq!(
+            volumes[0]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
+            Some("spool-db1-0"),
+            "the claim the StatefulSet made from its spool template"
+        );
+        let secrets: Vec<&str> = volumes
+            .iter()
+            .filter_map(|v| v.secret.as_ref()?.secret_name.as_deref())
+            .collect();
+        assert_eq!(
+            secrets,
+            ["s3", "keys"],
+            "no source password: it does not stream"
+        );
+        let mounts = container.volume_mounts.as_ref().expect("mounts");
+        assert_eq!(
+            (mounts[0].name.as_str(), mounts[0].mount_path.as_str()),
+            ("spool", "/var/lib/binlogd")
+        );
+        assert!(mounts[1..].iter().all(|m| m.read_only == Some(true)));
+        let set = binlog_server_statefulset(&server()).expect("statefulset");
+        let template = &set.spec.volume_claim_templates.expect("claims")[0];
+        assert_eq!(
+            format!("{}-db1-0", template.metadata.name.as_deref().expect("name")),
+            spool_claim_name("db1")
         );
     }
 

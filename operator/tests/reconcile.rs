@@ -207,13 +207,309 @@ async fn a_spec_change_is_applied_to_the_statefulset_and_an_unready_pod_reported
     running.await.expect("task").expect("reconciled");
 }
 
-#[tokio::test]
-async fn a_binlog_server_being_deleted_is_left_to_the_garbage_collector() {
-    let (ctx, mut api) = context();
-    let mut deleting = server();
-    deleting.metadata.deletion_timestamp = Some(
+fn being_deleted(
+    mut server: binlogd_operator::crd::BinlogServer,
+) -> binlogd_operator::crd::BinlogServer {
+    server.metadata.deletion_timestamp = Some(
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
     );
+    server
+}
+
+const POD: &str = "/api/v1/namespaces/prod/pods/db1-0";
+const SPOOL_CLAIM: &str = "/api/v1/namespaces/prod/persistentvolumeclaims/spool-db1-0";
+const UPLOAD_JOB: &str = "/apis/batch/v1/namespaces/prod/jobs/db1-upload-spool";
+
+fn claim() -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": "spool-db1-0"}, "spec": {}})
+}
+
+fn upload_job(status: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "db1-upload-spool"},
+           "spec": {"template": {}}, "status": status})
+}
+
+#[tokio::test]
+async fn a_new_binlog_server_gets_its_finalizer_before_its_statefulset() {
+    let (ctx, mut api) = context();
+    let mut new = server();
+    new.metadata.finalizers = Some(vec!["example.com/other".into()]);
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(new.clone()), ctx));
+    let patch = api
+        .expect(
+            Method::PATCH,
+            &format!("{SERVERS}/db1"),
+            "",
+            StatusCode::OK,
+            serde_json::to_value(&new).expect("json"),
+        )
+        .await;
+    assert_eq!(
+        patch["metadata"]["finalizers"],
+        json!(["example.com/other", "binlogd.io/upload-spool"])
+    );
+    // Conditional on what was read: another controller's change is a conflict, not lost.
+    assert_eq!(patch["metadata"]["resourceVersion"], "41");
+    api.expect(
+        Method::PATCH,
+        "/api/v1/namespaces/prod/services/db1",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
+    )
+    .await;
+    api.expect(
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/prod/statefulsets/db1",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db1"},
+               "spec": {"selector": {}, "serviceName": "db1", "template": {}},
+               "status": {"replicas": 1, "readyReplicas": 0}}),
+    )
+    .await;
+    api.expect_status(
+        &format!("{SERVERS}/db1/status"),
+        &serde_json::to_value(&new).expect("json"),
+    )
+    .await;
+    running.await.expect("task").expect("reconciled");
+}
+
+#[tokio::test]
+async fn a_deleted_binlog_server_first_stops_its_pod() {
+    let (ctx, mut api) = context();
+    let deleting = being_deleted(server());
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting.clone()), ctx));
+    api.expect(
+        Method::GET,
+        POD,
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "db1-0"}}),
+    )
+    .await;
+    // Scaled to zero, not deleted: binlogd gets SIGTERM and uploads what it can.
+    let scale = api
+        .expect(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/prod/statefulsets/db1",
+            "",
+            StatusCode::OK,
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db1"},
+                   "spec": {"selector": {}, "serviceName": "db1", "template": {}}}),
+        )
+        .await;
+    assert_eq!(scale, json!({"spec": {"replicas": 0}}));
+    let status = api
+        .expect_status(
+            &format!("{SERVERS}/db1/status"),
+            &serde_json::to_value(&deleting).expect("json"),
+        )
+        .await;
+    assert_eq!(status["conditions"][0]["reason"], "Stopping");
+    running.await.expect("task").expect("reconciled");
+}
+
+#[tokio::test]
+async fn a_deleted_binlog_servers_spool_is_uploaded_then_its_claim_deleted() {
+    let deleting = being_deleted(server());
+    // First pass: the pod is gone, the spool's claim is not: the upload Job starts.
+    let (ctx, mut api) = context();
+    let running = tokio::spawn(reconcile_binlog_server(
+        Arc::new(deleting.clone()),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
+        .await;
+    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
+        .await;
+    api.expect(
+        Method::GET,
+        UPLOAD_JOB,
+        "",
+        StatusCode::NOT_FOUND,
+        not_found(),
+    )
+    .await;
+    let job = api
+        .expect(
+            Method::POST,
+            "/apis/batch/v1/namespaces/prod/jobs",
+            "",
+            StatusCode::CREATED,
+            upload_job(json!({})),
+        )
+        .await;
+    let pod = &job["spec"]["template"]["spec"];
+    let args: Vec<&str> = pod["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args[0], "upload");
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--spool-dir", "/var/lib/binlogd/spool"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--archive", "s3://backups/db1"]),
+        "{args:?}"
+    );
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "spool-db1-0"
+    );
+    assert!(
+        job["metadata"].get("ownerReferences").is_none(),
+        "the garbage collector would take it with the BinlogServer: {job}"
+    );
+    let note = api.expect_event("UploadingSpool").await;
+    assert!(note.contains("spool-db1-0"), "{note}");
+    let status = api
+        .expect_status(
+            &format!("{SERVERS}/db1/status"),
+            &serde_json::to_value(&deleting).expect("json"),
+        )
+        .await;
+    assert_eq!(status["conditions"][0]["reason"], "UploadingSpool");
+    running.await.expect("task").expect("reconciled");
+
+    // Later: the Job succeeded. The claim and the Job go, then the finalizer.
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting.clone()), ctx));
+    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
+        .await;
+    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
+        .await;
+    api.expect(
+        Method::GET,
+        UPLOAD_JOB,
+        "",
+        StatusCode::OK,
+        upload_job(json!({"succeeded": 1})),
+    )
+    .await;
+    api.expect(Method::DELETE, SPOOL_CLAIM, "", StatusCode::OK, claim())
+        .await;
+    let delete = api
+        .expect(
+            Method::DELETE,
+            UPLOAD_JOB,
+            "",
+            StatusCode::OK,
+            upload_job(json!({"succeeded": 1})),
+        )
+        .await;
+    assert_eq!(
+        delete["propagationPolicy"], "Background",
+        "its pod goes too"
+    );
+    api.expect_event("SpoolUploaded").await;
+    let patch = api
+        .expect(
+            Method::PATCH,
+            &format!("{SERVERS}/db1"),
+            "",
+            StatusCode::OK,
+            serde_json::to_value(&deleting).expect("json"),
+        )
+        .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+    running.await.expect("task").expect("reconciled");
+}
+
+#[tokio::test]
+async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
+    let (ctx, mut api) = context();
+    let deleting = being_deleted(server());
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting.clone()), ctx));
+    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
+        .await;
+    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
+        .await;
+    api.expect(
+        Method::GET,
+        UPLOAD_JOB,
+        "",
+        StatusCode::OK,
+        upload_job(json!({"failed": 2})),
+    )
+    .await;
+    let words = "binlogd: the object store did not take the spool's last 81234 bytes in 300 s";
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/prod/pods",
+        "labelSelector=job-name%3Ddb1-upload-spool",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            {"metadata": {"name": "db1-upload-spool-x"}, "status": {"phase": "Failed",
+             "containerStatuses": [{"name": "upload", "image": "binlogd", "imageID": "",
+               "ready": false, "restartCount": 0,
+               "state": {"terminated": {"exitCode": 1, "message": words}}}]}}]}),
+    )
+    .await;
+    let note = api.expect_event("SpoolNotUploaded").await;
+    assert!(note.contains(words), "{note}");
+    assert!(
+        note.contains("delete Job db1-upload-spool to try again")
+            && note.contains("remove the finalizer binlogd.io/upload-spool"),
+        "{note}"
+    );
+    let status = api
+        .expect_status(
+            &format!("{SERVERS}/db1/status"),
+            &serde_json::to_value(&deleting).expect("json"),
+        )
+        .await;
+    assert_eq!(status["conditions"][0]["reason"], "SpoolNotUploaded");
+    // No DELETE of the claim, no finalizer removed: nothing more was asked.
+    running.await.expect("task").expect("reconciled");
+    assert!(
+        !matches!(
+            tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
+            Ok(Some(_))
+        ),
+        "nothing deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_binlog_server_that_never_ran_goes_at_once() {
+    let (ctx, mut api) = context();
+    let deleting = being_deleted(server());
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting.clone()), ctx));
+    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
+        .await;
+    api.expect(
+        Method::GET,
+        SPOOL_CLAIM,
+        "",
+        StatusCode::NOT_FOUND,
+        not_found(),
+    )
+    .await;
+    let patch = api
+        .expect(
+            Method::PATCH,
+            &format!("{SERVERS}/db1"),
+            "",
+            StatusCode::OK,
+            serde_json::to_value(&deleting).expect("json"),
+        )
+        .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+    running.await.expect("task").expect("reconciled");
+}
+
+#[tokio::test]
+async fn a_deleted_binlog_server_without_the_finalizer_is_left_alone() {
+    let (ctx, mut api) = context();
+    let mut deleting = being_deleted(server());
+    deleting.metadata.finalizers = None;
     reconcile_binlog_server(Arc::new(deleting), ctx)
         .await
         .expect("reconciled");
@@ -223,10 +519,10 @@ async fn a_binlog_server_being_deleted_is_left_to_the_garbage_collector() {
             tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
             Ok(Some(_))
         ),
-        "no request while the resource is being deleted"
+        "no request"
     );
-    // What does the cleaning: every object made for it names it as its controlling owner,
-    // so the garbage collector deletes them after it.
+    // The StatefulSet and Service name it as their controlling owner: the garbage
+    // collector deletes them after it.
     let set = binlogd_operator::workloads::binlog_server_statefulset(&server()).expect("set");
     let owner = &set.metadata.owner_references.expect("owners")[0];
     assert_eq!(

@@ -158,7 +158,7 @@ pub fn storage() -> StorageSpec {
 }
 
 pub fn server() -> BinlogServer {
-    stored(
+    let mut server = stored(
         BinlogServer::new(
             "db1",
             BinlogServerSpec {
@@ -183,7 +183,13 @@ pub fn server() -> BinlogServer {
             },
         ),
         "db1",
-    )
+    );
+    // As it is once the operator has seen it.
+    server.metadata.finalizers = Some(vec![
+        binlogd_operator::controller::SPOOL_FINALIZER.to_owned(),
+    ]);
+    server.metadata.resource_version = Some("41".into());
+    server
 }
 
 pub fn restore() -> PointInTimeRestore {
