@@ -255,12 +255,15 @@ pub struct RestoreTarget {
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
     /// The PersistentVolumeClaim holding the datadir, already restored from a base backup
-    /// (its `xtrabackup_binlog_info` says where the archive takes over).
+    /// (the `xtrabackup_info` that mariadb-backup's copy-back leaves there says where the
+    /// archive takes over).
     pub pvc_name: String,
     /// The datadir's path within the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_path: Option<String>,
-    /// The database image whose `mariadbd` (or `mysqld`) replays.
+    /// The database image whose `mariadbd` (or `mysqld`) replays. binlogd is copied into
+    /// it and needs glibc 2.34 or newer there (Debian 12, Ubuntu 22.04, EL 9 and later);
+    /// an image on an older one fails the Job with "GLIBC_2.34 not found".
     pub image: String,
     /// The database's configuration file, from a ConfigMap (else the image's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
