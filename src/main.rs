@@ -84,7 +84,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BINLOGD_LOG")
-        .unwrap_or_else(|_| "info".into());
+        // The AWS SDK says at info level where it found credentials, on every start.
+        .unwrap_or_else(|_| "info,aws_config=warn".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -223,19 +223,18 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         let stopped = server.shut_down().await;
         match (restored, stopped) {
             (Ok(code), Ok(())) => {
-                eprintln!(
-                    "the temporary server on {} shut down cleanly",
-                    datadir.display()
-                );
+                // A log line, not a bare one: a restore Job's log is read as JSON.
+                tracing::info!(datadir = %datadir.display(), "the temporary server shut down cleanly");
                 Ok(code)
             }
             (Ok(_), Err(e)) => Err(e).context("shutting the temporary server down"),
             (Err(e), stopped) => {
                 match stopped {
-                    Ok(()) => {
-                        eprintln!("the temporary server was shut down; its error log ends:\n{tail}")
-                    }
-                    Err(stop) => eprintln!("the temporary server: {stop}"),
+                    Ok(()) => tracing::warn!(
+                        error_log = %tail,
+                        "the temporary server was shut down; its error log ends so"
+                    ),
+                    Err(stop) => tracing::warn!(error = %stop, "the temporary server"),
                 }
                 Err(e)
             }

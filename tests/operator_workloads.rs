@@ -1,0 +1,496 @@
+//! The operator's workloads, run for real. No Kubernetes can run here, so this test plays
+//! kubelet: it takes the pod specs the operator generates (a BinlogServer's StatefulSet, the
+//! spool-upload Job of a deleted one, a PointInTimeRestore's Job), lays each pod's volumes
+//! out in a temporary directory (Secrets as files of mode 0400, the ConfigMap, the claims,
+//! emptyDirs), runs the containers' exact command lines and environment there (paths mapped
+//! into that directory, the metrics port onto a free loopback one) against a real MariaDB
+//! and a real S3 store, and reads the running binlogd back the way the operator does: its
+//! `/healthz` probe, its `/metrics` for the BinlogServer's status, and its JSON log for the
+//! restore's.
+
+mod stream_common;
+
+use binlogd_operator::crd::{BinlogServer, PointInTimeRestore};
+use binlogd_operator::status::{read_metrics, read_restore_log};
+use binlogd_operator::workloads::{binlog_server_statefulset, restore_job, spool_upload_job};
+use binlogd_testkit::{MariaDbConfig, S3Server};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use stream_common::{http_get, wait_for_quiet_binlogs};
+
+const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
+
+/// A pod's file system: where its volumes are, and what its Secrets and ConfigMaps hold.
+struct Pod {
+    root: tempfile::TempDir,
+    /// Volume mount paths in the container, longest first.
+    mounts: Vec<String>,
+    /// The loopback address standing in for the pod's metrics port.
+    metrics: String,
+}
+
+impl Pod {
+    /// Lays out `pod`'s volumes for `container`: Secrets and ConfigMaps written from
+    /// `objects` (name → key → content), claims from `claims` (name → directory already
+    /// filled), emptyDirs created empty. A StatefulSet's pod has volumes from its
+    /// `templates` too (volume name → the claim made for pod 0).
+    fn lay_out(
+        pod: &PodSpec,
+        container: &Container,
+        templates: &BTreeMap<String, String>,
+        objects: &BTreeMap<&str, BTreeMap<&str, String>>,
+        claims: &BTreeMap<&str, PathBuf>,
+    ) -> Pod {
+        let root = tempfile::tempdir().expect("pod root");
+        let mut mounts: Vec<String> = Vec::new();
+        let volumes = pod.volumes.clone().unwrap_or_default();
+        for mount in container.volume_mounts.iter().flatten() {
+            let dir = root.path().join(mount.mount_path.trim_start_matches('/'));
+            let volume = volumes.iter().find(|v| v.name == mount.name);
+            let claim = match volume {
+                Some(volume) => volume
+                    .persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone()),
+                None => Some(
+                    templates
+                        .get(&mount.name)
+                        .unwrap_or_else(|| panic!("mount {} names no volume", mount.name))
+                        .clone(),
+                ),
+            };
+            if let Some(claim) = claim {
+                let data = claims
+                    .get(claim.as_str())
+                    .unwrap_or_else(|| panic!("no claim {claim}"));
+                std::fs::create_dir_all(dir.parent().expect("parent")).expect("mkdir");
+                std::os::unix::fs::symlink(data, &dir).expect("mount the claim");
+            } else {
+                std::fs::create_dir_all(&dir).expect("mkdir");
+            }
+            let Some(volume) = volume else {
+                mounts.push(mount.mount_path.clone());
+                continue;
+            };
+            let files = match (&volume.secret, &volume.config_map) {
+                (Some(secret), None) => {
+                    let name = secret.secret_name.as_deref().expect("secret name");
+                    assert_eq!(secret.default_mode, Some(0o400), "secret {name}");
+                    assert_eq!(mount.read_only, Some(true), "secret {name}");
+                    Some((name, secret.items.clone().unwrap_or_default(), 0o400))
+                }
+                (None, Some(map)) => Some((
+                    map.name.as_str(),
+                    map.items.clone().unwrap_or_default(),
+                    0o644,
+                )),
+                _ => None,
+            };
+            if let Some((name, items, mode)) = files {
+                let object = objects
+                    .get(name)
+                    .unwrap_or_else(|| panic!("no Secret or ConfigMap {name}"));
+                for item in items {
+                    let path = dir.join(&item.path);
+                    std::fs::write(&path, &object[item.key.as_str()]).expect("write");
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                        .expect("chmod");
+                }
+            }
+            mounts.push(mount.mount_path.clone());
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        let metrics = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+        Pod {
+            root,
+            mounts,
+            metrics,
+        }
+    }
+
+    /// Where the container's `path` is here.
+    fn path(&self, path: &str) -> PathBuf {
+        self.root.path().join(path.trim_start_matches('/'))
+    }
+
+    /// An argument with the container's paths (also after `=`) and its listening
+    /// address mapped here.
+    fn map(&self, arg: &str) -> String {
+        if arg == format!("0.0.0.0:{}", binlogd_operator::workloads::METRICS_PORT) {
+            return self.metrics.clone();
+        }
+        let (head, value) = match arg.rfind('=') {
+            Some(at) if arg[at + 1..].starts_with('/') => arg.split_at(at + 1),
+            _ => ("", arg),
+        };
+        let under_a_mount = self.mounts.iter().any(|m| {
+            value == m
+                || value
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if under_a_mount {
+            format!("{head}{}", self.path(value).display())
+        } else {
+            arg.to_owned()
+        }
+    }
+
+    /// The container's process: `program` (its command, or the image's binlogd), its
+    /// arguments and environment mapped, nothing inherited that could stand in for them.
+    fn command(&self, container: &Container, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command.args(container.args.iter().flatten().map(|a| self.map(a)));
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_PROFILE",
+            "BINLOGD_SOURCE_PASSWORD",
+        ] {
+            command.env_remove(key);
+        }
+        // No ~/.aws of the machine's: the credentials are the mounted file's.
+        command.env("HOME", self.root.path());
+        for var in container.env.iter().flatten() {
+            assert!(var.value_from.is_none(), "{} comes from a Secret", var.name);
+            command.env(
+                &var.name,
+                self.map(var.value.as_deref().unwrap_or_default()),
+            );
+        }
+        command
+    }
+}
+
+/// A StatefulSet's claim templates: volume name → the claim its pod 0 gets.
+fn claims_of(set: &k8s_openapi::api::apps::v1::StatefulSet) -> BTreeMap<String, String> {
+    let name = set.metadata.name.as_deref().expect("name");
+    set.spec
+        .volume_claim_templates
+        .iter()
+        .flatten()
+        .map(|t| {
+            let volume = t.metadata.name.clone().expect("template name");
+            let claim = format!("{volume}-{name}-0");
+            (volume, claim)
+        })
+        .collect()
+}
+
+fn the_binlogd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_binlogd"))
+}
+
+fn sigterm(child: &mut Child, grace: Duration) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("not stopped within the pod's grace period of {grace:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(100).expect("before the backup");
+    let work = tempfile::tempdir().expect("work dir");
+    let backup = primary.backup(&work.path().join("base")).expect("backup");
+    primary.write_workload(100).expect("after the backup");
+    let s3 = S3Server::start_from_env().expect("S3 server");
+    create_bucket(&s3, "backups");
+
+    // What `kubectl apply` would have stored.
+    let server: BinlogServer = serde_json::from_value(json!({
+        "apiVersion": "binlogd.io/v1alpha1", "kind": "BinlogServer",
+        "metadata": {"name": "db1", "namespace": "prod", "uid": "db1-uid"},
+        "spec": {
+            "source": {"host": "127.0.0.1", "port": primary.port(),
+                       "user": binlogd_testkit::REPLICATION_USER,
+                       "passwordSecret": {"name": "db1-repl", "key": "password"}},
+            "storage": {"bucket": "backups", "prefix": "db1", "region": s3.region(),
+                        "endpoint": s3.endpoint(), "compression": "zstd",
+                        "checkpointIntervalSeconds": 1,
+                        "credentialsSecret": {"name": "s3", "key": "credentials"}}
+        }
+    }))
+    .expect("a BinlogServer");
+    let objects = BTreeMap::from([
+        (
+            "db1-repl",
+            BTreeMap::from([("password", primary.replication_password().to_owned() + "\n")]),
+        ),
+        (
+            "s3",
+            BTreeMap::from([(
+                "credentials",
+                format!(
+                    "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                    s3.access_key(),
+                    s3.secret_key()
+                ),
+            )]),
+        ),
+        (
+            "db1-config",
+            BTreeMap::from([(
+                "my.cnf",
+                "[mariadbd]\ninnodb_buffer_pool_size = 64M\n".to_owned(),
+            )]),
+        ),
+    ]);
+    let spool_claim = tempfile::tempdir().expect("the spool's claim");
+    let datadir_claim = tempfile::tempdir().expect("the database's claim");
+    let claims = BTreeMap::from([
+        ("spool-db1-0", spool_claim.path().to_owned()),
+        ("data-db1-0", datadir_claim.path().join("data")),
+    ]);
+
+    // The BinlogServer's pod: binlogd stream, ready by its probe, its status from /metrics.
+    let set = binlog_server_statefulset(&server).expect("StatefulSet");
+    let templates = claims_of(&set);
+    let pod_spec = set.spec.template.spec.expect("pod");
+    let container = &pod_spec.containers[0];
+    let stream_pod = Pod::lay_out(&pod_spec, container, &templates, &objects, &claims);
+    let stream_log = work.path().join("stream.log");
+    let mut stream = stream_pod
+        .command(container, &the_binlogd())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stream_log).expect("log"))
+        .spawn()
+        .expect("start the stream container");
+    let log = || std::fs::read_to_string(&stream_log).unwrap_or_default();
+    let probe = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|g| g.path.clone())
+        .expect("an HTTP readiness probe");
+    wait_for(Duration::from_secs(30), "the readiness probe", &log, || {
+        std::net::TcpStream::connect(&stream_pod.metrics).is_ok()
+            && http_get(&stream_pod.metrics, &probe).0 == 200
+    });
+    primary.write_workload(40).expect("while streaming");
+    wait_for_quiet_binlogs(&primary);
+    let moment = primary.gtid_binlog_pos().expect("pos");
+    let checksum_at_moment = primary.query_value(CHECKSUM).expect("checksum");
+    wait_for(
+        Duration::from_secs(30),
+        "the archive to catch up",
+        &log,
+        || {
+            let reading = read_metrics(&http_get(&stream_pod.metrics, "/metrics").1);
+            reading.last_gtid.as_deref() == Some(moment.as_str())
+                && reading.upload_backlog_bytes == Some(0.0)
+        },
+    );
+    let reading = read_metrics(&http_get(&stream_pod.metrics, "/metrics").1);
+    assert!(reading.connected, "{reading:?}");
+    assert!(reading.last_commit_seconds.is_some(), "{reading:?}");
+    assert!(
+        reading
+            .source
+            .as_deref()
+            .is_some_and(|s| s.contains(&format!("127.0.0.1:{}", primary.port()))),
+        "{reading:?}"
+    );
+    // More that the store does not get before the pod is killed (SIGKILL: no final upload).
+    primary.write_workload(30).expect("after the moment");
+    wait_for_quiet_binlogs(&primary);
+    let newest = primary.gtid_binlog_pos().expect("pos");
+    let grace = Duration::from_secs(
+        pod_spec
+            .termination_grace_period_seconds
+            .expect("a grace period") as u64,
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the spool to have it all",
+        &log,
+        || {
+            read_metrics(&http_get(&stream_pod.metrics, "/metrics").1)
+                .last_gtid
+                .as_deref()
+                == Some(newest.as_str())
+        },
+    );
+    let _ = stream.kill();
+    let _ = stream.wait();
+
+    // The BinlogServer deleted: its spool's upload Job on the claim the pod left.
+    let job = spool_upload_job(&server).expect("upload Job");
+    let pod_spec = job.spec.expect("spec").template.spec.expect("pod");
+    let container = &pod_spec.containers[0];
+    let upload_pod = Pod::lay_out(&pod_spec, container, &BTreeMap::new(), &objects, &claims);
+    let uploaded = upload_pod
+        .command(container, &the_binlogd())
+        .output()
+        .expect("run the upload container");
+    assert!(
+        uploaded.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&uploaded.stdout),
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&uploaded.stdout).contains("everything the spool holds"),
+        "{}",
+        String::from_utf8_lossy(&uploaded.stdout)
+    );
+
+    // A PointInTimeRestore of the database's volume, restored from the base backup, to
+    // the moment: the Job's init container copies binlogd in, the database image's
+    // server replays.
+    backup
+        .copy_back_to(&claims["data-db1-0"])
+        .expect("copy back");
+    let restore: PointInTimeRestore = serde_json::from_value(json!({
+        "apiVersion": "binlogd.io/v1alpha1", "kind": "PointInTimeRestore",
+        "metadata": {"name": "undo", "namespace": "prod", "uid": "undo-uid"},
+        "spec": {
+            "binlogServerRef": "db1",
+            "target": {"toGtid": moment},
+            "database": {"pvcName": "data-db1-0", "image": "mariadb:10.11",
+                         "config": {"name": "db1-config", "key": "my.cnf"}},
+            "parallelWorkers": 2,
+            "staging": {"size": "1Gi"}
+        }
+    }))
+    .expect("a PointInTimeRestore");
+    let job = restore_job(&restore, &server.spec.storage, "binlogd:test").expect("Job");
+    let pod_spec = job.spec.expect("spec").template.spec.expect("pod");
+    let init = &pod_spec.init_containers.as_ref().expect("init")[0];
+    let container = &pod_spec.containers[0];
+    let restore_pod = Pod::lay_out(&pod_spec, container, &BTreeMap::new(), &objects, &claims);
+    let copy = init.command.as_ref().expect("the copy command");
+    assert_eq!(copy[0], "cp");
+    std::fs::copy(the_binlogd(), restore_pod.map(&copy[2])).expect("copy binlogd in");
+    let program = restore_pod.map(&container.command.as_ref().expect("command")[0]);
+    let restored = restore_pod
+        .command(container, Path::new(&program))
+        .output()
+        .expect("run the restore container");
+    let stderr = String::from_utf8_lossy(&restored.stderr);
+    if std::env::var_os("BINLOGD_TEST_SHOW_LOG").is_some() {
+        let command = restore_pod.command(container, Path::new(&program));
+        eprintln!("{command:?}\n{stderr}");
+    }
+    assert!(restored.status.success(), "{stderr}");
+    // --log-format json: every line a JSON object, as log collectors and the operator read it.
+    for line in stderr.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()),
+            "not a JSON log line: {line}"
+        );
+    }
+    // What the operator reads from that log for the restore's status.
+    let seen = read_restore_log(&stderr);
+    let plan = seen.plan.as_ref().expect("a plan");
+    assert_eq!(plan.target_gtid, moment);
+    assert!(plan.files >= 1 && plan.transactions >= 40, "{plan:?}");
+    assert!(seen.staged, "{stderr}");
+    assert_eq!(
+        seen.reached.as_ref().map(|(gtid, _)| gtid.as_str()),
+        Some(moment.as_str())
+    );
+    assert_eq!(seen.progress().as_deref(), Some("100%"), "{stderr}");
+
+    // The database, started on its volume, is the primary at the moment.
+    let database = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        adopt_datadir: Some(claims["data-db1-0"].clone()),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("the database on its restored volume");
+    assert_eq!(
+        database.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_moment
+    );
+    drop(database);
+
+    // And a stream pod stopped the way kubelet stops it (SIGTERM) exits cleanly within
+    // its grace period, having uploaded what it spooled.
+    let set = binlog_server_statefulset(&server).expect("StatefulSet");
+    let templates = claims_of(&set);
+    let pod_spec = set.spec.template.spec.expect("pod");
+    let container = &pod_spec.containers[0];
+    let stream_pod = Pod::lay_out(&pod_spec, container, &templates, &objects, &claims);
+    let mut stream = stream_pod
+        .command(container, &the_binlogd())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stream_log).expect("log"))
+        .spawn()
+        .expect("start the stream container again");
+    wait_for(Duration::from_secs(30), "the readiness probe", &log, || {
+        std::net::TcpStream::connect(&stream_pod.metrics).is_ok()
+            && http_get(&stream_pod.metrics, &probe).0 == 200
+    });
+    let status = sigterm(&mut stream, grace);
+    assert!(status.success(), "{status}\n{}", log());
+}
+
+fn wait_for(limit: Duration, what: &str, log: &dyn Fn() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for {what}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn create_bucket(s3: &S3Server, bucket: &str) {
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        s3.access_key(),
+        s3.secret_key(),
+        None,
+        None,
+        "binlogd-test",
+    );
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(s3.region().to_owned()))
+        .endpoint_url(s3.endpoint())
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .build();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(
+            aws_sdk_s3::Client::from_conf(config)
+                .create_bucket()
+                .bucket(bucket)
+                .send(),
+        )
+        .expect("create the bucket");
+}
