@@ -462,7 +462,13 @@ async fn finish_deletion(
         .await;
         return release(ctx, server, namespace).await;
     }
-    if status.failed.unwrap_or(0) >= 1 && status.active.unwrap_or(0) == 0 {
+    // Failed for good (its retries spent), not just one pod down with another coming.
+    let failed = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Failed" && c.status == "True");
+    if failed {
         let pod = Api::<Pod>::namespaced(ctx.client.clone(), namespace)
             .list(&ListParams::default().labels(&format!("job-name={job_name}")))
             .await?

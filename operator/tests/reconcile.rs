@@ -436,7 +436,8 @@ async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
         UPLOAD_JOB,
         "",
         StatusCode::OK,
-        upload_job(json!({"failed": 2})),
+        upload_job(json!({"failed": 2, "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]})),
     )
     .await;
     let words = "binlogd: the object store did not take the spool's last 81234 bytes in 300 s";
@@ -474,6 +475,34 @@ async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
             Ok(Some(_))
         ),
         "nothing deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_spool_upload_whose_first_pod_failed_is_waited_for() {
+    let (ctx, mut api) = context();
+    let deleting = being_deleted(server());
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting), ctx));
+    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
+        .await;
+    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
+        .await;
+    // One pod failed, the Job makes another: no verdict yet.
+    api.expect(
+        Method::GET,
+        UPLOAD_JOB,
+        "",
+        StatusCode::OK,
+        upload_job(json!({"failed": 1})),
+    )
+    .await;
+    running.await.expect("task").expect("reconciled");
+    assert!(
+        !matches!(
+            tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
+            Ok(Some(_))
+        ),
+        "nothing reported, nothing deleted"
     );
 }
 
