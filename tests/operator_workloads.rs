@@ -222,7 +222,7 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     let backup = primary.backup(&work.path().join("base")).expect("backup");
     primary.write_workload(100).expect("after the backup");
     let s3 = S3Server::start_from_env().expect("S3 server");
-    create_bucket(&s3, "backups");
+    s3.create_bucket("backups").expect("create the bucket");
 
     // What `kubectl apply` would have stored.
     let server: BinlogServer = serde_json::from_value(json!({
@@ -465,32 +465,4 @@ fn wait_for(limit: Duration, what: &str, log: &dyn Fn() -> String, mut done: imp
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn create_bucket(s3: &S3Server, bucket: &str) {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        s3.access_key(),
-        s3.secret_key(),
-        None,
-        None,
-        "binlogd-test",
-    );
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(s3.region().to_owned()))
-        .endpoint_url(s3.endpoint())
-        .force_path_style(true)
-        .credentials_provider(credentials)
-        .build();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(
-            aws_sdk_s3::Client::from_conf(config)
-                .create_bucket()
-                .bucket(bucket)
-                .send(),
-        )
-        .expect("create the bucket");
 }

@@ -23,28 +23,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn s3_client(s3: &S3Server) -> aws_sdk_s3::Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        s3.access_key(),
-        s3.secret_key(),
-        None,
-        None,
-        "binlogd-test",
-    );
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(s3.region().to_owned()))
-        .endpoint_url(s3.endpoint())
-        .force_path_style(true)
-        .credentials_provider(credentials)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    s3.client()
 }
 
 fn start_s3() -> S3Server {
     let s3 = S3Server::start_from_env().expect("start the S3 server");
-    runtime()
-        .block_on(s3_client(&s3).create_bucket().bucket(BUCKET).send())
-        .expect("create the bucket");
+    s3.create_bucket(BUCKET).expect("create the bucket");
     s3
 }
 

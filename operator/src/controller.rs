@@ -180,20 +180,8 @@ async fn report_server_failure(ctx: &Context, server: &BinlogServer, err: &Contr
         0,
         condition("Ready", false, err.reason(), message, generation),
     );
-    let patch = serde_json::json!({
-        "status": {"conditions": conditions, "observedGeneration": generation}
-    });
-    if let Err(e) = Api::<BinlogServer>::namespaced(
-        ctx.client.clone(),
-        &server.namespace().unwrap_or_else(|| "default".into()),
-    )
-    .patch_status(
-        &server.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    {
+    let status = serde_json::json!({"conditions": conditions, "observedGeneration": generation});
+    if let Err(e) = merge_status(ctx, server, status).await {
         tracing::warn!(error = %e, "could not write the failure into the status");
     }
 }
@@ -229,13 +217,7 @@ async fn apply_binlog_server(
         .unwrap_or(0)
         >= 1;
     let status = binlog_server_status(ctx, server, &namespace, &name, ready).await;
-    Api::<BinlogServer>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": status })),
-        )
-        .await?;
+    merge_status(ctx, server, &status).await?;
     Ok(Action::requeue(Duration::from_secs(if ready {
         60
     } else {
@@ -413,7 +395,6 @@ async fn finish_deletion(
         deletion_status(
             ctx,
             server,
-            namespace,
             "Stopping",
             format!("deleting: binlogd in pod {pod} stops and uploads what its spool holds"),
         )
@@ -443,7 +424,7 @@ async fn finish_deletion(
             &message,
         )
         .await;
-        deletion_status(ctx, server, namespace, "UploadingSpool", message).await?;
+        deletion_status(ctx, server, "UploadingSpool", message).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
     let status = job.status.unwrap_or_default();
@@ -492,7 +473,7 @@ async fn finish_deletion(
             &message,
         )
         .await;
-        deletion_status(ctx, server, namespace, "SpoolNotUploaded", message).await?;
+        deletion_status(ctx, server, "SpoolNotUploaded", message).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
     Ok(Action::requeue(Duration::from_secs(10)))
@@ -520,18 +501,11 @@ async fn release(
 async fn deletion_status(
     ctx: &Context,
     server: &BinlogServer,
-    namespace: &str,
     reason: &str,
     message: String,
 ) -> Result<(), ControllerError> {
     let ready = condition("Ready", false, reason, message, server.metadata.generation);
-    Api::<BinlogServer>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(
-            &server.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"conditions": [ready]}})),
-        )
-        .await?;
+    merge_status(ctx, server, serde_json::json!({"conditions": [ready]})).await?;
     Ok(())
 }
 
@@ -590,18 +564,7 @@ async fn report_restore_failure(
         &message,
     )
     .await;
-    let patch = serde_json::json!({ "status": { "message": message } });
-    if let Err(e) = Api::<PointInTimeRestore>::namespaced(
-        ctx.client.clone(),
-        &restore.namespace().unwrap_or_else(|| "default".into()),
-    )
-    .patch_status(
-        &restore.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    {
+    if let Err(e) = merge_status(ctx, restore, serde_json::json!({ "message": message })).await {
         tracing::warn!(error = %e, "could not write the failure into the status");
     }
 }
@@ -846,12 +809,28 @@ async fn write_status(
     restore: &PointInTimeRestore,
     status: &PointInTimeRestoreStatus,
 ) -> Result<(), ControllerError> {
-    Api::<PointInTimeRestore>::namespaced(
+    merge_status(ctx, restore, status).await?;
+    Ok(())
+}
+
+/// Merges `status` into the resource's status (fields it leaves out keep their values).
+async fn merge_status<K>(
+    ctx: &Context,
+    resource: &K,
+    status: impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(
         ctx.client.clone(),
-        &restore.namespace().unwrap_or_else(|| "default".into()),
+        &resource.namespace().unwrap_or_else(|| "default".into()),
     )
     .patch_status(
-        &restore.name_any(),
+        &resource.name_any(),
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({ "status": status })),
     )

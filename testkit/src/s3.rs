@@ -169,6 +169,36 @@ impl S3Server {
         self.dir.path()
     }
 
+    /// An AWS SDK client for this server, signed with its credentials (path-style, as
+    /// binlogd addresses a store given by endpoint).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "binlogd-testkit",
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .credentials_provider(credentials)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Creates `bucket` (from outside any async runtime).
+    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(self.client().create_bucket().bucket(bucket).send())
+            .with_context(|| format!("creating bucket {bucket}"))?;
+        Ok(())
+    }
+
     /// Environment variables that point the AWS SDK's default chain at this server.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -7,21 +7,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use binlogd_testkit::{S3Kind, S3Server, pids_mentioning};
 
 fn client(server: &S3Server) -> Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        server.access_key(),
-        server.secret_key(),
-        None,
-        None,
-        "binlogd-testkit",
-    );
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(server.region().to_owned()))
-        .endpoint_url(server.endpoint())
-        .force_path_style(true)
-        .credentials_provider(credentials)
-        .build();
-    Client::from_conf(config)
+    server.client()
 }
 
 async fn put_get_list_multipart(kind: S3Kind) {
