@@ -230,6 +230,29 @@ fn upload_job(status: serde_json::Value) -> serde_json::Value {
            "spec": {"template": {}}, "status": status})
 }
 
+/// The last request of a BinlogServer's deletion: its finalizer list without ours.
+async fn finalizer_removed(api: &mut ApiServer, server: &binlogd_operator::crd::BinlogServer) {
+    let patch = api
+        .expect(
+            Method::PATCH,
+            &format!("{SERVERS}/db1"),
+            "",
+            StatusCode::OK,
+            serde_json::to_value(server).expect("json"),
+        )
+        .await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+}
+
+/// The first requests of a deleted BinlogServer's reconcile once its pod is gone and
+/// its spool's claim is not.
+async fn pod_gone_spool_left(api: &mut ApiServer) {
+    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
+        .await;
+    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
+        .await;
+}
+
 #[tokio::test]
 async fn a_new_binlog_server_gets_its_finalizer_before_its_statefulset() {
     let (ctx, mut api) = context();
@@ -321,10 +344,7 @@ async fn a_deleted_binlog_servers_spool_is_uploaded_then_its_claim_deleted() {
         Arc::new(deleting.clone()),
         ctx.clone(),
     ));
-    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
-        .await;
-    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
-        .await;
+    pod_gone_spool_left(&mut api).await;
     api.expect(
         Method::GET,
         UPLOAD_JOB,
@@ -381,10 +401,7 @@ async fn a_deleted_binlog_servers_spool_is_uploaded_then_its_claim_deleted() {
 
     // Later: the Job succeeded. The claim and the Job go, then the finalizer.
     let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting.clone()), ctx));
-    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
-        .await;
-    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
-        .await;
+    pod_gone_spool_left(&mut api).await;
     api.expect(
         Method::GET,
         UPLOAD_JOB,
@@ -409,16 +426,7 @@ async fn a_deleted_binlog_servers_spool_is_uploaded_then_its_claim_deleted() {
         "its pod goes too"
     );
     api.expect_event("SpoolUploaded").await;
-    let patch = api
-        .expect(
-            Method::PATCH,
-            &format!("{SERVERS}/db1"),
-            "",
-            StatusCode::OK,
-            serde_json::to_value(&deleting).expect("json"),
-        )
-        .await;
-    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+    finalizer_removed(&mut api, &deleting).await;
     running.await.expect("task").expect("reconciled");
 }
 
@@ -427,10 +435,7 @@ async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
     let (ctx, mut api) = context();
     let deleting = being_deleted(server());
     let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting.clone()), ctx));
-    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
-        .await;
-    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
-        .await;
+    pod_gone_spool_left(&mut api).await;
     api.expect(
         Method::GET,
         UPLOAD_JOB,
@@ -469,13 +474,7 @@ async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
     assert_eq!(status["conditions"][0]["reason"], "SpoolNotUploaded");
     // No DELETE of the claim, no finalizer removed: nothing more was asked.
     running.await.expect("task").expect("reconciled");
-    assert!(
-        !matches!(
-            tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
-            Ok(Some(_))
-        ),
-        "nothing deleted"
-    );
+    api.expect_nothing_more("nothing deleted").await;
 }
 
 #[tokio::test]
@@ -483,10 +482,7 @@ async fn a_spool_upload_whose_first_pod_failed_is_waited_for() {
     let (ctx, mut api) = context();
     let deleting = being_deleted(server());
     let running = tokio::spawn(reconcile_binlog_server(Arc::new(deleting), ctx));
-    api.expect(Method::GET, POD, "", StatusCode::NOT_FOUND, not_found())
-        .await;
-    api.expect(Method::GET, SPOOL_CLAIM, "", StatusCode::OK, claim())
-        .await;
+    pod_gone_spool_left(&mut api).await;
     // One pod failed, the Job makes another: no verdict yet.
     api.expect(
         Method::GET,
@@ -497,13 +493,8 @@ async fn a_spool_upload_whose_first_pod_failed_is_waited_for() {
     )
     .await;
     running.await.expect("task").expect("reconciled");
-    assert!(
-        !matches!(
-            tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
-            Ok(Some(_))
-        ),
-        "nothing reported, nothing deleted"
-    );
+    api.expect_nothing_more("nothing reported, nothing deleted")
+        .await;
 }
 
 #[tokio::test]
@@ -521,16 +512,7 @@ async fn a_deleted_binlog_server_that_never_ran_goes_at_once() {
         not_found(),
     )
     .await;
-    let patch = api
-        .expect(
-            Method::PATCH,
-            &format!("{SERVERS}/db1"),
-            "",
-            StatusCode::OK,
-            serde_json::to_value(&deleting).expect("json"),
-        )
-        .await;
-    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+    finalizer_removed(&mut api, &deleting).await;
     running.await.expect("task").expect("reconciled");
 }
 
@@ -543,13 +525,7 @@ async fn a_deleted_binlog_server_without_the_finalizer_is_left_alone() {
         .await
         .expect("reconciled");
     // No request came: the client is gone (None) or nothing arrived in time.
-    assert!(
-        !matches!(
-            tokio::time::timeout(Duration::from_millis(200), api.0.next_request()).await,
-            Ok(Some(_))
-        ),
-        "no request"
-    );
+    api.expect_nothing_more("no request").await;
     // The StatefulSet and Service name it as their controlling owner: the garbage
     // collector deletes them after it.
     let set = binlogd_operator::workloads::binlog_server_statefulset(&server()).expect("set");

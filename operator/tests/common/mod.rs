@@ -84,6 +84,12 @@ impl ApiServer {
         );
     }
 
+    /// Expects no further request (the client gone, or nothing within 200 ms).
+    pub async fn expect_nothing_more(&mut self, why: &str) {
+        let next = tokio::time::timeout(Duration::from_millis(200), self.0.next_request()).await;
+        assert!(!matches!(next, Ok(Some(_))), "a request came: {why}");
+    }
+
     /// Expects an Event with `reason` on the resource; returns its note.
     pub async fn expect_event(&mut self, reason: &str) -> String {
         let body = self
