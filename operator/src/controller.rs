@@ -15,7 +15,7 @@ use crate::crd::{
     BinlogServer, BinlogServerStatus, PointInTimeRestore, PointInTimeRestoreStatus, RestorePhase,
     RestoreTarget, StorageSpec,
 };
-use crate::status::{RestoreLog, read_metrics, read_restore_log};
+use crate::status::{read_metrics, read_restore_log};
 use crate::workloads::{
     METRICS_PORT, WorkloadError, archive_url, binlog_server_service, binlog_server_statefulset,
     restore_job, spool_claim_name, spool_upload_job, spool_upload_job_name,
@@ -695,10 +695,11 @@ async fn advance_restore(
         .items
         .into_iter()
         .next();
-    let log = match &pod {
-        Some(pod) => read_restore_log(&restore_container_log(ctx, &namespace, pod).await),
-        None => RestoreLog::default(),
+    let log_text = match &pod {
+        Some(pod) => restore_container_log(ctx, &namespace, pod).await,
+        None => String::new(),
     };
+    let log = read_restore_log(&log_text);
     if let Some(plan) = &log.plan {
         if next.plan.is_none() {
             let note = format!(
@@ -735,12 +736,26 @@ async fn advance_restore(
     }
     if job_status.failed.unwrap_or(0) >= 1 {
         let words = pod.as_ref().and_then(|pod| last_words(pod, "restore"));
+        // What to do next depends on whether the server began to replay.
+        let advice = if !log_text.is_empty() && !log.staged {
+            format!(
+                "binlogd stopped before replaying anything, so {} is as it was: fix the cause, \
+                 then delete this PointInTimeRestore and create it again",
+                spec.database.pvc_name
+            )
+        } else {
+            format!(
+                "{} may hold part of the replay: restore it from the base backup again before \
+                 a new PointInTimeRestore",
+                spec.database.pvc_name
+            )
+        };
         return fail(
             ctx,
             restore,
             next,
             format!(
-                "Job {job_name} failed: {}",
+                "Job {job_name} failed: {}. {advice}",
                 words.unwrap_or_else(|| format!("see kubectl logs job/{job_name}"))
             ),
         )

@@ -653,8 +653,9 @@ async fn a_restore_creates_its_job_once_the_claim_is_free() {
     running.await.expect("task").expect("reconciled");
 }
 
-#[tokio::test]
-async fn a_failed_job_fails_the_restore_with_binlogds_last_words() {
+/// A restore whose Job failed with binlogd's `last_words`, having logged `log`: the note
+/// of the Failed event and the status written.
+async fn a_failed_job(last_words: &str, log: &str) -> (String, serde_json::Value) {
     let (ctx, mut api) = context();
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
@@ -668,7 +669,7 @@ async fn a_failed_job_fails_the_restore_with_binlogds_last_words() {
             {"metadata": {"name": "undo-drop-restore-x1"}, "status": {"containerStatuses": [
                 {"name": "restore", "image": "mariadb:10.11", "imageID": "", "ready": false,
                  "restartCount": 0, "state": {"terminated": {"exitCode": 1,
-                 "message": "binlogd: transaction 0-1-42 failed to apply: error 1062\n"}}}]}}
+                 "message": last_words}}}]}}
         ]}),
     )
     .await;
@@ -676,29 +677,52 @@ async fn a_failed_job_fails_the_restore_with_binlogds_last_words() {
         Method::GET,
         &log_path("undo-drop-restore-x1"),
         "container=restore",
-        &log_until("relay logs staged"),
+        log,
     )
     .await;
     api.expect_event("Planned").await;
     let note = api.expect_event("Failed").await;
-    assert!(
-        note.contains("transaction 0-1-42 failed to apply"),
-        "{note}"
-    );
     let status = api
         .expect_status(
             RESTORE_STATUS,
             &serde_json::to_value(&restore).expect("json"),
         )
         .await;
-    assert_eq!(status["phase"], "Failed");
-    assert!(
-        status["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("error 1062")),
-        "{status}"
-    );
     running.await.expect("task").expect("reconciled");
+    (note, status)
+}
+
+#[tokio::test]
+async fn a_failed_job_fails_the_restore_with_binlogds_last_words() {
+    let (note, status) = a_failed_job(
+        "binlogd: transaction 0-1-42 failed to apply: error 1062\n",
+        &log_until("relay logs staged"),
+    )
+    .await;
+    assert!(
+        note.contains("transaction 0-1-42 failed to apply"),
+        "{note}"
+    );
+    assert_eq!(status["phase"], "Failed");
+    let message = status["message"].as_str().expect("message");
+    assert!(message.contains("error 1062"), "{message}");
+    // The server had begun to replay: the volume must be restored again.
+    assert!(
+        message.contains("data-db1-0 may hold part of the replay: restore it from the base backup"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_failed_before_replaying_says_the_volume_is_untouched() {
+    let (_, status) = a_failed_job(
+        "binlogd: staging: segment 0001-server1/mariadb-bin.000003 at 81920: checksum mismatch\n",
+        &log_until("planned"),
+    )
+    .await;
+    let message = status["message"].as_str().expect("message");
+    assert!(message.contains("checksum mismatch"), "{message}");
+    assert!(message.contains("so data-db1-0 is as it was"), "{message}");
 }
 
 #[tokio::test]
