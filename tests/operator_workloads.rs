@@ -28,6 +28,8 @@ const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
 /// A pod's file system: where its volumes are, and what its Secrets and ConfigMaps hold.
 struct Pod {
     root: tempfile::TempDir,
+    /// The user and group the containers run as (the pod's security context), if not root.
+    run_as: Option<(u32, u32)>,
     /// Volume mount paths in the container, longest first.
     mounts: Vec<String>,
     /// The loopback address standing in for the pod's metrics port.
@@ -47,6 +49,15 @@ impl Pod {
         claims: &BTreeMap<&str, PathBuf>,
     ) -> Pod {
         let root = tempfile::tempdir().expect("pod root");
+        set_mode(root.path(), 0o755);
+        let security = pod.security_context.clone().unwrap_or_default();
+        let fs_group = security.fs_group.map(|g| g as u32);
+        let run_as = security.run_as_user.map(|user| {
+            let group = security.run_as_group.expect("runAsGroup with runAsUser") as u32;
+            // kubelet would add fsGroup as a supplementary group; here it must be the same.
+            assert_eq!(fs_group, Some(group), "fsGroup is not runAsGroup");
+            (user as u32, group)
+        });
         let mut mounts: Vec<String> = Vec::new();
         let volumes = pod.volumes.clone().unwrap_or_default();
         for mount in container.volume_mounts.iter().flatten() {
@@ -69,9 +80,16 @@ impl Pod {
                     .get(claim.as_str())
                     .unwrap_or_else(|| panic!("no claim {claim}"));
                 std::fs::create_dir_all(dir.parent().expect("parent")).expect("mkdir");
+                std::fs::create_dir_all(data).expect("the claim's volume");
                 std::os::unix::fs::symlink(data, &dir).expect("mount the claim");
+                if let Some(group) = fs_group {
+                    give_to_group(data, group);
+                }
             } else {
                 std::fs::create_dir_all(&dir).expect("mkdir");
+                if volume.is_some_and(|v| v.empty_dir.is_some()) {
+                    set_mode(&dir, 0o777);
+                }
             }
             let Some(volume) = volume else {
                 mounts.push(mount.mount_path.clone());
@@ -98,8 +116,15 @@ impl Pod {
                 for item in items {
                     let path = dir.join(&item.path);
                     std::fs::write(&path, &object[item.key.as_str()]).expect("write");
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                        .expect("chmod");
+                    // What kubelet does with fsGroup: the group owns the file and may read it.
+                    let mode = match fs_group {
+                        Some(group) => {
+                            std::os::unix::fs::chown(&path, None, Some(group)).expect("chown");
+                            mode | 0o440
+                        }
+                        None => mode,
+                    };
+                    set_mode(&path, mode);
                 }
             }
             mounts.push(mount.mount_path.clone());
@@ -108,6 +133,7 @@ impl Pod {
         let metrics = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
         Pod {
             root,
+            run_as,
             mounts,
             metrics,
         }
@@ -146,6 +172,10 @@ impl Pod {
     fn command(&self, container: &Container, program: &Path) -> Command {
         let mut command = Command::new(program);
         command.args(container.args.iter().flatten().map(|a| self.map(a)));
+        if let Some((user, group)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            command.uid(user).gid(group);
+        }
         for key in [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -168,6 +198,28 @@ impl Pod {
             );
         }
         command
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// What kubelet does to a volume for a pod's fsGroup: everything in it group-owned,
+/// group-writable, directories setgid.
+fn give_to_group(dir: &Path, group: u32) {
+    std::os::unix::fs::chown(dir, None, Some(group)).expect("chown");
+    let mode = std::fs::metadata(dir).expect("stat").permissions().mode();
+    set_mode(dir, (mode | 0o2070) & 0o7777);
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            give_to_group(&path, group);
+        } else {
+            std::os::unix::fs::chown(&path, None, Some(group)).expect("chown");
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            set_mode(&path, (mode | 0o060) & 0o7777);
+        }
     }
 }
 
@@ -340,6 +392,12 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     );
     let _ = stream.kill();
     let _ = stream.wait();
+    // It ran as the image's user, not root, on the volume kubelet gave its group.
+    let writer_id = spool_claim.path().join("spool/binlogd-writer-id");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&writer_id).expect("spooled")),
+        binlogd_operator::workloads::BINLOGD_UID as u32
+    );
 
     // The BinlogServer deleted: its spool's upload Job on the claim the pod left.
     let job = spool_upload_job(&server).expect("upload Job");

@@ -22,9 +22,10 @@ use crate::crd::{
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
     VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -37,6 +38,9 @@ use std::collections::BTreeMap;
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/binlogd/binlogd:", env!("CARGO_PKG_VERSION"));
 /// Where binlogd serves `/metrics` and `/healthz`.
 pub const METRICS_PORT: i32 = 9606;
+/// The user (and group) the binlogd image runs as (`deploy/Dockerfile`); its pods give
+/// their volumes and Secret files to this group, so that the user can use them.
+pub const BINLOGD_UID: i64 = 65532;
 /// Where the spool volume is mounted, and the spool in it.
 const SPOOL_MOUNT: &str = "/var/lib/binlogd";
 const SPOOL_DIR: &str = "/var/lib/binlogd/spool";
@@ -249,6 +253,7 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
         readiness_probe: Some(health(5)),
         liveness_probe: Some(health(30)),
         resources: spec.resources.clone(),
+        security_context: Some(binlogd_container_security()),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
@@ -276,6 +281,7 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    security_context: Some(binlogd_pod_security()),
                     volumes: (!files.volumes.is_empty()).then_some(files.volumes),
                     service_account_name: spec.storage.service_account_name.clone(),
                     node_selector: spec.node_selector.clone(),
@@ -310,6 +316,37 @@ fn compression_arg(compression: Compression) -> &'static str {
         Compression::Gzip => "gzip",
         Compression::Bzip2 => "bzip2",
         Compression::None => "none",
+    }
+}
+
+/// The pod of a binlogd container: not root, and its volumes (the spool's claim, the
+/// Secrets' files, which kubelet makes group-readable) given to binlogd's group.
+fn binlogd_pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(BINLOGD_UID),
+        run_as_group: Some(BINLOGD_UID),
+        fs_group: Some(BINLOGD_UID),
+        // A large spool is not walked on every start, only when its top is not ours.
+        fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// A binlogd container: no privileges, and nothing written outside its volumes.
+fn binlogd_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
     }
 }
 
@@ -375,6 +412,7 @@ pub fn spool_upload_job(server: &BinlogServer) -> Result<Job, WorkloadError> {
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         env: (!env.is_empty()).then_some(env),
         resources: spec.resources.clone(),
+        security_context: Some(binlogd_container_security()),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
@@ -397,6 +435,7 @@ pub fn spool_upload_job(server: &BinlogServer) -> Result<Job, WorkloadError> {
                 spec: Some(PodSpec {
                     containers: vec![container],
                     restart_policy: Some("Never".to_owned()),
+                    security_context: Some(binlogd_pod_security()),
                     service_account_name: spec.storage.service_account_name.clone(),
                     volumes: Some(volumes),
                     node_selector: spec.node_selector.clone(),
@@ -732,6 +771,25 @@ mod tests {
         )
     }
 
+    /// Not root, its volumes and Secret files given to binlogd's group (else the image's
+    /// user could read neither the 0400 Secrets nor write a fresh claim), no privileges.
+    fn assert_runs_as_binlogd(pod: &PodSpec) {
+        let security = pod.security_context.as_ref().expect("pod security context");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.run_as_user, Some(65532));
+        assert_eq!(security.fs_group, Some(65532));
+        let container = pod.containers[0]
+            .security_context
+            .as_ref()
+            .expect("container security context");
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            container.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_owned()])
+        );
+    }
+
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -751,6 +809,7 @@ mod tests {
         assert_eq!(spec.service_name.as_deref(), Some("db1"));
         let pod = spec.template.spec.expect("pod");
         assert_eq!(pod.service_account_name.as_deref(), Some("binlogd"));
+        assert_runs_as_binlogd(&pod);
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some(DEFAULT_IMAGE));
         assert_eq!(
@@ -870,6 +929,7 @@ mod tests {
         let pod = spec.template.spec.expect("pod");
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.service_account_name.as_deref(), Some("binlogd"));
+        assert_runs_as_binlogd(&pod);
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some(DEFAULT_IMAGE));
         assert_eq!(
