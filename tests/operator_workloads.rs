@@ -315,11 +315,12 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
             )]),
         ),
     ]);
-    let spool_claim = tempfile::tempdir().expect("the spool's claim");
-    let datadir_claim = tempfile::tempdir().expect("the database's claim");
+    // The volumes behind the claims (as reachable as kubelet's mounts are).
+    let volumes = tempfile::tempdir().expect("volumes");
+    set_mode(volumes.path(), 0o755);
     let claims = BTreeMap::from([
-        ("spool-db1-0", spool_claim.path().to_owned()),
-        ("data-db1-0", datadir_claim.path().join("data")),
+        ("spool-db1-0", volumes.path().join("spool-db1-0")),
+        ("data-db1-0", volumes.path().join("data-db1-0")),
     ]);
 
     // The BinlogServer's pod: binlogd stream, ready by its probe, its status from /metrics.
@@ -393,7 +394,7 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     let _ = stream.kill();
     let _ = stream.wait();
     // It ran as the image's user, not root, on the volume kubelet gave its group.
-    let writer_id = spool_claim.path().join("spool/binlogd-writer-id");
+    let writer_id = claims["spool-db1-0"].join("spool/binlogd-writer-id");
     assert_eq!(
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&writer_id).expect("spooled")),
         binlogd_operator::workloads::BINLOGD_UID as u32
@@ -426,6 +427,13 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     backup
         .copy_back_to(&claims["data-db1-0"])
         .expect("copy back");
+    // As on a database's volume: the files are the server's user's, not root's.
+    let status = Command::new("chown")
+        .args(["-R", "mysql:mysql"])
+        .arg(&claims["data-db1-0"])
+        .status()
+        .expect("chown");
+    assert!(status.success());
     let restore: PointInTimeRestore = serde_json::from_value(json!({
         "apiVersion": "binlogd.io/v1alpha1", "kind": "PointInTimeRestore",
         "metadata": {"name": "undo", "namespace": "prod", "uid": "undo-uid"},

@@ -321,6 +321,16 @@ fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
     assert!(stderr.contains("holds no mysql schema"), "{stderr}");
 
     backup.copy_back_to(&datadir).expect("copy back");
+    // As a database's datadir is: its server's user's, not root's (binlogd, as root, then
+    // runs the server as that user, and gives it the relay logs it stages there).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "mysql:mysql"])
+        .arg(&datadir)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
     let output = restore_datadir(&datadir, &["--to-gtid", &moment, "--log-format", "json"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");

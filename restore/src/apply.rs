@@ -167,6 +167,8 @@ impl Target {
                 "runs {version}: restoring into MySQL is not supported yet (MariaDB only)"
             )));
         }
+        // The server's user owns its datadir.
+        let owner = staging_owner(&PathBuf::from(text(5)));
         let relay_logs = match text(2) {
             // A server without a relay_log option reports none (even once replication
             // is configured); it names its relay logs after its pid file, in the datadir,
@@ -182,6 +184,7 @@ impl Target {
                     dir: PathBuf::from(text(5)),
                     basename: format!("{stem}-relay-bin"),
                     listed_from: PathBuf::from("."),
+                    owner,
                 }
             }
             configured => {
@@ -194,6 +197,7 @@ impl Target {
                         .unwrap_or_default(),
                     listed_from: dir.clone(),
                     dir,
+                    owner,
                 }
             }
         };
@@ -395,6 +399,17 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// Who the staged relay logs must belong to: the owner of the server's datadir (the
+/// user it runs as) when binlogd runs as root and the server does not.
+fn staging_owner(datadir: &std::path::Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let meta = std::fs::metadata(datadir).ok()?;
+    (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
 }
 
 fn server_error(doing: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> RestoreError {

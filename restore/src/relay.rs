@@ -148,6 +148,10 @@ pub struct RelayLogPlace {
     /// path, `.` (the datadir) when the server made the name up itself. The server finds
     /// a relay log only under the name it would have listed it by.
     pub listed_from: PathBuf,
+    /// The user and group the server runs as, to be given the staged files: set when
+    /// binlogd runs as root, which would otherwise leave them root's, and so unreadable
+    /// (and the index unwritable) to the server's SQL thread.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl RelayLogSet {
@@ -164,6 +168,7 @@ impl RelayLogSet {
         let name = format!("{}.{:06}", self.place.basename, self.files.len() + 1);
         let path = self.place.dir.join(&name);
         let mut file = std::fs::File::create(&path).map_err(RestoreError::io("creating", &path))?;
+        self.hand_over(&file, &path)?;
         file.write_all(head)
             .and_then(|()| file.write_all(body))
             .and_then(|()| file.sync_all())
@@ -179,6 +184,7 @@ impl RelayLogSet {
             dir,
             basename,
             listed_from,
+            owner,
         } = &self.place;
         let path = dir.join(format!("{basename}.index"));
         let mut text = String::new();
@@ -189,6 +195,9 @@ impl RelayLogSet {
         let temporary = dir.join(format!("{basename}.index.tmp"));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temporary)?;
+            if let Some((user, group)) = owner {
+                std::os::unix::fs::fchown(&file, Some(*user), Some(*group))?;
+            }
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&temporary, &path)?;
@@ -196,6 +205,15 @@ impl RelayLogSet {
         };
         write().map_err(RestoreError::io("writing", &path))?;
         Ok(path)
+    }
+
+    /// Gives a staged file to the server's user, if binlogd is not that user.
+    fn hand_over(&self, file: &std::fs::File, path: &std::path::Path) -> Result<(), RestoreError> {
+        if let Some((user, group)) = self.place.owner {
+            std::os::unix::fs::fchown(file, Some(user), Some(group))
+                .map_err(RestoreError::io("handing to the server's user", path))?;
+        }
+        Ok(())
     }
 
     /// Removes the relay logs written so far (a staging that failed half-way leaves
@@ -289,6 +307,7 @@ mod tests {
             dir: dir.path().to_owned(),
             basename: "relay-bin".into(),
             listed_from: dir.path().to_owned(),
+            owner: None,
         });
         assert_eq!(set.add(b"head", b"body").expect("add"), "relay-bin.000001");
         assert_eq!(set.add(b"h", b"b").expect("add"), "relay-bin.000002");
@@ -304,5 +323,32 @@ mod tests {
             std::fs::read(dir.path().join("relay-bin.000001")).expect("file"),
             b"headbody"
         );
+    }
+
+    #[test]
+    fn staged_files_belong_to_the_servers_user() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: giving files away needs root");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let mut set = RelayLogSet::new(&RelayLogPlace {
+            dir: dir.path().to_owned(),
+            basename: "relay-bin".into(),
+            listed_from: ".".into(),
+            owner: Some((65534, 65534)),
+        });
+        let name = set.add(b"head", b"body").expect("add");
+        let index = set.write_index().expect("index");
+        for path in [dir.path().join(name), index] {
+            let meta = std::fs::metadata(&path).expect("stat");
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (65534, 65534),
+                "{}",
+                path.display()
+            );
+        }
     }
 }
