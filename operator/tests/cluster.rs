@@ -1,4 +1,5 @@
-//! Against a real cluster: ignored here, where none can run. With a kubeconfig pointing
+//! Against a real cluster: ignored here, where none can run. They create objects named
+//! `binlogd-it-<pid>...` in the default namespace and delete them. With a kubeconfig pointing
 //! at a disposable cluster (kind, k3d) that has the CRDs applied
 //! (`kubectl apply -f deploy/crds/`) and no operator running:
 //!
@@ -138,4 +139,122 @@ async fn a_binlog_server_becomes_a_statefulset_and_a_service_in_a_real_cluster()
             .expect("reconciled");
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster with the CRDs applied (see the module docs)"]
+async fn a_restore_waits_for_its_claim_then_creates_its_job_in_a_real_cluster() {
+    use binlogd_operator::controller::reconcile_restore;
+    use binlogd_operator::crd::{PointInTimeRestore, RestorePhase};
+    use k8s_openapi::api::core::v1::Pod;
+    let client = kube::Client::try_default().await.expect("a kubeconfig");
+    let name = format!("binlogd-it-{}", std::process::id());
+    let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let restores: Api<PointInTimeRestore> = Api::default_namespaced(client.clone());
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let claim = format!("{name}-data");
+    claims
+        .create(
+            &PostParams::default(),
+            &resource(serde_json::json!({
+                "metadata": {"name": claim},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "1Gi"}}}
+            })),
+        )
+        .await
+        .expect("the database's claim");
+    // The database, still running on it.
+    let database = format!("{name}-db");
+    pods.create(
+        &PostParams::default(),
+        &resource(serde_json::json!({
+            "metadata": {"name": database},
+            "spec": {"containers": [{"name": "db", "image": "registry.k8s.io/pause:3.10",
+                                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}
+        })),
+    )
+    .await
+    .expect("the database's pod");
+    restores
+        .create(
+            &PostParams::default(),
+            &resource(serde_json::json!({
+                "apiVersion": "binlogd.io/v1alpha1", "kind": "PointInTimeRestore",
+                "metadata": {"name": name},
+                "spec": {"storage": {"bucket": "b", "prefix": "p"},
+                         "target": {"latest": true},
+                         "database": {"pvcName": claim, "image": "mariadb:11.4"}}
+            })),
+        )
+        .await
+        .expect("the restore");
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "binlogd-operator-it".into(),
+                instance: None,
+            },
+        ),
+        binlogd_image: "busybox".into(),
+    });
+    let reconcile = || async {
+        let current = restores.get(&name).await.expect("the restore");
+        reconcile_restore(Arc::new(current), ctx.clone())
+            .await
+            .expect("reconciled");
+        restores.get(&name).await.expect("the restore").status
+    };
+    let status = reconcile().await.expect("a status");
+    assert_eq!(status.phase, Some(RestorePhase::Pending), "{status:?}");
+    assert!(
+        status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&database)),
+        "{status:?}"
+    );
+    assert!(
+        jobs.get_opt(&format!("{name}-restore"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // The database stopped: the Job starts.
+    pods.delete(&database, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("stop the database");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pods.get_opt(&database).await.expect("get").is_some() {
+        assert!(std::time::Instant::now() < deadline, "the pod did not go");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let status = reconcile().await.expect("a status");
+    assert_eq!(status.phase, Some(RestorePhase::Planning), "{status:?}");
+    let job = jobs
+        .get(&format!("{name}-restore"))
+        .await
+        .expect("the restore Job");
+    let pod = job.spec.expect("spec").template.spec.expect("pod");
+    assert_eq!(pod.containers[0].args.as_ref().expect("args")[0], "restore");
+
+    // The Job goes with its restore (owner reference); the claim is ours to delete.
+    restores
+        .delete(&name, &DeleteParams::foreground())
+        .await
+        .expect("delete the restore");
+    claims
+        .delete(&claim, &DeleteParams::default())
+        .await
+        .expect("delete the claim");
+}
+
+/// A resource as `kubectl apply` would read it.
+fn resource<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
+    serde_json::from_value(value).expect("a resource")
 }
