@@ -372,7 +372,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         let patience = Duration::from_secs_f64(args.patience);
         let started = std::time::Instant::now();
         let mut backoff = new_backoff();
-        let (mut uploader, lease) = loop {
+        let (mut uploader, mut lease) = loop {
             match open(&settings, spool.clone()).await {
                 Ok(opened) => break opened,
                 Err(e) if is_transient(&e) && started.elapsed() < patience => {
@@ -389,11 +389,37 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
                 }
             }
         };
+        let mut stalled = 0;
         loop {
-            match uploader.checkpoint().await {
+            let before = uploader.backlog();
+            // A long backlog takes one long checkpoint: keep the lease alive meanwhile.
+            let outcome = {
+                let checkpoint = uploader.checkpoint();
+                tokio::pin!(checkpoint);
+                loop {
+                    tokio::select! {
+                        outcome = &mut checkpoint => break outcome,
+                        _ = tokio::time::sleep(LEASE_TTL / 3) => {
+                            lease.renew().await.context("renewing the archive's lease")?;
+                        }
+                    }
+                }
+            };
+            match outcome {
                 Ok(_) if uploader.backlog() == 0 => break,
-                // More than one checkpoint's worth: go on at once.
-                Ok(_) => continue,
+                // More than one checkpoint's worth (the spool grew, or the first pass
+                // only took stock): go on, but not forever on a spool that will not drain.
+                Ok(_) => {
+                    stalled = if uploader.backlog() < before { 0 } else { stalled + 1 };
+                    if stalled >= 3 {
+                        anyhow::bail!(
+                            "{} bytes of the spool {} did not go up in three checkpoints; \
+                             they stay there (see binlogd verify and binlogd list)",
+                            uploader.backlog(),
+                            spool_dir.display()
+                        );
+                    }
+                }
                 Err(StorageError::Store(e)) if e.is_transient() => {
                     if started.elapsed() >= patience {
                         return Err(anyhow::Error::new(e).context(format!(
