@@ -174,7 +174,14 @@ pub async fn run(
                 }
             }
         }
-        match uploader.checkpoint().await {
+        let outcome = match checkpoint_keeping_lease(&mut uploader, &mut lease).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e);
+            }
+        };
+        match outcome {
             Ok(_) => {
                 if failing {
                     tracing::info!("the object store answers again; the spool drains");
@@ -271,6 +278,29 @@ pub async fn run(
                     }
                 }
             }
+        }
+    }
+}
+
+/// One checkpoint, renewing the lease every third of its TTL while it runs: a backlog goes
+/// up in one checkpoint, and a large one (after the store was away) can outlast the lease.
+/// The outer error is a lease another writer took, or a store refusing it for good.
+async fn checkpoint_keeping_lease(
+    uploader: &mut Uploader,
+    lease: &mut Lease,
+) -> anyhow::Result<Result<u64, StorageError>> {
+    let checkpoint = uploader.checkpoint();
+    tokio::pin!(checkpoint);
+    loop {
+        tokio::select! {
+            outcome = &mut checkpoint => return Ok(outcome),
+            _ = tokio::time::sleep(LEASE_TTL / 3) => match lease.renew().await {
+                Ok(()) => {}
+                Err(StorageError::Store(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("renewing the archive's lease")),
+            },
         }
     }
 }
@@ -392,20 +422,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         let mut stalled = 0;
         loop {
             let before = uploader.backlog();
-            // A long backlog takes one long checkpoint: keep the lease alive meanwhile.
-            let outcome = {
-                let checkpoint = uploader.checkpoint();
-                tokio::pin!(checkpoint);
-                loop {
-                    tokio::select! {
-                        outcome = &mut checkpoint => break outcome,
-                        _ = tokio::time::sleep(LEASE_TTL / 3) => {
-                            lease.renew().await.context("renewing the archive's lease")?;
-                        }
-                    }
-                }
-            };
-            match outcome {
+            match checkpoint_keeping_lease(&mut uploader, &mut lease).await? {
                 Ok(_) if uploader.backlog() == 0 => break,
                 // More than one checkpoint's worth (the spool grew, or the first pass
                 // only took stock): go on, but not forever on a spool that will not drain.
