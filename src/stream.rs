@@ -91,6 +91,8 @@ pub struct StreamArgs {
     #[command(flatten)]
     s3: crate::upload::S3Args,
     #[command(flatten)]
+    lease: crate::upload::LeaseArgs,
+    #[command(flatten)]
     retention: crate::purge::RetentionArgs,
     /// With --retention or --keep-after-gtid: how often to look for files to delete.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
@@ -289,6 +291,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 size: args.checkpoint_size,
                 retention: args.retention.policy(),
                 purge_interval: Duration::from_secs_f64(args.purge_interval),
+                lease_ttl: args.lease.ttl(),
             };
             let (uploader, lease) =
                 crate::upload::open(&settings, LocalArchive::open(&spool_root)?).await?;

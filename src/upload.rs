@@ -96,6 +96,8 @@ pub struct UploadSettings {
     pub retention: Retention,
     /// How often to apply `retention`.
     pub purge_interval: Duration,
+    /// How long the archive's lease outlives a writer that stops renewing it.
+    pub lease_ttl: Duration,
 }
 
 /// Shared between the stream and the upload task.
@@ -112,7 +114,7 @@ pub struct UploadState {
 pub async fn open(
     settings: &UploadSettings,
     spool: LocalArchive,
-) -> anyhow::Result<(Uploader, Lease)> {
+) -> anyhow::Result<(Uploader, LeaseKeeper)> {
     let mut store = S3Store::connect(settings.url.clone(), &settings.s3).await;
     store
         .probe()
@@ -127,27 +129,132 @@ pub async fn open(
     }
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let writer = writer_id(spool.root())?;
-    let lease = Lease::acquire(Arc::clone(&store), &writer, LEASE_TTL)
+    let lease = Lease::acquire(Arc::clone(&store), &writer, settings.lease_ttl)
         .await
         .with_context(|| format!("taking the lease of {}", settings.url))?;
+    // Renewed from now on, whatever the uploader is doing (opening the archive through a
+    // slow store, or one long checkpoint of a large backlog).
+    let keeper = LeaseKeeper::start(lease, settings.lease_ttl);
     let uploader = Uploader::open(store, spool, settings.options.clone())
         .await
         .with_context(|| format!("opening the archive {}", settings.url))?;
-    Ok((uploader, lease))
+    Ok((uploader, keeper))
 }
 
 /// How long binlogd, exiting, keeps trying to upload what the spool holds.
 const FINAL_UPLOAD_PATIENCE: Duration = Duration::from_secs(30);
 
-/// How long the lease lasts without renewal; renewed every third of it.
-const LEASE_TTL: Duration = Duration::from_secs(60);
+/// `--lease-ttl`, of both writers: how long the lease lasts without renewal (it is
+/// renewed every third of it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaseArgs {
+    /// With an S3 archive: how long the archive's lease outlives this writer if it dies
+    /// without giving it up; another writer waits that long before taking over. Renewed
+    /// every third of it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_ttl: u64,
+}
+
+impl LeaseArgs {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl)
+    }
+}
+
+/// Holds the archive's lease: a task renews it every third of its TTL until it is released,
+/// and says when it was lost (another writer took it, or the store refuses it for good).
+pub struct LeaseKeeper {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<Lease>>>,
+    lost: watch::Receiver<bool>,
+}
+
+impl LeaseKeeper {
+    fn start(mut lease: Lease, ttl: Duration) -> LeaseKeeper {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (lose, lost) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return Ok(lease),
+                    _ = tokio::time::sleep(ttl / 3) => match lease.renew().await {
+                        Ok(()) => {}
+                        Err(StorageError::Store(e)) if e.is_transient() => {
+                            tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
+                        }
+                        Err(e) => {
+                            let _ = lose.send(true);
+                            return Err(anyhow::Error::new(e).context("renewing the archive's lease"));
+                        }
+                    },
+                }
+            }
+        });
+        LeaseKeeper {
+            stop: Some(stop),
+            task: Some(task),
+            lost,
+        }
+    }
+
+    /// Whether the lease is gone: stop writing.
+    pub fn lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Why it was lost (once [`LeaseKeeper::lost`] says so).
+    pub async fn loss(mut self) -> anyhow::Error {
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => anyhow::anyhow!("the archive's lease was given up"),
+                Err(e) => anyhow::Error::new(e).context("the lease's renewal task"),
+            },
+            None => anyhow::anyhow!("the archive's lease was given up"),
+        }
+    }
+
+    /// Stops renewing and gives the lease up (a clean stop: the next writer need not
+    /// wait for its TTL).
+    pub async fn release(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let lease = match self.task.take() {
+            Some(task) => task.await.context("the lease's renewal task")??,
+            None => anyhow::bail!("the archive's lease was given up already"),
+        };
+        lease
+            .release()
+            .await
+            .context("releasing the archive's lease")
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        // Not released: stop renewing, and let the TTL run out.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper")
+            .field("lost", &self.lost())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Checkpoints until `finish` turns true, then once more, so that everything durable
 /// in the spool is uploaded before binlogd exits. Returns an error (and raises `stop`)
 /// when the store refuses in a way retrying cannot fix.
 pub async fn run(
     mut uploader: Uploader,
-    mut lease: Lease,
+    lease: LeaseKeeper,
     settings: UploadSettings,
     state: Arc<UploadState>,
     metrics: Arc<StreamMetrics>,
@@ -156,32 +263,16 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut backoff = new_backoff();
     let mut failing = false;
-    let mut renewed = std::time::Instant::now();
     let mut finishing_since = None;
     let mut last_purge: Option<std::time::Instant> = None;
     loop {
         let finishing = *finish.borrow();
         let began = tokio::time::Instant::now();
-        if renewed.elapsed() >= LEASE_TTL / 3 {
-            match lease.renew().await {
-                Ok(()) => renewed = std::time::Instant::now(),
-                Err(StorageError::Store(e)) if e.is_transient() => {
-                    tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
-                }
-                Err(e) => {
-                    let _ = stop.send(true);
-                    return Err(e).context("renewing the archive's lease");
-                }
-            }
+        if lease.lost() {
+            let _ = stop.send(true);
+            return Err(lease.loss().await);
         }
-        let outcome = match checkpoint_keeping_lease(&mut uploader, &mut lease).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                let _ = stop.send(true);
-                return Err(e);
-            }
-        };
-        match outcome {
+        match uploader.checkpoint().await {
             Ok(_) => {
                 if failing {
                     tracing::info!("the object store answers again; the spool drains");
@@ -195,10 +286,7 @@ pub async fn run(
                 state.backlog.store(backlog, Ordering::Relaxed);
                 metrics.upload_backlog_bytes.set(backlog as i64);
                 if finishing {
-                    return lease
-                        .release()
-                        .await
-                        .context("releasing the archive's lease");
+                    return lease.release().await;
                 }
                 if settings.retention.is_active()
                     && last_purge.is_none_or(|at| at.elapsed() >= settings.purge_interval)
@@ -282,29 +370,6 @@ pub async fn run(
     }
 }
 
-/// One checkpoint, renewing the lease every third of its TTL while it runs: a backlog goes
-/// up in one checkpoint, and a large one (after the store was away) can outlast the lease.
-/// The outer error is a lease another writer took, or a store refusing it for good.
-async fn checkpoint_keeping_lease(
-    uploader: &mut Uploader,
-    lease: &mut Lease,
-) -> anyhow::Result<Result<u64, StorageError>> {
-    let checkpoint = uploader.checkpoint();
-    tokio::pin!(checkpoint);
-    loop {
-        tokio::select! {
-            outcome = &mut checkpoint => return Ok(outcome),
-            _ = tokio::time::sleep(LEASE_TTL / 3) => match lease.renew().await {
-                Ok(()) => {}
-                Err(StorageError::Store(e)) if e.is_transient() => {
-                    tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("renewing the archive's lease")),
-            },
-        }
-    }
-}
-
 /// Retries of a failing store: quick at first, then every 5-10 s (jittered), so the
 /// spool starts draining within seconds of the store coming back.
 fn new_backoff() -> backon::ExponentialBackoff {
@@ -347,6 +412,8 @@ pub struct UploadArgs {
     patience: f64,
     #[command(flatten)]
     s3: S3Args,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 /// `binlogd upload`: checkpoints the spool into its object archive until nothing durable
@@ -393,6 +460,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         size: 0,
         retention: Retention::default(),
         purge_interval: Duration::ZERO,
+        lease_ttl: args.lease.ttl(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -402,7 +470,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         let patience = Duration::from_secs_f64(args.patience);
         let started = std::time::Instant::now();
         let mut backoff = new_backoff();
-        let (mut uploader, mut lease) = loop {
+        let (mut uploader, lease) = loop {
             match open(&settings, spool.clone()).await {
                 Ok(opened) => break opened,
                 Err(e) if is_transient(&e) && started.elapsed() < patience => {
@@ -422,7 +490,10 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         let mut stalled = 0;
         loop {
             let before = uploader.backlog();
-            match checkpoint_keeping_lease(&mut uploader, &mut lease).await? {
+            if lease.lost() {
+                return Err(lease.loss().await);
+            }
+            match uploader.checkpoint().await {
                 Ok(_) if uploader.backlog() == 0 => break,
                 // More than one checkpoint's worth (the spool grew, or the first pass
                 // only took stock): go on, but not forever on a spool that will not drain.
@@ -455,10 +526,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
                 Err(e) => return Err(e).context("uploading to the object archive"),
             }
         }
-        lease
-            .release()
-            .await
-            .context("releasing the archive's lease")?;
+        lease.release().await?;
         let stats = uploader.stats();
         println!(
             "uploaded {} binlog bytes ({} segments, {} files sealed) from {} to {}; \

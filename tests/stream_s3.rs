@@ -1391,3 +1391,133 @@ fn s3_upload_pushes_what_a_killed_streams_spool_holds() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// A writer whose checkpoint takes longer than its lease's TTL (a large backlog through a
+/// slow store) keeps the lease: a second writer arriving after the TTL is refused, and the
+/// first one finishes.
+#[test]
+fn s3_a_checkpoint_longer_than_the_lease_keeps_it() {
+    let db = server_with_workload_schema(64 << 10);
+    let s3 = start_s3();
+    let spool = tempfile::tempdir().expect("spool");
+    let prefix = "long-checkpoint";
+    // A spool with a backlog: one checkpoint at the start, then killed.
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let logs = tempfile::tempdir().expect("logs");
+    let log_path = logs.path().join("binlogd.log");
+    let streamer = KillOnDrop(
+        stream_command(&db, &s3, &format!("s3://{BUCKET}/{prefix}"), spool.path())
+            .args(["--checkpoint-interval", "3600", "--checkpoint-size", "1GiB"])
+            .args(["--metrics-addr", &metrics_addr])
+            .stderr(std::fs::File::create(&log_path).expect("log"))
+            .spawn()
+            .expect("spawn binlogd"),
+    );
+    wait_until_healthy(&metrics_addr, || {
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    });
+    db.write_workload(400).expect("workload");
+    wait_for_quiet_binlogs(&db);
+    let newest = db.gtid_binlog_pos().expect("pos");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !stream_common::http_get(&metrics_addr, "/metrics")
+        .1
+        .contains(&format!("binlogd_last_archived_gtid{{gtid=\"{newest}\"}}"))
+    {
+        assert!(std::time::Instant::now() < deadline, "not spooled");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(streamer);
+
+    // Every response from the store 1 s late: the upload takes many times its 9 s lease
+    // (which must exceed a renewal's own two slow round trips, read and write, and the
+    // third of it between renewals).
+    let proxy = binlogd_testkit::HttpFaultProxy::start(
+        s3.port(),
+        binlogd_testkit::Faults {
+            fail_one_in: 0,
+            slow_one_in: 1,
+            slow_by: std::time::Duration::from_secs(1),
+        },
+    )
+    .expect("proxy");
+    let began = std::time::Instant::now();
+    let mut upload = KillOnDrop(
+        binlogd()
+            .args(["upload", "--lease-ttl", "9", "--spool-dir"])
+            .arg(spool.path())
+            .args(["--archive", &format!("s3://{BUCKET}/{prefix}")])
+            .args(["--s3-endpoint", &proxy.endpoint()])
+            .envs(s3.aws_env())
+            .stdout(std::fs::File::create(logs.path().join("upload.out")).expect("out"))
+            .stderr(std::fs::File::create(logs.path().join("upload.log")).expect("log"))
+            .spawn()
+            .expect("spawn binlogd upload"),
+    );
+    // Once the upload has held the lease for well over its TTL, a second writer comes.
+    let lease_key = format!("{prefix}/lease.json");
+    let client = s3.client();
+    let rt = runtime();
+    let lease_taken = || {
+        rt.block_on(client.head_object().bucket(BUCKET).key(&lease_key).send())
+            .is_ok_and(|head| {
+                head.last_modified()
+                    .is_some_and(|at| at.secs() >= began_unix(began))
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !lease_taken() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload took no lease"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(14));
+    assert!(
+        upload.0.try_wait().expect("wait").is_none(),
+        "the upload ended before the second writer came: the test shows nothing"
+    );
+    let second_spool = tempfile::tempdir().expect("spool");
+    let second = stream_to_s3(&db, &s3, prefix, second_spool.path(), &["--lease-ttl", "9"]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        the_error_line(&stderr).contains("is being written by"),
+        "the lease was taken over mid-upload: {stderr}"
+    );
+    // The rest goes up at full speed.
+    proxy.set_faults(binlogd_testkit::Faults::default());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = upload.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let read = |name: &str| std::fs::read_to_string(logs.path().join(name)).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{}{}",
+        read("upload.out"),
+        read("upload.log")
+    );
+    eprintln!(
+        "the upload took {:.1} s through the slow store, with a 9 s lease",
+        began.elapsed().as_secs_f64()
+    );
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, prefix));
+}
+
+/// The Unix second at `began` (an Instant taken now-ish).
+fn began_unix(began: std::time::Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    now - began.elapsed().as_secs() as i64 - 1
+}
