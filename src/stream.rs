@@ -502,7 +502,7 @@ impl Streamer {
                 version: identity.version.trim_start_matches("5.5.5-").to_owned(),
             })
             .set(1);
-        let (epoch, start) = self.choose_start(&mut conn, identity).await?;
+        let (epoch, start, unfinished) = self.choose_start(&mut conn, identity).await?;
         conn.register_replica(self.server_id)
             .await
             .context("registering as a replica")?;
@@ -543,7 +543,10 @@ impl Streamer {
                 .map(|r| r.gtids)
                 .unwrap_or_else(|| epoch.gtids_at_start.clone()),
         };
-        let writer = ArchiveWriter::new(epoch, stream.checksum(), gtids)?;
+        let mut writer = ArchiveWriter::new(epoch, stream.checksum(), gtids)?;
+        if let (Start::Gtid(_), Some((file, len))) = (&start, unfinished) {
+            writer.continues(&file, len);
+        }
         self.reported = WriterStats::default();
         let first = self.first_piece(&mut stream, net_timeout).await;
         self.metrics.set_connected(true);
@@ -608,7 +611,7 @@ impl Streamer {
         &mut self,
         conn: &mut Connection,
         identity: SourceIdentity,
-    ) -> anyhow::Result<(Epoch, Start)> {
+    ) -> anyhow::Result<(Epoch, Start, Option<(String, u64)>)> {
         let epochs = self.archive.epochs()?;
         let last = epochs.last().cloned();
         let (epoch, resume) = match last {
@@ -651,6 +654,11 @@ impl Streamer {
                 "dropped an unfinished transaction from the archive's end; the source sends it again"
             );
         }
+        // The archive's last file, if not closed: the dump must continue it.
+        let unfinished = resume
+            .as_ref()
+            .filter(|r| epoch.data_path(&r.file).exists())
+            .map(|r| (r.file.clone(), r.position));
         let start = match resume {
             Some(resume)
                 if self.args.resume_by != ResumeBy::Position
@@ -676,7 +684,7 @@ impl Streamer {
             }
         };
         self.force_position = false;
-        Ok((epoch, start))
+        Ok((epoch, start, unfinished))
     }
 
     /// Moves events from the stream into the archive until the stream ends, fails, or a
@@ -1051,7 +1059,10 @@ fn storage_error(err: &anyhow::Error) -> Option<&StorageError> {
 }
 
 fn is_gap(err: &anyhow::Error) -> bool {
-    matches!(storage_error(err), Some(StorageError::Gap { .. }))
+    matches!(
+        storage_error(err),
+        Some(StorageError::Gap { .. } | StorageError::UnfinishedFile { .. })
+    )
 }
 
 /// Whether reconnecting cannot help: refusals, bad configuration, corrupt data.
@@ -1061,7 +1072,11 @@ fn is_fatal(err: &anyhow::Error) -> bool {
     }
     match storage_error(err) {
         // A gap is repaired by resuming by position; the disk may get space back.
-        Some(StorageError::Gap { .. } | StorageError::Io { .. }) => false,
+        Some(
+            StorageError::Gap { .. }
+            | StorageError::UnfinishedFile { .. }
+            | StorageError::Io { .. },
+        ) => false,
         Some(_) => true,
         // Anything else (our own checks) would fail the same way again.
         None => true,

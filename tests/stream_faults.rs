@@ -274,3 +274,31 @@ fn a_failover_behind_the_same_address_is_followed_by_gtid_into_a_new_epoch() {
     eprintln!("the new epoch repeats {repeated} transactions of the old primary");
     streamer.stop();
 }
+
+/// The server rotates after the last transaction binlogd archived and before binlogd reads
+/// the ROTATE (here: between two runs). A dump by GTID then begins in the next file; the
+/// rest of the archived one (its ROTATE) must still be fetched, or its copy stays short.
+#[test]
+fn a_file_the_server_rotated_away_from_between_sessions_is_completed() {
+    let db = server();
+    db.write_workload(20).expect("workload");
+    let archive = Archive::new();
+    let first = archive.run_to_end(&db, &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let unfinished = db.binlog_names().expect("names").pop().expect("a file");
+    db.rotate().expect("FLUSH BINARY LOGS");
+    db.write_workload(5).expect("into the next file");
+    let second = archive.run_to_end(&db, &[]);
+    let log = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{log}");
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+    assert!(
+        log.contains(&format!("{unfinished}: the source resumed in")),
+        "the dump by GTID did not begin past {unfinished}, so this test shows nothing:\n{log}"
+    );
+}

@@ -43,6 +43,21 @@ pub enum StorageError {
         /// The event's type.
         event_type: binlogd_parser::EventType,
     },
+    /// A dump by GTID began in a later file than the archive's last, unfinished one: the
+    /// rest of that file (its ROTATE, at least) was never received. Resuming by file and
+    /// position from the archived end fetches it.
+    #[error(
+        "{file}: the source resumed in {resumed_in}, past the end of this file (archived to \
+         {archived}); fetching the rest of it by position"
+    )]
+    UnfinishedFile {
+        /// The archive's last file.
+        file: String,
+        /// Where the archived copy ends.
+        archived: u64,
+        /// The file the dump began in.
+        resumed_in: String,
+    },
     /// The stream or the archive contradicts itself in a way no resume repairs.
     #[error("{file} at offset {offset}: {message}")]
     Inconsistent {

@@ -19,7 +19,7 @@
 use crate::error::StorageError;
 use crate::gtids::GtidState;
 use crate::index::{IndexRecord, TransactionEntry, encode_record};
-use crate::layout::{Epoch, sync_dir, validate_binlog_name};
+use crate::layout::{Epoch, binlog_order, sync_dir, validate_binlog_name};
 use crate::recover::clear_in_use_flag;
 use crate::syncer::{SyncJob, Syncer};
 use crate::tracking::{FileTracker, Observed};
@@ -95,6 +95,9 @@ pub struct ArchiveWriter {
     /// A sync finished while the writer waited for it, not yet reported by
     /// [`ArchiveWriter::poll_durable`].
     unreported: Option<Durable>,
+    /// The archive's last file and its length, when the dump is to continue it (see
+    /// [`ArchiveWriter::continues`]).
+    continues: Option<(String, u64)>,
 }
 
 #[derive(Debug)]
@@ -156,7 +159,16 @@ impl ArchiveWriter {
             preamble: FormatDescription::stream_preamble(checksum),
             syncer: Syncer::start()?,
             unreported: None,
+            continues: None,
         })
+    }
+
+    /// Says that the dump should continue the archive's unfinished last file `name`, now
+    /// `len` bytes long. A dump by GTID that begins in a later file instead (the server
+    /// rotated after the last archived transaction, before binlogd read the ROTATE) fails
+    /// with [`StorageError::UnfinishedFile`], so that the stream fetches the rest by position.
+    pub fn continues(&mut self, name: &str, len: u64) {
+        self.continues = Some((name.to_owned(), len));
     }
 
     /// The epoch written to.
@@ -453,6 +465,15 @@ impl ArchiveWriter {
     /// The server's artificial ROTATE names the file the stream continues in.
     fn switch_to(&mut self, name: &str, position: u64) -> Result<(), StorageError> {
         validate_binlog_name(name).map_err(|m| StorageError::inconsistent(name, position, m))?;
+        if let Some((unfinished, archived)) = self.continues.take()
+            && binlog_order(name, &unfinished) == std::cmp::Ordering::Greater
+        {
+            return Err(StorageError::UnfinishedFile {
+                file: unfinished,
+                archived,
+                resumed_in: name.to_owned(),
+            });
+        }
         if let Some(file) = &self.file {
             if file.name == name {
                 return Ok(());
