@@ -1292,35 +1292,7 @@ fn s3_credentials_that_stop_working_end_the_stream_with_one_line_and_lose_nothin
 fn s3_upload_pushes_what_a_killed_streams_spool_holds() {
     let db = server_with_workload_schema(64 << 10);
     let s3 = start_s3();
-    let spool = tempfile::tempdir().expect("spool");
-    let logs = tempfile::tempdir().expect("logs");
-    let log_path = logs.path().join("binlogd.log");
-    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
-    // One checkpoint at the start, the next in an hour.
-    let mut streamer = stream_command(&db, &s3, &format!("s3://{BUCKET}/killed"), spool.path())
-        .args(["--checkpoint-interval", "3600", "--checkpoint-size", "1GiB"])
-        .args(["--metrics-addr", &metrics_addr])
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("spawn binlogd");
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    wait_until_healthy(&metrics_addr, log);
-    db.write_workload(300).expect("workload");
-    wait_for_quiet_binlogs(&db);
-    let newest = db.gtid_binlog_pos().expect("pos");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, metrics) = stream_common::http_get(&metrics_addr, "/metrics");
-        if metrics.contains(&format!("binlogd_last_archived_gtid{{gtid=\"{newest}\"}}")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not spooled:\n{}",
-            log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let (streamer, spool, newest) = stream_with_a_backlog(&db, &s3, "killed", 300);
     let upload = |extra: &[&str]| {
         binlogd()
             .args(["upload", "--spool-dir"])
@@ -1338,8 +1310,7 @@ fn s3_upload_pushes_what_a_killed_streams_spool_holds() {
         the_error_line(&stderr).contains("another binlogd (stream or upload) is writing"),
         "{stderr}"
     );
-    let _ = streamer.kill();
-    let _ = streamer.wait();
+    drop(streamer);
     let target = sequence_of(&newest);
     assert!(
         archived_sequence(&open_archive(&s3, "killed")) < target,
@@ -1399,35 +1370,10 @@ fn s3_upload_pushes_what_a_killed_streams_spool_holds() {
 fn s3_a_checkpoint_longer_than_the_lease_keeps_it() {
     let db = server_with_workload_schema(64 << 10);
     let s3 = start_s3();
-    let spool = tempfile::tempdir().expect("spool");
     let prefix = "long-checkpoint";
-    // A spool with a backlog: one checkpoint at the start, then killed.
-    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
-    let logs = tempfile::tempdir().expect("logs");
-    let log_path = logs.path().join("binlogd.log");
-    let streamer = KillOnDrop(
-        stream_command(&db, &s3, &format!("s3://{BUCKET}/{prefix}"), spool.path())
-            .args(["--checkpoint-interval", "3600", "--checkpoint-size", "1GiB"])
-            .args(["--metrics-addr", &metrics_addr])
-            .stderr(std::fs::File::create(&log_path).expect("log"))
-            .spawn()
-            .expect("spawn binlogd"),
-    );
-    wait_until_healthy(&metrics_addr, || {
-        std::fs::read_to_string(&log_path).unwrap_or_default()
-    });
-    db.write_workload(400).expect("workload");
-    wait_for_quiet_binlogs(&db);
-    let newest = db.gtid_binlog_pos().expect("pos");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !stream_common::http_get(&metrics_addr, "/metrics")
-        .1
-        .contains(&format!("binlogd_last_archived_gtid{{gtid=\"{newest}\"}}"))
-    {
-        assert!(std::time::Instant::now() < deadline, "not spooled");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let (streamer, spool, _) = stream_with_a_backlog(&db, &s3, prefix, 400);
     drop(streamer);
+    let logs = tempfile::tempdir().expect("logs");
 
     // Every response from the store 1 s late: the upload takes many times its 9 s lease
     // (which must exceed a renewal's own two slow round trips, read and write, and the
@@ -1520,4 +1466,45 @@ fn began_unix(began: std::time::Instant) -> i64 {
         .expect("clock")
         .as_secs() as i64;
     now - began.elapsed().as_secs() as i64 - 1
+}
+
+/// A stream into `s3://BUCKET/prefix` that uploaded once at its start and will not again
+/// for an hour, after `transactions` more: its spool holds them, the store does not. Returns
+/// the running stream, its spool and the server's newest GTID.
+fn stream_with_a_backlog(
+    db: &MariaDb,
+    s3: &S3Server,
+    prefix: &str,
+    transactions: usize,
+) -> (KillOnDrop, tempfile::TempDir, String) {
+    let spool = tempfile::tempdir().expect("spool");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let streamer = KillOnDrop(
+        stream_command(db, s3, &format!("s3://{BUCKET}/{prefix}"), spool.path())
+            .args(["--checkpoint-interval", "3600", "--checkpoint-size", "1GiB"])
+            .args(["--metrics-addr", &metrics_addr])
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("spawn binlogd"),
+    );
+    let read_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    wait_until_healthy(&metrics_addr, read_log);
+    db.write_workload(transactions).expect("workload");
+    wait_for_quiet_binlogs(db);
+    let newest = db.gtid_binlog_pos().expect("pos");
+    let spooled = format!("binlogd_last_archived_gtid{{gtid=\"{newest}\"}}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !stream_common::http_get(&metrics_addr, "/metrics")
+        .1
+        .contains(&spooled)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not spooled:\n{}",
+            read_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    (streamer, spool, newest)
 }

@@ -63,17 +63,7 @@ async fn a_binlog_server_becomes_a_statefulset_and_a_service_in_a_real_cluster()
         .create(&PostParams::default(), &resource)
         .await
         .expect("created");
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "binlogd-operator-it".into(),
-                instance: None,
-            },
-        ),
-        binlogd_image: "busybox".into(),
-    });
+    let ctx = context(&client);
     // The first pass adds the finalizer, then applies the workloads.
     reconcile_binlog_server(Arc::new(stored), ctx.clone())
         .await
@@ -191,17 +181,7 @@ async fn a_restore_waits_for_its_claim_then_creates_its_job_in_a_real_cluster() 
         )
         .await
         .expect("the restore");
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "binlogd-operator-it".into(),
-                instance: None,
-            },
-        ),
-        binlogd_image: "busybox".into(),
-    });
+    let ctx = context(&client);
     let reconcile = || async {
         let current = restores.get(&name).await.expect("the restore");
         reconcile_restore(Arc::new(current), ctx.clone())
@@ -257,4 +237,19 @@ async fn a_restore_waits_for_its_claim_then_creates_its_job_in_a_real_cluster() 
 /// A resource as `kubectl apply` would read it.
 fn resource<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
     serde_json::from_value(value).expect("a resource")
+}
+
+/// The operator's context, as `binlogd-operator run` builds it, on `client`.
+fn context(client: &kube::Client) -> Arc<Context> {
+    Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "binlogd-operator-it".into(),
+                instance: None,
+            },
+        ),
+        binlogd_image: "busybox".into(),
+    })
 }
