@@ -6,7 +6,7 @@
 //! when to reconnect, and what to report.
 
 use crate::metrics::{GtidLabel, SourceLabel, StreamMetrics};
-use crate::upload::{UploadSettings, UploadState};
+use crate::upload::{ArchiveTarget, UploadSettings, UploadState};
 use anyhow::{Context, bail};
 use backon::BackoffBuilder;
 use binlogd_protocol::{
@@ -16,7 +16,6 @@ use binlogd_protocol::{
 use binlogd_storage::archive::local_files;
 use binlogd_storage::remote::keys::Codec;
 use binlogd_storage::remote::s3::S3Url;
-use binlogd_storage::remote::upload::{ServerSide, UploadOptions};
 use binlogd_storage::retention::{Retention, purge_local};
 use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
@@ -273,28 +272,21 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
     let (finish_upload, upload_finishing) = watch::channel(false);
     let upload_task = match s3_url {
         Some(url) => {
-            let s3 = args.s3.options()?;
             let settings = UploadSettings {
-                url,
-                options: UploadOptions {
-                    codec: args.compression,
-                    client_key: args.s3.client_key()?,
-                    max_parallel: usize::from(args.s3.max_parallel),
-                    max_segment: args.segment_size,
-                    server_side: s3.server_side.as_ref().map(|sse| {
-                        let (mode, key) = sse.record();
-                        ServerSide { mode, key }
-                    }),
-                },
-                s3,
+                target: ArchiveTarget::new(
+                    url,
+                    &args.s3,
+                    &args.lease,
+                    args.compression,
+                    args.segment_size,
+                )?,
                 interval: Duration::from_secs_f64(args.checkpoint_interval),
                 size: args.checkpoint_size,
                 retention: args.retention.policy(),
                 purge_interval: Duration::from_secs_f64(args.purge_interval),
-                lease_ttl: args.lease.ttl(),
             };
             let (uploader, lease) =
-                crate::upload::open(&settings, LocalArchive::open(&spool_root)?).await?;
+                crate::upload::open(&settings.target, LocalArchive::open(&spool_root)?).await?;
             Some(tokio::spawn(crate::upload::run(
                 uploader,
                 lease,

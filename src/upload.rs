@@ -83,12 +83,48 @@ impl S3Args {
     }
 }
 
-/// What the upload task needs.
+/// Where a writer uploads to, and how: what `open` needs.
 #[derive(Debug)]
-pub struct UploadSettings {
+pub struct ArchiveTarget {
     pub url: S3Url,
     pub s3: S3Options,
     pub options: UploadOptions,
+    /// How long the archive's lease outlives a writer that stops renewing it.
+    pub lease_ttl: Duration,
+}
+
+impl ArchiveTarget {
+    /// From the command line's store and lease options.
+    pub fn new(
+        url: S3Url,
+        s3: &S3Args,
+        lease: &LeaseArgs,
+        codec: binlogd_storage::remote::keys::Codec,
+        max_segment: u64,
+    ) -> anyhow::Result<ArchiveTarget> {
+        let options = s3.options()?;
+        Ok(ArchiveTarget {
+            url,
+            options: UploadOptions {
+                codec,
+                client_key: s3.client_key()?,
+                max_parallel: usize::from(s3.max_parallel),
+                max_segment,
+                server_side: options.server_side.as_ref().map(|sse| {
+                    let (mode, key) = sse.record();
+                    binlogd_storage::remote::upload::ServerSide { mode, key }
+                }),
+            },
+            s3: options,
+            lease_ttl: lease.ttl(),
+        })
+    }
+}
+
+/// What the upload task of `binlogd stream` needs.
+#[derive(Debug)]
+pub struct UploadSettings {
+    pub target: ArchiveTarget,
     pub interval: Duration,
     /// Checkpoint early when this many durable bytes wait.
     pub size: u64,
@@ -96,8 +132,6 @@ pub struct UploadSettings {
     pub retention: Retention,
     /// How often to apply `retention`.
     pub purge_interval: Duration,
-    /// How long the archive's lease outlives a writer that stops renewing it.
-    pub lease_ttl: Duration,
 }
 
 /// Shared between the stream and the upload task.
@@ -112,32 +146,32 @@ pub struct UploadState {
 /// Connects to the store and checks the archive there, before streaming starts, so a
 /// missing bucket or refused credentials end binlogd at once with one clear line.
 pub async fn open(
-    settings: &UploadSettings,
+    target: &ArchiveTarget,
     spool: LocalArchive,
 ) -> anyhow::Result<(Uploader, LeaseKeeper)> {
-    let mut store = S3Store::connect(settings.url.clone(), &settings.s3).await;
+    let mut store = S3Store::connect(target.url.clone(), &target.s3).await;
     store
         .probe()
         .await
-        .with_context(|| format!("checking {}", settings.url))?;
+        .with_context(|| format!("checking {}", target.url))?;
     if !store.honours_conditions() {
         tracing::warn!(
-            store = %settings.url,
+            store = %target.url,
             "the store ignores conditional writes: a second writer is caught by reading the \
              lease back, which narrows the race but cannot close it"
         );
     }
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let writer = writer_id(spool.root())?;
-    let lease = Lease::acquire(Arc::clone(&store), &writer, settings.lease_ttl)
+    let lease = Lease::acquire(Arc::clone(&store), &writer, target.lease_ttl)
         .await
-        .with_context(|| format!("taking the lease of {}", settings.url))?;
+        .with_context(|| format!("taking the lease of {}", target.url))?;
     // Renewed from now on, whatever the uploader is doing (opening the archive through a
     // slow store, or one long checkpoint of a large backlog).
-    let keeper = LeaseKeeper::start(lease, settings.lease_ttl);
-    let uploader = Uploader::open(store, spool, settings.options.clone())
+    let keeper = LeaseKeeper::start(lease, target.lease_ttl);
+    let uploader = Uploader::open(store, spool, target.options.clone())
         .await
-        .with_context(|| format!("opening the archive {}", settings.url))?;
+        .with_context(|| format!("opening the archive {}", target.url))?;
     Ok((uploader, keeper))
 }
 
@@ -442,26 +476,14 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         );
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    let s3 = args.s3.options()?;
-    let settings = UploadSettings {
-        url: args.archive.clone(),
-        options: UploadOptions {
-            codec: args.compression,
-            client_key: args.s3.client_key()?,
-            max_parallel: usize::from(args.s3.max_parallel),
-            max_segment: 16 << 20,
-            server_side: s3.server_side.as_ref().map(|sse| {
-                let (mode, key) = sse.record();
-                binlogd_storage::remote::upload::ServerSide { mode, key }
-            }),
-        },
-        s3,
-        interval: Duration::ZERO,
-        size: 0,
-        retention: Retention::default(),
-        purge_interval: Duration::ZERO,
-        lease_ttl: args.lease.ttl(),
-    };
+    let target = ArchiveTarget::new(
+        args.archive.clone(),
+        &args.s3,
+        &args.lease,
+        args.compression,
+        // The stream's default --segment-size.
+        16 << 20,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -471,7 +493,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         let started = std::time::Instant::now();
         let mut backoff = new_backoff();
         let (mut uploader, lease) = loop {
-            match open(&settings, spool.clone()).await {
+            match open(&target, spool.clone()).await {
                 Ok(opened) => break opened,
                 Err(e) if is_transient(&e) && started.elapsed() < patience => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));

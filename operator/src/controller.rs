@@ -18,7 +18,7 @@ use crate::crd::{
 use crate::status::{read_metrics, read_restore_log};
 use crate::workloads::{
     METRICS_PORT, WorkloadError, archive_url, binlog_server_service, binlog_server_statefulset,
-    restore_job, spool_claim_name, spool_upload_job, spool_upload_job_name,
+    restore_job, restore_job_name, spool_claim_name, spool_upload_job, spool_upload_job_name,
 };
 use binlogd_storage::plan::format_micros;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -621,7 +621,7 @@ async fn advance_restore(
     };
 
     let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
-    let job_name = format!("{name}-restore");
+    let job_name = restore_job_name(&name);
     let job = match jobs.get_opt(&job_name).await? {
         Some(job) => job,
         None => {

@@ -16,8 +16,8 @@
 //! credentials file (`AWS_SHARED_CREDENTIALS_FILE` names the file, not the secret).
 
 use crate::crd::{
-    BinlogServer, Compression, PointInTimeRestore, RestoreTarget, SecretKeyRef, StorageSpec,
-    TlsMode,
+    BinlogServer, BinlogServerSpec, Compression, PointInTimeRestore, RestoreTarget, SecretKeyRef,
+    StorageSpec, TlsMode,
 };
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -238,11 +238,7 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
     };
     let container = Container {
         name: "binlogd".to_owned(),
-        image: Some(
-            spec.image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-        ),
+        image: Some(binlogd_image(spec)),
         args: Some(args),
         env: (!env.is_empty()).then_some(env),
         ports: Some(vec![ContainerPort {
@@ -308,6 +304,13 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
         },
         ..StatefulSet::default()
     })
+}
+
+/// The binlogd image a BinlogServer's pods run (its own, else this operator's version).
+fn binlogd_image(spec: &BinlogServerSpec) -> String {
+    spec.image
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_owned())
 }
 
 fn compression_arg(compression: Compression) -> &'static str {
@@ -403,11 +406,7 @@ pub fn spool_upload_job(server: &BinlogServer) -> Result<Job, WorkloadError> {
     let labels = labels(&name, "upload-spool");
     let container = Container {
         name: "upload".to_owned(),
-        image: Some(
-            spec.image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-        ),
+        image: Some(binlogd_image(spec)),
         args: Some(args),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         env: (!env.is_empty()).then_some(env),
@@ -416,37 +415,26 @@ pub fn spool_upload_job(server: &BinlogServer) -> Result<Job, WorkloadError> {
         volume_mounts: Some(mounts),
         ..Container::default()
     };
-    Ok(Job {
-        metadata: ObjectMeta {
+    Ok(job(
+        ObjectMeta {
             name: Some(spool_upload_job_name(&name)),
             namespace: Some(namespace),
-            labels: Some(labels.clone()),
+            labels: Some(labels),
             ..ObjectMeta::default()
         },
-        spec: Some(JobSpec {
-            // binlogd upload retries the store itself (--patience); a second pod helps
-            // when the first one's node went away.
-            backoff_limit: Some(1),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    restart_policy: Some("Never".to_owned()),
-                    security_context: Some(binlogd_pod_security()),
-                    service_account_name: spec.storage.service_account_name.clone(),
-                    volumes: Some(volumes),
-                    node_selector: spec.node_selector.clone(),
-                    tolerations: spec.tolerations.clone(),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
-        }),
-        ..Job::default()
-    })
+        // binlogd upload retries the store itself (--patience); a second pod helps when
+        // the first one's node went away.
+        1,
+        PodSpec {
+            containers: vec![container],
+            security_context: Some(binlogd_pod_security()),
+            service_account_name: spec.storage.service_account_name.clone(),
+            volumes: Some(volumes),
+            node_selector: spec.node_selector.clone(),
+            tolerations: spec.tolerations.clone(),
+            ..PodSpec::default()
+        },
+    ))
 }
 
 /// A one-node volume claim of `size` in `class` (the cluster's default when `None`).
@@ -667,43 +655,61 @@ pub fn restore_job(
         volume_mounts: Some(mounts),
         ..Container::default()
     };
-    Ok(Job {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}-restore")),
+    Ok(job(
+        ObjectMeta {
+            name: Some(restore_job_name(&name)),
             namespace: Some(namespace),
-            labels: Some(labels.clone()),
+            labels: Some(labels),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
+        // A failed restore is looked at, not retried on a half-replayed datadir.
+        0,
+        PodSpec {
+            init_containers: Some(vec![copy_binlogd]),
+            containers: vec![restore_container],
+            service_account_name: storage.service_account_name.clone(),
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        },
+    ))
+}
+
+/// The name of a PointInTimeRestore's Job.
+pub fn restore_job_name(restore: &str) -> String {
+    format!("{restore}-restore")
+}
+
+/// A Job that runs `pod` once (its pods labelled as the Job is), trying `backoff_limit`
+/// more pods if one fails.
+fn job(metadata: ObjectMeta, backoff_limit: i32, pod: PodSpec) -> Job {
+    let labels = metadata.labels.clone();
+    Job {
+        metadata,
         spec: Some(JobSpec {
-            // A failed restore is looked at, not retried on a half-replayed datadir.
-            backoff_limit: Some(0),
+            backoff_limit: Some(backoff_limit),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels,
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    init_containers: Some(vec![copy_binlogd]),
-                    containers: vec![restore_container],
                     restart_policy: Some("Never".to_owned()),
-                    service_account_name: storage.service_account_name.clone(),
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
+                    ..pod
                 }),
             },
             ..JobSpec::default()
         }),
         ..Job::default()
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{
-        BinlogServerSpec, ConfigMapKeyRef, DatabaseSpec, PointInTimeRestoreSpec, RetentionSpec,
-        SourceSpec, SpoolSpec, StagingSpec, TlsSpec,
+        ConfigMapKeyRef, DatabaseSpec, PointInTimeRestoreSpec, RetentionSpec, SourceSpec,
+        SpoolSpec, StagingSpec, TlsSpec,
     };
 
     fn secret(name: &str, key: &str) -> SecretKeyRef {

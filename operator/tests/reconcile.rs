@@ -5,6 +5,7 @@
 mod common;
 
 use binlogd_operator::controller::{reconcile_binlog_server, reconcile_restore};
+use binlogd_operator::crd::{BinlogServer, BinlogServerStatus, PointInTimeRestore};
 use common::{ApiServer, context, not_found, restore, server};
 use http::{Method, Response, StatusCode};
 use kube::client::Body;
@@ -35,15 +36,44 @@ fn log_until(message: &str) -> String {
     kept.join("\n") + "\n"
 }
 
-/// The Job's pod, listed by its label.
-async fn job_pod(api: &mut ApiServer) {
+/// Expects the restore's status patch; returns the status sent.
+async fn restore_status(api: &mut ApiServer, restore: &PointInTimeRestore) -> serde_json::Value {
+    api.expect_status(
+        RESTORE_STATUS,
+        &serde_json::to_value(restore).expect("json"),
+    )
+    .await
+}
+
+/// Expects the BinlogServer's status patch; returns the status sent.
+async fn server_status(api: &mut ApiServer, server: &BinlogServer) -> serde_json::Value {
+    api.expect_status(
+        &format!("{SERVERS}/db1/status"),
+        &serde_json::to_value(server).expect("json"),
+    )
+    .await
+}
+
+/// Expects a listing of the namespace's pods (`query`: its label selector, if any) and
+/// answers with `items`.
+async fn pods_listed(api: &mut ApiServer, query: &str, items: serde_json::Value) {
     api.expect(
         Method::GET,
         "/api/v1/namespaces/prod/pods",
-        "labelSelector=job-name%3Dundo-drop-restore",
+        query,
         StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
-            {"metadata": {"name": "undo-drop-restore-x1"}, "status": {"phase": "Running"}}]}),
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+    )
+    .await;
+}
+
+/// The Job's pod, listed by its label.
+async fn job_pod(api: &mut ApiServer) {
+    pods_listed(
+        api,
+        "labelSelector=job-name%3Dundo-drop-restore",
+        json!([
+            {"metadata": {"name": "undo-drop-restore-x1"}, "status": {"phase": "Running"}}]),
     )
     .await;
 }
@@ -68,12 +98,7 @@ async fn a_running_restore_reports_its_plan_phase_and_progress_from_the_log() {
     )
     .await;
     api.expect_event("Planned").await;
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore).await;
     assert_eq!(status["phase"], "Applying");
     assert_eq!(status["progress"], "42%");
     assert!(
@@ -131,12 +156,7 @@ async fn a_binlog_server_is_applied_and_its_readiness_reported() {
             .body(Body::from(metrics.as_bytes().to_vec()))
             .expect("response"),
     );
-    let status = api
-        .expect_status(
-            &format!("{SERVERS}/db1/status"),
-            &serde_json::to_value(&server).expect("json"),
-        )
-        .await;
+    let status = server_status(&mut api, &server).await;
     assert_eq!(status["conditions"][0]["type"], "Ready");
     assert_eq!(status["conditions"][0]["status"], "True");
     assert_eq!(status["conditions"][1]["type"], "Streaming");
@@ -195,21 +215,14 @@ async fn a_spec_change_is_applied_to_the_statefulset_and_an_unready_pod_reported
         "{args:?}"
     );
     // Not ready: no metrics are read, and the status says so.
-    let status = api
-        .expect_status(
-            &format!("{SERVERS}/db1/status"),
-            &serde_json::to_value(&changed).expect("json"),
-        )
-        .await;
+    let status = server_status(&mut api, &changed).await;
     assert_eq!(status["conditions"][0]["status"], "False");
     assert_eq!(status["conditions"][0]["reason"], "PodNotReady");
     assert_eq!(status["observedGeneration"], 4);
     running.await.expect("task").expect("reconciled");
 }
 
-fn being_deleted(
-    mut server: binlogd_operator::crd::BinlogServer,
-) -> binlogd_operator::crd::BinlogServer {
+fn being_deleted(mut server: BinlogServer) -> BinlogServer {
     server.metadata.deletion_timestamp = Some(
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
     );
@@ -231,7 +244,7 @@ fn upload_job(status: serde_json::Value) -> serde_json::Value {
 }
 
 /// The last request of a BinlogServer's deletion: its finalizer list without ours.
-async fn finalizer_removed(api: &mut ApiServer, server: &binlogd_operator::crd::BinlogServer) {
+async fn finalizer_removed(api: &mut ApiServer, server: &BinlogServer) {
     let patch = api
         .expect(
             Method::PATCH,
@@ -292,11 +305,7 @@ async fn a_new_binlog_server_gets_its_finalizer_before_its_statefulset() {
                "status": {"replicas": 1, "readyReplicas": 0}}),
     )
     .await;
-    api.expect_status(
-        &format!("{SERVERS}/db1/status"),
-        &serde_json::to_value(&new).expect("json"),
-    )
-    .await;
+    server_status(&mut api, &new).await;
     running.await.expect("task").expect("reconciled");
 }
 
@@ -325,12 +334,7 @@ async fn a_deleted_binlog_server_first_stops_its_pod() {
         )
         .await;
     assert_eq!(scale, json!({"spec": {"replicas": 0}}));
-    let status = api
-        .expect_status(
-            &format!("{SERVERS}/db1/status"),
-            &serde_json::to_value(&deleting).expect("json"),
-        )
-        .await;
+    let status = server_status(&mut api, &deleting).await;
     assert_eq!(status["conditions"][0]["reason"], "Stopping");
     running.await.expect("task").expect("reconciled");
 }
@@ -390,12 +394,7 @@ async fn a_deleted_binlog_servers_spool_is_uploaded_then_its_claim_deleted() {
     );
     let note = api.expect_event("UploadingSpool").await;
     assert!(note.contains("spool-db1-0"), "{note}");
-    let status = api
-        .expect_status(
-            &format!("{SERVERS}/db1/status"),
-            &serde_json::to_value(&deleting).expect("json"),
-        )
-        .await;
+    let status = server_status(&mut api, &deleting).await;
     assert_eq!(status["conditions"][0]["reason"], "UploadingSpool");
     running.await.expect("task").expect("reconciled");
 
@@ -446,16 +445,14 @@ async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
     )
     .await;
     let words = "binlogd: the object store did not take the spool's last 81234 bytes in 300 s";
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/prod/pods",
+    pods_listed(
+        &mut api,
         "labelSelector=job-name%3Ddb1-upload-spool",
-        StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        json!([
             {"metadata": {"name": "db1-upload-spool-x"}, "status": {"phase": "Failed",
              "containerStatuses": [{"name": "upload", "image": "binlogd", "imageID": "",
                "ready": false, "restartCount": 0,
-               "state": {"terminated": {"exitCode": 1, "message": words}}}]}}]}),
+               "state": {"terminated": {"exitCode": 1, "message": words}}}]}}]),
     )
     .await;
     let note = api.expect_event("SpoolNotUploaded").await;
@@ -465,12 +462,7 @@ async fn a_failed_spool_upload_keeps_the_claim_and_says_what_to_do() {
             && note.contains("remove the finalizer binlogd.io/upload-spool"),
         "{note}"
     );
-    let status = api
-        .expect_status(
-            &format!("{SERVERS}/db1/status"),
-            &serde_json::to_value(&deleting).expect("json"),
-        )
-        .await;
+    let status = server_status(&mut api, &deleting).await;
     assert_eq!(status["conditions"][0]["reason"], "SpoolNotUploaded");
     // No DELETE of the claim, no finalizer removed: nothing more was asked.
     running.await.expect("task").expect("reconciled");
@@ -574,29 +566,22 @@ async fn a_restore_waits_while_a_pod_still_mounts_the_database_claim() {
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
     archive_found_and_no_job(&mut api).await;
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/prod/pods",
+    pods_listed(
+        &mut api,
         "",
-        StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        json!([
             {"metadata": {"name": "db1-0"}, "status": {"phase": "Running"},
              "spec": {"containers": [], "volumes": [
                  {"name": "data", "persistentVolumeClaim": {"claimName": "data-db1-0"}}]}},
             {"metadata": {"name": "old-job"}, "status": {"phase": "Succeeded"},
              "spec": {"containers": [], "volumes": [
                  {"name": "data", "persistentVolumeClaim": {"claimName": "data-db1-0"}}]}}
-        ]}),
+        ]),
     )
     .await;
     let note = api.expect_event("ClaimInUse").await;
     assert!(note.contains("pod db1-0 still mounts"), "{note}");
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore).await;
     assert_eq!(status["phase"], "Pending");
     assert_eq!(status["target"], "before 0-1-7342");
     assert!(
@@ -614,14 +599,7 @@ async fn a_restore_creates_its_job_once_the_claim_is_free() {
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
     archive_found_and_no_job(&mut api).await;
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/prod/pods",
-        "",
-        StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
-    )
-    .await;
+    pods_listed(&mut api, "", json!([])).await;
     let job = api
         .expect(
             Method::POST,
@@ -643,12 +621,7 @@ async fn a_restore_creates_its_job_once_the_claim_is_free() {
         "{args}"
     );
     api.expect_event("Started").await;
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore).await;
     assert_eq!(status["phase"], "Planning");
     running.await.expect("task").expect("reconciled");
 }
@@ -660,17 +633,15 @@ async fn a_failed_job(last_words: &str, log: &str) -> (String, serde_json::Value
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
     archive_found_and_job(&mut api, json!({"failed": 1})).await;
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/prod/pods",
+    pods_listed(
+        &mut api,
         "labelSelector=job-name%3Dundo-drop-restore",
-        StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        json!([
             {"metadata": {"name": "undo-drop-restore-x1"}, "status": {"containerStatuses": [
                 {"name": "restore", "image": "mariadb:10.11", "imageID": "", "ready": false,
                  "restartCount": 0, "state": {"terminated": {"exitCode": 1,
                  "message": last_words}}}]}}
-        ]}),
+        ]),
     )
     .await;
     api.expect_text(
@@ -682,12 +653,7 @@ async fn a_failed_job(last_words: &str, log: &str) -> (String, serde_json::Value
     .await;
     api.expect_event("Planned").await;
     let note = api.expect_event("Failed").await;
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore).await;
     running.await.expect("task").expect("reconciled");
     (note, status)
 }
@@ -745,12 +711,7 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
     let planned = api.expect_event("Planned").await;
     assert!(planned.contains("transactions"), "{planned}");
     api.expect_event("Applied").await;
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore_resource).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore_resource).await;
     assert_eq!(
         (status["phase"].as_str(), status["progress"].as_str()),
         (Some("Succeeded"), Some("100%"))
@@ -776,12 +737,7 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
     .await;
     let note = api.expect_event("Failed").await;
     assert!(note.contains("fix spec.binlogServerRef"), "{note}");
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore_resource).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore_resource).await;
     assert_eq!(status["phase"], "Failed");
     running.await.expect("task").expect("reconciled");
 }
@@ -795,7 +751,7 @@ fn refusal(code: u16, reason: &str, message: &str) -> serde_json::Value {
 async fn a_refused_statefulset_is_told_in_an_event_and_the_ready_condition() {
     let (ctx, mut api) = context();
     let mut server = server();
-    server.status = Some(binlogd_operator::crd::BinlogServerStatus {
+    server.status = Some(BinlogServerStatus {
         last_archived_gtid: Some("0-1-5".into()),
         ..Default::default()
     });
@@ -868,12 +824,7 @@ async fn a_restore_the_api_server_refuses_says_so_and_is_retried() {
     .await;
     let note = api.expect_event("ApplyFailed").await;
     assert!(note.contains("cannot get resource \"jobs\""), "{note}");
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore).await;
     // Not failed: the next attempt may get through (RBAC fixed).
     assert!(status.get("phase").is_none(), "{status}");
     assert!(
@@ -892,22 +843,10 @@ async fn an_impossible_restore_spec_fails_the_restore_without_a_job() {
     restore.spec.target.latest = true; // and beforeGtid: two targets
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
     archive_found_and_no_job(&mut api).await;
-    api.expect(
-        Method::GET,
-        "/api/v1/namespaces/prod/pods",
-        "",
-        StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
-    )
-    .await;
+    pods_listed(&mut api, "", json!([])).await;
     let note = api.expect_event("Failed").await;
     assert!(note.contains("spec.target"), "{note}");
-    let status = api
-        .expect_status(
-            RESTORE_STATUS,
-            &serde_json::to_value(&restore).expect("json"),
-        )
-        .await;
+    let status = restore_status(&mut api, &restore).await;
     assert_eq!(status["phase"], "Failed");
     running
         .await
