@@ -487,6 +487,11 @@ impl Connection {
     /// without it a server that writes CRC32 refuses with error 1236) and, for MariaDB,
     /// its own GTID events (`@mariadb_slave_capability=4`; otherwise they arrive rewritten
     /// as BEGIN queries). The stream reports the negotiated checksum.
+    ///
+    /// From MariaDB it always asks for the file's ANNOTATE_ROWS events
+    /// ([`BINLOG_SEND_ANNOTATE_ROWS_EVENT`]), as a replica with `log_slave_updates` does:
+    /// without the flag the server leaves a hole where each one was (every row event
+    /// of a default-configured server has one), and the stream would not be the file.
     pub async fn binlog_dump(
         mut self,
         server_id: u32,
@@ -495,6 +500,11 @@ impl Connection {
         flags: u16,
     ) -> Result<BinlogStream, ProtocolError> {
         let checksum = self.negotiate_checksum().await?;
+        let flags = if self.server().is_mariadb() {
+            flags | BINLOG_SEND_ANNOTATE_ROWS_EVENT
+        } else {
+            flags
+        };
         let mut payload = vec![command::BINLOG_DUMP];
         payload.put_u32_le(position);
         payload.put_u16_le(flags);

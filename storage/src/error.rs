@@ -58,6 +58,18 @@ pub enum StorageError {
         /// The file the dump began in.
         resumed_in: String,
     },
+    /// A dump by GTID began at the head of a file the archive does not hold yet: the
+    /// server sends such a file's FORMAT_DESCRIPTION altered for a reconnecting replica
+    /// (`log_pos` and `created` zeroed), so it is not the file's own bytes. Resuming by file
+    /// and position from the file's start fetches them unaltered.
+    #[error(
+        "{file}: the source began this file with an altered format description (as it does \
+         for a dump by GTID); fetching the file by position instead"
+    )]
+    AlteredHead {
+        /// The file the dump began in.
+        file: String,
+    },
     /// The stream or the archive contradicts itself in a way no resume repairs.
     #[error("{file} at offset {offset}: {message}")]
     Inconsistent {

@@ -3,11 +3,16 @@
 //! [`ArchiveWriter`] takes the stream's events as the protocol delivers them (whole, or
 //! in 16 MiB pieces for larger ones) and:
 //! - drops what the dump stream adds that is not in the server's file: the artificial
-//!   ROTATE that names the file, heartbeats, events the server marks artificial or sends
-//!   with `log_pos` 0, and the FORMAT_DESCRIPTION it repeats when a dump starts mid-file;
+//!   ROTATE that names the file, heartbeats, events the server marks artificial, and the
+//!   FORMAT_DESCRIPTION it repeats (with `log_pos` 0) when a dump starts mid-file;
 //! - checks that every other event lands exactly where the archived copy ends (its
 //!   `log_pos` is its end offset in the server's file), so a hole or an overlap is an
-//!   error ([`StorageError::Gap`]), never a silently different file;
+//!   error ([`StorageError::Gap`]), never a silently different file. MariaDB 11.4+ writes
+//!   the events of a transaction's cache with `log_pos` 0, in its file and on the wire
+//!   (unless `binlog_legacy_event_pos` is on): such an event follows the placement of the
+//!   last event that had a position (appended after an appended one, skipped after one the
+//!   copy already held), and the next positioned event (the XID, or the next GTID) proves
+//!   that nothing was missed between;
 //! - appends the bytes, verifies checksums, and records transaction boundaries;
 //! - on [`ArchiveWriter::request_sync`] (in the background, on the [`crate::syncer`]
 //!   thread) or [`ArchiveWriter::sync`] (waiting), fsyncs the data, then appends the index
@@ -98,6 +103,18 @@ pub struct ArchiveWriter {
     /// The archive's last file and its length, when the dump is to continue it (see
     /// [`ArchiveWriter::continues`]).
     continues: Option<(String, u64)>,
+    /// What became of the last event that carried its position (`log_pos` != 0): events
+    /// without one belong with it. `None` until the first such event of the stream.
+    last_placement: Option<Placement>,
+}
+
+/// Where an event of the stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// At the end of the archived copy.
+    Append,
+    /// Nowhere: the copy holds it already (a dump by GTID resends a file's first events).
+    AlreadyArchived,
 }
 
 #[derive(Debug)]
@@ -160,6 +177,7 @@ impl ArchiveWriter {
             syncer: Syncer::start()?,
             unreported: None,
             continues: None,
+            last_placement: None,
         })
     }
 
@@ -276,9 +294,15 @@ impl ArchiveWriter {
             }
             Event::FormatDescription(_) => {
                 self.open_pending_file()?;
+                let file = self.file.as_ref().ok_or_else(|| no_file(&header))?;
                 // Repeated when a dump starts mid-file: the copy has it already.
-                if self.file.as_ref().is_some_and(|f| f.len > 4) {
+                if file.len > 4 {
                     return Ok(Ingested::Skipped);
+                }
+                if header.log_pos == 0 {
+                    return Err(StorageError::AlteredHead {
+                        file: file.name.clone(),
+                    });
                 }
             }
             _ if is_made_up(&header) => return Ok(Ingested::Skipped),
@@ -358,18 +382,35 @@ impl ArchiveWriter {
 
     /// Whether an event belongs at the end of the archived copy: yes if its `log_pos`
     /// says it ends where the copy plus the event ends; no (skip) if the copy already
-    /// holds it; a gap otherwise.
+    /// holds it; a gap otherwise. An event without a position goes where the last one
+    /// with a position went.
     fn lands_at_end(&mut self, header: &EventHeader) -> Result<bool, StorageError> {
         let file = self.file.as_ref().ok_or_else(|| no_file(header))?;
         let size = u64::from(header.event_size);
+        if header.log_pos == 0 {
+            return match self.last_placement {
+                Some(placement) => Ok(placement == Placement::Append),
+                None => Err(StorageError::inconsistent(
+                    &file.name,
+                    file.len,
+                    format!(
+                        "a {} event without a position (end_log_pos 0) came before any event \
+                         with one, so where it belongs in the file cannot be known",
+                        header.event_type
+                    ),
+                )),
+            };
+        }
         let end = file.len + size;
         // `log_pos` is 32 bits: compare modulo 2^32 for files past 4 GiB.
         if end as u32 == header.log_pos {
+            self.last_placement = Some(Placement::Append);
             return Ok(true);
         }
         let event_end = u64::from(header.log_pos);
         if file.len < 1 << 32 && event_end <= file.len && event_end >= size {
             // The copy has it: a dump positioned by GTID resends a file's opening events.
+            self.last_placement = Some(Placement::AlreadyArchived);
             return Ok(false);
         }
         Err(StorageError::Gap {
@@ -654,9 +695,11 @@ impl OpenFile {
 /// Where the low byte of the flags sits in an event header.
 const FLAGS_OFFSET: usize = binlogd_parser::HEADER_LEN - 2;
 
-/// Events the dump stream makes up: not in the server's file.
+/// Events the dump stream makes up: not in the server's file. MySQL and MariaDB flag
+/// every one of them artificial (`fake_event_header` in MariaDB's `sql/sql_repl.cc`); a
+/// `log_pos` of 0 alone does not tell, since MariaDB 11.4+ writes real events so.
 fn is_made_up(header: &EventHeader) -> bool {
-    header.flags & FLAG_ARTIFICIAL != 0 || header.log_pos == 0
+    header.flags & FLAG_ARTIFICIAL != 0
 }
 
 fn large_archived(large: &Option<LargeEvent>) -> bool {
