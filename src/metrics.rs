@@ -45,6 +45,10 @@ pub struct StreamMetrics {
     pub uploaded_binlog_bytes: Gauge,
     pub upload_backlog_bytes: Gauge,
     pub upload_errors: Counter,
+    /// 1 while the stream fails again and again at one place in the source's binlog.
+    pub stuck: Gauge,
+    /// Why the stream is stuck, for `/healthz`; `None` when it is not.
+    stuck_reason: std::sync::Mutex<Option<String>>,
     /// Seconds since the epoch of the last event or heartbeat from the source.
     last_heard: AtomicU64,
     connected_flag: AtomicBool,
@@ -133,7 +137,21 @@ impl StreamMetrics {
             "Failed checkpoints (retried)",
             self.upload_errors.clone(),
         );
+        registry.register(
+            "stuck",
+            "1 while the stream fails again and again at the same place in the source's binlog (see the log and /healthz)",
+            self.stuck.clone(),
+        );
         registry
+    }
+
+    /// Says that the stream is stuck (and why), or no longer is.
+    pub fn set_stuck(&self, reason: Option<String>) {
+        self.stuck.set(i64::from(reason.is_some()));
+        *self
+            .stuck_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
     }
 
     /// Notes that the source was heard from.
@@ -151,6 +169,14 @@ impl StreamMetrics {
 
     /// `None` when healthy, else why not.
     fn unhealthy(&self) -> Option<String> {
+        let stuck = self
+            .stuck_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(reason) = stuck {
+            return Some(format!("stuck: {reason}"));
+        }
         if !self.connected_flag.load(Ordering::Relaxed) {
             return Some("not connected to the source".to_owned());
         }

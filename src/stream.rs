@@ -194,6 +194,8 @@ struct Streamer {
     shutdown: watch::Receiver<bool>,
     /// Set after a gap: the next dump goes by file and position, which is exact.
     force_position: bool,
+    /// Where the stream failed again and again, until it gets past that place.
+    stuck_at: Option<(String, u64)>,
     progress: Option<indicatif::ProgressBar>,
     /// The current writer's counters as last added to the metrics.
     reported: WriterStats,
@@ -336,6 +338,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         metrics,
         shutdown,
         force_position: false,
+        stuck_at: None,
         progress,
         reported: WriterStats::default(),
         durable: None,
@@ -426,6 +429,7 @@ impl Streamer {
                 .build()
         };
         let mut backoff = new_backoff();
+        let mut failures = RepeatedFailure::default();
         loop {
             let archived_before = self.metrics.bytes.get();
             let outcome = self.session().await;
@@ -449,17 +453,44 @@ impl Streamer {
                     if is_gap(&err) {
                         self.force_position = true;
                     }
-                    if self.metrics.bytes.get() > archived_before {
-                        // The connection worked for a while: start the backoff over.
+                    let repeats = failures.note(stuck_at(&err));
+                    // The connection worked for a while: start the backoff over. Not when
+                    // it failed where it failed last time: re-reading the same unfinished
+                    // transaction is no progress.
+                    if repeats == 1 && self.metrics.bytes.get() > archived_before {
                         backoff = new_backoff();
                     }
                     let delay = backoff.next().unwrap_or(max_delay);
                     self.metrics.reconnects.inc();
-                    tracing::warn!(
-                        error = %format!("{err:#}"),
-                        retry_in_ms = delay.as_millis() as u64,
-                        "lost the source; reconnecting"
-                    );
+                    if is_resume_by_position(&err) {
+                        // Nothing is wrong: the last dump by GTID cannot give the file's
+                        // exact bytes, a dump by position can.
+                        tracing::info!(reason = %format!("{err:#}"), "continuing by file and position");
+                    } else if repeats >= STUCK_AFTER {
+                        let reason = stuck_reason(&err);
+                        if repeats == STUCK_AFTER {
+                            tracing::error!(
+                                error = %format!("{err:#}"),
+                                retry_in_ms = delay.as_millis() as u64,
+                                "the stream is stuck: {reason}"
+                            );
+                            if self.args.exit_at_end {
+                                self.finish_progress("stuck");
+                                return Err(err.context(format!("the stream is stuck: {reason}")));
+                            }
+                        } else {
+                            // Said once, loudly; the retries go on quietly, with backoff.
+                            tracing::debug!(error = %format!("{err:#}"), "still stuck; retrying");
+                        }
+                        self.stuck_at = failures.at.clone();
+                        self.metrics.set_stuck(Some(reason));
+                    } else {
+                        tracing::warn!(
+                            error = %format!("{err:#}"),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "lost the source; reconnecting"
+                        );
+                    }
                     let mut shutdown = self.shutdown.clone();
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -823,6 +854,13 @@ impl Streamer {
         if let Some(durable) = durable {
             self.durable = Some(durable);
         }
+        if let (Some((file, offset)), Some(durable)) = (&self.stuck_at, &self.durable)
+            && (&durable.file != file || durable.position > *offset)
+        {
+            tracing::info!(file = %durable.file, position = durable.position, "the stream is moving again");
+            self.stuck_at = None;
+            self.metrics.set_stuck(None);
+        }
         if !had_news && !caught_up {
             return;
         }
@@ -1053,7 +1091,86 @@ fn storage_error(err: &anyhow::Error) -> Option<&StorageError> {
 fn is_gap(err: &anyhow::Error) -> bool {
     matches!(
         storage_error(err),
-        Some(StorageError::Gap { .. } | StorageError::UnfinishedFile { .. })
+        Some(
+            StorageError::Gap { .. }
+                | StorageError::UnfinishedFile { .. }
+                | StorageError::AlteredHead { .. }
+        )
+    )
+}
+
+/// After this many failures in a row at the same place of the source's binlog, the stream
+/// is stuck: reconnecting alone will not get it past.
+const STUCK_AFTER: u32 = 3;
+
+/// Where in the source's binlog a session failed, when the failure is about a place in
+/// it (an event that does not land where the archived copy ends).
+fn stuck_at(err: &anyhow::Error) -> Option<(String, u64)> {
+    match storage_error(err)? {
+        StorageError::Gap { file, offset, .. } => Some((file.clone(), *offset)),
+        _ => None,
+    }
+}
+
+/// What a user should know about a stream stuck on `err`.
+fn stuck_reason(err: &anyhow::Error) -> String {
+    match storage_error(err) {
+        Some(StorageError::Gap {
+            file,
+            offset,
+            archived,
+            event_type,
+        }) if offset > archived => format!(
+            "{file}: every dump leaves out {} bytes before the {event_type} event at offset \
+             {offset} (the archived copy ends at {archived}): the source filters events out of \
+             binlogd's dump. Likely causes: events written with @@skip_replication=1 while the \
+             source's init_connect sets skip_replication for binlogd's account, or a server \
+             that omits events a replica did not ask for. The archive keeps everything before \
+             {archived}; binlogd keeps retrying",
+            offset - archived
+        ),
+        Some(StorageError::Gap {
+            file,
+            offset,
+            archived,
+            event_type,
+        }) => format!(
+            "{file}: the source sends a {event_type} event at offset {offset}, inside what the \
+             archived copy already holds (up to {archived}), and it is not the same event: \
+             the source's file is not the one archived (RESET MASTER, or a different server \
+             behind the same address with the same server_id). Move the archive's last epoch \
+             aside or give binlogd a new archive; binlogd keeps retrying"
+        ),
+        _ => format!("{err:#}"),
+    }
+}
+
+/// Counts failures in a row at one place of the source's binlog.
+#[derive(Debug, Default)]
+struct RepeatedFailure {
+    at: Option<(String, u64)>,
+    count: u32,
+}
+
+impl RepeatedFailure {
+    /// Notes a failure (at a place, or about none) and returns how many in a row failed
+    /// there: 0 for a failure about no place.
+    fn note(&mut self, at: Option<(String, u64)>) -> u32 {
+        if at.is_some() && at == self.at {
+            self.count += 1;
+        } else {
+            self.count = u32::from(at.is_some());
+            self.at = at;
+        }
+        self.count
+    }
+}
+
+/// Whether the session ended only so that the next one resumes by file and position.
+fn is_resume_by_position(err: &anyhow::Error) -> bool {
+    matches!(
+        storage_error(err),
+        Some(StorageError::UnfinishedFile { .. } | StorageError::AlteredHead { .. })
     )
 }
 
@@ -1067,6 +1184,7 @@ fn is_fatal(err: &anyhow::Error) -> bool {
         Some(
             StorageError::Gap { .. }
             | StorageError::UnfinishedFile { .. }
+            | StorageError::AlteredHead { .. }
             | StorageError::Io { .. },
         ) => false,
         Some(_) => true,
