@@ -39,6 +39,18 @@ impl Retention {
 
     /// The files that may go now: a prefix of `files` (in archive order).
     pub fn purgeable<'a>(&self, files: &'a [ArchiveFile], now_micros: u64) -> &'a [ArchiveFile] {
+        self.purgeable_before(files, now_micros, false)
+    }
+
+    /// Like [`Retention::purgeable`], for `files` that a newer file not among them follows
+    /// when `newer_follows` (an object archive's catalogue lists sealed files only, while
+    /// the stream writes the next one): then the last of `files` is not the newest.
+    pub fn purgeable_before<'a>(
+        &self,
+        files: &'a [ArchiveFile],
+        now_micros: u64,
+        newer_follows: bool,
+    ) -> &'a [ArchiveFile] {
         if !self.is_active() {
             return &[];
         }
@@ -49,7 +61,7 @@ impl Retention {
             .iter()
             .enumerate()
             .take_while(|(i, file)| {
-                let newest = i + 1 == files.len();
+                let newest = i + 1 == files.len() && !newer_follows;
                 let old_enough = match (cutoff, file.last_commit_micros) {
                     (None, _) => true,
                     (Some(cutoff), Some(last)) => last < cutoff,

@@ -706,7 +706,15 @@ impl Uploader {
             .cloned()
             .map(crate::ArchiveFile::from)
             .collect();
-        let victims = retention.purgeable(&files, now_micros).to_vec();
+        // The catalogue lists sealed files only: a file the stream still writes (in the
+        // spool, not catalogued) is newer than all of them.
+        let newer_follows = self
+            .files
+            .keys()
+            .any(|(epoch, name)| !self.is_catalogued(epoch, name));
+        let victims = retention
+            .purgeable_before(&files, now_micros, newer_follows)
+            .to_vec();
         let bytes =
             crate::retention::purge_remote(self.store.as_ref(), &mut self.catalogue, &victims)
                 .await?;
