@@ -408,9 +408,12 @@ fn search_and_timeline_match_the_servers_own_account_with_two_gtid_domains() {
 
 #[test]
 fn search_and_timeline_follow_a_primary_switch() {
+    // log_slave_updates (off by default): the replica that gets promoted must have logged
+    // the primary's transactions, as every promotable replica does.
     let config = |server_id| MariaDbConfig {
         server_id,
         max_binlog_size: Some(16 << 10),
+        log_slave_updates: Some(true),
         ..MariaDbConfig::default()
     };
     let primary = config(1).start().expect("primary");

@@ -260,7 +260,7 @@ fn workload(db: &binlogd_testkit::MariaDb) {
 }
 
 fn check(config: MariaDbConfig) {
-    let default_domain = config.gtid_domain_id.to_string();
+    let default_domain = config.gtid_domain_id.unwrap_or(0).to_string();
     let db = config.start().expect("start server");
     workload(&db);
     let files = db.binlog_files().expect("binlog files");
@@ -287,15 +287,24 @@ fn check(config: MariaDbConfig) {
 }
 
 #[test]
-fn row_format_with_crc32() {
+fn server_defaults() {
     check(MariaDbConfig::default());
+}
+
+#[test]
+fn row_format_with_crc32() {
+    // binlog_format=ROW: every DML a row event, not only the unsafe ones MIXED turns to rows.
+    check(MariaDbConfig {
+        binlog_format: Some(BinlogFormat::Row),
+        ..MariaDbConfig::default()
+    });
 }
 
 #[test]
 fn statement_format_without_checksums() {
     check(MariaDbConfig {
-        binlog_checksum: BinlogChecksum::None,
-        binlog_format: BinlogFormat::Statement,
+        binlog_checksum: Some(BinlogChecksum::None),
+        binlog_format: Some(BinlogFormat::Statement),
         ..MariaDbConfig::default()
     });
 }
@@ -303,9 +312,9 @@ fn statement_format_without_checksums() {
 #[test]
 fn mixed_format_minimal_image_with_annotations() {
     check(MariaDbConfig {
-        binlog_format: BinlogFormat::Mixed,
-        binlog_row_image: RowImage::Minimal,
-        binlog_annotate_row_events: true,
+        binlog_format: Some(BinlogFormat::Mixed),
+        binlog_row_image: Some(RowImage::Minimal),
+        binlog_annotate_row_events: Some(true),
         ..MariaDbConfig::default()
     });
 }
@@ -313,9 +322,9 @@ fn mixed_format_minimal_image_with_annotations() {
 #[test]
 fn compressed_events_noblob_image() {
     check(MariaDbConfig {
-        log_bin_compress: true,
-        binlog_row_image: RowImage::Noblob,
-        binlog_annotate_row_events: true,
+        log_bin_compress: Some(true),
+        binlog_row_image: Some(RowImage::Noblob),
+        binlog_annotate_row_events: Some(true),
         ..MariaDbConfig::default()
     });
 }
@@ -323,10 +332,10 @@ fn compressed_events_noblob_image() {
 #[test]
 fn compressed_statements_without_checksums() {
     check(MariaDbConfig {
-        log_bin_compress: true,
-        binlog_format: BinlogFormat::Statement,
-        binlog_checksum: BinlogChecksum::None,
-        gtid_domain_id: 3,
+        log_bin_compress: Some(true),
+        binlog_format: Some(BinlogFormat::Statement),
+        binlog_checksum: Some(BinlogChecksum::None),
+        gtid_domain_id: Some(3),
         server_id: 9,
         ..MariaDbConfig::default()
     });

@@ -3,9 +3,10 @@
 //! Every integration test in the workspace that needs a MySQL-protocol server or an object
 //! store gets it from here, never from a mock:
 //!
-//! - [`MariaDb`]: Debian's `mariadbd` started in a fresh temporary datadir on a free loopback
-//!   port, with binlog and GTID on and every setting that changes binlog bytes exposed on
-//!   [`MariaDbConfig`]. Helpers run SQL, rotate logs, drive write workloads (our own SQL and
+//! - [`MariaDb`]: MariaDB 10.11 or 11.8 ([`MariaDbVersion`]) started in a fresh temporary
+//!   datadir on a free loopback port, with the binlog on and the server's own defaults for
+//!   everything else; every setting that changes binlog bytes is on [`MariaDbConfig`], for
+//!   the tests that name the setting they change. Helpers run SQL, rotate logs, drive write workloads (our own SQL and
 //!   `sysbench oltp_write_only`), take and restore `mariadb-backup` base backups, wire two
 //!   instances as primary and replica, and list the server's own binlog files.
 //! - [`S3Server`]: an S3-compatible store on loopback, either `moto_server` or Garage
@@ -41,7 +42,8 @@ mod tools;
 
 pub use http_faults::{Faults, HttpFaultProxy};
 pub use mariadb::{
-    Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage, SysbenchLoad,
+    Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, MariaDbVersion, RowImage,
+    SysbenchLoad,
 };
 pub use pki::TestPki;
 pub use process::{free_port, pids_mentioning};

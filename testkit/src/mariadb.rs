@@ -1,7 +1,11 @@
-//! Private MariaDB instances: fresh datadir, free loopback port, binlog and GTID on.
+//! Private MariaDB instances: fresh datadir, free loopback port, the binlog on, and every
+//! other setting the server's own default unless a test sets it.
 //!
-//! The server is Debian's `mariadbd` run with `--no-defaults`, so nothing on the machine
-//! (a `my.cnf`, a running service) changes what a test sees. SQL goes through the `mariadb`
+//! The server runs with `--no-defaults`, so nothing on the machine (a `my.cnf`, a running
+//! service) changes what a test sees. Two versions run: 10.11, Debian 12's own
+//! `mariadbd`, and 11.8, Debian 13's, `chroot`ed into the root filesystem
+//! `scripts/install-test-deps` builds (its instance folders then live inside that root, and
+//! the server is given paths as it sees them). SQL goes through the machine's `mariadb`
 //! client over the instance's Unix socket as root; the replication account
 //! ([`crate::REPLICATION_USER`]) is for the code under test, over TCP on 127.0.0.1.
 
@@ -15,37 +19,79 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::process::{ChildGuard, free_port, wait_until};
-use crate::reap::{new_instance_dir, record_server_pid};
+use crate::reap::{new_instance_dir_in, record_server_pid};
 use crate::tools::{Tool, find_tool};
 use crate::{REPLICATION_PASSWORD, REPLICATION_USER};
 
+/// Which MariaDB server an instance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MariaDbVersion {
+    /// MariaDB 10.11 LTS, Debian 12's own `mariadb-server`, run from the machine.
+    V10_11,
+    /// MariaDB 11.8 LTS, Debian 13's `mariadb-server`, run with `chroot` from the root
+    /// filesystem `scripts/install-test-deps` builds (its libraries need a newer glibc).
+    V11_8,
+}
+
+impl MariaDbVersion {
+    /// Both versions, for tests that run on each.
+    pub const ALL: [MariaDbVersion; 2] = [MariaDbVersion::V10_11, MariaDbVersion::V11_8];
+
+    /// The version tests use when they do not choose: `BINLOGD_TEST_MARIADB=11.8` runs the
+    /// suite on 11.8, anything else (or nothing) on 10.11.
+    pub fn from_env() -> MariaDbVersion {
+        match std::env::var("BINLOGD_TEST_MARIADB").as_deref() {
+            Ok("11.8") => MariaDbVersion::V11_8,
+            _ => MariaDbVersion::V10_11,
+        }
+    }
+
+    /// The series, as people name it (`10.11`, `11.8`).
+    pub fn series(self) -> &'static str {
+        match self {
+            MariaDbVersion::V10_11 => "10.11",
+            MariaDbVersion::V11_8 => "11.8",
+        }
+    }
+
+    fn server(self) -> Result<ServerFiles> {
+        match self {
+            MariaDbVersion::V10_11 => Ok(ServerFiles::Host),
+            MariaDbVersion::V11_8 => Ok(ServerFiles::Chroot(mariadb_root(self)?)),
+        }
+    }
+}
+
+impl std::fmt::Display for MariaDbVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MariaDB {}", self.series())
+    }
+}
+
 /// `binlog_checksum`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinlogChecksum {
     /// No checksum after each event.
     None,
     /// A CRC32 after each event (the server default).
-    #[default]
     Crc32,
 }
 
 /// `binlog_format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinlogFormat {
     /// Row events only.
-    #[default]
     Row,
     /// Statements as QUERY events.
     Statement,
-    /// Statements, switching to rows when a statement is unsafe.
+    /// Statements, switching to rows when a statement is unsafe (the server default).
     Mixed,
 }
 
 /// `binlog_row_image`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowImage {
-    /// Every column in before and after images.
-    #[default]
+    /// Every column in before and after images (the server default).
     Full,
     /// Only the primary key in the before image and changed columns in the after image.
     Minimal,
@@ -53,28 +99,34 @@ pub enum RowImage {
     Noblob,
 }
 
-/// Settings of one instance. The defaults are MariaDB's, except that the binlog is on,
-/// `gtid_strict_mode` is on and durability knobs are relaxed to keep tests quick.
+/// Settings of one instance. Every setting is the server's own default unless the test
+/// sets it: `None` passes nothing to `mariadbd`. The binlog is on (`--log-bin`), as it
+/// must be for a binlog server to have anything to read; a test that changes anything else
+/// says which setting and why where it does.
 #[derive(Debug, Clone)]
 pub struct MariaDbConfig {
-    /// `server_id`.
+    /// Which server runs.
+    pub version: MariaDbVersion,
+    /// `server_id` (the server's default, 1, unless set).
     pub server_id: u32,
     /// `gtid_domain_id`.
-    pub gtid_domain_id: u32,
+    pub gtid_domain_id: Option<u32>,
     /// `binlog_checksum`.
-    pub binlog_checksum: BinlogChecksum,
+    pub binlog_checksum: Option<BinlogChecksum>,
     /// `binlog_format`.
-    pub binlog_format: BinlogFormat,
+    pub binlog_format: Option<BinlogFormat>,
     /// `binlog_row_image`.
-    pub binlog_row_image: RowImage,
+    pub binlog_row_image: Option<RowImage>,
     /// `max_binlog_size` in bytes (the server rounds to 4 KiB; minimum 4096).
     pub max_binlog_size: Option<u64>,
     /// `log_bin_compress`: QUERY and ROWS events written compressed.
-    pub log_bin_compress: bool,
+    pub log_bin_compress: Option<bool>,
     /// `binlog_annotate_row_events`: an ANNOTATE_ROWS event before row events.
-    pub binlog_annotate_row_events: bool,
+    pub binlog_annotate_row_events: Option<bool>,
+    /// `gtid_strict_mode`.
+    pub gtid_strict_mode: Option<bool>,
     /// `log_slave_updates`, needed on a replica that may be promoted.
-    pub log_slave_updates: bool,
+    pub log_slave_updates: Option<bool>,
     /// Base name of the binlog files (`<name>.000001`).
     pub binlog_basename: String,
     /// Further `--option=value` arguments for `mariadbd`.
@@ -91,15 +143,17 @@ pub struct MariaDbConfig {
 impl Default for MariaDbConfig {
     fn default() -> Self {
         MariaDbConfig {
+            version: MariaDbVersion::from_env(),
             server_id: 1,
-            gtid_domain_id: 0,
-            binlog_checksum: BinlogChecksum::default(),
-            binlog_format: BinlogFormat::default(),
-            binlog_row_image: RowImage::default(),
+            gtid_domain_id: None,
+            binlog_checksum: None,
+            binlog_format: None,
+            binlog_row_image: None,
             max_binlog_size: None,
-            log_bin_compress: false,
-            binlog_annotate_row_events: false,
-            log_slave_updates: true,
+            log_bin_compress: None,
+            binlog_annotate_row_events: None,
+            gtid_strict_mode: None,
+            log_slave_updates: None,
             binlog_basename: "mariadb-bin".to_owned(),
             extra_args: Vec::new(),
             restore_from: None,
@@ -115,74 +169,76 @@ impl MariaDbConfig {
         MariaDb::start(self)
     }
 
+    /// The server's arguments; paths are as the server sees them (inside its root).
     fn server_args(&self, layout: &Layout, port: u16) -> Vec<String> {
+        let path = |p: &Path| layout.arg(p);
         let mut args = vec![
             "--no-defaults".to_owned(),
             "--user=root".to_owned(),
-            format!("--datadir={}", layout.data.display()),
-            format!("--socket={}", layout.socket.display()),
-            format!("--pid-file={}", layout.root.join("mariadbd.pid").display()),
-            format!("--log-error={}", layout.error_log.display()),
-            format!("--tmpdir={}", layout.tmp.display()),
+            format!("--datadir={}", path(&layout.data)),
+            format!("--socket={}", path(&layout.socket)),
+            format!("--pid-file={}", path(&layout.root.join("mariadbd.pid"))),
+            format!("--log-error={}", path(&layout.error_log)),
+            format!("--tmpdir={}", path(&layout.tmp)),
             format!("--port={port}"),
             "--bind-address=127.0.0.1".to_owned(),
+            // The machine's resolver is no business of a test's: without this every TCP
+            // login waits on a reverse lookup of 127.0.0.1. Changes nothing in a binlog.
             "--skip-name-resolve".to_owned(),
             format!("--server-id={}", self.server_id),
-            format!("--gtid-domain-id={}", self.gtid_domain_id),
-            "--gtid-strict-mode=1".to_owned(),
-            "--innodb-buffer-pool-size=128M".to_owned(),
-            "--innodb-flush-log-at-trx-commit=2".to_owned(),
-            "--sync-binlog=0".to_owned(),
-            "--max-connections=200".to_owned(),
             // Relay logs live in the instance folder too, for replicas and restore targets.
-            format!(
-                "--relay-log={}",
-                layout.root.join("relay/relay-bin").display()
-            ),
+            format!("--relay-log={}", path(&layout.root.join("relay/relay-bin"))),
+        ];
+        let mut settings = vec![
+            ("gtid-domain-id", self.gtid_domain_id.map(|d| d.to_string())),
+            ("gtid-strict-mode", self.gtid_strict_mode.map(on_off)),
         ];
         if self.skip_log_bin {
             args.push("--skip-log-bin".to_owned());
         } else {
             args.push(format!(
                 "--log-bin={}",
-                layout.binlog.join(&self.binlog_basename).display()
+                path(&layout.binlog.join(&self.binlog_basename))
             ));
-            args.push(format!(
-                "--binlog-checksum={}",
-                match self.binlog_checksum {
-                    BinlogChecksum::None => "NONE",
-                    BinlogChecksum::Crc32 => "CRC32",
-                }
-            ));
-            args.push(format!(
-                "--binlog-format={}",
-                match self.binlog_format {
-                    BinlogFormat::Row => "ROW",
-                    BinlogFormat::Statement => "STATEMENT",
-                    BinlogFormat::Mixed => "MIXED",
-                }
-            ));
-            args.push(format!(
-                "--binlog-row-image={}",
-                match self.binlog_row_image {
-                    RowImage::Full => "FULL",
-                    RowImage::Minimal => "MINIMAL",
-                    RowImage::Noblob => "NOBLOB",
-                }
-            ));
-            args.push(format!(
-                "--log-bin-compress={}",
-                u8::from(self.log_bin_compress)
-            ));
-            args.push(format!(
-                "--binlog-annotate-row-events={}",
-                u8::from(self.binlog_annotate_row_events)
-            ));
-            if let Some(size) = self.max_binlog_size {
-                args.push(format!("--max-binlog-size={size}"));
-            }
-            if self.log_slave_updates {
-                args.push("--log-slave-updates=1".to_owned());
+            settings.extend([
+                (
+                    "binlog-checksum",
+                    self.binlog_checksum.map(|c| match c {
+                        BinlogChecksum::None => "NONE".to_owned(),
+                        BinlogChecksum::Crc32 => "CRC32".to_owned(),
+                    }),
+                ),
+                (
+                    "binlog-format",
+                    self.binlog_format.map(|f| match f {
+                        BinlogFormat::Row => "ROW".to_owned(),
+                        BinlogFormat::Statement => "STATEMENT".to_owned(),
+                        BinlogFormat::Mixed => "MIXED".to_owned(),
+                    }),
+                ),
+                (
+                    "binlog-row-image",
+                    self.binlog_row_image.map(|i| match i {
+                        RowImage::Full => "FULL".to_owned(),
+                        RowImage::Minimal => "MINIMAL".to_owned(),
+                        RowImage::Noblob => "NOBLOB".to_owned(),
+                    }),
+                ),
+                ("log-bin-compress", self.log_bin_compress.map(on_off)),
+                (
+                    "binlog-annotate-row-events",
+                    self.binlog_annotate_row_events.map(on_off),
+                ),
+                (
+                    "max-binlog-size",
+                    self.max_binlog_size.map(|s| s.to_string()),
+                ),
+                ("log-slave-updates", self.log_slave_updates.map(on_off)),
+            ]);
+        }
+        for (name, value) in settings {
+            if let Some(value) = value {
+                args.push(format!("--{name}={value}"));
             }
         }
         args.extend(self.extra_args.iter().cloned());
@@ -190,9 +246,81 @@ impl MariaDbConfig {
     }
 }
 
-/// Paths inside one instance directory.
+fn on_off(value: bool) -> String {
+    if value { "ON" } else { "OFF" }.to_owned()
+}
+
+/// Where a server's programs and files are: on this machine, or in a root filesystem the
+/// server is `chroot`ed into (whose paths it sees without the root's prefix).
+#[derive(Debug, Clone)]
+enum ServerFiles {
+    Host,
+    Chroot(PathBuf),
+}
+
+impl ServerFiles {
+    /// `host_path` as the server sees it.
+    fn server_path(&self, host_path: &Path) -> PathBuf {
+        match self {
+            ServerFiles::Host => host_path.to_owned(),
+            ServerFiles::Chroot(root) => match host_path.strip_prefix(root) {
+                Ok(inside) => Path::new("/").join(inside),
+                // Checked where such paths come in (`new_instance_dir_in`, `backup`).
+                Err(_) => host_path.to_owned(),
+            },
+        }
+    }
+
+    /// A command that runs one of the server's own programs (`mariadbd`,
+    /// `mariadb-install-db`, `mariadb-backup`: they must match the server's version).
+    fn command(&self, tool: Tool) -> Result<Command> {
+        Ok(match self {
+            ServerFiles::Host => Command::new(find_tool(tool)?),
+            ServerFiles::Chroot(root) => {
+                let mut cmd = Command::new("chroot");
+                cmd.arg(root).arg(tool.program());
+                cmd
+            }
+        })
+    }
+
+    /// Where this server's instance directories go (inside its root, for a chroot).
+    fn instances_root(&self) -> PathBuf {
+        match self {
+            ServerFiles::Host => crate::reap::instances_root(),
+            ServerFiles::Chroot(root) => root.join(crate::reap::CHROOT_INSTANCES),
+        }
+    }
+
+    fn check_inside(&self, host_path: &Path, what: &str) -> Result<()> {
+        if let ServerFiles::Chroot(root) = self {
+            ensure!(
+                host_path.starts_with(root),
+                "{what} {} is outside the server's root {}: a chrooted server cannot reach it",
+                host_path.display(),
+                root.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The root filesystem `scripts/install-test-deps` builds for `version`.
+fn mariadb_root(version: MariaDbVersion) -> Result<PathBuf> {
+    let root = crate::tools::tool_cache().join(format!("mariadb-{}-root", version.series()));
+    ensure!(
+        root.join("usr/sbin/mariadbd").is_file(),
+        "{version} is not installed at {}: run `scripts/install-test-deps` (it builds that \
+         root filesystem with mmdebstrap from Debian's trixie suite, about 30 s)",
+        root.display()
+    );
+    Ok(root)
+}
+
+/// Paths inside one instance directory, as this machine sees them.
 #[derive(Debug, Clone)]
 struct Layout {
+    files: ServerFiles,
     root: PathBuf,
     data: PathBuf,
     binlog: PathBuf,
@@ -202,8 +330,9 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(root: &Path) -> Result<Self> {
+    fn new(files: ServerFiles, root: &Path) -> Result<Self> {
         let layout = Layout {
+            files,
             root: root.to_owned(),
             data: root.join("data"),
             binlog: root.join("binlog"),
@@ -215,6 +344,11 @@ impl Layout {
             fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
         Ok(layout)
+    }
+
+    /// `host_path` as the server sees it, for its arguments.
+    fn arg(&self, host_path: &Path) -> String {
+        self.files.server_path(host_path).display().to_string()
     }
 }
 
@@ -238,10 +372,11 @@ impl MariaDb {
     /// Starts an instance: bootstraps (or restores) a datadir, starts `mariadbd` on a free
     /// port, waits until it answers, and creates the replication account.
     pub fn start(config: MariaDbConfig) -> Result<MariaDb> {
-        let dir = new_instance_dir("mariadb-")?;
-        let layout = Layout::new(dir.path())?;
+        let files = config.version.server()?;
+        let dir = new_instance_dir_in(&files.instances_root(), "mariadb-")?;
+        let layout = Layout::new(files, dir.path())?;
         match (&config.restore_from, &config.adopt_datadir) {
-            (Some(backup), _) => copy_back(backup, &layout.data)?,
+            (Some(backup), _) => copy_back(&layout.files, backup, &layout.data)?,
             (None, Some(datadir)) => {
                 fs::rename(datadir, &layout.data)
                     .with_context(|| format!("move {} into the instance", datadir.display()))?;
@@ -293,6 +428,13 @@ impl MariaDb {
     /// The datadir.
     pub fn datadir(&self) -> &Path {
         &self.layout.data
+    }
+
+    /// A path of this machine as the server names it (in SQL such as `LOAD DATA INFILE`):
+    /// the same path for a server of the machine, the path inside its root for a
+    /// chrooted one.
+    pub fn server_path(&self, path: &Path) -> PathBuf {
+        self.layout.files.server_path(path)
     }
 
     /// The folder holding the binlog files and their index.
@@ -477,22 +619,25 @@ impl MariaDb {
     /// Takes a `mariadb-backup` base backup into `target` (which must not exist yet or be
     /// empty) and prepares it, so it can be restored with [`MariaDbConfig::restore_from`].
     pub fn backup(&self, target: &Path) -> Result<Backup> {
-        let tool = find_tool(Tool::MariadbBackup)?;
+        let files = &self.layout.files;
+        files.check_inside(target, "the backup folder")?;
         run_checked(
-            Command::new(&tool)
+            files
+                .command(Tool::MariadbBackup)?
                 .arg("--backup")
-                .arg(format!("--target-dir={}", target.display()))
-                .arg(format!("--socket={}", self.layout.socket.display()))
+                .arg(format!("--target-dir={}", self.layout.arg(target)))
+                .arg(format!("--socket={}", self.layout.arg(&self.layout.socket)))
                 .arg("--user=root"),
             "mariadb-backup --backup",
         )?;
         run_checked(
-            Command::new(&tool)
+            files
+                .command(Tool::MariadbBackup)?
                 .arg("--prepare")
-                .arg(format!("--target-dir={}", target.display())),
+                .arg(format!("--target-dir={}", self.layout.arg(target))),
             "mariadb-backup --prepare",
         )?;
-        Backup::read(target)
+        Backup::read(target, self.config.version)
     }
 
     /// Makes this instance a replica of `primary` (GTID positioning from `gtid_slave_pos`)
@@ -593,11 +738,13 @@ pub struct Backup {
     pub binlog_position: u64,
     /// `gtid_binlog_pos` at the backup point (may be empty on a fresh server).
     pub gtid: String,
+    /// The server that took it, whose `mariadb-backup` copies it back.
+    pub version: MariaDbVersion,
 }
 
 impl Backup {
     /// Reads the binlog coordinates a prepared backup folder records.
-    pub fn read(dir: &Path) -> Result<Backup> {
+    pub fn read(dir: &Path, version: MariaDbVersion) -> Result<Backup> {
         let info_path = dir.join("xtrabackup_binlog_info");
         let info = fs::read_to_string(&info_path)
             .with_context(|| format!("read {}", info_path.display()))?;
@@ -617,53 +764,65 @@ impl Backup {
             binlog_file,
             binlog_position,
             gtid,
+            version,
         })
     }
 
     /// Copies the backup into `datadir` (`mariadb-backup --copy-back`): a restored datadir
     /// no server runs on yet.
     pub fn copy_back_to(&self, datadir: &Path) -> Result<()> {
-        copy_back(&self.dir, datadir)
+        copy_back(&self.version.server()?, &self.dir, datadir)
     }
 }
 
 fn bootstrap(layout: &Layout) -> Result<()> {
-    let install = find_tool(Tool::MariadbInstallDb)?;
     run_checked(
-        Command::new(install)
+        layout
+            .files
+            .command(Tool::MariadbInstallDb)?
             .arg("--no-defaults")
             .arg("--user=root")
-            .arg(format!("--datadir={}", layout.data.display()))
+            .arg(format!("--datadir={}", layout.arg(&layout.data)))
             // Its own tmpdir: concurrent bootstraps in a shared /tmp collide on
             // temporary table names ("Unknown table 'mysql.tmp_user_sys'").
-            .arg(format!("--tmpdir={}", layout.tmp.display()))
+            .arg(format!("--tmpdir={}", layout.arg(&layout.tmp)))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
         "mariadb-install-db",
     )
 }
 
-fn copy_back(backup: &Path, datadir: &Path) -> Result<()> {
-    let tool = find_tool(Tool::MariadbBackup)?;
+fn copy_back(files: &ServerFiles, backup: &Path, datadir: &Path) -> Result<()> {
+    files.check_inside(backup, "the backup folder")?;
+    files.check_inside(datadir, "the datadir")?;
     run_checked(
-        Command::new(tool)
+        files
+            .command(Tool::MariadbBackup)?
             .arg("--copy-back")
-            .arg(format!("--target-dir={}", backup.display()))
-            .arg(format!("--datadir={}", datadir.display())),
+            .arg(format!(
+                "--target-dir={}",
+                files.server_path(backup).display()
+            ))
+            .arg(format!(
+                "--datadir={}",
+                files.server_path(datadir).display()
+            )),
         "mariadb-backup --copy-back",
     )
 }
 
 fn spawn_server(config: &MariaDbConfig, layout: &Layout, port: u16) -> Result<ChildGuard> {
-    let mariadbd = find_tool(Tool::Mariadbd)?;
-    let child = Command::new(mariadbd)
+    let child = layout
+        .files
+        .command(Tool::Mariadbd)?
         .args(config.server_args(layout, port))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("start mariadbd")?;
+        .with_context(|| format!("start {}", config.version))?;
     let mut guard = ChildGuard::new(child, format!("mariadbd on port {port}"));
     record_server_pid(&layout.root, guard.pid())?;
+    // The machine's client talks to either server over the socket.
     let admin = find_tool(Tool::MariadbAdmin)?;
     let socket = layout.socket.clone();
     wait_until(&mut guard, Duration::from_secs(60), "mariadbd", || {
@@ -678,7 +837,8 @@ fn spawn_server(config: &MariaDbConfig, layout: &Layout, port: u16) -> Result<Ch
     })
     .with_context(|| {
         format!(
-            "start mariadbd on port {port}; error log:\n{}",
+            "start {} on port {port}; error log:\n{}",
+            config.version,
             tail(&layout.error_log)
         )
     })?;

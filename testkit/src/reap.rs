@@ -18,14 +18,22 @@ pub fn instances_root() -> PathBuf {
     std::env::temp_dir().join("binlogd-testkit")
 }
 
+/// Where instance directories of chrooted servers go, relative to the server's root
+/// filesystem (so the server sees them at `/tmp/binlogd-testkit/...`).
+pub(crate) const CHROOT_INSTANCES: &str = "tmp/binlogd-testkit";
+
 /// Creates a fresh instance directory owned by this process.
 pub(crate) fn new_instance_dir(prefix: &str) -> Result<tempfile::TempDir> {
-    let root = instances_root();
-    fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+    new_instance_dir_in(&instances_root(), prefix)
+}
+
+/// Creates a fresh instance directory owned by this process in `root`.
+pub(crate) fn new_instance_dir_in(root: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
     reap_orphans();
     let dir = tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir_in(&root)
+        .tempdir_in(root)
         .with_context(|| format!("create an instance directory in {}", root.display()))?;
     fs::write(dir.path().join("owner.pid"), std::process::id().to_string())?;
     Ok(dir)
@@ -38,7 +46,23 @@ pub(crate) fn record_server_pid(dir: &Path, pid: u32) -> Result<()> {
 
 /// Kills the servers of instance directories whose owning test process no longer exists.
 pub fn reap_orphans() {
-    let Ok(entries) = fs::read_dir(instances_root()) else {
+    reap_orphans_in(&instances_root(), Path::new(""));
+    // Chrooted servers see their instance folders without the root's prefix, and their
+    // command lines say so.
+    if let Ok(roots) = fs::read_dir(crate::tools::tool_cache()) {
+        for root in roots.flatten() {
+            let instances = root.path().join(CHROOT_INSTANCES);
+            if instances.is_dir() {
+                reap_orphans_in(&instances, Path::new("/").join(CHROOT_INSTANCES).as_path());
+            }
+        }
+    }
+}
+
+/// Reaps the orphaned instance folders in `root`; `seen_as` is how the servers there name
+/// that folder on their command lines (empty: as this machine does).
+fn reap_orphans_in(root: &Path, seen_as: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
@@ -55,9 +79,14 @@ pub fn reap_orphans() {
         if !orphaned {
             continue;
         }
+        let named = if seen_as.as_os_str().is_empty() {
+            dir.clone()
+        } else {
+            seen_as.join(entry.file_name())
+        };
         // Kill only processes that really belong to this folder: a recorded pid may have
         // been reused by an unrelated process since.
-        for pid in pids_mentioning(&dir) {
+        for pid in pids_mentioning(&named) {
             kill_pid(pid);
         }
         let _ = fs::remove_dir_all(&dir);

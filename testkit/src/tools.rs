@@ -35,7 +35,7 @@ pub enum Tool {
 }
 
 impl Tool {
-    fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         match self {
             Tool::Mariadbd => "mariadbd",
             Tool::MariadbInstallDb => "mariadb-install-db",

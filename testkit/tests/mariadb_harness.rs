@@ -37,8 +37,8 @@ fn two_instances_run_at_once_write_gtid_binlogs_and_leave_no_process() {
     let first = MariaDb::start_default().expect("start first");
     let second = MariaDbConfig {
         server_id: 2,
-        gtid_domain_id: 5,
-        binlog_checksum: BinlogChecksum::None,
+        gtid_domain_id: Some(5),
+        binlog_checksum: Some(BinlogChecksum::None),
         max_binlog_size: Some(4096),
         ..MariaDbConfig::default()
     }
@@ -112,8 +112,10 @@ fn replication_user_has_only_replication_privileges() {
 #[test]
 fn primary_and_replica_replicate_by_gtid() {
     let primary = MariaDb::start_default().expect("start primary");
+    // log_slave_updates (off by default): the replica logs what it applies.
     let replica = MariaDbConfig {
         server_id: 2,
+        log_slave_updates: Some(true),
         ..MariaDbConfig::default()
     }
     .start()

@@ -20,7 +20,11 @@ pub fn replication_options(db: &MariaDb) -> ConnectOptions {
 /// misplaced pieces would show.
 #[allow(dead_code)] // not every test file uses it
 pub fn server_with_one_big_row(mib: u32) -> (MariaDb, String) {
+    // binlog_format=ROW: the point is one ROWS event of that size, and the default MIXED
+    // would log this deterministic INSERT as a statement. max_allowed_packet: the
+    // statement itself is larger than the default 16 MiB.
     let db = binlogd_testkit::MariaDbConfig {
+        binlog_format: Some(binlogd_testkit::BinlogFormat::Row),
         extra_args: vec!["--max-allowed-packet=64M".to_owned()],
         ..Default::default()
     }
