@@ -1,0 +1,199 @@
+//! `binlogd stream` against servers configured as users configure them: the server's own
+//! defaults first, then one setting changed at a time, on MariaDB 10.11 and 11.8.
+//!
+//! Each case streams a live server under a write load that holds what applications write
+//! (single statements, multi-statement transactions, savepoints, XA, temporary tables,
+//! triggers, `LOAD DATA`), with a rotation and a SIGKILL and restart of binlogd in the
+//! middle; then every file is compared byte for byte with the server's and every GTID of
+//! the server is found once in the index.
+//!
+//! The matrix is the `settings_matrix!` table at the bottom: a new case is one line, and
+//! becomes one test per server version (`cargo nextest run --test stream_settings tiny`).
+
+mod stream_common;
+
+use binlogd_testkit::{BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage};
+use std::fmt::Write as _;
+use std::time::Duration;
+use stream_common::{Archive, Streamer, assert_identical_to_server};
+
+/// What a case writes, in rounds: before binlogd starts, while it runs, while it is
+/// killed, and after its restart.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// What applications write: see [`application_round`].
+    Applications,
+    /// The same, each round alternating between GTID domains 0 and 1.
+    TwoDomains,
+    /// The same, with one transaction of 256 MB in the middle.
+    HugeTransaction,
+}
+
+fn run_case(config: MariaDbConfig, load: Load) {
+    let version = config.version;
+    let db = config
+        .start()
+        .unwrap_or_else(|e| panic!("start {version}: {e:#}"));
+    write_round(&db, load, 0);
+    let archive = Archive::new();
+    let streamer = Streamer::start(&db, &archive, &[]);
+    write_round(&db, load, 1);
+    db.rotate().expect("rotate");
+    write_round(&db, load, 2);
+    // A crash in the middle of the load: the restart cuts back to the last whole
+    // transaction and resumes.
+    streamer.kill();
+    write_round(&db, load, 3);
+    let streamer = Streamer::start(&db, &archive, &[]);
+    write_round(&db, load, 4);
+    archive.wait_caught_up(&db, Duration::from_secs(240));
+    streamer.stop();
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+    if let Load::HugeTransaction = load {
+        let largest = archive
+            .index_lines()
+            .into_iter()
+            .filter(|line| line["record"] == "transaction")
+            .map(|line| line["end"].as_u64().unwrap_or(0) - line["start"].as_u64().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        assert!(
+            largest > 256 << 20,
+            "the largest transaction indexed has {largest} bytes"
+        );
+    }
+    let log = archive.log();
+    assert!(
+        !log.contains("reconnecting"),
+        "binlogd lost the source on a healthy server:\n{log}"
+    );
+}
+
+fn write_round(db: &MariaDb, load: Load, round: usize) {
+    match load {
+        Load::Applications => application_round(db, round),
+        Load::TwoDomains => {
+            db.sql(&format!("SET GLOBAL gtid_domain_id = {}", round % 2))
+                .expect("switch domain");
+            application_round(db, round);
+        }
+        Load::HugeTransaction => {
+            application_round(db, round);
+            if round == 2 {
+                huge_transaction(db);
+            }
+        }
+    }
+}
+
+/// One round of what applications write: `write_workload`'s small transactions, and one
+/// of each statement shape that changes what a binlog holds.
+fn application_round(db: &MariaDb, round: usize) {
+    db.write_workload(40).expect("small transactions");
+    if round == 0 {
+        db.sql(
+            "CREATE TABLE binlogd_test.audit (id INT AUTO_INCREMENT PRIMARY KEY, k INT, at TIMESTAMP(6) DEFAULT NOW(6));
+             CREATE TRIGGER binlogd_test.audited AFTER INSERT ON binlogd_test.workload
+               FOR EACH ROW INSERT INTO binlogd_test.audit (k) VALUES (NEW.k);
+             CREATE TABLE binlogd_test.loaded (id INT PRIMARY KEY, name VARCHAR(40), note TEXT);",
+        )
+        .expect("schema");
+    }
+    // LOAD DATA reads a file the server can see: one in the database's own folder.
+    let rows: String = (0..50).fold(String::new(), |mut rows, i| {
+        let _ = writeln!(rows, "{}\tname-{i}\tnote {round} {i}", round * 1000 + i);
+        rows
+    });
+    let file = db.dir().join(format!("load-{round}.tsv"));
+    std::fs::write(&file, rows).expect("load file");
+    let file = db.server_path(&file).display().to_string();
+    db.sql(&format!(
+        "BEGIN; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'savepoint');
+           SAVEPOINT s1; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'rolled back');
+           ROLLBACK TO SAVEPOINT s1; UPDATE binlogd_test.workload SET c = 'kept' WHERE k = {round}; COMMIT;
+         XA START 'xa-{round}'; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'xa');
+           XA END 'xa-{round}'; XA PREPARE 'xa-{round}'; XA COMMIT 'xa-{round}';
+         CREATE TEMPORARY TABLE binlogd_test.scratch (k INT);
+           INSERT INTO binlogd_test.scratch VALUES ({round}), ({round} + 1);
+           INSERT INTO binlogd_test.workload (k, c) SELECT k, 'from a temporary table' FROM binlogd_test.scratch;
+           DROP TEMPORARY TABLE binlogd_test.scratch;
+         LOAD DATA INFILE '{file}' INTO TABLE binlogd_test.loaded;"
+    ))
+    .expect("statement shapes");
+}
+
+/// One transaction of 256 MB: 256 rows of 1 MiB. `UUID()` makes the statement unsafe to
+/// log as a statement, so the default MIXED format logs its rows too.
+fn huge_transaction(db: &MariaDb) {
+    db.sql(
+        "CREATE TABLE binlogd_test.huge (id INT PRIMARY KEY, b LONGBLOB);
+         BEGIN; INSERT INTO binlogd_test.huge
+           SELECT seq, CONCAT(UUID(), REPEAT('x', (1 << 20) - 36)) FROM binlogd_test.seq_1_to_256;
+         COMMIT;",
+    )
+    .expect("a 256 MB transaction");
+}
+
+/// The server's defaults, and one setting changed.
+fn config(change: impl FnOnce(&mut MariaDbConfig)) -> MariaDbConfig {
+    let mut config = MariaDbConfig::default();
+    change(&mut config);
+    config
+}
+
+macro_rules! settings_matrix {
+    ($($name:ident: $load:expr, $change:expr;)*) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn mariadb_10_11() {
+                let mut config = config($change);
+                config.version = binlogd_testkit::MariaDbVersion::V10_11;
+                run_case(config, $load);
+            }
+
+            #[test]
+            fn mariadb_11_8() {
+                let mut config = config($change);
+                config.version = binlogd_testkit::MariaDbVersion::V11_8;
+                run_case(config, $load);
+            }
+        }
+    )*};
+}
+
+// One line a case: the load, and the one setting it changes from the server's defaults.
+settings_matrix! {
+    server_defaults: Load::Applications, |_| {};
+    row_format: Load::Applications, |c| c.binlog_format = Some(BinlogFormat::Row);
+    statement_format: Load::Applications, |c| c.binlog_format = Some(BinlogFormat::Statement);
+    mixed_format: Load::Applications, |c| c.binlog_format = Some(BinlogFormat::Mixed);
+    row_format_without_annotations: Load::Applications, |c| {
+        c.binlog_format = Some(BinlogFormat::Row);
+        c.binlog_annotate_row_events = Some(false);
+    };
+    row_format_with_annotations: Load::Applications, |c| {
+        c.binlog_format = Some(BinlogFormat::Row);
+        c.binlog_annotate_row_events = Some(true);
+    };
+    minimal_row_image: Load::Applications, |c| {
+        c.binlog_format = Some(BinlogFormat::Row);
+        c.binlog_row_image = Some(RowImage::Minimal);
+    };
+    noblob_row_image: Load::Applications, |c| {
+        c.binlog_format = Some(BinlogFormat::Row);
+        c.binlog_row_image = Some(RowImage::Noblob);
+    };
+    full_row_metadata: Load::Applications, |c| {
+        c.binlog_format = Some(BinlogFormat::Row);
+        c.extra_args.push("--binlog-row-metadata=FULL".into());
+    };
+    compressed_events: Load::Applications, |c| c.log_bin_compress = Some(true);
+    no_checksums: Load::Applications, |c| c.binlog_checksum = Some(BinlogChecksum::None);
+    gtid_strict_mode: Load::Applications, |c| c.gtid_strict_mode = Some(true);
+    two_gtid_domains: Load::TwoDomains, |_| {};
+    tiny_files: Load::Applications, |c| c.max_binlog_size = Some(4096);
+    huge_transaction: Load::HugeTransaction, |_| {};
+}
