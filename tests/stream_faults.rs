@@ -139,9 +139,12 @@ fn a_failover_behind_the_same_address_is_followed_by_gtid_into_a_new_epoch() {
     }
     .start()
     .expect("primary");
+    // log_slave_updates: the replica logs the primary's transactions in its own binlog,
+    // as a replica that may be promoted must (off by default).
     let replica = MariaDbConfig {
         server_id: 2,
         max_binlog_size: Some(64 << 10),
+        log_slave_updates: Some(true),
         ..MariaDbConfig::default()
     }
     .start()
@@ -301,4 +304,96 @@ fn a_file_the_server_rotated_away_from_between_sessions_is_completed() {
         log.contains(&format!("{unfinished}: the source resumed in")),
         "the dump by GTID did not begin past {unfinished}, so this test shows nothing:\n{log}"
     );
+}
+
+/// CPU time (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat format")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+/// A source whose dump leaves a hole that no reconnect mends: `init_connect` (a setting
+/// this test adds, because it is how a server filters a replica's dump for good) sets
+/// `skip_replication` for binlogd's account, so every dump leaves out the transaction
+/// written with `@@skip_replication=1`, while the file holds it.
+fn server_with_a_hole() -> MariaDb {
+    let db = MariaDbConfig {
+        extra_args: vec!["--init-connect=SET skip_replication=1".to_owned()],
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(5).expect("before the hole");
+    db.sql(
+        "SET skip_replication = 1; INSERT INTO binlogd_test.workload (k, c) VALUES (1, 'hidden'); \
+         SET skip_replication = 0;",
+    )
+    .expect("the transaction the dump leaves out");
+    db.write_workload(5).expect("after the hole");
+    db
+}
+
+#[test]
+fn a_hole_in_every_dump_is_told_once_marks_the_stream_unhealthy_and_does_not_spin() {
+    let db = server_with_a_hole();
+
+    // --exit-at-end: an error naming the place and the likely cause, and a non-zero exit.
+    let archive = Archive::new();
+    let output = archive.run_to_end(&db, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let file = db.binlog_names().expect("names").remove(0);
+    for expected in [
+        "the stream is stuck",
+        file.as_str(),
+        "every dump leaves out",
+        "skip_replication",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+
+    // Following the source: said once, /healthz unhealthy, a metric, retries with backoff.
+    let archive = Archive::new();
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let streamer = Streamer::start(&db, &archive, &["--metrics-addr", &metrics_addr]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = if std::net::TcpStream::connect(&metrics_addr).is_ok() {
+            stream_common::http_get(&metrics_addr, "/healthz")
+        } else {
+            (0, "not listening yet".to_owned())
+        };
+        if status == 503 && body.contains("stuck") {
+            assert!(body.contains(&file), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/healthz still says {status} {body}; log:\n{}",
+            archive.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, metrics) = stream_common::http_get(&metrics_addr, "/metrics");
+    assert!(metrics.contains("binlogd_stuck 1"), "{metrics}");
+    let cpu_before = cpu_seconds(streamer.pid());
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu = cpu_seconds(streamer.pid()) - cpu_before;
+    assert!(cpu < 0.5, "binlogd used {cpu} s of CPU in 5 s while stuck");
+    let log = archive.log();
+    assert_eq!(
+        log.matches("the stream is stuck").count(),
+        1,
+        "told more than once:\n{log}"
+    );
+    streamer.stop();
 }
