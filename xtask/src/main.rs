@@ -91,7 +91,9 @@ fn demo(args: &[String]) -> Result<()> {
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))
         .context("install Ctrl-C handler")?;
 
-    println!("==> starting a sandbox MariaDB (private datadir, 127.0.0.1 only)");
+    println!("==> starting a sandbox MariaDB (private datadir, 127.0.0.1 only, server defaults)");
+    // The server's defaults, but files of 1 MiB (the default is 1 GiB), so that the demo
+    // shows rotations within seconds.
     let db = MariaDbConfig {
         max_binlog_size: Some(1 << 20),
         ..MariaDbConfig::default()
@@ -255,22 +257,59 @@ fn archived_transactions(archive: &Path) -> Result<(usize, String)> {
 /// Waits until the archive holds every binlog file of the server at its full length.
 fn wait_caught_up(db: &MariaDb, archive: &Path, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    // The server writes on after its last transaction (after a rotation, a
+    // BINLOG_CHECKPOINT event once InnoDB has flushed, from a background thread): wait
+    // until its binlogs have been still for two seconds, then until the archive holds
+    // every byte of them.
+    let mut sizes = server_binlog_sizes(db)?;
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server_binlog_sizes(db)?;
+        if now != sizes {
+            sizes = now;
+            still_since = Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!("the server's binlogs did not stop growing within {timeout:?}");
+        }
+    }
     loop {
         let epoch = newest_epoch(archive)?;
-        let mut behind = false;
-        for file in db.binlog_files()? {
-            let have = std::fs::metadata(epoch.join(file.file_name().unwrap_or_default()))
-                .map_or(0, |m| m.len());
-            behind |= have != std::fs::metadata(&file)?.len();
-        }
-        if !behind {
+        let behind: Vec<String> = server_binlog_sizes(db)?
+            .into_iter()
+            .filter_map(|(name, size)| {
+                let have = std::fs::metadata(epoch.join(&name)).map_or(0, |m| m.len());
+                (have != size).then(|| format!("{name}: {have} of {size} bytes"))
+            })
+            .collect();
+        if behind.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("binlogd did not catch up within {timeout:?}");
+            bail!(
+                "binlogd did not catch up within {timeout:?}: {}",
+                behind.join(", ")
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Every binlog file of the server and its size, as `SHOW BINARY LOGS` says.
+fn server_binlog_sizes(db: &MariaDb) -> Result<Vec<(String, u64)>> {
+    db.query_rows("SHOW BINARY LOGS")?
+        .into_iter()
+        .map(|row| {
+            let name = row.first().context("SHOW BINARY LOGS: no name")?.clone();
+            let size = row
+                .get(1)
+                .context("SHOW BINARY LOGS: no size")?
+                .parse()
+                .context("SHOW BINARY LOGS: size")?;
+            Ok((name, size))
+        })
+        .collect()
 }
 
 /// `cargo xtask bench-pull`: pulls the same ≥500 MB of existing binlogs from one local
@@ -711,16 +750,16 @@ fn fuzz_seeds() -> Result<()> {
         (
             "statement-nocrc",
             MariaDbConfig {
-                binlog_format: BinlogFormat::Statement,
-                binlog_checksum: BinlogChecksum::None,
+                binlog_format: Some(BinlogFormat::Statement),
+                binlog_checksum: Some(BinlogChecksum::None),
                 ..Default::default()
             },
         ),
         (
             "compressed-annotated",
             MariaDbConfig {
-                log_bin_compress: true,
-                binlog_annotate_row_events: true,
+                log_bin_compress: Some(true),
+                binlog_annotate_row_events: Some(true),
                 ..Default::default()
             },
         ),
@@ -730,7 +769,7 @@ fn fuzz_seeds() -> Result<()> {
     std::fs::create_dir_all(&reader_dir)?;
     std::fs::create_dir_all(&decoder_dir)?;
     for (name, config) in configs {
-        let crc = config.binlog_checksum == BinlogChecksum::Crc32;
+        let crc = config.binlog_checksum != Some(BinlogChecksum::None);
         let db = config.start()?;
         db.write_workload(8)?;
         db.sql(
