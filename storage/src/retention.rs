@@ -240,4 +240,18 @@ mod tests {
         no_gtids[0].gtids_after = GtidState::None;
         assert!(only_backup.purgeable(&no_gtids, now).is_empty());
     }
+
+    #[test]
+    fn a_catalogue_of_sealed_files_loses_its_last_one_when_a_newer_file_follows() {
+        let sealed = [
+            file("a", "0-1-10", Some(100), FileState::Sealed),
+            file("b", "0-1-20", Some(200), FileState::Sealed),
+        ];
+        let backup = Retention {
+            max_age: None,
+            keep_after: Some("0-1-20".parse().expect("state")),
+        };
+        assert_eq!(names(backup.purgeable_before(&sealed, 0, false)), ["a"]);
+        assert_eq!(names(backup.purgeable_before(&sealed, 0, true)), ["a", "b"]);
+    }
 }
