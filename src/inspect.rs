@@ -502,7 +502,16 @@ fn describe(event: &Event<'_>) -> String {
         Event::StartEncryption {
             scheme,
             key_version,
+            starts_encryption: true,
         } => format!("encrypted from here (scheme {scheme}, key version {key_version})"),
+        Event::StartEncryption {
+            scheme,
+            key_version,
+            starts_encryption: false,
+        } => format!(
+            "ignorable: the source's file is encrypted from here (scheme {scheme}, key version \
+             {key_version}); these events were received decrypted"
+        ),
         Event::Other { body, .. } => format!("{} bytes", body.len()),
     }
 }

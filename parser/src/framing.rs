@@ -207,9 +207,12 @@ impl Framer {
                 return Err(fail(ErrorKind::ChecksumMismatch { stored, computed }));
             }
         }
-        if event_type == EventType::MARIADB_START_ENCRYPTION {
+        if event_type == EventType::MARIADB_START_ENCRYPTION
+            && header.flags & crate::header::FLAG_IGNORABLE == 0
+        {
             // Every later event is encrypted: say so at the next one instead of
-            // misreading ciphertext as headers.
+            // misreading ciphertext as headers. (Flagged ignorable, as a server sends it
+            // with the decrypted events of a dump, it starts nothing.)
             self.encrypted = true;
         }
         Ok(Frame::Event(event))

@@ -23,6 +23,11 @@ pub const HEADER_LEN: usize = 19;
 /// `LOG_EVENT_ARTIFICIAL_F`: the event was made up by the sender (a fake ROTATE in a dump
 /// stream, the ROTATE a replica writes at the head of a relay log), not read from a file.
 pub const FLAG_ARTIFICIAL: u16 = 0x0020;
+/// `LOG_EVENT_IGNORABLE_F`: a reader that does not know or need the event may skip it.
+/// MariaDB sets it on the START_ENCRYPTION event it sends to replicas, whose events it
+/// decrypts: in such a stream (and in a file written from it, like a replica's relay log)
+/// that event no longer starts encryption.
+pub const FLAG_IGNORABLE: u16 = 0x0080;
 /// `LOG_EVENT_BINLOG_IN_USE_F` in a FORMAT_DESCRIPTION event: the file was not closed
 /// cleanly (it is open, or the server crashed).
 pub const FLAG_BINLOG_IN_USE: u16 = 0x0001;

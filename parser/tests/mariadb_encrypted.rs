@@ -61,7 +61,8 @@ fn encrypted_binlog_stops_with_a_clear_error_after_start_encryption() {
                     event,
                     Event::StartEncryption {
                         scheme: 1,
-                        key_version: 1
+                        key_version: 1,
+                        starts_encryption: true,
                     }
                 ),
                 "{event:?}"

@@ -305,6 +305,18 @@ impl ArchiveWriter {
                     });
                 }
             }
+            Event::StartEncryption { .. } if header.log_pos == 0 => {
+                // A dump that starts mid-file sends the file's START_ENCRYPTION again after
+                // its format description, both without their position: the copy has it.
+                self.open_pending_file()?;
+                let file = self.file.as_ref().ok_or_else(|| no_file(&header))?;
+                if file.len > 4 {
+                    return Ok(Ingested::Skipped);
+                }
+                return Err(StorageError::AlteredHead {
+                    file: file.name.clone(),
+                });
+            }
             _ if is_made_up(&header) => return Ok(Ingested::Skipped),
             _ => self.open_pending_file()?,
         }

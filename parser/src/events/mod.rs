@@ -88,12 +88,15 @@ pub enum Event<'a> {
     GtidList(GtidList<'a>),
     /// MariaDB BINLOG_CHECKPOINT.
     BinlogCheckpoint(BinlogCheckpoint<'a>),
-    /// MariaDB START_ENCRYPTION: the rest of the file is encrypted.
+    /// MariaDB START_ENCRYPTION: the rest of the file is encrypted, unless the event is
+    /// flagged ignorable (as a server sends it with the decrypted events of a dump).
     StartEncryption {
         /// Encryption scheme.
         scheme: u8,
         /// Version of the server's key.
         key_version: u32,
+        /// Whether the events after it are encrypted.
+        starts_encryption: bool,
     },
     /// Any other event, with its body (without checksum).
     Other {
@@ -213,6 +216,7 @@ fn decode_body<'a>(
             Event::StartEncryption {
                 scheme: body[0],
                 key_version: read_u32(&body[1..5]),
+                starts_encryption: event.header.flags & crate::header::FLAG_IGNORABLE == 0,
             }
         }
         _ => Event::Other { event_type, body },
