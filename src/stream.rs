@@ -196,6 +196,8 @@ struct Streamer {
     force_position: bool,
     /// Where the stream failed again and again, until it gets past that place.
     stuck_at: Option<(String, u64)>,
+    /// Whether the warning that the archive is plaintext was given.
+    warned_plaintext: bool,
     progress: Option<indicatif::ProgressBar>,
     /// The current writer's counters as last added to the metrics.
     reported: WriterStats,
@@ -339,6 +341,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         shutdown,
         force_position: false,
         stuck_at: None,
+        warned_plaintext: false,
         progress,
         reported: WriterStats::default(),
         durable: None,
@@ -418,6 +421,29 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl Streamer {
+    /// A MariaDB with `encrypt_binlog=ON` sends its events decrypted to replicas: said
+    /// once, unless the archive is encrypted on its way to the store.
+    async fn warn_if_archive_is_plaintext(&mut self, conn: &mut Connection) {
+        if self.warned_plaintext || !conn.server().is_mariadb() {
+            return;
+        }
+        let encrypted_source = matches!(
+            conn.query_value("SELECT @@global.encrypt_binlog").await,
+            Ok(Some(value)) if value == "1" || value.eq_ignore_ascii_case("on")
+        );
+        let s3 = &self.args.s3;
+        let encrypted_archive = self.upload.is_some()
+            && (s3.encryption_key_file.is_some() || s3.sse_c_key_file.is_some() || s3.sse_kms);
+        if encrypted_source && !encrypted_archive {
+            tracing::warn!(
+                "the source encrypts its binlogs (encrypt_binlog=ON), but a replica receives \
+                 them decrypted: this archive holds them in plaintext. Keep it as safe as the \
+                 data, or archive to s3:// with --encryption-key-file, --sse-c-key-file or --sse-kms"
+            );
+            self.warned_plaintext = true;
+        }
+    }
+
     async fn run(&mut self) -> anyhow::Result<ExitCode> {
         let max_delay = Duration::from_secs_f64(self.args.max_retry_delay.max(0.1));
         let new_backoff = || {
@@ -514,6 +540,7 @@ impl Streamer {
             .with_context(|| format!("connecting to {}", self.address))?;
         conn.set_read_timeout(Some(net_timeout));
         let identity = identify(&mut conn, &self.address).await?;
+        self.warn_if_archive_is_plaintext(&mut conn).await;
         // After a failover behind the same address, another server: say which.
         self.metrics.source.clear();
         self.metrics
