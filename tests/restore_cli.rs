@@ -556,3 +556,67 @@ fn bad_inputs_are_one_clear_error_and_leave_the_server_untouched() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_source_that_encrypts_its_binlogs_is_restored_from_what_a_replica_receives() {
+    // encrypt_binlog=ON: the archive holds the events decrypted, at the server's offsets.
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(16 << 10),
+        encrypt_binlog: Some(true),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(150).expect("first part");
+    let cut = primary.gtid_binlog_pos().expect("pos");
+    let checksum_at_cut = primary.query_value(CHECKSUM).expect("checksum");
+    primary.write_workload(100).expect("second part");
+    let checksum_at_end = primary.query_value(CHECKSUM).expect("checksum");
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("this archive holds them in plaintext"),
+        "{stderr}"
+    );
+
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+    let output = restore(
+        &target,
+        &archive,
+        &["--to-gtid", &cut, "--from-archive-start"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_cut
+    );
+    let output = restore(&target, &archive, &["--latest"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_end
+    );
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        primary.gtid_binlog_pos().expect("pos")
+    );
+}

@@ -12,8 +12,11 @@
 
 mod stream_common;
 
-use binlogd_testkit::{BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage};
+use binlogd_testkit::{
+    BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage, Tool, find_tool,
+};
 use std::fmt::Write as _;
+use std::process::Command;
 use std::time::Duration;
 use stream_common::{Archive, Streamer, assert_identical_to_server};
 
@@ -48,16 +51,14 @@ fn run_case(config: MariaDbConfig, load: Load) {
     write_round(&db, load, 4);
     archive.wait_caught_up(&db, Duration::from_secs(240));
     streamer.stop();
-    assert_identical_to_server(&db, &archive);
+    if db.config().encrypt_binlog == Some(true) {
+        assert_as_a_replica_receives_it(&db, &archive);
+    } else {
+        assert_identical_to_server(&db, &archive);
+    }
     archive.assert_index_lists_every_gtid_once(&db);
     if let Load::HugeTransaction = load {
-        let largest = archive
-            .index_lines()
-            .into_iter()
-            .filter(|line| line["record"] == "transaction")
-            .map(|line| line["end"].as_u64().unwrap_or(0) - line["start"].as_u64().unwrap_or(0))
-            .max()
-            .unwrap_or(0);
+        let largest = archive.largest_transaction();
         assert!(
             largest > 256 << 20,
             "the largest transaction indexed has {largest} bytes"
@@ -121,6 +122,69 @@ fn application_round(db: &MariaDb, round: usize) {
          LOAD DATA INFILE '{file}' INTO TABLE binlogd_test.loaded;"
     ))
     .expect("statement shapes");
+}
+
+/// An encrypted binlog cannot be archived byte for byte: replicas receive its events
+/// decrypted (and START_ENCRYPTION flagged ignorable). The archive must hold exactly what a
+/// replica receives, at the server's offsets: every closed file equals the raw copy
+/// `mariadb-binlog --read-from-remote-server --raw` makes, has the server's file's length,
+/// and `mariadb-binlog` reads it.
+fn assert_as_a_replica_receives_it(db: &MariaDb, archive: &Archive) {
+    let names = db.binlog_names().expect("names");
+    // The server's own mariadb-binlog (a newer server refuses an older one), writing
+    // where the server's tools can reach.
+    let copies = db.dir().join("replica-copies");
+    std::fs::create_dir_all(&copies).expect("copies folder");
+    let output = db
+        .own_tool(Tool::MariadbBinlog)
+        .expect("mariadb-binlog")
+        .args([
+            "--no-defaults",
+            "--read-from-remote-server",
+            "--raw",
+            "--to-last-log",
+        ])
+        .args(["--host=127.0.0.1", &format!("--port={}", db.port())])
+        .arg(format!("--user={}", binlogd_testkit::REPLICATION_USER))
+        .arg(format!("--password={}", db.replication_password()))
+        .arg(format!(
+            "--result-file={}/",
+            db.server_path(&copies).display()
+        ))
+        .arg(&names[0])
+        .output()
+        .expect("run mariadb-binlog");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (closed, _open) = names.split_at(names.len() - 1);
+    assert!(!closed.is_empty(), "the load rotates");
+    for name in closed {
+        let ours = archive.copy_of(name).expect("archived");
+        stream_common::assert_same_bytes(&copies.join(name), &ours);
+        let servers = std::fs::metadata(db.binlog_dir().join(name)).expect("server file");
+        assert_eq!(
+            std::fs::metadata(&ours).expect("archived").len(),
+            servers.len(),
+            "{name}: the archive keeps the server's offsets"
+        );
+        let read = Command::new(find_tool(Tool::MariadbBinlog).expect("mariadb-binlog"))
+            .arg("--no-defaults")
+            .arg(&ours)
+            .output()
+            .expect("run mariadb-binlog");
+        assert!(
+            read.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&read.stdout).contains("Xid ="),
+            "{name}: mariadb-binlog decodes the transactions"
+        );
+    }
 }
 
 /// One transaction of 256 MB: 256 rows of 1 MiB. `UUID()` makes the statement unsafe to
@@ -196,4 +260,5 @@ settings_matrix! {
     two_gtid_domains: Load::TwoDomains, |_| {};
     tiny_files: Load::Applications, |c| c.max_binlog_size = Some(4096);
     huge_transaction: Load::HugeTransaction, |_| {};
+    encrypted_binlog: Load::Applications, |c| c.encrypt_binlog = Some(true);
 }

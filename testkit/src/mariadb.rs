@@ -127,6 +127,9 @@ pub struct MariaDbConfig {
     pub gtid_strict_mode: Option<bool>,
     /// `log_slave_updates`, needed on a replica that may be promoted.
     pub log_slave_updates: Option<bool>,
+    /// `encrypt_binlog`, with `file_key_management` and a key file the harness writes
+    /// into the instance (what MariaDB's documentation sets up).
+    pub encrypt_binlog: Option<bool>,
     /// Base name of the binlog files (`<name>.000001`).
     pub binlog_basename: String,
     /// Further `--option=value` arguments for `mariadbd`.
@@ -154,6 +157,7 @@ impl Default for MariaDbConfig {
             binlog_annotate_row_events: None,
             gtid_strict_mode: None,
             log_slave_updates: None,
+            encrypt_binlog: None,
             binlog_basename: "mariadb-bin".to_owned(),
             extra_args: Vec::new(),
             restore_from: None,
@@ -235,6 +239,14 @@ impl MariaDbConfig {
                 ),
                 ("log-slave-updates", self.log_slave_updates.map(on_off)),
             ]);
+            if self.encrypt_binlog.is_some() {
+                args.push("--plugin-load-add=file_key_management".to_owned());
+                args.push(format!(
+                    "--file-key-management-filename={}",
+                    path(&layout.key_file())
+                ));
+                settings.push(("encrypt-binlog", self.encrypt_binlog.map(on_off)));
+            }
         }
         for (name, value) in settings {
             if let Some(value) = value {
@@ -346,6 +358,11 @@ impl Layout {
         Ok(layout)
     }
 
+    /// The `file_key_management` key file.
+    fn key_file(&self) -> PathBuf {
+        self.root.join("binlog-keys.txt")
+    }
+
     /// `host_path` as the server sees it, for its arguments.
     fn arg(&self, host_path: &Path) -> String {
         self.files.server_path(host_path).display().to_string()
@@ -382,6 +399,14 @@ impl MariaDb {
                     .with_context(|| format!("move {} into the instance", datadir.display()))?;
             }
             (None, None) => bootstrap(&layout)?,
+        }
+        if config.encrypt_binlog.is_some() {
+            // Key 1, the one file_key_management encrypts binlogs with by default.
+            fs::write(
+                layout.key_file(),
+                "1;a7addd9adea9978fda19f21e6be987880e68ac92632ca052e5bb42b1a506939a\n",
+            )
+            .context("write the binlog key file")?;
         }
         // Another test may take the port between probe and bind: retry a few times.
         let mut attempt = 0;
@@ -435,6 +460,13 @@ impl MariaDb {
     /// chrooted one.
     pub fn server_path(&self, path: &Path) -> PathBuf {
         self.layout.files.server_path(path)
+    }
+
+    /// A command running the server's own copy of `tool` (of its version: 10.11's
+    /// `mariadb-binlog` refuses to read from an 11.8 server). Paths given to it must be as
+    /// the server sees them ([`MariaDb::server_path`]).
+    pub fn own_tool(&self, tool: Tool) -> Result<Command> {
+        self.layout.files.command(tool)
     }
 
     /// The folder holding the binlog files and their index.

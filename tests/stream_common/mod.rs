@@ -90,6 +90,16 @@ impl Archive {
         lines
     }
 
+    /// The size in bytes of the largest transaction the index lists.
+    pub fn largest_transaction(&self) -> u64 {
+        self.index_lines()
+            .into_iter()
+            .filter(|line| line["record"] == "transaction")
+            .map(|line| line["end"].as_u64().unwrap_or(0) - line["start"].as_u64().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether the index lists every GTID of `gtids`.
     pub fn indexes_all_of(&self, gtids: &[String]) -> bool {
         let indexed: std::collections::BTreeSet<String> = self
