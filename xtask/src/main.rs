@@ -92,10 +92,10 @@ fn demo(args: &[String]) -> Result<()> {
         .context("install Ctrl-C handler")?;
 
     println!("==> starting a sandbox MariaDB (private datadir, 127.0.0.1 only, server defaults)");
-    // The server's defaults, but files of 1 MiB (the default is 1 GiB), so that the demo
+    // The server's defaults, but files of 64 KiB (the default is 1 GiB), so that the demo
     // shows rotations within seconds.
     let db = MariaDbConfig {
-        max_binlog_size: Some(1 << 20),
+        max_binlog_size: Some(64 << 10),
         ..MariaDbConfig::default()
     }
     .start()?;
