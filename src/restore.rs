@@ -163,8 +163,11 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
         let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
         let gtids = text.split_whitespace().nth(2).map(str::to_owned);
         (path, gtids)
-    } else if dir.join("xtrabackup_info").is_file() {
-        let path = dir.join("xtrabackup_info");
+    } else if let Some(path) = ["xtrabackup_info", "mariadb_backup_info"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+    {
         let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
         let gtids = text
             .lines()
@@ -175,8 +178,8 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
         (path, gtids)
     } else {
         bail!(
-            "{} holds neither xtrabackup_binlog_info nor xtrabackup_info: is it a mariadb-backup \
-             folder, or a datadir restored from one?",
+            "{} holds neither xtrabackup_binlog_info nor xtrabackup_info (mariadb_backup_* since \
+             MariaDB 11): is it a mariadb-backup folder, or a datadir restored from one?",
             dir.display()
         );
     };

@@ -7,7 +7,7 @@
 
 mod stream_common;
 
-use binlogd_testkit::{MariaDb, MariaDbConfig, Tool, find_tool};
+use binlogd_testkit::{MariaDb, MariaDbConfig, MariaDbVersion, Tool, find_tool};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -164,19 +164,56 @@ fn next_gtid(pos: &str) -> String {
     format!("{head}-{}", seq.parse::<u64>().expect("seq") + 1)
 }
 
+/// `binlogd restore` run on the target's machine (in its root filesystem, for a chrooted
+/// server), with the archive and backup paths as that machine sees them.
+fn restore_beside(
+    target: &MariaDb,
+    archive: &Archive,
+    from_backup: &Path,
+    extra: &[&str],
+) -> Output {
+    // The binary goes where the server's machine can run it.
+    let binlogd_copy = target.dir().join("binlogd");
+    if !binlogd_copy.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_binlogd"), &binlogd_copy).expect("copy binlogd");
+    }
+    target
+        .beside_server(&binlogd_copy)
+        .args(["restore", "--archive"])
+        .arg(target.server_path(&archive.path()))
+        .arg("--from-backup")
+        .arg(target.server_path(from_backup))
+        .args([
+            "--target",
+            &format!("mysql://restorer@127.0.0.1:{}", target.port()),
+        ])
+        .args(extra)
+        .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+        .output()
+        .expect("run binlogd restore")
+}
+
 #[test]
 fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop() {
+    point_in_time_restores(MariaDbVersion::V10_11);
+}
+
+#[test]
+fn point_in_time_restores_on_mariadb_11_8() {
+    point_in_time_restores(MariaDbVersion::V11_8);
+}
+
+fn point_in_time_restores(version: MariaDbVersion) {
     let primary = MariaDbConfig {
+        version,
         max_binlog_size: Some(64 << 10),
         ..MariaDbConfig::default()
     }
     .start()
     .expect("primary");
     primary.write_workload(200).expect("before the backup");
-    let backups = tempfile::tempdir().expect("backups");
-    let backup = primary
-        .backup(&backups.path().join("base"))
-        .expect("backup");
+    // Backups and archive where the servers' own tools reach them.
+    let backup = primary.backup(&primary.dir().join("base")).expect("backup");
     // Several moments after the backup, each with the table's checksum then.
     let mut moments = Vec::new();
     for batch in [40, 70, 90] {
@@ -196,14 +233,13 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
     primary
         .sql("CREATE TABLE binlogd_test.after (id INT PRIMARY KEY); INSERT INTO binlogd_test.after VALUES (1)")
         .expect("later work");
-    let archive = Archive::new();
+    let archive = Archive::new_in(primary.dir());
     let output = archive.run_to_end(&primary, &[]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let backup_dir = backup.dir.display().to_string();
 
     // Each moment with 1, 2 and 4 workers, then just before the DROP with 4, then one
     // moment through mariadb-binlog | mariadb.
@@ -238,6 +274,7 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
     ));
     for (target_point, workers, expected_gtid, expected_checksum) in cases {
         let target = MariaDbConfig {
+            version,
             server_id: 9,
             skip_log_bin: true,
             restore_from: Some(backup.dir.clone()),
@@ -248,10 +285,9 @@ fn point_in_time_restores_from_a_base_backup_to_a_gtid_and_to_just_before_a_drop
         target
             .create_tcp_admin("restorer", "restore-pw")
             .expect("user");
-        let mut args = vec!["--from-backup", backup_dir.as_str()];
-        args.extend(target_point.iter().map(String::as_str));
+        let mut args: Vec<&str> = target_point.iter().map(String::as_str).collect();
         args.extend(["--parallel-workers", workers]);
-        let output = restore(&target, &archive, &args);
+        let output = restore_beside(&target, &archive, &backup.dir, &args);
         assert!(
             output.status.success(),
             "{target_point:?}: {}",

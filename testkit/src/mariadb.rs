@@ -288,6 +288,17 @@ impl ServerFiles {
     fn command(&self, tool: Tool) -> Result<Command> {
         Ok(match self {
             ServerFiles::Host => Command::new(find_tool(tool)?),
+            // mariadb-backup needs /proc (it crashes without it): a private one, in a
+            // mount and pid namespace of its own, so nothing stays mounted in the root.
+            ServerFiles::Chroot(root) if tool == Tool::MariadbBackup => {
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "--fork", "--pid"])
+                    .arg(format!("--mount-proc={}", root.join("proc").display()))
+                    .arg("chroot")
+                    .arg(root)
+                    .arg(tool.program());
+                cmd
+            }
             ServerFiles::Chroot(root) => {
                 let mut cmd = Command::new("chroot");
                 cmd.arg(root).arg(tool.program());
@@ -467,6 +478,20 @@ impl MariaDb {
     /// the server sees them ([`MariaDb::server_path`]).
     pub fn own_tool(&self, tool: Tool) -> Result<Command> {
         self.layout.files.command(tool)
+    }
+
+    /// A command running `program` (a path on this machine, inside the server's root for
+    /// a chrooted server) where the server runs, so that it sees the server's paths as the
+    /// server does: what a tool run on the database's own machine sees.
+    pub fn beside_server(&self, program: &Path) -> Command {
+        match &self.layout.files {
+            ServerFiles::Host => Command::new(program),
+            ServerFiles::Chroot(root) => {
+                let mut cmd = Command::new("chroot");
+                cmd.arg(root).arg(self.layout.files.server_path(program));
+                cmd
+            }
+        }
     }
 
     /// The folder holding the binlog files and their index.
@@ -777,7 +802,12 @@ pub struct Backup {
 impl Backup {
     /// Reads the binlog coordinates a prepared backup folder records.
     pub fn read(dir: &Path, version: MariaDbVersion) -> Result<Backup> {
-        let info_path = dir.join("xtrabackup_binlog_info");
+        // Renamed mariadb_backup_binlog_info in MariaDB 11.
+        let info_path = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| dir.join("xtrabackup_binlog_info"));
         let info = fs::read_to_string(&info_path)
             .with_context(|| format!("read {}", info_path.display()))?;
         let mut fields = info.split_whitespace();

@@ -25,6 +25,14 @@ impl Archive {
         }
     }
 
+    /// An archive directory inside `parent` (a server's instance folder, for a tool run
+    /// beside a chrooted server to see it).
+    pub fn new_in(parent: &Path) -> Archive {
+        Archive {
+            dir: tempfile::tempdir_in(parent).expect("tempdir"),
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("archive")
     }
