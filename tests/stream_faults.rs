@@ -388,6 +388,7 @@ fn a_hole_in_every_dump_is_told_once_marks_the_stream_unhealthy_and_does_not_spi
     let cpu_before = cpu_seconds(streamer.pid());
     std::thread::sleep(Duration::from_secs(5));
     let cpu = cpu_seconds(streamer.pid()) - cpu_before;
+    eprintln!("CPU while stuck: {cpu} s in 5 s");
     assert!(cpu < 0.5, "binlogd used {cpu} s of CPU in 5 s while stuck");
     let log = archive.log();
     assert_eq!(
