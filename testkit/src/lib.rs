@@ -9,6 +9,8 @@
 //!   the tests that name the setting they change. Helpers run SQL, rotate logs, drive write workloads (our own SQL and
 //!   `sysbench oltp_write_only`), take and restore `mariadb-backup` base backups, wire two
 //!   instances as primary and replica, and list the server's own binlog files.
+//! - [`MySql`]: MySQL 9.7 from a chroot, as it ships, in a fresh datadir on a free loopback
+//!   port. [`BinlogSource`] is what tests need of either kind of server.
 //! - [`S3Server`]: an S3-compatible store on loopback, either `moto_server` or Garage
 //!   ([`S3Kind`]), with credentials ready to use.
 //! - [`TcpProxy`]: a loopback proxy that cuts connections on demand, for failure tests.
@@ -32,6 +34,7 @@
 
 mod http_faults;
 mod mariadb;
+mod mysql;
 pub mod mysql_peer;
 mod pki;
 mod process;
@@ -45,6 +48,7 @@ pub use mariadb::{
     Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, MariaDbVersion, RowImage,
     SysbenchLoad,
 };
+pub use mysql::{MySql, MySqlConfig};
 pub use pki::TestPki;
 pub use process::{free_port, pids_mentioning};
 pub use proxy::TcpProxy;
@@ -59,3 +63,55 @@ pub use tools::{Tool, find_tool};
 pub const REPLICATION_USER: &str = "binlogd_repl";
 /// Password of [`REPLICATION_USER`].
 pub const REPLICATION_PASSWORD: &str = "repl-Secret-1";
+
+/// What tests need of a server binlogd follows, whether MariaDB ([`MariaDb`]) or MySQL
+/// ([`MySql`]).
+pub trait BinlogSource {
+    /// The TCP port on 127.0.0.1.
+    fn port(&self) -> u16;
+
+    /// Connection URL for the replication account, as binlogd's `--source` takes it.
+    fn replication_url(&self) -> String {
+        format!("mysql://{REPLICATION_USER}@127.0.0.1:{}", self.port())
+    }
+
+    /// Password of the replication account.
+    fn replication_password(&self) -> &'static str {
+        REPLICATION_PASSWORD
+    }
+
+    /// Paths of the server's binlog files, oldest first.
+    fn binlog_files(&self) -> anyhow::Result<Vec<std::path::PathBuf>>;
+
+    /// Runs a query as root and returns its rows.
+    fn query_rows(&self, sql: &str) -> anyhow::Result<Vec<Vec<String>>>;
+
+    /// The last lines of the server's error log, for failure messages.
+    fn error_log_tail(&self) -> String;
+
+    /// Every GTID in the server's binlogs, as binlogd's index writes them.
+    fn binlog_gtids(&self) -> anyhow::Result<Vec<String>>;
+}
+
+/// A server shared between threads (a test's load and its checks) is still one.
+impl<T: BinlogSource + ?Sized> BinlogSource for std::sync::Arc<T> {
+    fn port(&self) -> u16 {
+        (**self).port()
+    }
+
+    fn binlog_files(&self) -> anyhow::Result<Vec<std::path::PathBuf>> {
+        (**self).binlog_files()
+    }
+
+    fn query_rows(&self, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+        (**self).query_rows(sql)
+    }
+
+    fn error_log_tail(&self) -> String {
+        (**self).error_log_tail()
+    }
+
+    fn binlog_gtids(&self) -> anyhow::Result<Vec<String>> {
+        (**self).binlog_gtids()
+    }
+}

@@ -265,14 +265,14 @@ fn on_off(value: bool) -> String {
 /// Where a server's programs and files are: on this machine, or in a root filesystem the
 /// server is `chroot`ed into (whose paths it sees without the root's prefix).
 #[derive(Debug, Clone)]
-enum ServerFiles {
+pub(crate) enum ServerFiles {
     Host,
     Chroot(PathBuf),
 }
 
 impl ServerFiles {
     /// `host_path` as the server sees it.
-    fn server_path(&self, host_path: &Path) -> PathBuf {
+    pub(crate) fn server_path(&self, host_path: &Path) -> PathBuf {
         match self {
             ServerFiles::Host => host_path.to_owned(),
             ServerFiles::Chroot(root) => match host_path.strip_prefix(root) {
@@ -285,7 +285,7 @@ impl ServerFiles {
 
     /// A command that runs one of the server's own programs (`mariadbd`,
     /// `mariadb-install-db`, `mariadb-backup`: they must match the server's version).
-    fn command(&self, tool: Tool) -> Result<Command> {
+    pub(crate) fn command(&self, tool: Tool) -> Result<Command> {
         Ok(match self {
             ServerFiles::Host => Command::new(find_tool(tool)?),
             // mariadb-backup needs /proc (it crashes without it): a private one, in a
@@ -612,28 +612,7 @@ impl MariaDb {
             "SELECT COUNT(*) FROM information_schema.tables \
              WHERE table_schema = 'binlogd_test' AND table_name = 'workload'",
         )? == "1";
-        let mut sql = String::new();
-        if !exists {
-            sql.push_str(
-                "CREATE DATABASE binlogd_test;\n\
-                 CREATE TABLE binlogd_test.workload (\
-                   id INT PRIMARY KEY AUTO_INCREMENT, k INT NOT NULL, c VARCHAR(120) NOT NULL, \
-                   pad BLOB) ENGINE=InnoDB;\n",
-            );
-        }
-        for i in 0..transactions {
-            let _ = writeln!(
-                sql,
-                "BEGIN; INSERT INTO binlogd_test.workload (k, c, pad) VALUES ({i}, 'row-{i}', REPEAT('x', {})); \
-                 UPDATE binlogd_test.workload SET k = k + 1 WHERE id % 7 = {}; \
-                 DELETE FROM binlogd_test.workload WHERE id % 13 = {} AND k < {}; COMMIT;",
-                i % 200,
-                i % 7,
-                i % 13,
-                i / 2
-            );
-        }
-        self.sql(&sql).map(drop)
+        self.sql(&workload_sql(transactions, exists)).map(drop)
     }
 
     /// Runs `sysbench oltp_write_only` against database `sbtest`: `prepare` (if the tables
@@ -911,13 +890,13 @@ fn error_log_mentions(layout: &Layout, needle: &str) -> bool {
     fs::read_to_string(&layout.error_log).is_ok_and(|log| log.contains(needle))
 }
 
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
     let output = cmd.output().with_context(|| format!("run {what}"))?;
     ensure!(
         output.status.success(),
@@ -927,4 +906,69 @@ fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
+}
+
+/// The SQL of [`MariaDb::write_workload`] (MySQL's too): `transactions` small write
+/// transactions, after the schema unless it `exists`.
+pub(crate) fn workload_sql(transactions: usize, exists: bool) -> String {
+    let mut sql = String::new();
+    if !exists {
+        sql.push_str(
+            "CREATE DATABASE binlogd_test;\n\
+             CREATE TABLE binlogd_test.workload (\
+               id INT PRIMARY KEY AUTO_INCREMENT, k INT NOT NULL, c VARCHAR(120) NOT NULL, \
+               pad BLOB) ENGINE=InnoDB;\n",
+        );
+    }
+    for i in 0..transactions {
+        let _ = writeln!(
+            sql,
+            "BEGIN; INSERT INTO binlogd_test.workload (k, c, pad) VALUES ({i}, 'row-{i}', REPEAT('x', {})); \
+             UPDATE binlogd_test.workload SET k = k + 1 WHERE id % 7 = {}; \
+             DELETE FROM binlogd_test.workload WHERE id % 13 = {} AND k < {}; COMMIT;",
+            i % 200,
+            i % 7,
+            i % 13,
+            i / 2
+        );
+    }
+    sql
+}
+
+impl crate::BinlogSource for MariaDb {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn binlog_files(&self) -> Result<Vec<PathBuf>> {
+        MariaDb::binlog_files(self)
+    }
+
+    fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        MariaDb::query_rows(self, sql)
+    }
+
+    fn error_log_tail(&self) -> String {
+        MariaDb::error_log_tail(self)
+    }
+
+    /// `@@gtid_binlog_pos` spelled out: every sequence number from 1 in each domain (the
+    /// harness's servers write each domain from 1 under one server_id).
+    fn binlog_gtids(&self) -> Result<Vec<String>> {
+        let pos = self.gtid_binlog_pos()?;
+        let mut gtids = Vec::new();
+        for domain_pos in pos.split(',').filter(|p| !p.is_empty()) {
+            let mut parts = domain_pos.split('-');
+            let (Some(domain), Some(server), Some(last)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                bail!("gtid_binlog_pos {pos:?} is not domain-server-sequence");
+            };
+            let last: u64 = last
+                .parse()
+                .with_context(|| format!("gtid_binlog_pos {pos:?}"))?;
+            gtids.extend((1..=last).map(|n| format!("{domain}-{server}-{n}")));
+        }
+        Ok(gtids)
+    }
 }

@@ -28,6 +28,14 @@ pub enum Tool {
     MariadbBackup,
     /// `sysbench` (`sysbench` package).
     Sysbench,
+    /// The MySQL server (`mysql-server-core`, in MySQL 9.7's root filesystem).
+    Mysqld,
+    /// The `mysql` client (`mysql-client-core`, in MySQL 9.7's root filesystem).
+    MysqlClient,
+    /// `mysqladmin` (`mysql-client-core`, in MySQL 9.7's root filesystem).
+    MysqlAdmin,
+    /// `mysqlbinlog` (`mysql-client-core`, in MySQL 9.7's root filesystem).
+    Mysqlbinlog,
     /// `moto_server` from PyPI `moto[server]`, in the harness's own virtualenv.
     MotoServer,
     /// Garage from crates.io, built once per machine into the tool cache.
@@ -44,6 +52,10 @@ impl Tool {
             Tool::MariadbBinlog => "mariadb-binlog",
             Tool::MariadbBackup => "mariadb-backup",
             Tool::Sysbench => "sysbench",
+            Tool::Mysqld => "mysqld",
+            Tool::MysqlClient => "mysql",
+            Tool::MysqlAdmin => "mysqladmin",
+            Tool::Mysqlbinlog => "mysqlbinlog",
             Tool::MotoServer => "moto_server",
             Tool::Garage => "garage",
         }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use binlogd_testkit::MariaDb;
+use binlogd_testkit::{BinlogSource, MariaDb};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -121,7 +121,7 @@ impl Archive {
 
     /// Waits until every binlog file of the server is archived at its full length, and
     /// its transactions are indexed.
-    pub fn wait_caught_up(&self, db: &MariaDb, timeout: Duration) {
+    pub fn wait_caught_up(&self, db: &impl BinlogSource, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let behind: Vec<String> = db
@@ -160,7 +160,7 @@ impl Archive {
     }
 
     /// Runs `binlogd stream --exit-at-end`.
-    pub fn run_to_end(&self, db: &MariaDb, extra: &[&str]) -> Output {
+    pub fn run_to_end(&self, db: &impl BinlogSource, extra: &[&str]) -> Output {
         binlogd()
             .args(stream_args(db, self))
             .arg("--exit-at-end")
@@ -172,7 +172,7 @@ impl Archive {
 
     /// Checks that the index names each of the server's GTIDs exactly once (not counting
     /// transactions a new primary repeats, which are marked).
-    pub fn assert_index_lists_every_gtid_once(&self, db: &MariaDb) {
+    pub fn assert_index_lists_every_gtid_once(&self, db: &impl BinlogSource) {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for line in self.index_lines() {
             if line["record"] == "transaction" && line["repeated"] != true {
@@ -193,22 +193,13 @@ impl Archive {
     }
 }
 
-/// Every GTID in the server's binlogs, read with `mariadb-binlog`-independent means:
-/// the server's own `@@gtid_binlog_pos` (one domain, sequence numbers from 1).
-pub fn server_gtids(db: &MariaDb) -> Vec<String> {
-    let pos = db.gtid_binlog_pos().expect("pos");
-    let mut gtids = Vec::new();
-    for domain_pos in pos.split(',').filter(|p| !p.is_empty()) {
-        let mut parts = domain_pos.split('-');
-        let domain = parts.next().expect("domain");
-        let server = parts.next().expect("server");
-        let last: u64 = parts.next().expect("seq").parse().expect("number");
-        gtids.extend((1..=last).map(|n| format!("{domain}-{server}-{n}")));
-    }
-    gtids
+/// Every GTID in the server's binlogs, from the server's own GTID state (not from reading
+/// its files): `@@gtid_binlog_pos` on MariaDB, `@@gtid_executed` on MySQL.
+pub fn server_gtids(db: &impl BinlogSource) -> Vec<String> {
+    db.binlog_gtids().expect("the server's GTIDs")
 }
 
-pub fn stream_args(db: &MariaDb, archive: &Archive) -> Vec<String> {
+pub fn stream_args(db: &impl BinlogSource, archive: &Archive) -> Vec<String> {
     vec![
         "stream".into(),
         "--source".into(),
@@ -222,7 +213,7 @@ pub fn stream_args(db: &MariaDb, archive: &Archive) -> Vec<String> {
 }
 
 /// Compares every binlog file of the server with the archived copy, byte for byte.
-pub fn assert_identical_to_server(db: &MariaDb, archive: &Archive) {
+pub fn assert_identical_to_server(db: &impl BinlogSource, archive: &Archive) {
     for file in db.binlog_files().expect("files") {
         let name = file
             .file_name()
@@ -258,12 +249,17 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn start(db: &MariaDb, archive: &Archive, extra: &[&str]) -> Streamer {
+    pub fn start(db: &impl BinlogSource, archive: &Archive, extra: &[&str]) -> Streamer {
         Streamer::start_with(db, archive, extra, &db.replication_url())
     }
 
     /// Streams from `source` (e.g. a proxy in front of `db`).
-    pub fn start_with(db: &MariaDb, archive: &Archive, extra: &[&str], source: &str) -> Streamer {
+    pub fn start_with(
+        db: &impl BinlogSource,
+        archive: &Archive,
+        extra: &[&str],
+        source: &str,
+    ) -> Streamer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -319,7 +315,7 @@ impl Drop for Streamer {
 
 /// Waits until the server's binlogs stop growing: after a rotation MariaDB writes a
 /// BINLOG_CHECKPOINT event into the new file from a background thread, a little later.
-pub fn wait_for_quiet_binlogs(db: &MariaDb) {
+pub fn wait_for_quiet_binlogs(db: &impl BinlogSource) {
     let sizes = || -> Vec<u64> {
         db.binlog_files()
             .expect("files")

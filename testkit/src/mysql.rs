@@ -1,0 +1,307 @@
+//! Private MySQL 9.7 instances, as MySQL ships: fresh datadir, free loopback port, and the
+//! server's own defaults (binary log on as `binlog.NNNNNN` in the datadir, `gtid_mode=ON`,
+//! ROW format, CRC32 checksums, `caching_sha2_password`, TLS with generated certificates).
+//!
+//! MySQL 9.7 is Debian's `sid` package, whose libraries need a newer glibc than Debian 12's:
+//! it runs with `chroot` from the root filesystem `scripts/install-test-deps` builds, and
+//! its instance folders live inside that root. SQL goes through the root's own `mysql`
+//! client over the instance's Unix socket as root (no password, `--initialize-insecure`);
+//! the replication account ([`crate::REPLICATION_USER`]) is for the code under test, over
+//! TCP on 127.0.0.1, with only `REPLICATION SLAVE, REPLICATION CLIENT`.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::mariadb::{ServerFiles, run_checked, tail};
+use crate::process::{ChildGuard, free_port, wait_until};
+use crate::reap::{CHROOT_INSTANCES, new_instance_dir_in, record_server_pid};
+use crate::tools::{Tool, tool_cache};
+use crate::{BinlogSource, REPLICATION_PASSWORD, REPLICATION_USER};
+
+/// Settings of one instance: the server's defaults unless set.
+#[derive(Debug, Clone, Default)]
+pub struct MySqlConfig {
+    /// `server_id` (the server's default, 1, unless set).
+    pub server_id: Option<u32>,
+    /// `max_binlog_size` in bytes (minimum 4096).
+    pub max_binlog_size: Option<u64>,
+    /// Further `--option=value` arguments for `mysqld`.
+    pub extra_args: Vec<String>,
+}
+
+impl MySqlConfig {
+    /// Starts an instance with these settings.
+    pub fn start(self) -> Result<MySql> {
+        MySql::start(self)
+    }
+}
+
+/// A running private MySQL 9.7 server. Dropping it kills the server and removes its files.
+#[derive(Debug)]
+pub struct MySql {
+    files: ServerFiles,
+    root: PathBuf,
+    port: u16,
+    // Kills the server when the handle is dropped.
+    _server: ChildGuard,
+    // Declared last: the directory is removed after the server is dead.
+    dir: tempfile::TempDir,
+}
+
+/// The root filesystem `scripts/install-test-deps` builds for MySQL 9.7.
+fn mysql_root() -> Result<PathBuf> {
+    let root = tool_cache().join("mysql-9.7-root");
+    ensure!(
+        root.join("usr/sbin/mysqld").is_file(),
+        "MySQL 9.7 is not installed at {}: run `scripts/install-test-deps` (it builds that \
+         root filesystem with mmdebstrap from Debian's sid suite, about 30 s)",
+        root.display()
+    );
+    Ok(root)
+}
+
+impl MySql {
+    /// Starts an instance with the server's defaults.
+    pub fn start_default() -> Result<MySql> {
+        MySql::start(MySqlConfig::default())
+    }
+
+    /// Initialises a datadir, starts `mysqld` on a free port, waits until it answers, and
+    /// creates the replication account.
+    pub fn start(config: MySqlConfig) -> Result<MySql> {
+        let root = mysql_root()?;
+        let files = ServerFiles::Chroot(root.clone());
+        let dir = new_instance_dir_in(&root.join(CHROOT_INSTANCES), "mysql-")?;
+        let arg = |p: &Path| files.server_path(p).display().to_string();
+        fs::create_dir_all(dir.path().join("tmp")).context("create the tmpdir")?;
+        run_checked(
+            files
+                .command(Tool::Mysqld)?
+                .args(["--no-defaults", "--initialize-insecure", "--user=root"])
+                .arg(format!("--datadir={}", arg(&dir.path().join("data")))),
+            "mysqld --initialize-insecure",
+        )?;
+        let mut attempt = 0;
+        let (server, port) = loop {
+            attempt += 1;
+            let port = free_port()?;
+            let error_log = dir.path().join("error.log");
+            let mut command = files.command(Tool::Mysqld)?;
+            command
+                .args(["--no-defaults", "--user=root"])
+                .arg(format!("--datadir={}", arg(&dir.path().join("data"))))
+                .arg(format!("--socket={}", arg(&dir.path().join("mysqld.sock"))))
+                .arg(format!(
+                    "--pid-file={}",
+                    arg(&dir.path().join("mysqld.pid"))
+                ))
+                .arg(format!("--log-error={}", arg(&error_log)))
+                .arg(format!("--tmpdir={}", arg(&dir.path().join("tmp"))))
+                .arg(format!("--port={port}"))
+                .arg("--bind-address=127.0.0.1")
+                // The X protocol listens on 33060 by default: two instances would clash.
+                .arg("--mysqlx=OFF")
+                // The default folder for LOAD DATA and SELECT INTO OUTFILE does not exist
+                // in the root filesystem.
+                .arg("--secure-file-priv=");
+            if let Some(id) = config.server_id {
+                command.arg(format!("--server-id={id}"));
+            }
+            if let Some(size) = config.max_binlog_size {
+                command.arg(format!("--max-binlog-size={size}"));
+            }
+            command.args(&config.extra_args);
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start mysqld")?;
+            let mut guard = ChildGuard::new(child, format!("mysqld on port {port}"));
+            record_server_pid(dir.path(), guard.pid())?;
+            let socket = arg(&dir.path().join("mysqld.sock"));
+            let ready = wait_until(&mut guard, Duration::from_secs(90), "mysqld", || {
+                Ok(files
+                    .command(Tool::MysqlAdmin)?
+                    .args(["--no-defaults", "--user=root", "--connect-timeout=1"])
+                    .arg(format!("--socket={socket}"))
+                    .arg("ping")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()?
+                    .success())
+            });
+            match ready {
+                Ok(()) => break (guard, port),
+                Err(_) if attempt < 5 && tail(&error_log).contains("Address already in use") => {
+                    let _ = fs::remove_file(&error_log);
+                }
+                Err(err) => {
+                    return Err(err.context(format!(
+                        "start MySQL 9.7 on port {port}; error log:\n{}",
+                        tail(&error_log)
+                    )));
+                }
+            }
+        };
+        let db = MySql {
+            files,
+            root,
+            port,
+            _server: server,
+            dir,
+        };
+        // Kept out of the binlog: a test's binlog starts with the test's own statements.
+        db.sql(&format!(
+            "SET sql_log_bin = 0;\n\
+             CREATE USER '{REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY '{REPLICATION_PASSWORD}';\n\
+             GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPLICATION_USER}'@'127.0.0.1';"
+        ))?;
+        Ok(db)
+    }
+
+    /// The instance's own directory (inside the server's root filesystem).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The datadir, which also holds the binlog files.
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A path of this machine as the server names it.
+    pub fn server_path(&self, path: &Path) -> PathBuf {
+        self.files.server_path(path)
+    }
+
+    /// The root filesystem the server runs in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs SQL as root and returns the client's tab-separated output without headers.
+    pub fn sql(&self, sql: &str) -> Result<String> {
+        let mut child = self
+            .files
+            .command(Tool::MysqlClient)?
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--batch",
+                "--skip-column-names",
+                "--raw",
+            ])
+            .arg(format!(
+                "--socket={}",
+                self.server_path(&self.dir.path().join("mysqld.sock"))
+                    .display()
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("run the mysql client")?;
+        let mut stdin = child.stdin.take().context("client stdin")?;
+        let script = sql.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+        let output = child
+            .wait_with_output()
+            .context("wait for the mysql client")?;
+        let _ = writer.join();
+        if !output.status.success() {
+            bail!(
+                "SQL failed on MySQL port {}: {}\n--- SQL (first 500 bytes) ---\n{}",
+                self.port,
+                String::from_utf8_lossy(&output.stderr).trim(),
+                sql.chars().take(500).collect::<String>()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs a query that returns one value.
+    pub fn query_value(&self, sql: &str) -> Result<String> {
+        Ok(self.sql(sql)?.trim_end_matches('\n').to_owned())
+    }
+
+    /// `@@gtid_executed`, on one line.
+    pub fn gtid_executed(&self) -> Result<String> {
+        Ok(self
+            .query_value("SELECT @@GLOBAL.gtid_executed")?
+            .replace('\n', ""))
+    }
+
+    /// `FLUSH BINARY LOGS`.
+    pub fn rotate(&self) -> Result<()> {
+        self.sql("FLUSH BINARY LOGS").map(drop)
+    }
+
+    /// Names of the server's binlog files, oldest first.
+    pub fn binlog_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .query_rows("SHOW BINARY LOGS")?
+            .into_iter()
+            .map(|mut row| row.swap_remove(0))
+            .collect())
+    }
+
+    /// Runs `transactions` small write transactions, as [`crate::MariaDb::write_workload`].
+    pub fn write_workload(&self, transactions: usize) -> Result<()> {
+        self.sql(&crate::mariadb::workload_sql(
+            transactions,
+            self.query_value(
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = 'binlogd_test' AND table_name = 'workload'",
+            )? == "1",
+        ))
+        .map(drop)
+    }
+}
+
+impl BinlogSource for MySql {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn binlog_files(&self) -> Result<Vec<PathBuf>> {
+        let data = self.datadir();
+        Ok(self
+            .binlog_names()?
+            .into_iter()
+            .map(|name| data.join(name))
+            .collect())
+    }
+
+    fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .sql(sql)?
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect())
+    }
+
+    fn error_log_tail(&self) -> String {
+        tail(&self.dir.path().join("error.log"))
+    }
+
+    /// `@@gtid_executed` spelled out one GTID at a time (`uuid:n`).
+    fn binlog_gtids(&self) -> Result<Vec<String>> {
+        let mut gtids = Vec::new();
+        for set in self.gtid_executed()?.split(',').filter(|s| !s.is_empty()) {
+            let mut parts = set.trim().split(':');
+            let uuid = parts.next().context("uuid")?;
+            for range in parts {
+                let (first, last) = range.split_once('-').unwrap_or((range, range));
+                let (first, last): (u64, u64) = (first.parse()?, last.parse()?);
+                gtids.extend((first..=last).map(|n| format!("{uuid}:{n}")));
+            }
+        }
+        Ok(gtids)
+    }
+}
