@@ -522,33 +522,11 @@ impl MariaDb {
 
     /// Runs SQL as root and returns the client's tab-separated output without headers.
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let client = find_tool(Tool::MariadbClient)?;
-        let mut child = Command::new(client)
+        let mut client = Command::new(find_tool(Tool::MariadbClient)?);
+        client
             .arg("--no-defaults")
-            .arg(format!("--socket={}", self.layout.socket.display()))
-            .args(["--user=root", "--batch", "--skip-column-names", "--raw"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("run the mariadb client")?;
-        // SQL goes through stdin so that long scripts are not limited by argv.
-        let mut stdin = child.stdin.take().context("client stdin")?;
-        let script = sql.to_owned();
-        let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-        let output = child
-            .wait_with_output()
-            .context("wait for the mariadb client")?;
-        let _ = writer.join();
-        if !output.status.success() {
-            bail!(
-                "SQL failed on port {}: {}\n--- SQL (first 500 bytes) ---\n{}",
-                self.port,
-                String::from_utf8_lossy(&output.stderr).trim(),
-                sql.chars().take(500).collect::<String>()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+            .arg(format!("--socket={}", self.layout.socket.display()));
+        run_sql_client(client, sql, self.port)
     }
 
     /// Runs a query and returns its rows, each a list of columns.
@@ -971,4 +949,32 @@ impl crate::BinlogSource for MariaDb {
         }
         Ok(gtids)
     }
+}
+
+/// Runs `sql` through a `mariadb` or `mysql` client command (connection options given) as
+/// root, and returns its tab-separated output without headers.
+pub(crate) fn run_sql_client(mut client: Command, sql: &str, port: u16) -> Result<String> {
+    let mut child = client
+        .args(["--user=root", "--batch", "--skip-column-names", "--raw"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run the SQL client")?;
+    // SQL goes through stdin so that long scripts are not limited by argv.
+    let mut stdin = child.stdin.take().context("client stdin")?;
+    let script = sql.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .context("wait for the SQL client")?;
+    let _ = writer.join();
+    if !output.status.success() {
+        bail!(
+            "SQL failed on port {port}: {}\n--- SQL (first 500 bytes) ---\n{}",
+            String::from_utf8_lossy(&output.stderr).trim(),
+            sql.chars().take(500).collect::<String>()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -10,14 +10,13 @@
 //! TCP on 127.0.0.1, with only `REPLICATION SLAVE, REPLICATION CLIENT`.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
-use crate::mariadb::{ServerFiles, run_checked, tail};
+use crate::mariadb::{ServerFiles, run_checked, run_sql_client, tail};
 use crate::process::{ChildGuard, free_port, wait_until};
 use crate::reap::{CHROOT_INSTANCES, new_instance_dir_in, record_server_pid};
 use crate::tools::{Tool, tool_cache};
@@ -187,42 +186,13 @@ impl MySql {
 
     /// Runs SQL as root and returns the client's tab-separated output without headers.
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let mut child = self
-            .files
-            .command(Tool::MysqlClient)?
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--batch",
-                "--skip-column-names",
-                "--raw",
-            ])
-            .arg(format!(
-                "--socket={}",
-                self.server_path(&self.dir.path().join("mysqld.sock"))
-                    .display()
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("run the mysql client")?;
-        let mut stdin = child.stdin.take().context("client stdin")?;
-        let script = sql.to_owned();
-        let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-        let output = child
-            .wait_with_output()
-            .context("wait for the mysql client")?;
-        let _ = writer.join();
-        if !output.status.success() {
-            bail!(
-                "SQL failed on MySQL port {}: {}\n--- SQL (first 500 bytes) ---\n{}",
-                self.port,
-                String::from_utf8_lossy(&output.stderr).trim(),
-                sql.chars().take(500).collect::<String>()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut client = self.files.command(Tool::MysqlClient)?;
+        client.arg("--no-defaults").arg(format!(
+            "--socket={}",
+            self.server_path(&self.dir.path().join("mysqld.sock"))
+                .display()
+        ));
+        run_sql_client(client, sql, self.port)
     }
 
     /// Runs a query that returns one value.
