@@ -68,3 +68,71 @@ fn exit_at_end_resumes_by_position_and_by_gtid_set() {
     assert_identical_to_server(&db, &archive);
     archive.assert_index_lists_every_gtid_once(&db);
 }
+
+#[test]
+fn caching_sha2_logs_in_fully_and_fast_with_and_without_tls_and_verifies_the_server() {
+    // The server's certificate from a CA the test makes (--ssl-* name the files; the
+    // server would otherwise use certificates it generates).
+    let pki = binlogd_testkit::TestPki::generate_in(&MySql::scratch_dir().expect("scratch"))
+        .expect("pki");
+    let in_root = |p: &std::path::Path| {
+        MySql::path_for_server(p)
+            .expect("path")
+            .display()
+            .to_string()
+    };
+    let db = MySqlConfig {
+        extra_args: vec![
+            format!("--ssl-ca={}", in_root(&pki.ca_cert)),
+            format!("--ssl-cert={}", in_root(&pki.server_cert)),
+            format!("--ssl-key={}", in_root(&pki.server_key)),
+        ],
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("start MySQL 9.7");
+    db.write_workload(30).expect("load");
+    wait_for_quiet_binlogs(&db);
+    let ca = pki.ca_cert.display().to_string();
+    let archive = Archive::new();
+    let run = |args: &[&str]| {
+        let output = archive.run_to_end(&db, args);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // The account has logged in over TCP never: full authentication, without TLS through
+    // the server's RSA key; then the fast path from the server's cache.
+    for attempt in ["full, RSA", "fast"] {
+        let (code, stderr) = run(&["--tls-mode", "disabled"]);
+        assert_eq!(code, Some(0), "{attempt}: {stderr}");
+    }
+    // FLUSH PRIVILEGES empties the cache: full authentication again, in clear over TLS.
+    db.sql("FLUSH PRIVILEGES").expect("flush");
+    for mode in ["required", "verify-ca", "verify-identity"] {
+        let (code, stderr) = run(&["--tls-mode", mode, "--tls-ca", &ca]);
+        assert_eq!(code, Some(0), "{mode}: {stderr}");
+    }
+    db.write_workload(10).expect("more");
+    wait_for_quiet_binlogs(&db);
+    let (code, stderr) = run(&["--tls-mode", "verify-identity", "--tls-ca", &ca]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+    // A CA that did not sign the server's certificate: one clear failure.
+    let wrong_ca = pki.other_ca_cert.display().to_string();
+    let (code, stderr) = run(&["--tls-mode", "verify-ca", "--tls-ca", &wrong_ca]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("TLS"), "{stderr}");
+    // A wrong password: refused, with what to do.
+    let output = stream_common::binlogd()
+        .args(stream_common::stream_args(&db, &archive))
+        .arg("--exit-at-end")
+        .env("BINLOGD_SOURCE_PASSWORD", "wrong")
+        .output()
+        .expect("run binlogd");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Access denied"), "{stderr}");
+}

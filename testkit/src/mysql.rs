@@ -65,6 +65,20 @@ fn mysql_root() -> Result<PathBuf> {
 }
 
 impl MySql {
+    /// A folder inside MySQL's root filesystem, for files a test hands the server before it
+    /// starts (certificates, say); [`MySql::path_for_server`] names them as it sees them.
+    pub fn scratch_dir() -> Result<PathBuf> {
+        // Not among the instance folders, which the reaper removes when they have no owner.
+        let dir = mysql_root()?.join("tmp/binlogd-scratch");
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// A path inside MySQL's root filesystem, as the server names it.
+    pub fn path_for_server(path: &Path) -> Result<PathBuf> {
+        Ok(ServerFiles::Chroot(mysql_root()?).server_path(path))
+    }
+
     /// Starts an instance with the server's defaults.
     pub fn start_default() -> Result<MySql> {
         MySql::start(MySqlConfig::default())

@@ -27,7 +27,13 @@ pub struct TestPki {
 impl TestPki {
     /// Makes the keys and certificates.
     pub fn generate() -> Result<TestPki> {
-        let dir = tempfile::tempdir()?;
+        TestPki::generate_in(&std::env::temp_dir())
+    }
+
+    /// Makes the keys and certificates in a new folder inside `parent` (for a chrooted
+    /// server, a folder inside its root: see [`crate::MySql::scratch_dir`]).
+    pub fn generate_in(parent: &Path) -> Result<TestPki> {
+        let dir = tempfile::tempdir_in(parent)?;
         let p = |name: &str| dir.path().join(name);
         make_ca(&p("ca"))?;
         make_ca(&p("other-ca"))?;
