@@ -136,3 +136,69 @@ fn caching_sha2_logs_in_fully_and_fast_with_and_without_tls_and_verifies_the_ser
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Access denied"), "{stderr}");
 }
+
+fn status(db: &MySql, name: &str) -> u64 {
+    db.query_value(&format!(
+        "SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = '{name}'"
+    ))
+    .expect("status")
+    .parse()
+    .unwrap_or(0)
+}
+
+#[test]
+fn as_a_semi_sync_replica_of_mysql_every_commit_is_archived_before_it_returns() {
+    // Semi-sync is a plugin MySQL ships but does not load: the test loads it and turns it
+    // on, with a long timeout so that a missing acknowledgement shows as a timed-out
+    // (no_tx) commit rather than as a quick fall-back to asynchronous.
+    let db = MySqlConfig {
+        extra_args: vec![
+            "--plugin-load-add=semisync_source.so".to_owned(),
+            "--rpl-semi-sync-source-enabled=ON".to_owned(),
+            "--rpl-semi-sync-source-timeout=10000".to_owned(),
+        ],
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("start MySQL 9.7");
+    db.sql("CREATE DATABASE zero_rpo; CREATE TABLE zero_rpo.t (id INT PRIMARY KEY)")
+        .expect("schema");
+    let archive = Archive::new();
+    let streamer = Streamer::start(&db, &archive, &["--semi-sync"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while status(&db, "Rpl_semi_sync_source_clients") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binlogd never attached as a semi-sync replica:\n{}",
+            archive.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let unacknowledged_before = status(&db, "Rpl_semi_sync_source_no_tx");
+    let acknowledged_before = status(&db, "Rpl_semi_sync_source_yes_tx");
+    let uuid = db.query_value("SELECT @@server_uuid").expect("uuid");
+    for id in 1..=20 {
+        db.sql(&format!("INSERT INTO zero_rpo.t VALUES ({id})"))
+            .expect("insert");
+        // The commit returned, so the primary had binlogd's acknowledgement (after the
+        // binlog's fsync: AFTER_SYNC is the default): it must be archived already.
+        let last = db.gtid_executed().expect("gtid_executed");
+        let n = last
+            .rsplit(':')
+            .next()
+            .and_then(|range| range.rsplit('-').next())
+            .expect("uuid:first-last")
+            .to_owned();
+        let gtid = format!("{uuid}:{n}");
+        assert!(
+            archive.indexes_all_of(std::slice::from_ref(&gtid)),
+            "commit {gtid} returned before it was archived"
+        );
+    }
+    assert_eq!(
+        status(&db, "Rpl_semi_sync_source_no_tx"),
+        unacknowledged_before
+    );
+    assert!(status(&db, "Rpl_semi_sync_source_yes_tx") >= acknowledged_before + 20);
+    streamer.stop();
+}
