@@ -202,3 +202,111 @@ fn as_a_semi_sync_replica_of_mysql_every_commit_is_archived_before_it_returns() 
     assert!(status(&db, "Rpl_semi_sync_source_yes_tx") >= acknowledged_before + 20);
     streamer.stop();
 }
+
+/// One round of what applications write to MySQL: small transactions, and one of each
+/// statement shape that changes what a binlog holds.
+fn mysql_application_round(db: &MySql, round: usize, tag: Option<&str>) {
+    db.write_workload(40).expect("small transactions");
+    if round == 0 {
+        db.sql(
+            "CREATE TABLE binlogd_test.audit (id INT AUTO_INCREMENT PRIMARY KEY, k INT);
+             CREATE TRIGGER binlogd_test.audited AFTER INSERT ON binlogd_test.workload
+               FOR EACH ROW INSERT INTO binlogd_test.audit (k) VALUES (NEW.k);
+             CREATE TABLE binlogd_test.loaded (id INT PRIMARY KEY, name VARCHAR(40), note TEXT);",
+        )
+        .expect("schema");
+    }
+    let rows: String = (0..50)
+        .map(|i| format!("{}\tname-{i}\tnote {round} {i}\n", round * 1000 + i))
+        .collect();
+    let file = db.dir().join(format!("load-{round}.tsv"));
+    std::fs::write(&file, rows).expect("load file");
+    let file = db.server_path(&file).display().to_string();
+    // A tagged GTID (MySQL 9.x) for the transaction that follows.
+    let tagged = tag.map_or(String::new(), |tag| {
+        format!("SET gtid_next = 'AUTOMATIC:{tag}';")
+    });
+    db.sql(&format!(
+        "{tagged} BEGIN; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'savepoint');
+           SAVEPOINT s1; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'rolled back');
+           ROLLBACK TO SAVEPOINT s1; UPDATE binlogd_test.workload SET c = 'kept' WHERE k = {round}; COMMIT;
+         SET gtid_next = 'AUTOMATIC';
+         XA START 'xa-{round}'; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'xa');
+           XA END 'xa-{round}'; XA PREPARE 'xa-{round}'; XA COMMIT 'xa-{round}';
+         CREATE TEMPORARY TABLE binlogd_test.scratch (k INT);
+           INSERT INTO binlogd_test.scratch VALUES ({round}), ({round} + 1);
+           INSERT INTO binlogd_test.workload (k, c) SELECT k, 'from a temporary table' FROM binlogd_test.scratch;
+           DROP TEMPORARY TABLE binlogd_test.scratch;
+         LOAD DATA INFILE '{file}' INTO TABLE binlogd_test.loaded;"
+    ))
+    .expect("statement shapes");
+}
+
+/// A MySQL setting case: the server's defaults and `args`, a load with a rotation and a
+/// SIGKILL of binlogd, every file byte for byte and every GTID once in the index.
+fn run_mysql_case(args: &[&str], tag: Option<&str>, huge: bool) {
+    let db = MySqlConfig {
+        extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("start MySQL 9.7");
+    mysql_application_round(&db, 0, tag);
+    let archive = Archive::new();
+    let streamer = Streamer::start(&db, &archive, &[]);
+    mysql_application_round(&db, 1, tag);
+    db.rotate().expect("rotate");
+    if huge {
+        db.sql(
+            "CREATE TABLE binlogd_test.huge (id INT PRIMARY KEY, b LONGBLOB);
+             INSERT INTO binlogd_test.huge WITH RECURSIVE seq (n) AS
+               (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 256)
+               SELECT n, REPEAT(CHAR(65 + n % 26), 1 << 20) FROM seq;",
+        )
+        .expect("a 256 MB transaction");
+    }
+    mysql_application_round(&db, 2, tag);
+    streamer.kill();
+    mysql_application_round(&db, 3, tag);
+    let streamer = Streamer::start(&db, &archive, &[]);
+    mysql_application_round(&db, 4, tag);
+    archive.wait_caught_up(&db, Duration::from_secs(240));
+    streamer.stop();
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+    if huge {
+        let largest = archive.largest_transaction();
+        assert!(
+            largest > 256 << 20,
+            "the largest transaction indexed has {largest} bytes"
+        );
+    }
+    let log = archive.log();
+    assert!(
+        !log.contains("reconnecting"),
+        "binlogd lost a healthy source:\n{log}"
+    );
+}
+
+// One line a case: the setting it changes from MySQL 9.7's defaults.
+macro_rules! mysql_settings_matrix {
+    ($($name:ident: $args:expr, $tag:expr, $huge:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            run_mysql_case(&$args, $tag, $huge);
+        }
+    )*};
+}
+
+mysql_settings_matrix! {
+    mysql_server_defaults: [], None, false;
+    mysql_transaction_compression: ["--binlog-transaction-compression=ON"], None, false;
+    mysql_tagged_gtids: [], Some("binlogd"), false;
+    mysql_rows_query_events: ["--binlog-rows-query-log-events=ON"], None, false;
+    mysql_minimal_row_image: ["--binlog-row-image=MINIMAL"], None, false;
+    mysql_full_row_metadata: ["--binlog-row-metadata=FULL"], None, false;
+    mysql_no_checksums: ["--binlog-checksum=NONE"], None, false;
+    mysql_statement_format: ["--binlog-format=STATEMENT"], None, false;
+    mysql_tiny_files: ["--max-binlog-size=4096"], None, false;
+    mysql_huge_transaction: [], None, true;
+}

@@ -274,16 +274,28 @@ impl BinlogSource for MySql {
         tail(&self.dir.path().join("error.log"))
     }
 
-    /// `@@gtid_executed` spelled out one GTID at a time (`uuid:n`).
+    /// `@@gtid_executed` spelled out one GTID at a time: `uuid:n`, or `uuid:tag:n` for a
+    /// tagged one (`uuid:1-5:tag:1-2` names both kinds).
     fn binlog_gtids(&self) -> Result<Vec<String>> {
+        let executed = self.gtid_executed()?;
         let mut gtids = Vec::new();
-        for set in self.gtid_executed()?.split(',').filter(|s| !s.is_empty()) {
+        for set in executed.split(',').filter(|s| !s.trim().is_empty()) {
             let mut parts = set.trim().split(':');
             let uuid = parts.next().context("uuid")?;
-            for range in parts {
-                let (first, last) = range.split_once('-').unwrap_or((range, range));
-                let (first, last): (u64, u64) = (first.parse()?, last.parse()?);
-                gtids.extend((first..=last).map(|n| format!("{uuid}:{n}")));
+            let mut tag: Option<&str> = None;
+            for part in parts {
+                if !part.starts_with(|c: char| c.is_ascii_digit()) {
+                    tag = Some(part);
+                    continue;
+                }
+                let (first, last) = part.split_once('-').unwrap_or((part, part));
+                let range = || format!("gtid_executed {executed:?}");
+                let first: u64 = first.parse().with_context(range)?;
+                let last: u64 = last.parse().with_context(range)?;
+                gtids.extend((first..=last).map(|n| match tag {
+                    Some(tag) => format!("{uuid}:{tag}:{n}"),
+                    None => format!("{uuid}:{n}"),
+                }));
             }
         }
         Ok(gtids)
