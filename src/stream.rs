@@ -176,6 +176,15 @@ enum Start {
     Gtid(GtidState),
 }
 
+impl std::fmt::Display for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Start::Position { file, position } => write!(f, "at {file}:{position}"),
+            Start::Gtid(state) => write!(f, "after GTIDs {state}"),
+        }
+    }
+}
+
 /// Why a session ended without an error.
 enum SessionEnd {
     /// `--exit-at-end` and everything is archived.
@@ -198,6 +207,8 @@ struct Streamer {
     stuck_at: Option<(String, u64)>,
     /// Whether the warning that the archive is plaintext was given.
     warned_plaintext: bool,
+    /// Where the last dump began.
+    last_start: Option<Start>,
     progress: Option<indicatif::ProgressBar>,
     /// The current writer's counters as last added to the metrics.
     reported: WriterStats,
@@ -342,6 +353,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         force_position: false,
         stuck_at: None,
         warned_plaintext: false,
+        last_start: None,
         progress,
         reported: WriterStats::default(),
         durable: None,
@@ -474,6 +486,16 @@ impl Streamer {
                 Err(err) => {
                     if is_fatal(&err) {
                         self.finish_progress("failed");
+                        // "Not available" says nothing of which binlog: name where the dump
+                        // was to start.
+                        let err = match (&self.last_start, protocol_error(&err)) {
+                            (Some(start), Some(ProtocolError::Server(e)))
+                                if e.refusal() == binlogd_protocol::Refusal::BinlogNotAvailable =>
+                            {
+                                err.context(format!("the dump {start}"))
+                            }
+                            _ => err,
+                        };
                         return Err(with_hint(err));
                     }
                     if is_gap(&err) {
@@ -586,7 +608,8 @@ impl Streamer {
             }
             Start::Gtid(GtidState::None) => bail!("no GTID state to start from"),
         }
-        .context("starting the binlog dump")?;
+        .with_context(|| format!("starting the binlog dump {start}"))?;
+        self.last_start = Some(start.clone());
         let gtids = match &start {
             Start::Gtid(state) => state.clone(),
             Start::Position { .. } => recover(&epoch)?

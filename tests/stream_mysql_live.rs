@@ -310,3 +310,55 @@ mysql_settings_matrix! {
     mysql_tiny_files: ["--max-binlog-size=4096"], None, false;
     mysql_huge_transaction: [], None, true;
 }
+
+#[test]
+fn files_the_source_purged_before_binlogd_read_them_are_one_clear_error() {
+    // binlog_expire_logs_seconds: files older than a second go at the next rotation, as a
+    // short expiry does to a binlogd that was down for longer.
+    let db = MySqlConfig {
+        extra_args: vec!["--binlog-expire-logs-seconds=1".to_owned()],
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("start MySQL 9.7");
+    db.write_workload(20).expect("load");
+    let archive = Archive::new();
+    let output = archive.run_to_end(&db, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let archived_last = db.binlog_names().expect("names").pop().expect("a file");
+    for _ in 0..3 {
+        db.write_workload(20).expect("more");
+        std::thread::sleep(Duration::from_millis(1100));
+        db.rotate().expect("rotate: the expired files go");
+    }
+    let names = db.binlog_names().expect("names");
+    assert!(
+        !names.contains(&archived_last),
+        "{archived_last} was not purged: {names:?}"
+    );
+    for resume_by in ["gtid", "position"] {
+        let started = std::time::Instant::now();
+        let output = archive.run_to_end(&db, &["--resume-by", resume_by]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{resume_by}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{resume_by}: {stderr}"
+        );
+        // The server says "purged" by GTID; by position, binlogd names the file it asked for.
+        let names_it = match resume_by {
+            "gtid" => stderr.contains("purged"),
+            _ => stderr.contains(&format!("at {archived_last}:")),
+        };
+        assert!(names_it, "{resume_by}: {stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("binlogd:")).count(),
+            1,
+            "one error line: {stderr}"
+        );
+    }
+}
