@@ -208,38 +208,14 @@ fn as_a_semi_sync_replica_of_mysql_every_commit_is_archived_before_it_returns() 
 fn mysql_application_round(db: &MySql, round: usize, tag: Option<&str>) {
     db.write_workload(40).expect("small transactions");
     if round == 0 {
-        db.sql(
-            "CREATE TABLE binlogd_test.audit (id INT AUTO_INCREMENT PRIMARY KEY, k INT);
-             CREATE TRIGGER binlogd_test.audited AFTER INSERT ON binlogd_test.workload
-               FOR EACH ROW INSERT INTO binlogd_test.audit (k) VALUES (NEW.k);
-             CREATE TABLE binlogd_test.loaded (id INT PRIMARY KEY, name VARCHAR(40), note TEXT);",
-        )
-        .expect("schema");
+        db.sql(stream_common::STATEMENT_SHAPES_SCHEMA)
+            .expect("schema");
     }
-    let rows: String = (0..50)
-        .map(|i| format!("{}\tname-{i}\tnote {round} {i}\n", round * 1000 + i))
-        .collect();
     let file = db.dir().join(format!("load-{round}.tsv"));
-    std::fs::write(&file, rows).expect("load file");
+    std::fs::write(&file, stream_common::load_file_rows(round)).expect("load file");
     let file = db.server_path(&file).display().to_string();
-    // A tagged GTID (MySQL 9.x) for the transaction that follows.
-    let tagged = tag.map_or(String::new(), |tag| {
-        format!("SET gtid_next = 'AUTOMATIC:{tag}';")
-    });
-    db.sql(&format!(
-        "{tagged} BEGIN; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'savepoint');
-           SAVEPOINT s1; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'rolled back');
-           ROLLBACK TO SAVEPOINT s1; UPDATE binlogd_test.workload SET c = 'kept' WHERE k = {round}; COMMIT;
-         SET gtid_next = 'AUTOMATIC';
-         XA START 'xa-{round}'; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'xa');
-           XA END 'xa-{round}'; XA PREPARE 'xa-{round}'; XA COMMIT 'xa-{round}';
-         CREATE TEMPORARY TABLE binlogd_test.scratch (k INT);
-           INSERT INTO binlogd_test.scratch VALUES ({round}), ({round} + 1);
-           INSERT INTO binlogd_test.workload (k, c) SELECT k, 'from a temporary table' FROM binlogd_test.scratch;
-           DROP TEMPORARY TABLE binlogd_test.scratch;
-         LOAD DATA INFILE '{file}' INTO TABLE binlogd_test.loaded;"
-    ))
-    .expect("statement shapes");
+    db.sql(&stream_common::statement_shapes_sql(round, &file, tag))
+        .expect("statement shapes");
 }
 
 /// A MySQL setting case: the server's defaults and `args`, a load with a rotation and a
@@ -270,6 +246,9 @@ fn run_mysql_case(args: &[&str], tag: Option<&str>, huge: bool) {
     mysql_application_round(&db, 3, tag);
     let streamer = Streamer::start(&db, &archive, &[]);
     mysql_application_round(&db, 4, tag);
+    // The server writes on after its last transaction (a BINLOG_CHECKPOINT after a
+    // rotation, from a background thread): let it finish before binlogd stops.
+    wait_for_quiet_binlogs(&db);
     archive.wait_caught_up(&db, Duration::from_secs(240));
     streamer.stop();
     assert_identical_to_server(&db, &archive);

@@ -15,10 +15,9 @@ mod stream_common;
 use binlogd_testkit::{
     BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, RowImage, Tool, find_tool,
 };
-use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
-use stream_common::{Archive, Streamer, assert_identical_to_server};
+use stream_common::{Archive, Streamer, assert_identical_to_server, wait_for_quiet_binlogs};
 
 /// What a case writes, in rounds: before binlogd starts, while it runs, while it is
 /// killed, and after its restart.
@@ -49,6 +48,9 @@ fn run_case(config: MariaDbConfig, load: Load) {
     write_round(&db, load, 3);
     let streamer = Streamer::start(&db, &archive, &[]);
     write_round(&db, load, 4);
+    // The server writes on after its last transaction (a BINLOG_CHECKPOINT after a
+    // rotation, from a background thread): let it finish before binlogd stops.
+    wait_for_quiet_binlogs(&db);
     archive.wait_caught_up(&db, Duration::from_secs(240));
     streamer.stop();
     if db.config().encrypt_binlog == Some(true) {
@@ -93,35 +95,15 @@ fn write_round(db: &MariaDb, load: Load, round: usize) {
 fn application_round(db: &MariaDb, round: usize) {
     db.write_workload(40).expect("small transactions");
     if round == 0 {
-        db.sql(
-            "CREATE TABLE binlogd_test.audit (id INT AUTO_INCREMENT PRIMARY KEY, k INT, at TIMESTAMP(6) DEFAULT NOW(6));
-             CREATE TRIGGER binlogd_test.audited AFTER INSERT ON binlogd_test.workload
-               FOR EACH ROW INSERT INTO binlogd_test.audit (k) VALUES (NEW.k);
-             CREATE TABLE binlogd_test.loaded (id INT PRIMARY KEY, name VARCHAR(40), note TEXT);",
-        )
-        .expect("schema");
+        db.sql(stream_common::STATEMENT_SHAPES_SCHEMA)
+            .expect("schema");
     }
-    // LOAD DATA reads a file the server can see: one in the database's own folder.
-    let rows: String = (0..50).fold(String::new(), |mut rows, i| {
-        let _ = writeln!(rows, "{}\tname-{i}\tnote {round} {i}", round * 1000 + i);
-        rows
-    });
+    // LOAD DATA reads a file the server can see: one in the instance's folder.
     let file = db.dir().join(format!("load-{round}.tsv"));
-    std::fs::write(&file, rows).expect("load file");
+    std::fs::write(&file, stream_common::load_file_rows(round)).expect("load file");
     let file = db.server_path(&file).display().to_string();
-    db.sql(&format!(
-        "BEGIN; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'savepoint');
-           SAVEPOINT s1; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'rolled back');
-           ROLLBACK TO SAVEPOINT s1; UPDATE binlogd_test.workload SET c = 'kept' WHERE k = {round}; COMMIT;
-         XA START 'xa-{round}'; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'xa');
-           XA END 'xa-{round}'; XA PREPARE 'xa-{round}'; XA COMMIT 'xa-{round}';
-         CREATE TEMPORARY TABLE binlogd_test.scratch (k INT);
-           INSERT INTO binlogd_test.scratch VALUES ({round}), ({round} + 1);
-           INSERT INTO binlogd_test.workload (k, c) SELECT k, 'from a temporary table' FROM binlogd_test.scratch;
-           DROP TEMPORARY TABLE binlogd_test.scratch;
-         LOAD DATA INFILE '{file}' INTO TABLE binlogd_test.loaded;"
-    ))
-    .expect("statement shapes");
+    db.sql(&stream_common::statement_shapes_sql(round, &file, None))
+        .expect("statement shapes");
 }
 
 /// An encrypted binlog cannot be archived byte for byte: replicas receive its events

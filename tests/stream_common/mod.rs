@@ -422,3 +422,46 @@ impl Drop for Workload {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// The tables `statement_shapes_sql` writes besides `binlogd_test.workload`, and a trigger
+/// on it: run once, after the workload's schema exists. MariaDB and MySQL alike.
+pub const STATEMENT_SHAPES_SCHEMA: &str =
+    "CREATE TABLE binlogd_test.audit (id INT AUTO_INCREMENT PRIMARY KEY, k INT,
+       at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6));
+     CREATE TRIGGER binlogd_test.audited AFTER INSERT ON binlogd_test.workload
+       FOR EACH ROW INSERT INTO binlogd_test.audit (k) VALUES (NEW.k);
+     CREATE TABLE binlogd_test.loaded (id INT PRIMARY KEY, name VARCHAR(40), note TEXT);";
+
+/// The rows `LOAD DATA` reads in round `round` (tab-separated, 50 lines).
+pub fn load_file_rows(round: usize) -> String {
+    (0..50)
+        .map(|i| format!("{}\tname-{i}\tnote {round} {i}\n", round * 1000 + i))
+        .collect()
+}
+
+/// One of each statement shape that changes what a binlog holds, as applications write
+/// them: a savepoint rolled back to, XA, a temporary table, `LOAD DATA` of `load_file` (a
+/// path as the server names it). With `mysql_tag`, the first transaction's GTID is tagged
+/// (MySQL 9.x's `gtid_next='AUTOMATIC:tag'`).
+pub fn statement_shapes_sql(round: usize, load_file: &str, mysql_tag: Option<&str>) -> String {
+    let (tag_on, tag_off) = match mysql_tag {
+        Some(tag) => (
+            format!("SET gtid_next = 'AUTOMATIC:{tag}';"),
+            "SET gtid_next = 'AUTOMATIC';",
+        ),
+        None => (String::new(), ""),
+    };
+    format!(
+        "{tag_on} BEGIN; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'savepoint');
+           SAVEPOINT s1; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'rolled back');
+           ROLLBACK TO SAVEPOINT s1; UPDATE binlogd_test.workload SET c = 'kept' WHERE k = {round}; COMMIT;
+         {tag_off}
+         XA START 'xa-{round}'; INSERT INTO binlogd_test.workload (k, c) VALUES ({round}, 'xa');
+           XA END 'xa-{round}'; XA PREPARE 'xa-{round}'; XA COMMIT 'xa-{round}';
+         CREATE TEMPORARY TABLE binlogd_test.scratch (k INT);
+           INSERT INTO binlogd_test.scratch VALUES ({round}), ({round} + 1);
+           INSERT INTO binlogd_test.workload (k, c) SELECT k, 'from a temporary table' FROM binlogd_test.scratch;
+           DROP TEMPORARY TABLE binlogd_test.scratch;
+         LOAD DATA INFILE '{load_file}' INTO TABLE binlogd_test.loaded;"
+    )
+}
