@@ -203,21 +203,6 @@ fn as_a_semi_sync_replica_of_mysql_every_commit_is_archived_before_it_returns() 
     streamer.stop();
 }
 
-/// One round of what applications write to MySQL: small transactions, and one of each
-/// statement shape that changes what a binlog holds.
-fn mysql_application_round(db: &MySql, round: usize, tag: Option<&str>) {
-    db.write_workload(40).expect("small transactions");
-    if round == 0 {
-        db.sql(stream_common::STATEMENT_SHAPES_SCHEMA)
-            .expect("schema");
-    }
-    let file = db.dir().join(format!("load-{round}.tsv"));
-    std::fs::write(&file, stream_common::load_file_rows(round)).expect("load file");
-    let file = db.server_path(&file).display().to_string();
-    db.sql(&stream_common::statement_shapes_sql(round, &file, tag))
-        .expect("statement shapes");
-}
-
 /// A MySQL setting case: the server's defaults and `args`, a load with a rotation and a
 /// SIGKILL of binlogd, every file byte for byte and every GTID once in the index.
 fn run_mysql_case(args: &[&str], tag: Option<&str>, huge: bool) {
@@ -227,10 +212,10 @@ fn run_mysql_case(args: &[&str], tag: Option<&str>, huge: bool) {
     }
     .start()
     .expect("start MySQL 9.7");
-    mysql_application_round(&db, 0, tag);
+    stream_common::application_round(&db, 0, tag);
     let archive = Archive::new();
     let streamer = Streamer::start(&db, &archive, &[]);
-    mysql_application_round(&db, 1, tag);
+    stream_common::application_round(&db, 1, tag);
     db.rotate().expect("rotate");
     if huge {
         db.sql(
@@ -241,11 +226,11 @@ fn run_mysql_case(args: &[&str], tag: Option<&str>, huge: bool) {
         )
         .expect("a 256 MB transaction");
     }
-    mysql_application_round(&db, 2, tag);
+    stream_common::application_round(&db, 2, tag);
     streamer.kill();
-    mysql_application_round(&db, 3, tag);
+    stream_common::application_round(&db, 3, tag);
     let streamer = Streamer::start(&db, &archive, &[]);
-    mysql_application_round(&db, 4, tag);
+    stream_common::application_round(&db, 4, tag);
     // The server writes on after its last transaction (a BINLOG_CHECKPOINT after a
     // rotation, from a background thread): let it finish before binlogd stops.
     wait_for_quiet_binlogs(&db);

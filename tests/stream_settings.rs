@@ -23,7 +23,7 @@ use stream_common::{Archive, Streamer, assert_identical_to_server, wait_for_quie
 /// killed, and after its restart.
 #[derive(Debug, Clone, Copy)]
 enum Load {
-    /// What applications write: see [`application_round`].
+    /// What applications write: see [`stream_common::application_round`].
     Applications,
     /// The same, each round alternating between GTID domains 0 and 1.
     TwoDomains,
@@ -75,35 +75,19 @@ fn run_case(config: MariaDbConfig, load: Load) {
 
 fn write_round(db: &MariaDb, load: Load, round: usize) {
     match load {
-        Load::Applications => application_round(db, round),
+        Load::Applications => stream_common::application_round(db, round, None),
         Load::TwoDomains => {
             db.sql(&format!("SET GLOBAL gtid_domain_id = {}", round % 2))
                 .expect("switch domain");
-            application_round(db, round);
+            stream_common::application_round(db, round, None);
         }
         Load::HugeTransaction => {
-            application_round(db, round);
+            stream_common::application_round(db, round, None);
             if round == 2 {
                 huge_transaction(db);
             }
         }
     }
-}
-
-/// One round of what applications write: `write_workload`'s small transactions, and one
-/// of each statement shape that changes what a binlog holds.
-fn application_round(db: &MariaDb, round: usize) {
-    db.write_workload(40).expect("small transactions");
-    if round == 0 {
-        db.sql(stream_common::STATEMENT_SHAPES_SCHEMA)
-            .expect("schema");
-    }
-    // LOAD DATA reads a file the server can see: one in the instance's folder.
-    let file = db.dir().join(format!("load-{round}.tsv"));
-    std::fs::write(&file, stream_common::load_file_rows(round)).expect("load file");
-    let file = db.server_path(&file).display().to_string();
-    db.sql(&stream_common::statement_shapes_sql(round, &file, None))
-        .expect("statement shapes");
 }
 
 /// An encrypted binlog cannot be archived byte for byte: replicas receive its events

@@ -83,8 +83,26 @@ pub trait BinlogSource {
     /// Paths of the server's binlog files, oldest first.
     fn binlog_files(&self) -> anyhow::Result<Vec<std::path::PathBuf>>;
 
-    /// Runs a query as root and returns its rows.
-    fn query_rows(&self, sql: &str) -> anyhow::Result<Vec<Vec<String>>>;
+    /// Runs SQL as root and returns the client's tab-separated output without headers.
+    fn sql(&self, sql: &str) -> anyhow::Result<String>;
+
+    /// Runs a query as root and returns its rows, each a list of columns.
+    fn query_rows(&self, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+        Ok(self
+            .sql(sql)?
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect())
+    }
+
+    /// The instance's own directory (inside the server's root, for a chrooted server).
+    fn dir(&self) -> &std::path::Path;
+
+    /// A path of this machine as the server names it in SQL.
+    fn server_path(&self, path: &std::path::Path) -> std::path::PathBuf;
+
+    /// Runs `transactions` small write transactions in `binlogd_test.workload`.
+    fn write_workload(&self, transactions: usize) -> anyhow::Result<()>;
 
     /// The last lines of the server's error log, for failure messages.
     fn error_log_tail(&self) -> String;
@@ -103,8 +121,20 @@ impl<T: BinlogSource + ?Sized> BinlogSource for std::sync::Arc<T> {
         (**self).binlog_files()
     }
 
-    fn query_rows(&self, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
-        (**self).query_rows(sql)
+    fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        (**self).sql(sql)
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        (**self).dir()
+    }
+
+    fn server_path(&self, path: &std::path::Path) -> std::path::PathBuf {
+        (**self).server_path(path)
+    }
+
+    fn write_workload(&self, transactions: usize) -> anyhow::Result<()> {
+        (**self).write_workload(transactions)
     }
 
     fn error_log_tail(&self) -> String {

@@ -34,9 +34,6 @@ pub enum MariaDbVersion {
 }
 
 impl MariaDbVersion {
-    /// Both versions, for tests that run on each.
-    pub const ALL: [MariaDbVersion; 2] = [MariaDbVersion::V10_11, MariaDbVersion::V11_8];
-
     /// The version tests use when they do not choose: `BINLOGD_TEST_MARIADB=11.8` runs the
     /// suite on 11.8, anything else (or nothing) on 10.11.
     pub fn from_env() -> MariaDbVersion {
@@ -531,11 +528,7 @@ impl MariaDb {
 
     /// Runs a query and returns its rows, each a list of columns.
     pub fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
-        Ok(self
-            .sql(sql)?
-            .lines()
-            .map(|line| line.split('\t').map(str::to_owned).collect())
-            .collect())
+        crate::BinlogSource::query_rows(self, sql)
     }
 
     /// Runs a query that returns one value.
@@ -922,8 +915,20 @@ impl crate::BinlogSource for MariaDb {
         MariaDb::binlog_files(self)
     }
 
-    fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
-        MariaDb::query_rows(self, sql)
+    fn sql(&self, sql: &str) -> Result<String> {
+        MariaDb::sql(self, sql)
+    }
+
+    fn dir(&self) -> &Path {
+        MariaDb::dir(self)
+    }
+
+    fn server_path(&self, path: &Path) -> PathBuf {
+        MariaDb::server_path(self, path)
+    }
+
+    fn write_workload(&self, transactions: usize) -> Result<()> {
+        MariaDb::write_workload(self, transactions)
     }
 
     fn error_log_tail(&self) -> String {

@@ -44,7 +44,6 @@ impl MySqlConfig {
 #[derive(Debug)]
 pub struct MySql {
     files: ServerFiles,
-    root: PathBuf,
     port: u16,
     // Kills the server when the handle is dropped.
     _server: ChildGuard,
@@ -164,7 +163,6 @@ impl MySql {
         };
         let db = MySql {
             files,
-            root,
             port,
             _server: server,
             dir,
@@ -191,11 +189,6 @@ impl MySql {
     /// A path of this machine as the server names it.
     pub fn server_path(&self, path: &Path) -> PathBuf {
         self.files.server_path(path)
-    }
-
-    /// The root filesystem the server runs in.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Runs SQL as root and returns the client's tab-separated output without headers.
@@ -262,12 +255,20 @@ impl BinlogSource for MySql {
             .collect())
     }
 
-    fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
-        Ok(self
-            .sql(sql)?
-            .lines()
-            .map(|line| line.split('\t').map(str::to_owned).collect())
-            .collect())
+    fn sql(&self, sql: &str) -> Result<String> {
+        MySql::sql(self, sql)
+    }
+
+    fn dir(&self) -> &Path {
+        MySql::dir(self)
+    }
+
+    fn server_path(&self, path: &Path) -> PathBuf {
+        MySql::server_path(self, path)
+    }
+
+    fn write_workload(&self, transactions: usize) -> Result<()> {
+        MySql::write_workload(self, transactions)
     }
 
     fn error_log_tail(&self) -> String {

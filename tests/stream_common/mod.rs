@@ -465,3 +465,18 @@ pub fn statement_shapes_sql(round: usize, load_file: &str, mysql_tag: Option<&st
          LOAD DATA INFILE '{load_file}' INTO TABLE binlogd_test.loaded;"
     )
 }
+
+/// One round of what applications write: `write_workload`'s small transactions, and one
+/// of each statement shape ([`statement_shapes_sql`]); round 0 creates their schema.
+pub fn application_round(db: &impl BinlogSource, round: usize, mysql_tag: Option<&str>) {
+    db.write_workload(40).expect("small transactions");
+    if round == 0 {
+        db.sql(STATEMENT_SHAPES_SCHEMA).expect("schema");
+    }
+    // LOAD DATA reads a file the server can see: one in the instance's folder.
+    let file = db.dir().join(format!("load-{round}.tsv"));
+    std::fs::write(&file, load_file_rows(round)).expect("load file");
+    let file = db.server_path(&file).display().to_string();
+    db.sql(&statement_shapes_sql(round, &file, mysql_tag))
+        .expect("statement shapes");
+}
