@@ -1,5 +1,5 @@
-//! `binlogd restore`: replays the archive into a MariaDB server up to a target, with the
-//! server's own parallel applier. Plan (`storage::plan`) → relay logs in the server's
+//! `binlogd restore`: replays the archive into a MariaDB or MySQL server up to a target,
+//! with the server's own parallel applier. Plan (`storage::plan`) → relay logs in the server's
 //! relay-log folder (`restore::stage`) → applier driven over SQL (`restore::apply`). The
 //! server is one running on this machine (`--target`), or one binlogd starts on a restored
 //! datadir with networking off and shuts down afterwards (`--datadir`, `restore::server`).
@@ -8,6 +8,7 @@ use crate::archive::{ArchiveArgs, block_on, open_archive, parse_gtids, parse_tim
 use crate::search::{parse_position, print_plan};
 use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
+use binlogd_parser::Flavour;
 use binlogd_restore::RestoreError;
 use binlogd_restore::apply::{Endpoint, Target, TargetAddress};
 use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
@@ -27,9 +28,10 @@ use std::time::{Duration, Instant};
 pub struct RestoreArgs {
     #[command(flatten)]
     archive: ArchiveArgs,
-    /// The MariaDB server to restore into, running on this machine (binlogd writes relay
-    /// logs into its relay-log folder): mysql://USER@HOST:PORT. The user needs SUPER (or
-    /// REPLICATION SLAVE ADMIN) to run the applier. Its password comes from
+    /// The MariaDB or MySQL server to restore into, running on this machine (binlogd writes
+    /// relay logs into its relay-log folder): mysql://USER@HOST:PORT. The user needs SUPER
+    /// (MariaDB: or REPLICATION SLAVE ADMIN; MySQL: or REPLICATION_SLAVE_ADMIN and
+    /// SYSTEM_VARIABLES_ADMIN) to run the applier. Its password comes from
     /// BINLOGD_TARGET_PASSWORD or --target-password-file.
     #[arg(long, env = "BINLOGD_TARGET", value_name = "URL", group = "server")]
     target: Option<String>,
@@ -41,8 +43,8 @@ pub struct RestoreArgs {
     /// replays, and shuts it down cleanly. What a restore Job does on the database's volume.
     #[arg(long, value_name = "DIR", group = "server")]
     datadir: Option<PathBuf>,
-    /// The server binary for --datadir. By default mariadbd, else mysqld, from PATH or
-    /// /usr/sbin.
+    /// The server binary for --datadir. By default mysqld for a MySQL datadir (one with
+    /// mysql.ibd), else mariadbd, else mysqld, from PATH or /usr/sbin.
     #[arg(long, value_name = "PATH", requires = "datadir")]
     mysqld: Option<PathBuf>,
     /// The option file the server reads for --datadir (its usual ones by default): the
@@ -95,19 +97,23 @@ pub struct RestoreArgs {
     /// as it goes and saying so.
     #[arg(long)]
     strict: bool,
-    /// Start after these GTIDs (what the base backup holds). By default the server's own
-    /// gtid_binlog_pos and gtid_slave_pos.
+    /// Start after these GTIDs (what the base backup holds). By default the server's own:
+    /// MariaDB's gtid_binlog_pos and gtid_slave_pos, MySQL's gtid_executed.
     #[arg(long, value_parser = parse_gtids, value_name = "GTIDS", conflicts_with_all = ["from_backup", "from_archive_start"])]
     from_gtid: Option<GtidState>,
-    /// Start where a mariadb-backup backup ends: its folder, or a datadir restored from it
-    /// (xtrabackup_binlog_info or xtrabackup_info names the GTID). A server restored from a
-    /// backup reports no GTID state of its own.
+    /// Start where a base backup ends: a mariadb-backup or Percona XtraBackup folder, or a
+    /// datadir restored from one (xtrabackup_binlog_info or xtrabackup_info names the GTIDs;
+    /// mariadb_backup_* since MariaDB 11). A MariaDB server restored from a backup reports no
+    /// GTID state of its own. A MySQL CLONE (its folder has #clone) keeps its GTID state in
+    /// its mysql.gtid_executed table: the server started on it reports it, and the restore
+    /// starts there.
     #[arg(long, value_name = "DIR", conflicts_with = "from_archive_start")]
     from_backup: Option<PathBuf>,
     /// Replay from the archive's first transaction, into an empty server.
     #[arg(long)]
     from_archive_start: bool,
-    /// Parallel applier workers (slave_parallel_threads, optimistic mode).
+    /// Parallel applier workers (MariaDB: slave_parallel_threads, optimistic mode; MySQL:
+    /// replica_parallel_workers, commit order preserved). By default one per core.
     #[arg(long, value_name = "N", default_value_t = default_workers())]
     parallel_workers: u32,
     /// Give up when the applier makes no progress for this long.
@@ -116,15 +122,18 @@ pub struct RestoreArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Replay through `mariadb-binlog FILES | mariadb` instead of the server's applier:
-    /// one thread, SQL parsed twice, slower; for servers where relay-log replay is not
-    /// possible, and to compare. Leaves gtid_slave_pos at the end as the applier would.
+    /// Replay through `mariadb-binlog FILES | mariadb` (MySQL: `mysqlbinlog | mysql`)
+    /// instead of the server's applier: one thread, SQL parsed twice, slower; for servers
+    /// where relay-log replay is not possible, and to compare. Leaves MariaDB's
+    /// gtid_slave_pos at the end as the applier would.
     #[arg(long)]
     via_mysqlbinlog: bool,
-    /// With --via-mysqlbinlog: the binlog reader (mariadb-binlog, else mysqlbinlog).
+    /// With --via-mysqlbinlog: the binlog reader (into MariaDB: mariadb-binlog, else
+    /// mysqlbinlog; into MySQL: mysqlbinlog).
     #[arg(long, value_name = "PATH", requires = "via_mysqlbinlog")]
     mysqlbinlog: Option<PathBuf>,
-    /// With --via-mysqlbinlog: the client (mariadb, else mysql).
+    /// With --via-mysqlbinlog: the client (into MariaDB: mariadb, else mysql; into MySQL:
+    /// mysql).
     #[arg(long, value_name = "PATH", requires = "via_mysqlbinlog")]
     mysql_client: Option<PathBuf>,
 }
@@ -154,7 +163,12 @@ impl RestoreArgs {
 /// 0-11-204`, tab-separated), or the `binlog_pos` line of `xtrabackup_info`, which
 /// `--copy-back` also puts in the datadir (`binlog_pos = filename 'mariadb-bin.000001',
 /// position '54057', GTID of the last change '0-11-204'`).
-fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
+///
+/// `None` for a MySQL CLONE (`CLONE LOCAL DATA DIRECTORY`, or a clone of another
+/// instance): its `#clone` folder records no GTIDs for a local clone, and the datadir
+/// keeps them in its `mysql.gtid_executed` table, which the server started on it reports
+/// as `@@gtid_executed`.
+fn backup_gtids(dir: &Path) -> anyhow::Result<Option<GtidState>> {
     let (path, gtids) = if let Some(path) = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]
         .iter()
         .map(|name| dir.join(name))
@@ -176,10 +190,13 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
             .and_then(|rest| rest.split('\'').next())
             .map(str::to_owned);
         (path, gtids)
+    } else if dir.join("#clone").is_dir() {
+        return Ok(None);
     } else {
         bail!(
             "{} holds neither xtrabackup_binlog_info nor xtrabackup_info (mariadb_backup_* since \
-             MariaDB 11): is it a mariadb-backup folder, or a datadir restored from one?",
+             MariaDB 11) nor #clone: is it a mariadb-backup or XtraBackup folder, a datadir \
+             restored from one, or a MySQL clone?",
             dir.display()
         );
     };
@@ -191,6 +208,7 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<GtidState> {
     })?;
     gtids
         .parse()
+        .map(Some)
         .map_err(|e: String| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -205,6 +223,10 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         let command = ServerCommand {
             binary: match &args.mysqld {
                 Some(path) => path.clone(),
+                // MySQL 8 and later keep their data dictionary in mysql.ibd.
+                None if datadir.join("mysql.ibd").is_file() => {
+                    find_program(&["mysqld"], "--mysqld")?
+                }
                 None => find_program(&["mariadbd", "mysqld"], "--mysqld")?,
             },
             datadir: datadir.clone(),
@@ -292,7 +314,24 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
     let start: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
         Some(gtids.clone())
     } else if let Some(dir) = &args.from_backup {
-        Some(backup_gtids(dir)?)
+        match backup_gtids(dir)? {
+            Some(gtids) => Some(gtids),
+            None if facts.flavour == Flavour::MySql && !facts.executed.is_empty() => {
+                tracing::info!(clone = %dir.display(), gtid_executed = %facts.executed,
+                    "a MySQL clone: starting from the server's own gtid_executed");
+                Some(facts.executed.clone())
+            }
+            None => bail!(
+                "{} is a MySQL clone, whose GTID state is the server's own @@gtid_executed, \
+                 and the target {}: start it on the clone",
+                dir.display(),
+                if facts.flavour == Flavour::MySql {
+                    "reports none"
+                } else {
+                    "is MariaDB"
+                }
+            ),
+        }
     } else if args.from_archive_start {
         None
     } else if !facts.executed.is_empty() {
@@ -346,32 +385,39 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
         return Ok(ExitCode::SUCCESS);
     }
     if args.via_mysqlbinlog {
-        return replay_via_mysqlbinlog(args, &archive, &plan, address).await;
+        return replay_via_mysqlbinlog(args, &archive, &plan, address, facts.flavour).await;
     }
     apply(args, &archive, &plan, &mut server, &facts).await
 }
 
-/// `--via-mysqlbinlog`: the plan replayed by `mariadb-binlog | mariadb`.
+/// `--via-mysqlbinlog`: the plan replayed by `mariadb-binlog | mariadb`, or
+/// `mysqlbinlog | mysql` into MySQL.
 async fn replay_via_mysqlbinlog(
     args: &RestoreArgs,
     archive: &Archive,
     plan: &Plan,
     address: &TargetAddress,
+    flavour: Flavour,
 ) -> anyhow::Result<ExitCode> {
+    // MariaDB's reader cannot decode MySQL's newer events, nor MySQL's MariaDB's.
+    let (readers, clients): (&[&str], &[&str]) = match flavour {
+        Flavour::MariaDb => (&["mariadb-binlog", "mysqlbinlog"], &["mariadb", "mysql"]),
+        Flavour::MySql => (&["mysqlbinlog"], &["mysql"]),
+    };
     let programs = PipePrograms {
         binlog_reader: match &args.mysqlbinlog {
             Some(path) => path.clone(),
-            None => find_program(&["mariadb-binlog", "mysqlbinlog"], "--mysqlbinlog")?,
+            None => find_program(readers, "--mysqlbinlog")?,
         },
         client: match &args.mysql_client {
             Some(path) => path.clone(),
-            None => find_program(&["mariadb", "mysql"], "--mysql-client")?,
+            None => find_program(clients, "--mysql-client")?,
         },
     };
     let began = Instant::now();
     let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
     let bar = progress_bar(total, "replaying");
-    replay_through_pipe(archive, plan, address, &programs, |file, bytes| {
+    replay_through_pipe(archive, plan, address, &programs, flavour, |file, bytes| {
         if let Some(bar) = &bar {
             bar.inc(bytes);
         } else {
@@ -418,7 +464,7 @@ async fn apply(
     let mut staged = 0u64;
     let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
     let staging_bar = progress_bar(total, "staging");
-    let relay_logs = match stage_plan(archive, plan, facts, |file, bytes| {
+    let mut relay_logs = match stage_plan(archive, plan, facts, |file, bytes| {
         staged += bytes;
         match &staging_bar {
             Some(bar) => bar.inc(bytes),
@@ -446,9 +492,17 @@ async fn apply(
         seconds = staged_in.as_secs_f64(),
         "relay logs staged"
     );
-    server
+    if let Err(refused) = server
         .start(&relay_logs.files()[0], args.parallel_workers)
-        .await?;
+        .await
+    {
+        // Leave the server as it was: no channel, no settings changed, no relay logs.
+        if let Err(e) = server.clean_up().await {
+            tracing::warn!(error = %e, "removing the half-configured channel");
+        }
+        relay_logs.discard();
+        return Err(refused.into());
+    }
     // Progress in replayed bytes: where the applier is in the plan's ranges.
     let bar = progress_bar(total, "applying");
     let mut last_report = Instant::now();
@@ -487,11 +541,12 @@ async fn apply(
             message,
             ..
         }) => {
-            let gtid = failing_gtid(archive, plan, &file, position).await;
+            let (gtid, position) = failing_transaction(archive, plan, &file, position)
+                .await
+                .unwrap_or_else(|| ("?".into(), position));
             bail!(
-                "transaction {} ({file}:{position}) failed to apply: error {errno}: {message}; \
-                 the server is left with everything before it, replication removed",
-                gtid.unwrap_or_else(|| "?".into())
+                "transaction {gtid} ({file}:{position}) failed to apply: error {errno}: \
+                 {message}; the server is left with everything before it, replication removed"
             );
         }
         Err(e) => return Err(e.into()),
@@ -538,9 +593,16 @@ fn applied_bytes(plan: &Plan, file: &str, position: u64) -> u64 {
     }
 }
 
-/// The GTID of the transaction that starts at `position` of archived `file`, from the
-/// archive's index.
-async fn failing_gtid(archive: &Archive, plan: &Plan, file: &str, position: u64) -> Option<String> {
+/// The GTID and start of the first transaction of archived `file` at or after
+/// `position`, from the archive's index: the one the applier failed on, when `position` is
+/// where it stopped (the end of what it applied, which can lie before events that belong to
+/// no transaction, such as a file's PREVIOUS_GTIDS).
+async fn failing_transaction(
+    archive: &Archive,
+    plan: &Plan,
+    file: &str,
+    position: u64,
+) -> Option<(String, u64)> {
     let piece = plan.pieces.iter().find(|p| p.file == file)?;
     let files = archive.files().await.ok()?;
     let archived = files
@@ -550,9 +612,8 @@ async fn failing_gtid(archive: &Archive, plan: &Plan, file: &str, position: u64)
     index
         .transactions
         .iter()
-        .find(|t| t.start == position)
-        .and_then(|t| t.gtid)
-        .map(|g| g.to_string())
+        .find(|t| t.start >= position)
+        .and_then(|t| Some((t.gtid?.to_string(), t.start)))
 }
 
 #[cfg(test)]
@@ -604,7 +665,13 @@ mod backup_tests {
             "mariadb-bin.000006\t21734\t0-1-202\n",
         )
         .expect("write");
-        assert_eq!(backup_gtids(&dir).expect("gtids").to_string(), "0-1-202");
+        assert_eq!(
+            backup_gtids(&dir)
+                .expect("gtids")
+                .expect("named")
+                .to_string(),
+            "0-1-202"
+        );
         let datadir = tempfile_dir("datadir");
         std::fs::write(
             datadir.join("xtrabackup_info"),
@@ -613,7 +680,10 @@ mod backup_tests {
         )
         .expect("write");
         assert_eq!(
-            backup_gtids(&datadir).expect("gtids").to_string(),
+            backup_gtids(&datadir)
+                .expect("gtids")
+                .expect("named")
+                .to_string(),
             "0-1-3,5-2-9"
         );
         let empty = tempfile_dir("empty");

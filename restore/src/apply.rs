@@ -1,24 +1,33 @@
 //! Driving the target server's replication applier over SQL.
 //!
 //! The staged relay logs (see [`crate::relay`]) are applied by the server itself: binlogd
-//! configures a replication channel that reads only them (`CHANGE MASTER TO ...
-//! RELAY_LOG_FILE`, no connection to any master), starts just the SQL thread with parallel
-//! workers, watches `gtid_slave_pos` until the plan's end state is reached, and removes the
-//! channel again so that the server is an ordinary primary. The relay logs end at the
-//! plan's cut, so the applier stops there by itself: no `START SLAVE UNTIL`, whose forms
-//! differ between servers.
+//! configures a replication channel that reads only them (no connection to any master),
+//! starts just the SQL thread with parallel workers, watches the server's GTID state until
+//! the plan's end is reached, and removes the channel again so that the server is an
+//! ordinary primary. The relay logs end at the plan's cut, so the applier stops there by
+//! itself: no `START SLAVE UNTIL`, whose forms differ between servers.
 //!
-//! MariaDB only for now: MySQL's `CHANGE REPLICATION SOURCE TO` and `replica_*` settings
-//! need a MySQL server to be tested against, which this project's machines do not have.
-//! Reference: MariaDB's knowledge base on `CHANGE MASTER TO`, `START SLAVE`, parallel
-//! replication (`slave_parallel_threads`, `slave_parallel_mode`) and `SHOW SLAVE STATUS`.
+//! The two servers speak it differently:
+//!
+//! | | MariaDB | MySQL |
+//! |---|---|---|
+//! | channel | the default one: `CHANGE MASTER TO MASTER_HOST=..., RELAY_LOG_FILE=..., MASTER_USE_GTID=no` | its own, `CHANGE REPLICATION SOURCE TO SOURCE_HOST=..., RELAY_LOG_FILE=... FOR CHANNEL 'binlogd'` |
+//! | workers | `slave_parallel_threads`, `slave_parallel_mode=optimistic` | `replica_parallel_workers`, `replica_preserve_commit_order=ON` |
+//! | applied | `@@gtid_slave_pos` | `@@gtid_executed` |
+//! | status | `SHOW SLAVE STATUS` | `SHOW REPLICA STATUS FOR CHANNEL`, workers' errors in `performance_schema.replication_applier_status_by_worker` |
+//! | clean up | `STOP SLAVE; RESET SLAVE ALL` | `STOP REPLICA ...; RESET REPLICA ALL FOR CHANNEL 'binlogd'` |
+//!
+//! References: MariaDB's knowledge base on `CHANGE MASTER TO`, `START SLAVE` and parallel
+//! replication; MySQL's reference manual on `CHANGE REPLICATION SOURCE TO`, replication
+//! channels and `replica_parallel_workers`.
 
 use crate::error::RestoreError;
 use crate::relay::RelayLogPlace;
+use binlogd_parser::Flavour;
 use binlogd_storage::GtidState;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Where the target server listens.
@@ -61,24 +70,28 @@ pub struct TargetAddress {
 pub struct ServerFacts {
     /// `@@version`.
     pub version: String,
+    /// MariaDB or MySQL: which replication statements it speaks.
+    pub flavour: Flavour,
     /// `@@server_id`.
     pub server_id: u32,
     /// Where its relay logs go.
     pub relay_logs: RelayLogPlace,
-    /// The transactions the server holds: `gtid_binlog_pos` and `gtid_slave_pos` together.
+    /// The transactions the server holds: MariaDB's `gtid_binlog_pos` and
+    /// `gtid_slave_pos` together, MySQL's `gtid_executed`.
     pub executed: GtidState,
 }
 
 /// Where the applier is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
-    /// `@@gtid_slave_pos`: what it has applied.
+    /// What the server has applied: `@@gtid_slave_pos` (MariaDB), `@@gtid_executed`
+    /// (MySQL).
     pub applied: GtidState,
     /// Whether the SQL thread runs.
     pub running: bool,
     /// `Last_SQL_Errno` (0: none).
     pub errno: u32,
-    /// `Last_SQL_Error`.
+    /// `Last_SQL_Error` (MySQL: the failing worker's own error).
     pub error: String,
     /// The master file and position of the last event applied.
     pub at: (String, u64),
@@ -88,12 +101,17 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Target {
     conn: Conn,
-    /// The settings binlogd changed for the replay, to put back afterwards.
-    saved_settings: Option<SavedSettings>,
+    flavour: Flavour,
+    /// What puts back the settings binlogd changed for the replay.
+    restore_settings: Vec<String>,
 }
 
 /// The channel binlogd configures: not a real master; nothing connects to it.
 const ARCHIVE_HOST: &str = "binlogd-archive";
+
+/// MySQL's replication channel for the replay: its own, so that its relay logs
+/// (`<relay_log>-binlogd.NNNNNN`) and its status are apart from any other channel's.
+pub const MYSQL_CHANNEL: &str = "binlogd";
 
 /// The `server_id` the server replays under. An applier skips events that carry its own
 /// server's id (they would be its own, come back around a ring), and a database restored
@@ -103,15 +121,8 @@ const ARCHIVE_HOST: &str = "binlogd-archive";
 /// runs under an id from the top of the range, which servers are not given in practice.
 const REPLAY_SERVER_ID: u32 = 4_294_967_000;
 
-#[derive(Debug)]
-struct SavedSettings {
-    parallel_threads: u64,
-    parallel_mode: String,
-    server_id: u32,
-}
-
 impl Target {
-    /// Connects.
+    /// Connects, and learns which server it is.
     pub async fn connect(address: &TargetAddress) -> Result<Target, RestoreError> {
         let opts = OptsBuilder::default()
             .user(Some(address.user.clone()))
@@ -123,16 +134,31 @@ impl Target {
                 .prefer_socket(false),
             Endpoint::Socket(path) => opts.socket(Some(path.display().to_string())),
         };
-        let conn = Conn::new(Opts::from(opts))
+        let mut conn = Conn::new(Opts::from(opts))
             .await
             .map_err(server_error(format!(
                 "connecting to {}@{}",
                 address.user, address.endpoint
             )))?;
+        let version: Option<String> = conn
+            .query_first("SELECT @@version")
+            .await
+            .map_err(server_error("reading the server's version"))?;
+        let flavour = if version.unwrap_or_default().contains("MariaDB") {
+            Flavour::MariaDb
+        } else {
+            Flavour::MySql
+        };
         Ok(Target {
             conn,
-            saved_settings: None,
+            flavour,
+            restore_settings: Vec::new(),
         })
+    }
+
+    /// MariaDB or MySQL.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     /// Says goodbye (COM_QUIT), so the server does not log an aborted connection.
@@ -144,9 +170,16 @@ impl Target {
     }
 
     /// Reads what a restore needs to know, and refuses a server binlogd cannot restore
-    /// into as it is: not MariaDB, or with replication already configured (binlogd would
-    /// overwrite it).
+    /// into as it is: with replication already configured (binlogd would overwrite it, or
+    /// race it), or a MySQL server without GTIDs.
     pub async fn facts(&mut self) -> Result<ServerFacts, RestoreError> {
+        match self.flavour {
+            Flavour::MariaDb => self.mariadb_facts().await,
+            Flavour::MySql => self.mysql_facts().await,
+        }
+    }
+
+    async fn mariadb_facts(&mut self) -> Result<ServerFacts, RestoreError> {
         let row: Row = self
             .conn
             .query_first(
@@ -161,12 +194,6 @@ impl Target {
                 .flatten()
                 .unwrap_or_default()
         };
-        let version = text(0);
-        if !version.contains("MariaDB") {
-            return Err(RestoreError::Unfit(format!(
-                "runs {version}: restoring into MySQL is not supported yet (MariaDB only)"
-            )));
-        }
         // The server's user owns its datadir.
         let owner = staging_owner(&PathBuf::from(text(5)));
         let relay_logs = match text(2) {
@@ -201,13 +228,8 @@ impl Target {
                 }
             }
         };
-        let parse = |gtids: String| -> Result<GtidState, RestoreError> {
-            gtids.parse().map_err(|e: String| RestoreError::Server {
-                doing: "reading the server's GTID position".into(),
-                message: e,
-            })
-        };
-        let executed = parse(text(3))?.union(&parse(text(4))?);
+        let executed = parse_gtids(text(3), "gtid_binlog_pos")?
+            .union(&parse_gtids(text(4), "gtid_slave_pos")?);
         let configured: Vec<Row> = self
             .conn
             .query("SHOW ALL SLAVES STATUS")
@@ -224,7 +246,88 @@ impl Target {
             )));
         }
         Ok(ServerFacts {
-            version,
+            version: text(0),
+            flavour: Flavour::MariaDb,
+            server_id: row.get::<Option<u32>, _>(1).flatten().unwrap_or(0),
+            relay_logs,
+            executed,
+        })
+    }
+
+    async fn mysql_facts(&mut self) -> Result<ServerFacts, RestoreError> {
+        let row: Row = self
+            .conn
+            .query_first(
+                "SELECT @@version, @@server_id, @@relay_log, @@relay_log_basename, \
+                 @@gtid_executed, @@datadir, @@gtid_mode",
+            )
+            .await
+            .map_err(server_error("reading the server's settings"))?
+            .ok_or_else(|| RestoreError::Unfit("answered no settings".into()))?;
+        let text = |i: usize| -> String {
+            row.get::<Option<String>, _>(i)
+                .flatten()
+                .unwrap_or_default()
+        };
+        let gtid_mode = text(6);
+        if !gtid_mode.starts_with("ON") {
+            return Err(RestoreError::Unfit(format!(
+                "runs with gtid_mode={gtid_mode}: binlogd replays into MySQL by GTID, and \
+                 follows the applier by @@gtid_executed. Turn GTIDs on first \
+                 (enforce_gtid_consistency=ON, gtid_mode=ON)"
+            )));
+        }
+        // MySQL reports the full base name however relay_log was given, and names a
+        // channel's relay logs `<base>-<channel>.NNNNNN`. Its index lists them as
+        // relay_log named them: from `.` (the datadir) for a relative name (the default,
+        // `<host>-relay-bin`), from the folder for a full path.
+        let basename = PathBuf::from(text(3));
+        let dir = basename.parent().map(PathBuf::from).unwrap_or_default();
+        let option = PathBuf::from(text(2));
+        let listed_from = if option.is_absolute() {
+            dir.clone()
+        } else {
+            PathBuf::from(".").join(option.parent().unwrap_or(Path::new("")))
+        };
+        let relay_logs = RelayLogPlace {
+            basename: format!(
+                "{}-{MYSQL_CHANNEL}",
+                basename
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            listed_from,
+            owner: staging_owner(&PathBuf::from(text(5))),
+            dir,
+        };
+        let executed = parse_gtids(text(4), "gtid_executed")?;
+        let channels: Vec<(String, String)> = self
+            .conn
+            .query(
+                "SELECT CHANNEL_NAME, HOST \
+                 FROM performance_schema.replication_connection_configuration",
+            )
+            .await
+            .map_err(server_error("reading the server's replication channels"))?;
+        if let Some((channel, host)) = channels.first() {
+            return Err(RestoreError::Unfit(if channel == MYSQL_CHANNEL {
+                format!(
+                    "has a replication channel '{MYSQL_CHANNEL}' left by a restore that did \
+                     not finish: remove it first (STOP REPLICA FOR CHANNEL '{MYSQL_CHANNEL}'; \
+                     RESET REPLICA ALL FOR CHANNEL '{MYSQL_CHANNEL}')"
+                )
+            } else {
+                format!(
+                    "already has replication configured (channel '{channel}' from {host}): \
+                     its applier would run beside the replay. If it is not needed, remove it \
+                     first (STOP REPLICA; RESET REPLICA ALL)"
+                )
+            }));
+        }
+        Ok(ServerFacts {
+            version: text(0),
+            flavour: Flavour::MySql,
             server_id: row.get::<Option<u32>, _>(1).flatten().unwrap_or(0),
             relay_logs,
             executed,
@@ -232,62 +335,103 @@ impl Target {
     }
 
     /// Points the applier at the staged relay logs, from `first_relay_log` (its bare file
-    /// name), and starts it with `workers` parallel workers (optimistic mode).
+    /// name), and starts it with `workers` parallel workers: MariaDB's optimistic mode,
+    /// MySQL's logical-clock scheduling with commits kept in the source's order.
     pub async fn start(&mut self, first_relay_log: &str, workers: u32) -> Result<(), RestoreError> {
+        let settings = match self.flavour {
+            Flavour::MariaDb => {
+                "SELECT @@server_id, @@slave_parallel_threads, @@slave_parallel_mode"
+            }
+            Flavour::MySql => {
+                "SELECT @@server_id, @@replica_parallel_workers, \
+                 @@replica_preserve_commit_order"
+            }
+        };
         let saved: Row = self
             .conn
-            .query_first("SELECT @@slave_parallel_threads, @@slave_parallel_mode, @@server_id")
+            .query_first(settings)
             .await
             .map_err(server_error("reading the applier's settings"))?
             .ok_or_else(|| RestoreError::Unfit("answered no settings".into()))?;
-        let saved = SavedSettings {
-            parallel_threads: saved.get::<Option<u64>, _>(0).flatten().unwrap_or(0),
-            parallel_mode: saved
-                .get::<Option<String>, _>(1)
+        let saved_text = |i: usize| -> String {
+            saved
+                .get::<Option<String>, _>(i)
                 .flatten()
-                .unwrap_or_else(|| "optimistic".into()),
-            server_id: saved.get::<Option<u32>, _>(2).flatten().unwrap_or(0),
+                .unwrap_or_default()
+                .replace('\'', "''")
         };
-        let replay_id = if saved.server_id == REPLAY_SERVER_ID {
+        let server_id = saved.get::<Option<u32>, _>(0).flatten().unwrap_or(0);
+        let replay_id = if server_id == REPLAY_SERVER_ID {
             REPLAY_SERVER_ID + 1
         } else {
             REPLAY_SERVER_ID
         };
-        self.saved_settings = Some(saved);
-        let statements = [
-            format!("SET GLOBAL server_id = {replay_id}"),
-            format!("SET GLOBAL slave_parallel_threads = {workers}"),
-            "SET GLOBAL slave_parallel_mode = 'optimistic'".to_owned(),
-            format!(
-                "CHANGE MASTER TO MASTER_HOST = '{ARCHIVE_HOST}', RELAY_LOG_FILE = '{}', \
-                 RELAY_LOG_POS = 4, MASTER_USE_GTID = no",
-                first_relay_log.replace('\'', "''")
-            ),
-            "START SLAVE SQL_THREAD".to_owned(),
-        ];
+        let relay_log = first_relay_log.replace('\'', "''");
+        let statements = match self.flavour {
+            Flavour::MariaDb => {
+                self.restore_settings = vec![
+                    format!("SET GLOBAL slave_parallel_threads = {}", saved_text(1)),
+                    format!("SET GLOBAL slave_parallel_mode = '{}'", saved_text(2)),
+                    format!("SET GLOBAL server_id = {server_id}"),
+                ];
+                vec![
+                    format!("SET GLOBAL server_id = {replay_id}"),
+                    format!("SET GLOBAL slave_parallel_threads = {workers}"),
+                    "SET GLOBAL slave_parallel_mode = 'optimistic'".to_owned(),
+                    format!(
+                        "CHANGE MASTER TO MASTER_HOST = '{ARCHIVE_HOST}', \
+                         RELAY_LOG_FILE = '{relay_log}', RELAY_LOG_POS = 4, MASTER_USE_GTID = no"
+                    ),
+                    "START SLAVE SQL_THREAD".to_owned(),
+                ]
+            }
+            Flavour::MySql => {
+                self.restore_settings = vec![
+                    format!("SET GLOBAL replica_parallel_workers = {}", saved_text(1)),
+                    format!(
+                        "SET GLOBAL replica_preserve_commit_order = {}",
+                        saved_text(2)
+                    ),
+                    format!("SET GLOBAL server_id = {server_id}"),
+                ];
+                vec![
+                    format!("SET GLOBAL server_id = {replay_id}"),
+                    format!("SET GLOBAL replica_parallel_workers = {workers}"),
+                    // Commits in the archive's order: a restore stopped by an error holds
+                    // exactly the transactions before the failing one.
+                    "SET GLOBAL replica_preserve_commit_order = ON".to_owned(),
+                    format!(
+                        "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '{ARCHIVE_HOST}', \
+                         RELAY_LOG_FILE = '{relay_log}', RELAY_LOG_POS = 4 \
+                         FOR CHANNEL '{MYSQL_CHANNEL}'"
+                    ),
+                    format!("START REPLICA SQL_THREAD FOR CHANNEL '{MYSQL_CHANNEL}'"),
+                ]
+            }
+        };
         self.run_all(statements).await
     }
 
     /// Where the applier is now.
     pub async fn progress(&mut self) -> Result<Progress, RestoreError> {
+        let (applied_sql, status_sql) = match self.flavour {
+            Flavour::MariaDb => ("@@gtid_slave_pos", "SHOW SLAVE STATUS".to_owned()),
+            Flavour::MySql => (
+                "@@gtid_executed",
+                format!("SHOW REPLICA STATUS FOR CHANNEL '{MYSQL_CHANNEL}'"),
+            ),
+        };
         let applied: Option<String> = self
             .conn
-            .query_first("SELECT @@gtid_slave_pos")
+            .query_first(format!("SELECT {applied_sql}"))
             .await
-            .map_err(server_error("reading gtid_slave_pos"))?;
-        let applied =
-            applied
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e: String| RestoreError::Server {
-                    doing: "reading gtid_slave_pos".into(),
-                    message: e,
-                })?;
+            .map_err(server_error(format!("reading {applied_sql}")))?;
+        let applied = parse_gtids(applied.unwrap_or_default(), applied_sql)?;
         let status: Option<Row> = self
             .conn
-            .query_first("SHOW SLAVE STATUS")
+            .query_first(&status_sql)
             .await
-            .map_err(server_error("reading SHOW SLAVE STATUS"))?;
+            .map_err(server_error(format!("reading {status_sql}")))?;
         let Some(status) = status else {
             return Ok(Progress {
                 applied,
@@ -303,16 +447,46 @@ impl Target {
                 .flatten()
                 .unwrap_or_default()
         };
-        Ok(Progress {
-            applied,
-            running: text("Slave_SQL_Running") == "Yes",
-            errno: text("Last_SQL_Errno").parse().unwrap_or(0),
-            error: text("Last_SQL_Error"),
-            at: (
-                text("Relay_Master_Log_File"),
-                text("Exec_Master_Log_Pos").parse().unwrap_or(0),
-            ),
-        })
+        let mut progress = match self.flavour {
+            Flavour::MariaDb => Progress {
+                applied,
+                running: text("Slave_SQL_Running") == "Yes",
+                errno: text("Last_SQL_Errno").parse().unwrap_or(0),
+                error: text("Last_SQL_Error"),
+                at: (
+                    text("Relay_Master_Log_File"),
+                    text("Exec_Master_Log_Pos").parse().unwrap_or(0),
+                ),
+            },
+            Flavour::MySql => Progress {
+                applied,
+                running: text("Replica_SQL_Running") == "Yes",
+                errno: text("Last_SQL_Errno").parse().unwrap_or(0),
+                error: text("Last_SQL_Error"),
+                at: (
+                    text("Relay_Source_Log_File"),
+                    text("Exec_Source_Log_Pos").parse().unwrap_or(0),
+                ),
+            },
+        };
+        if self.flavour == Flavour::MySql && progress.errno != 0 {
+            // The coordinator only says that a worker failed; the worker says what.
+            let worker: Option<(u32, String)> = self
+                .conn
+                .query_first(format!(
+                    "SELECT LAST_ERROR_NUMBER, LAST_ERROR_MESSAGE \
+                     FROM performance_schema.replication_applier_status_by_worker \
+                     WHERE CHANNEL_NAME = '{MYSQL_CHANNEL}' AND LAST_ERROR_NUMBER <> 0 \
+                     ORDER BY LAST_ERROR_TIMESTAMP LIMIT 1"
+                ))
+                .await
+                .map_err(server_error("reading the applier workers' errors"))?;
+            if let Some((errno, error)) = worker {
+                progress.errno = errno;
+                progress.error = error;
+            }
+        }
+        Ok(progress)
     }
 
     /// Waits until the applier has applied `target`, calling `on_progress` on each look.
@@ -369,20 +543,33 @@ impl Target {
     /// Stops the applier, removes the channel and its relay logs, and puts the parallel
     /// settings back: the server is an ordinary primary again.
     pub async fn clean_up(&mut self) -> Result<(), RestoreError> {
-        let mut statements = vec!["STOP SLAVE".to_owned(), "RESET SLAVE ALL".to_owned()];
-        if let Some(saved) = self.saved_settings.take() {
-            statements.push(format!(
-                "SET GLOBAL slave_parallel_threads = {}",
-                saved.parallel_threads
-            ));
-            statements.push(format!(
-                "SET GLOBAL slave_parallel_mode = '{}'",
-                saved.parallel_mode.replace('\'', "''")
-            ));
-            statements.push(format!("SET GLOBAL server_id = {}", saved.server_id));
+        let mut statements = match self.flavour {
+            Flavour::MariaDb => vec!["STOP SLAVE".to_owned(), "RESET SLAVE ALL".to_owned()],
+            Flavour::MySql => vec![
+                format!("STOP REPLICA FOR CHANNEL '{MYSQL_CHANNEL}'"),
+                format!("RESET REPLICA ALL FOR CHANNEL '{MYSQL_CHANNEL}'"),
+            ],
+        };
+        statements.append(&mut self.restore_settings);
+        // Every step is tried, the settings too when the channel was never made (a start
+        // that was refused half-way); the first refusal is the answer.
+        let mut first_error = None;
+        for statement in statements {
+            if let Err(e) = self.conn.query_drop(&statement).await {
+                first_error.get_or_insert_with(|| server_error(statement)(e));
+            }
         }
-        self.run_all(statements).await
+        first_error.map_or(Ok(()), Err)
     }
+}
+
+/// A GTID state as a server prints it (MySQL breaks long sets over lines).
+fn parse_gtids(text: String, what: &str) -> Result<GtidState, RestoreError> {
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    text.parse().map_err(|e: String| RestoreError::Server {
+        doing: format!("reading the server's {what}"),
+        message: e,
+    })
 }
 
 impl Target {

@@ -5,12 +5,13 @@
 //! so the last transaction applied is the target's), `mariadb-binlog` (or `mysqlbinlog`)
 //! turns them into SQL from the range's start, and one `mariadb` (or `mysql`) client
 //! session runs it all in order. The SQL sets each transaction's GTID, so a target with
-//! its binary log on records them; at the end binlogd also sets `gtid_slave_pos` to the
-//! plan's end, as a relay-log replay leaves it, so the next restore knows where this one
-//! stopped. One thread of SQL, parsed twice: slower, which is the point of comparing.
+//! its binary log on records them; into MariaDB binlogd also sets `gtid_slave_pos` to the
+//! plan's end at the end, as a relay-log replay leaves it, so the next restore knows where
+//! this one stopped (MySQL's `gtid_executed` has them already). One thread of SQL, parsed twice: slower, which is the point of comparing.
 
 use crate::apply::{Endpoint, TargetAddress};
 use crate::error::RestoreError;
+use binlogd_parser::Flavour;
 use binlogd_storage::Archive;
 use binlogd_storage::plan::Plan;
 use std::io::Write;
@@ -34,6 +35,7 @@ pub async fn replay_through_pipe(
     plan: &Plan,
     address: &TargetAddress,
     programs: &PipePrograms,
+    target: Flavour,
     mut on_file: impl FnMut(&str, u64),
 ) -> Result<(), RestoreError> {
     let work = tempfile::Builder::new()
@@ -103,6 +105,10 @@ pub async fn replay_through_pipe(
         });
     }
     fed?;
+    if target == Flavour::MySql {
+        // Each transaction's GTID is in @@gtid_executed already, as after a replay.
+        return Ok(());
+    }
     // As a relay-log replay leaves it: the next restore starts from here.
     let set_position = format!("SET GLOBAL gtid_slave_pos = '{}'", plan.end);
     let status = Command::new(&programs.client)

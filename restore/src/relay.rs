@@ -8,6 +8,7 @@
 //! ```text
 //! magic
 //! FORMAT_DESCRIPTION   the replica's own (server id = the replica's, flag 0x40: relay log)
+//! PREVIOUS_GTIDS       MySQL only: the replica's, empty (flags 0x40 and 0x80: ignorable)
 //! ROTATE               artificial (flag 0x20, end_log_pos 0), server id = the master's:
 //!                      position (u64) then the master's binlog file name
 //! FORMAT_DESCRIPTION   the master's, as in its binlog
@@ -22,15 +23,17 @@
 use crate::error::RestoreError;
 use binlogd_parser::header::EventHeader;
 use binlogd_parser::{
-    BINLOG_MAGIC, ChecksumAlgorithm, FormatDescription, Frame, Framer, HEADER_LEN,
+    BINLOG_MAGIC, ChecksumAlgorithm, Flavour, FormatDescription, Frame, Framer, HEADER_LEN,
 };
 use std::io::Write;
 use std::path::PathBuf;
 
 const ROTATE_EVENT: u8 = 4;
+const PREVIOUS_GTIDS_EVENT: u8 = 35;
 const FLAG_IN_USE: u16 = 0x0001;
 const FLAG_ARTIFICIAL: u16 = 0x0020;
 const FLAG_RELAY_LOG: u16 = 0x0040;
+const FLAG_IGNORABLE: u16 = 0x0080;
 
 /// The master file's format description (its first event, whole), read: which server
 /// wrote the file and how its events are framed.
@@ -83,6 +86,27 @@ pub fn relay_log_head(
     replica_fde[17..19].copy_from_slice(&flags.to_le_bytes());
     reseal(&mut replica_fde, with_crc);
     head.extend_from_slice(&replica_fde);
+
+    if format.flavour == Flavour::MySql {
+        // MySQL's replica writes one after its format description. A channel opened on
+        // fresh relay logs does not read them for it, but one reopened after a restart
+        // scans them for GTIDs, and takes a GTID event before any PREVIOUS_GTIDS as a
+        // damaged file (`read_gtids_from_binlog`). Empty: what came before is not the point.
+        let size = HEADER_LEN + 8 + if with_crc { 4 } else { 0 };
+        let mut previous = Vec::with_capacity(size);
+        previous.extend_from_slice(&header.timestamp.to_le_bytes());
+        previous.push(PREVIOUS_GTIDS_EVENT);
+        previous.extend_from_slice(&replica_server_id.to_le_bytes());
+        previous.extend_from_slice(&(size as u32).to_le_bytes());
+        previous.extend_from_slice(&((head.len() + size) as u32).to_le_bytes());
+        previous.extend_from_slice(&(FLAG_RELAY_LOG | FLAG_IGNORABLE).to_le_bytes());
+        previous.extend_from_slice(&0u64.to_le_bytes()); // no source ids
+        if with_crc {
+            previous.extend_from_slice(&[0; 4]);
+        }
+        reseal(&mut previous, with_crc);
+        head.extend_from_slice(&previous);
+    }
 
     // The artificial ROTATE that names the master's file and where its events start.
     let size = HEADER_LEN + 8 + master_file.len() + if with_crc { 4 } else { 0 };
@@ -240,9 +264,14 @@ mod tests {
 
     /// A MariaDB 10.11 format description with CRC32, as a file's first event.
     fn mariadb_fde() -> Vec<u8> {
+        fde_of("10.11.6-MariaDB-log")
+    }
+
+    /// A format description of server `version` with CRC32, as a file's first event.
+    fn fde_of(version: &str) -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&4u16.to_le_bytes());
-        let mut version = b"10.11.6-MariaDB-log".to_vec();
+        let mut version = version.as_bytes().to_vec();
         version.resize(50, 0);
         body.extend_from_slice(&version);
         body.extend_from_slice(&0u32.to_le_bytes());
@@ -298,6 +327,25 @@ mod tests {
 
         let err = relay_log_head(&fde[..30], "x", 4, 1).expect_err("cut");
         assert!(err.to_string().contains("FORMAT_DESCRIPTION"), "{err}");
+    }
+
+    #[test]
+    fn a_mysql_relay_log_says_its_previous_gtids_before_the_masters_events() {
+        let fde = fde_of("9.7.4");
+        let head = relay_log_head(&fde, "binlog.000007", 4, 99).expect("head");
+        let events: Vec<_> = EventReader::new(&head)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("every CRC checks out");
+        let types: Vec<u8> = events.iter().map(|e| e.header.event_type.0).collect();
+        assert_eq!(types, [15, PREVIOUS_GTIDS_EVENT, ROTATE_EVENT, 15]);
+        let previous = &events[1];
+        assert_eq!(previous.header.server_id, 99);
+        assert_eq!(previous.header.flags, FLAG_RELAY_LOG | FLAG_IGNORABLE);
+        assert_eq!(u64::from(previous.header.log_pos), previous.end_offset());
+        assert_eq!(previous.body(), &[0; 8], "no source ids");
+        // MariaDB's relay logs have none.
+        let head = relay_log_head(&mariadb_fde(), "mariadb-bin.000007", 4, 99).expect("head");
+        assert_eq!(EventReader::new(&head).count(), 3);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! user's configuration, but with networking off and a Unix socket in a private folder, so
 //! that nothing but binlogd can reach it while it is half restored. Grant tables are
 //! skipped (no credentials to hand over; the socket is the only way in), replication
-//! does not start by itself, and the error log goes to the private folder, where binlogd
+//! does not start by itself (MariaDB's `--skip-slave-start`, MySQL's
+//! `--skip-replica-start`; MySQL's X protocol is off), and the error log goes to the private folder, where binlogd
 //! reads it when the server fails. Run as root, the server runs as the datadir's owner,
 //! so the files it writes stay the database's. When the replay is done the server is
 //! shut down cleanly (SIGTERM, which a server answers with a normal shutdown), and on
@@ -90,8 +91,14 @@ impl TemporaryServer {
             format!("--pid-file={}", dir.join("mysqld.pid").display()),
             format!("--log-error={}", dir.join("error.log").display()),
             "--skip-grant-tables".to_owned(),
-            "--skip-slave-start".to_owned(),
         ]);
+        if server_is_mariadb(&command.binary, datadir).await? {
+            args.push("--skip-slave-start".to_owned());
+        } else {
+            // MySQL's names since 8.0.26; its X protocol would listen on port 33060 and a
+            // socket in /tmp, which a private server must not.
+            args.extend(["--skip-replica-start".to_owned(), "--mysqlx=OFF".to_owned()]);
+        }
         if nix::unistd::geteuid().is_root() {
             // The server refuses to run as root unless told; run it as whoever owns the
             // datadir, so that what it writes stays readable by the database later. It
@@ -220,6 +227,53 @@ impl TemporaryServer {
             }
         }
     }
+}
+
+/// Whether `binary` is MariaDB's server (its `--version` says so) rather than MySQL's,
+/// whose options differ; refused when it is not the server that wrote `datadir`. MySQL 8
+/// and later keep their data dictionary in `mysql.ibd`, which MariaDB never writes: one
+/// server on the other's datadir fails, or worse, tries to upgrade it.
+async fn server_is_mariadb(binary: &Path, datadir: &Path) -> Result<bool, RestoreError> {
+    let output = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(RestoreError::io("running", binary))?;
+    if !output.status.success() {
+        return Err(RestoreError::Unfit(format!(
+            "{} --version failed ({}): {}",
+            binary.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let mariadb = version.contains("MariaDB");
+    let dictionary = datadir.join("mysql.ibd").is_file();
+    let major: u32 = version
+        .split_once(" Ver ")
+        .and_then(|(_, rest)| rest.split('.').next())
+        .and_then(|major| major.trim().parse().ok())
+        .unwrap_or(0);
+    if mariadb && dictionary {
+        return Err(RestoreError::Unfit(format!(
+            "datadir {} is MySQL's (it holds mysql.ibd), and {} is MariaDB's server ({version}): \
+             name MySQL's mysqld with --mysqld",
+            datadir.display(),
+            binary.display()
+        )));
+    }
+    if !mariadb && major >= 8 && !dictionary {
+        return Err(RestoreError::Unfit(format!(
+            "datadir {} holds no mysql.ibd, which MySQL 8 and later keep their data \
+             dictionary in (is it MariaDB's?), and {} is MySQL's server ({version}): name \
+             the server that wrote it with --mysqld",
+            datadir.display(),
+            binary.display()
+        )));
+    }
+    Ok(mariadb)
 }
 
 /// The last `lines` lines of a text file (empty if it cannot be read).

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -31,6 +31,9 @@ pub struct MySqlConfig {
     pub max_binlog_size: Option<u64>,
     /// Further `--option=value` arguments for `mysqld`.
     pub extra_args: Vec<String>,
+    /// Start on this datadir (inside MySQL's root filesystem; a clone, say) instead of a
+    /// fresh one. The instance takes it over: it is removed with the instance.
+    pub adopt_datadir: Option<PathBuf>,
 }
 
 impl MySqlConfig {
@@ -91,13 +94,18 @@ impl MySql {
         let dir = new_instance_dir_in(&root.join(CHROOT_INSTANCES), "mysql-")?;
         let arg = |p: &Path| files.server_path(p).display().to_string();
         fs::create_dir_all(dir.path().join("tmp")).context("create the tmpdir")?;
-        run_checked(
-            files
-                .command(Tool::Mysqld)?
-                .args(["--no-defaults", "--initialize-insecure", "--user=root"])
-                .arg(format!("--datadir={}", arg(&dir.path().join("data")))),
-            "mysqld --initialize-insecure",
-        )?;
+        if let Some(datadir) = &config.adopt_datadir {
+            fs::rename(datadir, dir.path().join("data"))
+                .with_context(|| format!("move {} into the instance", datadir.display()))?;
+        } else {
+            run_checked(
+                files
+                    .command(Tool::Mysqld)?
+                    .args(["--no-defaults", "--initialize-insecure", "--user=root"])
+                    .arg(format!("--datadir={}", arg(&dir.path().join("data")))),
+                "mysqld --initialize-insecure",
+            )?;
+        }
         let mut attempt = 0;
         let (server, port) = loop {
             attempt += 1;
@@ -170,7 +178,7 @@ impl MySql {
         // Kept out of the binlog: a test's binlog starts with the test's own statements.
         db.sql(&format!(
             "SET sql_log_bin = 0;\n\
-             CREATE USER '{REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY '{REPLICATION_PASSWORD}';\n\
+             CREATE USER IF NOT EXISTS '{REPLICATION_USER}'@'127.0.0.1' IDENTIFIED BY '{REPLICATION_PASSWORD}';\n\
              GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPLICATION_USER}'@'127.0.0.1';"
         ))?;
         Ok(db)
@@ -189,6 +197,54 @@ impl MySql {
     /// A path of this machine as the server names it.
     pub fn server_path(&self, path: &Path) -> PathBuf {
         self.files.server_path(path)
+    }
+
+    /// A command running `program` (a path inside MySQL's root filesystem) in that root,
+    /// where it sees the server's paths as the server does: a tool run on the database's
+    /// own machine.
+    pub fn beside_server(&self, program: &Path) -> Command {
+        match &self.files {
+            ServerFiles::Host => Command::new(program),
+            ServerFiles::Chroot(root) => {
+                let mut command = Command::new("chroot");
+                command.arg(root).arg(self.files.server_path(program));
+                command
+            }
+        }
+    }
+
+    /// A command running one of the root's own tools (`mysqlbinlog`, `mysql`...).
+    pub fn own_tool(&self, tool: Tool) -> Result<Command> {
+        self.files.command(tool)
+    }
+
+    /// An account with every privilege that logs in over TCP from 127.0.0.1, created
+    /// outside the binlog (it is the test's, not the database's).
+    pub fn create_tcp_admin(&self, user: &str, password: &str) -> Result<()> {
+        self.sql(&format!(
+            "SET sql_log_bin = 0; \
+             CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; \
+             GRANT ALL ON *.* TO '{user}'@'127.0.0.1'"
+        ))
+        .map(drop)
+    }
+
+    /// A consistent physical copy of the server, made by the server itself (`CLONE LOCAL
+    /// DATA DIRECTORY`, installing the clone plugin first), at `dir`: a new folder inside
+    /// MySQL's root filesystem. A server started on it has the source's data and
+    /// `@@gtid_executed` as of the clone.
+    pub fn clone_to(&self, dir: &Path) -> Result<()> {
+        let installed = self.query_value(
+            "SELECT COUNT(*) FROM information_schema.plugins WHERE plugin_name = 'clone'",
+        )? == "1";
+        if !installed {
+            self.sql("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")?;
+        }
+        self.sql(&format!(
+            "CLONE LOCAL DATA DIRECTORY = '{}'",
+            self.server_path(dir).display()
+        ))
+        .map(drop)
     }
 
     /// Runs SQL as root and returns the client's tab-separated output without headers.
