@@ -3,8 +3,9 @@
 //! a restore can be (a GTID set, just before a GTID, a time, a file position, the latest,
 //! a time beyond the archive with and without --strict) with 1, 2 and 4 workers, each
 //! checked by `CHECKSUM TABLE` and `@@gtid_executed` against what was recorded; through
-//! `mysqlbinlog | mysql`; into a datadir with a private `mysqld`; and bad inputs, each one
-//! clear error with the server left as it was.
+//! `mysqlbinlog | mysql`; into a datadir with a private `mysqld`; bad inputs, each one
+//! clear error with the server left as it was; and a failover (a replica promoted behind
+//! the address binlogd follows) archived in two epochs and restored across.
 //!
 //! binlogd runs where the server runs (inside MySQL's root filesystem), because it writes
 //! the relay logs into the server's own folder.
@@ -460,5 +461,138 @@ fn mariadb_binlogs_are_refused_by_mysql() {
         "{stderr}"
     );
     assert_eq!(target.gtid_executed().expect("gtids"), "");
+    no_channel_left(&target);
+}
+
+/// The server's binlog files that the archive's `epoch` holds, each at the server's
+/// length: the epoch has caught up with the server.
+fn epoch_caught_up(epoch: &Path, db: &MySql) -> bool {
+    let files = db.binlog_files().expect("files");
+    files
+        .last()
+        .is_some_and(|newest| epoch.join(newest.file_name().expect("name")).exists())
+        && files.iter().all(|file| {
+            let copy = epoch.join(file.file_name().expect("name"));
+            !copy.exists()
+                || std::fs::metadata(&copy).map(|m| m.len()).ok()
+                    == std::fs::metadata(file).map(|m| m.len()).ok()
+        })
+}
+
+#[test]
+fn a_mysql_failover_is_archived_once_across_two_epochs_and_restored_across() {
+    let primary = MySqlConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("primary");
+    // A replica as MySQL ships one: log_replica_updates is on, so its binlog holds the
+    // primary's transactions too, with their GTIDs.
+    let replica = MySqlConfig {
+        server_id: Some(2),
+        max_binlog_size: Some(64 << 10),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("replica");
+    replica.replicate_from(&primary).expect("replicate");
+    primary.write_workload(100).expect("before the clone");
+    let clone = primary.dir().join("base");
+    primary.clone_to(&clone).expect("clone");
+    primary.write_workload(200).expect("on the primary");
+
+    // binlogd follows the database's address, which moves to the replica at the failover.
+    let proxy = binlogd_testkit::TcpProxy::start(primary.port()).expect("proxy");
+    let address = format!(
+        "mysql://{}@127.0.0.1:{}",
+        binlogd_testkit::REPLICATION_USER,
+        proxy.port()
+    );
+    let archive = Archive::new_in(primary.dir());
+    let streamer = stream_common::Streamer::start_with(&primary, &archive, &[], &address);
+    primary.write_workload(20).expect("more on the primary");
+    archive.wait_caught_up(&primary, std::time::Duration::from_secs(60));
+    let before = primary.gtid_executed().expect("gtids");
+    replica
+        .wait_for_gtids(&before, std::time::Duration::from_secs(60))
+        .expect("the replica caught up");
+
+    // Promote the replica, move the address, and write there.
+    replica
+        .sql("STOP REPLICA; RESET REPLICA ALL")
+        .expect("promote");
+    proxy.retarget(replica.port());
+    replica.write_workload(200).expect("on the new primary");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let new_epoch = loop {
+        let epochs = archive.epochs();
+        if epochs.len() == 2
+            && epoch_caught_up(&epochs[1], &replica)
+            && archive.indexes_all_of(&stream_common::server_gtids(&replica))
+        {
+            break epochs[1].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no caught-up second epoch: {:?}\n{}",
+            archive.epochs(),
+            archive.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    streamer.stop();
+    assert!(
+        new_epoch.to_string_lossy().ends_with("0002-server2"),
+        "{}",
+        new_epoch.display()
+    );
+    for file in replica.binlog_files().expect("files") {
+        let copy = new_epoch.join(file.file_name().expect("name"));
+        if copy.exists() {
+            stream_common::assert_same_bytes(&file, &copy);
+        }
+    }
+    // Every GTID of the new primary's history (the old primary's and its own) once.
+    archive.assert_index_lists_every_gtid_once(&replica);
+
+    // The timeline names the change of server.
+    let output = stream_common::binlogd()
+        .args(["timeline", "--output", "json", "--archive"])
+        .arg(archive.path())
+        .output()
+        .expect("timeline");
+    assert!(output.status.success());
+    let timeline: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let everything = replica.gtid_executed().expect("gtids");
+    assert_eq!(timeline["recoverable_to"]["gtids"], everything.as_str());
+    let change = timeline["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .find(|event| event.get("to_epoch").is_some())
+        .unwrap_or_else(|| panic!("no server change in {timeline}"));
+    assert_eq!(change["to_server_id"], 2, "{change}");
+    assert_eq!(change["lost"], "", "nothing lost in the change: {change}");
+    assert!(
+        change["from_epoch"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("server1")),
+        "{change}"
+    );
+
+    // A restore from the old primary's clone across the failover, to the newest state.
+    let target = target_from(&clone);
+    let output = restore_beside(&target, &archive.path(), &["--latest"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.gtid_executed().expect("gtids"), everything);
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        replica.query_value(CHECKSUM).expect("checksum")
+    );
     no_channel_left(&target);
 }

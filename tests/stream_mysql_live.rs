@@ -1,12 +1,16 @@
 //! `binlogd stream` against a live MySQL 9.7, as MySQL ships (`gtid_mode=ON`, ROW,
 //! CRC32, `caching_sha2_password` over TLS): byte-identical files across rotations, a
-//! SIGKILL of binlogd in the middle of a load, and resuming by GTID set or by position.
+//! SIGKILL of binlogd in the middle of a load, resuming by GTID set or by position, TLS
+//! and authentication, semi-sync, a settings matrix, purged files, and heartbeats keeping
+//! an idle stream alive.
 
 mod stream_common;
 
 use binlogd_testkit::{MySql, MySqlConfig};
 use std::time::Duration;
-use stream_common::{Archive, Streamer, assert_identical_to_server, wait_for_quiet_binlogs};
+use stream_common::{
+    Archive, Streamer, assert_identical_to_server, http_get, wait_for_quiet_binlogs,
+};
 
 /// A MySQL 9.7 with its defaults, but 64 KiB files (the default is 1 GiB), so that a small
 /// load rotates several times.
@@ -325,4 +329,44 @@ fn files_the_source_purged_before_binlogd_read_them_are_one_clear_error() {
             "one error line: {stderr}"
         );
     }
+}
+
+#[test]
+fn an_idle_mysql_keeps_the_stream_alive_with_heartbeats() {
+    // A source with nothing to write: only its heartbeats (every second) keep binlogd from
+    // taking the quiet connection for a dead one (after 3 s) and reconnecting.
+    let db = server();
+    db.write_workload(10).expect("load");
+    let archive = Archive::new();
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let streamer = Streamer::start(
+        &db,
+        &archive,
+        &[
+            "--heartbeat",
+            "1",
+            "--net-timeout",
+            "3",
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+    );
+    archive.wait_caught_up(&db, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(8));
+    let (status, body) = http_get(&metrics_addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = http_get(&metrics_addr, "/metrics");
+    for expected in [
+        "binlogd_reconnects_total 0",
+        "binlogd_source_connected 1",
+        "binlogd_lag_bytes 0",
+    ] {
+        assert!(metrics.contains(expected), "no {expected:?} in\n{metrics}");
+    }
+    // And what arrives after the quiet spell is archived at once.
+    db.write_workload(5).expect("after the quiet spell");
+    archive.wait_caught_up(&db, Duration::from_secs(30));
+    streamer.stop();
+    let log = archive.log();
+    assert!(!log.contains("reconnecting"), "{log}");
 }

@@ -270,6 +270,33 @@ impl MySql {
             .replace('\n', ""))
     }
 
+    /// Makes this instance a replica of `primary` (GTID auto-positioning, the server's
+    /// public key fetched for `caching_sha2_password` over a plain connection) and starts
+    /// both replication threads.
+    pub fn replicate_from(&self, primary: &MySql) -> Result<()> {
+        self.sql(&format!(
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
+             SOURCE_USER='{REPLICATION_USER}', SOURCE_PASSWORD='{REPLICATION_PASSWORD}', \
+             SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1; START REPLICA;",
+            primary.port
+        ))
+        .map(drop)
+    }
+
+    /// Waits until this server has applied every GTID of `gtid_set`
+    /// (`WAIT_FOR_EXECUTED_GTID_SET`).
+    pub fn wait_for_gtids(&self, gtid_set: &str, timeout: Duration) -> Result<()> {
+        let answer = self.query_value(&format!(
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET('{gtid_set}', {})",
+            timeout.as_secs_f64()
+        ))?;
+        ensure!(
+            answer == "0",
+            "replica did not reach {gtid_set} within {timeout:?} (answer {answer})"
+        );
+        Ok(())
+    }
+
     /// `FLUSH BINARY LOGS`.
     pub fn rotate(&self) -> Result<()> {
         self.sql("FLUSH BINARY LOGS").map(drop)
