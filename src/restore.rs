@@ -175,8 +175,10 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<Option<GtidState>> {
         .find(|path| path.is_file())
     {
         let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-        let gtids = text.split_whitespace().nth(2).map(str::to_owned);
-        (path, gtids)
+        // FILE, POSITION, then the GTIDs, which XtraBackup breaks over lines after each
+        // comma when a MySQL set has several server UUIDs.
+        let gtids: String = text.split_whitespace().skip(2).collect();
+        (path, Some(gtids))
     } else if let Some(path) = ["xtrabackup_info", "mariadb_backup_info"]
         .iter()
         .map(|name| dir.join(name))
@@ -672,6 +674,24 @@ mod backup_tests {
                 .to_string(),
             "0-1-202"
         );
+        // Percona XtraBackup of a MySQL server with two source UUIDs.
+        std::fs::write(
+            dir.join("xtrabackup_binlog_info"),
+            "binlog.000003\t1234\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n\
+             4e11fa47-71ca-11e1-9e33-c80aa9429562:1-7\n",
+        )
+        .expect("write");
+        assert_eq!(
+            backup_gtids(&dir)
+                .expect("gtids")
+                .expect("named")
+                .to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,4e11fa47-71ca-11e1-9e33-c80aa9429562:1-7"
+        );
+        let clone = tempfile_dir("clone");
+        std::fs::create_dir(clone.join("#clone")).expect("mkdir");
+        assert_eq!(backup_gtids(&clone).expect("a clone"), None);
+        let _ = std::fs::remove_dir_all(clone);
         let datadir = tempfile_dir("datadir");
         std::fs::write(
             datadir.join("xtrabackup_info"),

@@ -3,8 +3,9 @@
 //! spool-upload Job of a deleted one, a PointInTimeRestore's Job), lays each pod's volumes
 //! out in a temporary directory (Secrets as files of mode 0400, the ConfigMap, the claims,
 //! emptyDirs), runs the containers' exact command lines and environment there (paths mapped
-//! into that directory, the metrics port onto a free loopback one) against a real MariaDB
-//! and a real S3 store, and reads the running binlogd back the way the operator does: its
+//! into that directory, the metrics port onto a free loopback one; a restore into MySQL in
+//! MySQL's root filesystem, as in its image) against a real MariaDB or MySQL and a real S3
+//! store, and reads the running binlogd back the way the operator does: its
 //! `/healthz` probe, its `/metrics` for the BinlogServer's status, and its JSON log for the
 //! restore's.
 
@@ -13,7 +14,7 @@ mod stream_common;
 use binlogd_operator::crd::{BinlogServer, PointInTimeRestore};
 use binlogd_operator::status::{read_metrics, read_restore_log};
 use binlogd_operator::workloads::{binlog_server_statefulset, restore_job, spool_upload_job};
-use binlogd_testkit::{MariaDbConfig, S3Server};
+use binlogd_testkit::{BinlogSource, MariaDbConfig, MySql, MySqlConfig, S3Server};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
 /// A pod's file system: where its volumes are, and what its Secrets and ConfigMaps hold.
 struct Pod {
     root: tempfile::TempDir,
+    /// The root filesystem of the image the container runs (`chroot`), when it is not
+    /// this machine's; the pod's files are laid out inside it.
+    image: Option<PathBuf>,
     /// The user and group the containers run as (the pod's security context), if not root.
     run_as: Option<(u32, u32)>,
     /// Volume mount paths in the container, longest first.
@@ -48,7 +52,35 @@ impl Pod {
         objects: &BTreeMap<&str, BTreeMap<&str, String>>,
         claims: &BTreeMap<&str, PathBuf>,
     ) -> Pod {
-        let root = tempfile::tempdir().expect("pod root");
+        Pod::lay_out_in_image(pod, container, templates, objects, claims, None)
+    }
+
+    /// As [`Pod::lay_out`], for a container that runs `image` (a root filesystem, which
+    /// the claims and the pod's files are inside).
+    fn lay_out_in_image(
+        pod: &PodSpec,
+        container: &Container,
+        templates: &BTreeMap<String, String>,
+        objects: &BTreeMap<&str, BTreeMap<&str, String>>,
+        claims: &BTreeMap<&str, PathBuf>,
+        image: Option<&Path>,
+    ) -> Pod {
+        let root = match image {
+            Some(image) => {
+                let tmp = image.join("tmp");
+                tempfile::tempdir_in(tmp).expect("pod root")
+            }
+            None => tempfile::tempdir().expect("pod root"),
+        };
+        let in_image = |path: &Path| -> PathBuf {
+            match image {
+                Some(image) => Path::new("/").join(
+                    path.strip_prefix(image)
+                        .expect("the claim is inside the image's root"),
+                ),
+                None => path.to_owned(),
+            }
+        };
         set_mode(root.path(), 0o755);
         let security = pod.security_context.clone().unwrap_or_default();
         let fs_group = security.fs_group.map(|g| g as u32);
@@ -81,7 +113,7 @@ impl Pod {
                     .unwrap_or_else(|| panic!("no claim {claim}"));
                 std::fs::create_dir_all(dir.parent().expect("parent")).expect("mkdir");
                 std::fs::create_dir_all(data).expect("the claim's volume");
-                std::os::unix::fs::symlink(data, &dir).expect("mount the claim");
+                std::os::unix::fs::symlink(in_image(data), &dir).expect("mount the claim");
                 if let Some(group) = fs_group {
                     give_to_group(data, group);
                 }
@@ -133,6 +165,7 @@ impl Pod {
         let metrics = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
         Pod {
             root,
+            image: image.map(Path::to_owned),
             run_as,
             mounts,
             metrics,
@@ -161,16 +194,29 @@ impl Pod {
                     .is_some_and(|rest| rest.starts_with('/'))
         });
         if under_a_mount {
-            format!("{head}{}", self.path(value).display())
+            let path = self.path(value);
+            let seen = match &self.image {
+                Some(image) => Path::new("/").join(path.strip_prefix(image).expect("inside")),
+                None => path,
+            };
+            format!("{head}{}", seen.display())
         } else {
             arg.to_owned()
         }
     }
 
-    /// The container's process: `program` (its command, or the image's binlogd), its
-    /// arguments and environment mapped, nothing inherited that could stand in for them.
+    /// The container's process: `program` (its command, or the image's binlogd; as the
+    /// image sees it), its arguments and environment mapped, nothing inherited that could
+    /// stand in for them.
     fn command(&self, container: &Container, program: &Path) -> Command {
-        let mut command = Command::new(program);
+        let mut command = match &self.image {
+            Some(image) => {
+                let mut command = Command::new("chroot");
+                command.arg(image).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
         command.args(container.args.iter().flatten().map(|a| self.map(a)));
         if let Some((user, group)) = self.run_as {
             use std::os::unix::process::CommandExt;
@@ -454,7 +500,7 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     let restore_pod = Pod::lay_out(&pod_spec, container, &BTreeMap::new(), &objects, &claims);
     let copy = init.command.as_ref().expect("the copy command");
     assert_eq!(copy[0], "cp");
-    std::fs::copy(the_binlogd(), restore_pod.map(&copy[2])).expect("copy binlogd in");
+    std::fs::copy(the_binlogd(), restore_pod.path(&copy[2])).expect("copy binlogd in");
     let program = restore_pod.map(&container.command.as_ref().expect("command")[0]);
     let restored = restore_pod
         .command(container, Path::new(&program))
@@ -531,4 +577,144 @@ fn wait_for(limit: Duration, what: &str, log: &dyn Fn() -> String, mut done: imp
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_restore_job_replays_into_a_mysql_image_from_a_clone() {
+    // MySQL's root filesystem stands in for the database image (`mysql:9.7`): the Job's
+    // restore container runs there, binlogd copied in by the init container.
+    let image = MySql::root_filesystem().expect("MySQL's root filesystem");
+    let primary = MySqlConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(100).expect("before the clone");
+    let volumes = tempfile::tempdir_in(image.join("tmp")).expect("volumes");
+    set_mode(volumes.path(), 0o755);
+    let claims = BTreeMap::from([("data-db1-0", volumes.path().join("data-db1-0"))]);
+    // The database's volume holds a CLONE of it, as a clone-based backup restores it.
+    primary
+        .clone_to(&claims["data-db1-0"])
+        .expect("clone into the volume");
+    primary.write_workload(100).expect("after the clone");
+    let moment = primary.gtid_executed().expect("gtids");
+    let checksum_at_moment = primary.query_value(CHECKSUM).expect("checksum");
+    primary.write_workload(30).expect("after the moment");
+
+    // The archive the BinlogServer would have uploaded.
+    let s3 = S3Server::start_from_env().expect("S3 server");
+    s3.create_bucket("backups").expect("create the bucket");
+    let spool = tempfile::tempdir().expect("spool");
+    let streamed = Command::new(the_binlogd())
+        .args(["stream", "--no-progress", "--exit-at-end", "--source"])
+        .arg(primary.replication_url())
+        .args(["--archive", "s3://backups/db1", "--spool-dir"])
+        .arg(spool.path())
+        .args(["--s3-endpoint", &s3.endpoint(), "--s3-region", s3.region()])
+        .env("BINLOGD_SOURCE_PASSWORD", primary.replication_password())
+        .envs(s3.aws_env())
+        .output()
+        .expect("run binlogd stream");
+    assert!(
+        streamed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&streamed.stderr)
+    );
+
+    let storage: binlogd_operator::crd::StorageSpec = serde_json::from_value(json!({
+        "bucket": "backups", "prefix": "db1", "region": s3.region(), "endpoint": s3.endpoint(),
+        "credentialsSecret": {"name": "s3", "key": "credentials"}
+    }))
+    .expect("storage");
+    let objects = BTreeMap::from([
+        (
+            "s3",
+            BTreeMap::from([(
+                "credentials",
+                format!(
+                    "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                    s3.access_key(),
+                    s3.secret_key()
+                ),
+            )]),
+        ),
+        (
+            "db1-config",
+            // The official image has secure_file_priv's folder; this root filesystem
+            // (MySQL's core package only) does not, so the configuration turns it off.
+            BTreeMap::from([(
+                "my.cnf",
+                "[mysqld]\ninnodb_buffer_pool_size = 64M\nsecure_file_priv = \"\"\n".to_owned(),
+            )]),
+        ),
+    ]);
+    let restore: PointInTimeRestore = serde_json::from_value(json!({
+        "apiVersion": "binlogd.io/v1alpha1", "kind": "PointInTimeRestore",
+        "metadata": {"name": "undo", "namespace": "prod", "uid": "undo-uid"},
+        "spec": {
+            "binlogServerRef": "db1",
+            "target": {"toGtid": moment},
+            "database": {"pvcName": "data-db1-0", "image": "mysql:9.7",
+                         "config": {"name": "db1-config", "key": "my.cnf"}},
+            "parallelWorkers": 2,
+            "staging": {"size": "1Gi"}
+        }
+    }))
+    .expect("a PointInTimeRestore");
+    let job = restore_job(&restore, &storage, "binlogd:test").expect("Job");
+    let pod_spec = job.spec.expect("spec").template.spec.expect("pod");
+    let init = &pod_spec.init_containers.as_ref().expect("init")[0];
+    let container = &pod_spec.containers[0];
+    let restore_pod = Pod::lay_out_in_image(
+        &pod_spec,
+        container,
+        &BTreeMap::new(),
+        &objects,
+        &claims,
+        Some(&image),
+    );
+    let copy = init.command.as_ref().expect("the copy command");
+    std::fs::copy(the_binlogd(), restore_pod.path(&copy[2])).expect("copy binlogd in");
+    let program = restore_pod.map(&container.command.as_ref().expect("command")[0]);
+    let restored = restore_pod
+        .command(container, Path::new(&program))
+        .output()
+        .expect("run the restore container");
+    let stderr = String::from_utf8_lossy(&restored.stderr);
+    assert!(restored.status.success(), "{stderr}");
+    let seen = read_restore_log(&stderr);
+    assert_eq!(
+        seen.plan.as_ref().map(|plan| plan.target_gtid.as_str()),
+        Some(moment.as_str())
+    );
+    assert!(seen.staged, "{stderr}");
+    assert_eq!(
+        seen.reached.as_ref().map(|(gtid, _)| gtid.as_str()),
+        Some(moment.as_str())
+    );
+    assert_eq!(seen.progress().as_deref(), Some("100%"), "{stderr}");
+    assert!(
+        stderr.contains("a MySQL clone: starting from the server's own gtid_executed"),
+        "{stderr}"
+    );
+    // The image has no CA bundle (nor need it, for an http:// endpoint): said, not fatal.
+    assert!(
+        stderr.contains("no CA certificates on this machine"),
+        "{stderr}"
+    );
+
+    // The database, started on its volume, is the primary at the moment.
+    let database = MySqlConfig {
+        adopt_datadir: Some(claims["data-db1-0"].clone()),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("the database on its restored volume");
+    assert_eq!(
+        database.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_moment
+    );
+    assert_eq!(database.gtid_executed().expect("gtids"), moment);
 }

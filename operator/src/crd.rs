@@ -254,22 +254,23 @@ pub struct RestoreTarget {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    /// The PersistentVolumeClaim holding the datadir, already restored from a base backup
-    /// (the `xtrabackup_info` that mariadb-backup's copy-back leaves there says where the
-    /// archive takes over).
+    /// The PersistentVolumeClaim holding the datadir, already restored from a base backup:
+    /// the `xtrabackup_info` that mariadb-backup's (or XtraBackup's) copy-back leaves there
+    /// says where the archive takes over; a MySQL CLONE keeps its GTID state inside, which
+    /// the server started on it reports.
     pub pvc_name: String,
     /// The datadir's path within the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_path: Option<String>,
-    /// The database image whose `mariadbd` (or `mysqld`) replays. binlogd is copied into
+    /// The database image whose `mariadbd` (or, for a MySQL datadir, `mysqld`) replays. binlogd is copied into
     /// it and needs glibc 2.34 or newer there (Debian 12, Ubuntu 22.04, EL 9 and later);
     /// an image on an older one fails the Job with "GLIBC_2.34 not found".
     pub image: String,
     /// The database's configuration file, from a ConfigMap (else the image's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigMapKeyRef>,
-    /// The GTID state the base backup holds, if the datadir lacks mariadb-backup's
-    /// `xtrabackup_info` (which names it).
+    /// The GTID state the base backup holds, if the datadir names none (no
+    /// `xtrabackup_info`, not a MySQL clone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_gtid: Option<String>,
 }

@@ -76,6 +76,11 @@ impl MySql {
         Ok(dir)
     }
 
+    /// The root filesystem MySQL 9.7 runs from: what a MySQL database image is to a pod.
+    pub fn root_filesystem() -> Result<PathBuf> {
+        mysql_root()
+    }
+
     /// A path inside MySQL's root filesystem, as the server names it.
     pub fn path_for_server(path: &Path) -> Result<PathBuf> {
         Ok(ServerFiles::Chroot(mysql_root()?).server_path(path))

@@ -124,6 +124,39 @@ fn is_segment(key: &str) -> bool {
     )
 }
 
+/// Whether this machine has CA certificates to verify an HTTPS endpoint with (the
+/// system's bundle, or `SSL_CERT_FILE`/`SSL_CERT_DIR`). A database image that binlogd is
+/// copied into for a restore may have none.
+fn machine_has_ca_certificates() -> bool {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        tracing::warn!(
+            errors = ?found.errors,
+            "no CA certificates on this machine: an https:// S3 endpoint cannot be verified \
+             (install ca-certificates, or name a bundle with SSL_CERT_FILE); http:// works"
+        );
+        false
+    } else {
+        true
+    }
+}
+
+/// The SDK's HTTPS client, trusting no CA: its default insists on the system's (and
+/// aborts a debug build without them), where an http:// endpoint needs none.
+fn client_without_ca_certificates() -> impl aws_sdk_s3::config::HttpClient + use<> {
+    use aws_smithy_http_client::tls;
+    let context = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty())
+        .build()
+        .unwrap_or_default();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https()
+}
+
 /// A bucket and prefix on S3.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -142,6 +175,9 @@ impl S3Store {
         }
         if let Some(endpoint) = &options.endpoint {
             loader = loader.endpoint_url(endpoint);
+        }
+        if !machine_has_ca_certificates() {
+            loader = loader.http_client(client_without_ca_certificates());
         }
         let shared = loader.load().await;
         let custom_endpoint =
