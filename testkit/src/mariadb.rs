@@ -600,27 +600,7 @@ impl MariaDb {
     }
 
     fn run_sysbench(&self, load: &SysbenchLoad, command: &str) -> Result<()> {
-        let sysbench = find_tool(Tool::Sysbench)?;
-        let mut cmd = Command::new(sysbench);
-        cmd.arg("oltp_write_only")
-            .arg("--db-driver=mysql")
-            .arg(format!("--mysql-socket={}", self.layout.socket.display()))
-            .args(["--mysql-user=root", "--mysql-db=sbtest"])
-            .arg(format!("--tables={}", load.tables))
-            .arg(format!("--table-size={}", load.table_size))
-            .arg(format!("--threads={}", load.threads))
-            .arg(format!("--time={}", load.seconds))
-            .arg(format!("--events={}", load.events))
-            .arg("--report-interval=0")
-            .arg(command);
-        let output = cmd.output().context("run sysbench")?;
-        ensure!(
-            output.status.success(),
-            "sysbench {command} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(())
+        run_sysbench(&self.layout.socket, load, command)
     }
 
     /// Takes a `mariadb-backup` base backup into `target` (which must not exist yet or be
@@ -707,7 +687,33 @@ impl MariaDb {
     }
 }
 
-/// Load for [`MariaDb::sysbench`].
+/// `sysbench oltp_write_only COMMAND` (`prepare` or `run`) on database `sbtest`, as root
+/// over the server's Unix socket (a path on this machine).
+pub(crate) fn run_sysbench(socket: &Path, load: &SysbenchLoad, command: &str) -> Result<()> {
+    let sysbench = find_tool(Tool::Sysbench)?;
+    let mut cmd = Command::new(sysbench);
+    cmd.arg("oltp_write_only")
+        .arg("--db-driver=mysql")
+        .arg(format!("--mysql-socket={}", socket.display()))
+        .args(["--mysql-user=root", "--mysql-db=sbtest"])
+        .arg(format!("--tables={}", load.tables))
+        .arg(format!("--table-size={}", load.table_size))
+        .arg(format!("--threads={}", load.threads))
+        .arg(format!("--time={}", load.seconds))
+        .arg(format!("--events={}", load.events))
+        .arg("--report-interval=0")
+        .arg(command);
+    let output = cmd.output().context("run sysbench")?;
+    ensure!(
+        output.status.success(),
+        "sysbench {command} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// Load for [`MariaDb::sysbench`] and [`crate::MySql::sysbench`].
 #[derive(Debug, Clone)]
 pub struct SysbenchLoad {
     /// `--tables`.

@@ -302,6 +302,20 @@ impl MySql {
         Ok(())
     }
 
+    /// Runs `sysbench oltp_write_only` against database `sbtest` (this machine's sysbench,
+    /// over the server's socket): `prepare` if the tables do not exist yet, then `run`.
+    pub fn sysbench(&self, load: &crate::SysbenchLoad) -> Result<()> {
+        self.sql("CREATE DATABASE IF NOT EXISTS sbtest")?;
+        let has_tables = self.query_value(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'sbtest'",
+        )? != "0";
+        let socket = self.dir.path().join("mysqld.sock");
+        if !has_tables {
+            crate::mariadb::run_sysbench(&socket, load, "prepare")?;
+        }
+        crate::mariadb::run_sysbench(&socket, load, "run")
+    }
+
     /// `FLUSH BINARY LOGS`.
     pub fn rotate(&self) -> Result<()> {
         self.sql("FLUSH BINARY LOGS").map(drop)

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use binlogd_parser::EventReader;
-use binlogd_testkit::{BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, SysbenchLoad};
+use binlogd_testkit::{
+    BinlogChecksum, BinlogFormat, BinlogSource, MariaDb, MariaDbConfig, MySqlConfig, SysbenchLoad,
+};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,9 +32,9 @@ fn main() -> Result<()> {
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
-                 cargo run --release -p xtask -- bench-pull [--runs N] [--megabytes M] [--binlogd PATH] | \
+                 cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
-                 cargo run --release -p xtask -- bench-restore [--runs N] [--megabytes M] [--workers W]"
+                 cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W]"
             )
         }
     }
@@ -327,6 +329,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
     let mut binlogd = PathBuf::from("target/release/binlogd");
     let mut runs = 5usize;
     let mut megabytes = 500u64;
+    let mut mysql = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -335,110 +338,218 @@ fn bench_pull(args: &[String]) -> Result<()> {
             "--megabytes" => {
                 megabytes = it.next().context("--megabytes needs a number")?.parse()?
             }
+            "--flavour" => {
+                mysql = match it.next().context("--flavour needs a value")?.as_str() {
+                    "mariadb" => false,
+                    "mysql" => true,
+                    other => bail!("--flavour {other}: mariadb or mysql"),
+                }
+            }
             other => bail!(
-                "unknown argument {other}: cargo xtask bench-pull [--binlogd PATH] [--runs N] [--megabytes M]"
+                "unknown argument {other}: cargo xtask bench-pull [--flavour mariadb|mysql] \
+                 [--binlogd PATH] [--runs N] [--megabytes M]"
             ),
         }
     }
     if !binlogd.is_file() {
         bail!("{} not found: cargo build --release", binlogd.display());
     }
-    if cfg!(debug_assertions) {
-        // The mysql_async contender runs in this very binary: it must be optimised too.
-        bail!("run the benchmark from a release build: cargo run --release -p xtask -- bench-pull");
-    }
-    let db = MariaDbConfig {
-        max_binlog_size: Some(256 << 20),
-        ..MariaDbConfig::default()
-    }
-    .start()?;
+    let load = SysbenchLoad {
+        tables: 8,
+        table_size: 100_000,
+        threads: 4,
+        seconds: 20,
+        events: 0,
+    };
     println!("==> writing at least {megabytes} MB of sysbench oltp_write_only binlogs");
-    let mut total = 0;
-    while total < megabytes << 20 {
-        db.sysbench(&SysbenchLoad {
-            tables: 8,
-            table_size: 100_000,
-            threads: 4,
-            seconds: 20,
-            events: 0,
-        })?;
-        total = db
-            .binlog_files()?
+    let binlog_bytes = |db: &dyn Fn() -> Result<Vec<PathBuf>>| -> Result<u64> {
+        Ok(db()?
             .iter()
             .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
-            .sum();
-        println!("    {} MB", total >> 20);
+            .sum())
+    };
+    if mysql {
+        let db = MySqlConfig {
+            max_binlog_size: Some(256 << 20),
+            ..MySqlConfig::default()
+        }
+        .start()?;
+        let mut total = 0;
+        while total < megabytes << 20 {
+            db.sysbench(&load)?;
+            total = binlog_bytes(&|| db.binlog_files())?;
+            println!("    {} MB", total >> 20);
+        }
+        db.rotate()?;
+        let first = db.binlog_names()?.into_iter().next().context("no binlog")?;
+        // MySQL's own mysqlbinlog, in its root filesystem, writing where it can.
+        let scratch = db.dir().join("pulls");
+        let reader = |dir: &Path, extra: &[&str]| -> Result<Command> {
+            let mut command = db.own_tool(binlogd_testkit::Tool::Mysqlbinlog)?;
+            command
+                .args(extra)
+                .args([
+                    "--read-from-remote-server",
+                    "--raw",
+                    "--to-last-log",
+                    "--host=127.0.0.1",
+                ])
+                .arg(format!("--port={}", db.port()))
+                .arg(format!("--user={}", binlogd_testkit::REPLICATION_USER))
+                .arg(format!("--password={}", db.replication_password()))
+                .arg(format!("--result-file={}/", db.server_path(dir).display()))
+                .arg(&first);
+            Ok(command)
+        };
+        let mut contenders = common_contenders(&db, &binlogd, &first)?;
+        contenders.insert(
+            1,
+            (
+                "mysqlbinlog".to_owned(),
+                Box::new(move |dir: &Path| reader(dir, &[])),
+            ),
+        );
+        contenders.insert(
+            2,
+            (
+                "mysqlbinlog (no TLS)".to_owned(),
+                Box::new(move |dir: &Path| reader(dir, &["--ssl-mode=DISABLED"])),
+            ),
+        );
+        pull_contest(&contenders, &scratch, runs, total)
+    } else {
+        let db = MariaDbConfig {
+            max_binlog_size: Some(256 << 20),
+            ..MariaDbConfig::default()
+        }
+        .start()?;
+        let mut total = 0;
+        while total < megabytes << 20 {
+            db.sysbench(&load)?;
+            total = binlog_bytes(&|| db.binlog_files())?;
+            println!("    {} MB", total >> 20);
+        }
+        db.rotate()?;
+        let first = db.binlog_names()?.into_iter().next().context("no binlog")?;
+        let mariadb_binlog = binlogd_testkit::find_tool(binlogd_testkit::Tool::MariadbBinlog)?;
+        let reader = |dir: &Path| -> Result<Command> {
+            let mut command = Command::new(&mariadb_binlog);
+            command
+                .args([
+                    "--read-from-remote-server",
+                    "--raw",
+                    "--to-last-log",
+                    "--host=127.0.0.1",
+                ])
+                .arg(format!("--port={}", db.port()))
+                .arg(format!("--user={}", binlogd_testkit::REPLICATION_USER))
+                .arg(format!("--password={}", db.replication_password()))
+                .arg(format!("--result-file={}/", dir.display()))
+                .arg(&first);
+            Ok(command)
+        };
+        let scratch = tempfile_dir()?;
+        let mut contenders = common_contenders(&db, &binlogd, &first)?;
+        // MariaDB 10.11 ships without TLS: "no TLS" is the same as the default there.
+        drop(contenders.remove(1));
+        contenders.insert(1, ("mariadb-binlog".to_owned(), Box::new(reader)));
+        pull_contest(&contenders, &scratch, runs, total)
     }
-    db.rotate()?;
-    let first = db.binlog_names()?.into_iter().next().context("no binlog")?;
-    let scratch = tempfile_dir()?;
-    let mariadb_binlog = binlogd_testkit::find_tool(binlogd_testkit::Tool::MariadbBinlog)?;
+}
+
+/// How a contender of `bench-pull` pulls into a folder: its command.
+type PullCommand<'a> = Box<dyn Fn(&Path) -> Result<Command> + 'a>;
+
+/// A contender of `bench-pull`: its name, and its command.
+type Contender<'a> = (String, PullCommand<'a>);
+
+/// The contenders every flavour has: binlogd (with `binlogd_args`, named `name`), and the
+/// `mysql_async` client reading headers only and decoding every event.
+fn common_contenders<'a>(
+    db: &'a impl binlogd_testkit::BinlogSource,
+    binlogd: &'a Path,
+    first: &'a str,
+) -> Result<Vec<Contender<'a>>> {
     let xtask = std::env::current_exe()?;
+    let binlogd_with = move |args: &'a [&'a str]| -> PullCommand<'a> {
+        Box::new(move |dir: &Path| {
+            let mut command = Command::new(binlogd);
+            command
+                .args(["stream", "--exit-at-end", "--no-progress", "--source"])
+                .arg(db.replication_url())
+                .arg("--archive")
+                .arg(dir.join("archive"))
+                .args(args)
+                .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+                .env("BINLOGD_LOG", "warn");
+            Ok(command)
+        })
+    };
+    let mysql_async = move |decode: bool| -> PullCommand<'a> {
+        let xtask = xtask.clone();
+        Box::new(move |_: &Path| {
+            let mut command = Command::new(&xtask);
+            command
+                .arg("pull-mysql-async")
+                .arg(format!(
+                    "mysql://{}@127.0.0.1:{}",
+                    binlogd_testkit::REPLICATION_USER,
+                    db.port()
+                ))
+                .arg(first)
+                .args(decode.then_some("--decode"))
+                .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
+                .stdout(std::process::Stdio::null());
+            Ok(command)
+        })
+    };
+    Ok(vec![
+        ("binlogd stream".to_owned(), binlogd_with(&[])),
+        (
+            "binlogd stream (no TLS)".to_owned(),
+            binlogd_with(&["--tls-mode", "disabled"]),
+        ),
+        ("mysql_async (headers)".to_owned(), mysql_async(false)),
+        ("mysql_async (decoding)".to_owned(), mysql_async(true)),
+    ])
+}
+
+/// The runs of `bench-pull`: every contender pulls every binlog of the server (`total`
+/// bytes) into a fresh folder under `scratch`, in turns that rotate; prints each run, the
+/// medians, and how binlogd (the first contender) compares with each other one.
+fn pull_contest(
+    contenders: &[Contender<'_>],
+    scratch: &Path,
+    runs: usize,
+    total: u64,
+) -> Result<()> {
+    let n = contenders.len();
     // Per contender: wall seconds and CPU seconds (user + system) of its process, whether
     // it is bound by its own work or waits on the server.
-    const NAMES: [&str; 4] = [
-        "binlogd stream",
-        "mariadb-binlog",
-        "mysql_async (headers)",
-        "mysql_async (decoding)",
-    ];
-    let mut wall: [Vec<f64>; 4] = Default::default();
-    let mut cpu: [Vec<f64>; 4] = Default::default();
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); n];
     for run in 0..runs {
         // Rotate which goes first: the page cache and the server warm up for all.
-        for slot in 0..NAMES.len() {
-            let turn = (slot + run) % NAMES.len();
+        for slot in 0..n {
+            let turn = (slot + run) % n;
+            let (name, command) = &contenders[turn];
             let dir = scratch.join(format!("run-{run}-{turn}"));
             std::fs::create_dir_all(&dir)?;
             let started = Instant::now();
             let cpu_before = children_cpu_seconds()?;
-            let status = match turn {
-                0 => Command::new(&binlogd)
-                    .args(["stream", "--exit-at-end", "--no-progress", "--source"])
-                    .arg(db.replication_url())
-                    .arg("--archive")
-                    .arg(dir.join("archive"))
-                    .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-                    .env("BINLOGD_LOG", "warn")
-                    .status()?,
-                1 => Command::new(&mariadb_binlog)
-                    .args([
-                        "--read-from-remote-server",
-                        "--raw",
-                        "--to-last-log",
-                        "--host=127.0.0.1",
-                    ])
-                    .arg(format!("--port={}", db.port()))
-                    .arg(format!("--user={}", binlogd_testkit::REPLICATION_USER))
-                    .arg(format!("--password={}", db.replication_password()))
-                    .arg(format!("--result-file={}/", dir.display()))
-                    .arg(&first)
-                    .status()?,
-                _ => Command::new(&xtask)
-                    .arg("pull-mysql-async")
-                    .arg(format!(
-                        "mysql://{}@127.0.0.1:{}",
-                        binlogd_testkit::REPLICATION_USER,
-                        db.port()
-                    ))
-                    .arg(&first)
-                    .args((turn == 3).then_some("--decode"))
-                    .env("BINLOGD_SOURCE_PASSWORD", db.replication_password())
-                    .stdout(std::process::Stdio::null())
-                    .status()?,
-            };
+            let status = command(&dir)?.status()?;
             if !status.success() {
-                bail!("{} failed: {status}", NAMES[turn]);
+                bail!("{name} failed: {status}");
             }
             wall[turn].push(started.elapsed().as_secs_f64());
             cpu[turn].push(children_cpu_seconds()? - cpu_before);
             std::fs::remove_dir_all(&dir)?;
         }
-        let line: Vec<String> = (0..NAMES.len())
+        let line: Vec<String> = (0..n)
             .map(|i| {
                 format!(
                     "{} {:.2} s (cpu {:.2} s)",
-                    NAMES[i], wall[i][run], cpu[i][run]
+                    contenders[i].0, wall[i][run], cpu[i][run]
                 )
             })
             .collect();
@@ -452,23 +563,24 @@ fn bench_pull(args: &[String]) -> Result<()> {
     let walls: Vec<f64> = wall.iter_mut().map(median).collect();
     let cpus: Vec<f64> = cpu.iter_mut().map(median).collect();
     println!("pulled {mb:.0} MB; medians:");
-    for i in 0..NAMES.len() {
+    for i in 0..n {
         println!(
             "    {:<24} {:.2} s ({:.0} MB/s), cpu {:.2} s",
-            NAMES[i],
+            contenders[i].0,
             walls[i],
             mb / walls[i],
             cpus[i]
         );
     }
-    println!(
-        "binlogd is {:.2}x as fast as mariadb-binlog, {:.2}x as fast as the mysql_async stream \
-         reading headers only, {:.2}x as fast as the mysql_async stream decoding every event",
-        walls[1] / walls[0],
-        walls[2] / walls[0],
-        walls[3] / walls[0]
-    );
-    std::fs::remove_dir_all(&scratch)?;
+    for i in 1..n {
+        println!(
+            "{} is {:.2}x as fast as {}",
+            contenders[0].0,
+            walls[i] / walls[0],
+            contenders[i].0
+        );
+    }
+    std::fs::remove_dir_all(scratch)?;
     Ok(())
 }
 
