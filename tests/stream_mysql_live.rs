@@ -1,12 +1,13 @@
 //! `binlogd stream` against a live MySQL 9.7, as MySQL ships (`gtid_mode=ON`, ROW,
 //! CRC32, `caching_sha2_password` over TLS): byte-identical files across rotations, a
-//! SIGKILL of binlogd in the middle of a load, resuming by GTID set or by position, TLS
+//! SIGKILL of binlogd in the middle of a load, connections cut anywhere (TLS handshake
+//! included), resuming by GTID set or by position, TLS
 //! and authentication, semi-sync, a settings matrix, purged files, and heartbeats keeping
 //! an idle stream alive.
 
 mod stream_common;
 
-use binlogd_testkit::{MySql, MySqlConfig};
+use binlogd_testkit::{BinlogSource, MySql, MySqlConfig};
 use std::time::Duration;
 use stream_common::{
     Archive, Streamer, assert_identical_to_server, http_get, wait_for_quiet_binlogs,
@@ -369,4 +370,45 @@ fn an_idle_mysql_keeps_the_stream_alive_with_heartbeats() {
     streamer.stop();
     let log = archive.log();
     assert!(!log.contains("reconnecting"), "{log}");
+}
+
+#[test]
+fn connections_to_mysql_cut_anywhere_are_resumed_without_a_trace() {
+    // Cuts inside the TLS handshake, the login, a packet or an event, under a load.
+    let db = std::sync::Arc::new(server());
+    db.write_workload(10).expect("schema");
+    let archive = Archive::new();
+    let proxy = binlogd_testkit::TcpProxy::start(db.port()).expect("proxy");
+    let address = format!(
+        "mysql://{}@127.0.0.1:{}",
+        binlogd_testkit::REPLICATION_USER,
+        proxy.port()
+    );
+    let streamer = Streamer::start_with(&*db, &archive, &[], &address);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                db.write_workload(5).expect("load");
+            }
+        })
+    };
+    let mut random = stream_common::Random::from_time();
+    for _ in 0..15 {
+        proxy.cut_after(1 + random.below(200_000));
+        std::thread::sleep(Duration::from_millis(100 + random.below(300)));
+        proxy.cut_all();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().expect("the load");
+    archive.wait_caught_up(&*db, Duration::from_secs(60));
+    streamer.stop();
+    assert_identical_to_server(&*db, &archive);
+    archive.assert_index_lists_every_gtid_once(&*db);
+    assert!(
+        proxy.accepted() > 5,
+        "binlogd reconnected {} times",
+        proxy.accepted()
+    );
 }
