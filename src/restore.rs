@@ -495,7 +495,7 @@ async fn apply(
         "relay logs staged"
     );
     if let Err(refused) = server
-        .start(&relay_logs.files()[0], args.parallel_workers)
+        .start(&relay_logs.files()[0], args.parallel_workers, &plan.start)
         .await
     {
         // Leave the server as it was: no channel, no settings changed, no relay logs.

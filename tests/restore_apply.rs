@@ -116,7 +116,7 @@ fn staged_relay_logs_replay_in_parallel_and_stop_at_the_cut() {
     assert_eq!(facts.relay_logs.dir, target.relay_log_dir());
     assert!(facts.executed.is_empty(), "a fresh server: {facts:?}");
     let relay_logs = stage(&rt, &archive, &plan, &mut control);
-    rt.block_on(control.start(&relay_logs.files()[0], 4))
+    rt.block_on(control.start(&relay_logs.files()[0], 4, &plan.start))
         .expect("start the applier");
     let mut looks = 0;
     let progress = rt
@@ -178,7 +178,7 @@ fn an_apply_error_stops_the_restore_with_the_servers_words() {
     let rt = runtime();
     let (_target, mut control) = target_server(&rt, true);
     let relay_logs = stage(&rt, &archive, &plan, &mut control);
-    rt.block_on(control.start(&relay_logs.files()[0], 2))
+    rt.block_on(control.start(&relay_logs.files()[0], 2, &plan.start))
         .expect("start");
     let err = rt
         .block_on(control.wait_for(&plan.end, Duration::from_secs(30), |_| {}))

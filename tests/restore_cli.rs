@@ -656,3 +656,68 @@ fn a_source_that_encrypts_its_binlogs_is_restored_from_what_a_replica_receives()
         primary.gtid_binlog_pos().expect("pos")
     );
 }
+
+#[test]
+fn a_gtid_domain_the_replay_does_not_touch_is_kept_in_the_restored_state() {
+    // Domain 1 is written once, before the backup, and never again: the replay has
+    // nothing of it to apply, and must neither wait for it nor lose it.
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(50).expect("domain 0");
+    primary
+        .sql(
+            "SET gtid_domain_id = 1; CREATE TABLE binlogd_test.other (id INT PRIMARY KEY); \
+             SET gtid_domain_id = 0",
+        )
+        .expect("domain 1");
+    primary.write_workload(50).expect("domain 0 again");
+    let work = tempfile::tempdir().expect("work dir");
+    let backup = primary.backup(&work.path().join("base")).expect("backup");
+    primary.write_workload(100).expect("after the backup");
+    let end = primary.gtid_binlog_pos().expect("pos");
+    assert!(end.contains("1-1-1"), "two domains: {end}");
+    let checksum = primary.query_value(CHECKSUM).expect("checksum");
+    let archive = Archive::new();
+    assert!(archive.run_to_end(&primary, &[]).status.success());
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        restore_from: Some(backup.dir.clone()),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target from the backup");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+    let output = binlogd()
+        .args(["restore", "--archive"])
+        .arg(archive.path())
+        .args([
+            "--target",
+            &format!("mysql://restorer@127.0.0.1:{}", target.port()),
+            "--latest",
+            "--stall-timeout",
+            "20",
+            "--from-backup",
+        ])
+        .arg(&backup.dir)
+        .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+        .output()
+        .expect("run binlogd restore");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.query_value(CHECKSUM).expect("checksum"), checksum);
+    // Every domain, as on the source: as a replica, it would fetch nothing twice.
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        end
+    );
+}

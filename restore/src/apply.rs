@@ -337,7 +337,18 @@ impl Target {
     /// Points the applier at the staged relay logs, from `first_relay_log` (its bare file
     /// name), and starts it with `workers` parallel workers: MariaDB's optimistic mode,
     /// MySQL's logical-clock scheduling with commits kept in the source's order.
-    pub async fn start(&mut self, first_relay_log: &str, workers: u32) -> Result<(), RestoreError> {
+    ///
+    /// `start` is the GTID state the replay starts from. MariaDB's applier moves
+    /// `gtid_slave_pos` only in the domains it applies, so it is seeded with `start`
+    /// first: a domain the replay never touches is then neither waited for nor missing
+    /// from the restored state (a replica of the source would fetch it again). MySQL's
+    /// `gtid_executed` holds the server's whole state already.
+    pub async fn start(
+        &mut self,
+        first_relay_log: &str,
+        workers: u32,
+        start: &GtidState,
+    ) -> Result<(), RestoreError> {
         let settings = match self.flavour {
             Flavour::MariaDb => {
                 "SELECT @@server_id, @@slave_parallel_threads, @@slave_parallel_mode"
@@ -374,7 +385,11 @@ impl Target {
                     format!("SET GLOBAL slave_parallel_mode = '{}'", saved_text(2)),
                     format!("SET GLOBAL server_id = {server_id}"),
                 ];
-                vec![
+                let mut statements = Vec::new();
+                if !start.is_empty() {
+                    statements.push(format!("SET GLOBAL gtid_slave_pos = '{start}'"));
+                }
+                statements.extend([
                     format!("SET GLOBAL server_id = {replay_id}"),
                     format!("SET GLOBAL slave_parallel_threads = {workers}"),
                     "SET GLOBAL slave_parallel_mode = 'optimistic'".to_owned(),
@@ -383,7 +398,8 @@ impl Target {
                          RELAY_LOG_FILE = '{relay_log}', RELAY_LOG_POS = 4, MASTER_USE_GTID = no"
                     ),
                     "START SLAVE SQL_THREAD".to_owned(),
-                ]
+                ]);
+                statements
             }
             Flavour::MySql => {
                 self.restore_settings = vec![
