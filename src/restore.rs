@@ -313,7 +313,7 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
     let point = args.target_point();
     let mut server = Target::connect(address).await?;
     let facts = server.facts().await?;
-    let start: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
+    let named: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
         Some(gtids.clone())
     } else if let Some(dir) = &args.from_backup {
         match backup_gtids(dir)? {
@@ -345,6 +345,14 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
              --from-archive-start for an empty server"
         );
     };
+    let start = start_point(named, &facts.executed)?;
+    if let (PlanTarget::Gtids(target), Some(start)) = (&point, &start)
+        && start.includes_all(target)
+        && target.includes_all(start)
+    {
+        eprintln!("nothing to apply: the server already holds {point}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let archive = open_archive(&args.archive).await?;
     let files = archive.files().await?;
     let plan = plan(&files, &archive, start.as_ref(), &point)
@@ -390,6 +398,43 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
         return replay_via_mysqlbinlog(args, &archive, &plan, address, facts.flavour).await;
     }
     apply(args, &archive, &plan, &mut server, &facts).await
+}
+
+/// Where the replay starts: after `named` (a backup's GTIDs, or --from-gtid), unless the
+/// server already holds more. A replay must never apply a transaction the server has (a
+/// MariaDB applier replaying relay logs by position does not skip it, and applies it
+/// twice), and a datadir restored once already still names its backup's GTIDs: the
+/// server's own state is then the start. A server whose state and `named` disagree (each
+/// holds what the other lacks) is refused: binlogd cannot tell which is the truth.
+fn start_point(named: Option<GtidState>, server: &GtidState) -> anyhow::Result<Option<GtidState>> {
+    let Some(named) = named else {
+        if !server.is_empty() {
+            bail!(
+                "--from-archive-start needs an empty server, and this one holds {server}: \
+                 replaying from the start would apply those transactions again (leave it \
+                 out to start from the server's own state)"
+            );
+        }
+        return Ok(None);
+    };
+    if named.includes_all(server) {
+        return Ok(Some(named));
+    }
+    if server.includes_all(&named) {
+        tracing::info!(
+            server = %server, backup = %named,
+            "the server holds more than the start named (restored before?): starting from \
+             the server's own state"
+        );
+        return Ok(Some(server.clone()));
+    }
+    bail!(
+        "the server holds {server}, and the start named is {named}: each has transactions \
+         the other lacks ({} and {}), so neither is a safe start. If the server's state is \
+         right, leave out --from-backup and --from-gtid",
+        named.describe_missing(server),
+        server.describe_missing(&named)
+    )
 }
 
 /// `--via-mysqlbinlog`: the plan replayed by `mariadb-binlog | mariadb`, or

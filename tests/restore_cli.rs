@@ -721,3 +721,74 @@ fn a_gtid_domain_the_replay_does_not_touch_is_kept_in_the_restored_state() {
         end
     );
 }
+
+#[test]
+fn a_second_restore_on_a_restored_server_applies_nothing_twice() {
+    // What a second PointInTimeRestore of the same volume does: --from-backup names the
+    // base backup again, while the server already holds the first restore's transactions.
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(50).expect("before the backup");
+    let work = tempfile::tempdir().expect("work dir");
+    let backup = primary.backup(&work.path().join("base")).expect("backup");
+    primary.write_workload(60).expect("after the backup");
+    let first = primary.gtid_binlog_pos().expect("pos");
+    primary.write_workload(60).expect("more");
+    let second = primary.gtid_binlog_pos().expect("pos");
+    let checksum_at_second = primary.query_value(CHECKSUM).expect("checksum");
+    let archive = Archive::new();
+    assert!(archive.run_to_end(&primary, &[]).status.success());
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        restore_from: Some(backup.dir.clone()),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target from the backup");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+    let run = |to: &str, from_gtid: Option<&str>| -> Output {
+        let mut args = vec!["--to-gtid", to];
+        match from_gtid {
+            Some(gtid) => args.extend(["--from-gtid", gtid]),
+            None => args.extend(["--from-backup", backup.dir.to_str().expect("utf-8")]),
+        }
+        restore(&target, &archive, &args)
+    };
+    for (to, what) in [(&first, "the first"), (&second, "the second, further")] {
+        let output = run(to, None);
+        assert!(
+            output.status.success(),
+            "{what} restore: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+            *to
+        );
+    }
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_second
+    );
+    // Again to where it is: nothing to do.
+    let output = run(&second, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("the server already holds"), "{stderr}");
+    // A start that contradicts the server's state: refused, nothing changed.
+    let output = run(&second, Some("0-1-5,7-1-3"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("neither is a safe start"), "{stderr}");
+    assert_eq!(
+        target.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_second
+    );
+}

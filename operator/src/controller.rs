@@ -7,7 +7,8 @@
 //!   its finalizer holds the deletion until the spool volume, which the StatefulSet leaves
 //!   behind, has been uploaded by a `binlogd upload` Job and deleted.
 //! - [`reconcile_restore`] finds the archive (inline, or the named BinlogServer's), refuses
-//!   to start while a pod still mounts the database's claim, creates the restore Job once,
+//!   to start while a pod still mounts the database's claim (or another restore's unfinished
+//!   Job is about to), creates the restore Job once,
 //!   and follows it to `Succeeded` or `Failed`, with the failing container's last words
 //!   (its termination message) in the status and an Event for each step.
 
@@ -652,12 +653,46 @@ async fn advance_restore(
                 })
                 .map(|pod| pod.name_any())
                 .collect();
-            if !users.is_empty() {
-                let message = format!(
-                    "waiting: pod {} still mounts PersistentVolumeClaim {claim}; stop the database \
-                     (scale its StatefulSet to 0), then the restore starts",
-                    users.join(", ")
-                );
+            // Another restore of the same claim whose Job has no pod yet (or no longer
+            // one, and has not finished): two replays on one datadir must not run.
+            let restores = jobs
+                .list(&ListParams::default().labels("app.kubernetes.io/component=restore"))
+                .await?;
+            let other_restores: Vec<String> = restores
+                .items
+                .iter()
+                .filter(|job| job.name_any() != job_name)
+                .filter(|job| {
+                    let status = job.status.clone().unwrap_or_default();
+                    status.succeeded.unwrap_or(0) == 0 && status.failed.unwrap_or(0) == 0
+                })
+                .filter(|job| {
+                    job.spec
+                        .iter()
+                        .flat_map(|spec| spec.template.spec.iter())
+                        .flat_map(|pod| pod.volumes.iter().flatten())
+                        .any(|v| {
+                            v.persistent_volume_claim
+                                .as_ref()
+                                .is_some_and(|c| &c.claim_name == claim)
+                        })
+                })
+                .map(|job| job.name_any())
+                .collect();
+            if !users.is_empty() || !other_restores.is_empty() {
+                let message = if users.is_empty() {
+                    format!(
+                        "waiting: restore Job {} has not finished with PersistentVolumeClaim \
+                         {claim}; this restore starts after it",
+                        other_restores.join(", ")
+                    )
+                } else {
+                    format!(
+                        "waiting: pod {} still mounts PersistentVolumeClaim {claim}; stop the \
+                         database (scale its StatefulSet to 0), then the restore starts",
+                        users.join(", ")
+                    )
+                };
                 publish(ctx, &reference, EventType::Warning, "ClaimInUse", &message).await;
                 next.phase = Some(RestorePhase::Pending);
                 next.message = Some(message);

@@ -67,6 +67,18 @@ async fn pods_listed(api: &mut ApiServer, query: &str, items: serde_json::Value)
     .await;
 }
 
+/// The restore Jobs of the namespace, listed by their label.
+async fn restore_jobs_listed(api: &mut ApiServer, items: serde_json::Value) {
+    api.expect(
+        Method::GET,
+        "/apis/batch/v1/namespaces/prod/jobs",
+        "labelSelector=app.kubernetes.io%2Fcomponent%3Drestore",
+        StatusCode::OK,
+        json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": items}),
+    )
+    .await;
+}
+
 /// The Job's pod, listed by its label.
 async fn job_pod(api: &mut ApiServer) {
     pods_listed(
@@ -579,6 +591,7 @@ async fn a_restore_waits_while_a_pod_still_mounts_the_database_claim() {
         ]),
     )
     .await;
+    restore_jobs_listed(&mut api, json!([])).await;
     let note = api.expect_event("ClaimInUse").await;
     assert!(note.contains("pod db1-0 still mounts"), "{note}");
     let status = restore_status(&mut api, &restore).await;
@@ -594,12 +607,50 @@ async fn a_restore_waits_while_a_pod_still_mounts_the_database_claim() {
 }
 
 #[tokio::test]
+async fn a_second_restore_of_a_claim_waits_for_the_first_ones_job() {
+    // The first restore's Job exists but its pod does not yet: only the Job shows that
+    // a replay is about to run on the datadir.
+    let (ctx, mut api) = context();
+    let restore = restore();
+    let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
+    archive_found_and_no_job(&mut api).await;
+    pods_listed(&mut api, "", json!([])).await;
+    let volumes = json!([{"name": "datadir",
+                          "persistentVolumeClaim": {"claimName": "data-db1-0"}}]);
+    restore_jobs_listed(
+        &mut api,
+        json!([
+            {"metadata": {"name": "earlier-restore"}, "status": {"active": 1},
+             "spec": {"template": {"spec": {"containers": [], "volumes": volumes}}}},
+            // Finished ones, and other claims', do not hold it up.
+            {"metadata": {"name": "older-restore"}, "status": {"succeeded": 1},
+             "spec": {"template": {"spec": {"containers": [], "volumes": volumes}}}},
+            {"metadata": {"name": "other-db"}, "status": {"active": 1},
+             "spec": {"template": {"spec": {"containers": [], "volumes": [
+                 {"name": "datadir", "persistentVolumeClaim": {"claimName": "data-db2-0"}}]}}}}
+        ]),
+    )
+    .await;
+    let note = api.expect_event("ClaimInUse").await;
+    assert!(
+        note.contains("restore Job earlier-restore has not finished")
+            && !note.contains("older-restore")
+            && !note.contains("other-db"),
+        "{note}"
+    );
+    let status = restore_status(&mut api, &restore).await;
+    assert_eq!(status["phase"], "Pending");
+    running.await.expect("task").expect("reconciled");
+}
+
+#[tokio::test]
 async fn a_restore_creates_its_job_once_the_claim_is_free() {
     let (ctx, mut api) = context();
     let restore = restore();
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
     archive_found_and_no_job(&mut api).await;
     pods_listed(&mut api, "", json!([])).await;
+    restore_jobs_listed(&mut api, json!([])).await;
     let job = api
         .expect(
             Method::POST,
@@ -844,6 +895,7 @@ async fn an_impossible_restore_spec_fails_the_restore_without_a_job() {
     let running = tokio::spawn(reconcile_restore(Arc::new(restore.clone()), ctx));
     archive_found_and_no_job(&mut api).await;
     pods_listed(&mut api, "", json!([])).await;
+    restore_jobs_listed(&mut api, json!([])).await;
     let note = api.expect_event("Failed").await;
     assert!(note.contains("spec.target"), "{note}");
     let status = restore_status(&mut api, &restore).await;
