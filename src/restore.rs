@@ -475,13 +475,15 @@ async fn replay_via_mysqlbinlog(
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    log_restored(plan, &args.target_point(), began);
     println!(
-        "restored to {} through {} | {}: {} transactions in {:.1} s",
+        "restored to {} through {} | {}: {} transactions in {:.1} s{}",
         plan.end,
         programs.binlog_reader.display(),
         programs.client.display(),
         plan.transactions,
-        began.elapsed().as_secs_f64()
+        began.elapsed().as_secs_f64(),
+        short_of(plan, &args.target_point())
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -600,16 +602,10 @@ async fn apply(
     }
     cleaned.context("removing the replication channel after the restore")?;
     let stop = plan.stop.as_ref();
-    tracing::info!(
-        reached_gtid = %plan.end,
-        reached_time = %stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
-        transactions = plan.transactions,
-        seconds = began.elapsed().as_secs_f64(),
-        "restored"
-    );
+    log_restored(plan, &args.target_point(), began);
     println!(
         "restored to {} (last transaction {} committed {}): {} transactions from {} relay logs \
-         ({staged} bytes) in {:.1} s, staging {:.1} s",
+         ({staged} bytes) in {:.1} s, staging {:.1} s{}",
         plan.end,
         stop.and_then(|s| s.gtid)
             .map_or("-".to_owned(), |g| g.to_string()),
@@ -617,9 +613,35 @@ async fn apply(
         plan.transactions,
         relay_logs.files().len(),
         began.elapsed().as_secs_f64(),
-        staged_in.as_secs_f64()
+        staged_in.as_secs_f64(),
+        short_of(plan, &args.target_point())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `restored` log line a restore Job is followed by: what was reached, what was asked,
+/// and whether that is the same.
+fn log_restored(plan: &Plan, asked: &PlanTarget, began: Instant) {
+    let stop = plan.stop.as_ref();
+    tracing::info!(
+        reached_gtid = %plan.end,
+        reached_time = %stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
+        asked = %asked,
+        target_reached = plan.target_reached,
+        transactions = plan.transactions,
+        seconds = began.elapsed().as_secs_f64(),
+        "restored"
+    );
+}
+
+/// The end of the final line for a restore that stopped short of what was asked (the
+/// archive ends first): said there too, not only in a warning at the start.
+fn short_of(plan: &Plan, asked: &PlanTarget) -> String {
+    if plan.target_reached {
+        String::new()
+    } else {
+        format!("; SHORT of the target {asked}: the archive ends there")
+    }
 }
 
 /// How many of the plan's bytes lie before `position` of master file `file`: the ranges

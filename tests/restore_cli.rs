@@ -143,6 +143,14 @@ fn restore_to_a_gtid_then_on_to_the_latest() {
         stderr.contains("WARNING: time 2099-01-01T00:00:00Z is beyond the archive"),
         "{stderr}"
     );
+    // The last line says it too: what was reached, short of what was asked.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("SHORT of the target time 2099-01-01T00:00:00Z: the archive ends there"),
+        "{stdout}"
+    );
     assert_eq!(
         target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
         primary.gtid_binlog_pos().expect("pos")

@@ -761,8 +761,31 @@ async fn advance_restore(
 
     let job_status = job.status.unwrap_or_default();
     if job_status.succeeded.unwrap_or(0) >= 1 {
-        let message = format!("restored to {}", describe_target(&spec.target));
-        publish(ctx, &reference, EventType::Normal, "Applied", &message).await;
+        let message = match (&log.short_of, &log.reached) {
+            // Not what was asked: said as a warning of its own, with what was reached.
+            (Some(asked), reached) => {
+                let (gtid, time) = reached.clone().unwrap_or_default();
+                let message = format!(
+                    "restored to {gtid}{}, SHORT of the target {asked}: the archive ends there \
+                     (strict is false)",
+                    time.map_or(String::new(), |t| format!(" (committed {t})"))
+                );
+                publish(
+                    ctx,
+                    &reference,
+                    EventType::Warning,
+                    "ShortOfTarget",
+                    &message,
+                )
+                .await;
+                message
+            }
+            (None, _) => {
+                let message = format!("restored to {}", describe_target(&spec.target));
+                publish(ctx, &reference, EventType::Normal, "Applied", &message).await;
+                message
+            }
+        };
         next.phase = Some(RestorePhase::Succeeded);
         next.progress = Some("100%".into());
         next.message = Some(message);

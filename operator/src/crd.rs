@@ -321,8 +321,10 @@ pub struct PointInTimeRestoreSpec {
     pub storage: Option<StorageSpec>,
     /// Where to stop.
     pub target: RestoreTarget,
-    /// Fail when the target is beyond the archive, instead of restoring as far as it goes.
-    #[serde(default)]
+    /// Fail when the target is beyond the archive (the default): a restore short of the
+    /// point asked is a failure to be seen. `false` restores as far as the archive goes,
+    /// and says so with a `ShortOfTarget` warning.
+    #[serde(default = "strict_by_default")]
     pub strict: bool,
     /// The database to restore into.
     pub database: DatabaseSpec,
@@ -402,4 +404,30 @@ pub struct PointInTimeRestoreStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+fn strict_by_default() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_is_strict_unless_it_says_otherwise() {
+        let spec = |extra: serde_json::Value| -> PointInTimeRestoreSpec {
+            let mut value = serde_json::json!({
+                "binlogServerRef": "db1",
+                "target": {"latest": true},
+                "database": {"pvcName": "data-db1-0", "image": "mariadb:10.11"}
+            });
+            if let (Some(map), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+                map.extend(extra.clone());
+            }
+            serde_json::from_value(value).expect("a spec")
+        };
+        assert!(spec(serde_json::json!({})).strict);
+        assert!(!spec(serde_json::json!({"strict": false})).strict);
+    }
 }

@@ -102,6 +102,21 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_short_of_its_target_is_read_as_such() {
+        let line = |reached: bool| {
+            format!(
+                "{{\"fields\":{{\"message\":\"restored\",\"reached_gtid\":\"0-1-9\",\
+                 \"reached_time\":\"-\",\"asked\":\"time 2099-01-01T00:00:00Z\",\
+                 \"target_reached\":{reached}}}}}"
+            )
+        };
+        let short = read_restore_log(&line(false));
+        assert_eq!(short.reached, Some(("0-1-9".to_owned(), None)));
+        assert_eq!(short.short_of.as_deref(), Some("time 2099-01-01T00:00:00Z"));
+        assert_eq!(read_restore_log(&line(true)).short_of, None);
+    }
+
+    #[test]
     fn a_page_without_the_metrics_reads_as_unknown() {
         assert_eq!(
             read_metrics("# nothing\nother_metric 3\n"),
@@ -121,6 +136,9 @@ pub struct RestoreLog {
     pub applied_bytes: Option<(u64, u64)>,
     /// The GTID state and commit time reached, once restored.
     pub reached: Option<(String, Option<String>)>,
+    /// The restore ended short of the target asked (the archive ends first, and the
+    /// restore was not strict): what it says the target was.
+    pub short_of: Option<String>,
 }
 
 impl RestoreLog {
@@ -168,6 +186,9 @@ pub fn read_restore_log(text: &str) -> RestoreLog {
                     text("reached_gtid").unwrap_or_default(),
                     time("reached_time"),
                 ));
+                if fields["target_reached"] == false {
+                    log.short_of = Some(text("asked").unwrap_or_default());
+                }
             }
             _ => {}
         }

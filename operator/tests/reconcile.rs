@@ -793,6 +793,51 @@ async fn a_succeeded_job_completes_the_restore_and_a_missing_archive_fails_it() 
     running.await.expect("task").expect("reconciled");
 }
 
+#[tokio::test]
+async fn a_restore_that_stopped_short_of_its_target_says_so_in_a_warning() {
+    // strict: false, and the archive ended before the target: the Job succeeds, and
+    // binlogd's log says what it reached and what was asked.
+    let (ctx, mut api) = context();
+    let mut resource = restore();
+    resource.spec.strict = false;
+    let running = tokio::spawn(reconcile_restore(Arc::new(resource.clone()), ctx));
+    archive_found_and_job(&mut api, json!({"succeeded": 1})).await;
+    job_pod(&mut api).await;
+    let short = RESTORE_LOG
+        .replace("\"target_reached\":true", "\"target_reached\":false")
+        .replace(
+            "\"asked\":\"GTID 0-1-232\"",
+            "\"asked\":\"before GTID 0-1-7342\"",
+        );
+    assert_ne!(
+        short, RESTORE_LOG,
+        "the log names what was asked and reached"
+    );
+    api.expect_text(
+        Method::GET,
+        &log_path("undo-drop-restore-x1"),
+        "container=restore",
+        &short,
+    )
+    .await;
+    api.expect_event("Planned").await;
+    let note = api.expect_event("ShortOfTarget").await;
+    assert!(
+        note.contains("restored to 0-1-232")
+            && note.contains("SHORT of the target before GTID 0-1-7342"),
+        "{note}"
+    );
+    let status = restore_status(&mut api, &resource).await;
+    assert_eq!(status["reachedGtid"], "0-1-232");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SHORT of the target")),
+        "{status}"
+    );
+    running.await.expect("task").expect("reconciled");
+}
+
 fn refusal(code: u16, reason: &str, message: &str) -> serde_json::Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})

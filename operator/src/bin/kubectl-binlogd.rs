@@ -62,9 +62,14 @@ enum Command {
         image: String,
         #[command(flatten)]
         target: Target,
-        /// Fail when the target is beyond the archive.
-        #[arg(long)]
+        /// Fail when the target is beyond the archive: the default (the flag is kept for
+        /// scripts that say it).
+        #[arg(long, conflicts_with = "allow_short")]
         strict: bool,
+        /// Restore as far as the archive goes when the target is beyond it, instead of
+        /// failing (the restore then ends with a ShortOfTarget warning).
+        #[arg(long)]
+        allow_short: bool,
         /// Parallel applier workers.
         #[arg(long)]
         parallel_workers: Option<u32>,
@@ -109,7 +114,8 @@ fn main() -> anyhow::Result<ExitCode> {
                 pvc,
                 image,
                 target,
-                strict,
+                strict: _,
+                allow_short,
                 parallel_workers,
                 name,
             } => {
@@ -123,7 +129,7 @@ fn main() -> anyhow::Result<ExitCode> {
                         to_gtid: target.to_gtid,
                         latest: target.latest,
                     },
-                    strict,
+                    strict: !allow_short,
                     pvc,
                     image,
                     parallel_workers,
