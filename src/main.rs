@@ -8,6 +8,7 @@ mod metrics;
 mod purge;
 mod restore;
 mod search;
+mod signals;
 mod stream;
 mod timeline;
 mod upload;

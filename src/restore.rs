@@ -6,6 +6,7 @@
 
 use crate::archive::{ArchiveArgs, block_on, open_archive, parse_gtids, parse_time};
 use crate::search::{parse_position, print_plan};
+use crate::signals::Interrupts;
 use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
 use binlogd_parser::Flavour;
@@ -216,8 +217,17 @@ fn backup_gtids(dir: &Path) -> anyhow::Result<Option<GtidState>> {
 
 pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
+        // Caught from here on: a deleted Job's SIGTERM (or Ctrl-C) then stops the applier
+        // and removes the channel and relay logs, instead of leaving a server half-way
+        // through a replay that goes on by itself. The pipe of --via-mysqlbinlog keeps the
+        // default: its programs stop with binlogd.
+        let mut interrupts = if args.via_mysqlbinlog {
+            None
+        } else {
+            Some(Interrupts::catch().context("catching SIGINT and SIGTERM")?)
+        };
         if let Some(target) = &args.target {
-            return restore_into(args, &target_address(args, target)?).await;
+            return restore_into(args, &target_address(args, target)?, &mut interrupts).await;
         }
         let Some(datadir) = &args.datadir else {
             bail!("say where to restore: --target URL or --datadir DIR");
@@ -242,10 +252,17 @@ pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             extra_args: args.mysqld_arg.clone(),
             startup_timeout: Duration::from_secs(args.startup_timeout),
         };
-        let server = TemporaryServer::start(&command)
-            .await
-            .with_context(|| format!("starting a server on {}", datadir.display()))?;
-        let restored = restore_into(args, &server.address()).await;
+        let server = or_interrupted(
+            &mut interrupts,
+            async {
+                TemporaryServer::start(&command)
+                    .await
+                    .with_context(|| format!("starting a server on {}", datadir.display()))
+            },
+            "while the temporary server started: nothing was replayed",
+        )
+        .await?;
+        let restored = restore_into(args, &server.address(), &mut interrupts).await;
         let tail = server.error_log_tail(10);
         let stopped = server.shut_down().await;
         match (restored, stopped) {
@@ -309,7 +326,27 @@ fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<TargetAddress
     })
 }
 
-async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Result<ExitCode> {
+/// `work`, unless a signal comes first: then the error says which, and `what_then` (the
+/// state things are left in).
+async fn or_interrupted<T>(
+    interrupts: &mut Option<Interrupts>,
+    work: impl Future<Output = anyhow::Result<T>>,
+    what_then: &str,
+) -> anyhow::Result<T> {
+    match interrupts {
+        Some(interrupts) => tokio::select! {
+            done = work => done,
+            signal = interrupts.recv() => bail!("interrupted by {signal} {what_then}"),
+        },
+        None => work.await,
+    }
+}
+
+async fn restore_into(
+    args: &RestoreArgs,
+    address: &TargetAddress,
+    interrupts: &mut Option<Interrupts>,
+) -> anyhow::Result<ExitCode> {
     let point = args.target_point();
     let mut server = Target::connect(address).await?;
     let facts = server.facts().await?;
@@ -397,7 +434,7 @@ async fn restore_into(args: &RestoreArgs, address: &TargetAddress) -> anyhow::Re
     if args.via_mysqlbinlog {
         return replay_via_mysqlbinlog(args, &archive, &plan, address, facts.flavour).await;
     }
-    apply(args, &archive, &plan, &mut server, &facts).await
+    apply(args, &archive, &plan, &mut server, &facts, interrupts).await
 }
 
 /// Where the replay starts: after `named` (a backup's GTIDs, or --from-gtid), unless the
@@ -508,29 +545,37 @@ async fn apply(
     plan: &Plan,
     server: &mut Target,
     facts: &binlogd_restore::apply::ServerFacts,
+    interrupts: &mut Option<Interrupts>,
 ) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let mut staged = 0u64;
     let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
     let staging_bar = progress_bar(total, "staging");
-    let mut relay_logs = match stage_plan(archive, plan, facts, |file, bytes| {
-        staged += bytes;
-        match &staging_bar {
-            Some(bar) => bar.inc(bytes),
-            None => tracing::debug!(file, bytes, "staged"),
-        }
-    })
-    .await
-    {
-        Ok(relay_logs) => relay_logs,
-        Err(err @ RestoreError::Io { .. }) => {
-            return Err(anyhow::Error::from(err).context(format!(
+    let staging = async {
+        match stage_plan(archive, plan, facts, |file, bytes| {
+            staged += bytes;
+            match &staging_bar {
+                Some(bar) => bar.inc(bytes),
+                None => tracing::debug!(file, bytes, "staged"),
+            }
+        })
+        .await
+        {
+            Ok(relay_logs) => Ok(relay_logs),
+            Err(err @ RestoreError::Io { .. }) => Err(anyhow::Error::from(err).context(format!(
                 "staging relay logs in {} (binlogd must run on the target's machine)",
                 facts.relay_logs.dir.display()
-            )));
+            ))),
+            Err(err) => Err(err.into()),
         }
-        Err(err) => return Err(err.into()),
     };
+    // Relay logs staged so far are removed when the staging stops half-way.
+    let mut relay_logs = or_interrupted(
+        interrupts,
+        staging,
+        "while staging relay logs: nothing was replayed, and the staged files are removed",
+    )
+    .await?;
     if let Some(bar) = &staging_bar {
         bar.finish_and_clear();
     }
@@ -549,38 +594,59 @@ async fn apply(
         if let Err(e) = server.clean_up().await {
             tracing::warn!(error = %e, "removing the half-configured channel");
         }
-        relay_logs.discard();
         return Err(refused.into());
     }
+    // The channel names them now, and removing it removes them.
+    relay_logs.keep();
     // Progress in replayed bytes: where the applier is in the plan's ranges.
     let bar = progress_bar(total, "applying");
     let mut last_report = Instant::now();
-    let outcome = server
-        .wait_for(
-            &plan.end,
-            Duration::from_secs(args.stall_timeout),
-            |progress| {
-                let done = applied_bytes(plan, &progress.at.0, progress.at.1);
-                match &bar {
-                    Some(bar) => {
-                        bar.set_position(done);
-                        bar.set_message(progress.applied.to_string());
-                    }
-                    None if last_report.elapsed() >= Duration::from_secs(5) => {
-                        last_report = Instant::now();
-                        tracing::info!(applied = %progress.applied, done_bytes = done,
+    let following = server.wait_for(
+        &plan.end,
+        Duration::from_secs(args.stall_timeout),
+        |progress| {
+            let done = applied_bytes(plan, &progress.at.0, progress.at.1);
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(done);
+                    bar.set_message(progress.applied.to_string());
+                }
+                None if last_report.elapsed() >= Duration::from_secs(5) => {
+                    last_report = Instant::now();
+                    tracing::info!(applied = %progress.applied, done_bytes = done,
                             total_bytes = total, file = %progress.at.0,
                             position = progress.at.1, "applying");
-                    }
-                    None => {}
                 }
-            },
-        )
-        .await;
+                None => {}
+            }
+        },
+    );
+    // The applier's outcome, or the signal that came first.
+    let outcome = match interrupts {
+        Some(interrupts) => tokio::select! {
+            outcome = following => Ok(outcome),
+            signal = interrupts.recv() => Err(signal),
+        },
+        None => Ok(following.await),
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let cleaned = server.clean_up().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(signal) => {
+            // Stopped between transactions: what the server holds is a state of the source.
+            let applied = server.applied().await;
+            cleaned.context("removing the replication channel after the interruption")?;
+            bail!(
+                "interrupted by {signal}: the applier is stopped and replication removed; \
+                 the server holds {} (the target was {}). Run the same restore again to go on",
+                applied.map_or_else(|e| format!("? ({e})"), |a| a.to_string()),
+                plan.end
+            );
+        }
+    };
     match outcome {
         Ok(_) => {}
         Err(RestoreError::ApplyFailed {

@@ -1104,24 +1104,13 @@ async fn oldest_binlog(conn: &mut Connection) -> anyhow::Result<String> {
 }
 
 async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    match crate::signals::Interrupts::catch() {
+        Ok(mut interrupts) => {
+            interrupts.recv().await;
         }
+        // Without a handler the signal ends the process as it always did.
+        Err(_) => std::future::pending().await,
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 fn now_micros() -> u64 {

@@ -800,3 +800,163 @@ fn a_second_restore_on_a_restored_server_applies_nothing_twice() {
         checksum_at_second
     );
 }
+
+#[test]
+fn a_restore_interrupted_while_applying_removes_its_channel_and_runs_again() {
+    // What a deleted restore Job does to binlogd: SIGTERM, in the middle of the replay.
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(50).expect("before the backup");
+    let work = tempfile::tempdir().expect("work dir");
+    let backup = primary.backup(&work.path().join("base")).expect("backup");
+    primary.write_workload(200).expect("after the backup");
+    let end = primary.gtid_binlog_pos().expect("pos");
+    let checksum = primary.query_value(CHECKSUM).expect("checksum");
+    let archive = Archive::new();
+    assert!(archive.run_to_end(&primary, &[]).status.success());
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        restore_from: Some(backup.dir.clone()),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target from the backup");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+
+    // A session holds the table, so the replay is surely under way, and stuck, when the
+    // signal comes.
+    let mut holder = std::process::Command::new(find_tool(Tool::MariadbClient).expect("client"))
+        .args(["--no-defaults", "--user=root"])
+        .arg(format!("--socket={}", target.socket().display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("a client");
+    let mut hold = holder.stdin.take().expect("stdin");
+    use std::io::Write;
+    writeln!(hold, "LOCK TABLES binlogd_test.workload READ;").expect("lock");
+    hold.flush().expect("flush");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while target
+        .query_value("SHOW OPEN TABLES FROM binlogd_test WHERE In_use > 0")
+        .expect("open tables")
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut restore = binlogd()
+        .args(["restore", "--archive"])
+        .arg(archive.path())
+        .args([
+            "--target",
+            &format!("mysql://restorer@127.0.0.1:{}", target.port()),
+            "--latest",
+            "--from-backup",
+        ])
+        .arg(&backup.dir)
+        .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start binlogd restore");
+    let stderr = restore.stderr.take().expect("stderr");
+    let (staged_tx, staged_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("relay logs staged") {
+                let _ = staged_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines.join("\n")
+    });
+    staged_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("relay logs staged");
+    // The applier has started, and waits on the table.
+    std::thread::sleep(Duration::from_secs(1));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &restore.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // MariaDB's STOP SLAVE lets a worker finish the transaction it is in: let it go.
+    std::thread::sleep(Duration::from_secs(1));
+    writeln!(hold, "UNLOCK TABLES;").expect("unlock");
+    drop(hold);
+    holder.wait().expect("client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = restore.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binlogd did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let said = reader.join().expect("reader");
+    assert_eq!(exit.code(), Some(1), "{said}");
+    assert!(
+        said.contains("interrupted by SIGTERM: the applier is stopped and replication removed"),
+        "{said}"
+    );
+    // No channel, no relay logs, settings back, and the error says what the server holds.
+    assert!(
+        target
+            .query_rows("SHOW ALL SLAVES STATUS")
+            .expect("status")
+            .is_empty()
+    );
+    let left: Vec<_> = std::fs::read_dir(target.relay_log_dir())
+        .expect("relay dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "relay logs left behind: {left:?}");
+    assert_eq!(target.query_value("SELECT @@server_id").expect("id"), "9");
+    let holds = target.query_value("SELECT @@gtid_slave_pos").expect("pos");
+    assert!(
+        said.contains(&format!("the server holds {holds} (the target was {end})")),
+        "{said}"
+    );
+
+    // The same restore again goes on to the end.
+    let output = restore_from_backup(&target, &archive, &backup.dir, &["--latest"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(target.query_value(CHECKSUM).expect("checksum"), checksum);
+    assert_eq!(
+        target.query_value("SELECT @@gtid_slave_pos").expect("pos"),
+        end
+    );
+}
+
+/// `binlogd restore` from `backup` into `target`, with `extra`.
+fn restore_from_backup(
+    target: &MariaDb,
+    archive: &Archive,
+    backup: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec!["--from-backup", backup.to_str().expect("utf-8")];
+    args.extend(extra);
+    restore(target, archive, &args)
+}

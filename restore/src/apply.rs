@@ -428,21 +428,28 @@ impl Target {
         self.run_all(statements).await
     }
 
-    /// Where the applier is now.
-    pub async fn progress(&mut self) -> Result<Progress, RestoreError> {
-        let (applied_sql, status_sql) = match self.flavour {
-            Flavour::MariaDb => ("@@gtid_slave_pos", "SHOW SLAVE STATUS".to_owned()),
-            Flavour::MySql => (
-                "@@gtid_executed",
-                format!("SHOW REPLICA STATUS FOR CHANNEL '{MYSQL_CHANNEL}'"),
-            ),
+    /// What the server has applied: `@@gtid_slave_pos` (MariaDB), `@@gtid_executed`
+    /// (MySQL). Readable with or without a channel.
+    pub async fn applied(&mut self) -> Result<GtidState, RestoreError> {
+        let applied_sql = match self.flavour {
+            Flavour::MariaDb => "@@gtid_slave_pos",
+            Flavour::MySql => "@@gtid_executed",
         };
         let applied: Option<String> = self
             .conn
             .query_first(format!("SELECT {applied_sql}"))
             .await
             .map_err(server_error(format!("reading {applied_sql}")))?;
-        let applied = parse_gtids(applied.unwrap_or_default(), applied_sql)?;
+        parse_gtids(applied.unwrap_or_default(), applied_sql)
+    }
+
+    /// Where the applier is now.
+    pub async fn progress(&mut self) -> Result<Progress, RestoreError> {
+        let status_sql = match self.flavour {
+            Flavour::MariaDb => "SHOW SLAVE STATUS".to_owned(),
+            Flavour::MySql => format!("SHOW REPLICA STATUS FOR CHANNEL '{MYSQL_CHANNEL}'"),
+        };
+        let applied = self.applied().await?;
         let status: Option<Row> = self
             .conn
             .query_first(&status_sql)

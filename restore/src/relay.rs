@@ -154,11 +154,15 @@ fn reseal(event: &mut [u8], with_crc: bool) {
     }
 }
 
-/// Relay logs being staged in a server's relay-log directory.
+/// Relay logs being staged in a server's relay-log directory. Dropped before
+/// [`RelayLogSet::keep`] (a staging that failed or was interrupted, a server that refused
+/// them), it removes what it wrote: the server's folder is left as it was.
 #[derive(Debug)]
 pub struct RelayLogSet {
     place: RelayLogPlace,
     files: Vec<String>,
+    wrote_index: bool,
+    kept: bool,
 }
 
 /// Where a server keeps its relay logs, and how its index names them.
@@ -184,7 +188,15 @@ impl RelayLogSet {
         RelayLogSet {
             place: place.clone(),
             files: Vec::new(),
+            wrote_index: false,
+            kept: false,
         }
+    }
+
+    /// The server has the relay logs now (a channel names them, and removing the channel
+    /// removes them): they stay when this set is dropped.
+    pub fn keep(&mut self) {
+        self.kept = true;
     }
 
     /// Writes the next relay log: `head`, then `body`; fsynced. Returns its name.
@@ -203,7 +215,7 @@ impl RelayLogSet {
 
     /// Writes `BASENAME.index`, listing the relay logs as the server does, and fsyncs
     /// the folder.
-    pub fn write_index(&self) -> Result<PathBuf, RestoreError> {
+    pub fn write_index(&mut self) -> Result<PathBuf, RestoreError> {
         let RelayLogPlace {
             dir,
             basename,
@@ -228,6 +240,7 @@ impl RelayLogSet {
             std::fs::File::open(dir)?.sync_all()
         };
         write().map_err(RestoreError::io("writing", &path))?;
+        self.wrote_index = true;
         Ok(path)
     }
 
@@ -254,6 +267,22 @@ impl RelayLogSet {
     /// The relay logs written, in order.
     pub fn files(&self) -> &[String] {
         &self.files
+    }
+}
+
+impl Drop for RelayLogSet {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.discard();
+            // The index this set wrote names files that are gone now.
+            if self.wrote_index {
+                let index = self
+                    .place
+                    .dir
+                    .join(format!("{}.index", self.place.basename));
+                let _ = std::fs::remove_file(index);
+            }
+        }
     }
 }
 
