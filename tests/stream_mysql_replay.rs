@@ -368,3 +368,61 @@ fn a_source_that_goes_silent_is_dropped_after_the_net_timeout_and_reconnected() 
     );
     assert!(log.contains("sent nothing for 2s"), "{log}");
 }
+
+#[test]
+fn a_rotate_naming_a_path_outside_the_archive_is_refused() {
+    // A source (or whoever sits on an unverified connection) whose real ROTATE names
+    // the next file `../../escaped.000002`: binlogd must not create or append to it.
+    let file = corpus_file();
+    let (_, last) = *events(&file).last().expect("events");
+    assert!(
+        !matches!(last[4], 3 | 4),
+        "a file still open: no STOP or ROTATE yet"
+    );
+    // Its next event: the ROTATE.
+    let last_offset = file.len();
+    let mut crafted = file.clone();
+    let name = "../../escaped.000002";
+    let size = 19 + 8 + name.len() + 4;
+    let mut rotate = Vec::with_capacity(size);
+    rotate.extend_from_slice(&last[..4]); // the last event's timestamp
+    rotate.push(4); // ROTATE_EVENT, a real one: flags 0 and a position
+    rotate.extend_from_slice(&SERVER_ID.to_le_bytes());
+    rotate.extend_from_slice(&(size as u32).to_le_bytes());
+    rotate.extend_from_slice(&((last_offset + size) as u32).to_le_bytes());
+    rotate.extend_from_slice(&0u16.to_le_bytes());
+    rotate.extend_from_slice(&4u64.to_le_bytes());
+    rotate.extend_from_slice(name.as_bytes());
+    let crc = crc32fast::hash(&rotate);
+    rotate.extend_from_slice(&crc.to_le_bytes());
+    crafted.extend_from_slice(&rotate);
+
+    let archive = Archive::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let output = std::thread::scope(|scope| {
+        let peer = scope.spawn(|| serve_session(&listener, &crafted));
+        let output = stream_command(port, &archive)
+            .arg("--exit-at-end")
+            .output()
+            .expect("run binlogd");
+        // binlogd may hang up before the peer has sent everything.
+        let _ = peer.join();
+        output
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{FILE_NAME} at offset {last_offset}: the server named a binlog file \"{name}\", \
+             which is not a plain file name"
+        )),
+        "{stderr}"
+    );
+    let escaped = archive.path().join("0001-server1").join(name);
+    assert!(!escaped.exists(), "{} was created", escaped.display());
+    assert!(
+        !archive.path().join("..").join("escaped.000002").exists()
+            && !archive.path().join("../..").join("escaped.000002").exists()
+    );
+}

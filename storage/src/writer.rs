@@ -318,6 +318,13 @@ impl ArchiveWriter {
                 });
             }
             _ if is_made_up(&header) => return Ok(Ingested::Skipped),
+            Event::Rotate { next_file, .. } => {
+                // The name becomes a file of the archive: as the artificial ROTATE's, it
+                // must be a plain name (not `../x`, not a path), whoever sent it.
+                self.open_pending_file()?;
+                let name = String::from_utf8_lossy(next_file);
+                validate_binlog_name(&name).map_err(|m| self.inconsistent(m))?;
+            }
             _ => self.open_pending_file()?,
         }
         if !self.lands_at_end(&header)? {
@@ -555,6 +562,7 @@ impl ArchiveWriter {
     /// Opens `name` for appending, creating it (with the magic) if it is new. An
     /// existing copy ends on a transaction boundary (recovery saw to that).
     fn open(&mut self, name: &str) -> Result<(), StorageError> {
+        validate_binlog_name(name).map_err(|m| StorageError::inconsistent(name, 0, m))?;
         let path = self.epoch.data_path(name);
         let index_path = self.epoch.index_path(name);
         let existed = path.exists();
