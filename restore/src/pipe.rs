@@ -77,6 +77,15 @@ pub async fn replay_through_pipe(
         let end = usize::try_from(piece.end)
             .unwrap_or(usize::MAX)
             .min(bytes.len());
+        // The name comes from the archive's catalogue: a plain file name, or refused.
+        if let Err(message) = binlogd_storage::validate_binlog_name(&piece.file) {
+            fed = Err(RestoreError::BadArchive {
+                file: format!("{}/{}", piece.epoch, piece.file),
+                offset: 0,
+                message,
+            });
+            break;
+        }
         let path = work_dir.join(&piece.file);
         if let Err(e) = std::fs::write(&path, &bytes[..end]) {
             fed = Err(RestoreError::io("writing", &path)(e));

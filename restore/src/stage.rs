@@ -50,18 +50,9 @@ async fn stage_into(
             return Err(bad(4, "too short to hold a format description".into()));
         }
         let fde_len = u32::from_le_bytes([bytes[13], bytes[14], bytes[15], bytes[16]]) as usize;
-        let fde_end = 4 + fde_len;
-        let end = usize::try_from(piece.end).unwrap_or(usize::MAX);
-        if fde_end > bytes.len() || end > bytes.len() {
-            return Err(bad(
-                bytes.len() as u64,
-                format!(
-                    "the plan reads to offset {}, but {} bytes are archived",
-                    piece.end,
-                    bytes.len()
-                ),
-            ));
-        }
+        let fde_end = 4usize.saturating_add(fde_len);
+        let (from, end) = replay_range(piece.start, piece.end, fde_end, bytes.len())
+            .map_err(|(offset, message)| bad(offset, message))?;
         let (_, written_by) = read_master_fde(&bytes[4..fde_end], &piece.file)?;
         check_target_can_apply(&written_by, &target.version).map_err(|message| {
             RestoreError::Unfit(format!(
@@ -75,9 +66,6 @@ async fn stage_into(
             piece.start,
             target.server_id,
         )?;
-        let from = usize::try_from(piece.start)
-            .unwrap_or(usize::MAX)
-            .max(fde_end);
         check_events(&bytes, fde_end, from, end)
             .map_err(|(offset, message)| bad(offset, message))?;
         let name = relay_logs.add(&head, &bytes[from..end])?;
@@ -85,6 +73,36 @@ async fn stage_into(
     }
     relay_logs.write_index()?;
     Ok(())
+}
+
+/// The bytes of an archived file (`len` of them, its format description ending at
+/// `fde_end`) that replay the plan's range `start..end`: from the range's start (never
+/// inside the head, which the relay log carries itself) to its end. A range the file
+/// cannot hold, one that ends before the file's events begin (an index or catalogue that
+/// says less than the file holds), is refused with the offset where it goes wrong.
+fn replay_range(
+    start: u64,
+    end: u64,
+    fde_end: usize,
+    len: usize,
+) -> Result<(usize, usize), (u64, String)> {
+    let end_at = usize::try_from(end).unwrap_or(usize::MAX);
+    if fde_end > len || end_at > len {
+        return Err((
+            len as u64,
+            format!("the plan reads to offset {end}, but {len} bytes are archived"),
+        ));
+    }
+    let from = usize::try_from(start).unwrap_or(usize::MAX).max(fde_end);
+    if from > end_at {
+        return Err((
+            end,
+            format!(
+                "the plan's range {start}..{end} ends before the file's events begin at {from}"
+            ),
+        ));
+    }
+    Ok((from, end_at))
 }
 
 /// Frames every event of `bytes[from..end]` under the file's format description (at 4,
@@ -192,6 +210,27 @@ mod tests {
             Flavour::MySql
         };
         format
+    }
+
+    #[test]
+    fn a_range_is_read_after_the_head_and_within_the_file() {
+        assert_eq!(replay_range(4, 900, 124, 1000), Ok((124, 900)));
+        assert_eq!(replay_range(300, 900, 124, 1000), Ok((300, 900)));
+        assert_eq!(replay_range(300, 1000, 124, 1000), Ok((300, 1000)));
+        let short = replay_range(4, 1200, 124, 1000).expect_err("past the end");
+        assert_eq!(short.0, 1000);
+        assert!(short.1.contains("1000 bytes are archived"), "{}", short.1);
+        let inside_head = replay_range(4, 40, 124, 1000).expect_err("inside the head");
+        assert_eq!(inside_head.0, 40);
+        assert!(
+            inside_head
+                .1
+                .contains("before the file's events begin at 124")
+        );
+        assert!(
+            replay_range(4, 40, 5000, 1000).is_err(),
+            "a head longer than the file"
+        );
     }
 
     #[test]

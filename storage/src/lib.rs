@@ -40,6 +40,6 @@ pub use archive::{Archive, ArchiveFile, FileState};
 pub use error::StorageError;
 pub use gtids::GtidState;
 pub use index::{FileIndex, IndexRecord, TransactionEntry, read_index};
-pub use layout::{Epoch, LocalArchive, SourceIdentity};
+pub use layout::{Epoch, LocalArchive, SourceIdentity, validate_binlog_name};
 pub use recover::{ResumePoint, recover};
 pub use writer::{ArchiveWriter, Durable, Ingested, WriterStats};
