@@ -90,6 +90,20 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     u64::try_from(time.as_microsecond()).map_err(|_| format!("{text:?} is before 1970"))
 }
 
+/// Parses a number of seconds for a command-line option: finite, not negative, and at
+/// most about 46 days (4,000,000 s), so that it always makes a `Duration`.
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))?;
+    if seconds.is_finite() && (0.0..=4_000_000.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{text:?} is not between 0 and 4000000 seconds"))
+    }
+}
+
 /// Parses a GTID state (`0-1-41,1-2-7` or `uuid:1-5`).
 pub fn parse_gtids(text: &str) -> Result<GtidState, String> {
     text.parse()

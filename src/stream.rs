@@ -74,7 +74,7 @@ pub struct StreamArgs {
     spool_max: u64,
     /// With an S3 archive: upload what is new at least this often (the RPO of the
     /// object copy, give or take one upload).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = crate::archive::parse_seconds)]
     checkpoint_interval: f64,
     /// With an S3 archive: upload early once this much was written since the last
     /// checkpoint.
@@ -94,7 +94,7 @@ pub struct StreamArgs {
     #[command(flatten)]
     retention: crate::purge::RetentionArgs,
     /// With --retention or --keep-after-gtid: how often to look for files to delete.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = crate::archive::parse_seconds)]
     purge_interval: f64,
     /// Replica server id to register with. Must differ from every server and replica of
     /// the source; the default is derived from the archive path, stable across restarts.
@@ -120,12 +120,12 @@ pub struct StreamArgs {
     #[arg(long)]
     semi_sync: bool,
     /// How often the source sends a heartbeat when it has nothing else to send.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = crate::archive::parse_seconds)]
     heartbeat: f64,
     /// Take the connection as dead and reconnect when the source sends nothing (no
     /// event, no heartbeat, no reply) for this long. Must exceed --heartbeat; like a
     /// replica's slave_net_timeout, it catches a peer that vanished without closing.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = crate::archive::parse_seconds)]
     net_timeout: f64,
     /// With an empty archive, start at this binlog file instead of the oldest one the
     /// server has.
@@ -146,7 +146,7 @@ pub struct StreamArgs {
     #[arg(long, env = "BINLOGD_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// Longest wait between reconnection attempts.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = crate::archive::parse_seconds)]
     max_retry_delay: f64,
     /// No progress line, even on a terminal.
     #[arg(long)]

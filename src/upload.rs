@@ -442,7 +442,7 @@ pub struct UploadArgs {
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     compression: binlogd_storage::remote::keys::Codec,
     /// Keep retrying a failing store this long before giving up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = crate::archive::parse_seconds)]
     patience: f64,
     #[command(flatten)]
     s3: S3Args,

@@ -295,3 +295,44 @@ fn semi_sync_status(db: &binlogd_testkit::MariaDb, name: &str) -> u64 {
     .parse()
     .expect("a number")
 }
+
+#[test]
+fn numbers_of_seconds_on_the_command_line_are_checked_not_trusted() {
+    // `--max-retry-delay inf` used to panic making a Duration.
+    for (command, flag, value) in [
+        ("stream", "--max-retry-delay", "inf"),
+        ("stream", "--checkpoint-interval", "-1"),
+        ("stream", "--net-timeout", "NaN"),
+        ("stream", "--heartbeat", "1e300"),
+        ("upload", "--patience", "inf"),
+    ] {
+        let where_from: &[&str] = if command == "upload" {
+            &["--spool-dir", "/nonexistent/spool", "--archive", "s3://b/p"]
+        } else {
+            &[
+                "--source",
+                "mysql://repl@127.0.0.1:1",
+                "--archive",
+                "/nonexistent",
+            ]
+        };
+        let output = stream_common::binlogd()
+            .arg(command)
+            .args(where_from)
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("run binlogd");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command} {flag} {value}: {stderr}"
+        );
+        assert!(
+            stderr.contains(flag) && stderr.contains("not between 0 and 4000000 seconds")
+                || stderr.contains("is not a number of seconds"),
+            "{command} {flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
