@@ -8,6 +8,7 @@ mod metrics;
 mod purge;
 mod restore;
 mod search;
+mod secrets;
 mod signals;
 mod stream;
 mod timeline;
@@ -33,6 +34,10 @@ struct Cli {
         value_name = "FORMAT"
     )]
     log_format: LogFormat,
+    /// Refuse password and key files that every user of the machine may read, instead of
+    /// warning about them.
+    #[arg(long, global = true)]
+    strict_permissions: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,7 +75,7 @@ enum Command {
     /// end, older than --retention and all held by the backup of --keep-after-gtid; never
     /// the newest file, never a gap. On an S3 archive a running stream does this itself.
     Purge(purge::PurgeArgs),
-    /// Restore a MariaDB server to a point in time: the archived binlogs from its GTID
+    /// Restore a MariaDB or MySQL server to a point in time: the archived binlogs from its GTID
     /// state (or a backup's) to a time, a GTID, just before a GTID, a position or the
     /// latest, staged as relay logs and replayed by the server's own parallel applier,
     /// stopping exactly at the target. Into a server running here (--target), or into a
@@ -84,6 +89,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    secrets::init(cli.strict_permissions);
     let filter = tracing_subscriber::EnvFilter::try_from_env("BINLOGD_LOG")
         // The AWS SDK says at info level where it found credentials, on every start.
         .unwrap_or_else(|_| "info,aws_config=warn".into());

@@ -311,12 +311,13 @@ fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<TargetAddress
         "BINLOGD_TARGET_PASSWORD or a file named by --target-password-file",
     )?;
     let password = match &args.target_password_file {
-        Some(path) => Some(
+        Some(path) => Some({
+            crate::secrets::check_secret_file(path, "--target-password-file")?;
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
+                .to_owned()
+        }),
         None => std::env::var("BINLOGD_TARGET_PASSWORD").ok(),
     };
     Ok(TargetAddress {

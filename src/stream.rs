@@ -240,7 +240,13 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
             TlsModeArg::VerifyIdentity => TlsMode::VerifyIdentity,
         },
         ca_file: args.tls_ca.clone(),
-        client_cert: args.tls_cert.clone().zip(args.tls_key.clone()),
+        client_cert: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                crate::secrets::check_secret_file(key, "--tls-key")?;
+                Some((cert.clone(), key.clone()))
+            }
+            _ => None,
+        },
         server_name: args.tls_server_name.clone(),
     };
     if matches!(
@@ -1045,6 +1051,7 @@ pub(crate) fn parse_server_url(
 
 fn read_password(args: &StreamArgs) -> anyhow::Result<String> {
     if let Some(path) = &args.password_file {
+        crate::secrets::check_secret_file(path, "--password-file")?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--password-file {}", path.display()))?;
         return Ok(text.trim_end_matches(['\n', '\r']).to_owned());

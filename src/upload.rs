@@ -60,15 +60,16 @@ pub struct S3Args {
 impl S3Args {
     /// The client-side key, if one was given.
     pub fn client_key(&self) -> anyhow::Result<Option<ClientKey>> {
-        self.encryption_key_file
-            .as_deref()
-            .map(ClientKey::from_file)
-            .transpose()
-            .map_err(anyhow::Error::from)
+        let Some(path) = self.encryption_key_file.as_deref() else {
+            return Ok(None);
+        };
+        crate::secrets::check_secret_file(path, "--encryption-key-file")?;
+        Ok(Some(ClientKey::from_file(path)?))
     }
 
     pub fn options(&self) -> anyhow::Result<S3Options> {
         let server_side = if let Some(path) = &self.sse_c_key_file {
+            crate::secrets::check_secret_file(path, "--sse-c-key-file")?;
             Some(ServerSideEncryption::CustomerKey(read_key_file(path)?))
         } else if self.sse_kms {
             Some(ServerSideEncryption::Kms(self.sse_kms_key_id.clone()))

@@ -336,3 +336,59 @@ fn numbers_of_seconds_on_the_command_line_are_checked_not_trusted() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn the_archive_is_for_binlogds_user_and_group_and_open_secrets_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = MariaDbConfig::default().start().expect("start");
+    db.write_workload(20).expect("workload");
+    let archive = Archive::new();
+    // A password file every user of the machine may read.
+    let password_file = archive.path().with_file_name("password");
+    std::fs::write(&password_file, db.replication_password()).expect("write");
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let run = |extra: &[&str]| {
+        let mut args = stream_common::stream_args(&db, &archive);
+        args.extend(["--exit-at-end".to_owned(), "--password-file".to_owned()]);
+        args.push(password_file.display().to_string());
+        stream_common::binlogd()
+            .args(args)
+            .args(extra)
+            .env_remove("BINLOGD_SOURCE_PASSWORD")
+            .output()
+            .expect("run binlogd")
+    };
+    let refused = run(&["--strict-permissions"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("may be read by every user of this machine (mode 0644)")
+            && stderr.contains("--strict-permissions refuses it"),
+        "{stderr}"
+    );
+    let warned = run(&[]);
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(warned.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+
+    // Whatever umask binlogd was started with (the test's is 022): nothing of the
+    // archive is for every user.
+    let mut checked = 0;
+    let mut dirs = vec![archive.path()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode & 0o007, 0, "{} is {mode:04o}", path.display());
+            if path.is_dir() {
+                dirs.push(path);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 3, "only {checked} entries");
+}

@@ -233,6 +233,10 @@ impl RelayLogSet {
             let mut file = std::fs::File::create(&temporary)?;
             if let Some((user, group)) = owner {
                 std::os::unix::fs::fchown(&file, Some(*user), Some(*group))?;
+            } else if let Ok(folder) = std::fs::metadata(dir) {
+                use std::os::unix::fs::MetadataExt;
+                // As for the relay logs: the folder's group may read it.
+                let _ = std::os::unix::fs::fchown(&file, None, Some(folder.gid()));
             }
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
@@ -244,13 +248,22 @@ impl RelayLogSet {
         Ok(path)
     }
 
-    /// Gives a staged file to the server's user, if binlogd is not that user.
+    /// Gives a staged file to the server's user, if binlogd is not that user. Not root,
+    /// binlogd gives it to the folder's group at least (when it is a member: the server
+    /// shares its folder with its group), since binlogd's files are not for every user.
     fn hand_over(&self, file: &std::fs::File, path: &std::path::Path) -> Result<(), RestoreError> {
-        if let Some((user, group)) = self.place.owner {
-            std::os::unix::fs::fchown(file, Some(user), Some(group))
-                .map_err(RestoreError::io("handing to the server's user", path))?;
+        use std::os::unix::fs::MetadataExt;
+        match self.place.owner {
+            Some((user, group)) => std::os::unix::fs::fchown(file, Some(user), Some(group))
+                .map_err(RestoreError::io("handing to the server's user", path)),
+            None => {
+                if let Ok(folder) = std::fs::metadata(&self.place.dir) {
+                    // Refused when binlogd is not in that group: the files stay its own.
+                    let _ = std::os::unix::fs::fchown(file, None, Some(folder.gid()));
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Removes the relay logs written so far (a staging that failed half-way leaves
