@@ -210,18 +210,25 @@ impl Pod {
     /// stand in for them.
     fn command(&self, container: &Container, program: &Path) -> Command {
         let mut command = match &self.image {
+            // chroot needs root: it takes the pod's user itself.
             Some(image) => {
                 let mut command = Command::new("chroot");
+                if let Some((user, group)) = self.run_as {
+                    command.arg(format!("--userspec={user}:{group}"));
+                }
                 command.arg(image).arg(program);
                 command
             }
-            None => Command::new(program),
+            None => {
+                let mut command = Command::new(program);
+                if let Some((user, group)) = self.run_as {
+                    use std::os::unix::process::CommandExt;
+                    command.uid(user).gid(group);
+                }
+                command
+            }
         };
         command.args(container.args.iter().flatten().map(|a| self.map(a)));
-        if let Some((user, group)) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            command.uid(user).gid(group);
-        }
         for key in [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -473,9 +480,10 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     backup
         .copy_back_to(&claims["data-db1-0"])
         .expect("copy back");
-    // As on a database's volume: the files are the server's user's, not root's.
+    // As on a database's volume: the files are the server's user's (999 in the official
+    // images, the Job's user), not root's.
     let status = Command::new("chown")
-        .args(["-R", "mysql:mysql"])
+        .args(["-R", "999:999"])
         .arg(&claims["data-db1-0"])
         .status()
         .expect("chown");
@@ -512,6 +520,8 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
         eprintln!("{command:?}\n{stderr}");
     }
     assert!(restored.status.success(), "{stderr}");
+    // Not root: the server ran as the Job's user, not handed to one.
+    assert!(!stderr.contains("--user="), "{stderr}");
     // --log-format json: every line a JSON object, as log collectors and the operator read it.
     for line in stderr.lines() {
         assert!(
@@ -598,6 +608,13 @@ fn a_restore_job_replays_into_a_mysql_image_from_a_clone() {
     primary
         .clone_to(&claims["data-db1-0"])
         .expect("clone into the volume");
+    // The server's user's, as on the database's volume.
+    let status = Command::new("chown")
+        .args(["-R", "999:999"])
+        .arg(&claims["data-db1-0"])
+        .status()
+        .expect("chown");
+    assert!(status.success());
     primary.write_workload(100).expect("after the clone");
     let moment = primary.gtid_executed().expect("gtids");
     let checksum_at_moment = primary.query_value(CHECKSUM).expect("checksum");
@@ -684,6 +701,7 @@ fn a_restore_job_replays_into_a_mysql_image_from_a_clone() {
         .expect("run the restore container");
     let stderr = String::from_utf8_lossy(&restored.stderr);
     assert!(restored.status.success(), "{stderr}");
+    assert!(!stderr.contains("--user="), "not root: {stderr}");
     let seen = read_restore_log(&stderr);
     assert_eq!(
         seen.plan.as_ref().map(|plan| plan.target_gtid.as_str()),

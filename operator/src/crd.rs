@@ -273,6 +273,18 @@ pub struct DatabaseSpec {
     /// `xtrabackup_info`, not a MySQL clone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_gtid: Option<String>,
+    /// The user the database image's server runs as, which owns the datadir: the restore
+    /// runs as it, never as root (999, the `mysql` user of the official `mariadb` and
+    /// `mysql` images, unless set; Bitnami's images use 1001).
+    #[serde(default = "database_user_by_default")]
+    pub run_as_user: i64,
+    /// Its group, which the pod's volumes are given to (fsGroup); 999 unless set.
+    #[serde(default = "database_user_by_default")]
+    pub run_as_group: i64,
+}
+
+fn database_user_by_default() -> i64 {
+    999
 }
 
 /// A key of a ConfigMap in the resource's namespace.

@@ -131,6 +131,8 @@ pub struct RestoreRequest {
     pub pvc: String,
     /// The database image.
     pub image: String,
+    /// The user (and group) its server runs as, which owns the datadir.
+    pub run_as_user: i64,
     /// Parallel workers.
     pub parallel_workers: Option<u32>,
 }
@@ -179,6 +181,8 @@ pub async fn restore_with(
                 image: request.image.clone(),
                 config: None,
                 from_gtid: None,
+                run_as_user: request.run_as_user,
+                run_as_group: request.run_as_user,
             },
             parallel_workers: request.parallel_workers,
             staging: None,

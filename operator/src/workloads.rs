@@ -655,6 +655,32 @@ pub fn restore_job(
         volume_mounts: Some(mounts),
         ..Container::default()
     };
+    // The database's own user, never root: what the server would run as anyway, and
+    // the owner of the datadir. The pod talks to no API server: no token is mounted.
+    let pod_security = PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(database.run_as_user),
+        run_as_group: Some(database.run_as_group),
+        fs_group: Some(database.run_as_group),
+        fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    };
+    let restore_container = Container {
+        // The server writes its temporary files in the image's /tmp.
+        security_context: Some(SecurityContext {
+            read_only_root_filesystem: Some(false),
+            ..binlogd_container_security()
+        }),
+        ..restore_container
+    };
+    let copy_binlogd = Container {
+        security_context: Some(binlogd_container_security()),
+        ..copy_binlogd
+    };
     Ok(job(
         ObjectMeta {
             name: Some(restore_job_name(&name)),
@@ -668,7 +694,11 @@ pub fn restore_job(
         PodSpec {
             init_containers: Some(vec![copy_binlogd]),
             containers: vec![restore_container],
+            // A service account only for the store's credentials (IAM roles for
+            // service accounts): its token is what they are fetched with.
+            automount_service_account_token: Some(storage.service_account_name.is_some()),
             service_account_name: storage.service_account_name.clone(),
+            security_context: Some(pod_security),
             volumes: Some(volumes),
             ..PodSpec::default()
         },
@@ -1024,6 +1054,8 @@ mod tests {
                             key: "my.cnf".into(),
                         }),
                         from_gtid: None,
+                        run_as_user: 999,
+                        run_as_group: 999,
                     },
                     parallel_workers: Some(4),
                     staging: Some(StagingSpec {
@@ -1055,6 +1087,41 @@ mod tests {
             init.command.as_deref().expect("command"),
             strings(&["cp", "/usr/local/bin/binlogd", "/binlogd-bin/binlogd"])
         );
+        // As the database's own user, without privileges or an API token.
+        let security = pod.security_context.as_ref().expect("pod security");
+        assert_eq!(
+            (
+                security.run_as_non_root,
+                security.run_as_user,
+                security.run_as_group,
+                security.fs_group
+            ),
+            (Some(true), Some(999), Some(999), Some(999))
+        );
+        // The store's credentials come with the service account's token here.
+        assert_eq!(pod.service_account_name.as_deref(), Some("binlogd"));
+        assert_eq!(pod.automount_service_account_token, Some(true));
+        let mut without = storage();
+        without.service_account_name = None;
+        let latest = RestoreTarget {
+            latest: true,
+            ..RestoreTarget::default()
+        };
+        let other = restore_job(&restore(latest), &without, "binlogd:test").expect("job");
+        let other_pod = other.spec.expect("spec").template.spec.expect("pod");
+        assert_eq!(other_pod.automount_service_account_token, Some(false));
+        for container in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            let security = container.security_context.as_ref().expect("security");
+            assert_eq!(security.allow_privilege_escalation, Some(false));
+            assert_eq!(
+                security.capabilities.as_ref().and_then(|c| c.drop.clone()),
+                Some(vec!["ALL".to_owned()])
+            );
+        }
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some("mariadb:10.11"));
         assert_eq!(

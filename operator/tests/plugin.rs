@@ -80,6 +80,7 @@ fn request() -> RestoreRequest {
         strict: true,
         pvc: "data-db1-0".into(),
         image: "mariadb:10.11".into(),
+        run_as_user: 999,
         parallel_workers: Some(4),
     }
 }

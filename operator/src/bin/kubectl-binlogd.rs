@@ -60,6 +60,10 @@ enum Command {
         /// The database's image (its server replays).
         #[arg(long)]
         image: String,
+        /// The user (and group) the image's server runs as, which owns the datadir: the
+        /// restore runs as it (999 in the official mariadb and mysql images).
+        #[arg(long, value_name = "UID", default_value_t = 999)]
+        run_as_user: i64,
         #[command(flatten)]
         target: Target,
         /// Fail when the target is beyond the archive: the default (the flag is kept for
@@ -113,6 +117,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 binlog_server,
                 pvc,
                 image,
+                run_as_user,
                 target,
                 strict: _,
                 allow_short,
@@ -132,6 +137,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     strict: !allow_short,
                     pvc,
                     image,
+                    run_as_user,
                     parallel_workers,
                 };
                 if std::io::IsTerminal::is_terminal(&std::io::stdout()) {

@@ -216,6 +216,8 @@ pub fn restore() -> PointInTimeRestore {
                     image: "mariadb:10.11".into(),
                     config: None,
                     from_gtid: None,
+                    run_as_user: 999,
+                    run_as_group: 999,
                 },
                 parallel_workers: None,
                 staging: None,
