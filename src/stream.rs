@@ -19,7 +19,7 @@ use binlogd_storage::remote::s3::S3Url;
 use binlogd_storage::retention::{Retention, purge_local};
 use binlogd_storage::{
     ArchiveWriter, Durable, Epoch, GtidState, Ingested, LocalArchive, SourceIdentity, StorageError,
-    WriterStats, recover,
+    WriterStats, close_abandoned, recover,
 };
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -719,6 +719,16 @@ impl Streamer {
                     gtids = %gtids,
                     "a different server answers at the source address (failover?); following it by GTID in a new epoch"
                 );
+                if let Some(file) = close_abandoned(&previous)
+                    .with_context(|| format!("closing {}", previous.dir.display()))?
+                {
+                    tracing::info!(
+                        epoch = %previous.dir.display(),
+                        file,
+                        "closed the old server's last file as it stands: the stream follows \
+                         another server now"
+                    );
+                }
                 let epoch = self.archive.new_epoch(identity, gtids)?;
                 (epoch, None)
             }

@@ -210,6 +210,33 @@ fn a_failover_behind_the_same_address_is_followed_by_gtid_into_a_new_epoch() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(new_epoch.to_string_lossy().ends_with("0002-server2"));
+    // The old server's last file is closed as it stands: retention and the object store
+    // can move past it.
+    let old_epoch = archive.epochs()[0].clone();
+    let mut old_indexes: Vec<_> = std::fs::read_dir(&old_epoch)
+        .expect("old epoch")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".index.jsonl"))
+        .collect();
+    old_indexes.sort();
+    let last_index = std::fs::read_to_string(old_indexes.last().expect("an index")).expect("read");
+    assert!(
+        last_index
+            .lines()
+            .any(|l| l.contains("\"record\":\"closed\"")),
+        "the old epoch's last file is still open:\n{last_index}"
+    );
+    let verified = stream_common::binlogd()
+        .args(["verify", "--archive"])
+        .arg(archive.path())
+        .output()
+        .expect("verify");
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
     let mut copied = 0;
     for file in replica.binlog_files().expect("files") {
         let copy = new_epoch.join(file.file_name().expect("name"));

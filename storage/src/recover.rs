@@ -66,6 +66,34 @@ pub fn recover(epoch: &Epoch) -> Result<Option<ResumePoint>, StorageError> {
     }))
 }
 
+/// Marks the last file of `epoch` closed as it stands, when the stream leaves the epoch's
+/// server for another (a failover): that file can grow no more in this archive, and left
+/// open it would hold up retention there for good, and never be sealed in an object
+/// store. Call [`recover`] first, which ends it on a transaction boundary. Returns the
+/// file's name when it was open.
+pub fn close_abandoned(epoch: &Epoch) -> Result<Option<String>, StorageError> {
+    let files = epoch.binlog_files()?;
+    let Some(last) = files.last() else {
+        return Ok(None);
+    };
+    let index_path = epoch.index_path(last);
+    let mut index = read_index(&index_path)?;
+    if index.closed.is_some() {
+        return Ok(None);
+    }
+    let data_path = epoch.data_path(last);
+    let len = fs::metadata(&data_path)
+        .map_err(StorageError::io("reading", &data_path))?
+        .len();
+    index.closed = Some((len, None));
+    let mut body = Vec::new();
+    for record in index.records() {
+        encode_record(&record, &mut body);
+    }
+    write_atomically(&index_path, &body)?;
+    Ok(Some(last.clone()))
+}
+
 /// Makes one file end on a transaction boundary with a complete index; returns the
 /// index, the file's new length and how many bytes were cut.
 pub(crate) fn recover_file(
