@@ -470,6 +470,13 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
     }
     let spool = LocalArchive::open(spool_dir)?;
     let _writing = spool.claim_for_writing()?;
+    // A stream killed (SIGKILL, a node lost) may have written whole transactions past its
+    // index's last line: recovery indexes them (and cuts an unfinished one), as the next
+    // stream would, so that they are uploaded too and not lost with the spool's volume.
+    for epoch in spool.epochs()? {
+        binlogd_storage::recover(&epoch)
+            .with_context(|| format!("recovering {}", epoch.dir.display()))?;
+    }
     if spool.epochs()?.is_empty() {
         println!(
             "{}: the spool holds nothing; nothing to upload",

@@ -1316,6 +1316,13 @@ fn s3_upload_pushes_what_a_killed_streams_spool_holds() {
         archived_sequence(&open_archive(&s3, "killed")) < target,
         "the store already had everything: the test shows nothing"
     );
+    // As a SIGKILL between writing the data and indexing it leaves the spool: the newest
+    // file's last transactions are in the file, not in its index.
+    let unindexed = drop_last_index_lines(spool.path(), 3);
+    assert_eq!(
+        unindexed, 3,
+        "the newest spooled file had too few transactions"
+    );
 
     // The store away: exit 1, and the spool keeps what it holds.
     let dead = format!(
@@ -1471,6 +1478,42 @@ fn began_unix(began: std::time::Instant) -> i64 {
 /// A stream into `s3://BUCKET/prefix` that uploaded once at its start and will not again
 /// for an hour, after `transactions` more: its spool holds them, the store does not. Returns
 /// the running stream, its spool and the server's newest GTID.
+/// Removes the last `n` transaction lines from the index of the newest file of the
+/// newest epoch of `spool`; returns how many it removed.
+fn drop_last_index_lines(spool: &Path, n: usize) -> usize {
+    let mut epochs: Vec<_> = std::fs::read_dir(spool)
+        .expect("spool")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    epochs.sort();
+    let epoch = epochs.last().expect("an epoch");
+    let mut indexes: Vec<_> = std::fs::read_dir(epoch)
+        .expect("epoch")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".index.jsonl"))
+        .collect();
+    indexes.sort();
+    let index = indexes.last().expect("an index");
+    let text = std::fs::read_to_string(index).expect("index");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let mut removed = 0;
+    while removed < n {
+        match lines
+            .iter()
+            .rposition(|l| l.contains("\"record\":\"transaction\""))
+        {
+            Some(at) => {
+                lines.remove(at);
+                removed += 1;
+            }
+            None => break,
+        }
+    }
+    std::fs::write(index, lines.join("\n") + "\n").expect("write");
+    removed
+}
+
 fn stream_with_a_backlog(
     db: &MariaDb,
     s3: &S3Server,
