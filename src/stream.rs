@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use backon::BackoffBuilder;
 use binlogd_protocol::{
     BINLOG_DUMP_NON_BLOCK, BinlogStream, ConnectOptions, Connection, EventPiece, ProtocolError,
-    TlsMode, TlsOptions,
+    ServerPublicKey, TlsMode, TlsOptions,
 };
 use binlogd_storage::archive::local_files;
 use binlogd_storage::remote::keys::Codec;
@@ -100,6 +100,15 @@ pub struct StreamArgs {
     /// the source; the default is derived from the archive path, stable across restarts.
     #[arg(long, value_name = "ID")]
     server_id: Option<u32>,
+    /// Without TLS, ask the server for its RSA key when caching_sha2_password needs the
+    /// password in full (as the mysql client's --get-server-public-key): the key comes over
+    /// the same unencrypted connection, so whoever sits in between could read the password.
+    #[arg(long, conflicts_with = "server_public_key_file")]
+    get_server_public_key: bool,
+    /// Without TLS, encrypt the password for caching_sha2_password with this RSA key (the
+    /// server's public_key.pem, PEM), as the mysql client's --server-public-key-path.
+    #[arg(long, value_name = "PATH")]
+    server_public_key_file: Option<PathBuf>,
     /// TLS to the source: disabled, preferred, required, verify-ca, verify-identity.
     #[arg(long, value_enum, default_value = "preferred", value_name = "MODE")]
     tls_mode: TlsModeArg,
@@ -343,6 +352,14 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
         server_id,
         "streaming"
     );
+    let server_public_key = match &args.server_public_key_file {
+        Some(path) => ServerPublicKey::Pinned(
+            std::fs::read(path)
+                .with_context(|| format!("--server-public-key-file {}", path.display()))?,
+        ),
+        None if args.get_server_public_key => ServerPublicKey::Fetch,
+        None => ServerPublicKey::Refuse,
+    };
     let mut streamer = Streamer {
         connect: ConnectOptions {
             host,
@@ -350,6 +367,7 @@ async fn run_async(args: StreamArgs) -> anyhow::Result<ExitCode> {
             user,
             password,
             tls,
+            server_public_key,
         },
         address,
         server_id,

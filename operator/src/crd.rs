@@ -61,8 +61,10 @@ fn default_port() -> u16 {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
-    /// disabled, preferred, required, verify-ca or verify-identity.
-    pub mode: TlsMode,
+    /// disabled, preferred, required, verify-ca or verify-identity. When not given:
+    /// verify-ca if a CA is given (a CA is given to be checked against), else preferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<TlsMode>,
     /// The CA certificate (PEM) that signed the server's, for verify-ca and
     /// verify-identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -205,7 +205,12 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
         }
     }
     if let Some(tls) = &source.tls {
-        let mode = match tls.mode {
+        let mode = tls.mode.unwrap_or(if tls.ca_secret.is_some() {
+            TlsMode::VerifyCa
+        } else {
+            TlsMode::Preferred
+        });
+        let mode = match mode {
             TlsMode::Disabled => "disabled",
             TlsMode::Preferred => "preferred",
             TlsMode::Required => "required",
@@ -767,6 +772,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_ca_given_without_a_mode_is_checked_against() {
+        let tls_mode = |tls: TlsSpec| -> String {
+            let mut server = server();
+            server.spec.source.tls = Some(tls);
+            let set = binlog_server_statefulset(&server).expect("set");
+            let pod = set.spec.template.spec.expect("pod");
+            let args = pod.containers[0].args.clone().expect("args");
+            let at = args
+                .iter()
+                .position(|a| a == "--tls-mode")
+                .expect("--tls-mode");
+            args[at + 1].clone()
+        };
+        let ca = Some(secret("db1-ca", "ca.crt"));
+        assert_eq!(
+            tls_mode(TlsSpec {
+                mode: None,
+                ca_secret: ca.clone()
+            }),
+            "verify-ca"
+        );
+        assert_eq!(
+            tls_mode(TlsSpec {
+                mode: None,
+                ca_secret: None
+            }),
+            "preferred"
+        );
+        assert_eq!(
+            tls_mode(TlsSpec {
+                mode: Some(TlsMode::Required),
+                ca_secret: ca
+            }),
+            "required",
+            "a mode given is kept"
+        );
+    }
+
     fn stored<K: Resource<DynamicType = ()>>(mut resource: K, name: &str) -> K {
         let meta = resource.meta_mut();
         meta.name = Some(name.into());
@@ -786,7 +830,7 @@ mod tests {
                         user: "repl".into(),
                         password_secret: secret("db1-repl", "password"),
                         tls: Some(TlsSpec {
-                            mode: TlsMode::VerifyIdentity,
+                            mode: Some(TlsMode::VerifyIdentity),
                             ca_secret: Some(secret("db1-ca", "ca.crt")),
                         }),
                         server_id: Some(4242),

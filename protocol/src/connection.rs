@@ -33,6 +33,25 @@ pub struct ConnectOptions {
     pub password: String,
     /// TLS settings.
     pub tls: TlsOptions,
+    /// Where the RSA key comes from that `caching_sha2_password` encrypts the password
+    /// with when it must be sent in full over a connection without TLS.
+    pub server_public_key: ServerPublicKey,
+}
+
+/// The server's RSA public key for `caching_sha2_password` without TLS. The server sends
+/// it when asked, but over the same unencrypted connection: whoever sits in between can
+/// send their own and read the password. So, as the `mysql` client does, binlogd asks for
+/// it only when told to (`--get-server-public-key`), or uses a copy the user trusts
+/// (`--server-public-key-file`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServerPublicKey {
+    /// Neither: a login that needs the password in full without TLS is refused.
+    #[default]
+    Refuse,
+    /// Ask the server for it.
+    Fetch,
+    /// This key, PEM (the server's `public_key.pem`, or `caching_sha2_password_public_key_path`).
+    Pinned(Vec<u8>),
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -138,6 +157,44 @@ fn auth_answer(plugin: &str, password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, P
     })
 }
 
+/// Refuses an auth switch to a plugin that the server's flavour does not use for its
+/// accounts: a server (or a man in the middle) asking a MySQL client for MariaDB's
+/// ed25519, or a MariaDB client for MySQL's caching_sha2, is not to be followed.
+fn check_switch(server: &ServerHandshake, plugin: &str) -> Result<(), ProtocolError> {
+    let mariadb = server.server_version.contains("MariaDB");
+    let fits = match plugin {
+        NATIVE => true,
+        CACHING_SHA2 => !mariadb,
+        ED25519 => mariadb,
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(ProtocolError::Unsupported(format!(
+            "the server {} asked to switch to the authentication plugin {plugin}, which binlogd \
+             does not follow for a {} server",
+            server.server_version,
+            if mariadb { "MariaDB" } else { "MySQL" }
+        )))
+    }
+}
+
+/// Says, once per process, that a password went in full over TLS whose certificate was
+/// not checked: whoever can place themselves between binlogd and the server can read it.
+fn warn_unverified_password(host: &str, port: u16) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            server = %format!("{host}:{port}"),
+            "sent the password in full over TLS whose certificate was not verified (--tls-mode \
+             preferred or required): anyone between binlogd and the server could read it; \
+             use --tls-mode verify-ca with --tls-ca"
+        );
+    }
+}
+
 /// An authenticated connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -221,6 +278,7 @@ impl Connection {
                     // Auth switch: plugin name, then its nonce.
                     let mut r = Reader::new(&reply[1..], "auth switch");
                     plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
+                    check_switch(&server, &plugin)?;
                     // The scrambles of the SHA-1 and SHA-256 plugins end in a NUL; the
                     // Ed25519 nonce is 32 random bytes, and may itself end in 0x00 (one
                     // login in 256 failed while that byte was stripped too).
@@ -243,14 +301,34 @@ impl Connection {
                     // The server has no cached hash of this password: send it whole,
                     // in clear over TLS, otherwise encrypted with the server's RSA key.
                     Some(4) if use_tls => {
+                        if !options.tls.verifies_server() {
+                            warn_unverified_password(&options.host, options.port);
+                        }
                         let mut clear = password.to_vec();
                         clear.push(0);
                         framed.send(clear).await?;
                     }
-                    Some(4) => {
-                        framed.send(vec![REQUEST_PUBLIC_KEY]).await?;
-                        awaiting_public_key = true;
-                    }
+                    Some(4) => match &options.server_public_key {
+                        ServerPublicKey::Pinned(key) => {
+                            let encrypted = caching_sha2_encrypted_password(password, &nonce, key)?;
+                            framed.send(encrypted).await?;
+                        }
+                        ServerPublicKey::Fetch => {
+                            framed.send(vec![REQUEST_PUBLIC_KEY]).await?;
+                            awaiting_public_key = true;
+                        }
+                        ServerPublicKey::Refuse => {
+                            return Err(ProtocolError::Unsupported(format!(
+                                "{}:{} wants the password in full (caching_sha2_password has \
+                                 no cached login for the account), and the connection has no \
+                                 TLS: use TLS (--tls-mode verify-ca with --tls-ca), give the \
+                                 server's RSA key (--server-public-key-file), or let binlogd \
+                                 ask the server for it (--get-server-public-key, which trusts \
+                                 whatever answers)",
+                                options.host, options.port
+                            )));
+                        }
+                    },
                     _ => {
                         return Err(ProtocolError::malformed(
                             "caching_sha2_password reply",

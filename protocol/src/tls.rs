@@ -56,6 +56,11 @@ pub struct TlsOptions {
 }
 
 impl TlsOptions {
+    /// Whether the server's certificate is checked (`verify-ca`, `verify-identity`).
+    pub fn verifies_server(&self) -> bool {
+        matches!(self.mode, TlsMode::VerifyCa | TlsMode::VerifyIdentity)
+    }
+
     pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>, ProtocolError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())

@@ -5,7 +5,7 @@
 //! with a nonce and expected answer recorded from MySQL 8 servers, and checks every byte
 //! the client sends.
 
-use binlogd_protocol::{ConnectOptions, Connection, ProtocolError, TlsOptions};
+use binlogd_protocol::{ConnectOptions, Connection, ProtocolError, ServerPublicKey, TlsOptions};
 use binlogd_testkit::mysql_peer::{
     CACHING_SHA2_ANSWER_FOR_SECRET, CACHING_SHA2_NONCE, HandshakeResponse, PeerConnection,
     caching_sha2_fast_login, mysql8_greeting,
@@ -28,6 +28,14 @@ fn greeting() -> Vec<u8> {
 }
 
 async fn connect(port: u16, password: &str) -> Result<Connection, ProtocolError> {
+    connect_with_key(port, password, ServerPublicKey::Refuse).await
+}
+
+async fn connect_with_key(
+    port: u16,
+    password: &str,
+    server_public_key: ServerPublicKey,
+) -> Result<Connection, ProtocolError> {
     Connection::connect(&ConnectOptions {
         host: "127.0.0.1".into(),
         port,
@@ -37,6 +45,7 @@ async fn connect(port: u16, password: &str) -> Result<Connection, ProtocolError>
             mode: binlogd_protocol::TlsMode::Disabled,
             ..TlsOptions::default()
         },
+        server_public_key,
     })
     .await
 }
@@ -71,39 +80,95 @@ async fn full_authentication_without_tls_encrypts_the_password_with_the_server_k
     let public_pem = rsa::RsaPublicKey::from(&private)
         .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
         .expect("public pem");
+    let expected: Vec<u8> = b"secret\0"
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ CACHING_SHA2_NONCE[i % CACHING_SHA2_NONCE.len()])
+        .collect();
+    let served_key = public_pem.clone();
     let (port, server) = scripted_server(move |listener| {
+        // Three logins: the key asked for, the key pinned, and neither.
+        for round in 0..3 {
+            let mut conn = PeerConnection::accept(listener)?;
+            conn.send(&greeting())?;
+            let (_, response) = conn.expect_packet()?;
+            assert_eq!(
+                HandshakeResponse::parse(&response)?.auth_response,
+                CACHING_SHA2_ANSWER_FOR_SECRET
+            );
+            // No cached hash: perform full authentication.
+            conn.send(&[0x01, 0x04])?;
+            if round == 2 {
+                // The client hangs up rather than asking for a key it would have to trust.
+                assert!(conn.receive()?.is_none(), "no public key request");
+                continue;
+            }
+            let mut seq_of_password = 3;
+            if round == 0 {
+                let (seq, request) = conn.expect_packet()?;
+                assert_eq!(
+                    (seq, request.as_slice()),
+                    (3, &[0x02][..]),
+                    "public key request"
+                );
+                let mut key_packet = vec![0x01];
+                key_packet.extend_from_slice(served_key.as_bytes());
+                conn.send(&key_packet)?;
+                seq_of_password = 5;
+            }
+            let (seq, encrypted) = conn.expect_packet()?;
+            assert_eq!((seq, encrypted.len()), (seq_of_password, 256));
+            let plain = private
+                .decrypt(rsa::Oaep::new::<sha1::Sha1>(), &encrypted)
+                .expect("decrypts with the server key");
+            assert_eq!(plain, expected);
+            conn.send_ok()?;
+        }
+        Ok(())
+    });
+    connect_with_key(port, "secret", ServerPublicKey::Fetch)
+        .await
+        .expect("authenticated with the key asked for");
+    connect_with_key(
+        port,
+        "secret",
+        ServerPublicKey::Pinned(public_pem.as_bytes().to_vec()),
+    )
+    .await
+    .expect("authenticated with the pinned key");
+    let err = connect(port, "secret")
+        .await
+        .expect_err("no key, no TLS: refused");
+    assert!(
+        err.to_string().contains("--get-server-public-key")
+            && err.to_string().contains("--server-public-key-file"),
+        "{err}"
+    );
+    server
+        .join()
+        .expect("server thread")
+        .expect("server script");
+}
+
+#[tokio::test]
+async fn a_mysql_server_asking_for_mariadbs_plugin_is_not_followed() {
+    let (port, server) = scripted_server(|listener| {
         let mut conn = PeerConnection::accept(listener)?;
         conn.send(&greeting())?;
-        let (_, response) = conn.expect_packet()?;
-        assert_eq!(
-            HandshakeResponse::parse(&response)?.auth_response,
-            CACHING_SHA2_ANSWER_FOR_SECRET
-        );
-        // No cached hash: perform full authentication.
-        conn.send(&[0x01, 0x04])?;
-        let (seq, request) = conn.expect_packet()?;
-        assert_eq!(
-            (seq, request.as_slice()),
-            (3, &[0x02][..]),
-            "public key request"
-        );
-        let mut key_packet = vec![0x01];
-        key_packet.extend_from_slice(public_pem.as_bytes());
-        conn.send(&key_packet)?;
-        let (seq, encrypted) = conn.expect_packet()?;
-        assert_eq!((seq, encrypted.len()), (5, 256));
-        let plain = private
-            .decrypt(rsa::Oaep::new::<sha1::Sha1>(), &encrypted)
-            .expect("decrypts with the server key");
-        let expected: Vec<u8> = b"secret\0"
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ CACHING_SHA2_NONCE[i % CACHING_SHA2_NONCE.len()])
-            .collect();
-        assert_eq!(plain, expected);
-        conn.send_ok()
+        conn.expect_packet()?;
+        let mut switch = vec![0xfe];
+        switch.extend_from_slice(b"client_ed25519\0");
+        switch.extend_from_slice(&[7; 32]);
+        conn.send(&switch)?;
+        assert!(conn.receive()?.is_none(), "no answer to the switch");
+        Ok(())
     });
-    connect(port, "secret").await.expect("authenticated");
+    let err = connect(port, "secret").await.expect_err("not followed");
+    assert!(
+        err.to_string()
+            .contains("client_ed25519, which binlogd does not follow for a MySQL server"),
+        "{err}"
+    );
     server
         .join()
         .expect("server thread")

@@ -12,6 +12,7 @@ pub fn replication_options(db: &MariaDb) -> ConnectOptions {
         user: REPLICATION_USER.to_owned(),
         password: REPLICATION_PASSWORD.to_owned(),
         tls: Default::default(),
+        server_public_key: Default::default(),
     }
 }
 
