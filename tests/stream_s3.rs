@@ -973,6 +973,28 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
         let line = the_error_line(&stderr);
         assert!(line.contains("encrypted"), "{stderr}");
     }
+
+    // Someone who may write to the bucket but has no key swaps a segment for one in
+    // clear: a reader with the key refuses it.
+    let forged = "CREATE USER intruder".as_bytes();
+    rt.block_on(
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(&segments[0])
+            .body(forged.to_vec().into())
+            .metadata("binlogd-length", forged.len().to_string())
+            .metadata("binlogd-crc32", format!("{:08x}", crc32fast::hash(forged)))
+            .send(),
+    )
+    .expect("put the forged segment");
+    let refused = verify_with(&s3, "encrypted", &["--encryption-key-file", &key_arg]);
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("not encrypted, though a key was given"),
+        "{said}"
+    );
 }
 
 /// Runs `binlogd verify` on an S3 archive with extra arguments.

@@ -127,17 +127,30 @@ impl Codec {
 
     /// Decompresses `bytes`, which must come to `length` bytes.
     pub fn decompress(self, bytes: &[u8], length: usize) -> std::io::Result<Vec<u8>> {
+        // The length comes from the object's metadata, written by whoever wrote the
+        // object: no more than a segment may hold is set aside, nor read.
+        if length > MAX_SEGMENT_LENGTH {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("claims {length} bytes, more than a segment holds ({MAX_SEGMENT_LENGTH})"),
+            ));
+        }
+        let limit = length as u64 + 1;
         let out = match self {
             Codec::Raw => bytes.to_vec(),
             Codec::Zst => zstd::bulk::decompress(bytes, length)?,
             Codec::Gz => {
                 let mut out = Vec::with_capacity(length);
-                flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+                flate2::read::GzDecoder::new(bytes)
+                    .take(limit)
+                    .read_to_end(&mut out)?;
                 out
             }
             Codec::Bz2 => {
                 let mut out = Vec::with_capacity(length);
-                bzip2::read::BzDecoder::new(bytes).read_to_end(&mut out)?;
+                bzip2::read::BzDecoder::new(bytes)
+                    .take(limit)
+                    .read_to_end(&mut out)?;
                 out
             }
         };
@@ -150,6 +163,9 @@ impl Codec {
         Ok(out)
     }
 }
+
+/// The most bytes one segment holds: `--segment-size` is at most 1 GiB.
+pub const MAX_SEGMENT_LENGTH: usize = 1 << 30;
 
 impl std::str::FromStr for Codec {
     type Err = String;
@@ -170,6 +186,21 @@ impl std::str::FromStr for Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_length_no_segment_can_have_is_refused_before_anything_is_set_aside() {
+        for codec in [Codec::Raw, Codec::Zst, Codec::Gz, Codec::Bz2] {
+            let err = codec.decompress(b"tiny", usize::MAX).expect_err("refused");
+            assert!(
+                err.to_string().contains("more than a segment holds"),
+                "{err}"
+            );
+        }
+        // A stream that inflates past the length it claims stops there.
+        let packed = Codec::Gz.compress(&[0u8; 1 << 20]).expect("compress");
+        let err = Codec::Gz.decompress(&packed, 1000).expect_err("too long");
+        assert!(err.to_string().contains("expected 1000"), "{err}");
+    }
 
     #[test]
     fn segment_keys_sort_in_file_order_and_read_back() {

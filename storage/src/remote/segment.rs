@@ -3,7 +3,8 @@
 //!
 //! Metadata: `binlogd-crc32` (of the plain bytes, 8 hex digits), `binlogd-length` (plain
 //! length), and with client-side encryption `binlogd-encryption: aes-256-gcm` and
-//! `binlogd-key-check` (see [`super::crypt`]).
+//! `binlogd-key-check` (see [`super::crypt`]). A reader given a key refuses a segment
+//! without encryption: the key is what says a segment is the writer's.
 
 use super::crypt::{ClientKey, SCHEME};
 use super::keys::Codec;
@@ -46,6 +47,15 @@ pub fn unpack(
     key: Option<&ClientKey>,
 ) -> Result<Vec<u8>, String> {
     let packed = match object.metadata.get(ENCRYPTION) {
+        // With a key, everything must be encrypted: anyone who may write to the bucket,
+        // but lacks the key, could otherwise slip in a segment of their own, in clear.
+        None if key.is_some() => {
+            return Err(
+                "not encrypted, though a key was given (--encryption-key-file): refused, as \
+                 anyone who may write to the bucket could have put it there"
+                    .to_owned(),
+            );
+        }
         None => std::borrow::Cow::Borrowed(&object.body[..]),
         Some(scheme) if scheme != SCHEME => {
             return Err(format!(
@@ -136,5 +146,25 @@ mod tests {
         )
         .expect_err("crc");
         assert!(err.contains("CRC32"), "{err}");
+    }
+
+    #[test]
+    fn with_a_key_a_segment_in_clear_is_refused() {
+        // What someone who may write to the bucket, but has no key, could put there.
+        let plain = b"DROP DATABASE important".to_vec();
+        let (body, metadata) = pack("a/b/1", &plain, Codec::Raw, None).expect("pack");
+        let key = ClientKey::from_bytes(&[1; 32]);
+        let err = unpack(
+            "a/b/1",
+            &object(body, metadata),
+            Codec::Raw,
+            plain.len(),
+            Some(&key),
+        )
+        .expect_err("refused");
+        assert!(
+            err.contains("not encrypted, though a key was given"),
+            "{err}"
+        );
     }
 }
