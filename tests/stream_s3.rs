@@ -1573,3 +1573,91 @@ fn stream_with_a_backlog(
     }
     (streamer, spool, newest)
 }
+
+/// What a batch of parallel uploads leaves when one PUT fails and the batch is retried,
+/// cut anew: a shorter segment beside the longer one that replaced it, both starting at
+/// the same offset. Readers take each byte from the segment that reaches furthest, and
+/// see no hole.
+#[test]
+fn s3_a_shorter_segment_left_beside_its_retried_one_is_no_hole() {
+    let db = server_with_workload_schema(64 << 10);
+    let s3 = start_s3();
+    db.write_workload(100).expect("workload");
+    let spool = tempfile::tempdir().expect("spool");
+    let output = stream_to_s3(
+        &db,
+        &s3,
+        "overlap",
+        spool.path(),
+        &[
+            "--segment-size",
+            "4KiB",
+            "--max-parallel",
+            "4",
+            "--compression",
+            "none",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A segment in the middle of the first file, and the leftover of its first try.
+    let segments: Vec<String> = keys_under(&s3, "overlap", "0001-server1/mariadb-bin.000001/")
+        .into_iter()
+        .filter(|k| k.ends_with(".seg.raw"))
+        .collect();
+    assert!(segments.len() > 3, "{segments:?}");
+    let chosen = &segments[segments.len() / 2];
+    let leaf = chosen.rsplit('/').next().expect("leaf");
+    let (start, end) = leaf
+        .split_once(".seg")
+        .and_then(|(range, _)| range.split_once('-'))
+        .map(|(a, b)| {
+            (
+                a.parse::<u64>().expect("start"),
+                b.parse::<u64>().expect("end"),
+            )
+        })
+        .expect("a segment key");
+    assert!(start > 0 && end - start > 100, "{chosen}");
+    let client = s3_client(&s3);
+    let rt = runtime();
+    let object = rt
+        .block_on(client.get_object().bucket(BUCKET).key(chosen).send())
+        .expect("get");
+    let body = rt
+        .block_on(object.body.collect())
+        .expect("body")
+        .into_bytes();
+    let stale = &body[..50];
+    let stale_key = format!(
+        "overlap/{}",
+        binlogd_storage::remote::keys::segment(
+            "0001-server1",
+            "mariadb-bin.000001",
+            start,
+            start + 50,
+            binlogd_storage::remote::keys::Codec::Raw,
+        )
+    );
+    rt.block_on(
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(&stale_key)
+            .body(stale.to_vec().into())
+            .metadata("binlogd-length", "50")
+            .metadata("binlogd-crc32", format!("{:08x}", crc32fast::hash(stale)))
+            .send(),
+    )
+    .expect("put the leftover");
+    assert_store_has_the_servers_files(&db, &open_archive(&s3, "overlap"));
+    let verified = verify(&s3, "overlap");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+}

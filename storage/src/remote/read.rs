@@ -156,10 +156,11 @@ impl RemoteArchive {
         });
         for mut file in open {
             file.segments.sort_unstable();
-            // Readable: the contiguous run from the start.
+            // Readable: the contiguous run from the start. Segments may overlap: a batch
+            // retried after one upload failed is cut anew, beside what did arrive.
             let mut size = 0;
             for (start, end) in file.segments {
-                if start == size {
+                if start <= size && end > size {
                     size = end;
                 }
             }
@@ -214,8 +215,12 @@ impl RemoteArchive {
                 segments.push((start, end, codec, object.key));
             }
         }
-        segments.sort_by_key(|s| s.0);
-        // Which segments make the file, from the listing alone.
+        // Of segments that start together, the longest first.
+        segments.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        // Which segments make the file, from the listing alone. Segments may overlap: a
+        // batch retried after one of its uploads failed is cut anew, and what did arrive
+        // of the first try stays beside it. Each byte is taken from the first segment
+        // that reaches it; what a segment repeats is skipped.
         let mut plan = Vec::new();
         let mut offset = 0;
         for (start, end, codec, key) in segments {
@@ -228,11 +233,12 @@ impl RemoteArchive {
                     ),
                 ));
             }
-            if start < offset {
-                // A leftover of an interrupted upload that a later segment covers.
+            if end <= offset {
+                // Covered already: a leftover of an interrupted upload.
                 continue;
             }
-            plan.push((start, end, codec, key));
+            let skip = usize::try_from(offset - start).unwrap_or(usize::MAX);
+            plan.push((start, end, codec, key, skip));
             offset = end;
         }
         // Fetched up to `max_parallel` at a time, put together in order.
@@ -243,7 +249,7 @@ impl RemoteArchive {
         loop {
             while failure.is_none() && next < plan.len() && fetches.len() < self.max_parallel.max(1)
             {
-                let (start, end, codec, key) = plan[next].clone();
+                let (start, end, codec, key, _) = plan[next].clone();
                 let store = Arc::clone(&self.store);
                 let client_key = self.client_key.clone();
                 let name = name.to_owned();
@@ -282,8 +288,10 @@ impl RemoteArchive {
             return Err(e);
         }
         let mut bytes = Vec::with_capacity(usize::try_from(offset).unwrap_or(0));
-        for part in parts.into_iter().flatten() {
-            bytes.extend_from_slice(&part);
+        for (part, (.., skip)) in parts.into_iter().zip(&plan) {
+            if let Some(part) = part {
+                bytes.extend_from_slice(part.get(*skip..).unwrap_or_default());
+            }
         }
         Ok(bytes)
     }
