@@ -84,6 +84,9 @@ struct Purged {
     last_commit: Option<String>,
 }
 
+/// How long purge's lease outlives a purge that died.
+const PURGE_LEASE_TTL: Duration = Duration::from_secs(60);
+
 pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     let policy = args.retention.policy();
     if !policy.is_active() {
@@ -118,7 +121,7 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
             } else {
                 let id = format!("purge-{}", std::process::id());
                 Some(
-                    Lease::acquire(Arc::clone(&store), &id, Duration::from_secs(60))
+                    Lease::acquire(Arc::clone(&store), &id, PURGE_LEASE_TTL)
                         .await
                         .map_err(|e| match e {
                             StorageError::LeaseHeld { .. } => anyhow::Error::new(e).context(
@@ -140,10 +143,16 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
             let bytes = match lease {
                 None => victims.iter().map(|f| f.size).sum(),
                 Some(lease) => {
-                    let deleted = purge_remote(store.as_ref(), &mut catalogue, &victims)
-                        .await
-                        .with_context(|| format!("purging {url}"))?;
-                    lease.release().await.context("releasing the lease")?;
+                    // Renewed while files are deleted: a purge of many files outlasts a TTL.
+                    let keeper = crate::upload::LeaseKeeper::start(lease, PURGE_LEASE_TTL);
+                    let deleted = purge_remote(store.as_ref(), &mut catalogue, &victims).await;
+                    if keeper.lost() {
+                        return Err(keeper.loss().await.context(format!(
+                            "purging {url}: another writer took the lease meanwhile"
+                        )));
+                    }
+                    let deleted = deleted.with_context(|| format!("purging {url}"))?;
+                    keeper.release().await.context("releasing the lease")?;
                     deleted
                 }
             };

@@ -206,7 +206,8 @@ pub struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    fn start(mut lease: Lease, ttl: Duration) -> LeaseKeeper {
+    /// Renews `lease` every third of `ttl` from now on.
+    pub fn start(mut lease: Lease, ttl: Duration) -> LeaseKeeper {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let (lose, lost) = watch::channel(false);
         let task = tokio::spawn(async move {

@@ -477,6 +477,87 @@ fn s3_a_second_writer_is_refused_and_the_first_goes_on() {
     let _ = first.wait();
 }
 
+/// A second writer whose clock is two minutes ahead reads the first writer's lease as
+/// long stale. It must not take over on that reading: it watches the lease for a TTL on
+/// its own clock, sees it renewed, and is refused; the first writer goes on.
+#[test]
+fn s3_a_second_writer_with_a_clock_two_minutes_ahead_does_not_take_a_live_lease() {
+    let db = MariaDbConfig::default().start().expect("start");
+    db.write_workload(20).expect("workload");
+    let s3 = start_s3();
+    let first_spool = tempfile::tempdir().expect("spool");
+    let logs = tempfile::tempdir().expect("logs");
+    let first_log = logs.path().join("first.log");
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let mut first = stream_command(
+        &db,
+        &s3,
+        &format!("s3://{BUCKET}/skewed"),
+        first_spool.path(),
+    )
+    .args(["--lease-ttl", "6", "--metrics-addr", &metrics_addr])
+    .stderr(std::fs::File::create(&first_log).expect("log"))
+    .spawn()
+    .expect("spawn binlogd");
+    wait_until_healthy(&metrics_addr, || {
+        std::fs::read_to_string(&first_log).unwrap_or_default()
+    });
+
+    // The same command line, under faketime.
+    let second_spool = tempfile::tempdir().expect("spool");
+    let template = stream_command(
+        &db,
+        &s3,
+        &format!("s3://{BUCKET}/skewed"),
+        second_spool.path(),
+    );
+    let mut skewed = Command::new("faketime");
+    skewed
+        .args(["-f", "+2m"])
+        .arg(template.get_program())
+        .args(template.get_args())
+        .args(["--lease-ttl", "6", "--exit-at-end"])
+        .envs(
+            template
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        );
+    let second = skewed.output().expect("run binlogd under faketime");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(
+        second.status.code(),
+        Some(1),
+        "a second writer was let in:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("watching it for its TTL") && stderr.contains("is being written by"),
+        "{stderr}"
+    );
+
+    // The first goes on: it still holds the lease, and archives what comes.
+    db.write_workload(5).expect("more work");
+    wait_for_quiet_binlogs(&db);
+    let target = sequence_of(&db.gtid_binlog_pos().expect("pos"));
+    let archive = open_archive(&s3, "skewed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while archived_sequence(&archive) < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first writer stopped archiving:\n{}",
+            std::fs::read_to_string(&first_log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        first.try_wait().expect("wait").is_none(),
+        "the first writer stopped"
+    );
+    let log = std::fs::read_to_string(&first_log).unwrap_or_default();
+    assert!(!log.contains("lease"), "{log}");
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
 #[test]
 fn s3_a_missing_bucket_fails_at_once_with_one_clear_line() {
     let db = MariaDbConfig::default().start().expect("start");

@@ -4,7 +4,9 @@
 //! same files; the second is refused instead. The lease names its holder by the spool it
 //! streams from (an id kept in the spool directory), so the same writer restarting after
 //! a crash takes its lease back at once, while another writer waits for the lease to go
-//! stale (not renewed for its TTL). It is created only if absent (`If-None-Match: *`) and
+//! stale: not renewed while it watches it for a whole TTL on its own clock. The time in
+//! the lease is the holder's clock: it may refuse a taker at once (a wait, if clocks
+//! differ), never let one in. It is created only if absent (`If-None-Match: *`) and
 //! renewed only if unchanged (`If-Match`); on a store that ignores those conditions a
 //! read-back check stands in, which narrows the race without closing it.
 
@@ -35,6 +37,8 @@ pub struct Lease {
     store: Arc<dyn ObjectStore>,
     record: LeaseRecord,
     etag: Option<String>,
+    /// Set once this writer has written the lease.
+    held: bool,
 }
 
 impl Lease {
@@ -60,6 +64,7 @@ impl Lease {
             store,
             record,
             etag: None,
+            held: false,
         };
         if !lease.store.honours_conditions() {
             // The store would let the create below overwrite a live lease: look first.
@@ -76,6 +81,7 @@ impl Lease {
         }
         if let Some(etag) = lease.store.put_if_absent(keys::LEASE, lease.body()).await? {
             lease.etag = Some(etag);
+            lease.held = true;
             lease.check_still_ours().await?;
             return Ok(lease);
         }
@@ -83,6 +89,7 @@ impl Lease {
             // Released between the two calls: try once more.
             let etag = lease.store.put_if_absent(keys::LEASE, lease.body()).await?;
             lease.etag = etag;
+            lease.held = true;
             lease.check_still_ours().await?;
             return Ok(lease);
         };
@@ -92,6 +99,8 @@ impl Lease {
         let age = now_micros().saturating_sub(held.renewed_micros) / 1_000_000;
         let ours = held.writer_id == writer_id;
         if !ours && age < held.ttl_seconds {
+            // Fresh by our clock: refused at once. (Wrong only when our clock is behind,
+            // and then the harm is a wait, not two writers.)
             return Err(StorageError::LeaseHeld {
                 location: lease.store.location(),
                 holder: held.holder,
@@ -99,11 +108,43 @@ impl Lease {
             });
         }
         if !ours {
-            tracing::warn!(previous = %held.holder, age_seconds = age,
-                "taking over the archive's lease: its holder has not renewed it for longer than its TTL");
+            // Stale by our clock, which may be wrong: the holder's clock wrote the time.
+            // Watch the lease itself for a whole TTL on our own clock instead: a live
+            // holder renews it meanwhile (every third of it), a dead one does not.
+            let watched = Duration::from_secs(held.ttl_seconds.clamp(1, 3600));
+            tracing::info!(holder = %held.holder, seconds = watched.as_secs(),
+                "the archive's lease looks stale; watching it for its TTL before taking it over");
+            tokio::time::sleep(watched).await;
+            let now = lease.store.get(keys::LEASE).await?;
+            if now.as_ref().map(|o| &o.body) != Some(&current.body) {
+                let holder = now
+                    .and_then(|o| serde_json::from_slice::<LeaseRecord>(&o.body).ok())
+                    .map_or_else(|| "nobody".to_owned(), |r| r.holder);
+                return Err(StorageError::LeaseHeld {
+                    location: lease.store.location(),
+                    holder,
+                    renewed_seconds_ago: 0,
+                });
+            }
+            tracing::warn!(previous = %held.holder, watched_seconds = watched.as_secs(),
+                "taking over the archive's lease: its holder did not renew it while we watched for its TTL");
         }
-        lease.replace(current.etag.as_deref()).await?;
+        lease
+            .take_over(current.etag.as_deref(), &current.body)
+            .await?;
         Ok(lease)
+    }
+
+    /// Writes our record over the lease read as `seen` (tag `etag`): only if it is still
+    /// that one (If-Match; on a store without conditions, read back first).
+    async fn take_over(&mut self, etag: Option<&str>, seen: &Bytes) -> Result<(), StorageError> {
+        if !self.store.honours_conditions() || etag.is_none() {
+            let now = self.store.get(keys::LEASE).await?;
+            if now.as_ref().is_some_and(|o| o.body != seen) {
+                return Err(self.lost().await);
+            }
+        }
+        self.replace(etag).await
     }
 
     /// Renews the lease; fails with [`StorageError::LeaseLost`] if another writer took it.
@@ -129,7 +170,7 @@ impl Lease {
                     .await?
             }
             _ => {
-                self.check_still_ours_or_stale().await?;
+                self.check_still_ours_unless_taking_over().await?;
                 self.store
                     .put(keys::LEASE, self.body(), &Metadata::new())
                     .await?;
@@ -139,6 +180,7 @@ impl Lease {
         match replaced {
             Some(tag) => {
                 self.etag = Some(tag).filter(|t| !t.is_empty());
+                self.held = true;
                 self.check_still_ours().await
             }
             None => Err(self.lost().await),
@@ -154,16 +196,14 @@ impl Lease {
         }
     }
 
-    async fn check_still_ours_or_stale(&self) -> Result<(), StorageError> {
-        match self.current().await? {
-            Some(held)
-                if held.writer_id != self.record.writer_id
-                    && now_micros().saturating_sub(held.renewed_micros) / 1_000_000
-                        < held.ttl_seconds =>
-            {
-                Err(self.lost().await)
-            }
-            _ => Ok(()),
+    /// Before an unconditional write: the lease must still be ours, unless this writer has
+    /// not held it yet (a take-over, whose caller watched the lease go unrenewed). Whether
+    /// another holder's lease is stale is never judged here by comparing clocks.
+    async fn check_still_ours_unless_taking_over(&self) -> Result<(), StorageError> {
+        if self.held {
+            self.check_still_ours().await
+        } else {
+            Ok(())
         }
     }
 
