@@ -67,16 +67,14 @@ impl Lease {
             held: false,
         };
         if !lease.store.honours_conditions() {
-            // The store would let the create below overwrite a live lease: look first.
-            if let Some(held) = lease.current().await? {
-                let age = now_micros().saturating_sub(held.renewed_micros) / 1_000_000;
-                if held.writer_id != writer_id && age < held.ttl_seconds {
-                    return Err(StorageError::LeaseHeld {
-                        location: lease.store.location(),
-                        holder: held.holder,
-                        renewed_seconds_ago: age,
-                    });
-                }
+            // The store would let the create below overwrite a live lease: look first,
+            // and judge what is there as below.
+            if let Some(current) = lease.store.get(keys::LEASE).await? {
+                lease.judge(&current, writer_id).await?;
+                lease
+                    .take_over(current.etag.as_deref(), &current.body)
+                    .await?;
+                return Ok(lease);
             }
         }
         if let Some(etag) = lease.store.put_if_absent(keys::LEASE, lease.body()).await? {
@@ -93,6 +91,20 @@ impl Lease {
             lease.check_still_ours().await?;
             return Ok(lease);
         };
+        lease.judge(&current, writer_id).await?;
+        lease
+            .take_over(current.etag.as_deref(), &current.body)
+            .await?;
+        Ok(lease)
+    }
+
+    /// Decides whether the lease found (`current`) may be taken by `writer_id`: its own,
+    /// or another's that nobody renews. Refuses with [`StorageError::LeaseHeld`] otherwise.
+    async fn judge(
+        &self,
+        current: &super::store::Object,
+        writer_id: &str,
+    ) -> Result<(), StorageError> {
         let held: LeaseRecord = serde_json::from_slice(&current.body).map_err(|e| {
             StorageError::inconsistent(keys::LEASE, 0, format!("unreadable lease: {e}"))
         })?;
@@ -102,7 +114,7 @@ impl Lease {
             // Fresh by our clock: refused at once. (Wrong only when our clock is behind,
             // and then the harm is a wait, not two writers.)
             return Err(StorageError::LeaseHeld {
-                location: lease.store.location(),
+                location: self.store.location(),
                 holder: held.holder,
                 renewed_seconds_ago: age,
             });
@@ -115,13 +127,13 @@ impl Lease {
             tracing::info!(holder = %held.holder, seconds = watched.as_secs(),
                 "the archive's lease looks stale; watching it for its TTL before taking it over");
             tokio::time::sleep(watched).await;
-            let now = lease.store.get(keys::LEASE).await?;
+            let now = self.store.get(keys::LEASE).await?;
             if now.as_ref().map(|o| &o.body) != Some(&current.body) {
                 let holder = now
                     .and_then(|o| serde_json::from_slice::<LeaseRecord>(&o.body).ok())
                     .map_or_else(|| "nobody".to_owned(), |r| r.holder);
                 return Err(StorageError::LeaseHeld {
-                    location: lease.store.location(),
+                    location: self.store.location(),
                     holder,
                     renewed_seconds_ago: 0,
                 });
@@ -129,10 +141,7 @@ impl Lease {
             tracing::warn!(previous = %held.holder, watched_seconds = watched.as_secs(),
                 "taking over the archive's lease: its holder did not renew it while we watched for its TTL");
         }
-        lease
-            .take_over(current.etag.as_deref(), &current.body)
-            .await?;
-        Ok(lease)
+        Ok(())
     }
 
     /// Writes our record over the lease read as `seen` (tag `etag`): only if it is still
