@@ -480,17 +480,7 @@ fn bad_inputs_are_one_clear_error_and_leave_the_server_untouched() {
     let archive = Archive::new();
     let output = archive.run_to_end(&primary, &[]);
     assert!(output.status.success());
-    let target = MariaDbConfig {
-        server_id: 9,
-        skip_log_bin: true,
-        restore_from: Some(backup.dir.clone()),
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("target from the backup");
-    target
-        .create_tcp_admin("restorer", "restore-pw")
-        .expect("user");
+    let target = target_from(&backup);
     let checksum_before = target.query_value(CHECKSUM).expect("checksum");
     let run = |archive_dir: &Path, extra: &[&str]| -> String {
         let output = binlogd()
@@ -691,17 +681,7 @@ fn a_gtid_domain_the_replay_does_not_touch_is_kept_in_the_restored_state() {
     let checksum = primary.query_value(CHECKSUM).expect("checksum");
     let archive = Archive::new();
     assert!(archive.run_to_end(&primary, &[]).status.success());
-    let target = MariaDbConfig {
-        server_id: 9,
-        skip_log_bin: true,
-        restore_from: Some(backup.dir.clone()),
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("target from the backup");
-    target
-        .create_tcp_admin("restorer", "restore-pw")
-        .expect("user");
+    let target = target_from(&backup);
     let output = binlogd()
         .args(["restore", "--archive"])
         .arg(archive.path())
@@ -750,17 +730,7 @@ fn a_second_restore_on_a_restored_server_applies_nothing_twice() {
     let checksum_at_second = primary.query_value(CHECKSUM).expect("checksum");
     let archive = Archive::new();
     assert!(archive.run_to_end(&primary, &[]).status.success());
-    let target = MariaDbConfig {
-        server_id: 9,
-        skip_log_bin: true,
-        restore_from: Some(backup.dir.clone()),
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("target from the backup");
-    target
-        .create_tcp_admin("restorer", "restore-pw")
-        .expect("user");
+    let target = target_from(&backup);
     let run = |to: &str, from_gtid: Option<&str>| -> Output {
         let mut args = vec!["--to-gtid", to];
         match from_gtid {
@@ -818,17 +788,7 @@ fn a_restore_interrupted_while_applying_removes_its_channel_and_runs_again() {
     let checksum = primary.query_value(CHECKSUM).expect("checksum");
     let archive = Archive::new();
     assert!(archive.run_to_end(&primary, &[]).status.success());
-    let target = MariaDbConfig {
-        server_id: 9,
-        skip_log_bin: true,
-        restore_from: Some(backup.dir.clone()),
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("target from the backup");
-    target
-        .create_tcp_admin("restorer", "restore-pw")
-        .expect("user");
+    let target = target_from(&backup);
 
     // A session holds the table, so the replay is surely under way, and stuck, when the
     // signal comes.
@@ -959,4 +919,21 @@ fn restore_from_backup(
     let mut args = vec!["--from-backup", backup.to_str().expect("utf-8")];
     args.extend(extra);
     restore(target, archive, &args)
+}
+
+/// A server restored from `backup` (binary log off, its own server id), with the account
+/// the restores log in as.
+fn target_from(backup: &binlogd_testkit::Backup) -> MariaDb {
+    let target = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        restore_from: Some(backup.dir.clone()),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("target from the backup");
+    target
+        .create_tcp_admin("restorer", "restore-pw")
+        .expect("user");
+    target
 }

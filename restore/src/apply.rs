@@ -470,27 +470,25 @@ impl Target {
                 .flatten()
                 .unwrap_or_default()
         };
-        let mut progress = match self.flavour {
-            Flavour::MariaDb => Progress {
-                applied,
-                running: text("Slave_SQL_Running") == "Yes",
-                errno: text("Last_SQL_Errno").parse().unwrap_or(0),
-                error: text("Last_SQL_Error"),
-                at: (
-                    text("Relay_Master_Log_File"),
-                    text("Exec_Master_Log_Pos").parse().unwrap_or(0),
-                ),
-            },
-            Flavour::MySql => Progress {
-                applied,
-                running: text("Replica_SQL_Running") == "Yes",
-                errno: text("Last_SQL_Errno").parse().unwrap_or(0),
-                error: text("Last_SQL_Error"),
-                at: (
-                    text("Relay_Source_Log_File"),
-                    text("Exec_Source_Log_Pos").parse().unwrap_or(0),
-                ),
-            },
+        // The same columns under each server's names.
+        let (running, file, position) = match self.flavour {
+            Flavour::MariaDb => (
+                "Slave_SQL_Running",
+                "Relay_Master_Log_File",
+                "Exec_Master_Log_Pos",
+            ),
+            Flavour::MySql => (
+                "Replica_SQL_Running",
+                "Relay_Source_Log_File",
+                "Exec_Source_Log_Pos",
+            ),
+        };
+        let mut progress = Progress {
+            applied,
+            running: text(running) == "Yes",
+            errno: text("Last_SQL_Errno").parse().unwrap_or(0),
+            error: text("Last_SQL_Error"),
+            at: (text(file), text(position).parse().unwrap_or(0)),
         };
         if self.flavour == Flavour::MySql && progress.errno != 0 {
             // The coordinator only says that a worker failed; the worker says what.
