@@ -64,10 +64,9 @@ pub fn open_local(root: &Path) -> anyhow::Result<LocalArchive> {
 pub async fn open_remote(url: &S3Url, s3: &S3Args) -> anyhow::Result<RemoteArchive> {
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(url.clone(), &s3.options()?).await);
     let key = s3.client_key()?;
-    Ok(RemoteArchive::open(store)
+    Ok(RemoteArchive::open(store, key)
         .await
         .with_context(|| format!("opening {url}"))?
-        .with_client_key(key)
         .with_max_parallel(usize::from(s3.max_parallel)))
 }
 

@@ -133,10 +133,11 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("taking the lease of {url}"))?,
                 )
             };
-            let remote = RemoteArchive::open(Arc::clone(&store))
+            let key = args.archive.s3.client_key()?;
+            let remote = RemoteArchive::open(Arc::clone(&store), key.clone())
                 .await
                 .with_context(|| format!("opening {url}"))?;
-            let mut catalogue = remote.catalogue().clone();
+            let (mut catalogue, mut version) = remote.catalogue_for_update();
             let files = Archive::Remote(remote).files().await?;
             let victims = policy.purgeable(&files, now).to_vec();
             let kept = files.get(victims.len()).cloned();
@@ -145,7 +146,14 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
                 Some(lease) => {
                     // Renewed while files are deleted: a purge of many files outlasts a TTL.
                     let keeper = crate::upload::LeaseKeeper::start(lease, PURGE_LEASE_TTL);
-                    let deleted = purge_remote(store.as_ref(), &mut catalogue, &victims).await;
+                    let deleted = purge_remote(
+                        store.as_ref(),
+                        &mut catalogue,
+                        &mut version,
+                        key.as_ref(),
+                        &victims,
+                    )
+                    .await;
                     if keeper.lost() {
                         return Err(keeper.loss().await.context(format!(
                             "purging {url}: another writer took the lease meanwhile"

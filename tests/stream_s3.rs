@@ -83,13 +83,22 @@ fn the_error_line(stderr: &str) -> &str {
 
 /// The archive under `prefix`, read through the storage crate as any reader would.
 fn open_archive(s3: &S3Server, prefix: &str) -> RemoteArchive {
+    open_archive_with_key(s3, prefix, None)
+}
+
+/// An S3 archive opened for reading, with a client key.
+fn open_archive_with_key(
+    s3: &S3Server,
+    prefix: &str,
+    key: Option<binlogd_storage::remote::crypt::ClientKey>,
+) -> RemoteArchive {
     let store = S3Store::with_client(
         s3_client(s3),
         format!("s3://{BUCKET}/{prefix}").parse().expect("url"),
     );
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     runtime()
-        .block_on(RemoteArchive::open(store))
+        .block_on(RemoteArchive::open(store, key))
         .expect("open the archive")
 }
 
@@ -950,14 +959,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear_line() {
-    let db = MariaDbConfig {
-        max_binlog_size: Some(16 << 10),
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("start");
-    db.write_workload(300).expect("workload");
-    wait_for_quiet_binlogs(&db);
+    let db = server_with_300_transactions_in_16k_files();
     let s3 = start_s3();
     let keys = tempfile::tempdir().expect("keys");
     let key_file = keys.path().join("archive.key");
@@ -982,7 +984,7 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
 
     // Read back with the key: the server's files, byte for byte.
     let key = binlogd_storage::remote::crypt::ClientKey::from_file(&key_file).expect("key");
-    let archive = open_archive(&s3, "encrypted").with_client_key(Some(key.clone()));
+    let archive = open_archive_with_key(&s3, "encrypted", Some(key.clone()));
     assert_store_has_the_servers_files(&db, &archive);
     // The objects hold no plain text: the workload's table name is in every file's rows.
     let client = s3_client(&s3);
@@ -1034,10 +1036,11 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
         &["--encryption-key-file", &other_key.display().to_string()],
     );
     assert_eq!(wrong.status.code(), Some(1));
+    // The catalogue, authenticated with the archive's key, is the first thing to say so.
+    let said = output_text(&wrong);
     assert!(
-        String::from_utf8_lossy(&wrong.stdout).contains("encrypted with another key"),
-        "{}",
-        String::from_utf8_lossy(&wrong.stdout)
+        said.contains("with another key") && said.contains(key.check()),
+        "{said}"
     );
     // Planning needs no key: the indexes are in the clear.
     assert_search_plans_from_the_catalogue(&db, &s3, "encrypted");
@@ -1076,6 +1079,19 @@ fn s3_client_side_encryption_round_trips_and_a_wrong_or_missing_key_is_one_clear
         said.contains("not encrypted, though a key was given"),
         "{said}"
     );
+}
+
+/// A MariaDB whose binlog holds 300 workload transactions in files of about 16 KiB.
+fn server_with_300_transactions_in_16k_files() -> MariaDb {
+    let db = MariaDbConfig {
+        max_binlog_size: Some(16 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("start");
+    db.write_workload(300).expect("workload");
+    wait_for_quiet_binlogs(&db);
+    db
 }
 
 /// Runs `binlogd verify` on an S3 archive with extra arguments.
@@ -1160,7 +1176,7 @@ fn s3_server_side_encryption_is_asked_for_recorded_and_needed_to_read() {
         binlogd_storage::remote::s3::ServerSideEncryption::CustomerKey([0x42; 32]),
     ));
     let archive = runtime()
-        .block_on(RemoteArchive::open(Arc::new(store)))
+        .block_on(RemoteArchive::open(Arc::new(store), None))
         .expect("open");
     assert_store_has_the_servers_files(&db, &archive);
     // Going on with another SSE-C key, or none, is refused before anything is written.
@@ -1741,4 +1757,281 @@ fn s3_a_shorter_segment_left_beside_its_retried_one_is_no_hole() {
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
+}
+
+/// An object of the S3 archive as stored: its bytes and user metadata.
+fn raw_object(s3: &S3Server, key: &str) -> (Vec<u8>, std::collections::HashMap<String, String>) {
+    let rt = runtime();
+    let object = rt
+        .block_on(s3_client(s3).get_object().bucket(BUCKET).key(key).send())
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    let metadata = object.metadata().cloned().unwrap_or_default();
+    let body = rt
+        .block_on(object.body.collect())
+        .expect("body")
+        .into_bytes()
+        .to_vec();
+    (body, metadata)
+}
+
+/// Stores an object as someone with write access to the bucket would.
+fn put_raw_object(
+    s3: &S3Server,
+    key: &str,
+    body: Vec<u8>,
+    metadata: &std::collections::HashMap<String, String>,
+) {
+    runtime()
+        .block_on(
+            s3_client(s3)
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(body.into())
+                .set_metadata(Some(metadata.clone()))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn s3_with_a_key_a_truncated_file_forged_into_the_catalogue_or_index_is_refused() {
+    // Someone who may write to the bucket, but has no key, cuts the tail off a file: they
+    // delete its last segment and make the catalogue agree (size and CRC32 of what is left,
+    // which they can work out from the database). Encrypted segments alone cannot show
+    // that; the catalogue's and manifests' MACs must.
+    let db = server_with_300_transactions_in_16k_files();
+    let s3 = start_s3();
+    let keys = tempfile::tempdir().expect("keys");
+    let key_file = keys.path().join("archive.key");
+    std::fs::write(&key_file, "3c".repeat(32)).expect("key");
+    let key_arg = key_file.display().to_string();
+    let spool = tempfile::tempdir().expect("spool");
+    let prefix = "authentic";
+    let output = stream_to_s3(
+        &db,
+        &s3,
+        prefix,
+        spool.path(),
+        &["--encryption-key-file", &key_arg, "--segment-size", "4KiB"],
+    );
+    assert!(output.status.success(), "{}", output_text(&output));
+    let with_key = ["--encryption-key-file", key_arg.as_str()];
+    let clean = verify_with(&s3, prefix, &with_key);
+    assert!(clean.status.success(), "{}", output_text(&clean));
+
+    // The cut: file 000002 loses its last segment, the catalogue is made to agree.
+    let file = "mariadb-bin.000002";
+    let manifest = manifest_of(&s3, prefix, file);
+    let segments = manifest["segments"].as_array().expect("segments");
+    assert!(segments.len() >= 3, "{manifest}");
+    let last = &segments[segments.len() - 1];
+    let cut_at = last["start"].as_u64().expect("start");
+    let server_bytes = std::fs::read(db.binlog_dir().join(file)).expect("server's file");
+    let catalogue_key = format!("{prefix}/catalogue.json");
+    let (genuine_catalogue, genuine_metadata) = raw_object(&s3, &catalogue_key);
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&genuine_catalogue).expect("catalogue JSON");
+    for entry in forged["files"].as_array_mut().expect("files") {
+        if entry["name"] == file {
+            entry["size"] = cut_at.into();
+            entry["crc32"] =
+                format!("{:08x}", crc32fast::hash(&server_bytes[..cut_at as usize])).into();
+        }
+    }
+    let forged = serde_json::to_vec(&forged).expect("JSON");
+    let last_key = format!("{prefix}/{}", last["key"].as_str().expect("key"));
+    let (last_body, last_metadata) = raw_object(&s3, &last_key);
+    runtime()
+        .block_on(
+            s3_client(&s3)
+                .delete_object()
+                .bucket(BUCKET)
+                .key(&last_key)
+                .send(),
+        )
+        .expect("delete");
+    put_raw_object(&s3, &catalogue_key, forged.clone(), &Default::default());
+    let refused = verify_with(&s3, prefix, &with_key);
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("catalogue.json") && said.contains("not authenticated"),
+        "{said}"
+    );
+    // Without the key nothing can be checked, and list still works (the documented
+    // trade: planning needs no key).
+    assert!(listed_names(&s3, prefix).contains(&file.to_owned()));
+
+    // The same forgery with the genuine catalogue's MAC copied onto it.
+    put_raw_object(&s3, &catalogue_key, forged, &genuine_metadata);
+    let refused = verify_with(&s3, prefix, &with_key);
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("authentication failed"), "{said}");
+
+    // The genuine catalogue back, the segment still gone: the manifest names it.
+    put_raw_object(&s3, &catalogue_key, genuine_catalogue, &genuine_metadata);
+    let refused = verify_with(&s3, prefix, &with_key);
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(file) && said.contains(last["key"].as_str().expect("key")),
+        "{said}"
+    );
+    put_raw_object(&s3, &last_key, last_body, &last_metadata);
+    let clean = verify_with(&s3, prefix, &with_key);
+    assert!(clean.status.success(), "{}", output_text(&clean));
+
+    // A manifest that skips a segment (the reader would otherwise take the file from the
+    // listing, or from whatever the manifest names).
+    let manifest_key = format!("{prefix}/0001-server1/{file}/manifest.json");
+    let (genuine_manifest, manifest_metadata) = raw_object(&s3, &manifest_key);
+    let mut shorter = manifest.clone();
+    shorter["segments"].as_array_mut().expect("segments").pop();
+    shorter["size"] = cut_at.into();
+    put_raw_object(
+        &s3,
+        &manifest_key,
+        serde_json::to_vec(&shorter).expect("JSON"),
+        &manifest_metadata,
+    );
+    let refused = verify_with(&s3, prefix, &with_key);
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("manifest.json") && said.contains("authentication failed"),
+        "{said}"
+    );
+    put_raw_object(&s3, &manifest_key, genuine_manifest, &manifest_metadata);
+
+    // An index object swapped for another file's: both genuine, but not for this key.
+    let index_keys: Vec<String> = keys_under(&s3, prefix, "0001-server1/")
+        .into_iter()
+        .filter(|k| k.ends_with(".idx.zst"))
+        .collect();
+    let of_file = |name: &str| {
+        index_keys
+            .iter()
+            .find(|k| k.contains(&format!("/{name}/")))
+            .expect("an index object")
+            .clone()
+    };
+    let (victim, donor) = (of_file("mariadb-bin.000003"), of_file(file));
+    let (donor_body, donor_metadata) = raw_object(&s3, &donor);
+    let (victim_body, victim_metadata) = raw_object(&s3, &victim);
+    put_raw_object(&s3, &victim, donor_body, &donor_metadata);
+    let key = binlogd_storage::remote::crypt::ClientKey::from_file(&key_file).expect("key");
+    let archive = open_archive_with_key(&s3, prefix, Some(key.clone()));
+    let victim_leaf = victim.trim_start_matches(&format!("{prefix}/"));
+    let mut parts = victim_leaf.split('/');
+    let (epoch, name) = (parts.next().expect("epoch"), parts.next().expect("name"));
+    let err = runtime()
+        .block_on(archive.file_index(epoch, name))
+        .expect_err("a moved index object");
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    put_raw_object(&s3, &victim, victim_body, &victim_metadata);
+    runtime()
+        .block_on(archive.file_index(epoch, name))
+        .expect("the genuine index object");
+
+    // A writer without the key may not replace the authenticated catalogue.
+    let archive = open_archive(&s3, prefix);
+    let (mut catalogue, mut version) = archive.catalogue_for_update();
+    catalogue.files.pop();
+    let err = runtime()
+        .block_on(binlogd_storage::remote::catalogue::write(
+            archive.store().as_ref(),
+            &catalogue,
+            &mut version,
+            None,
+        ))
+        .expect_err("no key");
+    assert!(err.to_string().contains("--encryption-key-file"), "{err}");
+    let clean = verify_with(&s3, prefix, &with_key);
+    assert!(clean.status.success(), "{}", output_text(&clean));
+}
+
+#[test]
+fn s3_a_catalogue_write_over_a_version_it_did_not_read_changes_nothing() {
+    // A writer that read the catalogue, then paused past its lease while another writer
+    // went on, must not put its stale copy back over the other's.
+    let s3 = start_s3();
+    let rt = runtime();
+    let mut store = S3Store::with_client(
+        s3_client(&s3),
+        format!("s3://{BUCKET}/fenced").parse().expect("url"),
+    );
+    rt.block_on(store.probe()).expect("probe");
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    use binlogd_storage::remote::catalogue;
+    let (none, mut first) = rt
+        .block_on(catalogue::read(store.as_ref(), None))
+        .expect("read");
+    assert!(none.is_none());
+    let mut second = first.clone();
+    let mut written = binlogd_storage::remote::upload::Catalogue {
+        version: 1,
+        ..Default::default()
+    };
+    rt.block_on(catalogue::write(store.as_ref(), &written, &mut first, None))
+        .expect("the first write");
+    // `second` read before the first write: both "create if absent" and "replace if
+    // unchanged" must fail for it.
+    written
+        .purging
+        .push(binlogd_storage::remote::upload::FileRef {
+            epoch: "0001-server1".into(),
+            name: "stale".into(),
+        });
+    let conditions = store.honours_conditions();
+    let result = rt.block_on(catalogue::write(
+        store.as_ref(),
+        &written,
+        &mut second,
+        None,
+    ));
+    let (now, _) = rt
+        .block_on(catalogue::read(store.as_ref(), None))
+        .expect("read");
+    if conditions {
+        let err = result.expect_err("stale");
+        assert!(
+            err.to_string()
+                .contains("changed since this writer read it"),
+            "{err}"
+        );
+        assert!(now.expect("catalogue").purging.is_empty(), "overwritten");
+        // A writer that read the current version goes on.
+        let (_, mut current) = rt
+            .block_on(catalogue::read(store.as_ref(), None))
+            .expect("read");
+        rt.block_on(catalogue::write(
+            store.as_ref(),
+            &written,
+            &mut current,
+            None,
+        ))
+        .expect("a write over the version read");
+        let err = rt
+            .block_on(catalogue::write(store.as_ref(), &written, &mut first, None))
+            .expect_err("stale");
+        assert!(err.to_string().contains("changed since"), "{err}");
+    } else {
+        // Garage ignores conditional writes: the lease alone guards it there.
+        result.expect("an unconditional write");
+        assert_eq!(
+            s3.kind(),
+            binlogd_testkit::S3Kind::Garage,
+            "only Garage ignores them"
+        );
+    }
 }

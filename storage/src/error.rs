@@ -120,6 +120,26 @@ pub enum StorageError {
         /// Who holds it now.
         holder: String,
     },
+    /// The catalogue changed since this writer read it: another writer wrote it.
+    #[error(
+        "{location} changed since this writer read it: another writer has written the \
+         archive (did this one lose its lease while paused?); stopping without overwriting it"
+    )]
+    CatalogueChanged {
+        /// The catalogue object.
+        location: String,
+    },
+    /// The object is authenticated with a client key this writer was not given.
+    #[error(
+        "{location} is authenticated with a client key (key check {key_check}): give that \
+         key with --encryption-key-file to change it"
+    )]
+    KeyNeeded {
+        /// The object.
+        location: String,
+        /// The key's check value.
+        key_check: String,
+    },
     /// The object store refused or failed an operation.
     #[error(transparent)]
     Store(#[from] crate::remote::store::StoreError),

@@ -17,8 +17,10 @@ use crate::archive::ArchiveFile;
 use crate::error::StorageError;
 use crate::gtids::GtidState;
 use crate::layout::{LocalArchive, sync_dir};
+use crate::remote::catalogue::{self, CatalogueVersion};
+use crate::remote::crypt::ClientKey;
 use crate::remote::keys;
-use crate::remote::store::{Metadata, ObjectStore};
+use crate::remote::store::ObjectStore;
 use crate::remote::upload::{Catalogue, FileRef};
 use std::time::Duration;
 
@@ -115,6 +117,8 @@ pub fn purge_local(archive: &LocalArchive, files: &[ArchiveFile]) -> Result<u64,
 pub async fn purge_remote(
     store: &dyn ObjectStore,
     catalogue: &mut Catalogue,
+    version: &mut CatalogueVersion,
+    key: Option<&ClientKey>,
     files: &[ArchiveFile],
 ) -> Result<u64, StorageError> {
     let victims: Vec<FileRef> = files
@@ -141,7 +145,7 @@ pub async fn purge_remote(
                 .any(|v| v.epoch == c.epoch && v.name == c.name)
         });
         catalogue.purging.extend(victims);
-        write_catalogue(store, catalogue).await?;
+        catalogue::write(store, catalogue, version, key).await?;
     }
     // 2. Their objects.
     let mut deleted = 0;
@@ -156,20 +160,8 @@ pub async fn purge_remote(
     }
     // 3. Forget them.
     catalogue.purging.clear();
-    write_catalogue(store, catalogue).await?;
+    catalogue::write(store, catalogue, version, key).await?;
     Ok(deleted)
-}
-
-async fn write_catalogue(
-    store: &dyn ObjectStore,
-    catalogue: &Catalogue,
-) -> Result<(), StorageError> {
-    let body = serde_json::to_vec(catalogue)
-        .map_err(|e| StorageError::inconsistent(keys::CATALOGUE, 0, e.to_string()))?;
-    store
-        .put(keys::CATALOGUE, body.into(), &Metadata::new())
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

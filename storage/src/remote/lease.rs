@@ -77,7 +77,11 @@ impl Lease {
                 return Ok(lease);
             }
         }
-        if let Some(etag) = lease.store.put_if_absent(keys::LEASE, lease.body()).await? {
+        if let Some(etag) = lease
+            .store
+            .put_if_absent(keys::LEASE, lease.body(), &Metadata::new())
+            .await?
+        {
             lease.etag = Some(etag);
             lease.held = true;
             lease.check_still_ours().await?;
@@ -85,7 +89,10 @@ impl Lease {
         }
         let Some(current) = lease.store.get(keys::LEASE).await? else {
             // Released between the two calls: try once more.
-            let etag = lease.store.put_if_absent(keys::LEASE, lease.body()).await?;
+            let etag = lease
+                .store
+                .put_if_absent(keys::LEASE, lease.body(), &Metadata::new())
+                .await?;
             lease.etag = etag;
             lease.held = true;
             lease.check_still_ours().await?;
@@ -175,7 +182,7 @@ impl Lease {
         let replaced = match etag {
             Some(etag) if self.store.honours_conditions() => {
                 self.store
-                    .put_if_match(keys::LEASE, self.body(), etag)
+                    .put_if_match(keys::LEASE, self.body(), &Metadata::new(), etag)
                     .await?
             }
             _ => {

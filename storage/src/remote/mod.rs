@@ -5,7 +5,9 @@
 //! checkpointer that ships durable spool bytes as segments and seals closed files, and
 //! [`read`] what readers use: the catalogue, listings and whole files. [`segment`] packs
 //! and unpacks one segment object (compression, [`crypt`]'s client-side encryption, CRC).
+//! [`catalogue`] reads the catalogue with its version and writes it back only over it.
 
+pub mod catalogue;
 pub mod crypt;
 pub mod keys;
 pub mod lease;

@@ -1,10 +1,11 @@
 //! Reading an object archive: what it holds, and any file back byte for byte.
 
-use super::crypt::ClientKey;
-use super::keys::{self, FileObject};
+use super::catalogue::{self, CatalogueVersion};
+use super::crypt::{ClientKey, check_authentic};
+use super::keys::{self, Codec, FileObject};
 use super::segment;
 use super::store::ObjectStore;
-use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker, read_catalogue};
+use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker, parse_manifest};
 use crate::error::StorageError;
 use crate::index::{FileIndex, IndexRecord};
 use crate::layout::binlog_order;
@@ -48,13 +49,31 @@ struct OpenFile {
 pub struct RemoteArchive {
     store: Arc<dyn ObjectStore>,
     catalogue: Catalogue,
+    catalogue_version: CatalogueVersion,
     client_key: Option<ClientKey>,
     max_parallel: usize,
 }
 
+/// One segment to fetch for a file: its range, codec and key, and how many of its bytes
+/// an earlier segment already gave.
+#[derive(Debug, Clone)]
+struct Fetch {
+    start: u64,
+    end: u64,
+    codec: Codec,
+    key: String,
+    skip: usize,
+}
+
 impl RemoteArchive {
-    /// Opens the archive: checks its marker and reads its catalogue.
-    pub async fn open(store: Arc<dyn ObjectStore>) -> Result<RemoteArchive, StorageError> {
+    /// Opens the archive: checks its marker and reads its catalogue. With `client_key`,
+    /// segments are decrypted with it and every other object binlogd wrote (catalogue,
+    /// manifests, index objects) must be authenticated by it; without, encrypted segments
+    /// cannot be read and nothing is authenticated.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        client_key: Option<ClientKey>,
+    ) -> Result<RemoteArchive, StorageError> {
         let not_archive = |message: String| StorageError::NotAnArchive {
             path: store.location().into(),
             message,
@@ -71,19 +90,15 @@ impl RemoteArchive {
                 marker.version
             )));
         }
-        let catalogue = read_catalogue(store.as_ref()).await?.unwrap_or_default();
+        let (catalogue, catalogue_version) =
+            catalogue::read(store.as_ref(), client_key.as_ref()).await?;
         Ok(RemoteArchive {
             store,
-            catalogue,
-            client_key: None,
+            catalogue: catalogue.unwrap_or_default(),
+            catalogue_version,
+            client_key,
             max_parallel: 4,
         })
-    }
-
-    /// Uses `key` to decrypt segments encrypted on the client side.
-    pub fn with_client_key(mut self, key: Option<ClientKey>) -> RemoteArchive {
-        self.client_key = key;
-        self
     }
 
     /// Fetches up to this many segments at once when reading a file.
@@ -95,6 +110,17 @@ impl RemoteArchive {
     /// The catalogue as read at open.
     pub fn catalogue(&self) -> &Catalogue {
         &self.catalogue
+    }
+
+    /// The catalogue as read at open and the store's version of it, for a writer that
+    /// changes it (see [`catalogue::write`]).
+    pub fn catalogue_for_update(&self) -> (Catalogue, CatalogueVersion) {
+        (self.catalogue.clone(), self.catalogue_version.clone())
+    }
+
+    /// The client key given at open.
+    pub fn client_key(&self) -> Option<&ClientKey> {
+        self.client_key.as_ref()
     }
 
     /// The store.
@@ -187,27 +213,122 @@ impl RemoteArchive {
             let Some(found) = self.store.get(&object.key).await? else {
                 continue;
             };
-            let lines = zstd::stream::decode_all(&found.body[..]).map_err(|e| {
-                StorageError::inconsistent(name, 0, format!("index object {}: {e}", object.key))
-            })?;
-            for (number, line) in lines.split(|&b| b == b'\n').enumerate() {
-                if line.is_empty() {
-                    continue;
+            check_authentic(self.client_key.as_ref(), &object.key, &found).map_err(|e| {
+                StorageError::BadIndex {
+                    path: format!("{}/{}", self.store.location(), object.key).into(),
+                    line: 0,
+                    message: e,
                 }
-                let record: IndexRecord =
-                    serde_json::from_slice(line).map_err(|e| StorageError::BadIndex {
-                        path: format!("{}/{}", self.store.location(), object.key).into(),
-                        line: number + 1,
-                        message: e.to_string(),
-                    })?;
+            })?;
+            let records = parse_index_object(&found.body).map_err(|(line, message)| {
+                StorageError::BadIndex {
+                    path: format!("{}/{}", self.store.location(), object.key).into(),
+                    line,
+                    message,
+                }
+            })?;
+            for record in records {
                 index.apply(record);
             }
         }
         Ok(index)
     }
 
-    /// The bytes of a file as far as they are uploaded, checked segment by segment.
+    /// The bytes of a file as far as they are uploaded, checked segment by segment; a
+    /// sealed file whole, as its manifest lists it, checked against its size and CRC32.
     pub async fn read_file(&self, epoch: &str, name: &str) -> Result<Vec<u8>, StorageError> {
+        let sealed = self
+            .catalogue
+            .files
+            .iter()
+            .find(|f| f.epoch == epoch && f.name == name);
+        let plan = match sealed {
+            Some(summary) => self.sealed_plan(summary).await?,
+            None => self.listed_plan(epoch, name).await?,
+        };
+        let bytes = self.fetch(name, plan).await?;
+        if let Some(summary) = sealed {
+            let crc = format!("{:08x}", crc32fast::hash(&bytes));
+            if bytes.len() as u64 != summary.size || crc != summary.crc32 {
+                return Err(StorageError::inconsistent(
+                    name,
+                    0,
+                    format!(
+                        "its segments make {} bytes with CRC32 {crc}; the catalogue says {} \
+                         bytes with CRC32 {}",
+                        bytes.len(),
+                        summary.size,
+                        summary.crc32
+                    ),
+                ));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// A sealed file's segments, from its manifest: exactly those, in order, end to end.
+    /// Neither a segment left over beside them nor one missing goes unnoticed.
+    async fn sealed_plan(&self, summary: &FileSummary) -> Result<Vec<Fetch>, StorageError> {
+        let (epoch, name) = (&summary.epoch, &summary.name);
+        let key = keys::manifest(epoch, name);
+        let object = self.store.get(&key).await?.ok_or_else(|| {
+            StorageError::inconsistent(name, 0, format!("sealed, but its manifest {key} is gone"))
+        })?;
+        let manifest = parse_manifest(
+            &object,
+            &key,
+            self.client_key.as_ref(),
+            &self.store.location(),
+        )?;
+        if manifest.summary.size != summary.size || manifest.summary.crc32 != summary.crc32 {
+            return Err(StorageError::inconsistent(
+                name,
+                0,
+                format!(
+                    "its manifest says {} bytes with CRC32 {}, the catalogue {} bytes with CRC32 {}",
+                    manifest.summary.size, manifest.summary.crc32, summary.size, summary.crc32
+                ),
+            ));
+        }
+        let mut offset = 0;
+        let mut plan = Vec::with_capacity(manifest.segments.len().min(1 << 16));
+        for segment in manifest.segments {
+            let expected = keys::segment(epoch, name, segment.start, segment.end, segment.codec);
+            if segment.start != offset || segment.end <= segment.start || segment.key != expected {
+                return Err(StorageError::inconsistent(
+                    name,
+                    offset,
+                    format!(
+                        "its manifest lists segment {} ({}..{}) where bytes from {offset} \
+                         should follow",
+                        segment.key, segment.start, segment.end
+                    ),
+                ));
+            }
+            offset = segment.end;
+            plan.push(Fetch {
+                start: segment.start,
+                end: segment.end,
+                codec: segment.codec,
+                key: segment.key,
+                skip: 0,
+            });
+        }
+        if offset != summary.size {
+            return Err(StorageError::inconsistent(
+                name,
+                offset,
+                format!(
+                    "its manifest's segments end at {offset}, but the file has {} bytes",
+                    summary.size
+                ),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// A file not sealed yet: its segments from a listing, from the start to the first hole.
+    async fn listed_plan(&self, epoch: &str, name: &str) -> Result<Vec<Fetch>, StorageError> {
         let mut segments = Vec::new();
         for object in self.store.list(&keys::file_prefix(epoch, name)).await? {
             let leaf = object.key.rsplit('/').next().unwrap_or_default();
@@ -238,9 +359,21 @@ impl RemoteArchive {
                 continue;
             }
             let skip = usize::try_from(offset - start).unwrap_or(usize::MAX);
-            plan.push((start, end, codec, key, skip));
+            plan.push(Fetch {
+                start,
+                end,
+                codec,
+                key,
+                skip,
+            });
             offset = end;
         }
+        Ok(plan)
+    }
+
+    /// Fetches the planned segments, up to `max_parallel` at a time, and puts them
+    /// together in order.
+    async fn fetch(&self, name: &str, plan: Vec<Fetch>) -> Result<Vec<u8>, StorageError> {
         // Fetched up to `max_parallel` at a time, put together in order.
         let mut parts: Vec<Option<Vec<u8>>> = vec![None; plan.len()];
         let mut fetches = tokio::task::JoinSet::new();
@@ -249,7 +382,14 @@ impl RemoteArchive {
         loop {
             while failure.is_none() && next < plan.len() && fetches.len() < self.max_parallel.max(1)
             {
-                let (start, end, codec, key, _) = plan[next].clone();
+                let Fetch {
+                    start,
+                    end,
+                    codec,
+                    ref key,
+                    ..
+                } = plan[next];
+                let key = key.clone();
                 let store = Arc::clone(&self.store);
                 let client_key = self.client_key.clone();
                 let name = name.to_owned();
@@ -287,12 +427,49 @@ impl RemoteArchive {
         if let Some(e) = failure {
             return Err(e);
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(offset).unwrap_or(0));
-        for (part, (.., skip)) in parts.into_iter().zip(&plan) {
+        // Sized from what arrived, not from the keys' offsets: a key can say anything.
+        let total = parts.iter().flatten().map(Vec::len).sum();
+        let mut bytes = Vec::with_capacity(total);
+        for (part, fetch) in parts.into_iter().zip(&plan) {
             if let Some(part) = part {
-                bytes.extend_from_slice(part.get(*skip..).unwrap_or_default());
+                bytes.extend_from_slice(part.get(fetch.skip..).unwrap_or_default());
             }
         }
         Ok(bytes)
     }
+}
+
+/// The most an index object may decompress to. Its lines describe the transactions of
+/// one segment in fewer bytes than the transactions themselves take; twice a segment's
+/// largest size leaves room and still bounds what a forged object can make us hold.
+const MAX_INDEX_OBJECT_LENGTH: u64 = 2 * keys::MAX_SEGMENT_LENGTH as u64;
+
+/// The records of an index object (`.idx.zst`: zstd-compressed JSON lines, one record a
+/// line). The error gives the line (0 for the compression) and what is wrong with it.
+pub fn parse_index_object(packed: &[u8]) -> Result<Vec<IndexRecord>, (usize, String)> {
+    use std::io::Read;
+    let mut lines = Vec::new();
+    zstd::stream::read::Decoder::new(packed)
+        .and_then(|decoder| {
+            decoder
+                .take(MAX_INDEX_OBJECT_LENGTH + 1)
+                .read_to_end(&mut lines)
+        })
+        .map_err(|e| (0, format!("not zstd-compressed index lines: {e}")))?;
+    if lines.len() as u64 > MAX_INDEX_OBJECT_LENGTH {
+        return Err((
+            0,
+            format!("decompresses to more than {MAX_INDEX_OBJECT_LENGTH} bytes"),
+        ));
+    }
+    let mut records = Vec::new();
+    for (number, line) in lines.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let record: IndexRecord =
+            serde_json::from_slice(line).map_err(|e| (number + 1, e.to_string()))?;
+        records.push(record);
+    }
+    Ok(records)
 }

@@ -231,20 +231,33 @@ impl S3Store {
         self
     }
 
+    /// Creates `key` if absent, twice: a store that enforces the condition creates it
+    /// once only.
+    async fn create_twice(
+        &self,
+        key: &str,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        let none = Metadata::new();
+        let first = self
+            .put_if_absent(key, Bytes::from_static(b"1"), &none)
+            .await?;
+        let second = self
+            .put_if_absent(key, Bytes::from_static(b"2"), &none)
+            .await?;
+        Ok((first, second))
+    }
+
     /// Checks that the bucket is there and the credentials work, and finds out whether
     /// the store enforces conditional writes (some S3-compatible stores ignore them).
     pub async fn probe(&mut self) -> Result<(), StoreError> {
         let key = ".binlogd-probe";
-        let first = self.put_if_absent(key, Bytes::from_static(b"1")).await?;
-        let second = self.put_if_absent(key, Bytes::from_static(b"2")).await?;
-        self.honours_conditions = first.is_some() && second.is_none();
+        let (mut first, mut second) = self.create_twice(key).await?;
         if first.is_none() {
             // Left over from an earlier probe: try once more on a clean slate.
             self.delete(key).await?;
-            let first = self.put_if_absent(key, Bytes::from_static(b"1")).await?;
-            let second = self.put_if_absent(key, Bytes::from_static(b"2")).await?;
-            self.honours_conditions = first.is_some() && second.is_none();
+            (first, second) = self.create_twice(key).await?;
         }
+        self.honours_conditions = first.is_some() && second.is_none();
         if let Some(ServerSideEncryption::Kms(_)) = &self.server_side {
             // Some S3-compatible stores take the SSE-KMS headers and store the object in
             // the clear. Ask the store what it did with the probe object.
@@ -329,14 +342,18 @@ impl S3Store {
         &self,
         key: &str,
         body: Bytes,
+        metadata: &Metadata,
         condition: Condition<'_>,
     ) -> Result<Option<String>, StoreError> {
-        let request = self
+        let mut request = self
             .client
             .put_object()
             .bucket(&self.url.bucket)
             .key(self.full_key(key))
             .body(ByteStream::from(body));
+        for (name, value) in metadata {
+            request = request.metadata(name, value);
+        }
         let mut request = match condition {
             Condition::Absent => request.if_none_match("*"),
             Condition::Matches(etag) => request.if_match(etag),
@@ -404,6 +421,10 @@ fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, raw: Option<&str>) -
     }
 }
 
+/// The largest object read: a segment of the largest `--segment-size`, with room for
+/// compression's and encryption's overhead on bytes that do not compress.
+const MAX_OBJECT_LENGTH: u64 = super::keys::MAX_SEGMENT_LENGTH as u64 + (64 << 20);
+
 /// The HTTP status out of a raw response's debug text (`status: StatusCode(503)`).
 fn status_of(raw: &str) -> Option<u16> {
     let at = raw.find("StatusCode(")? + "StatusCode(".len();
@@ -445,17 +466,23 @@ impl ObjectStore for S3Store {
         })
     }
 
-    fn put_if_absent<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, Option<String>> {
-        Box::pin(self.conditional_put(key, body, Condition::Absent))
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        body: Bytes,
+        metadata: &'a Metadata,
+    ) -> StoreFuture<'a, Option<String>> {
+        Box::pin(self.conditional_put(key, body, metadata, Condition::Absent))
     }
 
     fn put_if_match<'a>(
         &'a self,
         key: &'a str,
         body: Bytes,
+        metadata: &'a Metadata,
         etag: &'a str,
     ) -> StoreFuture<'a, Option<String>> {
-        Box::pin(self.conditional_put(key, body, Condition::Matches(etag)))
+        Box::pin(self.conditional_put(key, body, metadata, Condition::Matches(etag)))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Object>> {
@@ -499,6 +526,20 @@ impl ObjectStore for S3Store {
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default();
             let etag = out.e_tag().map(str::to_owned);
+            // Whoever may write to the bucket sets the size: nothing binlogd writes is
+            // larger than a segment, so nothing larger is read into memory.
+            let length = out.content_length().unwrap_or(0).max(0) as u64;
+            if length > MAX_OBJECT_LENGTH {
+                return Err(StoreError {
+                    kind: StoreErrorKind::BadRequest,
+                    operation: "GET",
+                    location: format!("{}/{key}", self.url),
+                    message: format!(
+                        "{length} bytes, more than any object binlogd writes ({MAX_OBJECT_LENGTH}): \
+                         not read"
+                    ),
+                });
+            }
             let body = out.body.collect().await.map_err(|e| StoreError {
                 kind: StoreErrorKind::Transient,
                 operation: "GET",

@@ -6,14 +6,13 @@
 //! `binlogd-key-check` (see [`super::crypt`]). A reader given a key refuses a segment
 //! without encryption: the key is what says a segment is the writer's.
 
-use super::crypt::{ClientKey, SCHEME};
+use super::crypt::{ClientKey, KEY_CHECK, SCHEME};
 use super::keys::Codec;
 use super::store::{Metadata, Object};
 
 const CRC: &str = "binlogd-crc32";
 const LENGTH: &str = "binlogd-length";
 const ENCRYPTION: &str = "binlogd-encryption";
-const KEY_CHECK: &str = "binlogd-key-check";
 
 /// Makes the object for `plain`, to be stored under `object_key`.
 pub fn pack(

@@ -82,7 +82,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Stores `body` under `key` only if no object is there (`If-None-Match: *`).
     /// Returns the new object's tag, or `None` when one existed. Stores that ignore the
     /// condition replace the object: see [`ObjectStore::honours_conditions`].
-    fn put_if_absent<'a>(&'a self, key: &'a str, body: Bytes) -> StoreFuture<'a, Option<String>>;
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        body: Bytes,
+        metadata: &'a Metadata,
+    ) -> StoreFuture<'a, Option<String>>;
 
     /// Replaces the object under `key` only if its tag is still `etag` (`If-Match`).
     /// Returns the new tag, or `None` when the object changed or is gone.
@@ -90,6 +95,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         &'a self,
         key: &'a str,
         body: Bytes,
+        metadata: &'a Metadata,
         etag: &'a str,
     ) -> StoreFuture<'a, Option<String>>;
 

@@ -9,7 +9,8 @@
 //! catalogue entry. Every byte is uploaded once. What was uploaded before a restart is
 //! found again by listing the file's keys.
 
-use super::crypt::{ClientKey, SCHEME};
+use super::catalogue::{self, CatalogueVersion};
+use super::crypt::{ClientKey, SCHEME, authenticated_metadata, check_authentic};
 use super::keys::{self, Codec, FileObject};
 use super::segment;
 use super::store::{Metadata, ObjectStore};
@@ -188,6 +189,8 @@ pub struct Uploader {
     spool: LocalArchive,
     options: UploadOptions,
     catalogue: Catalogue,
+    /// What the store held when the catalogue was read or last written.
+    catalogue_version: CatalogueVersion,
     files: HashMap<(String, String), FileProgress>,
     epochs_described: Vec<String>,
     stats: UploadStats,
@@ -266,7 +269,9 @@ impl Uploader {
                     .await?;
             }
         }
-        let catalogue = read_catalogue(store.as_ref()).await?.unwrap_or(Catalogue {
+        let (catalogue, catalogue_version) =
+            catalogue::read(store.as_ref(), options.client_key.as_ref()).await?;
+        let catalogue = catalogue.unwrap_or(Catalogue {
             version: FORMAT_VERSION,
             ..Catalogue::default()
         });
@@ -302,6 +307,7 @@ impl Uploader {
             spool,
             options,
             catalogue,
+            catalogue_version,
             files: HashMap::new(),
             epochs_described: Vec::new(),
             stats,
@@ -349,12 +355,13 @@ impl Uploader {
         // One catalogue write for all the files sealed by this checkpoint, and only then
         // may their spool copies go.
         if self.catalogue_dirty {
-            let body = serde_json::to_vec(&self.catalogue)
-                .map_err(|e| StorageError::inconsistent(keys::CATALOGUE, 0, e.to_string()))?;
-            self.stats.bytes_put += body.len() as u64;
-            self.store
-                .put(keys::CATALOGUE, body.into(), &Metadata::new())
-                .await?;
+            self.stats.bytes_put += catalogue::write(
+                self.store.as_ref(),
+                &self.catalogue,
+                &mut self.catalogue_version,
+                self.options.client_key.as_ref(),
+            )
+            .await?;
             self.catalogue_dirty = false;
         }
         for (epoch, epoch_name, name) in releasable {
@@ -373,7 +380,8 @@ impl Uploader {
             let body = std::fs::read(epoch.dir.join(crate::layout::SOURCE_FILE))
                 .map_err(StorageError::io("reading", &epoch.dir))?;
             self.stats.bytes_put += body.len() as u64;
-            self.store.put(&key, body.into(), &Metadata::new()).await?;
+            let metadata = authenticated_metadata(self.options.client_key.as_ref(), &key, &body);
+            self.store.put(&key, body.into(), &metadata).await?;
         }
         self.epochs_described.push(epoch_name.to_owned());
         Ok(())
@@ -459,8 +467,9 @@ impl Uploader {
                     self.stats.bytes_put += packed.len() as u64;
                     let store = Arc::clone(&store);
                     let key = keys::segment_index(epoch_name, name, segment.start, segment.end);
-                    index_puts
-                        .spawn(async move { store.put(&key, packed, &Metadata::new()).await });
+                    let metadata =
+                        authenticated_metadata(options.client_key.as_ref(), &key, &packed);
+                    index_puts.spawn(async move { store.put(&key, packed, &metadata).await });
                 }
             }
             join_all_puts(index_puts).await?;
@@ -537,13 +546,12 @@ impl Uploader {
             if !self.is_catalogued(epoch_name, name) {
                 let key = keys::manifest(epoch_name, name);
                 if let Some(object) = self.store.get(&key).await? {
-                    let manifest: Manifest = serde_json::from_slice(&object.body).map_err(|e| {
-                        StorageError::BadIndex {
-                            path: format!("{}/{key}", self.store.location()).into(),
-                            line: 0,
-                            message: e.to_string(),
-                        }
-                    })?;
+                    let manifest = parse_manifest(
+                        &object,
+                        &key,
+                        self.options.client_key.as_ref(),
+                        &self.store.location(),
+                    )?;
                     self.add_to_catalogue(manifest.summary);
                 }
             }
@@ -588,13 +596,10 @@ impl Uploader {
             if !in_segment.is_empty() && !indexed_segments.contains(&(segment.start, segment.end)) {
                 let packed = index_object(&in_segment, &epoch.index_path(name))?;
                 self.stats.bytes_put += packed.len() as u64;
-                self.store
-                    .put(
-                        &keys::segment_index(epoch_name, name, segment.start, segment.end),
-                        Bytes::from(packed),
-                        &Metadata::new(),
-                    )
-                    .await?;
+                let key = keys::segment_index(epoch_name, name, segment.start, segment.end);
+                let metadata =
+                    authenticated_metadata(self.options.client_key.as_ref(), &key, &packed);
+                self.store.put(&key, Bytes::from(packed), &metadata).await?;
             }
         }
         Ok(progress)
@@ -656,13 +661,9 @@ impl Uploader {
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StorageError::inconsistent(name, 0, e.to_string()))?;
         self.stats.bytes_put += body.len() as u64;
-        self.store
-            .put(
-                &keys::manifest(epoch_name, name),
-                body.into(),
-                &Metadata::new(),
-            )
-            .await?;
+        let key = keys::manifest(epoch_name, name);
+        let metadata = authenticated_metadata(self.options.client_key.as_ref(), &key, &body);
+        self.store.put(&key, body.into(), &metadata).await?;
         progress.sealed = true;
         progress.pending.clear();
         progress.index = FileIndex::default();
@@ -715,9 +716,14 @@ impl Uploader {
         let victims = retention
             .purgeable_before(&files, now_micros, newer_follows)
             .to_vec();
-        let bytes =
-            crate::retention::purge_remote(self.store.as_ref(), &mut self.catalogue, &victims)
-                .await?;
+        let bytes = crate::retention::purge_remote(
+            self.store.as_ref(),
+            &mut self.catalogue,
+            &mut self.catalogue_version,
+            self.options.client_key.as_ref(),
+            &victims,
+        )
+        .await?;
         Ok((victims, bytes))
     }
 
@@ -942,20 +948,20 @@ fn index_object(
     zstd::bulk::compress(&lines, 3).map_err(StorageError::io("compressing", local_index))
 }
 
-/// The archive's catalogue; `None` before the first file is sealed.
-pub(crate) async fn read_catalogue(
-    store: &dyn ObjectStore,
-) -> Result<Option<Catalogue>, StorageError> {
-    let Some(object) = store.get(keys::CATALOGUE).await? else {
-        return Ok(None);
+/// A manifest read from `object_key`, checked against its MAC when there is a key.
+pub(crate) fn parse_manifest(
+    object: &super::store::Object,
+    object_key: &str,
+    key: Option<&ClientKey>,
+    location: &str,
+) -> Result<Manifest, StorageError> {
+    let bad = |message: String| StorageError::BadIndex {
+        path: format!("{location}/{object_key}").into(),
+        line: 0,
+        message,
     };
-    serde_json::from_slice(&object.body)
-        .map(Some)
-        .map_err(|e| StorageError::BadIndex {
-            path: format!("{}/{}", store.location(), keys::CATALOGUE).into(),
-            line: 0,
-            message: e.to_string(),
-        })
+    check_authentic(key, object_key, object).map_err(bad)?;
+    serde_json::from_slice(&object.body).map_err(|e| bad(e.to_string()))
 }
 
 /// The epoch's directory name, which is also its key prefix.
