@@ -173,10 +173,12 @@ impl Target {
     /// into as it is: with replication already configured (binlogd would overwrite it, or
     /// race it), or a MySQL server without GTIDs.
     pub async fn facts(&mut self) -> Result<ServerFacts, RestoreError> {
-        match self.flavour {
-            Flavour::MariaDb => self.mariadb_facts().await,
-            Flavour::MySql => self.mysql_facts().await,
-        }
+        let facts = match self.flavour {
+            Flavour::MariaDb => self.mariadb_facts().await?,
+            Flavour::MySql => self.mysql_facts().await?,
+        };
+        facts.relay_logs.check()?;
+        Ok(facts)
     }
 
     async fn mariadb_facts(&mut self) -> Result<ServerFacts, RestoreError> {

@@ -182,6 +182,31 @@ pub struct RelayLogPlace {
     pub owner: Option<(u32, u32)>,
 }
 
+impl RelayLogPlace {
+    /// Refuses a place made of what the server did not say: relay logs staged in a
+    /// relative folder would land wherever binlogd was started (the server would not
+    /// find them), and an empty base name makes files called `.000001`.
+    pub fn check(&self) -> Result<(), RestoreError> {
+        let problem = if !self.dir.is_absolute() {
+            Some(format!(
+                "a relay log folder that is not a full path ({:?})",
+                self.dir
+            ))
+        } else if self.basename.is_empty() || self.basename.contains('/') {
+            Some(format!("a relay log base name of {:?}", self.basename))
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(RestoreError::Unfit(format!(
+                "reports {problem} (from @@relay_log_basename and @@datadir): binlogd cannot \
+                 tell where to stage the relay logs. Set relay_log to a full path"
+            ))),
+        }
+    }
+}
+
 impl RelayLogSet {
     /// Relay logs named `BASENAME.000001`, ... at `place`.
     pub fn new(place: &RelayLogPlace) -> RelayLogSet {
@@ -303,6 +328,31 @@ impl Drop for RelayLogSet {
 mod tests {
     use super::*;
     use binlogd_parser::EventReader;
+
+    #[test]
+    fn a_relay_log_place_the_server_did_not_name_is_refused() {
+        let place = |dir: &str, basename: &str| RelayLogPlace {
+            dir: PathBuf::from(dir),
+            basename: basename.into(),
+            listed_from: PathBuf::from("."),
+            owner: None,
+        };
+        assert!(place("/var/lib/mysql", "db-relay-bin").check().is_ok());
+        // What an unanswered @@relay_log_basename used to give: files named `.000001` in
+        // whatever folder binlogd was started from.
+        for (dir, basename) in [
+            ("", ""),
+            ("/var/lib/mysql", ""),
+            ("relay", "r"),
+            ("/x", "a/b"),
+        ] {
+            let err = place(dir, basename).check().expect_err("refused");
+            assert!(
+                err.to_string().contains("relay_log to a full path"),
+                "{err}"
+            );
+        }
+    }
 
     /// A MariaDB 10.11 format description with CRC32, as a file's first event.
     fn mariadb_fde() -> Vec<u8> {
