@@ -2,17 +2,16 @@
 //!
 //! - [`packet`]: packet framing (3-byte length, sequence id, 16 MiB splitting), as a
 //!   tokio-util codec — the only code that sees the socket's bytes.
-//! - [`handshake`]: the server greeting, the client's answer, authentication plugins.
+//! - [`handshake`]: the server greeting, the client's answer, and the authentication
+//!   plugins (`mysql_native_password`, `caching_sha2_password` with its fast and full
+//!   paths, MariaDB's `client_ed25519`).
 //! - [`connection`]: an async connection with text queries and the replica commands
-//!   (`COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`).
+//!   (`COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`, MySQL's `COM_BINLOG_DUMP_GTID`, MariaDB's
+//!   GTID dump through `@slave_connect_state`), semi-sync acknowledgements and heartbeats.
+//! - [`tls`]: TLS with rustls, in the MySQL client's five modes.
 //!
 //! It hands event bytes to the caller untouched: it does not parse events (that is
 //! `binlogd-parser`) and does not store them (that is `binlogd-storage`).
-//!
-//! - [`tls`]: TLS with rustls, in the MySQL client's five modes.
-//!
-//! Not yet here (issue 4): `caching_sha2_password`, `COM_BINLOG_DUMP_GTID`, semi-sync
-//! replies.
 
 pub mod connection;
 mod error;
