@@ -2,29 +2,13 @@
 //! minimised) through the same calls as the fuzz targets, on the stable toolchain, so a
 //! change that makes any of those inputs panic fails the normal test suite.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use binlogd_parser::events::Event;
 use binlogd_parser::{EventReader, MariadbGtidPos, MysqlGtidSet, TransactionTracker, decode_event};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("entry").path())
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "{} is empty: run `cargo xtask fuzz-seeds`",
-        dir.display()
-    );
-    files
-        .into_iter()
-        .map(|path| (path.clone(), std::fs::read(&path).expect("read")))
-        .collect()
+    binlogd_testkit::fuzz_corpus(target)
 }
 
 #[test]

@@ -24,6 +24,8 @@
 
 pub mod archive;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gtids;
 pub mod index;
 pub mod layout;

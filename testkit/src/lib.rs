@@ -145,3 +145,29 @@ impl<T: BinlogSource + ?Sized> BinlogSource for std::sync::Arc<T> {
         (**self).binlog_gtids()
     }
 }
+
+/// The inputs kept in `fuzz/corpus/<target>` (what cargo-fuzz found interesting, minimised),
+/// in name order, for tests that replay them on stable. Panics when there are none: the
+/// corpus is committed, and `cargo xtask fuzz-seeds` makes its seeds.
+pub fn fuzz_corpus(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "{} is empty: run `cargo xtask fuzz-seeds`",
+        dir.display()
+    );
+    files
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("a corpus file");
+            (path, bytes)
+        })
+        .collect()
+}

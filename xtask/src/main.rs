@@ -24,6 +24,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
+        Some("fuzz-seeds") if args.get(1).map(String::as_str) == Some("--archive-only") => {
+            archive_fuzz_seeds(Path::new("fuzz/corpus"))
+        }
         Some("fuzz-seeds") => fuzz_seeds(),
         Some("bench-pull") => bench_pull(&args[1..]),
         Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
@@ -31,7 +34,7 @@ fn main() -> Result<()> {
         Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
         _ => {
             bail!(
-                "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds | \
+                "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds [--archive-only] | \
                  cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W]"
@@ -929,6 +932,33 @@ fn fuzz_seeds() -> Result<()> {
         &root.join("mariadb_gtid_pos"),
         &["0-1-100", "0-1-100,1-2-5,7-3-18446744073709551615", ""],
     )?;
+    archive_fuzz_seeds(&root)
+}
+
+/// Seeds for the archive readers' targets (`archive_json`, `index_object`, `segment`):
+/// objects as binlogd writes them, made from a binlog seeded above.
+fn archive_fuzz_seeds(root: &Path) -> Result<()> {
+    // The largest whole binlog file of the event_reader corpus (minimising renames them).
+    let mut binlog = Vec::new();
+    for entry in std::fs::read_dir(root.join("event_reader"))? {
+        let bytes = std::fs::read(entry?.path())?;
+        if bytes.starts_with(b"\xfebin") && bytes.len() > binlog.len() {
+            binlog = bytes;
+        }
+    }
+    if binlog.is_empty() {
+        bail!(
+            "no binlog file in {}/event_reader: run `cargo xtask fuzz-seeds`",
+            root.display()
+        );
+    }
+    let seeds = binlogd_storage::fuzzing::seeds(&binlog);
+    for (target, name, bytes) in &seeds {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("seed-{name}")), bytes)?;
+    }
+    println!("{} archive object seeds", seeds.len());
     Ok(())
 }
 

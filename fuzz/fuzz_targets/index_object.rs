@@ -1,0 +1,7 @@
+//! Index objects (zstd JSON lines) as a bucket could hold them, applied to a file index.
+//! The checks live in `binlogd_storage::fuzzing`, shared with the corpus replay test.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| binlogd_storage::fuzzing::index_object(data));
