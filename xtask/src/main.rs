@@ -6,6 +6,7 @@
 //! `target/binlogd-demo/archive` for the user to look at.
 
 mod bench_restore;
+mod module_cycles;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -32,9 +33,11 @@ fn main() -> Result<()> {
         Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
         Some("bench-lag") => bench_lag(&args[1..]),
         Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
+        Some("module-cycles") => module_cycles::module_cycles(),
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds [--archive-only] | \
+                 cargo xtask module-cycles | \
                  cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W]"
