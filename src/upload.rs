@@ -113,7 +113,7 @@ impl ArchiveTarget {
                 max_segment,
                 server_side: options.server_side.as_ref().map(|sse| {
                     let (mode, key) = sse.record();
-                    binlogd_storage::remote::upload::ServerSide { mode, key }
+                    binlogd_storage::remote::format::ServerSide { mode, key }
                 }),
             },
             s3: options,

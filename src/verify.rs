@@ -155,7 +155,7 @@ fn local_files(root: &std::path::Path) -> anyhow::Result<Vec<Checked>> {
     let archive = open_local(root)?;
     let mut files = Vec::new();
     for epoch in archive.epochs()? {
-        let epoch_name = binlogd_storage::remote::upload::epoch_name(&epoch);
+        let epoch_name = binlogd_storage::remote::format::epoch_name(&epoch);
         for name in epoch.binlog_files()? {
             let index = read_index(&epoch.index_path(&name))?;
             let path = epoch.data_path(&name);

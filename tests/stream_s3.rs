@@ -1978,7 +1978,7 @@ fn s3_a_catalogue_write_over_a_version_it_did_not_read_changes_nothing() {
         .expect("read");
     assert!(none.is_none());
     let mut second = first.clone();
-    let mut written = binlogd_storage::remote::upload::Catalogue {
+    let mut written = binlogd_storage::remote::format::Catalogue {
         version: 1,
         ..Default::default()
     };
@@ -1988,7 +1988,7 @@ fn s3_a_catalogue_write_over_a_version_it_did_not_read_changes_nothing() {
     // unchanged" must fail for it.
     written
         .purging
-        .push(binlogd_storage::remote::upload::FileRef {
+        .push(binlogd_storage::remote::format::FileRef {
             epoch: "0001-server1".into(),
             name: "stale".into(),
         });

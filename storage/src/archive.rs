@@ -11,8 +11,8 @@ use crate::error::StorageError;
 use crate::gtids::GtidState;
 use crate::index::{FileIndex, read_index};
 use crate::layout::LocalArchive;
+use crate::remote::format::{FileSummary, epoch_name};
 use crate::remote::read::{ArchivedFile, RemoteArchive};
-use crate::remote::upload::{FileSummary, epoch_name};
 use serde::Serialize;
 
 /// An archive to read.

@@ -7,13 +7,12 @@
 use crate::index::{FileIndex, IndexRecord, TransactionEntry, encode_record};
 use crate::layout::SourceIdentity;
 use crate::remote::crypt::ClientKey;
+use crate::remote::format::{
+    Catalogue, EncryptionRecord, FileRef, FileSummary, Manifest, SegmentRecord, parse_index_object,
+};
 use crate::remote::keys::{self, Codec};
-use crate::remote::read::parse_index_object;
 use crate::remote::segment;
 use crate::remote::store::{Metadata, Object};
-use crate::remote::upload::{
-    Catalogue, EncryptionRecord, FileRef, FileSummary, Manifest, SegmentRecord,
-};
 
 const CODECS: [Codec; 4] = [Codec::Raw, Codec::Zst, Codec::Gz, Codec::Bz2];
 

@@ -44,4 +44,5 @@ pub use gtids::GtidState;
 pub use index::{FileIndex, IndexRecord, TransactionEntry, read_index};
 pub use layout::{Epoch, LocalArchive, SourceIdentity, validate_binlog_name};
 pub use recover::{ResumePoint, close_abandoned, recover};
-pub use writer::{ArchiveWriter, Durable, Ingested, WriterStats};
+pub use syncer::Durable;
+pub use writer::{ArchiveWriter, Ingested, WriterStats};

@@ -19,9 +19,9 @@ use crate::gtids::GtidState;
 use crate::layout::{LocalArchive, sync_dir};
 use crate::remote::catalogue::{self, CatalogueVersion};
 use crate::remote::crypt::ClientKey;
+use crate::remote::format::{Catalogue, FileRef};
 use crate::remote::keys;
 use crate::remote::store::ObjectStore;
-use crate::remote::upload::{Catalogue, FileRef};
 use std::time::Duration;
 
 /// What to keep.

@@ -13,13 +13,24 @@
 //! and stops taking jobs.
 
 use crate::error::StorageError;
-use crate::writer::Durable;
+use crate::index::TransactionEntry;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+
+/// Everything up to here is durable and indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durable {
+    /// The file.
+    pub file: String,
+    /// The end of its last whole transaction (or other complete event group).
+    pub position: u64,
+    /// The last transaction indexed, in this file or an earlier one.
+    pub last_transaction: Option<TransactionEntry>,
+}
 
 /// Called on the syncer thread after each job, to wake whoever waits for durability.
 pub(crate) type Waker = Box<dyn Fn() + Send + Sync>;

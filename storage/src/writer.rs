@@ -26,7 +26,7 @@ use crate::gtids::GtidState;
 use crate::index::{IndexRecord, TransactionEntry, encode_record};
 use crate::layout::{Epoch, binlog_order, sync_dir, validate_binlog_name};
 use crate::recover::clear_in_use_flag;
-use crate::syncer::{SyncJob, Syncer};
+use crate::syncer::{Durable, SyncJob, Syncer};
 use crate::tracking::{FileTracker, Observed};
 use binlogd_parser::header::{FLAG_ARTIFICIAL, FLAG_BINLOG_IN_USE};
 use binlogd_parser::{
@@ -55,17 +55,6 @@ pub enum Ingested {
     },
     /// Not part of the server's file (dump-stream bookkeeping), or already archived.
     Skipped,
-}
-
-/// Everything up to here is durable and indexed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Durable {
-    /// The file.
-    pub file: String,
-    /// The end of its last whole transaction (or other complete event group).
-    pub position: u64,
-    /// The last transaction indexed, in this file or an earlier one.
-    pub last_transaction: Option<TransactionEntry>,
 }
 
 /// Counters for metrics.

@@ -15,9 +15,9 @@
 //! refuses to replace an authenticated catalogue with one that is not.
 
 use super::crypt::{ClientKey, authenticated_metadata, authenticated_with, check_authentic};
+use super::format::Catalogue;
 use super::keys;
 use super::store::ObjectStore;
-use super::upload::Catalogue;
 use crate::error::StorageError;
 
 /// What the store held when the catalogue was read: the precondition of the next write.

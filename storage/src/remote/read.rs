@@ -2,12 +2,14 @@
 
 use super::catalogue::{self, CatalogueVersion};
 use super::crypt::{ClientKey, check_authentic};
+use super::format::{
+    Catalogue, FORMAT_VERSION, FileSummary, Marker, parse_index_object, parse_manifest,
+};
 use super::keys::{self, Codec, FileObject};
 use super::segment;
 use super::store::ObjectStore;
-use super::upload::{Catalogue, FORMAT_VERSION, FileSummary, Marker, parse_manifest};
 use crate::error::StorageError;
-use crate::index::{FileIndex, IndexRecord};
+use crate::index::FileIndex;
 use crate::layout::binlog_order;
 use std::sync::Arc;
 
@@ -437,39 +439,4 @@ impl RemoteArchive {
         }
         Ok(bytes)
     }
-}
-
-/// The most an index object may decompress to. Its lines describe the transactions of
-/// one segment in fewer bytes than the transactions themselves take; twice a segment's
-/// largest size leaves room and still bounds what a forged object can make us hold.
-const MAX_INDEX_OBJECT_LENGTH: u64 = 2 * keys::MAX_SEGMENT_LENGTH as u64;
-
-/// The records of an index object (`.idx.zst`: zstd-compressed JSON lines, one record a
-/// line). The error gives the line (0 for the compression) and what is wrong with it.
-pub fn parse_index_object(packed: &[u8]) -> Result<Vec<IndexRecord>, (usize, String)> {
-    use std::io::Read;
-    let mut lines = Vec::new();
-    zstd::stream::read::Decoder::new(packed)
-        .and_then(|decoder| {
-            decoder
-                .take(MAX_INDEX_OBJECT_LENGTH + 1)
-                .read_to_end(&mut lines)
-        })
-        .map_err(|e| (0, format!("not zstd-compressed index lines: {e}")))?;
-    if lines.len() as u64 > MAX_INDEX_OBJECT_LENGTH {
-        return Err((
-            0,
-            format!("decompresses to more than {MAX_INDEX_OBJECT_LENGTH} bytes"),
-        ));
-    }
-    let mut records = Vec::new();
-    for (number, line) in lines.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let record: IndexRecord =
-            serde_json::from_slice(line).map_err(|e| (number + 1, e.to_string()))?;
-        records.push(record);
-    }
-    Ok(records)
 }

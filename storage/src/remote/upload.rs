@@ -10,22 +10,21 @@
 //! found again by listing the file's keys.
 
 use super::catalogue::{self, CatalogueVersion};
-use super::crypt::{ClientKey, SCHEME, authenticated_metadata, check_authentic};
+use super::crypt::{ClientKey, SCHEME, authenticated_metadata};
+use super::format::{
+    Catalogue, EncryptionRecord, FORMAT_VERSION, FileSummary, Manifest, Marker, SegmentRecord,
+    ServerSide, encode_index_object, epoch_name, parse_manifest,
+};
 use super::keys::{self, Codec, FileObject};
 use super::segment;
 use super::store::{Metadata, ObjectStore};
 use crate::error::StorageError;
-use crate::gtids::GtidState;
-use crate::index::{FileIndex, IndexRecord, encode_record};
-use crate::layout::{Epoch, LocalArchive, SourceIdentity, binlog_order};
+use crate::index::{FileIndex, IndexRecord};
+use crate::layout::{Epoch, LocalArchive, binlog_order};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
-
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// How to upload.
 #[derive(Debug, Clone)]
@@ -42,31 +41,6 @@ pub struct UploadOptions {
     pub server_side: Option<ServerSide>,
 }
 
-/// Server-side encryption, as manifests record it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerSide {
-    /// `sse-c` or `aws:kms`.
-    pub mode: String,
-    /// SSE-C: the base64 MD5 of the customer key (what S3 itself reports); SSE-KMS: the key
-    /// id, if one was named.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
-
-/// How a file's segments are encrypted, as its manifest records it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EncryptionRecord {
-    /// Client-side: `aes-256-gcm`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
-    /// The client-side key's check value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_check: Option<String>,
-    /// Server-side.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<ServerSide>,
-}
-
 impl Default for UploadOptions {
     fn default() -> Self {
         UploadOptions {
@@ -77,96 +51,6 @@ impl Default for UploadOptions {
             server_side: None,
         }
     }
-}
-
-/// One segment, as the manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentRecord {
-    /// Its key.
-    pub key: String,
-    /// First byte.
-    pub start: u64,
-    /// Just past its last byte.
-    pub end: u64,
-    /// Compression.
-    pub codec: Codec,
-    /// CRC32 of the uncompressed bytes, 8 hex digits.
-    pub crc32: String,
-}
-
-/// What the catalogue says of a sealed file (the manifest without its segments).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileSummary {
-    /// The server's file name.
-    pub name: String,
-    /// The epoch directory name (`0001-server1`).
-    pub epoch: String,
-    /// The source server.
-    pub source: SourceIdentity,
-    /// Size in bytes.
-    pub size: u64,
-    /// CRC32 of the whole file, 8 hex digits.
-    pub crc32: String,
-    /// GTID state before the file.
-    pub gtids_before: GtidState,
-    /// GTID state after it.
-    pub gtids_after: GtidState,
-    /// First and last commit time (µs since the epoch), if it has transactions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_commit_micros: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_commit_micros: Option<u64>,
-    /// How many transactions it holds.
-    pub transactions: u64,
-    /// The file the server continued in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_file: Option<String>,
-    /// How its segments are encrypted, if they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encryption: Option<EncryptionRecord>,
-}
-
-/// `EPOCH/BINLOG/manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Format version.
-    pub version: u32,
-    /// What the catalogue repeats.
-    #[serde(flatten)]
-    pub summary: FileSummary,
-    /// The data, in order.
-    pub segments: Vec<SegmentRecord>,
-}
-
-/// `catalogue.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Catalogue {
-    /// Format version.
-    pub version: u32,
-    /// Every sealed file, in archive order.
-    pub files: Vec<FileSummary>,
-    /// Files being deleted by a purge: gone from `files`, their objects not yet all
-    /// deleted. Readers ignore their objects; the next purge finishes the job.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub purging: Vec<FileRef>,
-}
-
-/// An archived file by epoch and name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRef {
-    /// The epoch directory name.
-    pub epoch: String,
-    /// The server's file name.
-    pub name: String,
-}
-
-/// `binlogd-archive.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marker {
-    /// Always `binlogd-archive`.
-    pub format: String,
-    /// The format version.
-    pub version: u32,
 }
 
 /// Counters since the uploader started.
@@ -463,7 +347,8 @@ impl Uploader {
             for segment in &batch {
                 let records = progress.take_records_until(segment.end);
                 if !records.is_empty() {
-                    let packed = Bytes::from(index_object(&records, &epoch.index_path(name))?);
+                    let packed =
+                        Bytes::from(encode_index_object(&records, &epoch.index_path(name))?);
                     self.stats.bytes_put += packed.len() as u64;
                     let store = Arc::clone(&store);
                     let key = keys::segment_index(epoch_name, name, segment.start, segment.end);
@@ -594,7 +479,7 @@ impl Uploader {
                 !inside
             });
             if !in_segment.is_empty() && !indexed_segments.contains(&(segment.start, segment.end)) {
-                let packed = index_object(&in_segment, &epoch.index_path(name))?;
+                let packed = encode_index_object(&in_segment, &epoch.index_path(name))?;
                 self.stats.bytes_put += packed.len() as u64;
                 let key = keys::segment_index(epoch_name, name, segment.start, segment.end);
                 let metadata =
@@ -934,43 +819,6 @@ fn check_same_encryption(
             message,
         }),
     }
-}
-
-/// The index records of one segment, as its `.idx.zst` object holds them.
-fn index_object(
-    records: &[IndexRecord],
-    local_index: &std::path::Path,
-) -> Result<Vec<u8>, StorageError> {
-    let mut lines = Vec::new();
-    for record in records {
-        encode_record(record, &mut lines);
-    }
-    zstd::bulk::compress(&lines, 3).map_err(StorageError::io("compressing", local_index))
-}
-
-/// A manifest read from `object_key`, checked against its MAC when there is a key.
-pub(crate) fn parse_manifest(
-    object: &super::store::Object,
-    object_key: &str,
-    key: Option<&ClientKey>,
-    location: &str,
-) -> Result<Manifest, StorageError> {
-    let bad = |message: String| StorageError::BadIndex {
-        path: format!("{location}/{object_key}").into(),
-        line: 0,
-        message,
-    };
-    check_authentic(key, object_key, object).map_err(bad)?;
-    serde_json::from_slice(&object.body).map_err(|e| bad(e.to_string()))
-}
-
-/// The epoch's directory name, which is also its key prefix.
-pub fn epoch_name(epoch: &Epoch) -> String {
-    epoch
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Where the file's format description (the event after the magic) ends; `None` while
