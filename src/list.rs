@@ -1,6 +1,7 @@
 //! `binlogd list`: what an archive holds, file by file.
 
-use crate::archive::{ArchiveArgs, Output, block_on, open_archive};
+use crate::archive::{block_on, open_archive};
+use crate::flags::{ArchiveArgs, Output};
 use binlogd_storage::plan::format_micros;
 use binlogd_storage::{ArchiveFile, GtidState};
 use serde::Serialize;

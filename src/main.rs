@@ -2,6 +2,7 @@
 //! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`).
 
 mod archive;
+mod flags;
 mod inspect;
 mod list;
 mod metrics;

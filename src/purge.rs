@@ -1,7 +1,8 @@
-//! `binlogd purge`, and the retention options `binlogd stream` shares with it: deletes
-//! whole archived files that a retention policy lets go, oldest first.
+//! `binlogd purge`: deletes whole archived files that a retention policy lets go, oldest
+//! first (the retention flags, shared with `binlogd stream`, are in [`crate::flags`]).
 
-use crate::archive::{ArchiveArgs, Location, Output, block_on, open_local, parse_gtids};
+use crate::archive::{block_on, open_local};
+use crate::flags::{ArchiveArgs, Location, Output, RetentionArgs, now_micros};
 use anyhow::Context;
 use binlogd_storage::archive::local_files;
 use binlogd_storage::plan::format_micros;
@@ -9,48 +10,13 @@ use binlogd_storage::remote::lease::Lease;
 use binlogd_storage::remote::read::RemoteArchive;
 use binlogd_storage::remote::s3::S3Store;
 use binlogd_storage::remote::store::ObjectStore;
-use binlogd_storage::retention::{Retention, purge_local, purge_remote};
-use binlogd_storage::{Archive, ArchiveFile, GtidState, StorageError};
+use binlogd_storage::retention::{purge_local, purge_remote};
+use binlogd_storage::{Archive, ArchiveFile, StorageError};
 use serde::Serialize;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What may be deleted.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RetentionArgs {
-    /// Delete sealed files whose last transaction is older than this (720h, 30d, 1w 2d).
-    /// Only whole files from the archive's oldest end go; the newest file never does.
-    #[arg(long, value_parser = parse_duration, value_name = "AGE")]
-    pub retention: Option<Duration>,
-    /// Never delete a file holding transactions this GTID state lacks: the state of the
-    /// oldest base backup you keep (its gtid_binlog_pos or gtid_executed).
-    #[arg(long, value_parser = parse_gtids, value_name = "GTIDS")]
-    pub keep_after_gtid: Option<GtidState>,
-}
-
-impl RetentionArgs {
-    pub fn policy(&self) -> Retention {
-        Retention {
-            max_age: self.retention,
-            keep_after: self.keep_after_gtid.clone(),
-        }
-    }
-}
-
-/// Parses an age: `720h`, `30d`, `1w 2d`, `PT36H`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let span: jiff::Span = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("{text:?} is not an age like 720h, 30d or 1w 2d: {e}"))?;
-    // Days and weeks as 24 h and 7 d: retention counts elapsed time, not calendar days.
-    let duration = span
-        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-        .map_err(|e| format!("{text:?}: {e}"))?;
-    Duration::try_from(duration).map_err(|_| format!("{text:?} is negative"))
-}
 
 /// Arguments of `binlogd purge`.
 #[derive(Debug, clap::Args)]
@@ -213,10 +179,4 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }

@@ -4,7 +4,8 @@
 //! server is one running on this machine (`--target`), or one binlogd starts on a restored
 //! datadir with networking off and shuts down afterwards (`--datadir`, `restore::server`).
 
-use crate::archive::{ArchiveArgs, block_on, open_archive, parse_gtids, parse_time};
+use crate::archive::{block_on, open_archive};
+use crate::flags::{ArchiveArgs, parse_gtids, parse_time};
 use crate::search::{parse_position, print_plan};
 use crate::signals::Interrupts;
 use crate::stream::parse_server_url;

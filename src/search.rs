@@ -1,7 +1,8 @@
 //! `binlogd search`: which archived files, and which bytes of them, hold the transactions
 //! from a start GTID state up to a GTID or a time — the plan a restore replays.
 
-use crate::archive::{ArchiveArgs, Output, block_on, open_archive, parse_gtids, parse_time};
+use crate::archive::{block_on, open_archive};
+use crate::flags::{ArchiveArgs, Output, parse_gtids, parse_time};
 use anyhow::Context;
 use binlogd_storage::GtidState;
 use binlogd_storage::plan::{Plan, Target, format_micros, plan};

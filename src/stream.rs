@@ -5,6 +5,7 @@
 //! recovers the archive. This module decides where to start, when to make data durable,
 //! when to reconnect, and what to report.
 
+use crate::flags::now_micros;
 use crate::metrics::{GtidLabel, SourceLabel, StreamMetrics};
 use crate::upload::{ArchiveTarget, UploadSettings, UploadState};
 use anyhow::{Context, bail};
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const EXAMPLES: &str = "\
@@ -70,31 +71,31 @@ pub struct StreamArgs {
     spool_dir: Option<PathBuf>,
     /// With an S3 archive: stop reading from the source while this much durable data
     /// waits for upload (the store is down or slow), e.g. 1GiB, 500MiB.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::flags::parse_size)]
     spool_max: u64,
     /// With an S3 archive: upload what is new at least this often (the RPO of the
     /// object copy, give or take one upload).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = crate::archive::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = crate::flags::parse_seconds)]
     checkpoint_interval: f64,
     /// With an S3 archive: upload early once this much was written since the last
     /// checkpoint.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::flags::parse_size)]
     checkpoint_size: u64,
     /// With an S3 archive: the largest segment object; a backlog is cut into segments
     /// this big (at transaction boundaries), which --max-parallel then upload together.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_segment_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::flags::parse_segment_size)]
     segment_size: u64,
     /// With an S3 archive: segment compression: zstd, gzip, bzip2 or none.
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     compression: Codec,
     #[command(flatten)]
-    s3: crate::upload::S3Args,
+    s3: crate::flags::S3Args,
     #[command(flatten)]
-    lease: crate::upload::LeaseArgs,
+    lease: crate::flags::LeaseArgs,
     #[command(flatten)]
-    retention: crate::purge::RetentionArgs,
+    retention: crate::flags::RetentionArgs,
     /// With --retention or --keep-after-gtid: how often to look for files to delete.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = crate::archive::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = crate::flags::parse_seconds)]
     purge_interval: f64,
     /// Replica server id to register with. Must differ from every server and replica of
     /// the source; the default is derived from the archive path, stable across restarts.
@@ -129,12 +130,12 @@ pub struct StreamArgs {
     #[arg(long)]
     semi_sync: bool,
     /// How often the source sends a heartbeat when it has nothing else to send.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = crate::archive::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = crate::flags::parse_seconds)]
     heartbeat: f64,
     /// Take the connection as dead and reconnect when the source sends nothing (no
     /// event, no heartbeat, no reply) for this long. Must exceed --heartbeat; like a
     /// replica's slave_net_timeout, it catches a peer that vanished without closing.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = crate::archive::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = crate::flags::parse_seconds)]
     net_timeout: f64,
     /// With an empty archive, start at this binlog file instead of the oldest one the
     /// server has.
@@ -155,7 +156,7 @@ pub struct StreamArgs {
     #[arg(long, env = "BINLOGD_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
     /// Longest wait between reconnection attempts.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = crate::archive::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = crate::flags::parse_seconds)]
     max_retry_delay: f64,
     /// No progress line, even on a terminal.
     #[arg(long)]
@@ -419,41 +420,6 @@ fn archive_target(args: &StreamArgs) -> anyhow::Result<(PathBuf, Option<S3Url>)>
         bail!("--spool-dir goes with an s3:// archive; a local --archive is its own spool");
     }
     Ok((PathBuf::from(&args.archive), None))
-}
-
-/// Reads a size: bytes, or a number with KiB, MiB, GiB, TiB (or KB, MB, GB, TB).
-fn parse_segment_size(text: &str) -> Result<u64, String> {
-    let size = parse_size(text)?;
-    if !(4 << 10..=1 << 30).contains(&size) {
-        return Err(format!("{text}: a segment is between 4KiB and 1GiB"));
-    }
-    Ok(size)
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 512MiB or 2GiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "kb" => 1_000,
-        "m" | "mib" => 1 << 20,
-        "mb" => 1_000_000,
-        "g" | "gib" => 1 << 30,
-        "gb" => 1_000_000_000,
-        "t" | "tib" => 1 << 40,
-        "tb" => 1_000_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Streamer {
@@ -1148,12 +1114,6 @@ async fn wait_for_signal() {
     }
 }
 
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 fn protocol_error(err: &anyhow::Error) -> Option<&ProtocolError> {
     err.chain().find_map(|e| e.downcast_ref::<ProtocolError>())
 }
@@ -1286,9 +1246,7 @@ async fn purge_local_now_and_then(archive: LocalArchive, retention: Retention, i
         let (archive_now, retention_now) = (archive.clone(), retention.clone());
         let done = tokio::task::spawn_blocking(move || {
             let files = local_files(&archive_now)?;
-            let victims = retention_now
-                .purgeable(&files, crate::purge::now_micros())
-                .to_vec();
+            let victims = retention_now.purgeable(&files, now_micros()).to_vec();
             let bytes = purge_local(&archive_now, &victims)?;
             Ok::<_, StorageError>((victims.len(), bytes))
         })

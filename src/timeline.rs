@@ -1,7 +1,8 @@
 //! `binlogd timeline`: how far the archive can take a database from a GTID state — the
 //! last recoverable time, the gaps, and the server changes on the way.
 
-use crate::archive::{ArchiveArgs, Output, block_on, open_archive, parse_gtids};
+use crate::archive::{block_on, open_archive};
+use crate::flags::{ArchiveArgs, Output, parse_gtids};
 use anyhow::Context;
 use binlogd_storage::GtidState;
 use binlogd_storage::plan::{Event, Timeline, format_micros, timeline};

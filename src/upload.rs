@@ -2,14 +2,14 @@
 //! `--checkpoint-interval`, retries a failing store with backoff while the spool takes
 //! the stream, and stops binlogd on what retrying cannot fix.
 
+use crate::flags::{LeaseArgs, S3Args};
 use crate::metrics::StreamMetrics;
 use anyhow::Context;
 use backon::BackoffBuilder;
 use binlogd_storage::LocalArchive;
 use binlogd_storage::StorageError;
-use binlogd_storage::remote::crypt::{ClientKey, read_key_file};
 use binlogd_storage::remote::lease::{Lease, writer_id};
-use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url, ServerSideEncryption};
+use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_storage::remote::upload::{UploadOptions, Uploader};
 use binlogd_storage::retention::Retention;
@@ -17,72 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// How to reach an S3-compatible store, beyond the AWS chain.
-#[derive(Debug, Clone, clap::Args)]
-pub struct S3Args {
-    /// With an S3 archive: the store's endpoint, for S3-compatible stores (MinIO, Garage,
-    /// Ceph); also read from AWS_ENDPOINT_URL. Addressed path-style.
-    #[arg(long, value_name = "URL")]
-    pub s3_endpoint: Option<String>,
-    /// With an S3 archive: the region (else AWS_REGION, the profile, or us-east-1).
-    #[arg(long, value_name = "REGION")]
-    pub s3_region: Option<String>,
-    /// With an S3 archive: encrypt segments on this machine with AES-256-GCM under the
-    /// key in this file (32 bytes, or 64 hex digits: openssl rand -hex 32). Readers need
-    /// the same file; list, search and timeline do not (indexes stay in the clear).
-    #[arg(long, env = "BINLOGD_ENCRYPTION_KEY_FILE", value_name = "PATH")]
-    pub encryption_key_file: Option<std::path::PathBuf>,
-    /// With an S3 archive: have the store encrypt segments with this customer key (SSE-C;
-    /// 32 bytes or 64 hex digits). Reading segments back needs the same file; the store
-    /// never keeps the key.
-    #[arg(
-        long,
-        env = "BINLOGD_SSE_C_KEY_FILE",
-        value_name = "PATH",
-        conflicts_with = "sse_kms"
-    )]
-    pub sse_c_key_file: Option<std::path::PathBuf>,
-    /// With an S3 archive: have the store encrypt every object with AWS KMS (SSE-KMS),
-    /// under --sse-kms-key-id or the bucket's default KMS key. Readers need only the
-    /// permission to use the key.
-    #[arg(long)]
-    pub sse_kms: bool,
-    /// With --sse-kms: the KMS key (id, ARN or alias/NAME).
-    #[arg(long, value_name = "KEY", requires = "sse_kms")]
-    pub sse_kms_key_id: Option<String>,
-    /// With an S3 archive: how many segments go up (or come down) at once. Catching up
-    /// a spool after the store was away is this many times faster, up to the link.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub max_parallel: u16,
-}
-
-impl S3Args {
-    /// The client-side key, if one was given.
-    pub fn client_key(&self) -> anyhow::Result<Option<ClientKey>> {
-        let Some(path) = self.encryption_key_file.as_deref() else {
-            return Ok(None);
-        };
-        crate::secrets::check_secret_file(path, "--encryption-key-file")?;
-        Ok(Some(ClientKey::from_file(path)?))
-    }
-
-    pub fn options(&self) -> anyhow::Result<S3Options> {
-        let server_side = if let Some(path) = &self.sse_c_key_file {
-            crate::secrets::check_secret_file(path, "--sse-c-key-file")?;
-            Some(ServerSideEncryption::CustomerKey(read_key_file(path)?))
-        } else if self.sse_kms {
-            Some(ServerSideEncryption::Kms(self.sse_kms_key_id.clone()))
-        } else {
-            None
-        };
-        Ok(S3Options {
-            region: self.s3_region.clone(),
-            endpoint: self.s3_endpoint.clone(),
-            server_side,
-        })
-    }
-}
 
 /// Where a writer uploads to, and how: what `open` needs.
 #[derive(Debug)]
@@ -178,24 +112,6 @@ pub async fn open(
 
 /// How long binlogd, exiting, keeps trying to upload what the spool holds.
 const FINAL_UPLOAD_PATIENCE: Duration = Duration::from_secs(30);
-
-/// `--lease-ttl`, of both writers: how long the lease lasts without renewal (it is
-/// renewed every third of it).
-#[derive(Debug, Clone, clap::Args)]
-pub struct LeaseArgs {
-    /// With an S3 archive: how long the archive's lease outlives this writer if it dies
-    /// without giving it up; another writer waits that long before taking over. Renewed
-    /// every third of it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(3..=3600))]
-    pub lease_ttl: u64,
-}
-
-impl LeaseArgs {
-    pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.lease_ttl)
-    }
-}
 
 /// Holds the archive's lease: a task renews it every third of its TTL until it is released,
 /// and says when it was lost (another writer took it, or the store refuses it for good).
@@ -329,7 +245,7 @@ pub async fn run(
                 {
                     last_purge = Some(std::time::Instant::now());
                     match uploader
-                        .purge(&settings.retention, crate::purge::now_micros())
+                        .purge(&settings.retention, crate::flags::now_micros())
                         .await
                     {
                         Ok((files, _)) if files.is_empty() => {}
@@ -444,7 +360,7 @@ pub struct UploadArgs {
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     compression: binlogd_storage::remote::keys::Codec,
     /// Keep retrying a failing store this long before giving up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = crate::archive::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = crate::flags::parse_seconds)]
     patience: f64,
     #[command(flatten)]
     s3: S3Args,

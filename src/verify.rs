@@ -2,8 +2,8 @@
 //! every file whole and of the size its manifest says, and each file's GTID state
 //! continuing the previous file's.
 
-use crate::archive::{ArchiveArgs, Location, Output, block_on, open_local, open_remote};
-use crate::upload::S3Args;
+use crate::archive::{block_on, open_local, open_remote};
+use crate::flags::{ArchiveArgs, Location, Output, S3Args};
 use binlogd_parser::EventReader;
 use binlogd_storage::GtidState;
 use binlogd_storage::index::read_index;
