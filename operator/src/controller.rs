@@ -21,7 +21,6 @@ use crate::workloads::{
     METRICS_PORT, WorkloadError, archive_url, binlog_server_service, binlog_server_statefulset,
     restore_job, restore_job_name, spool_claim_name, spool_upload_job, spool_upload_job_name,
 };
-use binlogd_storage::plan::format_micros;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
@@ -283,10 +282,7 @@ async fn binlog_server_status(
     if reading.last_gtid.is_some() {
         status.last_archived_gtid = reading.last_gtid.clone();
     }
-    if let Some(time) = reading
-        .last_commit_seconds
-        .map(|seconds| format_micros((seconds * 1e6).round() as u64))
-    {
+    if let Some(time) = reading.last_commit_seconds.map(crate::status::commit_time) {
         // Everything durable is in the store: the last archived commit is also the last
         // one a restore can reach.
         if reading.upload_backlog_bytes == Some(0.0) {

@@ -76,6 +76,16 @@ pub fn read_metrics(text: &str) -> MetricsReading {
     reading
 }
 
+/// A commit time as binlogd exports it (seconds since 1970, fractional for MySQL's µs
+/// timestamps), in RFC 3339 as status fields and Events show times.
+pub fn commit_time(seconds: f64) -> String {
+    let micros = (seconds * 1e6).round();
+    (micros.is_finite() && micros.abs() < 9.0e15)
+        .then(|| jiff::Timestamp::from_microsecond(micros as i64).ok())
+        .flatten()
+        .map_or_else(|| format!("{seconds} s since 1970"), |t| t.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,9 +105,12 @@ mod tests {
                 source: Some("server 1 at 127.0.0.1:33999 (10.11.19-MariaDB-0+deb12u1-log)".into()),
             }
         );
+        assert_eq!(commit_time(1_795_441_094.0), "2026-11-23T13:38:14Z");
+        assert_eq!(commit_time(1_795_441_094.25), "2026-11-23T13:38:14.25Z");
         assert_eq!(
-            binlogd_storage::plan::format_micros(1_795_441_094 * 1_000_000),
-            "2026-11-23T13:38:14Z"
+            commit_time(f64::NAN),
+            "NaN s since 1970",
+            "what binlogd never exports is shown as it came"
         );
     }
 
