@@ -1,9 +1,11 @@
 //! The flags several commands share, and how their values are read: the archive and how
 //! to print (`ArchiveArgs`), the S3 store (`S3Args`), the lease (`LeaseArgs`), retention
-//! (`RetentionArgs`), and times, ages, seconds, sizes and GTID states as users write them.
+//! (`RetentionArgs`), where a replay stops (`TargetArgs`), and times, ages, seconds,
+//! sizes and GTID states as users write them.
 //! One place, so that a flag means the same in every command that takes it.
 
 use binlogd_storage::GtidState;
+use binlogd_storage::plan::Target as StopPoint;
 use binlogd_storage::remote::crypt::{ClientKey, read_key_file};
 use binlogd_storage::remote::s3::{S3Options, S3Url, ServerSideEncryption};
 use binlogd_storage::retention::Retention;
@@ -89,8 +91,10 @@ pub struct S3Args {
     #[arg(long, value_name = "REGION")]
     pub s3_region: Option<String>,
     /// With an S3 archive: encrypt segments on this machine with AES-256-GCM under the
-    /// key in this file (32 bytes, or 64 hex digits: openssl rand -hex 32). Readers need
-    /// the same file; list, search and timeline do not (indexes stay in the clear).
+    /// key in this file (32 bytes, or 64 hex digits: openssl rand -hex 32), and
+    /// authenticate every other object binlogd writes. Readers need the same file, and
+    /// with it refuse what someone without the key put in the bucket; list, search and
+    /// timeline work without it (indexes stay in the clear).
     #[arg(long, env = "BINLOGD_ENCRYPTION_KEY_FILE", value_name = "PATH")]
     pub encryption_key_file: Option<std::path::PathBuf>,
     /// With an S3 archive: have the store encrypt segments with this customer key (SSE-C;
@@ -238,4 +242,116 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(factor)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Where a replay stops: the same flags in `search` and `restore` (each also under the
+/// name `search` once had: `--time`, `--gtid`, `--position`).
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "stop_point", required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Up to the last transaction committed at or before this time (RFC 3339 with a
+    /// zone); stops before the first transaction committed after it, as mariadb-binlog
+    /// --stop-datetime does.
+    #[arg(long, alias = "time", value_parser = parse_time, value_name = "TIME")]
+    pub to_time: Option<u64>,
+    /// Up to and including these GTIDs: a MariaDB position (0-1-500,1-2-7) or a MySQL
+    /// GTID set (uuid:1-500).
+    #[arg(long, alias = "gtid", value_parser = parse_gtids, value_name = "GTIDS")]
+    pub to_gtid: Option<GtidState>,
+    /// Everything before this transaction, leaving it out (the bad one).
+    #[arg(long, value_name = "GTID")]
+    pub before_gtid: Option<binlogd_parser::Gtid>,
+    /// Up to a transaction boundary of an archived file: FILE:OFFSET, or
+    /// EPOCH/FILE:OFFSET when two epochs have a file of that name.
+    #[arg(long, alias = "position", value_parser = parse_position, value_name = "FILE:OFFSET")]
+    pub to_position: Option<StopPoint>,
+    /// Everything archived.
+    #[arg(long)]
+    pub latest: bool,
+}
+
+impl TargetArgs {
+    /// The stop point the flags name.
+    pub fn stop_point(&self) -> StopPoint {
+        if let Some(time) = self.to_time {
+            StopPoint::Time(time)
+        } else if let Some(gtids) = &self.to_gtid {
+            StopPoint::Gtids(gtids.clone())
+        } else if let Some(gtid) = self.before_gtid {
+            StopPoint::BeforeGtid(gtid)
+        } else if let Some(position) = &self.to_position {
+            position.clone()
+        } else {
+            StopPoint::Latest
+        }
+    }
+}
+
+/// Parses `FILE:OFFSET` or `EPOCH/FILE:OFFSET`.
+pub fn parse_position(text: &str) -> Result<StopPoint, String> {
+    let (path, offset) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not FILE:OFFSET"))?;
+    let offset = offset
+        .parse()
+        .map_err(|_| format!("{text:?}: the offset {offset:?} is not a number"))?;
+    let (epoch, file) = match path.split_once('/') {
+        Some((epoch, file)) => (Some(epoch.to_owned()), file.to_owned()),
+        None => (None, path.to_owned()),
+    };
+    if file.is_empty() {
+        return Err(format!("{text:?} names no file"));
+    }
+    Ok(StopPoint::Position {
+        epoch,
+        file,
+        offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Stop {
+        #[command(flatten)]
+        stop: TargetArgs,
+    }
+
+    fn stop(args: &[&str]) -> Result<StopPoint, clap::Error> {
+        Stop::try_parse_from(std::iter::once("binlogd").chain(args.iter().copied()))
+            .map(|parsed| parsed.stop.stop_point())
+    }
+
+    #[test]
+    fn search_and_restore_name_the_stop_point_alike_and_take_the_old_names() {
+        let time = "2026-11-23T10:00:00Z";
+        let micros = parse_time(time).expect("time");
+        for flag in ["--to-time", "--time"] {
+            assert_eq!(stop(&[flag, time]).expect(flag), StopPoint::Time(micros));
+        }
+        for flag in ["--to-gtid", "--gtid"] {
+            assert_eq!(
+                stop(&[flag, "0-1-5"]).expect(flag),
+                StopPoint::Gtids("0-1-5".parse().expect("gtids"))
+            );
+        }
+        for flag in ["--to-position", "--position"] {
+            assert_eq!(
+                stop(&[flag, "0001-a/mariadb-bin.000002:4096"]).expect(flag),
+                StopPoint::Position {
+                    epoch: Some("0001-a".into()),
+                    file: "mariadb-bin.000002".into(),
+                    offset: 4096
+                }
+            );
+        }
+        assert_eq!(stop(&["--latest"]).expect("latest"), StopPoint::Latest);
+        // Exactly one.
+        assert!(stop(&[]).is_err());
+        assert!(stop(&["--latest", "--to-gtid", "0-1-5"]).is_err());
+        assert!(stop(&["--to-position", "no-offset"]).is_err());
+    }
 }

@@ -5,8 +5,8 @@
 //! datadir with networking off and shuts down afterwards (`--datadir`, `restore::server`).
 
 use crate::archive::{block_on, open_archive};
-use crate::flags::{ArchiveArgs, parse_gtids, parse_time};
-use crate::search::{parse_position, print_plan};
+use crate::flags::{ArchiveArgs, TargetArgs, parse_gtids};
+use crate::search::print_plan;
 use crate::signals::Interrupts;
 use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 /// Arguments of `binlogd restore`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target_point").required(true)))]
 #[command(group(clap::ArgGroup::new("server").required(true)))]
 pub struct RestoreArgs {
     #[command(flatten)]
@@ -79,22 +78,8 @@ pub struct RestoreArgs {
         requires = "datadir"
     )]
     startup_timeout: u64,
-    /// Restore to the last transaction committed at or before this time (RFC 3339 with a
-    /// zone).
-    #[arg(long, group = "target_point", value_parser = parse_time, value_name = "TIME")]
-    to_time: Option<u64>,
-    /// Restore up to and including these GTIDs.
-    #[arg(long, group = "target_point", value_parser = parse_gtids, value_name = "GTIDS")]
-    to_gtid: Option<GtidState>,
-    /// Restore everything before this transaction, leaving it out (the bad one).
-    #[arg(long, group = "target_point", value_name = "GTID")]
-    before_gtid: Option<binlogd_parser::Gtid>,
-    /// Restore up to a transaction boundary of an archived file: [EPOCH/]FILE:OFFSET.
-    #[arg(long, group = "target_point", value_parser = parse_position, value_name = "FILE:OFFSET")]
-    to_position: Option<PlanTarget>,
-    /// Restore everything archived.
-    #[arg(long, group = "target_point")]
-    latest: bool,
+    #[command(flatten)]
+    stop: TargetArgs,
     /// Fail when the target is beyond what the archive holds, instead of restoring as far
     /// as it goes and saying so.
     #[arg(long)]
@@ -142,22 +127,6 @@ pub struct RestoreArgs {
 
 fn default_workers() -> u32 {
     std::thread::available_parallelism().map_or(4, |n| n.get() as u32)
-}
-
-impl RestoreArgs {
-    fn target_point(&self) -> PlanTarget {
-        if let Some(time) = self.to_time {
-            PlanTarget::Time(time)
-        } else if let Some(gtids) = &self.to_gtid {
-            PlanTarget::Gtids(gtids.clone())
-        } else if let Some(gtid) = self.before_gtid {
-            PlanTarget::BeforeGtid(gtid)
-        } else if let Some(position) = &self.to_position {
-            position.clone()
-        } else {
-            PlanTarget::Latest
-        }
-    }
 }
 
 /// The GTID state a mariadb-backup backup ends at, from its folder or from a datadir
@@ -349,7 +318,7 @@ async fn restore_into(
     address: &TargetAddress,
     interrupts: &mut Option<Interrupts>,
 ) -> anyhow::Result<ExitCode> {
-    let point = args.target_point();
+    let point = args.stop.stop_point();
     let mut server = Target::connect(address).await?;
     let facts = server.facts().await?;
     let named: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
@@ -514,7 +483,7 @@ async fn replay_via_mysqlbinlog(
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    log_restored(plan, &args.target_point(), began);
+    log_restored(plan, &args.stop.stop_point(), began);
     println!(
         "restored to {} through {} | {}: {} transactions in {:.1} s{}",
         plan.end,
@@ -522,7 +491,7 @@ async fn replay_via_mysqlbinlog(
         programs.client.display(),
         plan.transactions,
         began.elapsed().as_secs_f64(),
-        short_of(plan, &args.target_point())
+        short_of(plan, &args.stop.stop_point())
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -670,7 +639,7 @@ async fn apply(
     }
     cleaned.context("removing the replication channel after the restore")?;
     let stop = plan.stop.as_ref();
-    log_restored(plan, &args.target_point(), began);
+    log_restored(plan, &args.stop.stop_point(), began);
     println!(
         "restored to {} (last transaction {} committed {}): {} transactions from {} relay logs \
          ({staged} bytes) in {:.1} s, staging {:.1} s{}",
@@ -682,7 +651,7 @@ async fn apply(
         relay_logs.files().len(),
         began.elapsed().as_secs_f64(),
         staged_in.as_secs_f64(),
-        short_of(plan, &args.target_point())
+        short_of(plan, &args.stop.stop_point())
     );
     Ok(ExitCode::SUCCESS)
 }

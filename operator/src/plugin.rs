@@ -227,7 +227,7 @@ pub async fn restore_with(
 }
 
 /// The `binlogd search` command line for `server`'s archive and `target_args` (the
-/// search flags, e.g. `--time T`), from `from_gtid` when given.
+/// search flags, e.g. `--to-time T`), from `from_gtid` when given.
 pub async fn search_command(
     client: Client,
     namespace: &str,
