@@ -1087,7 +1087,11 @@ async fn identify(conn: &mut Connection, address: &str) -> anyhow::Result<Source
     Ok(SourceIdentity {
         server_id,
         server_uuid,
-        flavour: if mariadb { "mariadb" } else { "mysql" }.to_owned(),
+        flavour: if mariadb {
+            binlogd_parser::Flavour::MariaDb
+        } else {
+            binlogd_parser::Flavour::MySql
+        },
         version: conn.server().server_version.clone(),
         address: address.to_owned(),
     })

@@ -23,8 +23,9 @@ const SERVER_VERSION_LEN: usize = 50;
 /// binlog_version + server_version + create_timestamp + common_header_length.
 const FIXED_LEN: usize = 2 + SERVER_VERSION_LEN + 4 + 1;
 
-/// Which server family wrote a binlog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which server family wrote a binlog: `mysql` or `mariadb` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Flavour {
     /// Oracle MySQL (and Percona Server).
     MySql,

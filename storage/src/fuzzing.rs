@@ -169,7 +169,7 @@ pub fn seeds(binlog: &[u8]) -> Vec<(&'static str, String, Vec<u8>)> {
         source: SourceIdentity {
             server_id: 1,
             server_uuid: None,
-            flavour: "mariadb".into(),
+            flavour: binlogd_parser::Flavour::MariaDb,
             version: "10.11.14-MariaDB-0+deb12u2-log".into(),
             address: "127.0.0.1:3306".into(),
         },

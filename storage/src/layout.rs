@@ -20,6 +20,7 @@
 use crate::error::StorageError;
 use crate::gtids::GtidState;
 use crate::index::INDEX_SUFFIX;
+use binlogd_parser::Flavour;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fs;
@@ -49,8 +50,8 @@ pub struct SourceIdentity {
     /// `@@server_uuid` (MySQL only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_uuid: Option<String>,
-    /// `mariadb` or `mysql`.
-    pub flavour: String,
+    /// MariaDB or MySQL (`mariadb` or `mysql` in `source.json`).
+    pub flavour: Flavour,
     /// The server's version string.
     pub version: String,
     /// The address binlogd connected to.
@@ -372,7 +373,7 @@ mod tests {
         let source = SourceIdentity {
             server_id: 7,
             server_uuid: None,
-            flavour: "mariadb".into(),
+            flavour: Flavour::MariaDb,
             version: "10.11.19-MariaDB".into(),
             address: "127.0.0.1:3306".into(),
         };
