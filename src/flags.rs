@@ -5,7 +5,7 @@
 //! One place, so that a flag means the same in every command that takes it.
 
 use binlogd_storage::GtidState;
-use binlogd_storage::plan::Target as StopPoint;
+use binlogd_storage::plan::StopAt;
 use binlogd_storage::remote::crypt::{ClientKey, read_key_file};
 use binlogd_storage::remote::s3::{S3Options, S3Url, ServerSideEncryption};
 use binlogd_storage::retention::Retention;
@@ -264,7 +264,7 @@ pub struct TargetArgs {
     /// Up to a transaction boundary of an archived file: FILE:OFFSET, or
     /// EPOCH/FILE:OFFSET when two epochs have a file of that name.
     #[arg(long, alias = "position", value_parser = parse_position, value_name = "FILE:OFFSET")]
-    pub to_position: Option<StopPoint>,
+    pub to_position: Option<StopAt>,
     /// Everything archived.
     #[arg(long)]
     pub latest: bool,
@@ -272,23 +272,23 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     /// The stop point the flags name.
-    pub fn stop_point(&self) -> StopPoint {
+    pub fn stop_at(&self) -> StopAt {
         if let Some(time) = self.to_time {
-            StopPoint::Time(time)
+            StopAt::Time(time)
         } else if let Some(gtids) = &self.to_gtid {
-            StopPoint::Gtids(gtids.clone())
+            StopAt::Gtids(gtids.clone())
         } else if let Some(gtid) = self.before_gtid {
-            StopPoint::BeforeGtid(gtid)
+            StopAt::BeforeGtid(gtid)
         } else if let Some(position) = &self.to_position {
             position.clone()
         } else {
-            StopPoint::Latest
+            StopAt::Latest
         }
     }
 }
 
 /// Parses `FILE:OFFSET` or `EPOCH/FILE:OFFSET`.
-pub fn parse_position(text: &str) -> Result<StopPoint, String> {
+pub fn parse_position(text: &str) -> Result<StopAt, String> {
     let (path, offset) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("{text:?} is not FILE:OFFSET"))?;
@@ -302,7 +302,7 @@ pub fn parse_position(text: &str) -> Result<StopPoint, String> {
     if file.is_empty() {
         return Err(format!("{text:?} names no file"));
     }
-    Ok(StopPoint::Position {
+    Ok(StopAt::Position {
         epoch,
         file,
         offset,
@@ -320,9 +320,9 @@ mod tests {
         stop: TargetArgs,
     }
 
-    fn stop(args: &[&str]) -> Result<StopPoint, clap::Error> {
+    fn stop(args: &[&str]) -> Result<StopAt, clap::Error> {
         Stop::try_parse_from(std::iter::once("binlogd").chain(args.iter().copied()))
-            .map(|parsed| parsed.stop.stop_point())
+            .map(|parsed| parsed.stop.stop_at())
     }
 
     #[test]
@@ -330,25 +330,25 @@ mod tests {
         let time = "2026-11-23T10:00:00Z";
         let micros = parse_time(time).expect("time");
         for flag in ["--to-time", "--time"] {
-            assert_eq!(stop(&[flag, time]).expect(flag), StopPoint::Time(micros));
+            assert_eq!(stop(&[flag, time]).expect(flag), StopAt::Time(micros));
         }
         for flag in ["--to-gtid", "--gtid"] {
             assert_eq!(
                 stop(&[flag, "0-1-5"]).expect(flag),
-                StopPoint::Gtids("0-1-5".parse().expect("gtids"))
+                StopAt::Gtids("0-1-5".parse().expect("gtids"))
             );
         }
         for flag in ["--to-position", "--position"] {
             assert_eq!(
                 stop(&[flag, "0001-a/mariadb-bin.000002:4096"]).expect(flag),
-                StopPoint::Position {
+                StopAt::Position {
                     epoch: Some("0001-a".into()),
                     file: "mariadb-bin.000002".into(),
                     offset: 4096
                 }
             );
         }
-        assert_eq!(stop(&["--latest"]).expect("latest"), StopPoint::Latest);
+        assert_eq!(stop(&["--latest"]).expect("latest"), StopAt::Latest);
         // Exactly one.
         assert!(stop(&[]).is_err());
         assert!(stop(&["--latest", "--to-gtid", "0-1-5"]).is_err());

@@ -12,11 +12,11 @@ use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
 use binlogd_parser::Flavour;
 use binlogd_restore::RestoreError;
-use binlogd_restore::apply::{Endpoint, Target, TargetAddress};
+use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
 use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
 use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
 use binlogd_restore::stage::stage_plan;
-use binlogd_storage::plan::{Plan, Target as PlanTarget, format_micros, plan};
+use binlogd_storage::plan::{Plan, StopAt, format_micros, plan};
 use binlogd_storage::{Archive, GtidState};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -274,7 +274,7 @@ fn find_program(names: &[&str], flag: &str) -> anyhow::Result<PathBuf> {
         })
 }
 
-fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<TargetAddress> {
+fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<ServerAddress> {
     let (host, port, user) = parse_server_url(
         url,
         "--target",
@@ -290,7 +290,7 @@ fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<TargetAddress
         }),
         None => std::env::var("BINLOGD_TARGET_PASSWORD").ok(),
     };
-    Ok(TargetAddress {
+    Ok(ServerAddress {
         endpoint: Endpoint::Tcp { host, port },
         user,
         password,
@@ -315,11 +315,11 @@ async fn or_interrupted<T>(
 
 async fn restore_into(
     args: &RestoreArgs,
-    address: &TargetAddress,
+    address: &ServerAddress,
     interrupts: &mut Option<Interrupts>,
 ) -> anyhow::Result<ExitCode> {
-    let point = args.stop.stop_point();
-    let mut server = Target::connect(address).await?;
+    let point = args.stop.stop_at();
+    let mut server = ReplayServer::connect(address).await?;
     let facts = server.facts().await?;
     let named: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
         Some(gtids.clone())
@@ -354,7 +354,7 @@ async fn restore_into(
         );
     };
     let start = start_point(named, &facts.executed)?;
-    if let (PlanTarget::Gtids(target), Some(start)) = (&point, &start)
+    if let (StopAt::Gtids(target), Some(start)) = (&point, &start)
         && start.includes_all(target)
         && target.includes_all(start)
     {
@@ -451,7 +451,7 @@ async fn replay_via_mysqlbinlog(
     args: &RestoreArgs,
     archive: &Archive,
     plan: &Plan,
-    address: &TargetAddress,
+    address: &ServerAddress,
     flavour: Flavour,
 ) -> anyhow::Result<ExitCode> {
     // MariaDB's reader cannot decode MySQL's newer events, nor MySQL's MariaDB's.
@@ -483,7 +483,7 @@ async fn replay_via_mysqlbinlog(
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    log_restored(plan, &args.stop.stop_point(), began);
+    log_restored(plan, &args.stop.stop_at(), began);
     println!(
         "restored to {} through {} | {}: {} transactions in {:.1} s{}",
         plan.end,
@@ -491,7 +491,7 @@ async fn replay_via_mysqlbinlog(
         programs.client.display(),
         plan.transactions,
         began.elapsed().as_secs_f64(),
-        short_of(plan, &args.stop.stop_point())
+        short_of(plan, &args.stop.stop_at())
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -514,7 +514,7 @@ async fn apply(
     args: &RestoreArgs,
     archive: &Archive,
     plan: &Plan,
-    server: &mut Target,
+    server: &mut ReplayServer,
     facts: &binlogd_restore::apply::ServerFacts,
     interrupts: &mut Option<Interrupts>,
 ) -> anyhow::Result<ExitCode> {
@@ -639,7 +639,7 @@ async fn apply(
     }
     cleaned.context("removing the replication channel after the restore")?;
     let stop = plan.stop.as_ref();
-    log_restored(plan, &args.stop.stop_point(), began);
+    log_restored(plan, &args.stop.stop_at(), began);
     println!(
         "restored to {} (last transaction {} committed {}): {} transactions from {} relay logs \
          ({staged} bytes) in {:.1} s, staging {:.1} s{}",
@@ -651,14 +651,14 @@ async fn apply(
         relay_logs.files().len(),
         began.elapsed().as_secs_f64(),
         staged_in.as_secs_f64(),
-        short_of(plan, &args.stop.stop_point())
+        short_of(plan, &args.stop.stop_at())
     );
     Ok(ExitCode::SUCCESS)
 }
 
 /// The `restored` log line a restore Job is followed by: what was reached, what was asked,
 /// and whether that is the same.
-fn log_restored(plan: &Plan, asked: &PlanTarget, began: Instant) {
+fn log_restored(plan: &Plan, asked: &StopAt, began: Instant) {
     let stop = plan.stop.as_ref();
     tracing::info!(
         reached_gtid = %plan.end,
@@ -673,7 +673,7 @@ fn log_restored(plan: &Plan, asked: &PlanTarget, began: Instant) {
 
 /// The end of the final line for a restore that stopped short of what was asked (the
 /// archive ends first): said there too, not only in a warning at the start.
-fn short_of(plan: &Plan, asked: &PlanTarget) -> String {
+fn short_of(plan: &Plan, asked: &StopAt) -> String {
     if plan.target_reached {
         String::new()
     } else {

@@ -5,7 +5,7 @@ use crate::archive::{block_on, open_archive};
 use crate::flags::{ArchiveArgs, Output, TargetArgs, parse_gtids};
 use anyhow::Context;
 use binlogd_storage::GtidState;
-use binlogd_storage::plan::{Plan, Target, format_micros, plan};
+use binlogd_storage::plan::{Plan, StopAt, format_micros, plan};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -23,7 +23,7 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
-    let target = args.target.stop_point();
+    let target = args.target.stop_at();
     let plan = block_on(async {
         let archive = open_archive(&args.archive).await?;
         let files = archive.files().await?;
@@ -42,7 +42,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn print_plan(out: &mut impl Write, plan: &Plan, target: &Target) -> std::io::Result<()> {
+pub fn print_plan(out: &mut impl Write, plan: &Plan, target: &StopAt) -> std::io::Result<()> {
     let start = if plan.start.is_empty() {
         "the archive's start".to_owned()
     } else {

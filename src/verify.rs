@@ -7,7 +7,7 @@ use crate::flags::{ArchiveArgs, Location, Output, S3Args};
 use binlogd_parser::EventReader;
 use binlogd_storage::GtidState;
 use binlogd_storage::index::read_index;
-use binlogd_storage::remote::read::ArchivedFile;
+use binlogd_storage::remote::read::RemoteFile;
 use binlogd_storage::remote::s3::S3Url;
 use serde::Serialize;
 use std::io::Write;
@@ -185,7 +185,7 @@ async fn remote_files(url: S3Url, s3: &S3Args) -> anyhow::Result<Vec<Checked>> {
             .await
             .map_err(|e| e.to_string());
         let checked = match file {
-            ArchivedFile::Sealed(summary) => Checked {
+            RemoteFile::Sealed(summary) => Checked {
                 promised_size: Some(summary.size),
                 promised_crc: Some(summary.crc32.clone()),
                 open: false,
@@ -195,7 +195,7 @@ async fn remote_files(url: S3Url, s3: &S3Args) -> anyhow::Result<Vec<Checked>> {
                 name,
                 bytes,
             },
-            ArchivedFile::Open { .. } => {
+            RemoteFile::Open { .. } => {
                 let index = archive.file_index(&epoch, &name).await?;
                 Checked {
                     promised_size: None,

@@ -7,11 +7,11 @@
 mod stream_common;
 
 use binlogd_restore::RestoreError;
-use binlogd_restore::apply::{Endpoint, Target, TargetAddress};
+use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
 use binlogd_restore::relay::RelayLogSet;
 use binlogd_restore::stage::stage_plan;
 use binlogd_storage::archive::local_files;
-use binlogd_storage::plan::{Plan, Target as PlanTarget, plan};
+use binlogd_storage::plan::{Plan, StopAt, plan};
 use binlogd_storage::{Archive, GtidState, LocalArchive};
 use binlogd_testkit::{MariaDb, MariaDbConfig};
 use std::time::Duration;
@@ -53,7 +53,7 @@ fn archived_primary(before: usize, after: usize) -> (MariaDb, TestArchive, Strin
 }
 
 /// The plan over `archive` from `start` to `target`.
-fn plan_of(archive: &TestArchive, start: Option<&GtidState>, target: &PlanTarget) -> Plan {
+fn plan_of(archive: &TestArchive, start: Option<&GtidState>, target: &StopAt) -> Plan {
     let local = LocalArchive::open(&archive.path()).expect("archive");
     let files = local_files(&local).expect("files");
     runtime()
@@ -63,7 +63,7 @@ fn plan_of(archive: &TestArchive, start: Option<&GtidState>, target: &PlanTarget
 
 /// A server (binlog off when `skip_log_bin`) and binlogd's control connection to it, on
 /// `rt` (the connection lives on the runtime that made it).
-fn target_server(rt: &tokio::runtime::Runtime, skip_log_bin: bool) -> (MariaDb, Target) {
+fn target_server(rt: &tokio::runtime::Runtime, skip_log_bin: bool) -> (MariaDb, ReplayServer) {
     let server = MariaDbConfig {
         server_id: 9,
         skip_log_bin,
@@ -74,7 +74,7 @@ fn target_server(rt: &tokio::runtime::Runtime, skip_log_bin: bool) -> (MariaDb, 
     server
         .create_tcp_admin("restorer", "restore-pw")
         .expect("user");
-    let address = TargetAddress {
+    let address = ServerAddress {
         endpoint: Endpoint::Tcp {
             host: "127.0.0.1".into(),
             port: server.port(),
@@ -82,7 +82,9 @@ fn target_server(rt: &tokio::runtime::Runtime, skip_log_bin: bool) -> (MariaDb, 
         user: "restorer".into(),
         password: Some("restore-pw".into()),
     };
-    let control = rt.block_on(Target::connect(&address)).expect("connect");
+    let control = rt
+        .block_on(ReplayServer::connect(&address))
+        .expect("connect");
     (server, control)
 }
 
@@ -91,7 +93,7 @@ fn stage(
     rt: &tokio::runtime::Runtime,
     archive: &TestArchive,
     plan: &Plan,
-    control: &mut Target,
+    control: &mut ReplayServer,
 ) -> RelayLogSet {
     let facts = rt.block_on(control.facts()).expect("facts");
     let local = LocalArchive::open(&archive.path()).expect("archive");
@@ -102,11 +104,7 @@ fn stage(
 #[test]
 fn staged_relay_logs_replay_in_parallel_and_stop_at_the_cut() {
     let (_primary, archive, cut, checksum_at_cut) = archived_primary(400, 200);
-    let plan = plan_of(
-        &archive,
-        None,
-        &PlanTarget::Gtids(cut.parse().expect("gtids")),
-    );
+    let plan = plan_of(&archive, None, &StopAt::Gtids(cut.parse().expect("gtids")));
     assert!(plan.pieces.len() >= 3, "several files");
 
     // A fresh server that only applies: no binlog of its own.
@@ -174,7 +172,7 @@ fn an_apply_error_stops_the_restore_with_the_servers_words() {
     // A plan that starts after the schema was made, for a server that lacks it: the first
     // transaction cannot apply.
     let after_schema = "0-1-2".parse().expect("gtids");
-    let plan = plan_of(&archive, Some(&after_schema), &PlanTarget::Latest);
+    let plan = plan_of(&archive, Some(&after_schema), &StopAt::Latest);
     let rt = runtime();
     let (_target, mut control) = target_server(&rt, true);
     let relay_logs = stage(&rt, &archive, &plan, &mut control);

@@ -4,7 +4,7 @@
 
 mod stream_common;
 
-use binlogd_storage::remote::read::{ArchivedFile, RemoteArchive};
+use binlogd_storage::remote::read::{RemoteArchive, RemoteFile};
 use binlogd_storage::remote::s3::S3Store;
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_testkit::{MariaDb, MariaDbConfig, S3Server};
@@ -133,8 +133,8 @@ fn assert_store_has_the_servers_files(db: &MariaDb, archive: &RemoteArchive) -> 
     }
     let unsealed: Vec<_> = files
         .iter()
-        .filter(|f| !matches!(f, ArchivedFile::Sealed(_)))
-        .map(ArchivedFile::id)
+        .filter(|f| !matches!(f, RemoteFile::Sealed(_)))
+        .map(RemoteFile::id)
         .collect();
     assert_eq!(
         unsealed.len(),
@@ -301,8 +301,8 @@ fn archived_sequence(archive: &RemoteArchive) -> u64 {
     let files = rt.block_on(archive.files()).expect("list");
     for file in files.iter().rev() {
         let gtids = match file {
-            ArchivedFile::Sealed(summary) => summary.gtids_after.to_string(),
-            ArchivedFile::Open { epoch, name, .. } => rt
+            RemoteFile::Sealed(summary) => summary.gtids_after.to_string(),
+            RemoteFile::Open { epoch, name, .. } => rt
                 .block_on(archive.file_index(epoch, name))
                 .expect("index")
                 .gtids_after()
@@ -842,7 +842,7 @@ fn s3_retention_deletes_old_sealed_files_in_an_order_that_survives_a_crash() {
         let archive = open_archive(&s3, "retention");
         let files = runtime().block_on(archive.files()).expect("files");
         match &files[1] {
-            ArchivedFile::Sealed(summary) => summary.gtids_after.to_string(),
+            RemoteFile::Sealed(summary) => summary.gtids_after.to_string(),
             other => panic!("{other:?}"),
         }
     };

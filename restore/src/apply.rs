@@ -55,7 +55,7 @@ impl std::fmt::Display for Endpoint {
 
 /// How to reach the target server.
 #[derive(Debug, Clone)]
-pub struct TargetAddress {
+pub struct ServerAddress {
     /// Where.
     pub endpoint: Endpoint,
     /// A user allowed to configure replication and read its status (`SUPER` or
@@ -99,7 +99,7 @@ pub struct Progress {
 
 /// A connection to the target server.
 #[derive(Debug)]
-pub struct Target {
+pub struct ReplayServer {
     conn: Conn,
     flavour: Flavour,
     /// What puts back the settings binlogd changed for the replay.
@@ -121,9 +121,9 @@ pub const MYSQL_CHANNEL: &str = "binlogd";
 /// runs under an id from the top of the range, which servers are not given in practice.
 const REPLAY_SERVER_ID: u32 = 4_294_967_000;
 
-impl Target {
+impl ReplayServer {
     /// Connects, and learns which server it is.
-    pub async fn connect(address: &TargetAddress) -> Result<Target, RestoreError> {
+    pub async fn connect(address: &ServerAddress) -> Result<ReplayServer, RestoreError> {
         let opts = OptsBuilder::default()
             .user(Some(address.user.clone()))
             .pass(address.password.clone());
@@ -149,7 +149,7 @@ impl Target {
         } else {
             Flavour::MySql
         };
-        Ok(Target {
+        Ok(ReplayServer {
             conn,
             flavour,
             restore_settings: Vec::new(),
@@ -595,7 +595,7 @@ fn parse_gtids(text: String, what: &str) -> Result<GtidState, RestoreError> {
     })
 }
 
-impl Target {
+impl ReplayServer {
     /// Runs `statements` in order; the first refusal stops and names its statement.
     async fn run_all(
         &mut self,

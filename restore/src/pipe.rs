@@ -9,7 +9,7 @@
 //! plan's end at the end, as a relay-log replay leaves it, so the next restore knows where
 //! this one stopped (MySQL's `gtid_executed` has them already). One thread of SQL, parsed twice: slower, which is the point of comparing.
 
-use crate::apply::{Endpoint, TargetAddress};
+use crate::apply::{Endpoint, ServerAddress};
 use crate::error::RestoreError;
 use binlogd_parser::Flavour;
 use binlogd_storage::Archive;
@@ -33,7 +33,7 @@ pub struct PipePrograms {
 pub async fn replay_through_pipe(
     archive: &Archive,
     plan: &Plan,
-    address: &TargetAddress,
+    address: &ServerAddress,
     programs: &PipePrograms,
     target: Flavour,
     mut on_file: impl FnMut(&str, u64),
@@ -178,7 +178,7 @@ fn feed_one(
     })
 }
 
-fn client_args(address: &TargetAddress) -> Vec<String> {
+fn client_args(address: &ServerAddress) -> Vec<String> {
     let mut args = vec![
         "--no-defaults".to_owned(),
         format!("--user={}", address.user),

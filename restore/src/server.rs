@@ -12,7 +12,7 @@
 //! shut down cleanly (SIGTERM, which a server answers with a normal shutdown), and on
 //! any failure too: a restore never leaves it running.
 
-use crate::apply::{Endpoint, TargetAddress};
+use crate::apply::{Endpoint, ServerAddress};
 use crate::error::RestoreError;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -127,8 +127,8 @@ impl TemporaryServer {
     }
 
     /// How to reach it: root over its socket.
-    pub fn address(&self) -> TargetAddress {
-        TargetAddress {
+    pub fn address(&self) -> ServerAddress {
+        ServerAddress {
             endpoint: Endpoint::Socket(self.socket()),
             user: "root".to_owned(),
             password: None,
@@ -164,7 +164,7 @@ impl TemporaryServer {
                 )));
             }
             let answered = match self.socket().exists() {
-                true => match crate::apply::Target::connect(&address).await {
+                true => match crate::apply::ReplayServer::connect(&address).await {
                     Ok(probe) => probe.close().await.is_ok(),
                     Err(_) => false,
                 },

@@ -12,7 +12,7 @@ use crate::gtids::GtidState;
 use crate::index::{FileIndex, read_index};
 use crate::layout::LocalArchive;
 use crate::remote::format::{FileSummary, epoch_name};
-use crate::remote::read::{ArchivedFile, RemoteArchive};
+use crate::remote::read::{RemoteArchive, RemoteFile};
 use serde::Serialize;
 
 /// An archive to read.
@@ -143,8 +143,8 @@ impl Archive {
                 let mut files = Vec::new();
                 for file in archive.files().await? {
                     match file {
-                        ArchivedFile::Sealed(summary) => files.push((*summary).into()),
-                        ArchivedFile::Open { epoch, name, size } => {
+                        RemoteFile::Sealed(summary) => files.push((*summary).into()),
+                        RemoteFile::Open { epoch, name, size } => {
                             let index = archive.file_index(&epoch, &name).await?;
                             let server_id = server_id_of_epoch(&epoch);
                             // Uploaded but not sealed: the manifest, not the index's

@@ -31,10 +31,11 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-/// Where a replay stops.
+/// Where a replay is asked to stop (the command line's `--to-time`, `--to-gtid`, ...);
+/// the plan works out the [`StopPoint`] in the archive that honours it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Up to and including these GTIDs (`--to-gtid`, `search --gtid`).
+pub enum StopAt {
+    /// Up to and including these GTIDs (`--to-gtid`).
     Gtids(GtidState),
     /// Everything before this transaction, which is left out (`--before-gtid`).
     BeforeGtid(Gtid),
@@ -54,13 +55,13 @@ pub enum Target {
     Latest,
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for StopAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Gtids(state) => write!(f, "GTID {state}"),
-            Target::BeforeGtid(gtid) => write!(f, "before GTID {gtid}"),
-            Target::Time(micros) => write!(f, "time {}", format_micros(*micros)),
-            Target::Position {
+            StopAt::Gtids(state) => write!(f, "GTID {state}"),
+            StopAt::BeforeGtid(gtid) => write!(f, "before GTID {gtid}"),
+            StopAt::Time(micros) => write!(f, "time {}", format_micros(*micros)),
+            StopAt::Position {
                 epoch,
                 file,
                 offset,
@@ -68,7 +69,7 @@ impl fmt::Display for Target {
                 Some(epoch) => write!(f, "position {epoch}/{file}:{offset}"),
                 None => write!(f, "position {file}:{offset}"),
             },
-            Target::Latest => f.write_str("the latest archived transaction"),
+            StopAt::Latest => f.write_str("the latest archived transaction"),
         }
     }
 }
@@ -164,7 +165,7 @@ pub enum PlanError {
     #[error("the target ({target}) is before the start point: {detail}")]
     TargetBeforeStart {
         /// The target.
-        target: Target,
+        target: StopAt,
         /// What shows it.
         detail: String,
     },
@@ -175,7 +176,7 @@ pub enum PlanError {
     #[error("{target} is not in the archive: {detail}")]
     TargetNotInArchive {
         /// The target.
-        target: Target,
+        target: StopAt,
         /// What the archive has instead.
         detail: String,
     },
@@ -301,7 +302,7 @@ pub async fn plan(
     files: &[ArchiveFile],
     indexes: &impl IndexSource,
     start: Option<&GtidState>,
-    target: &Target,
+    target: &StopAt,
 ) -> Result<Plan, PlanError> {
     let first = files.first().ok_or(PlanError::EmptyArchive)?;
     let start = start.cloned().unwrap_or_else(|| first.gtids_before.clone());
@@ -310,7 +311,7 @@ pub async fn plan(
     walk.run(files, indexes).await?;
     if !walk.plan.target_reached {
         match target {
-            Target::Latest | Target::Time(_) => {}
+            StopAt::Latest | StopAt::Time(_) => {}
             _ => {
                 return Err(PlanError::TargetNotInArchive {
                     target: target.clone(),
@@ -319,7 +320,7 @@ pub async fn plan(
             }
         }
         // `--latest` is reached by definition once the archive is exhausted.
-        walk.plan.target_reached = *target == Target::Latest;
+        walk.plan.target_reached = *target == StopAt::Latest;
     }
     walk.check_gtid_target_exact()?;
     walk.plan.end = walk.state;
@@ -335,7 +336,7 @@ pub async fn timeline(
 ) -> Result<Timeline, PlanError> {
     let first = files.first().ok_or(PlanError::EmptyArchive)?;
     let start = start.cloned().unwrap_or_else(|| first.gtids_before.clone());
-    let mut walk = Walk::new(start, &Target::Latest, true);
+    let mut walk = Walk::new(start, &StopAt::Latest, true);
     walk.run(files, indexes).await?;
     Ok(walk.timeline)
 }
@@ -344,20 +345,20 @@ pub async fn timeline(
 fn check_target(
     files: &[ArchiveFile],
     start: &GtidState,
-    target: &Target,
+    target: &StopAt,
 ) -> Result<(), PlanError> {
     let before_start = |detail: String| PlanError::TargetBeforeStart {
         target: target.clone(),
         detail,
     };
     match target {
-        Target::Gtids(gtids) if start.includes_all(gtids) => Err(before_start(format!(
+        StopAt::Gtids(gtids) if start.includes_all(gtids) => Err(before_start(format!(
             "the start state {start} already holds it"
         ))),
-        Target::BeforeGtid(gtid) if start.includes(gtid) => Err(before_start(format!(
+        StopAt::BeforeGtid(gtid) if start.includes(gtid) => Err(before_start(format!(
             "the start state {start} already holds it"
         ))),
-        Target::Position { epoch, file, .. } => {
+        StopAt::Position { epoch, file, .. } => {
             let matching: Vec<&ArchiveFile> = files
                 .iter()
                 .filter(|f| f.name == *file && epoch.as_ref().is_none_or(|e| *e == f.epoch))
@@ -389,7 +390,7 @@ fn check_target(
 /// and the timeline are two views of it.
 struct Walk<'t> {
     state: GtidState,
-    target: &'t Target,
+    target: &'t StopAt,
     plan: Plan,
     timeline: Timeline,
     /// Timeline mode: record a gap and go on past it instead of failing.
@@ -409,7 +410,7 @@ struct Walk<'t> {
 }
 
 impl<'t> Walk<'t> {
-    fn new(start: GtidState, target: &'t Target, tolerate_gaps: bool) -> Walk<'t> {
+    fn new(start: GtidState, target: &'t StopAt, tolerate_gaps: bool) -> Walk<'t> {
         Walk {
             state: start.clone(),
             target,
@@ -478,7 +479,7 @@ impl<'t> Walk<'t> {
     ) -> Result<(), PlanError> {
         let file = &files[i];
         let has_gtids = !file.gtids_after.is_empty();
-        let is_target_file = matches!(self.target, Target::Position { epoch, file: name, .. }
+        let is_target_file = matches!(self.target, StopAt::Position { epoch, file: name, .. }
             if *name == file.name && epoch.as_ref().is_none_or(|e| *e == file.epoch));
         if has_gtids && self.state.includes_all(&file.gtids_after) {
             // The start already holds the whole file.
@@ -509,10 +510,10 @@ impl<'t> Walk<'t> {
         }
         let target_inside = is_target_file
             || match self.target {
-                Target::Gtids(gtids) => self.state.union(&file.gtids_after).includes_all(gtids),
-                Target::BeforeGtid(gtid) => file.gtids_after.includes(gtid),
-                Target::Time(limit) => file.last_commit_micros.is_some_and(|c| c > *limit),
-                Target::Position { .. } | Target::Latest => false,
+                StopAt::Gtids(gtids) => self.state.union(&file.gtids_after).includes_all(gtids),
+                StopAt::BeforeGtid(gtid) => file.gtids_after.includes(gtid),
+                StopAt::Time(limit) => file.last_commit_micros.is_some_and(|c| c > *limit),
+                StopAt::Position { .. } | StopAt::Latest => false,
             };
         let partly_held = !file.gtids_before.includes_all(&self.state);
         let survivors = epochs
@@ -607,7 +608,7 @@ impl<'t> Walk<'t> {
                 self.state, file.epoch, file.name
             )));
         }
-        if let (Target::Time(limit), Some(last)) = (self.target, file.last_commit_micros)
+        if let (StopAt::Time(limit), Some(last)) = (self.target, file.last_commit_micros)
             && last > *limit
         {
             return Err(before_start(format!(
@@ -629,7 +630,7 @@ impl<'t> Walk<'t> {
         is_target_file: bool,
     ) -> Result<(), PlanError> {
         let target_offset = match self.target {
-            Target::Position { offset, .. } if is_target_file => Some(*offset),
+            StopAt::Position { offset, .. } if is_target_file => Some(*offset),
             _ => None,
         };
         let indexed: Vec<&TransactionEntry> = index
@@ -663,7 +664,7 @@ impl<'t> Walk<'t> {
                 if held || lost {
                     if held
                         && !self.applied_any()
-                        && let Target::Time(limit) = self.target
+                        && let StopAt::Time(limit) = self.target
                         && t.commit_micros > *limit
                     {
                         return Err(PlanError::TargetBeforeStart {
@@ -685,12 +686,12 @@ impl<'t> Walk<'t> {
                     skipped_before_run = true;
                     continue;
                 }
-                if *self.target == Target::BeforeGtid(*gtid) {
+                if *self.target == StopAt::BeforeGtid(*gtid) {
                     self.plan.target_reached = true;
                     break;
                 }
             }
-            if let Target::Time(limit) = self.target
+            if let StopAt::Time(limit) = self.target
                 && t.commit_micros > *limit
             {
                 self.plan.target_reached = true;
@@ -723,13 +724,13 @@ impl<'t> Walk<'t> {
             });
             if let Some(gtid) = t.gtid {
                 self.state.add(gtid);
-                if let Target::Gtids(GtidState::Mariadb(wanted)) = self.target
+                if let StopAt::Gtids(GtidState::Mariadb(wanted)) = self.target
                     && let Gtid::Mariadb(g) = gtid
                     && wanted.iter().any(|w| *w == g)
                 {
                     self.target_gtids_seen.push(gtid);
                 }
-                if let Target::BeforeGtid(wanted) = self.target
+                if let StopAt::BeforeGtid(wanted) = self.target
                     && self.state.includes(wanted)
                 {
                     return Err(PlanError::TargetNotInArchive {
@@ -741,7 +742,7 @@ impl<'t> Walk<'t> {
                     });
                 }
             }
-            if let Target::Gtids(wanted) = self.target
+            if let StopAt::Gtids(wanted) = self.target
                 && self.state.includes_all(wanted)
             {
                 self.plan.target_reached = true;
@@ -785,7 +786,7 @@ impl<'t> Walk<'t> {
     /// A MariaDB GTID target must name transactions that exist: reaching a later sequence
     /// number of the domain is not the same as meeting the GTID.
     fn check_gtid_target_exact(&self) -> Result<(), PlanError> {
-        let Target::Gtids(GtidState::Mariadb(wanted)) = self.target else {
+        let StopAt::Gtids(GtidState::Mariadb(wanted)) = self.target else {
             return Ok(());
         };
         for gtid in wanted.iter() {
@@ -980,7 +981,7 @@ mod tests {
             self.indexes.insert((epoch.into(), name.into()), index);
         }
 
-        fn plan(&self, start: Option<&str>, target: Target) -> Result<Plan, PlanError> {
+        fn plan(&self, start: Option<&str>, target: StopAt) -> Result<Plan, PlanError> {
             let start = start.map(|s| s.parse::<GtidState>().expect("start"));
             block_on(plan(&self.files, self, start.as_ref(), &target))
         }
@@ -1039,7 +1040,7 @@ mod tests {
     fn a_gtid_target_takes_the_middle_whole_and_cuts_both_ends() {
         let f = three_files();
         let plan = f
-            .plan(Some("0-1-2"), Target::Gtids("0-1-8".parse().expect("gtid")))
+            .plan(Some("0-1-2"), StopAt::Gtids("0-1-8".parse().expect("gtid")))
             .expect("plan");
         assert_eq!(
             ranges(&plan),
@@ -1064,7 +1065,7 @@ mod tests {
     #[test]
     fn a_start_past_the_first_files_skips_them_unread() {
         let f = three_files();
-        let plan = f.plan(Some("0-1-6"), Target::Latest).expect("plan");
+        let plan = f.plan(Some("0-1-6"), StopAt::Latest).expect("plan");
         assert_eq!(ranges(&plan), [("b.000003".into(), 4, 604)]);
         assert_eq!(plan.indexes_read, 0);
         assert!(plan.pieces[0].whole_file);
@@ -1074,20 +1075,20 @@ mod tests {
     #[test]
     fn time_targets_stop_before_the_first_later_commit() {
         let f = three_files();
-        let plan = f.plan(None, Target::Time(at(5) + 500_000)).expect("plan");
+        let plan = f.plan(None, StopAt::Time(at(5) + 500_000)).expect("plan");
         assert_eq!(plan.end.to_string(), "0-1-5");
         assert_eq!(ranges(&plan).last().expect("piece").2, 456);
         // Beyond the archive: everything, and not reached.
-        let plan = f.plan(None, Target::Time(at(60))).expect("plan");
+        let plan = f.plan(None, StopAt::Time(at(60))).expect("plan");
         assert_eq!(plan.end.to_string(), "0-1-9");
         assert!(!plan.target_reached);
         // Behind the start.
         let err = f
-            .plan(Some("0-1-5"), Target::Time(at(2)))
+            .plan(Some("0-1-5"), StopAt::Time(at(2)))
             .expect_err("before start");
         assert!(matches!(err, PlanError::TargetBeforeStart { .. }), "{err}");
         let err = f
-            .plan(Some("0-1-4"), Target::Time(at(3)))
+            .plan(Some("0-1-4"), StopAt::Time(at(3)))
             .expect_err("before start");
         assert!(err.to_string().contains("0-1-4, committed"), "{err}");
     }
@@ -1098,7 +1099,7 @@ mod tests {
         let plan = f
             .plan(
                 Some("0-1-1"),
-                Target::BeforeGtid("0-1-7".parse().expect("gtid")),
+                StopAt::BeforeGtid("0-1-7".parse().expect("gtid")),
             )
             .expect("plan");
         assert_eq!(plan.end.to_string(), "0-1-6");
@@ -1109,12 +1110,12 @@ mod tests {
         let err = f
             .plan(
                 Some("0-1-7"),
-                Target::BeforeGtid("0-1-7".parse().expect("gtid")),
+                StopAt::BeforeGtid("0-1-7".parse().expect("gtid")),
             )
             .expect_err("held");
         assert!(matches!(err, PlanError::TargetBeforeStart { .. }), "{err}");
         let err = f
-            .plan(None, Target::BeforeGtid("0-2-5".parse().expect("gtid")))
+            .plan(None, StopAt::BeforeGtid("0-2-5".parse().expect("gtid")))
             .expect_err("other server");
         assert!(err.to_string().contains("straight to 0-1-5"), "{err}");
     }
@@ -1122,7 +1123,7 @@ mod tests {
     #[test]
     fn positions_must_be_transaction_boundaries() {
         let f = three_files();
-        let position = |offset| Target::Position {
+        let position = |offset| StopAt::Position {
             epoch: None,
             file: "b.000002".into(),
             offset,
@@ -1147,11 +1148,11 @@ mod tests {
     fn mariadb_gtid_targets_must_exist() {
         let f = three_files();
         let err = f
-            .plan(None, Target::Gtids("0-2-5".parse().expect("gtid")))
+            .plan(None, StopAt::Gtids("0-2-5".parse().expect("gtid")))
             .expect_err("no such transaction");
         assert!(err.to_string().contains("no transaction 0-2-5"), "{err}");
         let err = f
-            .plan(None, Target::Gtids("0-1-50".parse().expect("gtid")))
+            .plan(None, StopAt::Gtids("0-1-50".parse().expect("gtid")))
             .expect_err("beyond");
         assert!(matches!(err, PlanError::TargetNotInArchive { .. }), "{err}");
     }
@@ -1160,7 +1161,7 @@ mod tests {
     fn a_missing_file_is_a_gap() {
         let mut f = three_files();
         f.files.remove(1);
-        let err = f.plan(Some("0-1-1"), Target::Latest).expect_err("gap");
+        let err = f.plan(Some("0-1-1"), StopAt::Latest).expect_err("gap");
         assert!(
             err.to_string().contains("missing 0-1-4..6"),
             "names what is missing: {err}"
@@ -1174,7 +1175,7 @@ mod tests {
             timeline.history
         );
         // A start after the gap is fine.
-        let plan = f.plan(Some("0-1-6"), Target::Latest).expect("plan");
+        let plan = f.plan(Some("0-1-6"), StopAt::Latest).expect("plan");
         assert_eq!(plan.transactions, 3);
     }
 
@@ -1183,7 +1184,7 @@ mod tests {
         let mut f = three_files();
         f.file("0001-server1", "b.000004", "0-1-9", &[]);
         f.files.remove(2);
-        let err = f.plan(Some("0-1-1"), Target::Latest).expect_err("gap");
+        let err = f.plan(Some("0-1-1"), StopAt::Latest).expect_err("gap");
         assert!(
             err.to_string().contains("missing 0-1-7..9"),
             "names what is missing: {err}"
@@ -1224,7 +1225,7 @@ mod tests {
     #[test]
     fn a_failover_drops_what_the_new_primary_never_had() {
         let f = failover();
-        let plan = f.plan(None, Target::Latest).expect("plan");
+        let plan = f.plan(None, StopAt::Latest).expect("plan");
         assert_eq!(plan.end.to_string(), "0-2-6");
         assert_eq!(
             ranges(&plan),
@@ -1238,7 +1239,7 @@ mod tests {
         assert_eq!(plan.transactions, 6);
         // A target among the lost transactions is not in the history that continued.
         let err = f
-            .plan(None, Target::Gtids("0-1-6".parse().expect("gtid")))
+            .plan(None, StopAt::Gtids("0-1-6".parse().expect("gtid")))
             .expect_err("lost");
         assert!(matches!(err, PlanError::TargetNotInArchive { .. }), "{err}");
 
@@ -1281,7 +1282,7 @@ mod tests {
         let plan = f
             .plan(
                 Some(&format!("{a}:1")),
-                Target::Gtids(format!("{b}:1").parse().expect("set")),
+                StopAt::Gtids(format!("{b}:1").parse().expect("set")),
             )
             .expect("plan");
         assert_eq!(plan.end.to_string(), format!("{a}:1-2,{b}:1"));

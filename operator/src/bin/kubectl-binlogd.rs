@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
-struct Target {
+struct StopArgs {
     /// The last transaction committed at or before this time (RFC 3339).
     #[arg(long)]
     to_time: Option<String>,
@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, value_name = "UID", default_value_t = 999)]
         run_as_user: i64,
         #[command(flatten)]
-        target: Target,
+        target: StopArgs,
         /// Fail when the target is beyond the archive: the default (the flag is kept for
         /// scripts that say it).
         #[arg(long, conflicts_with = "allow_short")]

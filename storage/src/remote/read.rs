@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// A file the archive holds: sealed (from the catalogue) or still being written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArchivedFile {
+pub enum RemoteFile {
     /// Closed and sealed: its catalogue entry.
     Sealed(Box<FileSummary>),
     /// Not sealed yet: how many contiguous bytes are uploaded.
@@ -29,12 +29,12 @@ pub enum ArchivedFile {
     },
 }
 
-impl ArchivedFile {
+impl RemoteFile {
     /// `(epoch, name)`.
     pub fn id(&self) -> (&str, &str) {
         match self {
-            ArchivedFile::Sealed(s) => (&s.epoch, &s.name),
-            ArchivedFile::Open { epoch, name, .. } => (epoch, name),
+            RemoteFile::Sealed(s) => (&s.epoch, &s.name),
+            RemoteFile::Open { epoch, name, .. } => (epoch, name),
         }
     }
 }
@@ -136,13 +136,13 @@ impl RemoteArchive {
     }
 
     /// Every file, in archive order: the catalogue's, then those not sealed yet.
-    pub async fn files(&self) -> Result<Vec<ArchivedFile>, StorageError> {
-        let mut files: Vec<ArchivedFile> = self
+    pub async fn files(&self) -> Result<Vec<RemoteFile>, StorageError> {
+        let mut files: Vec<RemoteFile> = self
             .catalogue
             .files
             .iter()
             .cloned()
-            .map(|summary| ArchivedFile::Sealed(Box::new(summary)))
+            .map(|summary| RemoteFile::Sealed(Box::new(summary)))
             .collect();
         // Whatever the catalogue does not name yet: list the keys.
         let mut open: Vec<OpenFile> = Vec::new();
@@ -192,7 +192,7 @@ impl RemoteArchive {
                     size = end;
                 }
             }
-            files.push(ArchivedFile::Open {
+            files.push(RemoteFile::Open {
                 epoch: file.epoch,
                 name: file.name,
                 size,
