@@ -59,10 +59,13 @@ fn import_graph(root: &Path) -> Result<BTreeMap<String, BTreeSet<String>>> {
         let mut imports = BTreeSet::new();
         if module != "crate" {
             // Tests may reach anywhere; only what the module itself needs counts.
-            let code = source
-                .split("#[cfg(test)]\nmod tests")
-                .next()
-                .unwrap_or_default();
+            let code = without_reexports(
+                source
+                    .split("#[cfg(test)]\nmod tests")
+                    .next()
+                    .unwrap_or_default(),
+            );
+            let code = code.as_str();
             for path in paths_in(code) {
                 if let Some(target) = resolve(module, &path, &modules)
                     && target != *module
@@ -70,6 +73,10 @@ fn import_graph(root: &Path) -> Result<BTreeMap<String, BTreeSet<String>>> {
                 {
                     imports.insert(target);
                 }
+            }
+            // A child module named without `self::` (`use timeline::Event;` in `plan`).
+            for child in child_modules_named(module, code, &modules) {
+                imports.insert(child);
             }
         }
         graph.insert(module.clone(), imports);
@@ -167,6 +174,44 @@ fn group_items(group: &str) -> Vec<&str> {
     items
 }
 
+/// `code` without its `pub use ...;` items: a module that re-exports a child's items (a
+/// façade) does not depend on them, and counting them would make every façade a cycle.
+fn without_reexports(code: &str) -> String {
+    let mut kept = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("pub use ") {
+        kept.push_str(&rest[..at]);
+        rest = rest[at..].split_once(';').map_or("", |(_, after)| after);
+    }
+    kept.push_str(rest);
+    kept
+}
+
+/// The child modules of `module` that `code` names by a bare path (`child::Item`).
+fn child_modules_named(module: &str, code: &str, modules: &BTreeSet<String>) -> Vec<String> {
+    let prefix = if module == "crate" {
+        String::new()
+    } else {
+        format!("{module}::")
+    };
+    let mut found = Vec::new();
+    for child in modules.iter().filter_map(|m| m.strip_prefix(&prefix)) {
+        if child.contains("::") {
+            continue;
+        }
+        let named = code.match_indices(&format!("{child}::")).any(|(at, _)| {
+            at == 0 || {
+                let before = code.as_bytes()[at - 1];
+                !(before.is_ascii_alphanumeric() || before == b'_' || before == b':')
+            }
+        });
+        if named {
+            found.push(format!("{prefix}{child}"));
+        }
+    }
+    found
+}
+
 /// The module a path names (its longest prefix that is a module), from `module`.
 fn resolve(module: &str, path: &[String], modules: &BTreeSet<String>) -> Option<String> {
     let mut base: Vec<&str> = if module == "crate" {
@@ -189,12 +234,19 @@ fn resolve(module: &str, path: &[String], modules: &BTreeSet<String>) -> Option<
     if matches!(rest.first().map(String::as_str), Some("crate" | "self")) {
         rest = &rest[1..];
     }
-    (1..=rest.len()).rev().find_map(|n| {
-        let mut candidate: Vec<&str> = base.clone();
-        candidate.extend(rest[..n].iter().map(String::as_str));
-        let candidate = candidate.join("::");
-        modules.contains(&candidate).then_some(candidate)
-    })
+    (1..=rest.len())
+        .rev()
+        .find_map(|n| {
+            let mut candidate: Vec<&str> = base.clone();
+            candidate.extend(rest[..n].iter().map(String::as_str));
+            let candidate = candidate.join("::");
+            modules.contains(&candidate).then_some(candidate)
+        })
+        // `super::Item`: an item of the module the path starts from.
+        .or_else(|| {
+            let base = base.join("::");
+            modules.contains(&base).then_some(base)
+        })
 }
 
 /// The strongly connected sets of more than one module (Tarjan's algorithm).
@@ -279,6 +331,19 @@ mod tests {
             Some("a")
         );
         assert_eq!(resolve("a", &path("std::io"), &modules), None);
+        assert_eq!(
+            resolve("remote::read", &path("super::Store"), &modules).as_deref(),
+            Some("remote")
+        );
+        assert_eq!(
+            child_modules_named("remote", "use read::RemoteFile; x::read::y", &modules),
+            vec!["remote::read"]
+        );
+        assert!(child_modules_named("remote", "use thread::spawn;", &modules).is_empty());
+        assert_eq!(
+            without_reexports("pub use read::{A,\n B};\nuse keys::K;"),
+            "\nuse keys::K;"
+        );
         let spread =
             paths_in("use super::{keys::{self}, read as r, Codec};\nfn f() { crate::b::g() }");
         assert!(spread.contains(&path("super::keys")), "{spread:?}");

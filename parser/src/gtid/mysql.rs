@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::ParseGtidError;
+use super::mariadb::ParseGtidError;
 
 /// A server UUID as the binlog stores it: 16 bytes, printed in the 8-4-4-4-12 form.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

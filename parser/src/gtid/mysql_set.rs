@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use super::ParseGtidError;
+use super::mariadb::ParseGtidError;
 use super::mysql::{MAX_TAG_LEN, MysqlGtid, Tag, Uuid};
 use crate::error::ErrorKind;
 
