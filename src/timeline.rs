@@ -5,7 +5,8 @@ use crate::archive::{block_on, open_archive};
 use crate::flags::{ArchiveArgs, Output, parse_gtids};
 use anyhow::Context;
 use binlogd_storage::GtidState;
-use binlogd_storage::plan::{Event, Timeline, format_micros, timeline};
+use binlogd_storage::plan::timeline::{Event, Timeline};
+use binlogd_storage::plan::{format_micros, timeline};
 use std::io::Write;
 use std::process::ExitCode;
 
