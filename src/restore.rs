@@ -16,10 +16,11 @@ use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
 use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
 use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
 use binlogd_restore::stage::stage_plan;
+use binlogd_restore::start::{StartGiven, choose_start};
 use binlogd_storage::plan::{Plan, StopAt, format_micros, plan};
 use binlogd_storage::{Archive, GtidState};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -127,62 +128,6 @@ pub struct RestoreArgs {
 
 fn default_workers() -> u32 {
     std::thread::available_parallelism().map_or(4, |n| n.get() as u32)
-}
-
-/// The GTID state a mariadb-backup backup ends at, from its folder or from a datadir
-/// restored from it: `xtrabackup_binlog_info` in the folder (`mariadb-bin.000001 54057
-/// 0-11-204`, tab-separated), or the `binlog_pos` line of `xtrabackup_info`, which
-/// `--copy-back` also puts in the datadir (`binlog_pos = filename 'mariadb-bin.000001',
-/// position '54057', GTID of the last change '0-11-204'`).
-///
-/// `None` for a MySQL CLONE (`CLONE LOCAL DATA DIRECTORY`, or a clone of another
-/// instance): its `#clone` folder records no GTIDs for a local clone, and the datadir
-/// keeps them in its `mysql.gtid_executed` table, which the server started on it reports
-/// as `@@gtid_executed`.
-fn backup_gtids(dir: &Path) -> anyhow::Result<Option<GtidState>> {
-    let (path, gtids) = if let Some(path) = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file())
-    {
-        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-        // FILE, POSITION, then the GTIDs, which XtraBackup breaks over lines after each
-        // comma when a MySQL set has several server UUIDs.
-        let gtids: String = text.split_whitespace().skip(2).collect();
-        (path, Some(gtids))
-    } else if let Some(path) = ["xtrabackup_info", "mariadb_backup_info"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file())
-    {
-        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-        let gtids = text
-            .lines()
-            .find_map(|line| line.strip_prefix("binlog_pos = "))
-            .and_then(|pos| pos.split("GTID of the last change '").nth(1))
-            .and_then(|rest| rest.split('\'').next())
-            .map(str::to_owned);
-        (path, gtids)
-    } else if dir.join("#clone").is_dir() {
-        return Ok(None);
-    } else {
-        bail!(
-            "{} holds neither xtrabackup_binlog_info nor xtrabackup_info (mariadb_backup_* since \
-             MariaDB 11) nor #clone: is it a mariadb-backup or XtraBackup folder, a datadir \
-             restored from one, or a MySQL clone?",
-            dir.display()
-        );
-    };
-    let gtids = gtids.filter(|g| !g.is_empty()).with_context(|| {
-        format!(
-            "{} names no GTID (the backup was taken without GTIDs?): give the start with --from-gtid",
-            path.display()
-        )
-    })?;
-    gtids
-        .parse()
-        .map(Some)
-        .map_err(|e: String| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn run(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
@@ -321,39 +266,16 @@ async fn restore_into(
     let point = args.stop.stop_at();
     let mut server = ReplayServer::connect(address).await?;
     let facts = server.facts().await?;
-    let named: Option<GtidState> = if let Some(gtids) = &args.from_gtid {
-        Some(gtids.clone())
+    let given = if let Some(gtids) = &args.from_gtid {
+        StartGiven::Gtids(gtids.clone())
     } else if let Some(dir) = &args.from_backup {
-        match backup_gtids(dir)? {
-            Some(gtids) => Some(gtids),
-            None if facts.flavour == Flavour::MySql && !facts.executed.is_empty() => {
-                tracing::info!(clone = %dir.display(), gtid_executed = %facts.executed,
-                    "a MySQL clone: starting from the server's own gtid_executed");
-                Some(facts.executed.clone())
-            }
-            None => bail!(
-                "{} is a MySQL clone, whose GTID state is the server's own @@gtid_executed, \
-                 and the target {}: start it on the clone",
-                dir.display(),
-                if facts.flavour == Flavour::MySql {
-                    "reports none"
-                } else {
-                    "is MariaDB"
-                }
-            ),
-        }
+        StartGiven::Backup(dir.clone())
     } else if args.from_archive_start {
-        None
-    } else if !facts.executed.is_empty() {
-        Some(facts.executed.clone())
+        StartGiven::ArchiveStart
     } else {
-        bail!(
-            "the target server reports no GTID state (one restored from a backup does not): \
-             say where to start with --from-backup DIR or --from-gtid GTIDS, or \
-             --from-archive-start for an empty server"
-        );
+        StartGiven::ServerState
     };
-    let start = start_point(named, &facts.executed)?;
+    let start = choose_start(&given, &facts)?;
     if let (StopAt::Gtids(target), Some(start)) = (&point, &start)
         && start.includes_all(target)
         && target.includes_all(start)
@@ -406,43 +328,6 @@ async fn restore_into(
         return replay_via_mysqlbinlog(args, &archive, &plan, address, facts.flavour).await;
     }
     apply(args, &archive, &plan, &mut server, &facts, interrupts).await
-}
-
-/// Where the replay starts: after `named` (a backup's GTIDs, or --from-gtid), unless the
-/// server already holds more. A replay must never apply a transaction the server has (a
-/// MariaDB applier replaying relay logs by position does not skip it, and applies it
-/// twice), and a datadir restored once already still names its backup's GTIDs: the
-/// server's own state is then the start. A server whose state and `named` disagree (each
-/// holds what the other lacks) is refused: binlogd cannot tell which is the truth.
-fn start_point(named: Option<GtidState>, server: &GtidState) -> anyhow::Result<Option<GtidState>> {
-    let Some(named) = named else {
-        if !server.is_empty() {
-            bail!(
-                "--from-archive-start needs an empty server, and this one holds {server}: \
-                 replaying from the start would apply those transactions again (leave it \
-                 out to start from the server's own state)"
-            );
-        }
-        return Ok(None);
-    };
-    if named.includes_all(server) {
-        return Ok(Some(named));
-    }
-    if server.includes_all(&named) {
-        tracing::info!(
-            server = %server, backup = %named,
-            "the server holds more than the start named (restored before?): starting from \
-             the server's own state"
-        );
-        return Ok(Some(server.clone()));
-    }
-    bail!(
-        "the server holds {server}, and the start named is {named}: each has transactions \
-         the other lacks ({} and {}), so neither is a safe start. If the server's state is \
-         right, leave out --from-backup and --from-gtid",
-        named.describe_missing(server),
-        server.describe_missing(&named)
-    )
 }
 
 /// `--via-mysqlbinlog`: the plan replayed by `mariadb-binlog | mariadb`, or
@@ -756,75 +641,5 @@ mod tests {
         assert_eq!(applied_bytes(&plan, "b.000002", 1004), 2000);
         assert_eq!(applied_bytes(&plan, "b.000002", 2004), 3000);
         assert_eq!(applied_bytes(&plan, "", 0), 0, "not begun");
-    }
-}
-
-#[cfg(test)]
-mod backup_tests {
-    use super::*;
-
-    #[test]
-    fn the_start_comes_from_the_backup_folder_or_a_datadir_restored_from_it() {
-        let dir = tempfile_dir("folder");
-        std::fs::write(
-            dir.join("xtrabackup_binlog_info"),
-            "mariadb-bin.000006\t21734\t0-1-202\n",
-        )
-        .expect("write");
-        assert_eq!(
-            backup_gtids(&dir)
-                .expect("gtids")
-                .expect("named")
-                .to_string(),
-            "0-1-202"
-        );
-        // Percona XtraBackup of a MySQL server with two source UUIDs.
-        std::fs::write(
-            dir.join("xtrabackup_binlog_info"),
-            "binlog.000003\t1234\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n\
-             4e11fa47-71ca-11e1-9e33-c80aa9429562:1-7\n",
-        )
-        .expect("write");
-        assert_eq!(
-            backup_gtids(&dir)
-                .expect("gtids")
-                .expect("named")
-                .to_string(),
-            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,4e11fa47-71ca-11e1-9e33-c80aa9429562:1-7"
-        );
-        let clone = tempfile_dir("clone");
-        std::fs::create_dir(clone.join("#clone")).expect("mkdir");
-        assert_eq!(backup_gtids(&clone).expect("a clone"), None);
-        let _ = std::fs::remove_dir_all(clone);
-        let datadir = tempfile_dir("datadir");
-        std::fs::write(
-            datadir.join("xtrabackup_info"),
-            "tool_name = mariadb-backup\nbinlog_pos = filename 'mb.000001', position '771', \
-             GTID of the last change '0-1-3,5-2-9'\ninnodb_from_lsn = 0\n",
-        )
-        .expect("write");
-        assert_eq!(
-            backup_gtids(&datadir)
-                .expect("gtids")
-                .expect("named")
-                .to_string(),
-            "0-1-3,5-2-9"
-        );
-        let empty = tempfile_dir("empty");
-        let err = backup_gtids(&empty).expect_err("nothing there");
-        assert!(
-            err.to_string().contains("neither xtrabackup_binlog_info"),
-            "{err}"
-        );
-        for dir in [dir, datadir, empty] {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-
-    fn tempfile_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("binlogd-backup-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        dir
     }
 }

@@ -33,6 +33,9 @@ pub enum RestoreError {
         /// The server's words.
         message: String,
     },
+    /// No safe start for the replay can be told from what was given.
+    #[error("{0}")]
+    Start(String),
     /// The target server is not fit for a restore as it is.
     #[error("the target server {0}")]
     Unfit(String),

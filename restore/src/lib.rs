@@ -11,6 +11,8 @@
 //! - [`pipe`]: the fallback, `mariadb-binlog FILES | mariadb`, to compare with.
 //! - [`server`]: a temporary server started on a restored datadir, networking off, for a
 //!   restore where no server runs yet.
+//! - [`start`]: where the replay starts (a backup's GTIDs, the server's own), never before
+//!   what the server holds.
 
 pub mod apply;
 mod error;
@@ -18,5 +20,6 @@ pub mod pipe;
 pub mod relay;
 pub mod server;
 pub mod stage;
+pub mod start;
 
 pub use error::RestoreError;
