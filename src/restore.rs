@@ -11,11 +11,10 @@ use crate::signals::Interrupts;
 use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
 use binlogd_parser::Flavour;
-use binlogd_restore::RestoreError;
-use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
+use binlogd_restore::apply::{Endpoint, Progress, ReplayServer, ServerAddress};
 use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
+use binlogd_restore::replay::{Observer, ReplayOptions, replay};
 use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
-use binlogd_restore::stage::stage_plan;
 use binlogd_restore::start::{StartGiven, choose_start};
 use binlogd_storage::plan::{Plan, StopAt, format_micros, plan};
 use binlogd_storage::{Archive, GtidState};
@@ -404,141 +403,92 @@ async fn apply(
     interrupts: &mut Option<Interrupts>,
 ) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
-    let mut staged = 0u64;
     let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
-    let staging_bar = progress_bar(total, "staging");
-    let staging = async {
-        match stage_plan(archive, plan, facts, |file, bytes| {
-            staged += bytes;
-            match &staging_bar {
-                Some(bar) => bar.inc(bytes),
-                None => tracing::debug!(file, bytes, "staged"),
-            }
-        })
-        .await
-        {
-            Ok(relay_logs) => Ok(relay_logs),
-            Err(err @ RestoreError::Io { .. }) => Err(anyhow::Error::from(err).context(format!(
-                "staging relay logs in {} (binlogd must run on the target's machine)",
-                facts.relay_logs.dir.display()
-            ))),
-            Err(err) => Err(err.into()),
+    let mut shown = Shown {
+        staging: progress_bar(total, "staging"),
+        applying: None,
+        total,
+        last_report: Instant::now(),
+    };
+    let options = ReplayOptions {
+        parallel_workers: args.parallel_workers,
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+    };
+    let stop = async {
+        match interrupts {
+            Some(interrupts) => interrupts.recv().await,
+            None => std::future::pending().await,
         }
     };
-    // Relay logs staged so far are removed when the staging stops half-way.
-    let mut relay_logs = or_interrupted(
-        interrupts,
-        staging,
-        "while staging relay logs: nothing was replayed, and the staged files are removed",
-    )
-    .await?;
-    if let Some(bar) = &staging_bar {
+    let replayed = replay(archive, plan, server, facts, &options, &mut shown, stop).await;
+    for bar in [&shown.staging, &shown.applying].into_iter().flatten() {
         bar.finish_and_clear();
     }
-    let staged_in = began.elapsed();
-    tracing::info!(
-        files = relay_logs.files().len(),
-        bytes = staged,
-        seconds = staged_in.as_secs_f64(),
-        "relay logs staged"
-    );
-    if let Err(refused) = server
-        .start(&relay_logs.files()[0], args.parallel_workers, &plan.start)
-        .await
-    {
-        // Leave the server as it was: no channel, no settings changed, no relay logs.
-        if let Err(e) = server.clean_up().await {
-            tracing::warn!(error = %e, "removing the half-configured channel");
-        }
-        return Err(refused.into());
-    }
-    // The channel names them now, and removing it removes them.
-    relay_logs.keep();
-    // Progress in replayed bytes: where the applier is in the plan's ranges.
-    let bar = progress_bar(total, "applying");
-    let mut last_report = Instant::now();
-    let following = server.wait_for(
-        &plan.end,
-        Duration::from_secs(args.stall_timeout),
-        |progress| {
-            let done = applied_bytes(plan, &progress.at.0, progress.at.1);
-            match &bar {
-                Some(bar) => {
-                    bar.set_position(done);
-                    bar.set_message(progress.applied.to_string());
-                }
-                None if last_report.elapsed() >= Duration::from_secs(5) => {
-                    last_report = Instant::now();
-                    tracing::info!(applied = %progress.applied, done_bytes = done,
-                            total_bytes = total, file = %progress.at.0,
-                            position = progress.at.1, "applying");
-                }
-                None => {}
-            }
-        },
-    );
-    // The applier's outcome, or the signal that came first.
-    let outcome = match interrupts {
-        Some(interrupts) => tokio::select! {
-            outcome = following => Ok(outcome),
-            signal = interrupts.recv() => Err(signal),
-        },
-        None => Ok(following.await),
-    };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let cleaned = server.clean_up().await;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(signal) => {
-            // Stopped between transactions: what the server holds is a state of the source.
-            let applied = server.applied().await;
-            cleaned.context("removing the replication channel after the interruption")?;
-            bail!(
-                "interrupted by {signal}: the applier is stopped and replication removed; \
-                 the server holds {} (the target was {}). Run the same restore again to go on",
-                applied.map_or_else(|e| format!("? ({e})"), |a| a.to_string()),
-                plan.end
-            );
-        }
-    };
-    match outcome {
-        Ok(_) => {}
-        Err(RestoreError::ApplyFailed {
-            file,
-            position,
-            errno,
-            message,
-            ..
-        }) => {
-            let (gtid, position) = failing_transaction(archive, plan, &file, position)
-                .await
-                .unwrap_or_else(|| ("?".into(), position));
-            bail!(
-                "transaction {gtid} ({file}:{position}) failed to apply: error {errno}: \
-                 {message}; the server is left with everything before it, replication removed"
-            );
-        }
-        Err(e) => return Err(e.into()),
-    }
-    cleaned.context("removing the replication channel after the restore")?;
+    let replayed = replayed?;
     let stop = plan.stop.as_ref();
     log_restored(plan, &args.stop.stop_at(), began);
     println!(
         "restored to {} (last transaction {} committed {}): {} transactions from {} relay logs \
-         ({staged} bytes) in {:.1} s, staging {:.1} s{}",
+         ({} bytes) in {:.1} s, staging {:.1} s{}",
         plan.end,
         stop.and_then(|s| s.gtid)
             .map_or("-".to_owned(), |g| g.to_string()),
         stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
         plan.transactions,
-        relay_logs.files().len(),
+        replayed.relay_logs,
+        replayed.staged_bytes,
         began.elapsed().as_secs_f64(),
-        staged_in.as_secs_f64(),
+        replayed.staging.as_secs_f64(),
         short_of(plan, &args.stop.stop_at())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A replay's progress as people see it: bars on a terminal, else a log line every 5 s
+/// (a restore Job's log is read by the operator).
+struct Shown {
+    staging: Option<indicatif::ProgressBar>,
+    applying: Option<indicatif::ProgressBar>,
+    total: u64,
+    last_report: Instant,
+}
+
+impl Observer for Shown {
+    fn staged(&mut self, file: &str, bytes: u64) {
+        match &self.staging {
+            Some(bar) => bar.inc(bytes),
+            None => tracing::debug!(file, bytes, "staged"),
+        }
+    }
+
+    fn staging_done(&mut self, relay_logs: usize, bytes: u64, took: Duration) {
+        if let Some(bar) = self.staging.take() {
+            bar.finish_and_clear();
+        }
+        tracing::info!(
+            files = relay_logs,
+            bytes,
+            seconds = took.as_secs_f64(),
+            "relay logs staged"
+        );
+        self.applying = progress_bar(self.total, "applying");
+    }
+
+    fn applying(&mut self, progress: &Progress, done: u64, total: u64) {
+        match &self.applying {
+            Some(bar) => {
+                bar.set_position(done);
+                bar.set_message(progress.applied.to_string());
+            }
+            None if self.last_report.elapsed() >= Duration::from_secs(5) => {
+                self.last_report = Instant::now();
+                tracing::info!(applied = %progress.applied, done_bytes = done,
+                        total_bytes = total, file = %progress.at.0,
+                        position = progress.at.1, "applying");
+            }
+            None => {}
+        }
+    }
 }
 
 /// The `restored` log line a restore Job is followed by: what was reached, what was asked,
@@ -563,83 +513,5 @@ fn short_of(plan: &Plan, asked: &StopAt) -> String {
         String::new()
     } else {
         format!("; SHORT of the target {asked}: the archive ends there")
-    }
-}
-
-/// How many of the plan's bytes lie before `position` of master file `file`: the ranges
-/// of earlier pieces whole, and the part of the current one up to the position.
-fn applied_bytes(plan: &Plan, file: &str, position: u64) -> u64 {
-    let mut done = 0;
-    for piece in &plan.pieces {
-        if piece.file == file && position >= piece.start && position <= piece.end {
-            return done + (position - piece.start);
-        }
-        done += piece.end - piece.start;
-    }
-    // Not in the plan's ranges yet (the applier has not begun): nothing done.
-    if plan.pieces.iter().any(|p| p.file == file) {
-        done
-    } else {
-        0
-    }
-}
-
-/// The GTID and start of the first transaction of archived `file` at or after
-/// `position`, from the archive's index: the one the applier failed on, when `position` is
-/// where it stopped (the end of what it applied, which can lie before events that belong to
-/// no transaction, such as a file's PREVIOUS_GTIDS).
-async fn failing_transaction(
-    archive: &Archive,
-    plan: &Plan,
-    file: &str,
-    position: u64,
-) -> Option<(String, u64)> {
-    let piece = plan.pieces.iter().find(|p| p.file == file)?;
-    let files = archive.files().await.ok()?;
-    let archived = files
-        .iter()
-        .find(|f| f.epoch == piece.epoch && f.name == file)?;
-    let index = archive.file_index(archived).await.ok()?;
-    index
-        .transactions
-        .iter()
-        .find(|t| t.start >= position)
-        .and_then(|t| Some((t.gtid?.to_string(), t.start)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use binlogd_storage::plan::Piece;
-
-    fn piece(file: &str, start: u64, end: u64) -> Piece {
-        Piece {
-            epoch: "0001-server1".into(),
-            file: file.into(),
-            start,
-            end,
-            transactions: 1,
-            whole_file: false,
-            first_commit_micros: None,
-            last_commit_micros: None,
-        }
-    }
-
-    #[test]
-    fn progress_counts_the_ranges_behind_the_applier() {
-        let plan = Plan {
-            start: GtidState::None,
-            pieces: vec![piece("b.000001", 500, 1500), piece("b.000002", 4, 2004)],
-            end: GtidState::None,
-            stop: None,
-            target_reached: true,
-            transactions: 2,
-            indexes_read: 0,
-        };
-        assert_eq!(applied_bytes(&plan, "b.000001", 500), 0);
-        assert_eq!(applied_bytes(&plan, "b.000001", 900), 400);
-        assert_eq!(applied_bytes(&plan, "b.000002", 1004), 2000);
-        assert_eq!(applied_bytes(&plan, "b.000002", 2004), 3000);
-        assert_eq!(applied_bytes(&plan, "", 0), 0, "not begun");
     }
 }

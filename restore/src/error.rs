@@ -55,6 +55,38 @@ pub enum RestoreError {
         /// The server's error text (it names the failing transaction's GTID).
         message: String,
     },
+    /// A transaction of the plan failed to apply; the server holds everything before it.
+    #[error(
+        "transaction {gtid} ({file}:{position}) failed to apply: error {errno}: {message}; the server is left with everything before it, replication removed"
+    )]
+    TransactionFailed {
+        /// Its GTID (`?` when the index does not say).
+        gtid: String,
+        /// The archived file it is in.
+        file: String,
+        /// Where it starts.
+        position: u64,
+        /// The server's error number.
+        errno: u32,
+        /// The server's error text.
+        message: String,
+    },
+    /// Relay logs could not be written where the server keeps them.
+    #[error("staging relay logs in {} (binlogd must run on the target's machine): {cause}", dir.display())]
+    Staging {
+        /// The server's relay-log folder.
+        dir: PathBuf,
+        /// What failed.
+        cause: String,
+    },
+    /// A signal stopped the restore; the server is left as `outcome` says.
+    #[error("interrupted by {signal}{outcome}")]
+    Interrupted {
+        /// `SIGTERM` or `SIGINT`.
+        signal: &'static str,
+        /// What was done, and the state the server is in (starts with its own separator).
+        outcome: String,
+    },
     /// The applier did not reach the target in time.
     #[error("the applier reached {reached} but not {target} within {seconds} s")]
     TimedOut {

@@ -8,6 +8,8 @@
 //! - [`apply`]: the control SQL (with `mysql_async`) that points the server's replication
 //!   applier at the staged relay logs, runs it with parallel workers, follows it to the
 //!   target, reports the failing transaction if it stops, and cleans the channel up.
+//! - [`replay`]: all of it in order for one plan — stage, apply, follow, clean up, or stop
+//!   cleanly on a signal — telling an observer how far it is.
 //! - [`pipe`]: the fallback, `mariadb-binlog FILES | mariadb`, to compare with.
 //! - [`server`]: a temporary server started on a restored datadir, networking off, for a
 //!   restore where no server runs yet.
@@ -18,6 +20,7 @@ pub mod apply;
 mod error;
 pub mod pipe;
 pub mod relay;
+pub mod replay;
 pub mod server;
 pub mod stage;
 pub mod start;
