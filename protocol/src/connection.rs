@@ -1,6 +1,6 @@
 //! An async client connection: handshake, authentication, text queries, and the replica
-//! commands. The only async module of the crate; everything it parses is in sans-IO
-//! modules (`packet`, `handshake`, `packets`).
+//! commands. The only async module of the crate; everything it parses or decides is in
+//! sans-IO modules (`packet`, `handshake`, `auth`, `packets`).
 
 use bytes::{BufMut, Bytes};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -11,9 +11,9 @@ use crate::error::ProtocolError;
 use binlogd_parser::ChecksumAlgorithm;
 use rustls::pki_types::ServerName;
 
+use crate::auth::{AuthExchange, Channel, Step};
 use crate::handshake::{
-    ServerHandshake, caching_sha2_encrypted_password, caching_sha2_password, capabilities,
-    client_capabilities, ed25519_password, handshake_response, native_password, ssl_request,
+    ServerHandshake, capabilities, client_capabilities, handshake_response, ssl_request,
 };
 use crate::packet::{MAX_MESSAGE, Packet, PacketCodec};
 use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
@@ -136,65 +136,6 @@ pub const BINLOG_DUMP_NON_BLOCK: u16 = 0x0001;
 /// `COM_BINLOG_DUMP` flag (MariaDB): send ANNOTATE_ROWS events.
 pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 0x0002;
 
-const NATIVE: &str = "mysql_native_password";
-const CACHING_SHA2: &str = "caching_sha2_password";
-const ED25519: &str = "client_ed25519";
-/// caching_sha2_password: "send me your RSA public key".
-const REQUEST_PUBLIC_KEY: u8 = 0x02;
-
-/// The first answer of an authentication plugin to the server's nonce.
-fn auth_answer(plugin: &str, password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-    Ok(match plugin {
-        NATIVE => native_password(password, nonce),
-        CACHING_SHA2 => caching_sha2_password(password, nonce),
-        ED25519 => ed25519_password(password, nonce).to_vec(),
-        _ => {
-            return Err(ProtocolError::Unsupported(format!(
-                "authentication plugin {plugin} (binlogd speaks mysql_native_password, \
-                 caching_sha2_password and client_ed25519)"
-            )));
-        }
-    })
-}
-
-/// Refuses an auth switch to a plugin that the server's flavour does not use for its
-/// accounts: a server (or a man in the middle) asking a MySQL client for MariaDB's
-/// ed25519, or a MariaDB client for MySQL's caching_sha2, is not to be followed.
-fn check_switch(server: &ServerHandshake, plugin: &str) -> Result<(), ProtocolError> {
-    let mariadb = server.server_version.contains("MariaDB");
-    let fits = match plugin {
-        NATIVE => true,
-        CACHING_SHA2 => !mariadb,
-        ED25519 => mariadb,
-        _ => false,
-    };
-    if fits {
-        Ok(())
-    } else {
-        Err(ProtocolError::Unsupported(format!(
-            "the server {} asked to switch to the authentication plugin {plugin}, which binlogd \
-             does not follow for a {} server",
-            server.server_version,
-            if mariadb { "MariaDB" } else { "MySQL" }
-        )))
-    }
-}
-
-/// Says, once per process, that a password went in full over TLS whose certificate was
-/// not checked: whoever can place themselves between binlogd and the server can read it.
-fn warn_unverified_password(host: &str, port: u16) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            server = %format!("{host}:{port}"),
-            "sent the password in full over TLS whose certificate was not verified (--tls-mode \
-             preferred or required): anyone between binlogd and the server could read it; \
-             use --tls-mode verify-ca with --tls-ca"
-        );
-    }
-}
-
 /// An authenticated connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -255,93 +196,27 @@ impl Connection {
                 })?;
             framed = Framed::new(Transport::Tls(Box::new(tls)), parts.codec);
         }
-        let password = options.password.as_bytes();
-        // Answer with the plugin the server proposes when we speak it (MySQL 8 proposes
-        // caching_sha2_password), else with native_password; the server switches us if
-        // the account uses another plugin we speak.
-        let mut plugin = match server.auth_plugin.as_str() {
-            CACHING_SHA2 => CACHING_SHA2.to_owned(),
-            _ => NATIVE.to_owned(),
+        let channel = match (use_tls, options.tls.verifies_server()) {
+            (false, _) => Channel::Plain,
+            (true, false) => Channel::UnverifiedTls,
+            (true, true) => Channel::VerifiedTls,
         };
-        let mut nonce = server.scramble.clone();
-        let answer = auth_answer(&plugin, password, &nonce)?;
+        let (mut exchange, plugin, answer) = AuthExchange::start(
+            &server,
+            options.password.as_bytes(),
+            channel,
+            &options.server_public_key,
+            format!("{}:{}", options.host, options.port),
+        )?;
         framed
             .send(handshake_response(caps, &options.user, &plugin, &answer))
             .await?;
-        let mut awaiting_public_key = false;
         loop {
             let reply = read_message(&mut framed).await?;
-            match reply.first() {
-                Some(0x00) => break,
-                Some(0xff) => return Err(parse_err(&reply)?.into()),
-                Some(0xfe) => {
-                    // Auth switch: plugin name, then its nonce.
-                    let mut r = Reader::new(&reply[1..], "auth switch");
-                    plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
-                    check_switch(&server, &plugin)?;
-                    // The scrambles of the SHA-1 and SHA-256 plugins end in a NUL; the
-                    // Ed25519 nonce is 32 random bytes, and may itself end in 0x00 (one
-                    // login in 256 failed while that byte was stripped too).
-                    nonce = if plugin == ED25519 {
-                        r.rest.to_vec()
-                    } else {
-                        r.rest.strip_suffix(&[0]).unwrap_or(r.rest).to_vec()
-                    };
-                    framed.send(auth_answer(&plugin, password, &nonce)?).await?;
-                }
-                // caching_sha2_password's "more data" replies.
-                Some(0x01) if plugin == CACHING_SHA2 && awaiting_public_key => {
-                    let encrypted = caching_sha2_encrypted_password(password, &nonce, &reply[1..])?;
-                    framed.send(encrypted).await?;
-                    awaiting_public_key = false;
-                }
-                Some(0x01) if plugin == CACHING_SHA2 => match reply.get(1) {
-                    // Fast authentication succeeded: the OK follows.
-                    Some(3) => {}
-                    // The server has no cached hash of this password: send it whole,
-                    // in clear over TLS, otherwise encrypted with the server's RSA key.
-                    Some(4) if use_tls => {
-                        if !options.tls.verifies_server() {
-                            warn_unverified_password(&options.host, options.port);
-                        }
-                        let mut clear = password.to_vec();
-                        clear.push(0);
-                        framed.send(clear).await?;
-                    }
-                    Some(4) => match &options.server_public_key {
-                        ServerPublicKey::Pinned(key) => {
-                            let encrypted = caching_sha2_encrypted_password(password, &nonce, key)?;
-                            framed.send(encrypted).await?;
-                        }
-                        ServerPublicKey::Fetch => {
-                            framed.send(vec![REQUEST_PUBLIC_KEY]).await?;
-                            awaiting_public_key = true;
-                        }
-                        ServerPublicKey::Refuse => {
-                            return Err(ProtocolError::Unsupported(format!(
-                                "{}:{} wants the password in full (caching_sha2_password has \
-                                 no cached login for the account), and the connection has no \
-                                 TLS: use TLS (--tls-mode verify-ca with --tls-ca), give the \
-                                 server's RSA key (--server-public-key-file), or let binlogd \
-                                 ask the server for it (--get-server-public-key, which trusts \
-                                 whatever answers)",
-                                options.host, options.port
-                            )));
-                        }
-                    },
-                    _ => {
-                        return Err(ProtocolError::malformed(
-                            "caching_sha2_password reply",
-                            "unknown status",
-                        ));
-                    }
-                },
-                _ => {
-                    return Err(ProtocolError::malformed(
-                        "authentication reply",
-                        "unexpected first byte",
-                    ));
-                }
+            match exchange.step(&reply)? {
+                Step::Send(packet) => framed.send(packet).await?,
+                Step::Read => {}
+                Step::Done => break,
             }
         }
         Ok(Connection {

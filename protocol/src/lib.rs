@@ -5,6 +5,8 @@
 //! - [`handshake`]: the server greeting, the client's answer, and the authentication
 //!   plugins (`mysql_native_password`, `caching_sha2_password` with its fast and full
 //!   paths, MariaDB's `client_ed25519`).
+//! - `auth`: the authentication exchange after the handshake, a state machine fed the
+//!   server's packets (no I/O).
 //! - [`connection`]: an async connection with text queries and the replica commands
 //!   (`COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`, MySQL's `COM_BINLOG_DUMP_GTID`, MariaDB's
 //!   GTID dump through `@slave_connect_state`), semi-sync acknowledgements and heartbeats.
@@ -13,6 +15,7 @@
 //! It hands event bytes to the caller untouched: it does not parse events (that is
 //! `binlogd-parser`) and does not store them (that is `binlogd-storage`).
 
+mod auth;
 pub mod connection;
 mod error;
 pub mod handshake;
