@@ -16,7 +16,11 @@ use stream_common::{Archive, Streamer, binlogd};
 const CHECKSUM: &str = "CHECKSUM TABLE binlogd_test.workload";
 
 fn restore(target: &MariaDb, archive: &Archive, extra: &[&str]) -> Output {
-    binlogd()
+    // Run from a folder of its own, which must stay empty: relay logs go where the server
+    // keeps them, never where binlogd happens to run (they once landed there as .000001).
+    let cwd = tempfile::tempdir().expect("a working directory");
+    let output = binlogd()
+        .current_dir(cwd.path())
         .args(["restore", "--archive"])
         .arg(archive.path())
         .args([
@@ -31,7 +35,16 @@ fn restore(target: &MariaDb, archive: &Archive, extra: &[&str]) -> Output {
         .args(extra)
         .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
         .output()
-        .expect("run binlogd restore")
+        .expect("run binlogd restore");
+    let left: Vec<_> = std::fs::read_dir(cwd.path())
+        .expect("the working directory")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "binlogd restore wrote {left:?} where it ran"
+    );
+    output
 }
 
 #[test]
