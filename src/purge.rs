@@ -6,7 +6,7 @@ use crate::flags::{ArchiveArgs, Location, Output, RetentionArgs, now_micros};
 use anyhow::Context;
 use binlogd_storage::archive::local_files;
 use binlogd_storage::plan::format_micros;
-use binlogd_storage::remote::lease::Lease;
+use binlogd_storage::remote::lease::{Lease, LeaseKeeper};
 use binlogd_storage::remote::read::RemoteArchive;
 use binlogd_storage::remote::s3::S3Store;
 use binlogd_storage::remote::store::ObjectStore;
@@ -111,7 +111,7 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
                 None => victims.iter().map(|f| f.size).sum(),
                 Some(lease) => {
                     // Renewed while files are deleted: a purge of many files outlasts a TTL.
-                    let keeper = crate::upload::LeaseKeeper::start(lease, PURGE_LEASE_TTL);
+                    let keeper = LeaseKeeper::start(lease, PURGE_LEASE_TTL);
                     let deleted = purge_remote(
                         store.as_ref(),
                         &mut catalogue,
@@ -121,7 +121,7 @@ pub fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
                     )
                     .await;
                     if keeper.lost() {
-                        return Err(keeper.loss().await.context(format!(
+                        return Err(anyhow::Error::new(keeper.loss().await).context(format!(
                             "purging {url}: another writer took the lease meanwhile"
                         )));
                     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use backon::BackoffBuilder;
 use binlogd_storage::LocalArchive;
 use binlogd_storage::StorageError;
-use binlogd_storage::remote::lease::{Lease, writer_id};
+use binlogd_storage::remote::lease::{Lease, LeaseKeeper, writer_id};
 use binlogd_storage::remote::s3::{S3Options, S3Store, S3Url};
 use binlogd_storage::remote::store::ObjectStore;
 use binlogd_storage::remote::upload::{UploadOptions, Uploader};
@@ -113,94 +113,6 @@ pub async fn open(
 /// How long binlogd, exiting, keeps trying to upload what the spool holds.
 const FINAL_UPLOAD_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Holds the archive's lease: a task renews it every third of its TTL until it is released,
-/// and says when it was lost (another writer took it, or the store refuses it for good).
-pub struct LeaseKeeper {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<Lease>>>,
-    lost: watch::Receiver<bool>,
-}
-
-impl LeaseKeeper {
-    /// Renews `lease` every third of `ttl` from now on.
-    pub fn start(mut lease: Lease, ttl: Duration) -> LeaseKeeper {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let (lose, lost) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return Ok(lease),
-                    _ = tokio::time::sleep(ttl / 3) => match lease.renew().await {
-                        Ok(()) => {}
-                        Err(StorageError::Store(e)) if e.is_transient() => {
-                            tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
-                        }
-                        Err(e) => {
-                            let _ = lose.send(true);
-                            return Err(anyhow::Error::new(e).context("renewing the archive's lease"));
-                        }
-                    },
-                }
-            }
-        });
-        LeaseKeeper {
-            stop: Some(stop),
-            task: Some(task),
-            lost,
-        }
-    }
-
-    /// Whether the lease is gone: stop writing.
-    pub fn lost(&self) -> bool {
-        *self.lost.borrow()
-    }
-
-    /// Why it was lost (once [`LeaseKeeper::lost`] says so).
-    pub async fn loss(mut self) -> anyhow::Error {
-        match self.task.take() {
-            Some(task) => match task.await {
-                Ok(Err(e)) => e,
-                Ok(Ok(_)) => anyhow::anyhow!("the archive's lease was given up"),
-                Err(e) => anyhow::Error::new(e).context("the lease's renewal task"),
-            },
-            None => anyhow::anyhow!("the archive's lease was given up"),
-        }
-    }
-
-    /// Stops renewing and gives the lease up (a clean stop: the next writer need not
-    /// wait for its TTL).
-    pub async fn release(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let lease = match self.task.take() {
-            Some(task) => task.await.context("the lease's renewal task")??,
-            None => anyhow::bail!("the archive's lease was given up already"),
-        };
-        lease
-            .release()
-            .await
-            .context("releasing the archive's lease")
-    }
-}
-
-impl Drop for LeaseKeeper {
-    fn drop(&mut self) {
-        // Not released: stop renewing, and let the TTL run out.
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-impl std::fmt::Debug for LeaseKeeper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseKeeper")
-            .field("lost", &self.lost())
-            .finish_non_exhaustive()
-    }
-}
-
 /// Checkpoints until `finish` turns true, then once more, so that everything durable
 /// in the spool is uploaded before binlogd exits. Returns an error (and raises `stop`)
 /// when the store refuses in a way retrying cannot fix.
@@ -222,7 +134,9 @@ pub async fn run(
         let began = tokio::time::Instant::now();
         if lease.lost() {
             let _ = stop.send(true);
-            return Err(lease.loss().await);
+            return Err(
+                anyhow::Error::new(lease.loss().await).context("renewing the archive's lease")
+            );
         }
         match uploader.checkpoint().await {
             Ok(_) => {
@@ -238,7 +152,10 @@ pub async fn run(
                 state.backlog.store(backlog, Ordering::Relaxed);
                 metrics.upload_backlog_bytes.set(backlog as i64);
                 if finishing {
-                    return lease.release().await;
+                    return lease
+                        .release()
+                        .await
+                        .context("releasing the archive's lease");
                 }
                 if settings.retention.is_active()
                     && last_purge.is_none_or(|at| at.elapsed() >= settings.purge_interval)
@@ -438,7 +355,7 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         loop {
             let before = uploader.backlog();
             if lease.lost() {
-                return Err(lease.loss().await);
+                return Err(anyhow::Error::new(lease.loss().await).context("renewing the archive's lease"));
             }
             match uploader.checkpoint().await {
                 Ok(_) if uploader.backlog() == 0 => break,
@@ -473,7 +390,10 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
                 Err(e) => return Err(e).context("uploading to the object archive"),
             }
         }
-        lease.release().await?;
+        lease
+            .release()
+            .await
+            .context("releasing the archive's lease")?;
         let stats = uploader.stats();
         println!(
             "uploaded {} binlog bytes ({} segments, {} files sealed) from {} to {}; \

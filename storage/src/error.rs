@@ -140,6 +140,9 @@ pub enum StorageError {
         /// The key's check value.
         key_check: String,
     },
+    /// The task that renews a lease failed or was gone.
+    #[error("the lease's renewal task: {0}")]
+    LeaseTask(String),
     /// The object store refused or failed an operation.
     #[error(transparent)]
     Store(#[from] crate::remote::store::StoreError),

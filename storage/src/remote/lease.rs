@@ -284,3 +284,96 @@ fn now_micros() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
+
+/// Holds a lease: a task renews it every third of its TTL until it is released, and says
+/// when it was lost (another writer took it, or the store refuses it for good). Renewal
+/// runs whatever the writer is doing — opening an archive through a slow store, one long
+/// checkpoint of a large backlog, a purge deleting many files.
+pub struct LeaseKeeper {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<Lease, StorageError>>>,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LeaseKeeper {
+    /// Renews `lease` every third of `ttl` from now on (on the current tokio runtime).
+    pub fn start(mut lease: Lease, ttl: Duration) -> LeaseKeeper {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (lose, lost) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return Ok(lease),
+                    _ = tokio::time::sleep(ttl / 3) => match lease.renew().await {
+                        Ok(()) => {}
+                        Err(StorageError::Store(e)) if e.is_transient() => {
+                            tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
+                        }
+                        Err(e) => {
+                            let _ = lose.send(true);
+                            return Err(e);
+                        }
+                    },
+                }
+            }
+        });
+        LeaseKeeper {
+            stop: Some(stop),
+            task: Some(task),
+            lost,
+        }
+    }
+
+    /// Whether the lease is gone: stop writing.
+    pub fn lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Why it was lost (once [`LeaseKeeper::lost`] says so).
+    pub async fn loss(mut self) -> StorageError {
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => StorageError::LeaseTask("the lease was given up".to_owned()),
+                Err(e) => StorageError::LeaseTask(e.to_string()),
+            },
+            None => StorageError::LeaseTask("the lease was given up".to_owned()),
+        }
+    }
+
+    /// Stops renewing and gives the lease up (a clean stop: the next writer need not
+    /// wait for its TTL).
+    pub async fn release(mut self) -> Result<(), StorageError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let lease = match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| StorageError::LeaseTask(e.to_string()))??,
+            None => {
+                return Err(StorageError::LeaseTask(
+                    "the lease was given up already".to_owned(),
+                ));
+            }
+        };
+        lease.release().await
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        // Not released: stop renewing, and let the TTL run out.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper")
+            .field("lost", &self.lost())
+            .finish_non_exhaustive()
+    }
+}
