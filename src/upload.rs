@@ -83,12 +83,13 @@ pub struct UploadState {
 pub async fn open(
     target: &ArchiveTarget,
     spool: LocalArchive,
-) -> anyhow::Result<(Uploader, LeaseKeeper)> {
+) -> Result<(Uploader, LeaseKeeper), OpenFailed> {
+    let failed = |step: String| move |cause: StorageError| OpenFailed { step, cause };
     let mut store = S3Store::connect(target.url.clone(), &target.s3).await;
     store
         .probe()
         .await
-        .with_context(|| format!("checking {}", target.url))?;
+        .map_err(|e| failed(format!("checking {}", target.url))(e.into()))?;
     if !store.honours_conditions() {
         tracing::warn!(
             store = %target.url,
@@ -97,17 +98,34 @@ pub async fn open(
         );
     }
     let store: Arc<dyn ObjectStore> = Arc::new(store);
-    let writer = writer_id(spool.root())?;
+    let writer = writer_id(spool.root()).map_err(failed("reading the spool's writer id".into()))?;
     let lease = Lease::acquire(Arc::clone(&store), &writer, target.lease_ttl)
         .await
-        .with_context(|| format!("taking the lease of {}", target.url))?;
+        .map_err(failed(format!("taking the lease of {}", target.url)))?;
     // Renewed from now on, whatever the uploader is doing (opening the archive through a
     // slow store, or one long checkpoint of a large backlog).
     let keeper = LeaseKeeper::start(lease, target.lease_ttl);
     let uploader = Uploader::open(store, spool, target.options.clone())
         .await
-        .with_context(|| format!("opening the archive {}", target.url))?;
+        .map_err(failed(format!("opening the archive {}", target.url)))?;
     Ok((uploader, keeper))
+}
+
+/// Opening an object archive for writing failed at `step`; the store's error stays typed,
+/// so that a store that is away (retry) is told from one that refuses (stop).
+#[derive(Debug, thiserror::Error)]
+#[error("{step}")]
+pub struct OpenFailed {
+    step: String,
+    #[source]
+    cause: StorageError,
+}
+
+impl OpenFailed {
+    /// Whether trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        self.cause.is_transient()
+    }
 }
 
 /// How long binlogd, exiting, keeps trying to upload what the spool holds.
@@ -337,14 +355,14 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
         let (mut uploader, lease) = loop {
             match open(&target, spool.clone()).await {
                 Ok(opened) => break opened,
-                Err(e) if is_transient(&e) && started.elapsed() < patience => {
+                Err(e) if e.is_transient() && started.elapsed() < patience => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64,
                         "the object store does not answer; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
-                    return Err(e.context(format!(
+                    return Err(anyhow::Error::new(e).context(format!(
                         "nothing was uploaded; the spool {} keeps everything",
                         spool_dir.display()
                     )));
@@ -405,16 +423,5 @@ pub fn upload_spool(args: &UploadArgs) -> anyhow::Result<std::process::ExitCode>
             args.archive
         );
         Ok(std::process::ExitCode::SUCCESS)
-    })
-}
-
-/// Whether `error` comes from a store that may answer if asked again.
-fn is_transient(error: &anyhow::Error) -> bool {
-    use binlogd_storage::remote::store::StoreError;
-    error.chain().any(|cause| {
-        matches!(cause.downcast_ref::<StorageError>(), Some(StorageError::Store(e)) if e.is_transient())
-            || cause
-                .downcast_ref::<StoreError>()
-                .is_some_and(StoreError::is_transient)
     })
 }

@@ -159,6 +159,12 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether trying again later can succeed: the store timed out, was unreachable, or
+    /// answered 5xx or "slow down". Everything else needs someone to act.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Store(e) if e.is_transient())
+    }
+
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_owned();
         move |cause| StorageError::Io {
