@@ -4,6 +4,7 @@
 //! sizes and GTID states as users write them.
 //! One place, so that a flag means the same in every command that takes it.
 
+use anyhow::{Context, bail};
 use binlogd_storage::GtidState;
 use binlogd_storage::plan::StopAt;
 use binlogd_storage::remote::crypt::{ClientKey, read_key_file};
@@ -307,6 +308,60 @@ pub fn parse_position(text: &str) -> Result<StopAt, String> {
         file,
         offset,
     })
+}
+
+/// Host, port and user of a `mysql://USER@HOST:PORT` URL given with `flag`; refuses one
+/// that carries a password (`password_hint` says where passwords go instead).
+pub fn parse_server_url(
+    source: &str,
+    flag: &str,
+    password_hint: &str,
+) -> anyhow::Result<(String, u16, String)> {
+    let url = url::Url::parse(source)
+        .with_context(|| format!("{flag} {source:?} is not a URL like mysql://USER@HOST:PORT"))?;
+    if !matches!(url.scheme(), "mysql" | "mariadb") {
+        bail!(
+            "{flag} must start with mysql:// or mariadb://, not {}://",
+            url.scheme()
+        );
+    }
+    if url.password().is_some() {
+        bail!(
+            "{flag} carries a password: command lines are visible to every user of the machine \
+             (ps, /proc); put it in {password_hint}"
+        );
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("{flag} {source:?} names no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let user = url::form_urlencoded::parse(url.username().as_bytes())
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default();
+    if user.is_empty() {
+        bail!("{flag} {source:?} names no user: mysql://USER@HOST:PORT");
+    }
+    Ok((host, url.port().unwrap_or(3306), user))
+}
+
+/// A password from `file` (first line, checked like every secret file) given with
+/// `flag`, else from the environment variable `env`; `None` when neither says one.
+pub fn read_password(
+    file: Option<&std::path::Path>,
+    flag: &str,
+    env: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(path) = file {
+        crate::secrets::check_secret_file(path, flag)?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Ok(std::env::var(env).ok())
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 //! datadir with networking off and shuts down afterwards (`--datadir`, `restore::server`).
 
 use crate::archive::{block_on, open_archive};
+use crate::flags::parse_server_url;
 use crate::flags::{ArchiveArgs, TargetArgs, parse_gtids};
 use crate::search::print_plan;
 use crate::signals::Interrupts;
-use crate::stream::parse_server_url;
 use anyhow::{Context, bail};
 use binlogd_parser::Flavour;
 use binlogd_restore::apply::{Endpoint, Progress, ReplayServer, ServerAddress};
@@ -224,16 +224,11 @@ fn target_address(args: &RestoreArgs, url: &str) -> anyhow::Result<ServerAddress
         "--target",
         "BINLOGD_TARGET_PASSWORD or a file named by --target-password-file",
     )?;
-    let password = match &args.target_password_file {
-        Some(path) => Some({
-            crate::secrets::check_secret_file(path, "--target-password-file")?;
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned()
-        }),
-        None => std::env::var("BINLOGD_TARGET_PASSWORD").ok(),
-    };
+    let password = crate::flags::read_password(
+        args.target_password_file.as_deref(),
+        "--target-password-file",
+        "BINLOGD_TARGET_PASSWORD",
+    )?;
     Ok(ServerAddress {
         endpoint: Endpoint::Tcp { host, port },
         user,

@@ -998,59 +998,20 @@ impl Streamer {
 
 /// Reads `mysql://USER@HOST:PORT`.
 fn parse_source(source: &str) -> anyhow::Result<(String, u16, String)> {
-    parse_server_url(
+    crate::flags::parse_server_url(
         source,
         "--source",
         "BINLOGD_SOURCE_PASSWORD or a file named by --password-file",
     )
 }
 
-/// Host, port and user of a `mysql://USER@HOST:PORT` URL given with `flag`; refuses one
-/// that carries a password (`password_hint` says where passwords go instead).
-pub(crate) fn parse_server_url(
-    source: &str,
-    flag: &str,
-    password_hint: &str,
-) -> anyhow::Result<(String, u16, String)> {
-    let url = url::Url::parse(source)
-        .with_context(|| format!("{flag} {source:?} is not a URL like mysql://USER@HOST:PORT"))?;
-    if !matches!(url.scheme(), "mysql" | "mariadb") {
-        bail!(
-            "{flag} must start with mysql:// or mariadb://, not {}://",
-            url.scheme()
-        );
-    }
-    if url.password().is_some() {
-        bail!(
-            "{flag} carries a password: command lines are visible to every user of the machine \
-             (ps, /proc); put it in {password_hint}"
-        );
-    }
-    let host = url
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .with_context(|| format!("{flag} {source:?} names no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let user = url::form_urlencoded::parse(url.username().as_bytes())
-        .next()
-        .map(|(k, _)| k.into_owned())
-        .unwrap_or_default();
-    if user.is_empty() {
-        bail!("{flag} {source:?} names no user: mysql://USER@HOST:PORT");
-    }
-    Ok((host, url.port().unwrap_or(3306), user))
-}
-
 fn read_password(args: &StreamArgs) -> anyhow::Result<String> {
-    if let Some(path) = &args.password_file {
-        crate::secrets::check_secret_file(path, "--password-file")?;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--password-file {}", path.display()))?;
-        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
-    }
-    Ok(std::env::var("BINLOGD_SOURCE_PASSWORD").unwrap_or_default())
+    let password = crate::flags::read_password(
+        args.password_file.as_deref(),
+        "--password-file",
+        "BINLOGD_SOURCE_PASSWORD",
+    )?;
+    Ok(password.unwrap_or_default())
 }
 
 /// A server id unlikely to collide with real servers (which are usually small numbers),
