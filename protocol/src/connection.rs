@@ -136,6 +136,20 @@ pub const BINLOG_DUMP_NON_BLOCK: u16 = 0x0001;
 /// `COM_BINLOG_DUMP` flag (MariaDB): send ANNOTATE_ROWS events.
 pub const BINLOG_SEND_ANNOTATE_ROWS_EVENT: u16 = 0x0002;
 
+/// A failed TLS handshake. What rustls refused (the certificate, the protocol: kind
+/// `InvalidData`) needs a person; a connection that closed or broke in the middle of the
+/// handshake is like any cut connection, worth another try.
+fn tls_handshake_failed(e: std::io::Error, host: &str, port: u16) -> ProtocolError {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        ProtocolError::Tls(format!("handshake with {host}:{port}: {e}"))
+    } else {
+        ProtocolError::Io(std::io::Error::new(
+            e.kind(),
+            format!("TLS handshake with {host}:{port}: {e}"),
+        ))
+    }
+}
+
 /// An authenticated connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -188,12 +202,7 @@ impl Connection {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| {
-                    ProtocolError::Tls(format!(
-                        "handshake with {}:{}: {e}",
-                        options.host, options.port
-                    ))
-                })?;
+                .map_err(|e| tls_handshake_failed(e, &options.host, options.port))?;
             framed = Framed::new(Transport::Tls(Box::new(tls)), parts.codec);
         }
         let channel = match (use_tls, options.tls.verifies_server()) {

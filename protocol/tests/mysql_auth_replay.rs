@@ -210,3 +210,56 @@ async fn a_refused_password_is_access_denied_and_an_unknown_plugin_is_named() {
         .expect("server thread")
         .expect("server script");
 }
+
+#[tokio::test]
+async fn a_connection_cut_during_the_tls_handshake_is_worth_retrying_a_bad_certificate_is_not() {
+    // A server that offers TLS (CLIENT_SSL in its greeting), reads the SSL request, then
+    // either goes away in the middle of the handshake or answers with bytes that are no
+    // TLS at all.
+    fn tls_greeting() -> Vec<u8> {
+        let mut greeting = greeting();
+        // The capability flags' lower half follows version, connection id, 8 bytes of
+        // nonce and a filler.
+        let at = 1 + "8.0.36".len() + 1 + 4 + 8 + 1;
+        greeting[at + 1] |= 0x08; // CLIENT_SSL (0x0800)
+        greeting
+    }
+    for garbage in [None, Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec())] {
+        let answer = garbage.clone();
+        let (port, server) = scripted_server(move |listener| {
+            let mut conn = PeerConnection::accept(listener)?;
+            conn.send(&tls_greeting())?;
+            let _ssl_request = conn.expect_packet()?;
+            if let Some(bytes) = answer {
+                use std::io::{Read, Write};
+                let mut stream = conn.stream();
+                let mut hello = [0u8; 512];
+                let _ = stream.read(&mut hello)?;
+                stream.write_all(&bytes)?;
+            }
+            Ok(())
+        });
+        let err = Connection::connect(&ConnectOptions {
+            host: "127.0.0.1".into(),
+            port,
+            user: "repl".into(),
+            password: "secret".into(),
+            tls: TlsOptions {
+                mode: binlogd_protocol::TlsMode::Required,
+                ..TlsOptions::default()
+            },
+            server_public_key: ServerPublicKey::Refuse,
+        })
+        .await
+        .expect_err("no TLS session");
+        server.join().expect("script").expect("script ran");
+        match garbage {
+            None => assert!(!err.is_fatal(), "a cut is retried: {err}"),
+            Some(_) => assert!(err.is_fatal(), "not TLS is for a person to fix: {err}"),
+        }
+        assert!(
+            err.to_string().contains("handshake with 127.0.0.1"),
+            "{err}"
+        );
+    }
+}
