@@ -180,20 +180,20 @@ const MAX_INDEX_OBJECT_LENGTH: u64 = 2 * keys::MAX_SEGMENT_LENGTH as u64;
 /// The records of an index object (`.idx.zst`: zstd-compressed JSON lines, one record a
 /// line). The error gives the line (0 for the compression) and what is wrong with it.
 pub fn parse_index_object(packed: &[u8]) -> Result<Vec<IndexRecord>, (usize, String)> {
+    parse_index_object_within(packed, MAX_INDEX_OBJECT_LENGTH)
+}
+
+fn parse_index_object_within(
+    packed: &[u8],
+    max_length: u64,
+) -> Result<Vec<IndexRecord>, (usize, String)> {
     use std::io::Read;
     let mut lines = Vec::new();
     zstd::stream::read::Decoder::new(packed)
-        .and_then(|decoder| {
-            decoder
-                .take(MAX_INDEX_OBJECT_LENGTH + 1)
-                .read_to_end(&mut lines)
-        })
+        .and_then(|decoder| decoder.take(max_length + 1).read_to_end(&mut lines))
         .map_err(|e| (0, format!("not zstd-compressed index lines: {e}")))?;
-    if lines.len() as u64 > MAX_INDEX_OBJECT_LENGTH {
-        return Err((
-            0,
-            format!("decompresses to more than {MAX_INDEX_OBJECT_LENGTH} bytes"),
-        ));
+    if lines.len() as u64 > max_length {
+        return Err((0, format!("decompresses to more than {max_length} bytes")));
     }
     let mut records = Vec::new();
     for (number, line) in lines.split(|&b| b == b'\n').enumerate() {
@@ -205,4 +205,24 @@ pub fn parse_index_object(packed: &[u8]) -> Result<Vec<IndexRecord>, (usize, Str
         records.push(record);
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_object_that_decompresses_without_end_is_cut_off() {
+        let line = b"{\"record\":\"boundary\",\"end\":4}\n";
+        let lines = line.repeat(100);
+        let packed = zstd::bulk::compress(&lines, 3).expect("compress");
+        assert_eq!(parse_index_object(&packed).expect("parses").len(), 100);
+        // The same bytes under a smaller bound: refused, having read no more than it.
+        let (line_number, message) =
+            parse_index_object_within(&packed, lines.len() as u64 - 1).expect_err("too long");
+        assert_eq!(line_number, 0);
+        assert!(message.contains("decompresses to more than"), "{message}");
+        let (_, message) = parse_index_object(b"not zstd").expect_err("not zstd");
+        assert!(message.contains("not zstd-compressed"), "{message}");
+    }
 }
