@@ -15,6 +15,7 @@
 
 use crate::connection::ServerPublicKey;
 use crate::error::ProtocolError;
+use crate::error::ServerError;
 use crate::handshake::{
     ServerHandshake, caching_sha2_encrypted_password, caching_sha2_password, ed25519_password,
     native_password,
@@ -93,22 +94,20 @@ impl<'a> AuthExchange<'a> {
     }
 
     /// The server's next packet: what to do.
-    pub(crate) fn step(&mut self, reply: &[u8]) -> Result<Step, ProtocolError> {
-        match reply.first() {
-            Some(0x00) => Ok(Step::Done),
-            Some(0xff) => Err(parse_err(reply)?.into()),
-            Some(0xfe) => {
-                // Auth switch: plugin name, then its nonce.
-                let mut r = Reader::new(&reply[1..], "auth switch");
-                self.plugin = String::from_utf8_lossy(r.nul_terminated()?).into_owned();
+    pub(crate) fn step(&mut self, packet: &[u8]) -> Result<Step, ProtocolError> {
+        match AuthReply::parse(packet)? {
+            AuthReply::Ok => Ok(Step::Done),
+            AuthReply::Err(e) => Err(e.into()),
+            AuthReply::Switch { plugin, data } => {
+                self.plugin = plugin.to_owned();
                 check_switch(self.server, &self.plugin)?;
                 // The scrambles of the SHA-1 and SHA-256 plugins end in a NUL; the Ed25519
                 // nonce is 32 random bytes, and may itself end in 0x00 (one login in 256
                 // failed while that byte was stripped too).
                 self.nonce = if self.plugin == ED25519 {
-                    r.rest.to_vec()
+                    data.to_vec()
                 } else {
-                    r.rest.strip_suffix(&[0]).unwrap_or(r.rest).to_vec()
+                    data.strip_suffix(&[0]).unwrap_or(data).to_vec()
                 };
                 Ok(Step::Send(auth_answer(
                     &self.plugin,
@@ -116,15 +115,15 @@ impl<'a> AuthExchange<'a> {
                     &self.nonce,
                 )?))
             }
-            Some(0x01) if self.plugin == CACHING_SHA2 && self.awaiting_public_key => {
+            AuthReply::MoreData(key) if self.plugin == CACHING_SHA2 && self.awaiting_public_key => {
                 self.awaiting_public_key = false;
                 Ok(Step::Send(caching_sha2_encrypted_password(
                     self.password,
                     &self.nonce,
-                    &reply[1..],
+                    key,
                 )?))
             }
-            Some(0x01) if self.plugin == CACHING_SHA2 => match reply.get(1) {
+            AuthReply::MoreData(status) if self.plugin == CACHING_SHA2 => match status.first() {
                 // Fast authentication succeeded: the OK follows.
                 Some(3) => Ok(Step::Read),
                 Some(4) => self.full_authentication(),
@@ -133,9 +132,9 @@ impl<'a> AuthExchange<'a> {
                     "unknown status",
                 )),
             },
-            _ => Err(ProtocolError::malformed(
+            AuthReply::MoreData(_) => Err(ProtocolError::malformed(
                 "authentication reply",
-                "unexpected first byte",
+                "more data for a plugin that sends none",
             )),
         }
     }
@@ -169,6 +168,43 @@ impl<'a> AuthExchange<'a> {
                  answers)",
                 self.peer
             ))),
+        }
+    }
+}
+
+/// A server packet during authentication, by its first byte.
+#[derive(Debug, PartialEq, Eq)]
+enum AuthReply<'p> {
+    /// `0x00`: authenticated.
+    Ok,
+    /// `0xFF`: refused, in the server's words.
+    Err(ServerError),
+    /// `0xFE`: use this plugin, with this data (its nonce).
+    Switch { plugin: &'p str, data: &'p [u8] },
+    /// `0x01`: the plugin's own data (caching_sha2's status byte, or the RSA key asked for).
+    MoreData(&'p [u8]),
+}
+
+impl<'p> AuthReply<'p> {
+    fn parse(packet: &'p [u8]) -> Result<AuthReply<'p>, ProtocolError> {
+        match packet.split_first() {
+            Some((0x00, _)) => Ok(AuthReply::Ok),
+            Some((0xff, _)) => Ok(AuthReply::Err(parse_err(packet)?)),
+            Some((0xfe, rest)) => {
+                let mut r = Reader::new(rest, "auth switch");
+                let plugin = std::str::from_utf8(r.nul_terminated()?).map_err(|_| {
+                    ProtocolError::malformed("auth switch", "plugin name is not UTF-8")
+                })?;
+                Ok(AuthReply::Switch {
+                    plugin,
+                    data: r.rest,
+                })
+            }
+            Some((0x01, rest)) => Ok(AuthReply::MoreData(rest)),
+            _ => Err(ProtocolError::malformed(
+                "authentication reply",
+                "unexpected first byte",
+            )),
         }
     }
 }
@@ -255,6 +291,29 @@ mod tests {
         packet.push(0);
         packet.extend_from_slice(nonce);
         packet
+    }
+
+    #[test]
+    fn server_packets_are_told_apart_by_their_first_byte() {
+        assert_eq!(AuthReply::parse(&[0x00, 0, 0]).expect("ok"), AuthReply::Ok);
+        assert_eq!(
+            AuthReply::parse(&switch(NATIVE, &[7; 21])).expect("switch"),
+            AuthReply::Switch {
+                plugin: NATIVE,
+                data: &[7; 21]
+            }
+        );
+        assert_eq!(
+            AuthReply::parse(&[0x01, 3]).expect("more"),
+            AuthReply::MoreData(&[3])
+        );
+        assert!(matches!(
+            AuthReply::parse(b"\xff\x15\x04#28000denied").expect("err"),
+            AuthReply::Err(e) if e.code == 1045
+        ));
+        for bad in [&[][..], &[0x42], &[0xfe, b'x'], &[0xfe, 0xff, 0xfe, 0]] {
+            assert!(AuthReply::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
