@@ -202,12 +202,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(duration).map_err(|_| format!("{text:?} is negative"))
 }
 
-/// Now, in µs since the Unix epoch: the unit of commit times in the index.
-pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
+pub use binlogd_storage::index::now_micros;
 
 /// Reads a segment size: a size (see [`parse_size`]) from 4 KiB to 1 GiB.
 pub fn parse_segment_size(text: &str) -> Result<u64, String> {
@@ -408,5 +403,22 @@ mod tests {
         assert!(stop(&[]).is_err());
         assert!(stop(&["--latest", "--to-gtid", "0-1-5"]).is_err());
         assert!(stop(&["--to-position", "no-offset"]).is_err());
+    }
+
+    #[test]
+    fn a_server_url_gives_host_port_and_user_but_never_a_password() {
+        let parse = |url| parse_server_url(url, "--source", "BINLOGD_SOURCE_PASSWORD");
+        assert_eq!(
+            parse("mysql://repl@db1:3307").expect("valid"),
+            ("db1".to_owned(), 3307, "repl".to_owned())
+        );
+        assert_eq!(
+            parse("mariadb://r%40x@[::1]").expect("valid"),
+            ("::1".to_owned(), 3306, "r@x".to_owned())
+        );
+        let err = parse("mysql://repl:secret@db1").expect_err("password");
+        assert!(err.to_string().contains("BINLOGD_SOURCE_PASSWORD"), "{err}");
+        assert!(parse("http://repl@db1").is_err());
+        assert!(parse("mysql://db1").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! `binlogd`: the command line. Argument parsing and wiring live here; the work itself is
-//! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`).
+//! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`,
+//! `binlogd-replica`, `binlogd-restore`).
 
 mod archive;
 mod flags;
@@ -7,6 +8,7 @@ mod inspect;
 mod list;
 mod metrics;
 mod purge;
+mod report;
 mod restore;
 mod search;
 mod secrets;

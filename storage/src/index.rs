@@ -22,6 +22,13 @@ use binlogd_parser::Gtid;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Now, in µs since the Unix epoch: the unit of commit times in the index.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// The suffix of an index file, after the binlog file's name.
 pub const INDEX_SUFFIX: &str = ".index.jsonl";
 

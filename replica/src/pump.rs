@@ -1,0 +1,259 @@
+//! The pump: moves a dump's events into the archive writer until the stream ends, fails,
+//! or a shutdown is asked for, making them durable by a [`DurabilityPolicy`] and
+//! acknowledging a semi-sync primary only once its transaction is durable.
+//!
+//! Syncs run on the writer's sync thread while the stream is read on. An event that lies
+//! whole in the receive buffer is ingested where it lies (`try_take_piece`); only one
+//! that must wait for the socket goes through an owned piece.
+
+use crate::checkpoint::SpoolShare;
+use crate::config::DurabilityPolicy;
+use crate::error::ReplicaError;
+use crate::observer::{Archived, Observer};
+use binlogd_protocol::{BinlogStream, EventPiece, ProtocolError};
+use binlogd_storage::index::now_micros;
+use binlogd_storage::{ArchiveWriter, Durable, Ingested, WriterStats};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Why a session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// `exit_at_end` and everything is archived.
+    CaughtUp,
+    /// A shutdown was asked for.
+    Shutdown,
+}
+
+/// A spool that pauses the stream while it holds `max` bytes the store does not have.
+#[derive(Debug, Clone)]
+pub(crate) struct SpoolLimit {
+    pub share: Arc<SpoolShare>,
+    pub max: u64,
+}
+
+/// What the pump keeps between sessions, and what it reports to.
+pub(crate) struct Pump<'a> {
+    pub policy: DurabilityPolicy,
+    pub observer: &'a dyn Observer,
+    pub shutdown: watch::Receiver<bool>,
+    pub spool: Option<SpoolLimit>,
+    /// What the archive holds durably, as the writer last said.
+    pub durable: &'a mut Option<Durable>,
+    /// Where the stream is stuck, until a transaction past that place is durable.
+    pub stuck_at: &'a mut Option<(String, u64)>,
+    /// The writer's counters as last reported (the writer counts per session).
+    pub reported: WriterStats,
+}
+
+impl Pump<'_> {
+    /// Moves events from `stream` into `writer` until something ends the session; then
+    /// makes what arrived durable, whatever ended it.
+    pub async fn run(
+        mut self,
+        mut stream: BinlogStream,
+        mut writer: ArchiveWriter,
+        first: Result<Option<EventPiece>, ProtocolError>,
+    ) -> Result<SessionEnd, ReplicaError> {
+        let result = self.pump(&mut stream, &mut writer, first).await;
+        let synced = writer
+            .sync()
+            .map(|durable| self.note_durable(durable, &writer, true));
+        match (result, synced) {
+            (Ok(end), Ok(())) => Ok(end),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    }
+
+    async fn pump(
+        &mut self,
+        stream: &mut BinlogStream,
+        writer: &mut ArchiveWriter,
+        first: Result<Option<EventPiece>, ProtocolError>,
+    ) -> Result<SessionEnd, ReplicaError> {
+        let policy = self.policy;
+        let sync_done = Arc::new(tokio::sync::Notify::new());
+        let waker = Arc::clone(&sync_done);
+        writer.set_sync_waker(move || waker.notify_one());
+        let mut last_sync = Instant::now();
+        let mut pieces = 0u32;
+        let mut shutdown = self.shutdown.clone();
+        let mut first = Some(first);
+        loop {
+            // A lock: look now and then (and whenever waiting, below).
+            if pieces.is_multiple_of(policy.look_every) && *shutdown.borrow() {
+                return Ok(SessionEnd::Shutdown);
+            }
+            // Whole in the receive buffer: ingested where it lies. Otherwise read more.
+            let taken = if first.is_none() {
+                stream
+                    .try_take_piece(|bytes, first, last| (writer.ingest(bytes, first, last), last))
+            } else {
+                None
+            };
+            let (ingested, last) = if let Some(taken) = taken {
+                let Some((ingested, last)) = taken? else {
+                    return Ok(SessionEnd::CaughtUp);
+                };
+                (ingested?, last)
+            } else {
+                let next = match first.take().or_else(|| stream.try_next_piece()) {
+                    Some(next) => next,
+                    None => {
+                        // Nothing more ready: have what arrived made durable.
+                        self.report_durable(writer, true)?;
+                        if writer.syncs_in_flight() == 0 && writer.request_sync()? {
+                            last_sync = Instant::now();
+                        }
+                        tokio::select! {
+                            next = stream.next_piece() => next,
+                            _ = sync_done.notified() => continue,
+                            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                        }
+                    }
+                };
+                let Some(piece) = next? else {
+                    return Ok(SessionEnd::CaughtUp);
+                };
+                (
+                    writer.ingest(&piece.bytes, piece.first, piece.last)?,
+                    piece.last,
+                )
+            };
+            if let Ingested::Heartbeat { file, position } = &ingested
+                && writer.position().is_some_and(|(ours, _)| ours == file)
+            {
+                // The source is at `position` of the file we write: the difference is
+                // what is not yet durable here.
+                let durable = self.durable.as_ref().filter(|d| &d.file == file);
+                let durable = durable.map_or(0, |d| d.position);
+                self.observer.behind_by(position.saturating_sub(durable));
+            }
+            if last && stream.ack_requested() {
+                // Semi-sync: the primary's commit waits for this acknowledgement, which
+                // promises the transaction is durable here.
+                let durable = writer.sync()?;
+                self.note_durable(durable, writer, false);
+                if let Some(durable) = &*self.durable
+                    && !writer.in_event()
+                {
+                    stream
+                        .acknowledge(&durable.file, durable.position)
+                        .await
+                        .map_err(ReplicaError::protocol(
+                            "acknowledging to the semi-sync primary",
+                        ))?;
+                }
+                last_sync = Instant::now();
+            }
+            pieces += 1;
+            if pieces.is_multiple_of(policy.look_every) {
+                self.report_durable(writer, false)?;
+                if self.spool_is_full() {
+                    let durable = writer.sync()?;
+                    self.note_durable(durable, writer, false);
+                    if self.wait_for_spool_room(&mut shutdown).await {
+                        return Ok(SessionEnd::Shutdown);
+                    }
+                }
+                if writer.syncs_in_flight() == 0
+                    && (writer.unsynced_bytes() >= policy.sync_after_bytes
+                        || last_sync.elapsed() >= policy.sync_after)
+                    && writer.request_sync()?
+                {
+                    last_sync = Instant::now();
+                }
+            }
+            if pieces.is_multiple_of(policy.yield_every) {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Takes in the syncs the writer finished, without waiting.
+    fn report_durable(
+        &mut self,
+        writer: &mut ArchiveWriter,
+        caught_up: bool,
+    ) -> Result<(), ReplicaError> {
+        self.observer.heard();
+        let durable = writer.poll_durable()?;
+        self.note_durable(durable, writer, caught_up);
+        Ok(())
+    }
+
+    /// Reports what is durable after a sync finished, or when the stream is caught up.
+    fn note_durable(&mut self, durable: Option<Durable>, writer: &ArchiveWriter, caught_up: bool) {
+        let had_news = durable.is_some();
+        if let Some(durable) = durable {
+            *self.durable = Some(durable);
+        }
+        if let (Some((file, offset)), Some(durable)) = (&*self.stuck_at, &*self.durable)
+            && (&durable.file != file || durable.position > *offset)
+        {
+            tracing::info!(file = %durable.file, position = durable.position, "the stream is moving again");
+            *self.stuck_at = None;
+            self.observer.stuck(None);
+        }
+        if !had_news && !caught_up {
+            return;
+        }
+        let stats = writer.stats();
+        let new_bytes = stats.bytes - self.reported.bytes;
+        if let Some(spool) = &self.spool {
+            spool.share.written.fetch_add(new_bytes, Ordering::Relaxed);
+        }
+        let last_transaction = self
+            .durable
+            .as_ref()
+            .and_then(|d| d.last_transaction.as_ref());
+        let lag = last_transaction.map(|last| {
+            if caught_up && !writer.has_unsynced() && writer.syncs_in_flight() == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(now_micros().saturating_sub(last.commit_micros))
+            }
+        });
+        self.observer.archived(&Archived {
+            new_events: stats.events - self.reported.events,
+            new_bytes,
+            new_transactions: stats.transactions - self.reported.transactions,
+            session_transactions: stats.transactions,
+            session_bytes: stats.bytes,
+            last_transaction,
+            lag,
+            position: writer.position(),
+        });
+        self.reported.events = stats.events;
+        self.reported.bytes = stats.bytes;
+        self.reported.transactions = stats.transactions;
+    }
+
+    /// Whether the spool holds more than its limit of bytes the store does not have yet.
+    fn spool_is_full(&self) -> bool {
+        self.spool
+            .as_ref()
+            .is_some_and(|s| s.share.backlog.load(Ordering::Relaxed) > s.max)
+    }
+
+    /// Stops reading from the source until uploads bring the spool under its limit.
+    /// Returns true if a shutdown was asked for meanwhile.
+    async fn wait_for_spool_room(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        tracing::warn!(
+            spool_max = self.spool.as_ref().map_or(0, |s| s.max),
+            "the spool is full of data the object store does not have yet; pausing the stream \
+             until uploads catch up"
+        );
+        while self.spool_is_full() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return true,
+            }
+        }
+        tracing::info!("the spool has room again; streaming on");
+        false
+    }
+}
