@@ -13,7 +13,6 @@
 //! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase.html>
 //! and MariaDB's <https://mariadb.com/kb/en/connection/>.
 
-use crate::connection::ServerPublicKey;
 use crate::error::ProtocolError;
 use crate::error::ServerError;
 use crate::handshake::{
@@ -22,6 +21,22 @@ use crate::handshake::{
 };
 use crate::packets::parse_err;
 use crate::wire::Reader;
+
+/// The server's RSA public key for `caching_sha2_password` without TLS. The server sends
+/// it when asked, but over the same unencrypted connection: whoever sits in between can
+/// send their own and read the password. So, as the `mysql` client does, binlogd asks for
+/// it only when told to (`--get-server-public-key`), or uses a copy the user trusts
+/// (`--server-public-key-file`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServerPublicKey {
+    /// Neither: a login that needs the password in full without TLS is refused.
+    #[default]
+    Refuse,
+    /// Ask the server for it.
+    Fetch,
+    /// This key, PEM (the server's `public_key.pem`, or `caching_sha2_password_public_key_path`).
+    Pinned(Vec<u8>),
+}
 
 const NATIVE: &str = "mysql_native_password";
 const CACHING_SHA2: &str = "caching_sha2_password";

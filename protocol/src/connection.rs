@@ -11,7 +11,7 @@ use crate::error::ProtocolError;
 use binlogd_parser::ChecksumAlgorithm;
 use rustls::pki_types::ServerName;
 
-use crate::auth::{AuthExchange, Channel, Step};
+use crate::auth::{AuthExchange, Channel, ServerPublicKey, Step};
 use crate::handshake::{
     ServerHandshake, capabilities, client_capabilities, handshake_response, ssl_request,
 };
@@ -36,22 +36,6 @@ pub struct ConnectOptions {
     /// Where the RSA key comes from that `caching_sha2_password` encrypts the password
     /// with when it must be sent in full over a connection without TLS.
     pub server_public_key: ServerPublicKey,
-}
-
-/// The server's RSA public key for `caching_sha2_password` without TLS. The server sends
-/// it when asked, but over the same unencrypted connection: whoever sits in between can
-/// send their own and read the password. So, as the `mysql` client does, binlogd asks for
-/// it only when told to (`--get-server-public-key`), or uses a copy the user trusts
-/// (`--server-public-key-file`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum ServerPublicKey {
-    /// Neither: a login that needs the password in full without TLS is refused.
-    #[default]
-    Refuse,
-    /// Ask the server for it.
-    Fetch,
-    /// This key, PEM (the server's `public_key.pem`, or `caching_sha2_password_public_key_path`).
-    Pinned(Vec<u8>),
 }
 
 impl std::fmt::Debug for ConnectOptions {

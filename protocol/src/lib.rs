@@ -24,9 +24,10 @@ mod packets;
 pub mod tls;
 mod wire;
 
+pub use auth::ServerPublicKey;
 pub use connection::{
     BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, BinlogStream, ConnectOptions,
-    Connection, EventPiece, ServerPublicKey,
+    Connection, EventPiece,
 };
 pub use error::{ProtocolError, Refusal, ServerError};
 pub use packets::Row;
