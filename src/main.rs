@@ -5,14 +5,17 @@
 mod archive;
 mod flags;
 mod inspect;
+mod inspect_output;
 mod list;
 mod metrics;
 mod purge;
 mod report;
 mod restore;
+mod restore_report;
 mod search;
 mod secrets;
 mod signals;
+mod source;
 mod stream;
 mod timeline;
 mod upload;

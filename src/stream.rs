@@ -5,12 +5,10 @@
 //! start, when to make data durable and when to reconnect; this module reads the command
 //! line, serves `/metrics` and catches signals.
 
-use crate::flags::{parse_server_url, read_password};
 use crate::metrics::StreamMetrics;
 use crate::report::StreamReport;
 use crate::upload::archive_target_of;
 use anyhow::{Context, bail};
-use binlogd_protocol::{ConnectOptions, ServerPublicKey, TlsMode, TlsOptions};
 use binlogd_replica::checkpoint::CheckpointPolicy;
 use binlogd_replica::{
     DurabilityPolicy, RemoteArchive, ReplicaConfig, ResumeBy, StreamConfig, default_server_id,
@@ -46,13 +44,8 @@ the last file back to its last whole transaction and continues from there.";
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct StreamArgs {
-    /// The server to follow: mysql://USER@HOST:PORT (mariadb:// works too). The password
-    /// comes from BINLOGD_SOURCE_PASSWORD or --password-file, never from the URL.
-    #[arg(long, env = "BINLOGD_SOURCE", value_name = "URL")]
-    source: String,
-    /// File holding the password of the source user (a trailing newline is ignored).
-    #[arg(long, value_name = "PATH")]
-    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    source: crate::source::SourceArgs,
     /// Where to archive: a directory (created if missing), or s3://BUCKET/PREFIX with
     /// --spool-dir. S3 credentials come from the AWS chain (AWS_* variables, a profile,
     /// web identity / IRSA, instance metadata), never from the URL.
@@ -95,30 +88,6 @@ pub struct StreamArgs {
     /// the source; the default is derived from the archive path, stable across restarts.
     #[arg(long, value_name = "ID")]
     server_id: Option<u32>,
-    /// Without TLS, ask the server for its RSA key when caching_sha2_password needs the
-    /// password in full (as the mysql client's --get-server-public-key): the key comes over
-    /// the same unencrypted connection, so whoever sits in between could read the password.
-    #[arg(long, conflicts_with = "server_public_key_file")]
-    get_server_public_key: bool,
-    /// Without TLS, encrypt the password for caching_sha2_password with this RSA key (the
-    /// server's public_key.pem, PEM), as the mysql client's --server-public-key-path.
-    #[arg(long, value_name = "PATH")]
-    server_public_key_file: Option<PathBuf>,
-    /// TLS to the source: disabled, preferred, required, verify-ca, verify-identity.
-    #[arg(long, value_enum, default_value = "preferred", value_name = "MODE")]
-    tls_mode: TlsModeArg,
-    /// PEM file of the CA certificates that sign the server's certificate.
-    #[arg(long, value_name = "PATH")]
-    tls_ca: Option<PathBuf>,
-    /// PEM client certificate chain, for users that REQUIRE X509.
-    #[arg(long, value_name = "PATH", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM key of --tls-cert.
-    #[arg(long, value_name = "PATH", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Name the server's certificate must carry, when it is not the host in --source.
-    #[arg(long, value_name = "NAME")]
-    tls_server_name: Option<String>,
     /// Be a semi-synchronous replica: the source's commits wait until binlogd has the
     /// transaction on disk (zero RPO). Needs rpl_semi_sync_master_enabled on the source.
     #[arg(long)]
@@ -155,15 +124,6 @@ pub struct StreamArgs {
     /// No progress line, even on a terminal.
     #[arg(long)]
     no_progress: bool,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum TlsModeArg {
-    Disabled,
-    Preferred,
-    Required,
-    VerifyCa,
-    VerifyIdentity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -218,42 +178,7 @@ pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads the command line into the engine's configuration, refusing what cannot work.
 fn stream_config(args: &StreamArgs) -> anyhow::Result<StreamConfig> {
-    let (host, port, user) = parse_server_url(
-        &args.source,
-        "--source",
-        "BINLOGD_SOURCE_PASSWORD or a file named by --password-file",
-    )?;
-    let password = read_password(
-        args.password_file.as_deref(),
-        "--password-file",
-        "BINLOGD_SOURCE_PASSWORD",
-    )?
-    .unwrap_or_default();
-    if matches!(
-        args.tls_mode,
-        TlsModeArg::VerifyCa | TlsModeArg::VerifyIdentity
-    ) && args.tls_ca.is_none()
-    {
-        bail!("--tls-mode verify-ca and verify-identity need --tls-ca");
-    }
-    let tls = TlsOptions {
-        mode: match args.tls_mode {
-            TlsModeArg::Disabled => TlsMode::Disabled,
-            TlsModeArg::Preferred => TlsMode::Preferred,
-            TlsModeArg::Required => TlsMode::Required,
-            TlsModeArg::VerifyCa => TlsMode::VerifyCa,
-            TlsModeArg::VerifyIdentity => TlsMode::VerifyIdentity,
-        },
-        ca_file: args.tls_ca.clone(),
-        client_cert: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                crate::secrets::check_secret_file(key, "--tls-key")?;
-                Some((cert.clone(), key.clone()))
-            }
-            _ => None,
-        },
-        server_name: args.tls_server_name.clone(),
-    };
+    let connect = args.source.connect_options()?;
     if !(args.purge_interval >= 0.1 && args.purge_interval <= 4_000_000.0) {
         bail!("--purge-interval must be between 0.1 and 4000000 seconds");
     }
@@ -268,14 +193,6 @@ fn stream_config(args: &StreamArgs) -> anyhow::Result<StreamConfig> {
             args.heartbeat
         );
     }
-    let server_public_key = match &args.server_public_key_file {
-        Some(path) => ServerPublicKey::Pinned(
-            std::fs::read(path)
-                .with_context(|| format!("--server-public-key-file {}", path.display()))?,
-        ),
-        None if args.get_server_public_key => ServerPublicKey::Fetch,
-        None => ServerPublicKey::Refuse,
-    };
     let (local, s3_url) = archive_target(args)?;
     let server_id = args.server_id.unwrap_or_else(|| match &s3_url {
         Some(url) => server_id_from(url.to_string().as_bytes()),
@@ -303,14 +220,7 @@ fn stream_config(args: &StreamArgs) -> anyhow::Result<StreamConfig> {
         && (s3.encryption_key_file.is_some() || s3.sse_c_key_file.is_some() || s3.sse_kms);
     Ok(StreamConfig {
         replica: ReplicaConfig {
-            connect: ConnectOptions {
-                host,
-                port,
-                user,
-                password,
-                tls,
-                server_public_key,
-            },
+            connect,
             server_id,
             heartbeat: Duration::from_secs_f64(args.heartbeat),
             net_timeout: Duration::from_secs_f64(args.net_timeout),
