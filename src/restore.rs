@@ -7,18 +7,18 @@
 use crate::archive::{block_on, open_archive};
 use crate::flags::parse_server_url;
 use crate::flags::{ArchiveArgs, TargetArgs, parse_gtids};
+use crate::restore_report::{Shown, log_restored, progress_bar, short_of};
 use crate::search::print_plan;
 use crate::signals::Interrupts;
 use anyhow::{Context, bail};
 use binlogd_parser::Flavour;
-use binlogd_restore::apply::{Endpoint, Progress, ReplayServer, ServerAddress};
+use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
 use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
-use binlogd_restore::replay::{Observer, ReplayOptions, replay};
+use binlogd_restore::replay::{ReplayOptions, replay};
 use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
 use binlogd_restore::start::{StartGiven, choose_start};
 use binlogd_storage::plan::{Plan, StopAt, format_micros, plan};
 use binlogd_storage::{Archive, GtidState};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -375,20 +375,6 @@ async fn replay_via_mysqlbinlog(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A progress bar over `total` bytes when stderr is a terminal.
-fn progress_bar(total: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{what} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}} {{msg}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    })
-}
-
 async fn apply(
     args: &RestoreArgs,
     archive: &Archive,
@@ -399,12 +385,7 @@ async fn apply(
 ) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
-    let mut shown = Shown {
-        staging: progress_bar(total, "staging"),
-        applying: None,
-        total,
-        last_report: Instant::now(),
-    };
+    let mut shown = Shown::new(total);
     let options = ReplayOptions {
         parallel_workers: args.parallel_workers,
         stall_timeout: Duration::from_secs(args.stall_timeout),
@@ -416,9 +397,7 @@ async fn apply(
         }
     };
     let replayed = replay(archive, plan, server, facts, &options, &mut shown, stop).await;
-    for bar in [&shown.staging, &shown.applying].into_iter().flatten() {
-        bar.finish_and_clear();
-    }
+    shown.clear();
     let replayed = replayed?;
     let stop = plan.stop.as_ref();
     log_restored(plan, &args.stop.stop_at(), began);
@@ -437,76 +416,4 @@ async fn apply(
         short_of(plan, &args.stop.stop_at())
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A replay's progress as people see it: bars on a terminal, else a log line every 5 s
-/// (a restore Job's log is read by the operator).
-struct Shown {
-    staging: Option<indicatif::ProgressBar>,
-    applying: Option<indicatif::ProgressBar>,
-    total: u64,
-    last_report: Instant,
-}
-
-impl Observer for Shown {
-    fn staged(&mut self, file: &str, bytes: u64) {
-        match &self.staging {
-            Some(bar) => bar.inc(bytes),
-            None => tracing::debug!(file, bytes, "staged"),
-        }
-    }
-
-    fn staging_done(&mut self, relay_logs: usize, bytes: u64, took: Duration) {
-        if let Some(bar) = self.staging.take() {
-            bar.finish_and_clear();
-        }
-        tracing::info!(
-            files = relay_logs,
-            bytes,
-            seconds = took.as_secs_f64(),
-            "relay logs staged"
-        );
-        self.applying = progress_bar(self.total, "applying");
-    }
-
-    fn applying(&mut self, progress: &Progress, done: u64, total: u64) {
-        match &self.applying {
-            Some(bar) => {
-                bar.set_position(done);
-                bar.set_message(progress.applied.to_string());
-            }
-            None if self.last_report.elapsed() >= Duration::from_secs(5) => {
-                self.last_report = Instant::now();
-                tracing::info!(applied = %progress.applied, done_bytes = done,
-                        total_bytes = total, file = %progress.at.0,
-                        position = progress.at.1, "applying");
-            }
-            None => {}
-        }
-    }
-}
-
-/// The `restored` log line a restore Job is followed by: what was reached, what was asked,
-/// and whether that is the same.
-fn log_restored(plan: &Plan, asked: &StopAt, began: Instant) {
-    let stop = plan.stop.as_ref();
-    tracing::info!(
-        reached_gtid = %plan.end,
-        reached_time = %stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
-        asked = %asked,
-        target_reached = plan.target_reached,
-        transactions = plan.transactions,
-        seconds = began.elapsed().as_secs_f64(),
-        "restored"
-    );
-}
-
-/// The end of the final line for a restore that stopped short of what was asked (the
-/// archive ends first): said there too, not only in a warning at the start.
-fn short_of(plan: &Plan, asked: &StopAt) -> String {
-    if plan.target_reached {
-        String::new()
-    } else {
-        format!("; SHORT of the target {asked}: the archive ends there")
-    }
 }
