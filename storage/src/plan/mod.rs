@@ -9,6 +9,11 @@
 //! index only where a summary cannot decide: the file the start falls in, the file the target
 //! falls in, and files whose tail a failover dropped. Everything in between is taken whole.
 //!
+//! The walk itself does no I/O and is not async: a [`Planner`] stops where it needs an index
+//! ([`Step::NeedIndex`]) and resumes where it stopped once given it. [`plan`] and
+//! [`timeline`] drive it, reading each index it asks for from an [`IndexSource`] (a local
+//! or object archive).
+//!
 //! Archive order is epoch by epoch (one epoch per source server), file by file. Rules:
 //!
 //! - A transaction the state already holds is skipped (a new primary's binlog repeats what it
@@ -209,6 +214,7 @@ impl Survivors {
 }
 
 /// Epoch boundaries of an archive, and what survived each of them, found on demand.
+#[derive(Debug)]
 struct Epochs {
     /// For each file, where the next epoch's files begin (if there is a next epoch).
     next_epoch_start: Vec<Option<usize>>,
@@ -233,18 +239,17 @@ impl Epochs {
 
     /// What of file `i`'s epoch the next epoch kept; `None` for the last epoch (or when the
     /// next server's binlogs carry no GTID state to tell).
-    async fn survivors_for(
+    fn survivors_for(
         &mut self,
         files: &[ArchiveFile],
         i: usize,
-        indexes: &impl IndexSource,
-        reads: &mut u64,
-    ) -> Result<Option<&Survivors>, StorageError> {
+        given: &Given,
+    ) -> Result<Option<&Survivors>, Halt> {
         let Some(next) = self.next_epoch_start[i] else {
             return Ok(None);
         };
         if let std::collections::hash_map::Entry::Vacant(entry) = self.survivors.entry(next) {
-            entry.insert(find_survivors(files, next, indexes, reads).await?);
+            entry.insert(find_survivors(files, next, given)?);
         }
         Ok(self.survivors.get(&next).and_then(Option::as_ref))
     }
@@ -252,12 +257,11 @@ impl Epochs {
 
 /// Reads the first files of the epoch starting at `next` for the transactions its server
 /// repeats from the epoch before.
-async fn find_survivors(
+fn find_survivors(
     files: &[ArchiveFile],
     next: usize,
-    indexes: &impl IndexSource,
-    reads: &mut u64,
-) -> Result<Option<Survivors>, StorageError> {
+    given: &Given,
+) -> Result<Option<Survivors>, Halt> {
     let first = &files[next];
     if first.gtids_before.is_empty() {
         return Ok(None);
@@ -267,12 +271,16 @@ async fn find_survivors(
         state: first.gtids_before.clone(),
         repeated: HashSet::new(),
     };
-    for file in files[next..].iter().take_while(|f| f.epoch == first.epoch) {
+    for (j, file) in files
+        .iter()
+        .enumerate()
+        .skip(next)
+        .take_while(|(_, f)| f.epoch == first.epoch)
+    {
         if survivors.state.includes_all(old_end) || file.gtids_before.includes_all(old_end) {
             break;
         }
-        let index = indexes.file_index(file).await?;
-        *reads += 1;
+        let index = given.index(j)?;
         survivors.repeated.extend(
             index
                 .transactions
@@ -284,34 +292,153 @@ async fn find_survivors(
     Ok(Some(survivors))
 }
 
-/// Makes the plan from `start` (the archive's first state when `None`) to `target`.
+/// The indexes a walk has been given, by file position.
+#[derive(Debug, Default)]
+struct Given(HashMap<usize, FileIndex>);
+
+impl Given {
+    /// File `i`'s index, or a halt asking for it.
+    fn index(&self, i: usize) -> Result<&FileIndex, Halt> {
+        self.0.get(&i).ok_or(Halt::NeedIndex(i))
+    }
+}
+
+/// Why a walk stopped before the end.
+#[derive(Debug)]
+enum Halt {
+    /// It needs file `i`'s index to go on; given it, the walk resumes where it stopped.
+    NeedIndex(usize),
+    /// The plan cannot be made.
+    Failed(PlanError),
+}
+
+impl From<PlanError> for Halt {
+    fn from(e: PlanError) -> Self {
+        Halt::Failed(e)
+    }
+}
+
+/// What a [`Planner`] needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The index of the file at this position of the archive's file list: read it and
+    /// give it with [`Planner::give_index`].
+    NeedIndex(usize),
+    /// The walk is done: take the result with [`Planner::into_plan`] or
+    /// [`Planner::into_timeline`].
+    Done,
+}
+
+/// The planner, free of I/O: it walks the archive's file summaries and, where a summary
+/// cannot decide, stops and asks for that file's index ([`Step::NeedIndex`]), resuming
+/// where it stopped once given it. [`plan`] and [`timeline`] drive it over an
+/// [`IndexSource`].
+#[derive(Debug)]
+pub struct Planner<'a> {
+    files: &'a [ArchiveFile],
+    walk: Walk<'a>,
+    epochs: Epochs,
+    given: Given,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner for a replay from `start` (the archive's first state when `None`) to
+    /// `target`. Refuses a target that cannot be reached before reading any index.
+    pub fn for_plan(
+        files: &'a [ArchiveFile],
+        start: Option<&GtidState>,
+        target: &'a StopAt,
+    ) -> Result<Planner<'a>, PlanError> {
+        let first = files.first().ok_or(PlanError::EmptyArchive)?;
+        let start = start.cloned().unwrap_or_else(|| first.gtids_before.clone());
+        check_target(files, &start, target)?;
+        Ok(Planner {
+            files,
+            walk: Walk::new(start, target, false),
+            epochs: Epochs::new(files),
+            given: Given::default(),
+        })
+    }
+
+    /// A planner for the archive's timeline from `start` (its first state when `None`).
+    pub fn for_timeline(
+        files: &'a [ArchiveFile],
+        start: Option<&GtidState>,
+    ) -> Result<Planner<'a>, PlanError> {
+        let first = files.first().ok_or(PlanError::EmptyArchive)?;
+        let start = start.cloned().unwrap_or_else(|| first.gtids_before.clone());
+        Ok(Planner {
+            files,
+            walk: Walk::new(start, &StopAt::Latest, true),
+            epochs: Epochs::new(files),
+            given: Given::default(),
+        })
+    }
+
+    /// Walks on until the end or until an index is needed.
+    pub fn step(&mut self) -> Result<Step, PlanError> {
+        match self.walk.run(self.files, &mut self.epochs, &self.given) {
+            Ok(()) => Ok(Step::Done),
+            Err(Halt::NeedIndex(i)) => Ok(Step::NeedIndex(i)),
+            Err(Halt::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Gives the index of the file at position `i` (as asked by [`Step::NeedIndex`]).
+    pub fn give_index(&mut self, i: usize, index: FileIndex) {
+        if self.given.0.insert(i, index).is_none() {
+            self.walk.plan.indexes_read += 1;
+        }
+    }
+
+    /// The plan, once [`Planner::step`] said [`Step::Done`].
+    pub fn into_plan(self) -> Result<Plan, PlanError> {
+        let mut walk = self.walk;
+        let target = walk.target;
+        if !walk.plan.target_reached {
+            match target {
+                StopAt::Latest | StopAt::Time(_) => {}
+                _ => {
+                    return Err(PlanError::TargetNotInArchive {
+                        target: target.clone(),
+                        detail: format!("the archive ends at {}", walk.state),
+                    });
+                }
+            }
+            // `--latest` is reached by definition once the archive is exhausted.
+            walk.plan.target_reached = *target == StopAt::Latest;
+        }
+        walk.check_gtid_target_exact()?;
+        walk.plan.end = walk.state;
+        Ok(walk.plan)
+    }
+
+    /// The timeline, once [`Planner::step`] said [`Step::Done`].
+    pub fn into_timeline(self) -> Timeline {
+        self.walk.timeline
+    }
+
+    /// Steps until done, reading each index it asks for from `indexes`.
+    async fn drive(&mut self, indexes: &impl IndexSource) -> Result<(), PlanError> {
+        while let Step::NeedIndex(i) = self.step()? {
+            let index = indexes.file_index(&self.files[i]).await?;
+            self.give_index(i, index);
+        }
+        Ok(())
+    }
+}
+
+/// Makes the plan from `start` (the archive's first state when `None`) to `target`,
+/// reading the indexes the [`Planner`] asks for from `indexes`.
 pub async fn plan(
     files: &[ArchiveFile],
     indexes: &impl IndexSource,
     start: Option<&GtidState>,
     target: &StopAt,
 ) -> Result<Plan, PlanError> {
-    let first = files.first().ok_or(PlanError::EmptyArchive)?;
-    let start = start.cloned().unwrap_or_else(|| first.gtids_before.clone());
-    check_target(files, &start, target)?;
-    let mut walk = Walk::new(start, target, false);
-    walk.run(files, indexes).await?;
-    if !walk.plan.target_reached {
-        match target {
-            StopAt::Latest | StopAt::Time(_) => {}
-            _ => {
-                return Err(PlanError::TargetNotInArchive {
-                    target: target.clone(),
-                    detail: format!("the archive ends at {}", walk.state),
-                });
-            }
-        }
-        // `--latest` is reached by definition once the archive is exhausted.
-        walk.plan.target_reached = *target == StopAt::Latest;
-    }
-    walk.check_gtid_target_exact()?;
-    walk.plan.end = walk.state;
-    Ok(walk.plan)
+    let mut planner = Planner::for_plan(files, start, target)?;
+    planner.drive(indexes).await?;
+    planner.into_plan()
 }
 
 /// The archive's history from `start` (its first state when `None`): continuous stretches,
@@ -321,11 +448,9 @@ pub async fn timeline(
     indexes: &impl IndexSource,
     start: Option<&GtidState>,
 ) -> Result<Timeline, PlanError> {
-    let first = files.first().ok_or(PlanError::EmptyArchive)?;
-    let start = start.cloned().unwrap_or_else(|| first.gtids_before.clone());
-    let mut walk = Walk::new(start, &StopAt::Latest, true);
-    walk.run(files, indexes).await?;
-    Ok(walk.timeline)
+    let mut planner = Planner::for_timeline(files, start)?;
+    planner.drive(indexes).await?;
+    Ok(planner.into_timeline())
 }
 
 /// Refuses targets that cannot be reached from `start` before reading any index.
@@ -374,8 +499,14 @@ fn check_target(
 }
 
 /// One pass over the archive in order, applying transactions to a GTID state: the plan
-/// and the timeline are two views of it.
+/// and the timeline are two views of it. It may stop at a file for want of an index and
+/// resume there: nothing of a file is recorded until everything it needs is given.
+#[derive(Debug)]
 struct Walk<'t> {
+    /// The next file to walk.
+    next: usize,
+    /// Whether the server change before `next` (if any) is recorded.
+    entered_next: bool,
     state: GtidState,
     target: &'t StopAt,
     plan: Plan,
@@ -399,6 +530,8 @@ struct Walk<'t> {
 impl<'t> Walk<'t> {
     fn new(start: GtidState, target: &'t StopAt, tolerate_gaps: bool) -> Walk<'t> {
         Walk {
+            next: 0,
+            entered_next: false,
             state: start.clone(),
             target,
             plan: Plan {
@@ -426,20 +559,22 @@ impl<'t> Walk<'t> {
         }
     }
 
-    async fn run(
+    /// Walks from `next` to the end (or the target), or halts for an index.
+    fn run(
         &mut self,
         files: &[ArchiveFile],
-        indexes: &impl IndexSource,
-    ) -> Result<(), PlanError> {
-        let mut epochs = Epochs::new(files);
-        for i in 0..files.len() {
-            if self.plan.target_reached {
-                break;
-            }
-            if i > 0 && files[i - 1].epoch != files[i].epoch {
+        epochs: &mut Epochs,
+        given: &Given,
+    ) -> Result<(), Halt> {
+        while self.next < files.len() && !self.plan.target_reached {
+            let i = self.next;
+            if i > 0 && !self.entered_next && files[i - 1].epoch != files[i].epoch {
                 self.server_change(&files[i - 1], &files[i]);
             }
-            self.file(files, i, &mut epochs, indexes).await?;
+            self.entered_next = true;
+            self.file(files, i, epochs, given)?;
+            self.next += 1;
+            self.entered_next = false;
         }
         Ok(())
     }
@@ -457,60 +592,71 @@ impl<'t> Walk<'t> {
         self.stretch_from = self.state.clone();
     }
 
-    async fn file(
+    fn file(
         &mut self,
         files: &[ArchiveFile],
         i: usize,
         epochs: &mut Epochs,
-        indexes: &impl IndexSource,
-    ) -> Result<(), PlanError> {
+        given: &Given,
+    ) -> Result<(), Halt> {
         let file = &files[i];
         let has_gtids = !file.gtids_after.is_empty();
         let is_target_file = matches!(self.target, StopAt::Position { epoch, file: name, .. }
             if *name == file.name && epoch.as_ref().is_none_or(|e| *e == file.epoch));
         if has_gtids && self.state.includes_all(&file.gtids_after) {
             // The start already holds the whole file.
-            return self.covered_file(file, is_target_file);
+            return Ok(self.covered_file(file, is_target_file)?);
         }
         // Even a file without transactions says, by its GTID list, what came before it:
         // a server's newest file is often empty, and a missing file before it would
         // otherwise pass unnoticed, the plan ending early and calling it the latest.
-        if !self.state.includes_all(&file.gtids_before) {
-            let gap = Gap {
-                epoch: file.epoch.clone(),
-                file: file.name.clone(),
-                reached: self.state.clone(),
-                needed: file.gtids_before.clone(),
-                missing: self.state.describe_missing(&file.gtids_before),
-            };
-            if !self.tolerate_gaps {
-                return Err(PlanError::Gap(Box::new(gap)));
+        let gap = (!self.state.includes_all(&file.gtids_before)).then(|| Gap {
+            epoch: file.epoch.clone(),
+            file: file.name.clone(),
+            reached: self.state.clone(),
+            needed: file.gtids_before.clone(),
+            missing: self.state.describe_missing(&file.gtids_before),
+        });
+        if let Some(gap) = &gap
+            && !self.tolerate_gaps
+        {
+            return Err(PlanError::Gap(Box::new(gap.clone())).into());
+        }
+        // Decide what the file needs from the state past the gap, without recording
+        // anything yet: a walk halted for an index comes back to this file as it was.
+        let state_past_gap = gap.as_ref().map(|_| self.state.union(&file.gtids_before));
+        let state = state_past_gap.as_ref().unwrap_or(&self.state);
+        let needs_transactions = file.transactions > 0 || is_target_file;
+        let mut survivors = None;
+        let mut index = None;
+        if needs_transactions {
+            let target_inside = is_target_file
+                || match self.target {
+                    StopAt::Gtids(gtids) => state.union(&file.gtids_after).includes_all(gtids),
+                    StopAt::BeforeGtid(gtid) => file.gtids_after.includes(gtid),
+                    StopAt::Time(limit) => file.last_commit_micros.is_some_and(|c| c > *limit),
+                    StopAt::Position { .. } | StopAt::Latest => false,
+                };
+            let partly_held = !file.gtids_before.includes_all(state);
+            survivors = epochs.survivors_for(files, i, given)?;
+            let tail_lost = survivors.is_some_and(|s| !s.includes_all(&file.gtids_after));
+            if target_inside || partly_held || tail_lost || !has_gtids {
+                index = Some(given.index(i)?);
             }
+        }
+        // Everything needed is here: record.
+        if let (Some(gap), Some(state)) = (gap, state_past_gap) {
             self.timeline.history.push(Event::Gap(gap));
             self.gap_crossed = true;
             self.stretch_open = false;
-            self.state = self.state.union(&file.gtids_before);
+            self.state = state;
             self.stretch_from = self.state.clone();
         }
-        if file.transactions == 0 && !is_target_file {
+        if !needs_transactions {
             return Ok(());
         }
-        let target_inside = is_target_file
-            || match self.target {
-                StopAt::Gtids(gtids) => self.state.union(&file.gtids_after).includes_all(gtids),
-                StopAt::BeforeGtid(gtid) => file.gtids_after.includes(gtid),
-                StopAt::Time(limit) => file.last_commit_micros.is_some_and(|c| c > *limit),
-                StopAt::Position { .. } | StopAt::Latest => false,
-            };
-        let partly_held = !file.gtids_before.includes_all(&self.state);
-        let survivors = epochs
-            .survivors_for(files, i, indexes, &mut self.plan.indexes_read)
-            .await?;
-        let tail_lost = survivors.is_some_and(|s| !s.includes_all(&file.gtids_after));
-        if target_inside || partly_held || tail_lost || !has_gtids {
-            let index = indexes.file_index(file).await?;
-            self.plan.indexes_read += 1;
-            return self.file_by_transaction(file, &index, survivors, is_target_file);
+        if let Some(index) = index {
+            return Ok(self.file_by_transaction(file, index, survivors, is_target_file)?);
         }
         // The whole file, decided from its summary.
         self.state = self.state.union(&file.gtids_after);
@@ -1186,5 +1332,52 @@ mod tests {
             "{:?}",
             timeline.history
         );
+    }
+
+    /// The planner does no I/O: it names each index it needs, once, and resumes where it
+    /// stopped, here in the middle of a file after a gap (which must be recorded once).
+    #[test]
+    fn the_planner_asks_for_each_index_once_and_resumes_where_it_stopped() {
+        let mut f = Fixture::default();
+        f.file(
+            "0001-server1",
+            "b.000001",
+            "",
+            &[("0-1-1", 1), ("0-1-2", 2), ("0-1-3", 3)],
+        );
+        // b.000002 is missing.
+        f.file(
+            "0001-server1",
+            "b.000003",
+            "0-1-6",
+            &[("0-1-7", 7), ("0-1-8", 8)],
+        );
+        // A start with another domain: neither file's list holds it, so both are partly
+        // held and need their indexes.
+        let start: GtidState = "1-1-5".parse().expect("start");
+        let mut planner = Planner::for_timeline(&f.files, Some(&start)).expect("planner");
+        let mut asked = Vec::new();
+        while let Step::NeedIndex(i) = planner.step().expect("step") {
+            assert!(!asked.contains(&i), "asked twice for file {i}");
+            asked.push(i);
+            let file = &f.files[i];
+            planner.give_index(
+                i,
+                f.indexes[&(file.epoch.clone(), file.name.clone())].clone(),
+            );
+        }
+        assert_eq!(asked, vec![0, 1]);
+        let stepped = planner.into_timeline();
+        let gaps = stepped
+            .history
+            .iter()
+            .filter(|e| matches!(e, Event::Gap(_)))
+            .count();
+        assert_eq!(gaps, 1, "{:?}", stepped.history);
+        assert_eq!(
+            format!("{stepped:?}"),
+            format!("{:?}", f.timeline(Some("1-1-5")))
+        );
+        assert_eq!(stepped.recoverable_to.to_string(), "0-1-3,1-1-5");
     }
 }
