@@ -5,7 +5,7 @@
 use bytes::{BufMut, Bytes};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Decoder, Framed};
+use tokio_util::codec::Framed;
 
 use crate::error::ProtocolError;
 use binlogd_parser::ChecksumAlgorithm;
@@ -308,16 +308,6 @@ impl Connection {
         self.read_timeout = timeout;
     }
 
-    /// The next packet if it is already read whole into the buffer; no I/O, no waiting.
-    fn buffered_packet(&mut self) -> Result<Option<Packet>, ProtocolError> {
-        // Framed lends the codec and the buffer one at a time: decode with a copy of the
-        // codec (a sequence number) and put it back.
-        let mut codec = self.framed.codec().clone();
-        let packet = codec.decode(self.framed.read_buffer_mut())?;
-        *self.framed.codec_mut() = codec;
-        Ok(packet)
-    }
-
     /// Runs a statement with the text protocol and returns its rows (none for a
     /// statement without a result set).
     pub async fn query(&mut self, sql: &str) -> Result<Vec<Row>, ProtocolError> {
@@ -500,6 +490,7 @@ impl Connection {
             semi_sync,
             ack_requested: false,
             in_event: false,
+            waiting: None,
         }
     }
 
@@ -532,17 +523,44 @@ pub struct BinlogStream {
     ack_requested: bool,
     /// Inside an event that spans several packets.
     in_event: bool,
+    /// A packet [`BinlogStream::readable`] read off the socket, lent by the next
+    /// [`BinlogStream::read_piece`] before anything in the receive buffer.
+    waiting: Option<Packet>,
 }
 
-/// A piece of an event from [`BinlogStream::next_piece`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventPiece {
-    /// The bytes: an event's start (with its header) when `first`, else its continuation.
-    pub bytes: Bytes,
-    /// Whether this piece starts an event.
-    pub first: bool,
-    /// Whether this piece ends the event.
-    pub last: bool,
+/// What the first packet of an event says, once its status byte is read.
+enum EventStart {
+    /// An event follows `skip` bytes of prefix; a semi-sync primary may ask for an
+    /// acknowledgement of it.
+    Event { skip: usize, ack: Option<bool> },
+    /// The server ended the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
+    End,
+}
+
+/// Reads an event packet's prefix: 0x00 (then, in a semi-sync stream, 0xef and whether
+/// the primary waits for an acknowledgement), an ERR packet, or EOF.
+fn event_start(payload: &[u8], semi_sync: bool) -> Result<EventStart, ProtocolError> {
+    match payload.first() {
+        Some(0x00) if semi_sync => {
+            if payload.len() < 3 || payload[1] != SEMI_SYNC_MAGIC {
+                return Err(ProtocolError::malformed(
+                    "semi-sync event",
+                    "missing the 0xef prefix",
+                ));
+            }
+            Ok(EventStart::Event {
+                skip: 3,
+                ack: Some(payload[2] == 1),
+            })
+        }
+        Some(0x00) => Ok(EventStart::Event { skip: 1, ack: None }),
+        Some(0xff) => Err(parse_err(payload)?.into()),
+        Some(0xfe) if payload.len() < 9 => Ok(EventStart::End),
+        _ => Err(ProtocolError::malformed(
+            "binlog event",
+            "unexpected first byte",
+        )),
+    }
 }
 
 impl BinlogStream {
@@ -552,152 +570,102 @@ impl BinlogStream {
         self.checksum
     }
 
-    /// The next piece of an event: the whole event when it fits in one packet (under
-    /// 16 MiB), otherwise its packets one by one, so that no event is ever held in memory
-    /// whole. `None` when the server ends the stream (EOF after `BINLOG_DUMP_NON_BLOCK`).
+    /// The stream's one read: lends the next piece of an event to `take(bytes, first,
+    /// last)` where it lies, if one can be had without waiting. A piece is the whole event
+    /// when it fits in one packet (under 16 MiB), otherwise each of its packets in turn,
+    /// so that no event is ever held in memory whole; `first` says a piece starts an event
+    /// (with its header), `last` that it ends it.
+    ///
+    /// `None` when it would have to wait: then await [`BinlogStream::readable`].
+    /// `Some(Ok(None))` when the server ended the stream (EOF after
+    /// `BINLOG_DUMP_NON_BLOCK`). No future, timer or reference count per event: the fast
+    /// path of a stream with a backlog.
     ///
     /// In a semi-sync stream every event carries a 2-byte prefix (0xef, then 1 if the
     /// primary waits for an acknowledgement); it is removed here and the request is kept
     /// for [`BinlogStream::ack_requested`].
-    pub async fn next_piece(&mut self) -> Result<Option<EventPiece>, ProtocolError> {
-        let packet = self.connection.read_packet().await?;
-        self.piece_of(packet)
-    }
-
-    /// The next piece if it can be had without waiting (see
-    /// [`BinlogStream::next_piece`]): from what is already received, or what the socket
-    /// has ready. `None` when it would have to wait. The fast path of a stream with a
-    /// backlog: no future, timer or poll per event.
-    pub fn try_next_piece(&mut self) -> Option<Result<Option<EventPiece>, ProtocolError>> {
-        let packet = match self.connection.buffered_packet() {
-            Ok(Some(packet)) => Ok(packet),
-            Ok(None) => match self.connection.framed.next().now_or_never()? {
-                Some(packet) => packet,
-                None => Err(ProtocolError::Closed),
-            },
-            Err(e) => Err(e),
-        };
-        Some(packet.and_then(|packet| self.piece_of(packet)))
-    }
-
-    /// Like [`BinlogStream::try_next_piece`], for a piece already whole in the receive
-    /// buffer: lends it to `take` (bytes, first, last) where it lies instead of handing it
-    /// out, which spares a reference count per event on the hot path. `None` when the
-    /// buffer holds no whole packet: then [`BinlogStream::try_next_piece`] or
-    /// [`BinlogStream::next_piece`] reads more. `Some(Ok(None))` when the server ended the
-    /// stream.
-    pub fn try_take_piece<R>(
+    pub fn read_piece<R>(
         &mut self,
         take: impl FnOnce(&[u8], bool, bool) -> R,
     ) -> Option<Result<Option<R>, ProtocolError>> {
-        let in_event = self.in_event;
-        let semi_sync = self.semi_sync;
+        let mut take = Some(take);
+        if self.waiting.is_none() {
+            match self.lend_buffered(&mut take) {
+                Some(lent) => return Some(lent),
+                None => match self.connection.framed.next().now_or_never()? {
+                    Some(Ok(packet)) => self.waiting = Some(packet),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => return Some(Err(ProtocolError::Closed)),
+                },
+            }
+        }
+        let packet = self.waiting.take()?;
+        let take = take?;
+        Some(self.lend(&packet.payload, packet.continues, take))
+    }
+
+    /// Waits (within the read timeout) until [`BinlogStream::read_piece`] has a piece
+    /// to lend, or the stream failed. Cancel-safe: what arrived stays for the next read.
+    pub async fn readable(&mut self) -> Result<(), ProtocolError> {
+        if self.waiting.is_none() {
+            self.waiting = Some(self.connection.read_packet().await?);
+        }
+        Ok(())
+    }
+
+    /// Lends a packet whole in the receive buffer, consuming it; `None` when the buffer
+    /// holds no whole packet.
+    fn lend_buffered<R>(
+        &mut self,
+        take: &mut Option<impl FnOnce(&[u8], bool, bool) -> R>,
+    ) -> Option<Result<Option<R>, ProtocolError>> {
+        // Framed lends the codec and the buffer one at a time: decode with a copy of the
+        // codec (a sequence number) and put it back.
         let mut codec = self.connection.framed.codec().clone();
-        let mut outcome: Option<(bool, Option<bool>)> = None;
+        let (in_event, semi_sync) = (self.in_event, self.semi_sync);
+        let mut state = None;
         let lent = codec.lend(
             self.connection.framed.read_buffer_mut(),
-            |payload, continues| {
-                if in_event {
-                    outcome = Some((continues, None));
-                    return Ok(Some(take(payload, false, !continues)));
+            // `lend` calls this at most once, so `take` is always there.
+            |payload, continues| match take.take() {
+                Some(take) => {
+                    let (lent, next_state) =
+                        lend_piece(payload, continues, in_event, semi_sync, take);
+                    state = next_state;
+                    lent
                 }
-                let skip = match payload.first() {
-                    Some(0x00) if semi_sync => {
-                        if payload.len() < 3 || payload[1] != SEMI_SYNC_MAGIC {
-                            return Err(ProtocolError::malformed(
-                                "semi-sync event",
-                                "missing the 0xef prefix",
-                            ));
-                        }
-                        outcome = Some((continues, Some(payload[2] == 1)));
-                        3
-                    }
-                    Some(0x00) => {
-                        outcome = Some((continues, None));
-                        1
-                    }
-                    Some(0xff) => return Err(parse_err(payload)?.into()),
-                    Some(0xfe) if payload.len() < 9 => return Ok(None),
-                    _ => {
-                        return Err(ProtocolError::malformed(
-                            "binlog event",
-                            "unexpected first byte",
-                        ));
-                    }
-                };
-                Ok(Some(take(&payload[skip..], true, !continues)))
+                None => Ok(None),
             },
         );
         *self.connection.framed.codec_mut() = codec;
-        let result = match lent {
-            Ok(None) => return None,
-            Ok(Some(result)) => result,
-            Err(e) => Err(e),
-        };
-        if let Some((continues, ack)) = outcome {
-            self.in_event = continues;
-            if let Some(ack) = ack {
-                self.ack_requested = ack;
-            }
+        if let Some(after) = state {
+            self.note(after);
         }
-        Some(result)
+        match lent {
+            Ok(None) => None,
+            Ok(Some(lent)) => Some(lent),
+            Err(e) => Some(Err(e)),
+        }
     }
 
-    fn piece_of(&mut self, packet: Packet) -> Result<Option<EventPiece>, ProtocolError> {
-        if self.in_event {
-            self.in_event = packet.continues;
-            return Ok(Some(EventPiece {
-                bytes: packet.payload,
-                first: false,
-                last: !packet.continues,
-            }));
+    /// Lends one packet's piece and keeps what it says of the stream.
+    fn lend<R>(
+        &mut self,
+        payload: &[u8],
+        continues: bool,
+        take: impl FnOnce(&[u8], bool, bool) -> R,
+    ) -> Result<Option<R>, ProtocolError> {
+        let (lent, state) = lend_piece(payload, continues, self.in_event, self.semi_sync, take);
+        if let Some(after) = state {
+            self.note(after);
         }
-        let payload = &packet.payload;
-        let skip = match payload.first() {
-            Some(0x00) if self.semi_sync => {
-                if payload.len() < 3 || payload[1] != SEMI_SYNC_MAGIC {
-                    return Err(ProtocolError::malformed(
-                        "semi-sync event",
-                        "missing the 0xef prefix",
-                    ));
-                }
-                self.ack_requested = payload[2] == 1;
-                3
-            }
-            Some(0x00) => 1,
-            Some(0xff) => return Err(parse_err(payload)?.into()),
-            Some(0xfe) if payload.len() < 9 => return Ok(None),
-            _ => {
-                return Err(ProtocolError::malformed(
-                    "binlog event",
-                    "unexpected first byte",
-                ));
-            }
-        };
-        self.in_event = packet.continues;
-        Ok(Some(EventPiece {
-            bytes: packet.payload.slice(skip..),
-            first: true,
-            last: !packet.continues,
-        }))
+        lent
     }
 
-    /// The next event whole (see [`BinlogStream::next_piece`] for events of any size
-    /// without holding them), or `None` when the server ends the stream.
-    pub async fn next_event(&mut self) -> Result<Option<Bytes>, ProtocolError> {
-        let Some(first) = self.next_piece().await? else {
-            return Ok(None);
-        };
-        if first.last {
-            return Ok(Some(first.bytes));
-        }
-        let mut joined = bytes::BytesMut::from(&first.bytes[..]);
-        loop {
-            let piece = self.next_piece().await?.ok_or(ProtocolError::Closed)?;
-            append_bounded(&mut joined, &piece.bytes)?;
-            if piece.last {
-                return Ok(Some(joined.freeze()));
-            }
+    fn note(&mut self, after: After) {
+        self.in_event = after.in_event;
+        if let Some(ack) = after.ack {
+            self.ack_requested = ack;
         }
     }
 
@@ -723,6 +691,45 @@ impl BinlogStream {
 
 /// The first byte of a semi-sync event prefix and of a semi-sync reply.
 const SEMI_SYNC_MAGIC: u8 = 0xef;
+
+/// What a packet of a dump says of the stream after it.
+#[derive(Debug, Clone, Copy)]
+struct After {
+    /// The next packet continues the event.
+    in_event: bool,
+    /// A semi-sync primary's acknowledgement request, when the packet started an event.
+    ack: Option<bool>,
+}
+
+/// Lends one packet of a dump to `take`, and says what the stream is after it: whether
+/// the next packet continues the event, and any semi-sync acknowledgement request. A
+/// continuation packet is lent as it is; an event's first packet without its prefix.
+fn lend_piece<R>(
+    payload: &[u8],
+    continues: bool,
+    in_event: bool,
+    semi_sync: bool,
+    take: impl FnOnce(&[u8], bool, bool) -> R,
+) -> (Result<Option<R>, ProtocolError>, Option<After>) {
+    if in_event {
+        let after = After {
+            in_event: continues,
+            ack: None,
+        };
+        return (Ok(Some(take(payload, false, !continues))), Some(after));
+    }
+    match event_start(payload, semi_sync) {
+        Ok(EventStart::Event { skip, ack }) => (
+            Ok(Some(take(&payload[skip..], true, !continues))),
+            Some(After {
+                in_event: continues,
+                ack,
+            }),
+        ),
+        Ok(EventStart::End) => (Ok(None), None),
+        Err(e) => (Err(e), None),
+    }
+}
 
 #[cfg(test)]
 mod tests {

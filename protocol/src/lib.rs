@@ -27,7 +27,7 @@ mod wire;
 pub use auth::ServerPublicKey;
 pub use connection::{
     BINLOG_DUMP_NON_BLOCK, BINLOG_SEND_ANNOTATE_ROWS_EVENT, BinlogStream, ConnectOptions,
-    Connection, EventPiece,
+    Connection,
 };
 pub use error::{ProtocolError, Refusal, ServerError};
 pub use packets::Row;

@@ -27,7 +27,7 @@ async fn a_stream_cut_mid_event_is_a_retryable_error() {
         .expect("dump");
     let mut received = 0usize;
     let err = loop {
-        match stream.next_event().await {
+        match common::next_event(&mut stream).await {
             Ok(Some(event)) => received += event.len(),
             Ok(None) => panic!("the stream ended cleanly despite the cut"),
             Err(err) => break err,
@@ -48,7 +48,7 @@ async fn a_stream_cut_mid_event_is_a_retryable_error() {
         .await
         .expect("dump again");
     let mut largest = 0;
-    while let Some(event) = stream.next_event().await.expect("event") {
+    while let Some(event) = common::next_event(&mut stream).await.expect("event") {
         largest = largest.max(event.len());
     }
     assert!(

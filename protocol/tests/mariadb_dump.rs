@@ -51,7 +51,7 @@ async fn dump_rebuilds_every_binlog_file_byte_for_byte() {
         .expect("dump");
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    while let Some(event) = stream.next_event().await.expect("event") {
+    while let Some(event) = common::next_event(&mut stream).await.expect("event") {
         let event_type = EventType(event[4]);
         let flags = u16::from_le_bytes([event[17], event[18]]);
         if event_type == EventType::ROTATE && flags & FLAG_ARTIFICIAL != 0 {
@@ -107,7 +107,9 @@ async fn wrong_password_and_missing_file_are_clear_fatal_errors() {
         .binlog_dump(4243, "no-such-file.000042", 4, BINLOG_DUMP_NON_BLOCK)
         .await
         .expect("send");
-    let err = stream.next_event().await.expect_err("server refuses");
+    let err = common::next_event(&mut stream)
+        .await
+        .expect_err("server refuses");
     let ProtocolError::Server(server) = &err else {
         panic!("{err}")
     };
@@ -247,7 +249,7 @@ async fn gtid_positioned_dump_starts_right_after_the_position() {
     );
     let mut framer = Framer::for_stream(stream.checksum());
     let mut gtids = Vec::new();
-    while let Some(event) = stream.next_event().await.expect("event") {
+    while let Some(event) = common::next_event(&mut stream).await.expect("event") {
         let Frame::Event(raw) = framer.next_event(&event, 0).expect("frame") else {
             panic!("whole event")
         };
@@ -301,7 +303,7 @@ async fn an_event_larger_than_16_mib_arrives_whole() {
         .expect("dump");
     let mut copy = BINLOG_MAGIC.to_vec();
     let mut largest = 0;
-    while let Some(event) = stream.next_event().await.expect("event") {
+    while let Some(event) = common::next_event(&mut stream).await.expect("event") {
         let flags = u16::from_le_bytes([event[17], event[18]]);
         if flags & FLAG_ARTIFICIAL != 0 {
             continue;
@@ -330,16 +332,12 @@ async fn an_event_larger_than_16_mib_arrives_whole() {
         .expect("dump");
     let (mut pieced, mut event, mut pieces_of_largest, mut pieces) =
         (BINLOG_MAGIC.to_vec(), Vec::new(), 0, 0);
-    while let Some(piece) = stream.next_piece().await.expect("piece") {
-        assert!(piece.bytes.len() <= binlogd_protocol::packet::MAX_PACKET_PAYLOAD);
-        assert_eq!(
-            piece.first,
-            event.is_empty(),
-            "first marks the start of an event"
-        );
-        event.extend_from_slice(&piece.bytes);
+    while let Some((bytes, first, last)) = common::next_piece(&mut stream).await.expect("piece") {
+        assert!(bytes.len() <= binlogd_protocol::packet::MAX_PACKET_PAYLOAD);
+        assert_eq!(first, event.is_empty(), "first marks the start of an event");
+        event.extend_from_slice(&bytes);
         pieces += 1;
-        if piece.last {
+        if last {
             let flags = u16::from_le_bytes([event[17], event[18]]);
             if flags & FLAG_ARTIFICIAL == 0 {
                 pieced.extend_from_slice(&event);
@@ -385,11 +383,14 @@ async fn a_quiet_stream_carries_heartbeats_with_the_current_position() {
     let mut framer = Framer::for_stream(stream.checksum());
     let mut heartbeats = 0;
     while heartbeats < 3 {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next_event())
-            .await
-            .expect("an event within 10 s: heartbeats every 200 ms")
-            .expect("event")
-            .expect("blocking stream");
+        let event = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            common::next_event(&mut stream),
+        )
+        .await
+        .expect("an event within 10 s: heartbeats every 200 ms")
+        .expect("event")
+        .expect("blocking stream");
         let Frame::Event(raw) = framer.next_event(&event, 0).expect("frame") else {
             panic!("whole event")
         };

@@ -11,7 +11,7 @@ use common::replication_options;
 /// Reads until the stream fails or ends; returns the failure.
 async fn first_error(stream: &mut BinlogStream) -> ProtocolError {
     loop {
-        match stream.next_event().await {
+        match common::next_event(stream).await {
             Ok(Some(_)) => continue,
             Ok(None) => panic!("the stream ended without an error ({})", line!()),
             Err(err) => return err,
@@ -97,7 +97,7 @@ async fn refusals_are_classified_with_a_hint() {
         .await
         .expect("dump first");
     // Wait until the first stream is live (its GTID_LIST event has arrived).
-    while let Some(event) = older.next_event().await.expect("first stream") {
+    while let Some(event) = common::next_event(&mut older).await.expect("first stream") {
         if event[4] == 0xa3 {
             break;
         }

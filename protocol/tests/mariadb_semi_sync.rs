@@ -57,8 +57,7 @@ async fn every_transaction_is_acknowledged_as_a_semi_sync_replica() {
         let mut current = String::new();
         let mut acks = 0u64;
         while acks < transactions {
-            let event = stream
-                .next_event()
+            let event = common::next_event(&mut stream)
                 .await
                 .expect("event")
                 .expect("blocking stream");

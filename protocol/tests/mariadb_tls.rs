@@ -157,7 +157,11 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
         .await
         .expect("dump");
     let mut events = 0;
-    while stream.next_event().await.expect("event").is_some() {
+    while common::next_event(&mut stream)
+        .await
+        .expect("event")
+        .is_some()
+    {
         events += 1;
     }
     assert!(events > 20, "{events} events");

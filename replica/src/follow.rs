@@ -142,6 +142,7 @@ impl Follower<'_> {
         )
         .await?;
         self.observer.connected(true);
+        dump.ready?;
         let pump = Pump {
             policy: self.config.durability,
             observer: self.observer,
@@ -151,7 +152,7 @@ impl Follower<'_> {
             stuck_at: &mut self.stuck_at,
             reported: WriterStats::default(),
         };
-        pump.run(dump.stream, dump.writer, dump.first).await
+        pump.run(dump.stream, dump.writer).await
     }
 
     fn durable_place(&self) -> Option<(String, u64)> {

@@ -2,15 +2,16 @@
 //! or a shutdown is asked for, making them durable by a [`DurabilityPolicy`] and
 //! acknowledging a semi-sync primary only once its transaction is durable.
 //!
-//! Syncs run on the writer's sync thread while the stream is read on. An event that lies
-//! whole in the receive buffer is ingested where it lies (`try_take_piece`); only one
-//! that must wait for the socket goes through an owned piece.
+//! Syncs run on the writer's sync thread while the stream is read on. Each event is
+//! ingested where it lies in the receive buffer (`BinlogStream::read_piece`); when
+//! nothing more is there, the pump asks for a sync and waits for the socket, a finished
+//! sync or a shutdown, whichever comes first.
 
 use crate::checkpoint::SpoolShare;
 use crate::config::DurabilityPolicy;
 use crate::error::ReplicaError;
 use crate::observer::{Archived, Observer};
-use binlogd_protocol::{BinlogStream, EventPiece, ProtocolError};
+use binlogd_protocol::BinlogStream;
 use binlogd_storage::index::now_micros;
 use binlogd_storage::{ArchiveWriter, Durable, Ingested, WriterStats};
 use std::sync::Arc;
@@ -55,9 +56,8 @@ impl Pump<'_> {
         mut self,
         mut stream: BinlogStream,
         mut writer: ArchiveWriter,
-        first: Result<Option<EventPiece>, ProtocolError>,
     ) -> Result<SessionEnd, ReplicaError> {
-        let result = self.pump(&mut stream, &mut writer, first).await;
+        let result = self.pump(&mut stream, &mut writer).await;
         let synced = writer
             .sync()
             .map(|durable| self.note_durable(durable, &writer, true));
@@ -72,7 +72,6 @@ impl Pump<'_> {
         &mut self,
         stream: &mut BinlogStream,
         writer: &mut ArchiveWriter,
-        first: Result<Option<EventPiece>, ProtocolError>,
     ) -> Result<SessionEnd, ReplicaError> {
         let policy = self.policy;
         let sync_done = Arc::new(tokio::sync::Notify::new());
@@ -81,48 +80,30 @@ impl Pump<'_> {
         let mut last_sync = Instant::now();
         let mut pieces = 0u32;
         let mut shutdown = self.shutdown.clone();
-        let mut first = Some(first);
         loop {
             // A lock: look now and then (and whenever waiting, below).
             if pieces.is_multiple_of(policy.look_every) && *shutdown.borrow() {
                 return Ok(SessionEnd::Shutdown);
             }
-            // Whole in the receive buffer: ingested where it lies. Otherwise read more.
-            let taken = if first.is_none() {
-                stream
-                    .try_take_piece(|bytes, first, last| (writer.ingest(bytes, first, last), last))
-            } else {
-                None
+            let read =
+                stream.read_piece(|bytes, first, last| (writer.ingest(bytes, first, last), last));
+            let Some(read) = read else {
+                // Nothing more ready: have what arrived made durable.
+                self.report_durable(writer, true)?;
+                if writer.syncs_in_flight() == 0 && writer.request_sync()? {
+                    last_sync = Instant::now();
+                }
+                tokio::select! {
+                    ready = stream.readable() => ready?,
+                    _ = sync_done.notified() => {}
+                    _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                }
+                continue;
             };
-            let (ingested, last) = if let Some(taken) = taken {
-                let Some((ingested, last)) = taken? else {
-                    return Ok(SessionEnd::CaughtUp);
-                };
-                (ingested?, last)
-            } else {
-                let next = match first.take().or_else(|| stream.try_next_piece()) {
-                    Some(next) => next,
-                    None => {
-                        // Nothing more ready: have what arrived made durable.
-                        self.report_durable(writer, true)?;
-                        if writer.syncs_in_flight() == 0 && writer.request_sync()? {
-                            last_sync = Instant::now();
-                        }
-                        tokio::select! {
-                            next = stream.next_piece() => next,
-                            _ = sync_done.notified() => continue,
-                            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
-                        }
-                    }
-                };
-                let Some(piece) = next? else {
-                    return Ok(SessionEnd::CaughtUp);
-                };
-                (
-                    writer.ingest(&piece.bytes, piece.first, piece.last)?,
-                    piece.last,
-                )
+            let Some((ingested, last)) = read? else {
+                return Ok(SessionEnd::CaughtUp);
             };
+            let ingested = ingested?;
             if let Ingested::Heartbeat { file, position } = &ingested
                 && writer.position().is_some_and(|(ours, _)| ours == file)
             {

@@ -11,9 +11,7 @@
 use crate::config::{ReplicaConfig, ResumeBy};
 use crate::error::ReplicaError;
 use crate::observer::Observer;
-use binlogd_protocol::{
-    BINLOG_DUMP_NON_BLOCK, BinlogStream, Connection, EventPiece, ProtocolError,
-};
+use binlogd_protocol::{BINLOG_DUMP_NON_BLOCK, BinlogStream, Connection, ProtocolError};
 use binlogd_storage::{
     ArchiveWriter, Epoch, GtidState, LocalArchive, SourceIdentity, close_abandoned, recover,
 };
@@ -57,8 +55,9 @@ pub(crate) struct Continuity {
 pub(crate) struct Dump {
     pub stream: BinlogStream,
     pub writer: ArchiveWriter,
-    /// The dump's first piece, already awaited (see [`first_piece`]).
-    pub first: Result<Option<EventPiece>, ProtocolError>,
+    /// Whether the dump's first packet came (see [`first_packet`]); a failure here is
+    /// the session's, reported once the session counts as connected.
+    pub ready: Result<(), ProtocolError>,
 }
 
 /// Connects, decides where to start, and starts the dump.
@@ -136,11 +135,11 @@ pub(crate) async fn open(
     if let (Start::Gtid(_), Some((file, len))) = (&start, unfinished) {
         writer.continues(&file, len);
     }
-    let first = first_piece(&mut stream, config).await;
+    let ready = first_packet(&mut stream, config).await;
     Ok(Dump {
         stream,
         writer,
-        first,
+        ready,
     })
 }
 
@@ -324,23 +323,23 @@ async fn oldest_binlog(conn: &mut Connection) -> Result<String, ReplicaError> {
         .ok_or(ReplicaError::NoBinlogs)
 }
 
-/// The dump's first piece. A server answers a dump at once with the file's rotate and
-/// format events; when it does not, the likely cause is a dump thread of an earlier
-/// connection stuck writing to a connection that is gone, which the server waits for.
-/// That thread is closed from a second connection while this one keeps waiting.
-async fn first_piece(
+/// Waits for the dump's first packet. A server answers a dump at once with the file's
+/// rotate and format events; when it does not, the likely cause is a dump thread of an
+/// earlier connection stuck writing to a connection that is gone, which the server waits
+/// for. That thread is closed from a second connection while this one keeps waiting.
+async fn first_packet(
     stream: &mut BinlogStream,
     config: &ReplicaConfig,
-) -> Result<Option<EventPiece>, ProtocolError> {
+) -> Result<(), ProtocolError> {
     let patience = (config.net_timeout / 3).min(Duration::from_secs(2));
-    let first = stream.next_piece();
+    let first = stream.readable();
     tokio::pin!(first);
     tokio::select! {
-        piece = &mut first => return piece,
+        ready = &mut first => return ready,
         () = tokio::time::sleep(patience) => {}
     }
-    let (piece, ()) = tokio::join!(first, close_stuck_predecessors(config));
-    piece
+    let (ready, ()) = tokio::join!(first, close_stuck_predecessors(config));
+    ready
 }
 
 /// See [`Connection::close_killed_threads_of_this_account`]. Failing here is no reason

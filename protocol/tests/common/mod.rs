@@ -1,6 +1,6 @@
 //! What the protocol tests share: how to reach a harness MariaDB as its replication user.
 
-use binlogd_protocol::ConnectOptions;
+use binlogd_protocol::{BinlogStream, ConnectOptions, ProtocolError};
 use binlogd_testkit::{MariaDb, REPLICATION_PASSWORD, REPLICATION_USER};
 
 /// The harness's replication account over TCP on 127.0.0.1, TLS as the default
@@ -38,4 +38,39 @@ pub fn server_with_one_big_row(mib: u32) -> (MariaDb, String) {
     .expect("insert the big row");
     let name = db.binlog_names().expect("names").remove(0);
     (db, name)
+}
+
+/// One piece of an event, owned: its bytes, whether it starts an event, whether it ends
+/// one.
+#[allow(dead_code)] // not every test file uses it
+pub type OwnedPiece = (Vec<u8>, bool, bool);
+
+/// The next piece, waiting for it: the stream's one read
+/// ([`BinlogStream::read_piece`]) and its wait ([`BinlogStream::readable`]), as a test
+/// wants them. `None` when the server ends the stream.
+#[allow(dead_code)] // not every test file uses it
+pub async fn next_piece(stream: &mut BinlogStream) -> Result<Option<OwnedPiece>, ProtocolError> {
+    loop {
+        match stream.read_piece(|bytes, first, last| (bytes.to_vec(), first, last)) {
+            Some(piece) => return piece,
+            None => stream.readable().await?,
+        }
+    }
+}
+
+/// The next event whole, or `None` when the server ends the stream.
+#[allow(dead_code)] // not every test file uses it
+pub async fn next_event(stream: &mut BinlogStream) -> Result<Option<Vec<u8>>, ProtocolError> {
+    let mut event = Vec::new();
+    while let Some((bytes, _, last)) = next_piece(stream).await? {
+        event.extend_from_slice(&bytes);
+        if last {
+            return Ok(Some(event));
+        }
+    }
+    if event.is_empty() {
+        Ok(None)
+    } else {
+        Err(ProtocolError::Closed)
+    }
 }
