@@ -117,14 +117,21 @@ impl ReplicaError {
         move |source| ReplicaError::Storage { doing, source }
     }
 
+    /// The failure a wrapping variant adds its words to.
+    fn wrapped(&self) -> Option<&ReplicaError> {
+        match self {
+            ReplicaError::DumpRefused { source, .. }
+            | ReplicaError::Stuck { source, .. }
+            | ReplicaError::NothingUploaded { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// The protocol error at the root, if that is what failed.
     pub fn protocol_cause(&self) -> Option<&ProtocolError> {
         match self {
             ReplicaError::Protocol { source, .. } | ReplicaError::Stream(source) => Some(source),
-            ReplicaError::DumpRefused { source, .. }
-            | ReplicaError::Stuck { source, .. }
-            | ReplicaError::NothingUploaded { source, .. } => source.protocol_cause(),
-            _ => None,
+            _ => self.wrapped()?.protocol_cause(),
         }
     }
 
@@ -132,10 +139,7 @@ impl ReplicaError {
     pub fn storage_cause(&self) -> Option<&StorageError> {
         match self {
             ReplicaError::Storage { source, .. } | ReplicaError::Archive(source) => Some(source),
-            ReplicaError::DumpRefused { source, .. }
-            | ReplicaError::Stuck { source, .. }
-            | ReplicaError::NothingUploaded { source, .. } => source.storage_cause(),
-            _ => None,
+            _ => self.wrapped()?.storage_cause(),
         }
     }
 
@@ -241,17 +245,7 @@ impl ReplicaError {
     }
 }
 
-/// An error and its causes on one line, as `anyhow` prints `{:#}`.
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        line.push_str(": ");
-        line.push_str(&e.to_string());
-        cause = e.source();
-    }
-    line
-}
+pub(crate) use binlogd_storage::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

@@ -182,3 +182,16 @@ impl StorageError {
         }
     }
 }
+
+/// An error and its causes on one line, joined by ": " as `anyhow` prints `{:#}`: what a
+/// log line or a store's error message shows of an error from another crate.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -39,7 +39,7 @@ mod tracking;
 pub mod writer;
 
 pub use archive::{Archive, ArchiveFile, FileState};
-pub use error::StorageError;
+pub use error::{StorageError, error_chain};
 pub use gtids::GtidState;
 pub use index::{FileIndex, IndexRecord, TransactionEntry, read_index};
 pub use layout::{Epoch, LocalArchive, SourceIdentity, validate_binlog_name};

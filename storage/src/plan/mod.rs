@@ -1338,20 +1338,9 @@ mod tests {
     /// stopped, here in the middle of a file after a gap (which must be recorded once).
     #[test]
     fn the_planner_asks_for_each_index_once_and_resumes_where_it_stopped() {
-        let mut f = Fixture::default();
-        f.file(
-            "0001-server1",
-            "b.000001",
-            "",
-            &[("0-1-1", 1), ("0-1-2", 2), ("0-1-3", 3)],
-        );
+        let mut f = three_files();
         // b.000002 is missing.
-        f.file(
-            "0001-server1",
-            "b.000003",
-            "0-1-6",
-            &[("0-1-7", 7), ("0-1-8", 8)],
-        );
+        f.files.remove(1);
         // A start with another domain: neither file's list holds it, so both are partly
         // held and need their indexes.
         let start: GtidState = "1-1-5".parse().expect("start");

@@ -8,6 +8,7 @@
 use super::store::{
     Listed, Metadata, Object, ObjectStore, StoreError, StoreErrorKind, StoreFuture,
 };
+use crate::error::error_chain;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -371,17 +372,6 @@ impl S3Store {
             },
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Sorts an SDK failure into what binlogd can do about it.
