@@ -38,7 +38,7 @@ fn main() -> Result<()> {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds [--archive-only] | \
                  cargo xtask module-cycles | \
-                 cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] | \
+                 cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] [--baseline PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W]"
             )
@@ -333,6 +333,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
         bail!("build the benchmark in release: cargo run --release -p xtask -- bench-pull");
     }
     let mut binlogd = PathBuf::from("target/release/binlogd");
+    let mut baseline = None;
     let mut runs = 5usize;
     let mut megabytes = 500u64;
     let mut mysql = false;
@@ -340,6 +341,9 @@ fn bench_pull(args: &[String]) -> Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--binlogd" => binlogd = PathBuf::from(it.next().context("--binlogd needs a path")?),
+            "--baseline" => {
+                baseline = Some(PathBuf::from(it.next().context("--baseline needs a path")?))
+            }
             "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
             "--megabytes" => {
                 megabytes = it.next().context("--megabytes needs a number")?.parse()?
@@ -353,12 +357,15 @@ fn bench_pull(args: &[String]) -> Result<()> {
             }
             other => bail!(
                 "unknown argument {other}: cargo xtask bench-pull [--flavour mariadb|mysql] \
-                 [--binlogd PATH] [--runs N] [--megabytes M]"
+                 [--binlogd PATH] [--baseline PATH] [--runs N] [--megabytes M]"
             ),
         }
     }
     if !binlogd.is_file() {
         bail!("{} not found: cargo build --release", binlogd.display());
+    }
+    if let Some(baseline) = baseline.as_ref().filter(|b| !b.is_file()) {
+        bail!("--baseline {}: no such binlogd binary", baseline.display());
     }
     let load = SysbenchLoad {
         tables: 8,
@@ -407,7 +414,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
                 .arg(&first);
             Ok(command)
         };
-        let mut contenders = common_contenders(&db, &binlogd, &first)?;
+        let mut contenders = common_contenders(&db, &binlogd, baseline.as_deref(), &first)?;
         contenders.insert(
             1,
             (
@@ -455,7 +462,7 @@ fn bench_pull(args: &[String]) -> Result<()> {
             Ok(command)
         };
         let scratch = tempfile_dir()?;
-        let mut contenders = common_contenders(&db, &binlogd, &first)?;
+        let mut contenders = common_contenders(&db, &binlogd, baseline.as_deref(), &first)?;
         // MariaDB 10.11 ships without TLS: "no TLS" is the same as the default there.
         drop(contenders.remove(1));
         contenders.insert(1, ("mariadb-binlog".to_owned(), Box::new(reader)));
@@ -469,17 +476,19 @@ type PullCommand<'a> = Box<dyn Fn(&Path) -> Result<Command> + 'a>;
 /// A contender of `bench-pull`: its name, and its command.
 type Contender<'a> = (String, PullCommand<'a>);
 
-/// The contenders every flavour has: binlogd (with `binlogd_args`, named `name`), and the
-/// `mysql_async` client reading headers only and decoding every event.
+/// The contenders every flavour has: binlogd with and without TLS, the `mysql_async`
+/// client reading headers only and decoding every event, and, to compare two builds in
+/// one run, a `baseline` binlogd (another commit's release binary) last.
 fn common_contenders<'a>(
     db: &'a impl binlogd_testkit::BinlogSource,
     binlogd: &'a Path,
+    baseline: Option<&'a Path>,
     first: &'a str,
 ) -> Result<Vec<Contender<'a>>> {
     let xtask = std::env::current_exe()?;
-    let binlogd_with = move |args: &'a [&'a str]| -> PullCommand<'a> {
+    let build_with = move |binary: &'a Path, args: &'a [&'a str]| -> PullCommand<'a> {
         Box::new(move |dir: &Path| {
-            let mut command = Command::new(binlogd);
+            let mut command = Command::new(binary);
             command
                 .args(["stream", "--exit-at-end", "--no-progress", "--source"])
                 .arg(db.replication_url())
@@ -509,15 +518,19 @@ fn common_contenders<'a>(
             Ok(command)
         })
     };
-    Ok(vec![
-        ("binlogd stream".to_owned(), binlogd_with(&[])),
+    let mut contenders: Vec<Contender<'a>> = vec![
+        ("binlogd stream".to_owned(), build_with(binlogd, &[])),
         (
             "binlogd stream (no TLS)".to_owned(),
-            binlogd_with(&["--tls-mode", "disabled"]),
+            build_with(binlogd, &["--tls-mode", "disabled"]),
         ),
         ("mysql_async (headers)".to_owned(), mysql_async(false)),
         ("mysql_async (decoding)".to_owned(), mysql_async(true)),
-    ])
+    ];
+    if let Some(baseline) = baseline {
+        contenders.push(("binlogd (baseline)".to_owned(), build_with(baseline, &[])));
+    }
+    Ok(contenders)
 }
 
 /// The runs of `bench-pull`: every contender pulls every binlog of the server (`total`
