@@ -62,9 +62,12 @@ pub enum ResumeBy {
 /// (`cargo xtask bench-pull`), so the pump does it every `look_every` pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurabilityPolicy {
-    /// Pieces between looks at the clock, the shutdown flag and finished syncs.
+    /// Pieces between looks at the clock, the shutdown flag and finished syncs (rounded
+    /// up to a power of two: the pump tests it with a mask, as a division per event
+    /// would show in a pull).
     pub look_every: u32,
-    /// Pieces between yields to other tasks (`/metrics` answers during a long backlog).
+    /// Pieces between yields to other tasks (`/metrics` answers during a long backlog);
+    /// rounded up to a power of two.
     pub yield_every: u32,
     /// Unsynced bytes that call for a sync under load.
     pub sync_after_bytes: u64,

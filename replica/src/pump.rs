@@ -74,6 +74,9 @@ impl Pump<'_> {
         writer: &mut ArchiveWriter,
     ) -> Result<SessionEnd, ReplicaError> {
         let policy = self.policy;
+        // Masks, not divisions: these are tested for every event.
+        let look = policy.look_every.max(1).next_power_of_two() - 1;
+        let yield_now = policy.yield_every.max(1).next_power_of_two() - 1;
         let sync_done = Arc::new(tokio::sync::Notify::new());
         let waker = Arc::clone(&sync_done);
         writer.set_sync_waker(move || waker.notify_one());
@@ -82,7 +85,7 @@ impl Pump<'_> {
         let mut shutdown = self.shutdown.clone();
         loop {
             // A lock: look now and then (and whenever waiting, below).
-            if pieces.is_multiple_of(policy.look_every) && *shutdown.borrow() {
+            if pieces & look == 0 && *shutdown.borrow() {
                 return Ok(SessionEnd::Shutdown);
             }
             let read =
@@ -130,8 +133,8 @@ impl Pump<'_> {
                 }
                 last_sync = Instant::now();
             }
-            pieces += 1;
-            if pieces.is_multiple_of(policy.look_every) {
+            pieces = pieces.wrapping_add(1);
+            if pieces & look == 0 {
                 self.report_durable(writer, false)?;
                 if self.spool_is_full() {
                     let durable = writer.sync()?;
@@ -148,7 +151,7 @@ impl Pump<'_> {
                     last_sync = Instant::now();
                 }
             }
-            if pieces.is_multiple_of(policy.yield_every) {
+            if pieces & yield_now == 0 {
                 tokio::task::yield_now().await;
             }
         }
