@@ -32,6 +32,8 @@ pub(crate) struct Follower<'a> {
     pub stuck_at: Option<(String, u64)>,
     /// What the archive holds durably, as the writer last said.
     pub durable: Option<Durable>,
+    /// Whether the current session got as far as its dump (the observer heard so).
+    pub connected: bool,
 }
 
 impl Follower<'_> {
@@ -50,7 +52,9 @@ impl Follower<'_> {
         loop {
             let durable_before = self.durable_place();
             let outcome = self.session().await;
-            self.observer.connected(false);
+            if std::mem::take(&mut self.connected) {
+                self.observer.connected(false);
+            }
             let err = match outcome {
                 Ok(end) => {
                     let (word, said) = match end {
@@ -142,6 +146,7 @@ impl Follower<'_> {
         )
         .await?;
         self.observer.connected(true);
+        self.connected = true;
         dump.ready?;
         let pump = Pump {
             policy: self.config.durability,

@@ -96,6 +96,7 @@ pub async fn stream(
         continuity: Default::default(),
         stuck_at: None,
         durable: None,
+        connected: false,
     };
     let streamed = follower.follow().await;
     // Whatever ended the stream, upload what the spool holds before returning.
