@@ -16,7 +16,7 @@ use crate::handshake::{
     ServerHandshake, capabilities, client_capabilities, handshake_response, ssl_request,
 };
 use crate::packet::{MAX_MESSAGE, Packet, PacketCodec};
-use crate::packets::{Response, Row, classify, parse_err, parse_text_row};
+use crate::packets::{Reply, Row, parse_err, parse_reply, parse_text_row};
 use crate::tls::{TlsMode, TlsOptions, Transport};
 use crate::wire::Reader;
 
@@ -316,12 +316,18 @@ impl Connection {
         payload.put_slice(sql.as_bytes());
         self.command(payload).await?;
         let first = self.read().await?;
-        match classify(&first) {
-            Response::Ok => return Ok(Vec::new()),
-            Response::Err => return Err(parse_err(&first)?.into()),
-            _ => {}
-        }
-        let columns = Reader::new(&first, "column count")
+        let count = match parse_reply(&first)? {
+            Reply::Ok => return Ok(Vec::new()),
+            Reply::Err(e) => return Err(e.into()),
+            Reply::Eof => {
+                return Err(ProtocolError::malformed(
+                    "query reply",
+                    "EOF before any column",
+                ));
+            }
+            Reply::Data(count) => count,
+        };
+        let columns = Reader::new(count, "column count")
             .lenenc_int()?
             .ok_or(ProtocolError::malformed("column count", "NULL"))?;
         let columns = usize::try_from(columns)
@@ -331,7 +337,7 @@ impl Connection {
             self.read().await?;
         }
         let eof = self.read().await?;
-        if classify(&eof) != Response::Eof {
+        if parse_reply(&eof)? != Reply::Eof {
             return Err(ProtocolError::malformed(
                 "result set",
                 "no EOF after column definitions",
@@ -340,10 +346,10 @@ impl Connection {
         let mut rows = Vec::new();
         loop {
             let packet = self.read().await?;
-            match classify(&packet) {
-                Response::Eof => return Ok(rows),
-                Response::Err => return Err(parse_err(&packet)?.into()),
-                _ => rows.push(parse_text_row(&packet, columns)?),
+            match parse_reply(&packet)? {
+                Reply::Eof => return Ok(rows),
+                Reply::Err(e) => return Err(e.into()),
+                Reply::Ok | Reply::Data(_) => rows.push(parse_text_row(&packet, columns)?),
             }
         }
     }
@@ -405,10 +411,10 @@ impl Connection {
         payload.put_u32_le(0); // master id
         self.command(payload).await?;
         let reply = self.read().await?;
-        match classify(&reply) {
-            Response::Ok => Ok(()),
-            Response::Err => Err(parse_err(&reply)?.into()),
-            _ => Err(ProtocolError::malformed(
+        match parse_reply(&reply)? {
+            Reply::Ok => Ok(()),
+            Reply::Err(e) => Err(e.into()),
+            Reply::Eof | Reply::Data(_) => Err(ProtocolError::malformed(
                 "COM_REGISTER_SLAVE reply",
                 "neither OK nor ERR",
             )),

@@ -24,22 +24,27 @@ pub(crate) fn parse_err(payload: &[u8]) -> Result<ServerError, ProtocolError> {
     })
 }
 
-/// What a response packet is, by its first byte and length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Response {
+/// A server's reply in the command phase, read from its first byte and length.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reply<'a> {
+    /// OK: the command succeeded and returns no rows.
     Ok,
-    Err,
+    /// ERR, parsed.
+    Err(ServerError),
+    /// EOF: the end of column definitions or rows.
     Eof,
-    Other,
+    /// Anything else: a result set's column count, a column definition or a row.
+    Data(&'a [u8]),
 }
 
-pub(crate) fn classify(payload: &[u8]) -> Response {
-    match payload.first() {
-        Some(0x00) => Response::Ok,
-        Some(0xff) => Response::Err,
-        Some(0xfe) if payload.len() < 9 => Response::Eof,
-        _ => Response::Other,
-    }
+/// Reads a command-phase packet as a [`Reply`].
+pub(crate) fn parse_reply(payload: &[u8]) -> Result<Reply<'_>, ProtocolError> {
+    Ok(match payload.first() {
+        Some(0x00) => Reply::Ok,
+        Some(0xff) => Reply::Err(parse_err(payload)?),
+        Some(0xfe) if payload.len() < 9 => Reply::Eof,
+        _ => Reply::Data(payload),
+    })
 }
 
 /// A text result row: one value per column, `None` for SQL NULL.
@@ -54,4 +59,26 @@ pub(crate) fn parse_text_row(payload: &[u8], columns: usize) -> Result<Row, Prot
                 .map(|b| String::from_utf8_lossy(b).into_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_told_by_its_first_byte_and_an_err_is_parsed() {
+        assert_eq!(parse_reply(&[0x00, 0, 0, 2, 0]).expect("ok"), Reply::Ok);
+        assert_eq!(parse_reply(&[0xfe, 0, 0, 2, 0]).expect("eof"), Reply::Eof);
+        // 0xfe opening a long packet is a row whose first value is long, not EOF.
+        let row = [0xfe, 1, 0, 0, 0, 0, 0, 0, 0, b'x'];
+        assert_eq!(parse_reply(&row).expect("row"), Reply::Data(&row));
+        let err = b"\xff\x15\x04#28000Access denied";
+        let Reply::Err(e) = parse_reply(err).expect("err") else {
+            panic!("not an ERR");
+        };
+        assert_eq!((e.code, e.state.as_str()), (1045, "28000"));
+        assert_eq!(e.message, "Access denied");
+        assert!(parse_reply(&[0xff, 0x15]).is_err(), "a truncated ERR");
+        assert_eq!(parse_reply(&[1]).expect("count"), Reply::Data(&[1]));
+    }
 }
