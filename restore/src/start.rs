@@ -28,7 +28,7 @@ pub enum StartGiven {
 
 /// The GTID state the replay starts after (`None`: the archive's first), from what was
 /// given and what the target server holds. Never a state the server is past: see
-/// [`start_point`].
+/// `start_point`.
 pub fn choose_start(
     given: &StartGiven,
     facts: &ServerFacts,

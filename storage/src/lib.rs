@@ -14,7 +14,7 @@
 //!   commit times, closed-ness), JSON lines.
 //! - [`writer`]: [`ArchiveWriter`] turns a replication stream into files and index,
 //!   data fsynced before the index that points at it.
-//! - [`recover`]: after a crash, cuts the last file back to a transaction boundary and
+//! - [`recover`](mod@recover): after a crash, cuts the last file back to a transaction boundary and
 //!   says where the stream resumes.
 //! - [`retention`]: which files a retention policy lets go, and deleting them so that
 //!   the archive stays readable and gap-free.

@@ -14,7 +14,7 @@
 //!   copy already held), and the next positioned event (the XID, or the next GTID) proves
 //!   that nothing was missed between;
 //! - appends the bytes, verifies checksums, and records transaction boundaries;
-//! - on [`ArchiveWriter::request_sync`] (in the background, on the [`crate::syncer`]
+//! - on [`ArchiveWriter::request_sync`] (in the background, on the `syncer`
 //!   thread) or [`ArchiveWriter::sync`] (waiting), fsyncs the data, then appends the index
 //!   lines that describe it and fsyncs those: an index line never points at bytes a crash
 //!   can lose;

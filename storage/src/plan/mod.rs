@@ -1,5 +1,5 @@
 //! Planning a replay from the archive's index, and the walk that also makes the archive's
-//! [`timeline()`] (what it records is in [`timeline`]).
+//! [`timeline()`] (what it records is in [`timeline`](mod@timeline)).
 //!
 //! A restore starts from what a base backup holds (a GTID state) and wants everything after
 //! it up to a target: a GTID, the transaction before a GTID, a time, a byte position, or the
@@ -11,7 +11,7 @@
 //!
 //! The walk itself does no I/O and is not async: a [`Planner`] stops where it needs an index
 //! ([`Step::NeedIndex`]) and resumes where it stopped once given it. [`plan`] and
-//! [`timeline`] drive it, reading each index it asks for from an [`IndexSource`] (a local
+//! [`timeline()`] drive it, reading each index it asks for from an [`IndexSource`] (a local
 //! or object archive).
 //!
 //! Archive order is epoch by epoch (one epoch per source server), file by file. Rules:
@@ -23,7 +23,7 @@
 //! - A failover can drop the old primary's last transactions (they never reached the new
 //!   primary). The next epoch's first GTID state says what the new primary has; the old
 //!   epoch's transactions outside it are not part of the history that continues, so a plan
-//!   leaves them out and [`timeline`] reports them as lost.
+//!   leaves them out and [`timeline()`] reports them as lost.
 //! - Targets cut in archive order: `--to-time T` stops before the first transaction committed
 //!   after T, as `mariadb-binlog --stop-datetime` does; a GTID target stops just after the
 //!   transaction that completes it.
@@ -331,7 +331,7 @@ pub enum Step {
 
 /// The planner, free of I/O: it walks the archive's file summaries and, where a summary
 /// cannot decide, stops and asks for that file's index ([`Step::NeedIndex`]), resuming
-/// where it stopped once given it. [`plan`] and [`timeline`] drive it over an
+/// where it stopped once given it. [`plan`] and [`timeline()`] drive it over an
 /// [`IndexSource`].
 #[derive(Debug)]
 pub struct Planner<'a> {

@@ -1,7 +1,7 @@
 //! The archive's timeline: what can be recovered from a start state, told as continuous
 //! stretches of history and the gaps and server changes between them.
 //!
-//! [`super::timeline`] makes one: the planner's walk over the archive to its end,
+//! [`super::timeline()`] makes one: the planner's walk over the archive to its end,
 //! recording instead of failing (a gap is noted and the walk goes on past it, and what a
 //! failover dropped is named). This file holds only what it records, so it depends on
 //! nothing of the planner; `binlogd timeline` prints it.

@@ -1,6 +1,6 @@
 //! The object archive: an archive kept in an object store (S3), fed from the local spool.
 //!
-//! The format is specified in `storage/README.md` and its types are in [`format`]. [`store`] is the small interface to the
+//! The format is specified in `storage/README.md` and its types are in [`format`](mod@format). [`store`] is the small interface to the
 //! store, [`s3`] its S3 implementation, [`lease`] the one-writer rule, [`keys`] the object names, [`upload`] the
 //! checkpointer that ships durable spool bytes as segments and seals closed files, and
 //! [`read`] what readers use: the catalogue, listings and whole files. [`segment`] packs
