@@ -1,4 +1,5 @@
-//! The MySQL client/server protocol as a binlog replica speaks it.
+//! The MySQL client/server protocol as a binlog replica speaks it, and as a binlog
+//! server answers replicas.
 //!
 //! - [`packet`]: packet framing (3-byte length, sequence id, 16 MiB splitting), as a
 //!   tokio-util codec — the only code that sees the socket's bytes.
@@ -11,6 +12,8 @@
 //!   (`COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`, MySQL's `COM_BINLOG_DUMP_GTID`, MariaDB's
 //!   GTID dump through `@slave_connect_state`), semi-sync acknowledgements and heartbeats.
 //! - [`tls`]: TLS with rustls, in the MySQL client's five modes.
+//! - [`server`]: the server's side, for `binlogd serve`: what clients send, what a server
+//!   answers, password checks.
 //!
 //! It hands event bytes to the caller untouched: it does not parse events (that is
 //! `binlogd-parser`) and does not store them (that is `binlogd-storage`).
@@ -21,6 +24,7 @@ mod error;
 pub mod handshake;
 pub mod packet;
 mod packets;
+pub mod server;
 pub mod tls;
 mod wire;
 

@@ -630,10 +630,27 @@ impl MariaDb {
     /// Makes this instance a replica of `primary` (GTID positioning from `gtid_slave_pos`)
     /// and starts both replication threads.
     pub fn replicate_from(&self, primary: &MariaDb) -> Result<()> {
+        self.replicate_from_port(primary.port, REPLICATION_USER, REPLICATION_PASSWORD, "")
+    }
+
+    /// Makes this instance a replica of whatever listens on `127.0.0.1:port` (a server, a
+    /// proxy, `binlogd serve`) as `user`, GTID positioning from `gtid_slave_pos`, with
+    /// `extra` options for `CHANGE MASTER TO` (`MASTER_SSL=1, ...`), and starts it.
+    pub fn replicate_from_port(
+        &self,
+        port: u16,
+        user: &str,
+        password: &str,
+        extra: &str,
+    ) -> Result<()> {
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {extra}")
+        };
         self.sql(&format!(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPLICATION_USER}', \
-             MASTER_PASSWORD='{REPLICATION_PASSWORD}', MASTER_USE_GTID=slave_pos; START SLAVE;",
-            primary.port
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, MASTER_USER='{user}', \
+             MASTER_PASSWORD='{password}', MASTER_USE_GTID=slave_pos{extra}; START SLAVE;"
         ))
         .map(drop)
     }

@@ -279,11 +279,27 @@ impl MySql {
     /// public key fetched for `caching_sha2_password` over a plain connection) and starts
     /// both replication threads.
     pub fn replicate_from(&self, primary: &MySql) -> Result<()> {
+        self.replicate_from_port(
+            primary.port,
+            REPLICATION_USER,
+            REPLICATION_PASSWORD,
+            "SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1",
+        )
+    }
+
+    /// Makes this instance a replica of whatever listens on `127.0.0.1:port` (a server, a
+    /// proxy, `binlogd serve`) as `user`, with `options` for `CHANGE REPLICATION SOURCE
+    /// TO` (positioning, TLS), and starts it.
+    pub fn replicate_from_port(
+        &self,
+        port: u16,
+        user: &str,
+        password: &str,
+        options: &str,
+    ) -> Result<()> {
         self.sql(&format!(
-            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, \
-             SOURCE_USER='{REPLICATION_USER}', SOURCE_PASSWORD='{REPLICATION_PASSWORD}', \
-             SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1; START REPLICA;",
-            primary.port
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={port}, \
+             SOURCE_USER='{user}', SOURCE_PASSWORD='{password}', {options}; START REPLICA;"
         ))
         .map(drop)
     }

@@ -7,6 +7,8 @@
 //! after a cut, like a network that drops and comes back. [`TcpProxy::stall_all`] is the
 //! nastier failure: the open connections stop carrying bytes but stay open, as when a host
 //! vanishes without closing its sockets, so the server's writes to them block.
+//! [`TcpProxy::recorded`] returns what clients sent, connection by connection: what a real
+//! replica says to its source, for the fixtures that record it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -36,6 +38,8 @@ struct Shared {
     cuts: AtomicU64,
     /// Where new connections go.
     target_port: AtomicU16,
+    /// Every byte each connection's client sent, by connection number.
+    sent_by_clients: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Both sockets of a proxied connection, and whether it is stalled.
@@ -110,6 +114,16 @@ impl TcpProxy {
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
     }
+
+    /// The bytes each client has sent so far, one entry per connection in the order they
+    /// were accepted.
+    pub fn recorded(&self) -> Vec<Vec<u8>> {
+        self.shared
+            .sent_by_clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 impl Drop for TcpProxy {
@@ -151,6 +165,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             continue;
         };
         let number = shared.accepted.fetch_add(1, Ordering::SeqCst);
+        shared
+            .sent_by_clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Vec::new());
         let limit = shared.cut_after.swap(0, Ordering::SeqCst);
         let (Ok(client2), Ok(server2), Ok(client3), Ok(server3)) = (
             client.try_clone(),
@@ -171,11 +190,13 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             shared: Arc::clone(shared),
             number,
             stalled: Arc::clone(&stalled),
+            records: true,
         };
         let downstream = Pump {
             shared: Arc::clone(shared),
             number,
             stalled,
+            records: false,
         };
         std::thread::spawn(move || upstream.run(client, server2, None));
         std::thread::spawn(move || downstream.run(server, client2, (limit > 0).then_some(limit)));
@@ -187,6 +208,8 @@ struct Pump {
     shared: Arc<Shared>,
     number: u64,
     stalled: Arc<AtomicBool>,
+    /// Whether this direction is the client's, whose bytes are kept.
+    records: bool,
 }
 
 impl Pump {
@@ -212,6 +235,19 @@ impl Pump {
                     if self.stalled.load(Ordering::SeqCst) {
                         // Stalled while this read waited: these bytes are lost on the way.
                         continue;
+                    }
+                    if self.records {
+                        let mut sent = self
+                            .shared
+                            .sent_by_clients
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if let Some(bytes) = usize::try_from(self.number)
+                            .ok()
+                            .and_then(|i| sent.get_mut(i))
+                        {
+                            bytes.extend_from_slice(&buffer[..n]);
+                        }
                     }
                     if to.write_all(&buffer[..n]).is_err() {
                         break;

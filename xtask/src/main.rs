@@ -6,6 +6,7 @@
 //! `target/binlogd-demo/archive` for the user to look at.
 
 mod bench_restore;
+mod capture_replica;
 mod module_cycles;
 
 use std::os::unix::process::CommandExt;
@@ -34,10 +35,12 @@ fn main() -> Result<()> {
         Some("bench-lag") => bench_lag(&args[1..]),
         Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
         Some("module-cycles") => module_cycles::module_cycles(),
+        Some("capture-replica-setup") => capture_replica::capture_replica_setup(&args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds [--archive-only] | \
                  cargo xtask module-cycles | \
+                 cargo xtask capture-replica-setup [mariadb-10.11|mariadb-11.8|mysql-9.7]... | \
                  cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] [--baseline PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W]"
