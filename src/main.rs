@@ -1,6 +1,6 @@
 //! `binlogd`: the command line. Argument parsing and wiring live here; the work itself is
 //! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`,
-//! `binlogd-replica`, `binlogd-restore`).
+//! `binlogd-replica`, `binlogd-serve`, `binlogd-restore`).
 
 mod archive;
 mod flags;
@@ -14,6 +14,7 @@ mod restore;
 mod restore_report;
 mod search;
 mod secrets;
+mod serve;
 mod signals;
 mod source;
 mod stream;
@@ -91,6 +92,14 @@ enum Command {
     /// Upload what the spool of a stopped `binlogd stream` holds to its S3 archive, and exit
     /// once all of it is there: after a crash, or when the source is gone for good.
     Upload(upload::UploadArgs),
+    /// Serve the archive to MySQL and MariaDB replicas (and mysqlbinlog
+    /// --read-from-remote-server) as their source: by file and position or by GTIDs, over
+    /// TLS, from the oldest file to the live tail a running `binlogd stream` writes.
+    Serve(serve::ServeArgs),
+    /// Write the users-file lines that let an account log in to `binlogd serve`: the
+    /// password is read from the terminal (not echoed) or standard input, never the
+    /// command line.
+    ServeUser(serve::ServeUserArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +125,8 @@ fn main() -> ExitCode {
         Command::Purge(args) => purge::run(&args),
         Command::Restore(args) => restore::run(&args),
         Command::Upload(args) => upload::upload_spool(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::ServeUser(args) => serve::run_serve_user(&args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,7 @@ use crate::handshake::{
 };
 use crate::packet::{MAX_MESSAGE, Packet, PacketCodec};
 use crate::packets::{Reply, Row, parse_err, parse_reply, parse_text_row};
-use crate::tls::{TlsMode, TlsOptions, Transport};
+use crate::tls::{MaybeTls, TlsMode, TlsOptions, Transport};
 use crate::wire::Reader;
 
 /// Where and as whom to connect.
@@ -152,7 +152,7 @@ impl Connection {
     pub async fn connect(options: &ConnectOptions) -> Result<Connection, ProtocolError> {
         let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
         stream.set_nodelay(true)?;
-        let mut framed = Framed::new(Transport::Plain(stream), PacketCodec::new());
+        let mut framed = Framed::new(MaybeTls::Plain(stream), PacketCodec::new());
         let greeting = read_message(&mut framed).await?;
         let server = ServerHandshake::parse(&greeting)?;
         let server_has_tls = server.capabilities & capabilities::SSL != 0;
@@ -180,14 +180,14 @@ impl Connection {
                 .map_err(|e| ProtocolError::Tls(format!("server name: {e}")))?;
             // The packet sequence continues inside TLS: keep the codec.
             let parts = framed.into_parts();
-            let Transport::Plain(tcp) = parts.io else {
+            let MaybeTls::Plain(tcp) = parts.io else {
                 return Err(ProtocolError::Tls("TLS requested twice".to_owned()));
             };
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| tls_handshake_failed(e, &options.host, options.port))?;
-            framed = Framed::new(Transport::Tls(Box::new(tls)), parts.codec);
+            framed = Framed::new(MaybeTls::Tls(Box::new(tls)), parts.codec);
         }
         let channel = match (use_tls, options.tls.verifies_server()) {
             (false, _) => Channel::Plain,

@@ -35,7 +35,7 @@ pub use connection::{
 };
 pub use error::{ProtocolError, Refusal, ServerError};
 pub use packets::Row;
-pub use tls::{TlsMode, TlsOptions};
+pub use tls::{MaybeTls, ServerTransport, TlsMode, TlsOptions};
 
 #[cfg(test)]
 mod untrusted_input {

@@ -54,6 +54,14 @@ impl PacketCodec {
     pub fn reset_sequence(&mut self) {
         self.next_sequence = 0;
     }
+
+    /// A codec in the middle of an exchange, whose next packet carries `sequence`: the
+    /// writing half of a connection split in two after a command.
+    pub fn at_sequence(sequence: u8) -> Self {
+        PacketCodec {
+            next_sequence: sequence,
+        }
+    }
 }
 
 impl Decoder for PacketCodec {

@@ -1,4 +1,5 @@
-//! TLS for the client connection, with rustls.
+//! TLS for the client connection, with rustls (and the server's configuration, for
+//! `binlogd serve`).
 //!
 //! The MySQL protocol upgrades in the middle of the handshake: after the server's greeting
 //! the client sends an SSLRequest (the first 32 bytes of its handshake response, with
@@ -116,6 +117,39 @@ impl TlsOptions {
     }
 }
 
+/// The TLS configuration of a server (`binlogd serve`): its certificate chain and private
+/// key, both PEM files; TLS 1.2 and 1.3, no client certificates.
+pub fn server_config(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, ProtocolError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|e| pem_error(cert_file, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(cert_file, e))?;
+    if chain.is_empty() {
+        return Err(ProtocolError::Tls(format!(
+            "{} holds no certificate",
+            cert_file.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| pem_error(key_file, e))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            ProtocolError::Tls(format!(
+                "{} and {} do not make a certificate and its key: {e}",
+                cert_file.display(),
+                key_file.display()
+            ))
+        })?;
+    Ok(Arc::new(config))
+}
+
 fn tls_error(e: rustls::Error) -> ProtocolError {
     ProtocolError::Tls(e.to_string())
 }
@@ -226,49 +260,65 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-/// The socket under the packet codec: plain TCP or TLS over it.
+/// The socket under the packet codec: plain TCP, or TLS over it once the handshake
+/// upgraded it (`T`: the client's or the server's TLS stream).
 #[derive(Debug)]
-pub(crate) enum Transport {
+pub enum MaybeTls<T> {
+    /// Plain TCP.
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// TLS over TCP.
+    Tls(Box<T>),
 }
 
-impl AsyncRead for Transport {
+impl<T> MaybeTls<T> {
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+/// A client connection's socket.
+pub(crate) type Transport = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A server connection's socket (`binlogd serve`).
+pub type ServerTransport = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Transport {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

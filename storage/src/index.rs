@@ -168,6 +168,64 @@ pub fn read_index(path: &Path) -> Result<FileIndex, StorageError> {
     parse_index(&bytes, path)
 }
 
+/// Follows an index file as a stream writes it: each [`IndexFollower::refresh`] reads
+/// only the lines added since the last, so a reader at the live tail pays for what is new,
+/// not for the whole file. A line the writer has not finished is left for the next call.
+#[derive(Debug)]
+pub struct IndexFollower {
+    path: std::path::PathBuf,
+    /// Bytes of the file consumed as whole lines.
+    consumed: u64,
+    lines: usize,
+    index: FileIndex,
+}
+
+impl IndexFollower {
+    /// Starts following the index at `path` (which may not exist yet: then it is empty).
+    pub fn new(path: &Path) -> IndexFollower {
+        IndexFollower {
+            path: path.to_owned(),
+            consumed: 0,
+            lines: 0,
+            index: FileIndex::default(),
+        }
+    }
+
+    /// What the index says so far.
+    pub fn index(&self) -> &FileIndex {
+        &self.index
+    }
+
+    /// Reads the lines added since the last call; whether there were any.
+    pub fn refresh(&mut self) -> Result<bool, StorageError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StorageError::io("reading", &self.path)(e)),
+        };
+        let mut added = Vec::new();
+        file.seek(SeekFrom::Start(self.consumed))
+            .and_then(|_| file.read_to_end(&mut added))
+            .map_err(StorageError::io("reading", &self.path))?;
+        let Some(last_newline) = added.iter().rposition(|&b| b == b'\n') else {
+            return Ok(false);
+        };
+        for line in added[..last_newline].split(|&b| b == b'\n') {
+            self.lines += 1;
+            let record: IndexRecord =
+                serde_json::from_slice(line).map_err(|e| StorageError::BadIndex {
+                    path: self.path.clone(),
+                    line: self.lines,
+                    message: e.to_string(),
+                })?;
+            self.index.apply(record);
+        }
+        self.consumed += last_newline as u64 + 1;
+        Ok(true)
+    }
+}
+
 fn parse_index(bytes: &[u8], path: &Path) -> Result<FileIndex, StorageError> {
     let mut index = FileIndex::default();
     let mut rest = bytes;
@@ -228,6 +286,20 @@ mod tests {
         assert_eq!(parse_index(&bytes, path).expect("read"), index);
         assert_eq!(index.gtids_after().to_string(), "0-1-42");
         assert_eq!(index.indexed_end(), 1022);
+
+        // A follower reads the same, line by line as they are written.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let followed = dir.path().join("f.index.jsonl");
+        let mut follower = IndexFollower::new(&followed);
+        assert!(!follower.refresh().expect("missing file"));
+        let cut = bytes.len() - 10;
+        std::fs::write(&followed, &bytes[..cut]).expect("write");
+        follower.refresh().expect("refresh");
+        assert!(follower.index().closed.is_none());
+        std::fs::write(&followed, &bytes).expect("write");
+        follower.refresh().expect("refresh");
+        assert_eq!(follower.index().transactions, index.transactions);
+        assert_eq!(follower.index().closed, index.closed);
 
         bytes.extend_from_slice(br#"{"record":"transa"#);
         let torn = parse_index(&bytes, path).expect("read");

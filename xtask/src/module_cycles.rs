@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates whose sources are checked.
-const CRATES: [&str; 8] = [
+const CRATES: [&str; 9] = [
     "src",
     "parser/src",
     "protocol/src",
     "storage/src",
     "replica/src",
+    "serve/src",
     "restore/src",
     "operator/src",
     "testkit/src",

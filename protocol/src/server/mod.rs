@@ -5,10 +5,16 @@
 //!
 //! - [`client_packets`]: the handshake response, the SSLRequest, commands
 //!   (`COM_QUERY`, `COM_REGISTER_SLAVE`, `COM_BINLOG_DUMP`, `COM_BINLOG_DUMP_GTID`).
+//! - [`replies`]: the greeting, OK/ERR/EOF, text result sets, authentication packets.
+//! - [`passwords`]: checking answers to the scramble (`mysql_native_password`,
+//!   `caching_sha2_password`'s fast path) from the hashes a server keeps.
 
 pub mod client_packets;
+pub mod passwords;
+pub mod replies;
 
 pub use client_packets::{
     BinlogDump, BinlogDumpGtid, ClientHello, Command, HandshakeResponse, RegisterReplica,
     parse_client_hello,
 };
+pub use replies::ColumnType;

@@ -1,0 +1,416 @@
+//! Sending a dump: from the start `start` chose to the end of the archive, and on to
+//! whatever a stream writing the same archive adds — the live tail.
+//!
+//! For each file: the artificial ROTATE naming it, its FORMAT_DESCRIPTION (prepared by
+//! [`events::format_description_for_dump`]), then its events exactly as archived, the
+//! file's own closing ROTATE included; then the next file, across epochs after a
+//! failover. A GTID dump skips each transaction the replica already has — whole byte
+//! ranges the index names, never read — and everything it sends is added to what the
+//! replica has, so a new primary's files that repeat the old one's transactions are not
+//! sent twice. MariaDB's ANNOTATE_ROWS events go only to replicas that ask for them.
+//!
+//! Of a file still being written, only what the index covers is sent: bytes the stream
+//! has made durable, whole transactions. At the end the sender waits (polling the index),
+//! sends HEARTBEATs at the replica's period, and notices a replica that hung up; a
+//! non-blocking dump (`mysqlbinlog` without `--stop-never`) ends with EOF instead.
+//!
+//! Memory: a file is read a few MiB at a time (more only for an event larger than that).
+
+use std::time::{Duration, Instant};
+
+use binlogd_parser::header::parse_event_header;
+use binlogd_parser::{ChecksumAlgorithm, EventReader, EventType, HEADER_LEN};
+use binlogd_protocol::packet::PacketCodec;
+use binlogd_protocol::server::replies;
+use binlogd_storage::{GtidState, IndexFollower, LocalArchive, TransactionEntry};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
+use tokio::sync::watch;
+use tokio_util::codec::Framed;
+
+use crate::archive::{self, ServedFile};
+use crate::error::ServeError;
+use crate::events;
+use crate::start::Start;
+
+/// How much of a file is read at a time.
+const CHUNK: u64 = 4 << 20;
+/// How often the end of the archive is looked at again while waiting for more.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What the replica asked for, beyond where to start.
+#[derive(Debug, Clone)]
+pub(crate) struct DumpOptions {
+    /// End at the end of the archive instead of waiting (`BINLOG_DUMP_NON_BLOCK`).
+    pub non_blocking: bool,
+    /// Send MariaDB's ANNOTATE_ROWS events (`BINLOG_SEND_ANNOTATE_ROWS_EVENT`).
+    pub annotate_rows: bool,
+    /// Heartbeat period (`@master_heartbeat_period`), none when 0.
+    pub heartbeat: Option<Duration>,
+    /// The checksum the replica was told the source uses (`@master_binlog_checksum`).
+    pub checksum: ChecksumAlgorithm,
+    /// Whether this is a GTID dump: skip what the replica has.
+    pub by_gtid: bool,
+}
+
+/// How a dump ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DumpEnd {
+    /// The replica hung up.
+    ReplicaLeft,
+    /// A non-blocking dump reached the end.
+    Finished,
+    /// `binlogd serve` is shutting down.
+    Shutdown,
+}
+
+/// Progress a dump reports: where it is and what it sent.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The file being sent.
+    pub file: String,
+    /// The offset reached in it.
+    pub position: u64,
+    /// Event bytes sent.
+    pub bytes_sent: u64,
+    /// When the last event sent was written on the source (seconds since the epoch).
+    pub last_event_timestamp: u32,
+}
+
+/// One dump in progress.
+pub(crate) struct Dump<'a, S> {
+    pub conn: &'a mut Framed<S, PacketCodec>,
+    pub archive: &'a LocalArchive,
+    pub options: DumpOptions,
+    pub shutdown: watch::Receiver<bool>,
+    pub progress: watch::Sender<Progress>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
+    /// Sends from `start` in `files` until the replica leaves, the archive ends (for a
+    /// non-blocking dump) or the server shuts down.
+    pub async fn run(
+        mut self,
+        mut files: Vec<ServedFile>,
+        start: Start,
+    ) -> Result<DumpEnd, ServeError> {
+        let mut current = start.file;
+        let mut position = start.position;
+        let mut replica_has = start.replica_has;
+        let mut checksum = self.options.checksum;
+        let mut last_sent = Instant::now();
+        loop {
+            let file = files[current].clone();
+            self.send(events::rotate(
+                file.server_id,
+                &file.name,
+                position,
+                checksum,
+            ))
+            .await?;
+            let mut data = tokio::fs::File::open(&file.data)
+                .await
+                .map_err(ServeError::io(format!("opening {}", file.data.display())))?;
+            let (format_event, format_checksum) = read_format_description(&mut data, &file).await?;
+            checksum = format_checksum;
+            let mut format_event = format_event;
+            let format_end = 4 + format_event.len() as u64;
+            events::format_description_for_dump(
+                &mut format_event,
+                checksum,
+                position > 4 || !replica_has.is_empty(),
+            );
+            self.send(format_event).await?;
+            let mut index = IndexFollower::new(&file.index);
+            index.refresh()?;
+            if position <= 4 {
+                position = format_end;
+            } else {
+                // Transaction boundaries are event boundaries: walk from the last before.
+                let walk_from = index
+                    .index()
+                    .transactions
+                    .iter()
+                    .map(|t| t.end)
+                    .take_while(|&end| end <= position)
+                    .last()
+                    .unwrap_or(format_end)
+                    .max(format_end);
+                check_event_boundary(&mut data, &file, walk_from, position).await?;
+            }
+            SinkExt::<Vec<u8>>::flush(self.conn).await?;
+            loop {
+                index.refresh()?;
+                let (end, closed) = match index.index().closed {
+                    Some((size, _)) => (size, true),
+                    None => (index.index().indexed_end(), false),
+                };
+                if position < end {
+                    position = self
+                        .send_range(
+                            &mut data,
+                            &file,
+                            position,
+                            end,
+                            &index.index().transactions,
+                            &mut replica_has,
+                        )
+                        .await?;
+                    SinkExt::<Vec<u8>>::flush(self.conn).await?;
+                    last_sent = Instant::now();
+                    continue;
+                }
+                if closed {
+                    break;
+                }
+                if let Some(end) = self.wait(&file, position, checksum, &mut last_sent).await? {
+                    return Ok(end);
+                }
+            }
+            // The next file: in this epoch, or the next epoch's first after a failover.
+            loop {
+                let (listed, _) = archive::list(self.archive)?;
+                files = listed;
+                let Some(at) = files
+                    .iter()
+                    .position(|f| f.epoch == file.epoch && f.name == file.name)
+                else {
+                    return Err(ServeError::Config(format!(
+                        "{}/{} left the archive (retention?) while a replica was reading it",
+                        file.epoch, file.name
+                    )));
+                };
+                if at + 1 < files.len() {
+                    current = at + 1;
+                    position = 4;
+                    break;
+                }
+                if let Some(end) = self.wait(&file, position, checksum, &mut last_sent).await? {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, event: Vec<u8>) -> Result<(), ServeError> {
+        let mut message = Vec::with_capacity(event.len() + 1);
+        message.push(0);
+        message.extend_from_slice(&event);
+        self.conn.feed(message).await?;
+        Ok(())
+    }
+
+    /// Sends the events of `file` in `[from, end)`, skipping what the replica has;
+    /// returns `end`.
+    async fn send_range(
+        &mut self,
+        data: &mut tokio::fs::File,
+        file: &ServedFile,
+        from: u64,
+        end: u64,
+        transactions: &[TransactionEntry],
+        replica_has: &mut GtidState,
+    ) -> Result<u64, ServeError> {
+        let mut position = from;
+        let mut next_transaction = transactions.partition_point(|t| t.end <= position);
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut buffer_start = position;
+        let mut sent_bytes = 0u64;
+        let mut last_timestamp = 0u32;
+        while position < end {
+            // A whole transaction the replica has: skip its bytes unread.
+            if self.options.by_gtid
+                && let Some(transaction) = transactions.get(next_transaction)
+                && transaction.start == position
+                && transaction.gtid.is_some_and(|g| replica_has.includes(&g))
+            {
+                position = transaction.end;
+                next_transaction += 1;
+                continue;
+            }
+            let offset_in_buffer = position.checked_sub(buffer_start).map(|o| o as usize);
+            let header = match offset_in_buffer {
+                Some(at) if at + HEADER_LEN <= buffer.len() => Some(at),
+                _ => None,
+            };
+            let Some(at) = header else {
+                buffer = read_at(data, file, position, (end - position).min(CHUNK)).await?;
+                buffer_start = position;
+                continue;
+            };
+            let Ok((_, header)) = parse_event_header(&buffer[at..]) else {
+                return Err(corrupt(file, position, "unreadable event header"));
+            };
+            let size = u64::from(header.event_size);
+            if size < HEADER_LEN as u64 || position + size > end {
+                return Err(corrupt(
+                    file,
+                    position,
+                    "event size runs past the end of what the index covers",
+                ));
+            }
+            if at + size as usize > buffer.len() {
+                buffer =
+                    read_at(data, file, position, size.max((end - position).min(CHUNK))).await?;
+                buffer_start = position;
+                continue;
+            }
+            let event = &buffer[at..at + size as usize];
+            let annotate = header.event_type == EventType::MARIADB_ANNOTATE_ROWS;
+            if !annotate || self.options.annotate_rows {
+                let mut message = Vec::with_capacity(event.len() + 1);
+                message.push(0);
+                message.extend_from_slice(event);
+                self.conn.feed(message).await?;
+                sent_bytes += size;
+                last_timestamp = header.timestamp;
+            }
+            position += size;
+            while let Some(transaction) = transactions.get(next_transaction)
+                && transaction.end <= position
+            {
+                if let Some(gtid) = transaction.gtid {
+                    replica_has.add(gtid);
+                }
+                next_transaction += 1;
+            }
+        }
+        self.progress.send_modify(|p| {
+            p.file = file.name.clone();
+            p.position = position;
+            p.bytes_sent += sent_bytes;
+            if last_timestamp > 0 {
+                p.last_event_timestamp = last_timestamp;
+            }
+        });
+        Ok(position)
+    }
+
+    /// Waits a little at the end of what there is to send: sends a heartbeat when one is
+    /// due, and says how the dump ends if it must.
+    async fn wait(
+        &mut self,
+        file: &ServedFile,
+        position: u64,
+        checksum: ChecksumAlgorithm,
+        last_sent: &mut Instant,
+    ) -> Result<Option<DumpEnd>, ServeError> {
+        self.progress.send_modify(|p| {
+            p.file = file.name.clone();
+            p.position = position;
+        });
+        if self.options.non_blocking {
+            self.conn.send(replies::eof()).await?;
+            return Ok(Some(DumpEnd::Finished));
+        }
+        tokio::select! {
+            // A replica sends nothing during a dump: anything, or the end, means it left.
+            _ = self.conn.next() => return Ok(Some(DumpEnd::ReplicaLeft)),
+            _ = self.shutdown.changed() => return Ok(Some(DumpEnd::Shutdown)),
+            () = tokio::time::sleep(POLL) => {}
+        }
+        if let Some(period) = self.options.heartbeat
+            && last_sent.elapsed() >= period
+        {
+            self.conn
+                .send({
+                    let mut message = vec![0];
+                    message.extend(events::heartbeat(
+                        file.server_id,
+                        &file.name,
+                        position,
+                        checksum,
+                    ));
+                    message
+                })
+                .await?;
+            *last_sent = Instant::now();
+        }
+        Ok(None)
+    }
+}
+
+fn corrupt(file: &ServedFile, offset: u64, what: &str) -> ServeError {
+    ServeError::Config(format!(
+        "{}/{} at offset {offset}: {what}; `binlogd verify` checks the archive",
+        file.epoch, file.name
+    ))
+}
+
+async fn read_at(
+    data: &mut tokio::fs::File,
+    file: &ServedFile,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, ServeError> {
+    let mut buffer = vec![0; len as usize];
+    data.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(ServeError::io(format!("reading {}", file.data.display())))?;
+    data.read_exact(&mut buffer)
+        .await
+        .map_err(ServeError::io(format!(
+            "reading {} bytes at {offset} of {}",
+            len,
+            file.data.display()
+        )))?;
+    Ok(buffer)
+}
+
+/// The file's FORMAT_DESCRIPTION event (after the magic) and the checksum it announces.
+async fn read_format_description(
+    data: &mut tokio::fs::File,
+    file: &ServedFile,
+) -> Result<(Vec<u8>, ChecksumAlgorithm), ServeError> {
+    let head = read_at(data, file, 0, 4 + HEADER_LEN as u64).await?;
+    let Ok((_, header)) = parse_event_header(&head[4..]) else {
+        return Err(corrupt(file, 4, "no event header"));
+    };
+    if header.event_type != EventType::FORMAT_DESCRIPTION {
+        return Err(corrupt(
+            file,
+            4,
+            "the first event is not a FORMAT_DESCRIPTION",
+        ));
+    }
+    let whole = read_at(data, file, 0, 4 + u64::from(header.event_size)).await?;
+    let mut reader = EventReader::new(&whole);
+    match reader.next() {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(corrupt(file, 4, &e.to_string())),
+        None => return Err(corrupt(file, 4, "no FORMAT_DESCRIPTION")),
+    }
+    let checksum = reader
+        .format()
+        .map_or(ChecksumAlgorithm::None, |f| f.checksum);
+    Ok((whole[4..].to_vec(), checksum))
+}
+
+/// Checks that `position` is where an event starts, walking the headers from `from`.
+async fn check_event_boundary(
+    data: &mut tokio::fs::File,
+    file: &ServedFile,
+    from: u64,
+    position: u64,
+) -> Result<(), ServeError> {
+    let mut at = from;
+    while at < position {
+        let head = read_at(data, file, at, HEADER_LEN as u64).await?;
+        let size = parse_event_header(&head).map_or(0, |(_, h)| u64::from(h.event_size));
+        if size < HEADER_LEN as u64 {
+            return Err(corrupt(file, at, "unreadable event header"));
+        }
+        at += size;
+    }
+    if at != position {
+        return Err(ServeError::Refused {
+            code: crate::start::FATAL_READING_BINLOG,
+            message: format!(
+                "Client requested master to start replication from position {position} of \
+                 '{}', which is not where an event starts (the event before it ends at {at})",
+                file.name
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The serve crate's error type.
+
+use std::path::PathBuf;
+
+use binlogd_protocol::ProtocolError;
+use binlogd_storage::StorageError;
+
+/// Why `binlogd serve` cannot start, or why one replica's session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A file or socket operation failed.
+    #[error("{doing}: {source}")]
+    Io {
+        /// What was being done.
+        doing: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The wire protocol with a client failed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Reading the archive failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A line of the users file is wrong.
+    #[error("{}{}: {message}", path.display(), if *line > 0 { format!(" line {line}") } else { String::new() })]
+    UsersFile {
+        /// The file.
+        path: PathBuf,
+        /// Its line, from 1 (0: the file as a whole).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// The client was refused with this MySQL error (also sent to it).
+    #[error("refused the client: error {code}: {message}")]
+    Refused {
+        /// The MySQL error number.
+        code: u16,
+        /// The message.
+        message: String,
+    },
+}
+
+impl ServeError {
+    pub(crate) fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+        let doing = doing.into();
+        move |source| ServeError::Io { doing, source }
+    }
+}

@@ -1,0 +1,144 @@
+//! The archive as a replication source: `binlogd serve` lets MySQL and MariaDB replicas,
+//! and `mysqlbinlog --read-from-remote-server`, read an archive as they would read the
+//! primary's binlog — from its oldest file to what a `binlogd stream` writing the same
+//! archive has just made durable.
+//!
+//! - [`session`](mod@session): one client: handshake, TLS, authentication
+//!   ([`users`]), setup queries ([`queries`]), then a dump.
+//! - [`start`]: where a dump starts (file and position, or GTIDs), or the error the real
+//!   server would give.
+//! - `dump`: sending files, skipping what a GTID replica has, following the live tail,
+//!   heartbeats; `events`: the artificial events a source makes up.
+//! - `archive`: the archive's files as the sender reads them.
+//!
+//! The wire protocol itself (framing, the server's packets, password checks) is
+//! `binlogd_protocol::server`; this crate decides what to say.
+
+mod archive;
+mod dump;
+mod error;
+mod events;
+pub mod queries;
+pub mod session;
+pub mod start;
+pub mod users;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use binlogd_storage::LocalArchive;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use dump::Progress;
+pub use error::ServeError;
+pub use session::ReplicaSeen;
+pub use users::Users;
+
+/// How `binlogd serve` runs.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// The archive directory (a `binlogd stream` may be writing it).
+    pub archive: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Who may log in.
+    pub users: Users,
+    /// TLS certificate and key (PEM), if clients may use TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse clients that do not use TLS.
+    pub require_tls: bool,
+}
+
+/// A listening `binlogd serve`.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<session::Shared>,
+}
+
+impl Server {
+    /// Opens the archive, reads the TLS files and binds the address.
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        let archive = LocalArchive::open(&config.archive)?;
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(binlogd_protocol::tls::server_config(cert, key)?),
+            None => None,
+        };
+        if config.require_tls && tls.is_none() {
+            return Err(ServeError::Config(
+                "--require-tls needs --tls-cert and --tls-key".to_owned(),
+            ));
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(ServeError::io(format!("listening on {}", config.listen)))?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(session::Shared {
+                archive,
+                users: config.users,
+                tls,
+                require_tls: config.require_tls,
+                fast_path: Mutex::new(HashMap::new()),
+                next_connection_id: AtomicU32::new(1),
+                replicas: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The address it listens on (the port, when 0 was asked for).
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.listener
+            .local_addr()
+            .map_err(ServeError::io("reading the listening address"))
+    }
+
+    /// The replicas being served now.
+    pub fn replicas(&self) -> impl Fn() -> Vec<ReplicaSeen> + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || session::lock(&shared.replicas).values().cloned().collect()
+    }
+
+    /// Serves clients until `shutdown` turns true; then closes every connection and
+    /// returns once their sessions have ended.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
+        let mut sessions = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, do not spin.
+                            tracing::warn!(error = %e, "accepting a connection failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let shared = Arc::clone(&self.shared);
+                    let shutdown = shutdown.clone();
+                    sessions.spawn(async move {
+                        match session::serve_client(stream, peer, shared, shutdown).await {
+                            // Said where it was decided, and told to the client.
+                            Ok(()) | Err(ServeError::Refused { .. }) => {}
+                            // A TCP health check, or a port scan: nothing to report.
+                            Err(ServeError::Protocol(binlogd_protocol::ProtocolError::Closed)) => {
+                                tracing::debug!(%peer, "a client closed the connection before logging in");
+                            }
+                            Err(e) => tracing::warn!(%peer, error = %e, "client session failed"),
+                        }
+                    });
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        while sessions.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,483 @@
+//! One client's connection: the handshake (TLS when asked), authentication against the
+//! users file, the setup queries, then a dump — or an error that ends this client only.
+//!
+//! Authentication follows the servers: the greeting proposes the archive's flavour's
+//! default plugin (`caching_sha2_password` for MySQL, `mysql_native_password` for
+//! MariaDB); a client that answered with a plugin its account lacks is switched to one
+//! it has. `caching_sha2_password` takes its fast path against the SHA256(SHA256())
+//! remembered from the account's last full authentication; otherwise it asks for the
+//! password in full, which `binlogd serve` accepts only over TLS.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use binlogd_parser::{ChecksumAlgorithm, Flavour, MysqlGtidSet};
+use binlogd_protocol::packet::PacketCodec;
+use binlogd_protocol::server::passwords::{
+    caching_sha2_hash, check_caching_sha2_fast, check_native_password,
+};
+use binlogd_protocol::server::{
+    ClientHello, Command, HandshakeResponse, parse_client_hello, replies,
+};
+use binlogd_protocol::{MaybeTls, ProtocolError, ServerTransport};
+use binlogd_storage::{GtidState, LocalArchive};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::Framed;
+
+use crate::archive;
+use crate::dump::{Dump, DumpOptions, Progress};
+use crate::error::ServeError;
+use crate::queries::{self, Answer, SessionVariables, SourceFacts};
+use crate::start::{FATAL_READING_BINLOG, Request, find_start};
+use crate::users::{CACHING_SHA2, NATIVE, Users};
+
+/// `ER_ACCESS_DENIED_ERROR`.
+const ACCESS_DENIED: u16 = 1045;
+/// `ER_SECURE_TRANSPORT_REQUIRED`.
+const SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+/// `ER_UNKNOWN_COM_ERROR`.
+const UNKNOWN_COMMAND: u16 = 1047;
+/// `BINLOG_DUMP_NON_BLOCK`.
+const NON_BLOCK: u16 = 0x01;
+/// MariaDB's `BINLOG_SEND_ANNOTATE_ROWS_EVENT`.
+const SEND_ANNOTATE_ROWS: u16 = 0x02;
+/// MariaDB's `MARIA_SLAVE_CAPABILITY_GTID`: the replica reads GTID events as they are.
+const CAPABILITY_GTID: u64 = 4;
+
+/// What every session shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub archive: LocalArchive,
+    pub users: Users,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub require_tls: bool,
+    /// SHA256(SHA256(password)) per account, learnt from a full authentication.
+    pub fast_path: Mutex<HashMap<String, [u8; 32]>>,
+    pub next_connection_id: AtomicU32,
+    /// The replicas being served now, by connection id.
+    pub replicas: Mutex<HashMap<u32, ReplicaSeen>>,
+}
+
+/// A replica being served, for metrics and status.
+#[derive(Debug, Clone)]
+pub struct ReplicaSeen {
+    /// Where it connects from.
+    pub peer: SocketAddr,
+    /// The account it logged in as.
+    pub user: String,
+    /// Its `server_id` (from the dump request).
+    pub server_id: u32,
+    /// How far it has been sent.
+    pub progress: watch::Receiver<Progress>,
+}
+
+type Connection = Framed<ServerTransport, PacketCodec>;
+
+/// Serves one client until it leaves, fails, or the server shuts down.
+pub(crate) async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let _ = stream.set_nodelay(true);
+    let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let mut conn = Framed::new(MaybeTls::Plain(stream), PacketCodec::new());
+    let facts = match archive::source_facts(&shared.archive) {
+        Ok(facts) => facts,
+        Err(e) => {
+            let _ = conn.send(replies::err(1105, "HY000", &e.to_string())).await;
+            return Err(e);
+        }
+    };
+    let scramble = scramble();
+    let version = match facts.flavour {
+        // MariaDB says "5.5.5-" first so that clients that read the first digit as the
+        // major version do not take 10 or 11 for 1.
+        Flavour::MariaDb => format!("5.5.5-{}-binlogd", facts.version),
+        Flavour::MySql => format!("{}-binlogd", facts.version),
+    };
+    let proposed = match facts.flavour {
+        Flavour::MariaDb => NATIVE,
+        Flavour::MySql => CACHING_SHA2,
+    };
+    conn.send(replies::greeting(
+        &version,
+        id,
+        &scramble,
+        replies::server_capabilities(shared.tls.is_some()),
+        proposed,
+    ))
+    .await?;
+    let mut packet = read_packet(&mut conn).await?;
+    if let ClientHello::StartTls { .. } = parse_client_hello(&packet)? {
+        let Some(tls) = &shared.tls else {
+            return Err(ProtocolError::Unsupported(
+                "the client asked for TLS, which this server did not offer".into(),
+            )
+            .into());
+        };
+        let parts = conn.into_parts();
+        let MaybeTls::Plain(tcp) = parts.io else {
+            return Err(ProtocolError::Unsupported("TLS asked for twice".into()).into());
+        };
+        if !parts.read_buf.is_empty() {
+            return Err(ProtocolError::Unsupported("bytes sent before TLS started".into()).into());
+        }
+        let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(tls))
+            .accept(tcp)
+            .await
+            .map_err(|e| ProtocolError::Tls(format!("TLS handshake with {peer}: {e}")))?;
+        conn = Framed::new(MaybeTls::Tls(Box::new(tls)), parts.codec);
+        packet = read_packet(&mut conn).await?;
+    }
+    let ClientHello::Response(hello) = parse_client_hello(&packet)? else {
+        return Err(ProtocolError::Unsupported("TLS asked for twice".into()).into());
+    };
+    if shared.require_tls && !conn.get_ref().is_tls() {
+        return Err(refuse(
+            &mut conn,
+            SECURE_TRANSPORT_REQUIRED,
+            "Connections using insecure transport are prohibited while \
+             --require_secure_transport=ON.",
+        )
+        .await);
+    }
+    let user = authenticate(&mut conn, &hello, &scramble, &shared, peer).await?;
+    tracing::info!(%peer, %user, connection = id, tls = conn.get_ref().is_tls(), "client logged in");
+    let mut session = SessionVariables::default();
+    let mut shutdown = shutdown;
+    loop {
+        conn.codec_mut().reset_sequence();
+        let packet = tokio::select! {
+            packet = conn.next() => match packet {
+                None => return Ok(()),
+                Some(packet) => packet?.payload,
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match Command::parse(&packet)? {
+            Command::Quit => return Ok(()),
+            Command::Ping => conn.send(replies::ok()).await?,
+            Command::Query(query) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                match queries::answer(query, &facts, &mut session, now) {
+                    Answer::Ok => conn.send(replies::ok()).await?,
+                    Answer::Rows { columns, rows } => {
+                        let columns: Vec<_> = columns
+                            .iter()
+                            .map(|c| (c.as_str(), replies::ColumnType::Text))
+                            .collect();
+                        for packet in replies::result_set(&columns, &rows) {
+                            conn.feed(packet).await?;
+                        }
+                        SinkExt::<Vec<u8>>::flush(&mut conn).await?;
+                    }
+                    Answer::Refuse {
+                        code,
+                        state,
+                        message,
+                    } => {
+                        tracing::info!(%peer, %query, code, "refused a query");
+                        conn.send(replies::err(code, state, &message)).await?;
+                    }
+                }
+            }
+            Command::RegisterReplica(_) => conn.send(replies::ok()).await?,
+            Command::BinlogDump(dump) => {
+                let request = match session.get("slave_connect_state") {
+                    Some(state) if facts.flavour == Flavour::MariaDb => {
+                        match state.unwrap_or("").parse() {
+                            Ok(pos) => Request::Gtids(GtidState::Mariadb(pos)),
+                            Err(_) => {
+                                return Err(refuse(
+                                    &mut conn,
+                                    1105,
+                                    "Out of memory or malformed slave request when obtaining \
+                                     start position from GTID state",
+                                )
+                                .await);
+                            }
+                        }
+                    }
+                    _ => Request::Position {
+                        file: String::from_utf8_lossy(dump.file).into_owned(),
+                        position: u64::from(dump.position),
+                    },
+                };
+                let target = DumpTarget {
+                    request,
+                    flags: dump.flags,
+                    server_id: dump.server_id,
+                };
+                return run_dump(
+                    &mut conn, &shared, &facts, &session, target, &user, peer, id, shutdown,
+                )
+                .await;
+            }
+            Command::BinlogDumpGtid(dump) => {
+                let request = match MysqlGtidSet::decode(dump.gtid_set) {
+                    Ok(set) => Request::Gtids(GtidState::Mysql(set)),
+                    Err(_) if dump.gtid_set.is_empty() => {
+                        Request::Gtids(GtidState::Mysql(MysqlGtidSet::new()))
+                    }
+                    Err(e) => {
+                        return Err(refuse(
+                            &mut conn,
+                            FATAL_READING_BINLOG,
+                            &format!("the replica's GTID set does not decode: {e}"),
+                        )
+                        .await);
+                    }
+                };
+                let target = DumpTarget {
+                    request,
+                    flags: dump.flags,
+                    server_id: dump.server_id,
+                };
+                return run_dump(
+                    &mut conn, &shared, &facts, &session, target, &user, peer, id, shutdown,
+                )
+                .await;
+            }
+            Command::Other(code) => {
+                tracing::info!(%peer, code, "refused an unknown command");
+                conn.send(replies::err(UNKNOWN_COMMAND, "08S01", "Unknown command"))
+                    .await?;
+            }
+        }
+    }
+}
+
+/// What a dump command asked for.
+struct DumpTarget {
+    request: Request,
+    flags: u16,
+    server_id: u32,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_dump(
+    conn: &mut Connection,
+    shared: &Shared,
+    facts: &SourceFacts,
+    session: &SessionVariables,
+    target: DumpTarget,
+    user: &str,
+    peer: SocketAddr,
+    id: u32,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let announced = session
+        .get("master_binlog_checksum")
+        .or_else(|| session.get("source_binlog_checksum"))
+        .flatten();
+    let checksum = match announced {
+        Some(name) if name.eq_ignore_ascii_case("CRC32") => ChecksumAlgorithm::Crc32,
+        Some(_) => ChecksumAlgorithm::None,
+        None if facts.binlog_checksum == "NONE" => ChecksumAlgorithm::None,
+        None => {
+            return Err(refuse(
+                conn,
+                FATAL_READING_BINLOG,
+                "Slave can not handle replication events with the checksum that master is \
+                 configured to log",
+            )
+            .await);
+        }
+    };
+    if facts.flavour == Flavour::MariaDb
+        && session.number("mariadb_slave_capability").unwrap_or(0) < CAPABILITY_GTID
+    {
+        return Err(refuse(
+            conn,
+            FATAL_READING_BINLOG,
+            "binlogd serve sends MariaDB binlogs as they are archived, GTID events included, \
+             and needs a client that reads them (@mariadb_slave_capability=4: any MariaDB \
+             10.0+ replica, mariadb-binlog)",
+        )
+        .await);
+    }
+    let heartbeat = session
+        .number("master_heartbeat_period")
+        .or_else(|| session.number("source_heartbeat_period"))
+        .filter(|&ns| ns > 0)
+        .map(Duration::from_nanos);
+    let (files, _) = archive::list(&shared.archive)?;
+    let (file_facts, archive_has) = archive::start_facts(&files)?;
+    let start = match find_start(facts.flavour, &file_facts, &archive_has, &target.request) {
+        Ok(start) => start,
+        Err(refusal) => {
+            tracing::warn!(%peer, %user, request = ?target.request, reason = %refusal.message, "refused a dump");
+            return Err(refuse(conn, refusal.code, &refusal.message).await);
+        }
+    };
+    let by_gtid = matches!(target.request, Request::Gtids(_));
+    tracing::info!(
+        %peer, %user, server_id = target.server_id,
+        file = %files[start.file].name, position = start.position,
+        request = ?target.request, "dump starts"
+    );
+    let (progress, watcher) = watch::channel(Progress::default());
+    lock(&shared.replicas).insert(
+        id,
+        ReplicaSeen {
+            peer,
+            user: user.to_owned(),
+            server_id: target.server_id,
+            progress: watcher,
+        },
+    );
+    let dump = Dump {
+        conn,
+        archive: &shared.archive,
+        options: DumpOptions {
+            non_blocking: target.flags & NON_BLOCK != 0 || target.server_id == 0,
+            annotate_rows: target.flags & SEND_ANNOTATE_ROWS != 0,
+            heartbeat,
+            checksum,
+            by_gtid,
+        },
+        shutdown,
+        progress,
+    };
+    let result = dump.run(files, start).await;
+    lock(&shared.replicas).remove(&id);
+    match result {
+        Ok(end) => {
+            tracing::info!(%peer, %user, ?end, "dump ended");
+            Ok(())
+        }
+        Err(ServeError::Refused { code, message }) => Err(refuse(conn, code, &message).await),
+        Err(e) => {
+            let _ = conn
+                .send(replies::err(FATAL_READING_BINLOG, "HY000", &e.to_string()))
+                .await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends an ERR; the error that ends the session with it.
+async fn refuse(conn: &mut Connection, code: u16, message: &str) -> ServeError {
+    let state = match code {
+        ACCESS_DENIED => "28000",
+        _ => "HY000",
+    };
+    let _ = conn.send(replies::err(code, state, message)).await;
+    ServeError::Refused {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+async fn read_packet(conn: &mut Connection) -> Result<Bytes, ServeError> {
+    match conn.next().await {
+        None => Err(ProtocolError::Closed.into()),
+        Some(packet) => {
+            let packet = packet?;
+            if packet.continues {
+                return Err(ProtocolError::Unsupported(
+                    "a command over 16 MiB, which no replica sends".into(),
+                )
+                .into());
+            }
+            Ok(packet.payload)
+        }
+    }
+}
+
+/// 20 random printable bytes, as servers make them (clients cut a scramble at a NUL).
+fn scramble() -> [u8; 20] {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 20];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.map(|b| 0x21 + b % 94)
+}
+
+async fn authenticate(
+    conn: &mut Connection,
+    hello: &HandshakeResponse<'_>,
+    scramble: &[u8; 20],
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<String, ServeError> {
+    let user = hello.user.to_owned();
+    let denied = format!(
+        "Access denied for user '{user}'@'{}' (using password: {})",
+        peer.ip(),
+        if hello.auth_response.is_empty() {
+            "NO"
+        } else {
+            "YES"
+        }
+    );
+    let Some(account) = shared.users.account(&user) else {
+        tracing::warn!(%peer, %user, "refused a login: no such account in {}", shared.users.path().display());
+        return Err(refuse(conn, ACCESS_DENIED, &denied).await);
+    };
+    let mut plugin = hello.auth_plugin.unwrap_or(NATIVE);
+    let mut answer = hello.auth_response.to_vec();
+    if !account.has_plugin(plugin) {
+        plugin = account.preferred_plugin();
+        let mut nonce = scramble.to_vec();
+        nonce.push(0);
+        conn.send(replies::auth_switch(plugin, &nonce)).await?;
+        answer = read_packet(conn).await?.to_vec();
+    }
+    let accepted = match plugin {
+        NATIVE => account
+            .native
+            .is_some_and(|stored| check_native_password(&stored, scramble, &answer)),
+        _ => {
+            let cached = lock(&shared.fast_path).get(&user).copied();
+            if cached.is_some_and(|c| check_caching_sha2_fast(&c, scramble, &answer)) {
+                conn.send(replies::auth_more_data(&[3])).await?;
+                true
+            } else if answer.is_empty() {
+                false
+            } else {
+                conn.send(replies::auth_more_data(&[4])).await?;
+                let full = read_packet(conn).await?;
+                if !conn.get_ref().is_tls() {
+                    let message = format!(
+                        "{denied}: binlogd serve takes caching_sha2_password's full \
+                         authentication only over TLS: connect with TLS (a MySQL replica: \
+                         SOURCE_SSL=1)"
+                    );
+                    tracing::warn!(%peer, %user, "refused a login: full authentication without TLS");
+                    return Err(refuse(conn, ACCESS_DENIED, &message).await);
+                }
+                let password = full.strip_suffix(&[0]).unwrap_or(&full).to_vec();
+                let account = account.clone();
+                let checked = password.clone();
+                let good =
+                    tokio::task::spawn_blocking(move || account.check_full_password(&checked))
+                        .await
+                        .unwrap_or(false);
+                if good {
+                    lock(&shared.fast_path).insert(user.clone(), caching_sha2_hash(&password));
+                }
+                good
+            }
+        }
+    };
+    if !accepted {
+        tracing::warn!(%peer, %user, plugin, "refused a login: wrong password");
+        return Err(refuse(conn, ACCESS_DENIED, &denied).await);
+    }
+    conn.send(replies::ok()).await?;
+    Ok(user)
+}

@@ -1,0 +1,127 @@
+//! `binlogd serve`: the archive as a replication source for MySQL and MariaDB replicas
+//! (`binlogd-serve` does the work); and `binlogd serve-user`, which writes the users-file
+//! lines for an account.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use binlogd_serve::{ServeConfig, Server, Users};
+use clap::Args;
+use tokio::sync::watch;
+
+/// Flags of `binlogd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The archive to serve: the directory `binlogd stream --archive` writes (it may be
+    /// writing it now: replicas then follow the live tail).
+    #[arg(long, value_name = "DIR")]
+    pub archive: String,
+    /// Address to listen on for replicas (host:port).
+    #[arg(long, default_value = "127.0.0.1:3307", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Accounts that may connect, one `NAME PLUGIN HASH` per line (mysql_native_password:
+    /// `*` + SHA1(SHA1(password)) in hex, as in mysql.user; caching_sha2_password: an
+    /// Argon2 hash). `binlogd serve-user NAME` writes the lines.
+    #[arg(long, value_name = "FILE")]
+    pub users_file: PathBuf,
+    /// TLS certificate chain (PEM) offered to clients; with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS.
+    #[arg(long)]
+    pub require_tls: bool,
+}
+
+/// Flags of `binlogd serve-user`.
+#[derive(Debug, Args)]
+pub struct ServeUserArgs {
+    /// The account's name.
+    pub name: String,
+    /// Append the lines to this users file (created readable by its owner only) instead
+    /// of printing them.
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+}
+
+/// `binlogd serve`.
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.archive.starts_with("s3://") {
+        bail!(
+            "binlogd serve reads a local archive (the directory `binlogd stream --archive` \
+             writes, or its spool); serving an s3:// archive is not built yet"
+        );
+    }
+    crate::secrets::check_secret_file(&args.users_file, "--users-file")?;
+    if let Some(key) = &args.tls_key {
+        crate::secrets::check_secret_file(key, "--tls-key")?;
+    }
+    let users = Users::load(&args.users_file)?;
+    let config = ServeConfig {
+        archive: PathBuf::from(&args.archive),
+        listen: args.listen,
+        users,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        require_tls: args.require_tls,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        let bound = server.local_addr()?;
+        tracing::info!(listen = %bound, archive = %args.archive, "serving the archive to replicas");
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            if let Ok(mut interrupts) = crate::signals::Interrupts::catch() {
+                let signal = interrupts.recv().await;
+                tracing::info!(signal, "closing every replica's connection and stopping");
+                let _ = stop.send(true);
+            }
+        });
+        server.run(stopped).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `binlogd serve-user`: reads a password (from the terminal without echo, or the first
+/// line of standard input) and writes the account's users-file lines.
+pub fn run_serve_user(args: &ServeUserArgs) -> anyhow::Result<ExitCode> {
+    let password = if std::io::stdin().is_terminal() {
+        let term = console::Term::stderr();
+        term.write_str(&format!("password for {}: ", args.name))?;
+        term.read_secure_line().context("reading the password")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    let lines = binlogd_serve::users::account_lines(&args.name, password.as_bytes())?;
+    match &args.users_file {
+        None => print!("{lines}"),
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            file.write_all(lines.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            // Checks that what is there now still reads as a users file.
+            Users::load(path)?;
+            eprintln!("binlogd: added {} to {}", args.name, path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
