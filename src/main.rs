@@ -108,8 +108,10 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BINLOGD_LOG")
         // The AWS SDK says at info level where it found credentials, on every start.
         .unwrap_or_else(|_| "info,aws_config=warn".into());
+    // Colours only on a terminal: a log file or collector would get escape codes.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use binlogd_testkit::{MariaDb, MariaDbConfig};
+use binlogd_testkit::{MariaDb, MariaDbConfig, MariaDbVersion, MySql, MySqlConfig, TestPki};
 use stream_common::{Archive, Streamer, binlogd, wait_for_quiet_binlogs};
 
 /// The account replicas log in to `binlogd serve` with.
@@ -112,6 +112,20 @@ fn checksum(db: &MariaDb) -> String {
         .expect("checksum")
 }
 
+fn mysql_checksum(db: &MySql) -> String {
+    db.query_value("CHECKSUM TABLE binlogd_test.workload")
+        .expect("checksum")
+}
+
+/// Waits until a MySQL `replica` has applied everything `primary` wrote.
+fn wait_for_mysql_replica(replica: &MySql, primary: &MySql, serve: &Serve) {
+    let target = primary.gtid_executed().expect("primary gtids");
+    if let Err(e) = replica.wait_for_gtids(&target, Duration::from_secs(90)) {
+        let status = replica.sql("SHOW REPLICA STATUS\\G").unwrap_or_default();
+        panic!("{e:#}\n{status}\nserve log:\n{}", serve.log());
+    }
+}
+
 /// Waits until `replica` has applied everything `primary` wrote, or fails with the
 /// replica's own words.
 fn wait_for_replica(replica: &MariaDb, primary: &MariaDb, serve: &Serve) {
@@ -162,6 +176,149 @@ fn a_mariadb_replica_with_gtids_replicates_from_the_archive_and_follows_the_live
             .query_value("SELECT @@gtid_slave_pos")
             .expect("slave pos"),
         primary.gtid_binlog_pos().expect("pos")
+    );
+    replica.sql("STOP SLAVE").expect("stop slave");
+    serve.stop();
+    streamer.stop();
+}
+
+#[test]
+fn mysql_replicas_replicate_over_tls_by_gtid_set_and_by_file_and_position() {
+    let primary = MySqlConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(300).expect("workload");
+    let archive = Archive::new();
+    let streamer = Streamer::start(&primary, &archive, &[]);
+    archive.wait_caught_up(&primary, Duration::from_secs(90));
+    let users = users_file(archive.path().parent().expect("dir"));
+    // The replicas run from MySQL's root filesystem: the CA must be inside it.
+    let pki = TestPki::generate_in(&MySql::scratch_dir().expect("scratch")).expect("pki");
+    let tls = [
+        "--tls-cert",
+        pki.server_cert.to_str().expect("utf-8"),
+        "--tls-key",
+        pki.server_key.to_str().expect("utf-8"),
+        "--require-tls",
+    ];
+    let serve = Serve::start(&archive, &users, &tls);
+    let ca = MySql::path_for_server(&pki.ca_cert).expect("ca path");
+    let verified_tls = format!(
+        "SOURCE_SSL=1, SOURCE_SSL_CA='{}', SOURCE_SSL_VERIFY_SERVER_CERT=1",
+        ca.display()
+    );
+
+    // GTID auto-positioning; caching_sha2_password: a full authentication over TLS.
+    let by_gtids = MySqlConfig {
+        server_id: Some(2),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("replica");
+    by_gtids
+        .replicate_from_port(
+            serve.port,
+            USER,
+            PASSWORD,
+            &format!("SOURCE_AUTO_POSITION=1, {verified_tls}"),
+        )
+        .expect("CHANGE REPLICATION SOURCE");
+    wait_for_mysql_replica(&by_gtids, &primary, &serve);
+    assert_eq!(mysql_checksum(&by_gtids), mysql_checksum(&primary));
+
+    // By file and position from the first file; its login takes the fast path.
+    let by_position = MySqlConfig {
+        server_id: Some(3),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("replica");
+    let first = primary.binlog_names().expect("names")[0].clone();
+    by_position
+        .replicate_from_port(
+            serve.port,
+            USER,
+            PASSWORD,
+            &format!(
+                "SOURCE_AUTO_POSITION=0, SOURCE_LOG_FILE='{first}', SOURCE_LOG_POS=4, \
+                 {verified_tls}"
+            ),
+        )
+        .expect("CHANGE REPLICATION SOURCE");
+    wait_for_mysql_replica(&by_position, &primary, &serve);
+
+    // Both follow the live tail.
+    primary.write_workload(200).expect("more");
+    wait_for_mysql_replica(&by_gtids, &primary, &serve);
+    wait_for_mysql_replica(&by_position, &primary, &serve);
+    for replica in [&by_gtids, &by_position] {
+        assert_eq!(mysql_checksum(replica), mysql_checksum(&primary));
+        assert_eq!(
+            replica.gtid_executed().expect("replica gtids"),
+            primary.gtid_executed().expect("primary gtids")
+        );
+        replica.sql("STOP REPLICA").expect("stop");
+    }
+    serve.stop();
+    streamer.stop();
+}
+
+#[test]
+fn a_mariadb_11_8_replica_with_its_defaults_replicates_over_tls() {
+    let version = MariaDbVersion::V11_8;
+    let primary = MariaDbConfig {
+        version,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(200).expect("workload");
+    let archive = Archive::new();
+    let streamer = Streamer::start(&primary, &archive, &[]);
+    archive.wait_caught_up(&primary, Duration::from_secs(60));
+    let users = users_file(archive.path().parent().expect("dir"));
+    let replica = MariaDbConfig {
+        version,
+        server_id: 2,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("replica");
+    let pki = TestPki::generate_in(replica.dir()).expect("pki");
+    let serve = Serve::start(
+        &archive,
+        &users,
+        &[
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+        ],
+    );
+    // 11.8 replicas use TLS and check the certificate by default: given the CA, nothing
+    // else is set.
+    replica
+        .replicate_from_port(
+            serve.port,
+            USER,
+            PASSWORD,
+            &format!(
+                "MASTER_SSL_CA='{}'",
+                replica.server_path(&pki.ca_cert).display()
+            ),
+        )
+        .expect("CHANGE MASTER");
+    wait_for_replica(&replica, &primary, &serve);
+    primary.write_workload(100).expect("more");
+    wait_for_replica(&replica, &primary, &serve);
+    assert_eq!(checksum(&replica), checksum(&primary));
+    assert!(
+        serve.log().contains("tls=true"),
+        "the replica did not use TLS:\n{}",
+        serve.log()
     );
     replica.sql("STOP SLAVE").expect("stop slave");
     serve.stop();

@@ -101,6 +101,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         let mut last_sent = Instant::now();
         loop {
             let file = files[current].clone();
+            // A file the stream has only just begun may not hold its first event yet.
+            while !format_description_ready(&file) {
+                if let Some(end) = self.wait(&file, position, checksum, &mut last_sent).await? {
+                    return Ok(end);
+                }
+            }
             self.send(events::rotate(
                 file.server_id,
                 &file.name,
@@ -180,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                         file.epoch, file.name
                     )));
                 };
-                if at + 1 < files.len() {
+                if at + 1 < files.len() && format_description_ready(&files[at + 1]) {
                     current = at + 1;
                     position = 4;
                     break;
@@ -355,6 +361,21 @@ async fn read_at(
             file.data.display()
         )))?;
     Ok(buffer)
+}
+
+/// Whether the file holds its whole FORMAT_DESCRIPTION event yet.
+fn format_description_ready(file: &ServedFile) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4 + HEADER_LEN];
+    let read = std::fs::File::open(&file.data).and_then(|mut f| {
+        let size = f.metadata()?.len();
+        f.read_exact(&mut head)?;
+        Ok(size)
+    });
+    match (read, parse_event_header(&head[4..])) {
+        (Ok(size), Ok((_, header))) => size >= 4 + u64::from(header.event_size),
+        _ => false,
+    }
 }
 
 /// The file's FORMAT_DESCRIPTION event (after the magic) and the checksum it announces.

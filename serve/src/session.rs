@@ -86,13 +86,22 @@ pub(crate) async fn serve_client(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    let mut stream = stream;
     let _ = stream.set_nodelay(true);
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-    let mut conn = Framed::new(MaybeTls::Plain(stream), PacketCodec::new());
+    // Until TLS is settled the socket is read by hand, exactly one packet at a time: a
+    // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
+    // bytes belong to the TLS acceptor, not to a packet reader's buffer.
+    let mut codec = PacketCodec::new();
     let facts = match archive::source_facts(&shared.archive) {
         Ok(facts) => facts,
         Err(e) => {
-            let _ = conn.send(replies::err(1105, "HY000", &e.to_string())).await;
+            let _ = write_packet(
+                &mut stream,
+                &mut codec,
+                &replies::err(1105, "HY000", &e.to_string()),
+            )
+            .await;
             return Err(e);
         }
     };
@@ -107,36 +116,36 @@ pub(crate) async fn serve_client(
         Flavour::MariaDb => NATIVE,
         Flavour::MySql => CACHING_SHA2,
     };
-    conn.send(replies::greeting(
-        &version,
-        id,
-        &scramble,
-        replies::server_capabilities(shared.tls.is_some()),
-        proposed,
-    ))
+    write_packet(
+        &mut stream,
+        &mut codec,
+        &replies::greeting(
+            &version,
+            id,
+            &scramble,
+            replies::server_capabilities(shared.tls.is_some()),
+            proposed,
+        ),
+    )
     .await?;
-    let mut packet = read_packet(&mut conn).await?;
-    if let ClientHello::StartTls { .. } = parse_client_hello(&packet)? {
+    let mut packet = read_one_packet(&mut stream, &mut codec).await?;
+    let mut conn = if let ClientHello::StartTls { .. } = parse_client_hello(&packet)? {
         let Some(tls) = &shared.tls else {
             return Err(ProtocolError::Unsupported(
                 "the client asked for TLS, which this server did not offer".into(),
             )
             .into());
         };
-        let parts = conn.into_parts();
-        let MaybeTls::Plain(tcp) = parts.io else {
-            return Err(ProtocolError::Unsupported("TLS asked for twice".into()).into());
-        };
-        if !parts.read_buf.is_empty() {
-            return Err(ProtocolError::Unsupported("bytes sent before TLS started".into()).into());
-        }
         let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(tls))
-            .accept(tcp)
+            .accept(stream)
             .await
             .map_err(|e| ProtocolError::Tls(format!("TLS handshake with {peer}: {e}")))?;
-        conn = Framed::new(MaybeTls::Tls(Box::new(tls)), parts.codec);
+        let mut conn = Framed::new(MaybeTls::Tls(Box::new(tls)), codec);
         packet = read_packet(&mut conn).await?;
-    }
+        conn
+    } else {
+        Framed::new(MaybeTls::Plain(stream), codec)
+    };
     let ClientHello::Response(hello) = parse_client_hello(&packet)? else {
         return Err(ProtocolError::Unsupported("TLS asked for twice".into()).into());
     };
@@ -380,6 +389,51 @@ async fn refuse(conn: &mut Connection, code: u16, message: &str) -> ServeError {
     ServeError::Refused {
         code,
         message: message.to_owned(),
+    }
+}
+
+/// Writes one packet straight to the socket.
+async fn write_packet(
+    stream: &mut TcpStream,
+    codec: &mut PacketCodec,
+    payload: &[u8],
+) -> Result<(), ServeError> {
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::Encoder;
+    let mut bytes = bytes::BytesMut::new();
+    codec.encode(payload, &mut bytes)?;
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(|e| ServeError::Protocol(e.into()))
+}
+
+/// Reads exactly one packet from the socket, nothing after it.
+async fn read_one_packet(
+    stream: &mut TcpStream,
+    codec: &mut PacketCodec,
+) -> Result<Bytes, ServeError> {
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Decoder;
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ProtocolError::Closed.into());
+        }
+        Err(e) => return Err(ServeError::Protocol(e.into())),
+    }
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut bytes = bytes::BytesMut::with_capacity(4 + len);
+    bytes.extend_from_slice(&header);
+    bytes.resize(4 + len, 0);
+    stream
+        .read_exact(&mut bytes[4..])
+        .await
+        .map_err(|e| ServeError::Protocol(e.into()))?;
+    match codec.decode(&mut bytes)? {
+        Some(packet) if !packet.continues => Ok(packet.payload),
+        _ => Err(ProtocolError::Unsupported("a handshake packet over 16 MiB".into()).into()),
     }
 }
 
