@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use binlogd_testkit::{MariaDb, MariaDbConfig, MariaDbVersion, MySql, MySqlConfig, TestPki};
+use binlogd_testkit::{
+    BinlogSource, MariaDb, MariaDbConfig, MariaDbVersion, MySql, MySqlConfig, TestPki,
+};
 use stream_common::{Archive, Streamer, binlogd, wait_for_quiet_binlogs};
 
 /// The account replicas log in to `binlogd serve` with.
@@ -323,4 +325,152 @@ fn a_mariadb_11_8_replica_with_its_defaults_replicates_over_tls() {
     replica.sql("STOP SLAVE").expect("stop slave");
     serve.stop();
     streamer.stop();
+}
+
+/// Waits until a replica's IO thread has stopped on an error; returns its number and text.
+fn io_error(status: impl Fn() -> std::collections::BTreeMap<String, String>) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = status();
+        let errno = status.get("Last_IO_Errno").cloned().unwrap_or_default();
+        if !errno.is_empty() && errno != "0" {
+            return (
+                errno,
+                status.get("Last_IO_Error").cloned().unwrap_or_default(),
+            );
+        }
+        assert!(Instant::now() < deadline, "no IO error: {status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_mariadb_replica_that_needs_purged_transactions_gets_the_error_mariadb_gives() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(300).expect("workload");
+    primary.rotate().expect("rotate");
+    wait_for_quiet_binlogs(&primary);
+    let newest = primary
+        .binlog_names()
+        .expect("names")
+        .pop()
+        .expect("a file");
+    primary
+        .sql(&format!("PURGE BINARY LOGS TO '{newest}'"))
+        .expect("purge");
+    // The archive starts where the primary's binlog now does.
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let users = users_file(archive.path().parent().expect("dir"));
+    let serve = Serve::start(&archive, &users, &[]);
+
+    let mut errors = Vec::new();
+    for (port, user, password) in [
+        (
+            primary.port(),
+            binlogd_testkit::REPLICATION_USER,
+            binlogd_testkit::REPLICATION_PASSWORD,
+        ),
+        (serve.port, USER, PASSWORD),
+    ] {
+        // A new replica has nothing: it needs every transaction, the purged ones too.
+        let replica = MariaDbConfig {
+            server_id: 2,
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("replica");
+        replica
+            .replicate_from_port(port, user, password, "")
+            .expect("CHANGE MASTER");
+        errors.push(io_error(|| replica.replica_status().expect("status")));
+    }
+    assert_eq!(errors[1], errors[0], "binlogd serve, then MariaDB");
+    assert_eq!(errors[0].0, "1236");
+    assert!(
+        errors[0]
+            .1
+            .contains("Could not find GTID state requested by slave"),
+        "{errors:?}"
+    );
+    serve.stop();
+}
+
+#[test]
+fn a_mysql_replica_that_needs_purged_transactions_gets_the_error_mysql_gives() {
+    let primary = MySqlConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(300).expect("workload");
+    primary.rotate().expect("rotate");
+    wait_for_quiet_binlogs(&primary);
+    let newest = primary
+        .binlog_names()
+        .expect("names")
+        .pop()
+        .expect("a file");
+    primary
+        .sql(&format!("PURGE BINARY LOGS TO '{newest}'"))
+        .expect("purge");
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let users = users_file(archive.path().parent().expect("dir"));
+    let pki = TestPki::generate().expect("pki");
+    let serve = Serve::start(
+        &archive,
+        &users,
+        &[
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+        ],
+    );
+    let mut errors = Vec::new();
+    for (port, user, password) in [
+        (
+            primary.port(),
+            binlogd_testkit::REPLICATION_USER,
+            binlogd_testkit::REPLICATION_PASSWORD,
+        ),
+        (serve.port, USER, PASSWORD),
+    ] {
+        let replica = MySqlConfig {
+            server_id: Some(2),
+            ..MySqlConfig::default()
+        }
+        .start()
+        .expect("replica");
+        replica
+            .replicate_from_port(port, user, password, "SOURCE_AUTO_POSITION=1, SOURCE_SSL=1")
+            .expect("CHANGE REPLICATION SOURCE");
+        errors.push(io_error(|| replica.replica_status().expect("status")));
+    }
+    assert_eq!(errors[1], errors[0], "binlogd serve, then MySQL");
+    assert_eq!(errors[0].0, "13114", "{errors:?}");
+    assert!(
+        errors[0]
+            .1
+            .contains("the source purged required binary logs"),
+        "{errors:?}"
+    );
+    serve.stop();
 }

@@ -142,7 +142,7 @@ pub fn find_start(
                      Replicate the missing transactions from elsewhere, or provision a new \
                      replica from backup. Consider increasing the source's binary log \
                      expiration period. The GTID set sent by the replica is '{replica_has}', \
-                     and the missing transactions are '{}'.",
+                     and the missing transactions are '{}'",
                     replica_has.describe_missing(&first.gtids_before)
                 )));
             }
@@ -258,7 +258,7 @@ mod tests {
         assert!(
             err.message.ends_with(&format!(
                 "The GTID set sent by the replica is '{uuid}:1-5', and the missing \
-                 transactions are '{uuid}:6-10'."
+                 transactions are '{uuid}:6-10'"
             )),
             "{}",
             err.message

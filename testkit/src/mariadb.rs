@@ -526,6 +526,16 @@ impl MariaDb {
         run_sql_client(client, sql, self.port)
     }
 
+    /// `SHOW SLAVE STATUS`, column by column (`Last_IO_Error`, ...); empty when this
+    /// server is no replica.
+    pub fn replica_status(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut client = Command::new(find_tool(Tool::MariadbClient)?);
+        client
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.layout.socket.display()));
+        replica_status_of(client, "SHOW SLAVE STATUS", self.port)
+    }
+
     /// Runs a query and returns its rows, each a list of columns.
     pub fn query_rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
         crate::BinlogSource::query_rows(self, sql)
@@ -981,9 +991,40 @@ impl crate::BinlogSource for MariaDb {
 
 /// Runs `sql` through a `mariadb` or `mysql` client command (connection options given) as
 /// root, and returns its tab-separated output without headers.
-pub(crate) fn run_sql_client(mut client: Command, sql: &str, port: u16) -> Result<String> {
+pub(crate) fn run_sql_client(client: Command, sql: &str, port: u16) -> Result<String> {
+    run_sql_client_with_names(client, sql, port, false)
+}
+
+/// The status of a replica (`SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`), column by
+/// column; empty when the server is no replica.
+pub(crate) fn replica_status_of(
+    client: Command,
+    statement: &str,
+    port: u16,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let out = run_sql_client_with_names(client, statement, port, true)?;
+    let mut lines = out.lines();
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return Ok(Default::default());
+    };
+    Ok(names
+        .split('\t')
+        .zip(values.split('\t'))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect())
+}
+
+fn run_sql_client_with_names(
+    mut client: Command,
+    sql: &str,
+    port: u16,
+    names: bool,
+) -> Result<String> {
+    client.args(["--user=root", "--batch", "--raw"]);
+    if !names {
+        client.arg("--skip-column-names");
+    }
     let mut child = client
-        .args(["--user=root", "--batch", "--skip-column-names", "--raw"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -268,6 +268,18 @@ impl MySql {
         Ok(self.sql(sql)?.trim_end_matches('\n').to_owned())
     }
 
+    /// `SHOW REPLICA STATUS`, column by column (`Last_IO_Error`, ...); empty when this
+    /// server is no replica.
+    pub fn replica_status(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut client = self.files.command(Tool::MysqlClient)?;
+        client.arg("--no-defaults").arg(format!(
+            "--socket={}",
+            self.server_path(&self.dir.path().join("mysqld.sock"))
+                .display()
+        ));
+        crate::mariadb::replica_status_of(client, "SHOW REPLICA STATUS", self.port)
+    }
+
     /// `@@gtid_executed`, on one line.
     pub fn gtid_executed(&self) -> Result<String> {
         Ok(self
