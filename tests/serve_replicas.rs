@@ -474,3 +474,74 @@ fn a_mysql_replica_that_needs_purged_transactions_gets_the_error_mysql_gives() {
     );
     serve.stop();
 }
+
+#[test]
+fn a_replica_of_binlogd_follows_the_archive_across_a_failover_into_the_new_epoch() {
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    // log_slave_updates: the standby logs the primary's transactions in its own binlog,
+    // as a replica that may be promoted must (off by default).
+    let standby = MariaDbConfig {
+        server_id: 2,
+        max_binlog_size: Some(64 << 10),
+        log_slave_updates: Some(true),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("standby");
+    standby.replicate_from(&primary).expect("replicate");
+    primary.write_workload(200).expect("workload");
+    let proxy = binlogd_testkit::TcpProxy::start(primary.port()).expect("proxy");
+    let archive = Archive::new();
+    let source = format!(
+        "mysql://{}@127.0.0.1:{}",
+        binlogd_testkit::REPLICATION_USER,
+        proxy.port()
+    );
+    let streamer = Streamer::start_with(&primary, &archive, &[], &source);
+    archive.wait_caught_up(&primary, Duration::from_secs(60));
+    let users = users_file(archive.path().parent().expect("dir"));
+    let serve = Serve::start(&archive, &users, &[]);
+    let downstream = MariaDbConfig {
+        server_id: 3,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("downstream replica");
+    downstream
+        .replicate_from_port(serve.port, USER, PASSWORD, "")
+        .expect("CHANGE MASTER");
+    wait_for_replica(&downstream, &primary, &serve);
+    standby
+        .wait_for_gtid(
+            &primary.gtid_binlog_pos().expect("pos"),
+            Duration::from_secs(60),
+        )
+        .expect("standby caught up");
+
+    // Fail over: promote the standby, move the address to it, write there.
+    standby.sql("STOP SLAVE; RESET SLAVE ALL").expect("promote");
+    proxy.retarget(standby.port());
+    standby
+        .write_workload(300)
+        .expect("workload on the new primary");
+
+    // binlogd's replica gets the new primary's transactions from the archive's second
+    // epoch, without the ones it had from the first.
+    wait_for_replica(&downstream, &standby, &serve);
+    assert_eq!(checksum(&downstream), checksum(&standby));
+    assert_eq!(
+        downstream
+            .query_value("SELECT @@gtid_slave_pos")
+            .expect("slave pos"),
+        standby.gtid_binlog_pos().expect("pos")
+    );
+    assert_eq!(archive.epochs().len(), 2, "{}", archive.log());
+    downstream.sql("STOP SLAVE").expect("stop slave");
+    serve.stop();
+    streamer.stop();
+}
