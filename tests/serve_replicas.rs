@@ -545,3 +545,171 @@ fn a_replica_of_binlogd_follows_the_archive_across_a_failover_into_the_new_epoch
     serve.stop();
     streamer.stop();
 }
+
+/// Every file of `a` and `b` (two directories), as (name, bytes), in name order.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .map(|p| {
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                std::fs::read(&p).expect("read"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The files pulled from the primary (first) and from binlogd (second) are the same,
+/// byte for byte.
+fn assert_same_pulls(pulled: &[Vec<(String, Vec<u8>)>]) {
+    assert!(pulled[0].len() >= 3, "{} files", pulled[0].len());
+    assert_eq!(
+        pulled[1].iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        pulled[0].iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for ((name, ours), (_, theirs)) in pulled[1].iter().zip(&pulled[0]) {
+        let first_difference = ours.iter().zip(theirs.iter()).position(|(a, b)| a != b);
+        assert!(
+            ours == theirs,
+            "{name} differs ({} vs {} bytes), first at offset {first_difference:?}",
+            ours.len(),
+            theirs.len()
+        );
+    }
+}
+
+#[test]
+fn mariadb_binlog_and_mysqlbinlog_pull_the_same_raw_files_from_binlogd_as_from_the_primary() {
+    // MariaDB: mariadb-binlog --read-from-remote-server --raw --to-last-log.
+    let primary = MariaDbConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(300).expect("workload");
+    wait_for_quiet_binlogs(&primary);
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let users = users_file(archive.path().parent().expect("dir"));
+    let serve = Serve::start(&archive, &users, &[]);
+    let first = primary.binlog_names().expect("names")[0].clone();
+    let pulls = tempfile::tempdir().expect("tempdir");
+    let tool = binlogd_testkit::find_tool(binlogd_testkit::Tool::MariadbBinlog).expect("tool");
+    let mut pulled = Vec::new();
+    for (name, port, user, password) in [
+        (
+            "primary",
+            primary.port(),
+            binlogd_testkit::REPLICATION_USER,
+            binlogd_testkit::REPLICATION_PASSWORD,
+        ),
+        ("binlogd", serve.port, USER, PASSWORD),
+    ] {
+        let dir = pulls.path().join(name);
+        std::fs::create_dir(&dir).expect("dir");
+        let output = std::process::Command::new(&tool)
+            .args([
+                "--read-from-remote-server",
+                "--raw",
+                "--to-last-log",
+                "--host=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--user={user}"))
+            .arg(format!("--password={password}"))
+            .arg(format!("--result-file={}/", dir.display()))
+            .arg(&first)
+            .output()
+            .expect("mariadb-binlog");
+        assert!(
+            output.status.success(),
+            "from {name}: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            serve.log()
+        );
+        pulled.push(files_of(&dir));
+    }
+    assert_same_pulls(&pulled);
+    serve.stop();
+
+    // MySQL: its own mysqlbinlog, over TLS, from its root filesystem.
+    let primary = MySqlConfig {
+        max_binlog_size: Some(64 << 10),
+        ..MySqlConfig::default()
+    }
+    .start()
+    .expect("MySQL primary");
+    primary.write_workload(300).expect("workload");
+    wait_for_quiet_binlogs(&primary);
+    let archive = Archive::new();
+    let output = archive.run_to_end(&primary, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let users = users_file(archive.path().parent().expect("dir"));
+    let pki = TestPki::generate().expect("pki");
+    let serve = Serve::start(
+        &archive,
+        &users,
+        &[
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+        ],
+    );
+    let first = primary.binlog_names().expect("names")[0].clone();
+    let pulls = tempfile::tempdir_in(primary.dir()).expect("tempdir");
+    let mut pulled = Vec::new();
+    for (name, port, user, password) in [
+        (
+            "primary",
+            primary.port(),
+            binlogd_testkit::REPLICATION_USER,
+            binlogd_testkit::REPLICATION_PASSWORD,
+        ),
+        ("binlogd", serve.port, USER, PASSWORD),
+    ] {
+        let dir = pulls.path().join(name);
+        std::fs::create_dir(&dir).expect("dir");
+        let output = primary
+            .own_tool(binlogd_testkit::Tool::Mysqlbinlog)
+            .expect("mysqlbinlog")
+            .args([
+                "--read-from-remote-server",
+                "--raw",
+                "--to-last-log",
+                "--host=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--user={user}"))
+            .arg(format!("--password={password}"))
+            .arg(format!(
+                "--result-file={}/",
+                primary.server_path(&dir).display()
+            ))
+            .arg(&first)
+            .output()
+            .expect("mysqlbinlog");
+        assert!(
+            output.status.success(),
+            "from {name}: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            serve.log()
+        );
+        pulled.push(files_of(&dir));
+    }
+    assert_same_pulls(&pulled);
+    serve.stop();
+}

@@ -96,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
     ) -> Result<DumpEnd, ServeError> {
         let mut current = start.file;
         let mut position = start.position;
-        let mut replica_has = start.replica_has;
+        let mut replica_has = start.replica_has.clone();
         let mut checksum = self.options.checksum;
         let mut last_sent = Instant::now();
         loop {
@@ -121,10 +121,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             checksum = format_checksum;
             let mut format_event = format_event;
             let format_end = 4 + format_event.len() as u64;
+            // As MariaDB's sender: a dump that starts inside a file zeroes `log_pos` and
+            // `created`; one that starts by GTIDs zeroes `created` in its first file, as
+            // the replica may already hold temporary tables from it.
+            let first_file = current == start.file;
             events::format_description_for_dump(
                 &mut format_event,
                 checksum,
-                position > 4 || !replica_has.is_empty(),
+                position > 4,
+                first_file && self.options.by_gtid && !replica_has.is_empty(),
             );
             self.send(format_event).await?;
             let mut index = IndexFollower::new(&file.index);
@@ -275,7 +280,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             while let Some(transaction) = transactions.get(next_transaction)
                 && transaction.end <= position
             {
-                if let Some(gtid) = transaction.gtid {
+                if let Some(gtid) = transaction.gtid
+                    && self.options.by_gtid
+                {
                     replica_has.add(gtid);
                 }
                 next_transaction += 1;

@@ -73,8 +73,14 @@ pub fn heartbeat(
 }
 
 /// Prepares a file's FORMAT_DESCRIPTION for a dump (see the module docs): `mid_file` when
-/// the replica has already read part of the file.
-pub fn format_description_for_dump(event: &mut [u8], checksum: ChecksumAlgorithm, mid_file: bool) {
+/// the dump starts inside the file (`log_pos` and `created` zeroed), `keep_temporary_tables`
+/// when the replica may hold temporary tables the file made (`created` zeroed).
+pub fn format_description_for_dump(
+    event: &mut [u8],
+    checksum: ChecksumAlgorithm,
+    mid_file: bool,
+    keep_temporary_tables: bool,
+) {
     if event.len() < CREATED_OFFSET + 4 {
         return;
     }
@@ -82,6 +88,8 @@ pub fn format_description_for_dump(event: &mut [u8], checksum: ChecksumAlgorithm
     event[17..19].copy_from_slice(&flags.to_le_bytes());
     if mid_file {
         event[13..17].copy_from_slice(&0u32.to_le_bytes());
+    }
+    if mid_file || keep_temporary_tables {
         event[CREATED_OFFSET..CREATED_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
     }
     if checksum == ChecksumAlgorithm::Crc32 && event.len() >= HEADER_LEN + 4 {
