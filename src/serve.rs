@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// Refuse clients that do not use TLS.
     #[arg(long)]
     pub require_tls: bool,
+    /// Seconds a replica may read nothing while there is data for it before its
+    /// connection is closed (the servers' net_write_timeout); the others are not held up
+    /// either way.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = crate::flags::parse_seconds)]
+    pub write_timeout: f64,
 }
 
 /// Flags of `binlogd serve-user`.
@@ -68,6 +73,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         users,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         require_tls: args.require_tls,
+        write_timeout: std::time::Duration::from_secs_f64(args.write_timeout.max(0.001)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

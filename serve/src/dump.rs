@@ -24,7 +24,9 @@ use binlogd_protocol::packet::PacketCodec;
 use binlogd_protocol::server::replies;
 use binlogd_storage::{GtidState, IndexFollower, LocalArchive, TransactionEntry};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
@@ -33,8 +35,10 @@ use crate::error::ServeError;
 use crate::events;
 use crate::start::Start;
 
+/// Bytes of events gathered before they are written to the socket.
+const WRITE_BATCH: usize = 256 << 10;
 /// How much of a file is read at a time.
-const CHUNK: u64 = 4 << 20;
+const CHUNK: u64 = 1 << 20;
 /// How often the end of the archive is looked at again while waiting for more.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -51,6 +55,8 @@ pub(crate) struct DumpOptions {
     pub checksum: ChecksumAlgorithm,
     /// Whether this is a GTID dump: skip what the replica has.
     pub by_gtid: bool,
+    /// How long a replica may read nothing while there is data for it.
+    pub write_timeout: Duration,
 }
 
 /// How a dump ended without an error.
@@ -114,10 +120,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 checksum,
             ))
             .await?;
-            let mut data = tokio::fs::File::open(&file.data)
-                .await
-                .map_err(ServeError::io(format!("opening {}", file.data.display())))?;
-            let (format_event, format_checksum) = read_format_description(&mut data, &file).await?;
+            let data = DataFile(Arc::new(
+                std::fs::File::open(&file.data)
+                    .map_err(ServeError::io(format!("opening {}", file.data.display())))?,
+            ));
+            let (format_event, format_checksum) = read_format_description(&data, &file).await?;
             checksum = format_checksum;
             let mut format_event = format_event;
             let format_end = 4 + format_event.len() as u64;
@@ -147,9 +154,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                     .last()
                     .unwrap_or(format_end)
                     .max(format_end);
-                check_event_boundary(&mut data, &file, walk_from, position).await?;
+                check_event_boundary(&data, &file, walk_from, position).await?;
             }
-            SinkExt::<Vec<u8>>::flush(self.conn).await?;
+            self.flush().await?;
             loop {
                 index.refresh()?;
                 let (end, closed) = match index.index().closed {
@@ -159,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 if position < end {
                     position = self
                         .send_range(
-                            &mut data,
+                            &data,
                             &file,
                             position,
                             end,
@@ -167,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                             &mut replica_has,
                         )
                         .await?;
-                    SinkExt::<Vec<u8>>::flush(self.conn).await?;
+                    self.flush().await?;
                     last_sent = Instant::now();
                     continue;
                 }
@@ -203,19 +210,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         }
     }
 
+    /// Queues one event (sent when the buffer fills or at the next flush).
     async fn send(&mut self, event: Vec<u8>) -> Result<(), ServeError> {
-        let mut message = Vec::with_capacity(event.len() + 1);
-        message.push(0);
-        message.extend_from_slice(&event);
-        self.conn.feed(message).await?;
+        self.send_event(&event).await
+    }
+
+    /// Frames an event straight into the connection's write buffer (no copy of it as a
+    /// message first), and writes the buffer out once it holds [`WRITE_BATCH`].
+    async fn send_event(&mut self, event: &[u8]) -> Result<(), ServeError> {
+        // The codec (a sequence number) is copied out and back: the connection lends its
+        // codec and its buffer one at a time.
+        let mut codec = self.conn.codec().clone();
+        codec.encode_prefixed(0, event, self.conn.write_buffer_mut());
+        *self.conn.codec_mut() = codec;
+        if self.conn.write_buffer().len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
         Ok(())
+    }
+
+    /// Queues a message, waiting while the socket is full — but not for ever: a replica
+    /// that reads nothing for `write_timeout` is dropped, as a server's
+    /// `net_write_timeout` drops it.
+    async fn feed(&mut self, message: Vec<u8>) -> Result<(), ServeError> {
+        match tokio::time::timeout(self.options.write_timeout, self.conn.feed(message)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ServeError::ReplicaStalled(self.options.write_timeout)),
+        }
+    }
+
+    /// Sends what is queued, with the same limit as [`Dump::feed`].
+    async fn flush(&mut self) -> Result<(), ServeError> {
+        match tokio::time::timeout(
+            self.options.write_timeout,
+            SinkExt::<Vec<u8>>::flush(self.conn),
+        )
+        .await
+        {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ServeError::ReplicaStalled(self.options.write_timeout)),
+        }
     }
 
     /// Sends the events of `file` in `[from, end)`, skipping what the replica has;
     /// returns `end`.
     async fn send_range(
         &mut self,
-        data: &mut tokio::fs::File,
+        data: &DataFile,
         file: &ServedFile,
         from: u64,
         end: u64,
@@ -245,7 +286,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 _ => None,
             };
             let Some(at) = header else {
-                buffer = read_at(data, file, position, (end - position).min(CHUNK)).await?;
+                read_into(
+                    data,
+                    file,
+                    position,
+                    (end - position).min(CHUNK),
+                    &mut buffer,
+                )
+                .await?;
                 buffer_start = position;
                 continue;
             };
@@ -261,18 +309,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 ));
             }
             if at + size as usize > buffer.len() {
-                buffer =
-                    read_at(data, file, position, size.max((end - position).min(CHUNK))).await?;
+                let len = size.max((end - position).min(CHUNK));
+                read_into(data, file, position, len, &mut buffer).await?;
                 buffer_start = position;
                 continue;
             }
             let event = &buffer[at..at + size as usize];
             let annotate = header.event_type == EventType::MARIADB_ANNOTATE_ROWS;
             if !annotate || self.options.annotate_rows {
-                let mut message = Vec::with_capacity(event.len() + 1);
-                message.push(0);
-                message.extend_from_slice(event);
-                self.conn.feed(message).await?;
+                self.send_event(event).await?;
                 sent_bytes += size;
                 last_timestamp = header.timestamp;
             }
@@ -313,7 +358,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             p.position = position;
         });
         if self.options.non_blocking {
-            self.conn.send(replies::eof()).await?;
+            self.feed(replies::eof()).await?;
+            self.flush().await?;
             return Ok(Some(DumpEnd::Finished));
         }
         tokio::select! {
@@ -325,18 +371,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         if let Some(period) = self.options.heartbeat
             && last_sent.elapsed() >= period
         {
-            self.conn
-                .send({
-                    let mut message = vec![0];
-                    message.extend(events::heartbeat(
-                        file.server_id,
-                        &file.name,
-                        position,
-                        checksum,
-                    ));
-                    message
-                })
-                .await?;
+            self.send(events::heartbeat(
+                file.server_id,
+                &file.name,
+                position,
+                checksum,
+            ))
+            .await?;
+            self.flush().await?;
             *last_sent = Instant::now();
         }
         Ok(None)
@@ -351,23 +393,46 @@ fn corrupt(file: &ServedFile, offset: u64, what: &str) -> ServeError {
 }
 
 async fn read_at(
-    data: &mut tokio::fs::File,
+    data: &DataFile,
     file: &ServedFile,
     offset: u64,
     len: u64,
 ) -> Result<Vec<u8>, ServeError> {
-    let mut buffer = vec![0; len as usize];
-    data.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(ServeError::io(format!("reading {}", file.data.display())))?;
-    data.read_exact(&mut buffer)
-        .await
-        .map_err(ServeError::io(format!(
-            "reading {} bytes at {offset} of {}",
-            len,
-            file.data.display()
-        )))?;
+    let mut buffer = Vec::new();
+    read_into(data, file, offset, len, &mut buffer).await?;
     Ok(buffer)
+}
+
+/// An archived file open for reading at offsets.
+#[derive(Debug, Clone)]
+struct DataFile(Arc<std::fs::File>);
+
+/// Reads `len` bytes at `offset` into `buffer`, reusing its allocation. The read runs on
+/// the blocking pool, into `buffer` itself (tokio's own file type would keep a second
+/// buffer of its own per open file).
+async fn read_into(
+    data: &DataFile,
+    file: &ServedFile,
+    offset: u64,
+    len: u64,
+    buffer: &mut Vec<u8>,
+) -> Result<(), ServeError> {
+    use std::os::unix::fs::FileExt;
+    let mut taken = std::mem::take(buffer);
+    let handle = Arc::clone(&data.0);
+    let (returned, result) = tokio::task::spawn_blocking(move || {
+        taken.clear();
+        taken.resize(len as usize, 0);
+        let result = handle.read_exact_at(&mut taken, offset);
+        (taken, result)
+    })
+    .await
+    .map_err(|e| ServeError::Config(format!("a file read failed to run: {e}")))?;
+    *buffer = returned;
+    result.map_err(ServeError::io(format!(
+        "reading {len} bytes at {offset} of {}",
+        file.data.display()
+    )))
 }
 
 /// Whether the file holds its whole FORMAT_DESCRIPTION event yet.
@@ -387,7 +452,7 @@ fn format_description_ready(file: &ServedFile) -> bool {
 
 /// The file's FORMAT_DESCRIPTION event (after the magic) and the checksum it announces.
 async fn read_format_description(
-    data: &mut tokio::fs::File,
+    data: &DataFile,
     file: &ServedFile,
 ) -> Result<(Vec<u8>, ChecksumAlgorithm), ServeError> {
     let head = read_at(data, file, 0, 4 + HEADER_LEN as u64).await?;
@@ -416,7 +481,7 @@ async fn read_format_description(
 
 /// Checks that `position` is where an event starts, walking the headers from `from`.
 async fn check_event_boundary(
-    data: &mut tokio::fs::File,
+    data: &DataFile,
     file: &ServedFile,
     from: u64,
     position: u64,

@@ -35,6 +35,12 @@ pub enum ServeError {
     /// The configuration cannot work.
     #[error("{0}")]
     Config(String),
+    /// The client did not finish logging in in time.
+    #[error("the client did not log in within {0:?}")]
+    LoginTimedOut(std::time::Duration),
+    /// The replica read nothing for this long while there was data for it.
+    #[error("the replica read nothing for {0:?} (--write-timeout): its connection is closed")]
+    ReplicaStalled(std::time::Duration),
     /// The client was refused with this MySQL error (also sent to it).
     #[error("refused the client: error {code}: {message}")]
     Refused {
@@ -46,6 +52,20 @@ pub enum ServeError {
 }
 
 impl ServeError {
+    /// Whether the client just went away (a TCP health check, a port scan, a replica
+    /// stopped while it was being sent events): nothing to warn about.
+    pub fn is_hang_up(&self) -> bool {
+        use std::io::ErrorKind;
+        match self {
+            ServeError::Protocol(ProtocolError::Closed) => true,
+            ServeError::Protocol(ProtocolError::Io(e)) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
         let doing = doing.into();
         move |source| ServeError::Io { doing, source }

@@ -52,6 +52,9 @@ pub struct ServeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Refuse clients that do not use TLS.
     pub require_tls: bool,
+    /// How long a replica may read nothing while there is data for it before its
+    /// connection is closed (a server's `net_write_timeout`).
+    pub write_timeout: std::time::Duration,
 }
 
 /// A listening `binlogd serve`.
@@ -84,6 +87,7 @@ impl Server {
                 users: config.users,
                 tls,
                 require_tls: config.require_tls,
+                write_timeout: config.write_timeout,
                 fast_path: Mutex::new(HashMap::new()),
                 next_connection_id: AtomicU32::new(1),
                 replicas: Mutex::new(HashMap::new()),
@@ -127,8 +131,8 @@ impl Server {
                             // Said where it was decided, and told to the client.
                             Ok(()) | Err(ServeError::Refused { .. }) => {}
                             // A TCP health check, or a port scan: nothing to report.
-                            Err(ServeError::Protocol(binlogd_protocol::ProtocolError::Closed)) => {
-                                tracing::debug!(%peer, "a client closed the connection before logging in");
+                            Err(e) if e.is_hang_up() => {
+                                tracing::debug!(%peer, error = %e, "a client hung up");
                             }
                             Err(e) => tracing::warn!(%peer, error = %e, "client session failed"),
                         }

@@ -37,6 +37,10 @@ use crate::queries::{self, Answer, SessionVariables, SourceFacts};
 use crate::start::{FATAL_READING_BINLOG, Request, find_start};
 use crate::users::{CACHING_SHA2, NATIVE, Users};
 
+/// How long the last words to a client that is being dropped may take to send.
+const ERROR_DELIVERY: Duration = Duration::from_secs(5);
+/// How long a client has to log in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `ER_ACCESS_DENIED_ERROR`.
 const ACCESS_DENIED: u16 = 1045;
 /// `ER_SECURE_TRANSPORT_REQUIRED`.
@@ -57,6 +61,7 @@ pub(crate) struct Shared {
     pub users: Users,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub require_tls: bool,
+    pub write_timeout: Duration,
     /// SHA256(SHA256(password)) per account, learnt from a full authentication.
     pub fast_path: Mutex<HashMap<String, [u8; 32]>>,
     pub next_connection_id: AtomicU32,
@@ -86,79 +91,14 @@ pub(crate) async fn serve_client(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let mut stream = stream;
-    let _ = stream.set_nodelay(true);
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-    // Until TLS is settled the socket is read by hand, exactly one packet at a time: a
-    // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
-    // bytes belong to the TLS acceptor, not to a packet reader's buffer.
-    let mut codec = PacketCodec::new();
-    let facts = match archive::source_facts(&shared.archive) {
-        Ok(facts) => facts,
-        Err(e) => {
-            let _ = write_packet(
-                &mut stream,
-                &mut codec,
-                &replies::err(1105, "HY000", &e.to_string()),
-            )
-            .await;
-            return Err(e);
-        }
-    };
-    let scramble = scramble();
-    let version = match facts.flavour {
-        // MariaDB says "5.5.5-" first so that clients that read the first digit as the
-        // major version do not take 10 or 11 for 1.
-        Flavour::MariaDb => format!("5.5.5-{}-binlogd", facts.version),
-        Flavour::MySql => format!("{}-binlogd", facts.version),
-    };
-    let proposed = match facts.flavour {
-        Flavour::MariaDb => NATIVE,
-        Flavour::MySql => CACHING_SHA2,
-    };
-    write_packet(
-        &mut stream,
-        &mut codec,
-        &replies::greeting(
-            &version,
-            id,
-            &scramble,
-            replies::server_capabilities(shared.tls.is_some()),
-            proposed,
-        ),
-    )
-    .await?;
-    let mut packet = read_one_packet(&mut stream, &mut codec).await?;
-    let mut conn = if let ClientHello::StartTls { .. } = parse_client_hello(&packet)? {
-        let Some(tls) = &shared.tls else {
-            return Err(ProtocolError::Unsupported(
-                "the client asked for TLS, which this server did not offer".into(),
-            )
-            .into());
+    // A client that does not finish logging in holds a connection for nothing: as a
+    // server's connect_timeout, it gets a limited time.
+    let (mut conn, user, facts) =
+        match tokio::time::timeout(LOGIN_TIMEOUT, log_in(stream, peer, id, &shared)).await {
+            Ok(logged_in) => logged_in?,
+            Err(_) => return Err(ServeError::LoginTimedOut(LOGIN_TIMEOUT)),
         };
-        let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(tls))
-            .accept(stream)
-            .await
-            .map_err(|e| ProtocolError::Tls(format!("TLS handshake with {peer}: {e}")))?;
-        let mut conn = Framed::new(MaybeTls::Tls(Box::new(tls)), codec);
-        packet = read_packet(&mut conn).await?;
-        conn
-    } else {
-        Framed::new(MaybeTls::Plain(stream), codec)
-    };
-    let ClientHello::Response(hello) = parse_client_hello(&packet)? else {
-        return Err(ProtocolError::Unsupported("TLS asked for twice".into()).into());
-    };
-    if shared.require_tls && !conn.get_ref().is_tls() {
-        return Err(refuse(
-            &mut conn,
-            SECURE_TRANSPORT_REQUIRED,
-            "Connections using insecure transport are prohibited while \
-             --require_secure_transport=ON.",
-        )
-        .await);
-    }
-    let user = authenticate(&mut conn, &hello, &scramble, &shared, peer).await?;
     tracing::info!(%peer, %user, connection = id, tls = conn.get_ref().is_tls(), "client logged in");
     let mut session = SessionVariables::default();
     let mut shutdown = shutdown;
@@ -266,6 +206,89 @@ pub(crate) async fn serve_client(
     }
 }
 
+/// The handshake, TLS if the client asks, and authentication: the connection, the
+/// account and what the setup queries will report.
+async fn log_in(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+    shared: &Shared,
+) -> Result<(Connection, String, SourceFacts), ServeError> {
+    let mut stream = stream;
+    let _ = stream.set_nodelay(true);
+    // Until TLS is settled the socket is read by hand, exactly one packet at a time: a
+    // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
+    // bytes belong to the TLS acceptor, not to a packet reader's buffer.
+    let mut codec = PacketCodec::new();
+    let facts = match archive::source_facts(&shared.archive) {
+        Ok(facts) => facts,
+        Err(e) => {
+            let _ = write_packet(
+                &mut stream,
+                &mut codec,
+                &replies::err(1105, "HY000", &e.to_string()),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let scramble = scramble();
+    let version = match facts.flavour {
+        // MariaDB says "5.5.5-" first so that clients that read the first digit as the
+        // major version do not take 10 or 11 for 1.
+        Flavour::MariaDb => format!("5.5.5-{}-binlogd", facts.version),
+        Flavour::MySql => format!("{}-binlogd", facts.version),
+    };
+    let proposed = match facts.flavour {
+        Flavour::MariaDb => NATIVE,
+        Flavour::MySql => CACHING_SHA2,
+    };
+    write_packet(
+        &mut stream,
+        &mut codec,
+        &replies::greeting(
+            &version,
+            id,
+            &scramble,
+            replies::server_capabilities(shared.tls.is_some()),
+            proposed,
+        ),
+    )
+    .await?;
+    let mut packet = read_one_packet(&mut stream, &mut codec).await?;
+    let mut conn = if let ClientHello::StartTls { .. } = parse_client_hello(&packet)? {
+        let Some(tls) = &shared.tls else {
+            return Err(ProtocolError::Unsupported(
+                "the client asked for TLS, which this server did not offer".into(),
+            )
+            .into());
+        };
+        let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(tls))
+            .accept(stream)
+            .await
+            .map_err(|e| ProtocolError::Tls(format!("TLS handshake with {peer}: {e}")))?;
+        let mut conn = Framed::new(MaybeTls::Tls(Box::new(tls)), codec);
+        packet = read_packet(&mut conn).await?;
+        conn
+    } else {
+        Framed::new(MaybeTls::Plain(stream), codec)
+    };
+    let ClientHello::Response(hello) = parse_client_hello(&packet)? else {
+        return Err(ProtocolError::Unsupported("TLS asked for twice".into()).into());
+    };
+    if shared.require_tls && !conn.get_ref().is_tls() {
+        return Err(refuse(
+            &mut conn,
+            SECURE_TRANSPORT_REQUIRED,
+            "Connections using insecure transport are prohibited while \
+             --require_secure_transport=ON.",
+        )
+        .await);
+    }
+    let user = authenticate(&mut conn, &hello, &scramble, shared, peer).await?;
+    Ok((conn, user, facts))
+}
+
 /// What a dump command asked for.
 struct DumpTarget {
     request: Request,
@@ -354,6 +377,7 @@ async fn run_dump(
             heartbeat,
             checksum,
             by_gtid,
+            write_timeout: shared.write_timeout,
         },
         shutdown,
         progress,
@@ -366,10 +390,14 @@ async fn run_dump(
             Ok(())
         }
         Err(ServeError::Refused { code, message }) => Err(refuse(conn, code, &message).await),
+        // A replica that reads nothing would not read an error either.
+        Err(e @ ServeError::ReplicaStalled(_)) => Err(e),
         Err(e) => {
-            let _ = conn
-                .send(replies::err(FATAL_READING_BINLOG, "HY000", &e.to_string()))
-                .await;
+            let _ = tokio::time::timeout(
+                ERROR_DELIVERY,
+                conn.send(replies::err(FATAL_READING_BINLOG, "HY000", &e.to_string())),
+            )
+            .await;
             Err(e)
         }
     }
@@ -385,7 +413,11 @@ async fn refuse(conn: &mut Connection, code: u16, message: &str) -> ServeError {
         ACCESS_DENIED => "28000",
         _ => "HY000",
     };
-    let _ = conn.send(replies::err(code, state, message)).await;
+    let _ = tokio::time::timeout(
+        ERROR_DELIVERY,
+        conn.send(replies::err(code, state, message)),
+    )
+    .await;
     ServeError::Refused {
         code,
         message: message.to_owned(),
