@@ -1,4 +1,5 @@
-//! `/metrics` (Prometheus text format) and `/healthz` for `binlogd stream`.
+//! `/metrics` (Prometheus text format) and `/healthz` for `binlogd stream` and
+//! `binlogd serve`.
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -196,34 +197,46 @@ fn now_seconds() -> u64 {
 /// address (useful with port 0).
 pub async fn serve(addr: SocketAddr, metrics: Arc<StreamMetrics>) -> anyhow::Result<SocketAddr> {
     let registry = Arc::new(metrics.registry());
+    endpoint(
+        addr,
+        Arc::new(move || encode(&registry)),
+        Arc::new(move || metrics.unhealthy()),
+    )
+    .await
+}
+
+/// What an endpoint shows: the registry as of now, and why the process is unhealthy.
+pub type Render = Arc<dyn Fn() -> Result<String, std::fmt::Error> + Send + Sync>;
+pub type Health = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Serves `/metrics` (what `render` encodes at each scrape) and `/healthz` on `addr`.
+pub async fn endpoint(
+    addr: SocketAddr,
+    render: Render,
+    health: Health,
+) -> anyhow::Result<SocketAddr> {
     let app = Router::new()
         .route(
             "/metrics",
-            get({
-                let registry = registry.clone();
-                move || async move {
-                    let mut body = String::new();
-                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                        Ok(()) => (
-                            StatusCode::OK,
-                            [(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            body,
-                        )
-                            .into_response(),
-                        Err(e) => {
-                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-                        }
-                    }
+            get(move || async move {
+                match render() {
+                    Ok(body) => (
+                        StatusCode::OK,
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
                 }
             }),
         )
         .route(
             "/healthz",
             get(move || async move {
-                match metrics.unhealthy() {
+                match health() {
                     None => (StatusCode::OK, "ok\n".to_owned()),
                     Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
                 }
@@ -239,4 +252,11 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<StreamMetrics>) -> anyhow::Res
         }
     });
     Ok(bound)
+}
+
+/// A registry in the Prometheus text format.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)?;
+    Ok(body)
 }

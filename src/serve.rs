@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Refuse clients that do not use TLS.
     #[arg(long)]
     pub require_tls: bool,
+    /// Serve /metrics (each replica's position, lag and bytes sent) and /healthz on this
+    /// address (host:port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Seconds a replica may read nothing while there is data for it before its
     /// connection is closed (the servers' net_write_timeout); the others are not held up
     /// either way.
@@ -82,6 +86,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         let bound = server.local_addr()?;
+        if let Some(addr) = args.metrics_addr {
+            let listening = crate::metrics::endpoint(
+                addr,
+                serve_metrics(server.replicas()),
+                std::sync::Arc::new(|| None),
+            )
+            .await?;
+            tracing::info!(%listening, "serving /metrics and /healthz");
+        }
         tracing::info!(listen = %bound, archive = %args.archive, "serving the archive to replicas");
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -130,4 +143,89 @@ pub fn run_serve_user(args: &ServeUserArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Labels of one replica being served.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReplicaLabel {
+    peer: String,
+    user: String,
+    server_id: String,
+}
+
+/// Labels of a replica's place in the archive.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct PlaceLabel {
+    peer: String,
+    server_id: String,
+    file: String,
+}
+
+/// What `binlogd serve` reports at `/metrics`: per replica being served, how far it has
+/// been sent, how far behind it is, and what it was sent; read from the server at each
+/// scrape.
+fn serve_metrics(
+    replicas: impl Fn() -> Vec<binlogd_serve::ReplicaSeen> + Send + Sync + 'static,
+) -> crate::metrics::Render {
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+    use std::sync::atomic::AtomicU64;
+    let connected: Gauge = Gauge::default();
+    let sent: Family<ReplicaLabel, Gauge> = Family::default();
+    let lag: Family<ReplicaLabel, Gauge<f64, AtomicU64>> = Family::default();
+    let position: Family<PlaceLabel, Gauge> = Family::default();
+    let mut registry = Registry::with_prefix("binlogd_serve");
+    registry.register(
+        "replicas",
+        "Replicas being sent the archive now",
+        connected.clone(),
+    );
+    registry.register(
+        "replica_sent_bytes",
+        "Event bytes sent to a replica since it connected",
+        sent.clone(),
+    );
+    registry.register(
+        "replica_lag_seconds",
+        "Seconds between now and the source's timestamp of the last event sent to a replica (0 once it has everything)",
+        lag.clone(),
+    );
+    registry.register(
+        "replica_position",
+        "The file and offset of the archive a replica has been sent up to",
+        position.clone(),
+    );
+    std::sync::Arc::new(move || {
+        let now = crate::flags::now_micros() / 1_000_000;
+        let seen = replicas();
+        connected.set(seen.len() as i64);
+        sent.clear();
+        lag.clear();
+        position.clear();
+        for replica in seen {
+            let progress = replica.progress.borrow().clone();
+            let label = ReplicaLabel {
+                peer: replica.peer.to_string(),
+                user: replica.user.clone(),
+                server_id: replica.server_id.to_string(),
+            };
+            sent.get_or_create(&label)
+                .set(i64::try_from(progress.bytes_sent).unwrap_or(i64::MAX));
+            let behind = if progress.caught_up || progress.last_event_timestamp == 0 {
+                0
+            } else {
+                now.saturating_sub(u64::from(progress.last_event_timestamp))
+            };
+            lag.get_or_create(&label).set(behind as f64);
+            position
+                .get_or_create(&PlaceLabel {
+                    peer: label.peer,
+                    server_id: label.server_id,
+                    file: progress.file,
+                })
+                .set(i64::try_from(progress.position).unwrap_or(i64::MAX));
+        }
+        crate::metrics::encode(&registry)
+    })
 }

@@ -47,19 +47,22 @@ fn wait_for_replica(replica: &MariaDb, primary: &MariaDb, serve: &Serve) {
 
 #[test]
 fn a_mariadb_replica_with_gtids_replicates_from_the_archive_and_follows_the_live_tail() {
-    let primary = MariaDbConfig {
-        // Small files, so that the replica crosses many of them and their rotations.
-        max_binlog_size: Some(64 << 10),
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("primary");
+    let primary = std::sync::Arc::new(
+        MariaDbConfig {
+            // Small files, so that the replica crosses many of them and their rotations.
+            max_binlog_size: Some(64 << 10),
+            ..MariaDbConfig::default()
+        }
+        .start()
+        .expect("primary"),
+    );
     primary.write_workload(300).expect("workload");
     let archive = Archive::new();
-    let streamer = Streamer::start(&primary, &archive, &[]);
-    archive.wait_caught_up(&primary, Duration::from_secs(60));
+    let streamer = Streamer::start(&*primary, &archive, &[]);
+    archive.wait_caught_up(&*primary, Duration::from_secs(60));
     let users = users_file(archive.path().parent().expect("dir"));
-    let serve = Serve::start(&archive, &users, &[]);
+    let metrics_addr = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+    let serve = Serve::start(&archive, &users, &["--metrics-addr", &metrics_addr]);
 
     // A replica needs a server_id of its own (the primary's events carry 1).
     let replica = MariaDbConfig {
@@ -74,10 +77,22 @@ fn a_mariadb_replica_with_gtids_replicates_from_the_archive_and_follows_the_live
     wait_for_replica(&replica, &primary, &serve);
     assert_eq!(checksum(&replica), checksum(&primary));
 
-    // The live tail: what the primary writes now reaches the replica through the stream's
-    // archive.
-    primary.write_workload(200).expect("more");
-    wait_for_quiet_binlogs(&primary);
+    // The live tail, under load: what the primary writes while the replica follows
+    // reaches it through the stream's archive.
+    let load = stream_common::Workload::start(&primary);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, metrics) = stream_common::http_get(&metrics_addr, "/metrics");
+    assert_eq!(status, 200);
+    for expected in [
+        "binlogd_serve_replicas 1",
+        "binlogd_serve_replica_sent_bytes{peer=",
+        "server_id=\"2\"",
+        "binlogd_serve_replica_position{",
+    ] {
+        assert!(metrics.contains(expected), "no {expected:?} in\n{metrics}");
+    }
+    load.finish();
+    wait_for_quiet_binlogs(&*primary);
     wait_for_replica(&replica, &primary, &serve);
     assert_eq!(checksum(&replica), checksum(&primary));
     assert_eq!(
@@ -85,6 +100,11 @@ fn a_mariadb_replica_with_gtids_replicates_from_the_archive_and_follows_the_live
             .query_value("SELECT @@gtid_slave_pos")
             .expect("slave pos"),
         primary.gtid_binlog_pos().expect("pos")
+    );
+    let (_, metrics) = stream_common::http_get(&metrics_addr, "/metrics");
+    assert!(
+        metrics.contains("binlogd_serve_replica_lag_seconds{") && metrics.contains("} 0.0"),
+        "a replica that has everything is 0 s behind:\n{metrics}"
     );
     replica.sql("STOP SLAVE").expect("stop slave");
     serve.stop();

@@ -81,6 +81,8 @@ pub struct Progress {
     pub bytes_sent: u64,
     /// When the last event sent was written on the source (seconds since the epoch).
     pub last_event_timestamp: u32,
+    /// Whether the replica has been sent everything the archive holds.
+    pub caught_up: bool,
 }
 
 /// One dump in progress.
@@ -336,6 +338,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         self.progress.send_modify(|p| {
             p.file = file.name.clone();
             p.position = position;
+            p.caught_up = false;
             p.bytes_sent += sent_bytes;
             if last_timestamp > 0 {
                 p.last_event_timestamp = last_timestamp;
@@ -356,6 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         self.progress.send_modify(|p| {
             p.file = file.name.clone();
             p.position = position;
+            p.caught_up = true;
         });
         if self.options.non_blocking {
             self.feed(replies::eof()).await?;
