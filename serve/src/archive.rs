@@ -7,9 +7,11 @@
 
 use std::path::PathBuf;
 
-use binlogd_parser::{ChecksumAlgorithm, EventReader, Flavour};
+use binlogd_parser::{ChecksumAlgorithm, EventReader, Flavour, Gtid};
 use binlogd_storage::remote::format::epoch_name;
-use binlogd_storage::{GtidState, LocalArchive, SourceIdentity, read_index};
+use binlogd_storage::{
+    GtidState, IndexEnds, LocalArchive, SourceIdentity, read_index, read_index_ends,
+};
 
 use crate::error::ServeError;
 use crate::queries::SourceFacts;
@@ -53,21 +55,27 @@ pub(crate) fn list(
     Ok((files, newest))
 }
 
-/// What choosing a start needs of each file, and the GTID state after the whole archive.
-pub(crate) fn start_facts(files: &[ServedFile]) -> Result<(Vec<FileFacts>, GtidState), ServeError> {
-    let mut facts = Vec::with_capacity(files.len());
-    let mut after = GtidState::None;
-    for file in files {
-        let index = read_index(&file.index)?;
-        let size = std::fs::metadata(&file.data).map_or(0, |m| m.len());
-        after = after.union(&index.gtids_after());
-        facts.push(FileFacts {
-            name: file.name.clone(),
-            gtids_before: index.gtids_before.unwrap_or_default(),
-            size,
-        });
+/// What choosing a start needs of each file (from the first line of each index only).
+pub(crate) fn start_facts(files: &[ServedFile]) -> Result<Vec<FileFacts>, ServeError> {
+    files
+        .iter()
+        .map(|file| {
+            let ends = read_index_ends(&file.index)?;
+            Ok(FileFacts {
+                name: file.name.clone(),
+                gtids_before: ends.gtids_before.unwrap_or_default(),
+                size: std::fs::metadata(&file.data).map_or(0, |m| m.len()),
+            })
+        })
+        .collect()
+}
+
+/// The GTID state after the whole archive: the newest file's, from its whole index.
+pub(crate) fn gtids_after(files: &[ServedFile]) -> Result<GtidState, ServeError> {
+    match files.last() {
+        Some(last) => Ok(read_index(&last.index)?.gtids_after()),
+        None => Ok(GtidState::None),
     }
-    Ok((facts, after))
 }
 
 /// The checksum algorithm of a file, from its FORMAT_DESCRIPTION (`None` when the file
@@ -98,7 +106,6 @@ pub(crate) fn source_facts(archive: &LocalArchive) -> Result<SourceFacts, ServeE
         Some(file) => checksum_of(file)?.unwrap_or(ChecksumAlgorithm::Crc32),
         None => ChecksumAlgorithm::Crc32,
     };
-    let mut after = GtidState::None;
     let mut binary_logs = Vec::new();
     for file in files
         .iter()
@@ -109,13 +116,19 @@ pub(crate) fn source_facts(archive: &LocalArchive) -> Result<SourceFacts, ServeE
             std::fs::metadata(&file.data).map_or(0, |m| m.len()),
         ));
     }
-    if let Some(last) = files.last() {
-        after = read_index(&last.index)?.gtids_after();
-    }
-    let gtid_domain_id = match &after {
-        GtidState::Mariadb(pos) => pos.iter().last().map_or(0, |g| g.domain_id),
+    // The newest file's ends, not its whole index: this runs at every login.
+    let ends = match files.last() {
+        Some(last) => read_index_ends(&last.index)?,
+        None => IndexEnds::default(),
+    };
+    let gtid_domain_id = match (ends.last_gtid, &ends.gtids_before) {
+        (Some(Gtid::Mariadb(gtid)), _) => gtid.domain_id,
+        (_, Some(GtidState::Mariadb(pos))) => pos.iter().last().map_or(0, |g| g.domain_id),
         _ => 0,
     };
+    let has_gtids = ends.last_gtid.is_some()
+        || ends.gtids_before.as_ref().is_some_and(|g| !g.is_empty())
+        || source.flavour == Flavour::MariaDb;
     let version = source
         .version
         .strip_prefix("5.5.5-")
@@ -131,8 +144,8 @@ pub(crate) fn source_facts(archive: &LocalArchive) -> Result<SourceFacts, ServeE
             ChecksumAlgorithm::None => "NONE",
         },
         gtid_domain_id,
-        has_gtids: !after.is_empty() || source.flavour == Flavour::MariaDb,
+        has_gtids,
         binary_logs,
-        executed_gtids: after.to_string(),
+        executed_gtids: None,
     })
 }

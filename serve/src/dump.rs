@@ -19,10 +19,15 @@
 use std::time::{Duration, Instant};
 
 use binlogd_parser::header::parse_event_header;
-use binlogd_parser::{ChecksumAlgorithm, EventReader, EventType, HEADER_LEN};
+use binlogd_parser::{
+    ChecksumAlgorithm, Event, EventReader, EventType, FormatDescription, Frame, Framer, Gtid,
+    HEADER_LEN, decode_event,
+};
 use binlogd_protocol::packet::PacketCodec;
 use binlogd_protocol::server::replies;
-use binlogd_storage::{GtidState, IndexFollower, LocalArchive, TransactionEntry};
+use binlogd_storage::{
+    GtidState, IndexEnds, IndexFollower, LocalArchive, TransactionEntry, read_index_ends,
+};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 
@@ -126,8 +131,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 std::fs::File::open(&file.data)
                     .map_err(ServeError::io(format!("opening {}", file.data.display())))?,
             ));
-            let (format_event, format_checksum) = read_format_description(&data, &file).await?;
-            checksum = format_checksum;
+            let (format_event, format) = read_format_description(&data, &file).await?;
+            checksum = format.checksum;
+            // GTID events are read to note what the replica has been sent.
+            let mut reading = Reading {
+                data: data.clone(),
+                gtids: Framer::with_format(format).skip_checksum_verification(true),
+            };
             let mut format_event = format_event;
             let format_end = 4 + format_event.len() as u64;
             // As MariaDB's sender: a dump that starts inside a file zeroes `log_pos` and
@@ -141,15 +151,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 first_file && self.options.by_gtid && !replica_has.is_empty(),
             );
             self.send(format_event).await?;
-            let mut index = IndexFollower::new(&file.index);
-            index.refresh()?;
+            // The whole index only where the sender needs transactions: to skip what a
+            // GTID replica has (unless the file starts past all of it), or to find event
+            // boundaries inside the file; otherwise its ends say how far to send.
+            let ends = read_ends(&file).await?;
+            let skipping = self.options.by_gtid
+                && !ends
+                    .gtids_before
+                    .as_ref()
+                    .is_some_and(|before| before.includes_all(&replica_has));
+            let mut index = if skipping || position > 4 {
+                IndexView::Whole(Box::new(IndexFollower::new(&file.index)))
+            } else {
+                IndexView::Ends(ends)
+            };
+            index = index.refresh(&file).await?;
             if position <= 4 {
                 position = format_end;
             } else {
                 // Transaction boundaries are event boundaries: walk from the last before.
                 let walk_from = index
-                    .index()
-                    .transactions
+                    .transactions()
                     .iter()
                     .map(|t| t.end)
                     .take_while(|&end| end <= position)
@@ -160,19 +182,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             }
             self.flush().await?;
             loop {
-                index.refresh()?;
-                let (end, closed) = match index.index().closed {
-                    Some((size, _)) => (size, true),
-                    None => (index.index().indexed_end(), false),
-                };
+                index = index.refresh(&file).await?;
+                let (end, closed) = index.end();
                 if position < end {
                     position = self
                         .send_range(
-                            &data,
+                            &mut reading,
                             &file,
                             position,
                             end,
-                            &index.index().transactions,
+                            index.transactions(),
                             &mut replica_has,
                         )
                         .await?;
@@ -258,13 +277,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
     /// returns `end`.
     async fn send_range(
         &mut self,
-        data: &DataFile,
+        reading: &mut Reading,
         file: &ServedFile,
         from: u64,
         end: u64,
         transactions: &[TransactionEntry],
         replica_has: &mut GtidState,
     ) -> Result<u64, ServeError> {
+        let data = &reading.data;
         let mut position = from;
         let mut next_transaction = transactions.partition_point(|t| t.end <= position);
         let mut buffer: Vec<u8> = Vec::new();
@@ -324,14 +344,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 last_timestamp = header.timestamp;
             }
             position += size;
-            while let Some(transaction) = transactions.get(next_transaction)
-                && transaction.end <= position
+            if self.options.by_gtid
+                && let Some(gtid) = gtid_of(
+                    &mut reading.gtids,
+                    header.event_type,
+                    event,
+                    position - size,
+                )
             {
-                if let Some(gtid) = transaction.gtid
-                    && self.options.by_gtid
-                {
-                    replica_has.add(gtid);
-                }
+                replica_has.add(gtid);
+            }
+            while transactions
+                .get(next_transaction)
+                .is_some_and(|t| t.end <= position)
+            {
                 next_transaction += 1;
             }
         }
@@ -407,6 +433,86 @@ async fn read_at(
     Ok(buffer)
 }
 
+/// The GTID a GTID event names (`None` for any other event, and for MySQL's anonymous
+/// ones).
+fn gtid_of(reader: &mut Framer, event_type: EventType, event: &[u8], offset: u64) -> Option<Gtid> {
+    if !matches!(
+        event_type,
+        EventType::MARIADB_GTID | EventType::GTID | EventType::GTID_TAGGED
+    ) {
+        return None;
+    }
+    let Ok(Frame::Event(raw)) = reader.next_event(event, offset) else {
+        return None;
+    };
+    let format = reader.format()?;
+    match decode_event(&raw, format).ok()? {
+        Event::MariadbGtid(gtid) => Some(Gtid::Mariadb(gtid.gtid)),
+        Event::MysqlGtid(gtid) => gtid.gtid.map(Gtid::Mysql),
+        _ => None,
+    }
+}
+
+/// What the sender knows of the index of the file it sends.
+enum IndexView {
+    /// Every line, followed as the stream adds them.
+    Whole(Box<IndexFollower>),
+    /// Its first and last lines only.
+    Ends(IndexEnds),
+}
+
+impl IndexView {
+    /// Reads what the stream has added, on the blocking pool.
+    async fn refresh(self, file: &ServedFile) -> Result<IndexView, ServeError> {
+        let path = file.index.clone();
+        tokio::task::spawn_blocking(move || match self {
+            IndexView::Whole(mut follower) => {
+                follower.refresh()?;
+                Ok(IndexView::Whole(follower))
+            }
+            IndexView::Ends(_) => Ok(IndexView::Ends(read_index_ends(&path)?)),
+        })
+        .await
+        .map_err(|e| ServeError::Config(format!("reading an index failed to run: {e}")))?
+    }
+
+    /// Where the file's sendable bytes end, and whether that is its final end.
+    fn end(&self) -> (u64, bool) {
+        let (closed, indexed_end) = match self {
+            IndexView::Whole(follower) => {
+                (&follower.index().closed, follower.index().indexed_end())
+            }
+            IndexView::Ends(ends) => (&ends.closed, ends.indexed_end),
+        };
+        match closed {
+            Some((size, _)) => (*size, true),
+            None => (indexed_end, false),
+        }
+    }
+
+    /// The file's transactions (none are known from the ends alone).
+    fn transactions(&self) -> &[TransactionEntry] {
+        match self {
+            IndexView::Whole(follower) => &follower.index().transactions,
+            IndexView::Ends(_) => &[],
+        }
+    }
+}
+
+async fn read_ends(file: &ServedFile) -> Result<IndexEnds, ServeError> {
+    let path = file.index.clone();
+    tokio::task::spawn_blocking(move || read_index_ends(&path))
+        .await
+        .map_err(|e| ServeError::Config(format!("reading an index failed to run: {e}")))?
+        .map_err(ServeError::from)
+}
+
+/// The file being sent: its bytes, and a reader of its GTID events.
+struct Reading {
+    data: DataFile,
+    gtids: Framer,
+}
+
 /// An archived file open for reading at offsets.
 #[derive(Debug, Clone)]
 struct DataFile(Arc<std::fs::File>);
@@ -458,7 +564,7 @@ fn format_description_ready(file: &ServedFile) -> bool {
 async fn read_format_description(
     data: &DataFile,
     file: &ServedFile,
-) -> Result<(Vec<u8>, ChecksumAlgorithm), ServeError> {
+) -> Result<(Vec<u8>, FormatDescription), ServeError> {
     let head = read_at(data, file, 0, 4 + HEADER_LEN as u64).await?;
     let Ok((_, header)) = parse_event_header(&head[4..]) else {
         return Err(corrupt(file, 4, "no event header"));
@@ -477,10 +583,11 @@ async fn read_format_description(
         Some(Err(e)) => return Err(corrupt(file, 4, &e.to_string())),
         None => return Err(corrupt(file, 4, "no FORMAT_DESCRIPTION")),
     }
-    let checksum = reader
+    let format = reader
         .format()
-        .map_or(ChecksumAlgorithm::None, |f| f.checksum);
-    Ok((whole[4..].to_vec(), checksum))
+        .cloned()
+        .ok_or_else(|| corrupt(file, 4, "no FORMAT_DESCRIPTION"))?;
+    Ok((whole[4..].to_vec(), format))
 }
 
 /// Checks that `position` is where an event starts, walking the headers from `from`.

@@ -32,8 +32,9 @@ pub struct SourceFacts {
     pub has_gtids: bool,
     /// The binary logs, oldest first, with their sizes (`SHOW BINARY LOGS`).
     pub binary_logs: Vec<(String, u64)>,
-    /// The GTIDs of the whole archive, as the source writes them (`SHOW MASTER STATUS`).
-    pub executed_gtids: String,
+    /// The GTIDs of the whole archive, as the source writes them (`SHOW MASTER STATUS`):
+    /// read from the newest file's whole index, so only when a query needs them.
+    pub executed_gtids: Option<String>,
 }
 
 /// The user variables a client set: what the dump reads (`@master_binlog_checksum`,
@@ -89,6 +90,12 @@ pub enum Answer {
 const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 /// `ER_NOT_SUPPORTED_YET`.
 const NOT_SUPPORTED: u16 = 1235;
+
+/// Whether answering `query` needs [`SourceFacts::executed_gtids`].
+pub fn needs_executed_gtids(query: &str) -> bool {
+    let upper = query.to_ascii_uppercase();
+    upper.contains("SHOW") && upper.contains("STATUS")
+}
 
 /// Answers `query`, updating the session's user variables.
 pub fn answer(
@@ -310,7 +317,7 @@ impl Evaluator<'_> {
                 row.extend([Some(String::new()), Some(String::new())]);
                 if self.facts.flavour == Flavour::MySql {
                     columns.push("Executed_Gtid_Set".into());
-                    row.push(Some(self.facts.executed_gtids.clone()));
+                    row.push(self.facts.executed_gtids.clone());
                 }
                 Ok(Answer::Rows {
                     columns,
@@ -433,7 +440,7 @@ mod tests {
                 ("binlog.000001".into(), 1000),
                 ("binlog.000002".into(), 157),
             ],
-            executed_gtids: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".into(),
+            executed_gtids: Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".into()),
         }
     }
 

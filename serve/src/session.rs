@@ -94,7 +94,7 @@ pub(crate) async fn serve_client(
     let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     // A client that does not finish logging in holds a connection for nothing: as a
     // server's connect_timeout, it gets a limited time.
-    let (mut conn, user, facts) =
+    let (mut conn, user, mut facts) =
         match tokio::time::timeout(LOGIN_TIMEOUT, log_in(stream, peer, id, &shared)).await {
             Ok(logged_in) => logged_in?,
             Err(_) => return Err(ServeError::LoginTimedOut(LOGIN_TIMEOUT)),
@@ -118,6 +118,10 @@ pub(crate) async fn serve_client(
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
+                if facts.executed_gtids.is_none() && queries::needs_executed_gtids(query) {
+                    let (files, _) = archive::list(&shared.archive)?;
+                    facts.executed_gtids = Some(archive::gtids_after(&files)?.to_string());
+                }
                 match queries::answer(query, &facts, &mut session, now) {
                     Answer::Ok => conn.send(replies::ok()).await?,
                     Answer::Rows { columns, rows } => {
@@ -344,7 +348,12 @@ async fn run_dump(
         .filter(|&ns| ns > 0)
         .map(Duration::from_nanos);
     let (files, _) = archive::list(&shared.archive)?;
-    let (file_facts, archive_has) = archive::start_facts(&files)?;
+    let file_facts = archive::start_facts(&files)?;
+    // Only a MariaDB GTID request is checked against the archive's newest GTIDs.
+    let archive_has = match &target.request {
+        Request::Gtids(GtidState::Mariadb(_)) => archive::gtids_after(&files)?,
+        _ => GtidState::None,
+    };
     let start = match find_start(facts.flavour, &file_facts, &archive_has, &target.request) {
         Ok(start) => start,
         Err(refusal) => {

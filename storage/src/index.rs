@@ -168,6 +168,88 @@ pub fn read_index(path: &Path) -> Result<FileIndex, StorageError> {
     parse_index(&bytes, path)
 }
 
+/// What the first and the last lines of an index say, read without the lines between:
+/// enough to know where a file stands (how far it is indexed, whether it is closed) at a
+/// cost that does not grow with the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexEnds {
+    /// The GTID state before the file (its first line), once written.
+    pub gtids_before: Option<GtidState>,
+    /// The GTID of the last indexed transaction.
+    pub last_gtid: Option<Gtid>,
+    /// Where the last indexed transaction (or boundary) ends; 4 when none is.
+    pub indexed_end: u64,
+    /// The file's final size and successor, once closed.
+    pub closed: Option<(u64, Option<String>)>,
+}
+
+/// Reads the ends of the index at `path` (a missing file reads as an empty index).
+pub fn read_index_ends(path: &Path) -> Result<IndexEnds, StorageError> {
+    use std::io::{Read, Seek, SeekFrom};
+    /// Bytes read at each end: hundreds of lines.
+    const WINDOW: u64 = 64 << 10;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(IndexEnds {
+                indexed_end: 4,
+                ..IndexEnds::default()
+            });
+        }
+        Err(e) => return Err(StorageError::io("reading", path)(e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(StorageError::io("reading", path))?
+        .len();
+    let parse = |line: &[u8], number: usize| -> Result<IndexRecord, StorageError> {
+        serde_json::from_slice(line).map_err(|e| StorageError::BadIndex {
+            path: path.to_owned(),
+            line: number,
+            message: e.to_string(),
+        })
+    };
+    let mut head = Vec::new();
+    (&mut file)
+        .take(WINDOW.min(size))
+        .read_to_end(&mut head)
+        .map_err(StorageError::io("reading", path))?;
+    let mut ends = IndexEnds {
+        indexed_end: 4,
+        ..IndexEnds::default()
+    };
+    if let Some(newline) = head.iter().position(|&b| b == b'\n')
+        && let IndexRecord::GtidsBefore(state) = parse(&head[..newline], 1)?
+    {
+        ends.gtids_before = Some(state);
+    }
+    let tail_start = size.saturating_sub(WINDOW);
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(tail_start))
+        .and_then(|_| file.read_to_end(&mut tail))
+        .map_err(StorageError::io("reading", path))?;
+    let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
+        return Ok(ends);
+    };
+    let mut lines: Vec<&[u8]> = tail[..last_newline].split(|&b| b == b'\n').collect();
+    if tail_start > 0 {
+        // The window's first piece is the end of a line that began before it.
+        lines.remove(0);
+    }
+    for line in lines {
+        match parse(line, 0)? {
+            IndexRecord::GtidsBefore(_) => {}
+            IndexRecord::Transaction(entry) => {
+                ends.indexed_end = ends.indexed_end.max(entry.end);
+                ends.last_gtid = entry.gtid.or(ends.last_gtid);
+            }
+            IndexRecord::Boundary { end } => ends.indexed_end = ends.indexed_end.max(end),
+            IndexRecord::Closed { size, next_file } => ends.closed = Some((size, next_file)),
+        }
+    }
+    Ok(ends)
+}
+
 /// Follows an index file as a stream writes it: each [`IndexFollower::refresh`] reads
 /// only the lines added since the last, so a reader at the live tail pays for what is new,
 /// not for the whole file. A line the writer has not finished is left for the next call.
@@ -287,8 +369,23 @@ mod tests {
         assert_eq!(index.gtids_after().to_string(), "0-1-42");
         assert_eq!(index.indexed_end(), 1022);
 
-        // A follower reads the same, line by line as they are written.
+        // Its ends, read without the middle.
         let dir = tempfile::tempdir().expect("tempdir");
+        let whole = dir.path().join("w.index.jsonl");
+        std::fs::write(&whole, &bytes).expect("write");
+        let ends = read_index_ends(&whole).expect("ends");
+        assert_eq!(ends.gtids_before, index.gtids_before);
+        assert_eq!(ends.closed, index.closed);
+        assert_eq!(ends.indexed_end, 1022);
+        assert_eq!(ends.last_gtid, index.transactions[0].gtid);
+        assert_eq!(
+            read_index_ends(&dir.path().join("none"))
+                .expect("none")
+                .indexed_end,
+            4
+        );
+
+        // A follower reads the same, line by line as they are written.
         let followed = dir.path().join("f.index.jsonl");
         let mut follower = IndexFollower::new(&followed);
         assert!(!follower.refresh().expect("missing file"));
@@ -310,6 +407,57 @@ mod tests {
         assert!(
             err.to_string().starts_with("x.index.jsonl line 1:"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_ends_of_a_long_index_are_read_from_its_first_and_last_lines() {
+        let mut bytes = Vec::new();
+        encode_record(
+            &IndexRecord::GtidsBefore(GtidState::Mariadb("0-1-7".parse().expect("pos"))),
+            &mut bytes,
+        );
+        for n in 0..2000u64 {
+            encode_record(
+                &IndexRecord::Transaction(TransactionEntry {
+                    gtid: Some(format!("0-1-{}", n + 8).parse().expect("gtid")),
+                    start: 400 + n * 100,
+                    end: 500 + n * 100,
+                    commit_micros: 1,
+                    exact_time: false,
+                    ddl: false,
+                    events: 3,
+                    repeated: false,
+                }),
+                &mut bytes,
+            );
+        }
+        assert!(bytes.len() > 128 << 10);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("long.index.jsonl");
+        // A torn last line is left alone.
+        let mut torn = bytes.clone();
+        torn.extend_from_slice(br#"{"record":"trans"#);
+        std::fs::write(&path, &torn).expect("write");
+        let ends = read_index_ends(&path).expect("ends");
+        assert_eq!(ends.indexed_end, 500 + 1999 * 100);
+        assert_eq!(ends.last_gtid, Some("0-1-2007".parse().expect("gtid")));
+        assert_eq!(
+            ends.gtids_before.map(|g| g.to_string()).as_deref(),
+            Some("0-1-7")
+        );
+        assert_eq!(ends.closed, None);
+        encode_record(
+            &IndexRecord::Closed {
+                size: 200_500,
+                next_file: None,
+            },
+            &mut bytes,
+        );
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(
+            read_index_ends(&path).expect("ends").closed,
+            Some((200_500, None))
         );
     }
 }

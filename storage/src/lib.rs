@@ -41,7 +41,9 @@ pub mod writer;
 pub use archive::{Archive, ArchiveFile, FileState};
 pub use error::{StorageError, error_chain};
 pub use gtids::GtidState;
-pub use index::{FileIndex, IndexFollower, IndexRecord, TransactionEntry, read_index};
+pub use index::{
+    FileIndex, IndexEnds, IndexFollower, IndexRecord, TransactionEntry, read_index, read_index_ends,
+};
 pub use layout::{Epoch, LocalArchive, SourceIdentity, validate_binlog_name};
 pub use recover::{ResumePoint, close_abandoned, recover};
 pub use syncer::Durable;

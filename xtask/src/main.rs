@@ -6,6 +6,7 @@
 //! `target/binlogd-demo/archive` for the user to look at.
 
 mod bench_restore;
+mod bench_serve;
 mod capture_replica;
 mod module_cycles;
 
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
         Some("bench-lag") => bench_lag(&args[1..]),
         Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
+        Some("bench-serve") => bench_serve::bench_serve(&args[1..]),
         Some("module-cycles") => module_cycles::module_cycles(),
         Some("capture-replica-setup") => capture_replica::capture_replica_setup(&args[1..]),
         _ => {
@@ -43,7 +45,8 @@ fn main() -> Result<()> {
                  cargo xtask capture-replica-setup [mariadb-10.11|mariadb-11.8|mysql-9.7]... | \
                  cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] [--baseline PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
-                 cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W]"
+                 cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W] | \
+                 cargo run --release -p xtask -- bench-serve [--runs N] [--megabytes M] [--binlogd PATH] [--skip-replicas]"
             )
         }
     }
@@ -474,10 +477,10 @@ fn bench_pull(args: &[String]) -> Result<()> {
 }
 
 /// How a contender of `bench-pull` pulls into a folder: its command.
-type PullCommand<'a> = Box<dyn Fn(&Path) -> Result<Command> + 'a>;
+pub(crate) type PullCommand<'a> = Box<dyn Fn(&Path) -> Result<Command> + 'a>;
 
 /// A contender of `bench-pull`: its name, and its command.
-type Contender<'a> = (String, PullCommand<'a>);
+pub(crate) type Contender<'a> = (String, PullCommand<'a>);
 
 /// The contenders every flavour has: binlogd with and without TLS, the `mysql_async`
 /// client reading headers only and decoding every event, and, to compare two builds in
@@ -539,7 +542,7 @@ fn common_contenders<'a>(
 /// The runs of `bench-pull`: every contender pulls every binlog of the server (`total`
 /// bytes) into a fresh folder under `scratch`, in turns that rotate; prints each run, the
 /// medians, and how binlogd (the first contender) compares with each other one.
-fn pull_contest(
+pub(crate) fn pull_contest(
     contenders: &[Contender<'_>],
     scratch: &Path,
     runs: usize,
@@ -624,7 +627,7 @@ fn children_cpu_seconds() -> Result<f64> {
     Ok((ticks(16)? + ticks(17)?) / 100.0)
 }
 
-fn tempfile_dir() -> Result<PathBuf> {
+pub(crate) fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("binlogd-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
