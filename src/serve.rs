@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use binlogd_serve::{ServeConfig, Server, Users};
+use anyhow::Context;
+use binlogd_serve::{RemoteSource, ServeConfig, ServedArchive, Server, Users};
 use clap::Args;
 use tokio::sync::watch;
 
@@ -16,9 +16,13 @@ use tokio::sync::watch;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The archive to serve: the directory `binlogd stream --archive` writes (it may be
-    /// writing it now: replicas then follow the live tail).
-    #[arg(long, value_name = "DIR")]
+    /// writing it now: replicas then follow the live tail within a few milliseconds), or
+    /// s3://BUCKET/PREFIX (sealed files, and the file being written as it is uploaded,
+    /// about a second behind).
+    #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub archive: String,
+    #[command(flatten)]
+    pub s3: crate::flags::S3Args,
     /// Address to listen on for replicas (host:port).
     #[arg(long, default_value = "127.0.0.1:3307", value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -60,30 +64,45 @@ pub struct ServeUserArgs {
 
 /// `binlogd serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    if args.archive.starts_with("s3://") {
-        bail!(
-            "binlogd serve reads a local archive (the directory `binlogd stream --archive` \
-             writes, or its spool); serving an s3:// archive is not built yet"
-        );
-    }
     crate::secrets::check_secret_file(&args.users_file, "--users-file")?;
     if let Some(key) = &args.tls_key {
         crate::secrets::check_secret_file(key, "--tls-key")?;
     }
     let users = Users::load(&args.users_file)?;
-    let config = ServeConfig {
-        archive: PathBuf::from(&args.archive),
-        listen: args.listen,
-        users,
-        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
-        require_tls: args.require_tls,
-        write_timeout: std::time::Duration::from_secs_f64(args.write_timeout.max(0.001)),
-    };
+    let location = crate::flags::ArchiveArgs {
+        archive: args.archive.clone(),
+        output: crate::flags::Output::Text,
+        s3: args.s3.clone(),
+    }
+    .location()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let archive = match location {
+            crate::flags::Location::Local(root) => {
+                crate::archive::open_local(&root)?;
+                ServedArchive::Local(root)
+            }
+            crate::flags::Location::Remote(url) => {
+                let options = args.s3.options()?;
+                ServedArchive::Remote(RemoteSource {
+                    store: std::sync::Arc::new(
+                        binlogd_storage::remote::s3::S3Store::connect(url, &options).await,
+                    ),
+                    key: args.s3.client_key()?,
+                })
+            }
+        };
+        let config = ServeConfig {
+            archive,
+            listen: args.listen,
+            users,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+            require_tls: args.require_tls,
+            write_timeout: std::time::Duration::from_secs_f64(args.write_timeout.max(0.001)),
+        };
         let server = Server::bind(config).await?;
         let bound = server.local_addr()?;
         if let Some(addr) = args.metrics_addr {

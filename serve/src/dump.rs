@@ -20,30 +20,32 @@ use std::time::{Duration, Instant};
 
 use binlogd_parser::header::parse_event_header;
 use binlogd_parser::{
-    ChecksumAlgorithm, Event, EventReader, EventType, FormatDescription, Frame, Framer, Gtid,
-    HEADER_LEN, decode_event,
+    ChecksumAlgorithm, Event, EventType, Frame, Framer, Gtid, HEADER_LEN, decode_event,
 };
 use binlogd_protocol::packet::PacketCodec;
 use binlogd_protocol::server::replies;
-use binlogd_storage::{
-    GtidState, IndexEnds, IndexFollower, LocalArchive, TransactionEntry, read_index_ends,
-};
+use binlogd_storage::{GtidState, TransactionEntry};
 use futures_util::{SinkExt, StreamExt};
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
-use crate::archive::{self, ServedFile};
+use crate::archive::{ArchiveSource, ServedFile};
 use crate::error::ServeError;
 use crate::events;
+use crate::reading::{
+    DataFile, IndexView, check_event_boundary, corrupt, format_description_ready, read_ends,
+    read_format_description,
+};
 use crate::start::Start;
 
 /// Bytes of events gathered before they are written to the socket.
-const WRITE_BATCH: usize = 256 << 10;
+const WRITE_BATCH: usize = 64 << 10;
 /// How much of a file is read at a time.
 const CHUNK: u64 = 1 << 20;
+/// How often an object archive is listed again while a dump waits for its next file.
+const REMOTE_RELIST: Duration = Duration::from_secs(1);
 /// How often the end of the archive is looked at again while waiting for more.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -93,7 +95,7 @@ pub struct Progress {
 /// One dump in progress.
 pub(crate) struct Dump<'a, S> {
     pub conn: &'a mut Framed<S, PacketCodec>,
-    pub archive: &'a LocalArchive,
+    pub archive: &'a ArchiveSource,
     pub options: DumpOptions,
     pub shutdown: watch::Receiver<bool>,
     pub progress: watch::Sender<Progress>,
@@ -115,7 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         loop {
             let file = files[current].clone();
             // A file the stream has only just begun may not hold its first event yet.
-            while !format_description_ready(&file) {
+            while !format_description_ready(&file).await {
                 if let Some(end) = self.wait(&file, position, checksum, &mut last_sent).await? {
                     return Ok(end);
                 }
@@ -127,15 +129,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 checksum,
             ))
             .await?;
-            let data = DataFile(Arc::new(
-                std::fs::File::open(&file.data)
-                    .map_err(ServeError::io(format!("opening {}", file.data.display())))?,
-            ));
-            let (format_event, format) = read_format_description(&data, &file).await?;
+            let mut data = DataFile::open(&file).await?;
+            let (format_event, format) = read_format_description(&mut data, &file).await?;
             checksum = format.checksum;
             // GTID events are read to note what the replica has been sent.
             let mut reading = Reading {
-                data: data.clone(),
+                data,
                 gtids: Framer::with_format(format).skip_checksum_verification(true),
             };
             let mut format_event = format_event;
@@ -160,12 +159,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                     .gtids_before
                     .as_ref()
                     .is_some_and(|before| before.includes_all(&replica_has));
-            let mut index = if skipping || position > 4 {
-                IndexView::Whole(Box::new(IndexFollower::new(&file.index)))
-            } else {
-                IndexView::Ends(ends)
-            };
-            index = index.refresh(&file).await?;
+            let mut index = IndexView::for_file(&file, skipping || position > 4, ends);
+            index = index.refresh(&file, &mut reading.data).await?;
             if position <= 4 {
                 position = format_end;
             } else {
@@ -178,11 +173,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                     .last()
                     .unwrap_or(format_end)
                     .max(format_end);
-                check_event_boundary(&data, &file, walk_from, position).await?;
+                check_event_boundary(&mut reading.data, &file, walk_from, position).await?;
             }
             self.flush().await?;
             loop {
-                index = index.refresh(&file).await?;
+                index = index.refresh(&file, &mut reading.data).await?;
                 let (end, closed) = index.end();
                 if position < end {
                     position = self
@@ -207,19 +202,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 }
             }
             // The next file: in this epoch, or the next epoch's first after a failover.
+            // An object store is listed again once a second at most.
+            let relist = match self.archive {
+                ArchiveSource::Local(_) => Duration::ZERO,
+                ArchiveSource::Remote(_) => REMOTE_RELIST,
+            };
+            let mut listed_at: Option<Instant> = None;
             loop {
-                let (listed, _) = archive::list(self.archive)?;
-                files = listed;
-                let Some(at) = files
-                    .iter()
-                    .position(|f| f.epoch == file.epoch && f.name == file.name)
-                else {
+                if listed_at.is_some_and(|at| at.elapsed() < relist) {
+                    if let Some(end) = self.wait(&file, position, checksum, &mut last_sent).await? {
+                        return Ok(end);
+                    }
+                    continue;
+                }
+                files = self.archive.list().await?.files;
+                listed_at = Some(Instant::now());
+                let Some(at) = files.iter().position(|f| f.is(&file)) else {
                     return Err(ServeError::Config(format!(
-                        "{}/{} left the archive (retention?) while a replica was reading it",
-                        file.epoch, file.name
+                        "{} left the archive (retention?) while a replica was reading it",
+                        file.id()
                     )));
                 };
-                if at + 1 < files.len() && format_description_ready(&files[at + 1]) {
+                if at + 1 < files.len() && format_description_ready(&files[at + 1]).await {
                     current = at + 1;
                     position = 4;
                     break;
@@ -284,7 +288,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
         transactions: &[TransactionEntry],
         replica_has: &mut GtidState,
     ) -> Result<u64, ServeError> {
-        let data = &reading.data;
         let mut position = from;
         let mut next_transaction = transactions.partition_point(|t| t.end <= position);
         let mut buffer: Vec<u8> = Vec::new();
@@ -308,14 +311,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 _ => None,
             };
             let Some(at) = header else {
-                read_into(
-                    data,
-                    file,
-                    position,
-                    (end - position).min(CHUNK),
-                    &mut buffer,
-                )
-                .await?;
+                reading
+                    .data
+                    .read_into(file, position, (end - position).min(CHUNK), &mut buffer)
+                    .await?;
                 buffer_start = position;
                 continue;
             };
@@ -332,7 +331,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             }
             if at + size as usize > buffer.len() {
                 let len = size.max((end - position).min(CHUNK));
-                read_into(data, file, position, len, &mut buffer).await?;
+                reading
+                    .data
+                    .read_into(file, position, len, &mut buffer)
+                    .await?;
                 buffer_start = position;
                 continue;
             }
@@ -415,24 +417,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
     }
 }
 
-fn corrupt(file: &ServedFile, offset: u64, what: &str) -> ServeError {
-    ServeError::Config(format!(
-        "{}/{} at offset {offset}: {what}; `binlogd verify` checks the archive",
-        file.epoch, file.name
-    ))
-}
-
-async fn read_at(
-    data: &DataFile,
-    file: &ServedFile,
-    offset: u64,
-    len: u64,
-) -> Result<Vec<u8>, ServeError> {
-    let mut buffer = Vec::new();
-    read_into(data, file, offset, len, &mut buffer).await?;
-    Ok(buffer)
-}
-
 /// The GTID a GTID event names (`None` for any other event, and for MySQL's anonymous
 /// ones).
 fn gtid_of(reader: &mut Framer, event_type: EventType, event: &[u8], offset: u64) -> Option<Gtid> {
@@ -453,168 +437,8 @@ fn gtid_of(reader: &mut Framer, event_type: EventType, event: &[u8], offset: u64
     }
 }
 
-/// What the sender knows of the index of the file it sends.
-enum IndexView {
-    /// Every line, followed as the stream adds them.
-    Whole(Box<IndexFollower>),
-    /// Its first and last lines only.
-    Ends(IndexEnds),
-}
-
-impl IndexView {
-    /// Reads what the stream has added, on the blocking pool.
-    async fn refresh(self, file: &ServedFile) -> Result<IndexView, ServeError> {
-        let path = file.index.clone();
-        tokio::task::spawn_blocking(move || match self {
-            IndexView::Whole(mut follower) => {
-                follower.refresh()?;
-                Ok(IndexView::Whole(follower))
-            }
-            IndexView::Ends(_) => Ok(IndexView::Ends(read_index_ends(&path)?)),
-        })
-        .await
-        .map_err(|e| ServeError::Config(format!("reading an index failed to run: {e}")))?
-    }
-
-    /// Where the file's sendable bytes end, and whether that is its final end.
-    fn end(&self) -> (u64, bool) {
-        let (closed, indexed_end) = match self {
-            IndexView::Whole(follower) => {
-                (&follower.index().closed, follower.index().indexed_end())
-            }
-            IndexView::Ends(ends) => (&ends.closed, ends.indexed_end),
-        };
-        match closed {
-            Some((size, _)) => (*size, true),
-            None => (indexed_end, false),
-        }
-    }
-
-    /// The file's transactions (none are known from the ends alone).
-    fn transactions(&self) -> &[TransactionEntry] {
-        match self {
-            IndexView::Whole(follower) => &follower.index().transactions,
-            IndexView::Ends(_) => &[],
-        }
-    }
-}
-
-async fn read_ends(file: &ServedFile) -> Result<IndexEnds, ServeError> {
-    let path = file.index.clone();
-    tokio::task::spawn_blocking(move || read_index_ends(&path))
-        .await
-        .map_err(|e| ServeError::Config(format!("reading an index failed to run: {e}")))?
-        .map_err(ServeError::from)
-}
-
 /// The file being sent: its bytes, and a reader of its GTID events.
 struct Reading {
     data: DataFile,
     gtids: Framer,
-}
-
-/// An archived file open for reading at offsets.
-#[derive(Debug, Clone)]
-struct DataFile(Arc<std::fs::File>);
-
-/// Reads `len` bytes at `offset` into `buffer`, reusing its allocation. The read runs on
-/// the blocking pool, into `buffer` itself (tokio's own file type would keep a second
-/// buffer of its own per open file).
-async fn read_into(
-    data: &DataFile,
-    file: &ServedFile,
-    offset: u64,
-    len: u64,
-    buffer: &mut Vec<u8>,
-) -> Result<(), ServeError> {
-    use std::os::unix::fs::FileExt;
-    let mut taken = std::mem::take(buffer);
-    let handle = Arc::clone(&data.0);
-    let (returned, result) = tokio::task::spawn_blocking(move || {
-        taken.clear();
-        taken.resize(len as usize, 0);
-        let result = handle.read_exact_at(&mut taken, offset);
-        (taken, result)
-    })
-    .await
-    .map_err(|e| ServeError::Config(format!("a file read failed to run: {e}")))?;
-    *buffer = returned;
-    result.map_err(ServeError::io(format!(
-        "reading {len} bytes at {offset} of {}",
-        file.data.display()
-    )))
-}
-
-/// Whether the file holds its whole FORMAT_DESCRIPTION event yet.
-fn format_description_ready(file: &ServedFile) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 4 + HEADER_LEN];
-    let read = std::fs::File::open(&file.data).and_then(|mut f| {
-        let size = f.metadata()?.len();
-        f.read_exact(&mut head)?;
-        Ok(size)
-    });
-    match (read, parse_event_header(&head[4..])) {
-        (Ok(size), Ok((_, header))) => size >= 4 + u64::from(header.event_size),
-        _ => false,
-    }
-}
-
-/// The file's FORMAT_DESCRIPTION event (after the magic) and the checksum it announces.
-async fn read_format_description(
-    data: &DataFile,
-    file: &ServedFile,
-) -> Result<(Vec<u8>, FormatDescription), ServeError> {
-    let head = read_at(data, file, 0, 4 + HEADER_LEN as u64).await?;
-    let Ok((_, header)) = parse_event_header(&head[4..]) else {
-        return Err(corrupt(file, 4, "no event header"));
-    };
-    if header.event_type != EventType::FORMAT_DESCRIPTION {
-        return Err(corrupt(
-            file,
-            4,
-            "the first event is not a FORMAT_DESCRIPTION",
-        ));
-    }
-    let whole = read_at(data, file, 0, 4 + u64::from(header.event_size)).await?;
-    let mut reader = EventReader::new(&whole);
-    match reader.next() {
-        Some(Ok(_)) => {}
-        Some(Err(e)) => return Err(corrupt(file, 4, &e.to_string())),
-        None => return Err(corrupt(file, 4, "no FORMAT_DESCRIPTION")),
-    }
-    let format = reader
-        .format()
-        .cloned()
-        .ok_or_else(|| corrupt(file, 4, "no FORMAT_DESCRIPTION"))?;
-    Ok((whole[4..].to_vec(), format))
-}
-
-/// Checks that `position` is where an event starts, walking the headers from `from`.
-async fn check_event_boundary(
-    data: &DataFile,
-    file: &ServedFile,
-    from: u64,
-    position: u64,
-) -> Result<(), ServeError> {
-    let mut at = from;
-    while at < position {
-        let head = read_at(data, file, at, HEADER_LEN as u64).await?;
-        let size = parse_event_header(&head).map_or(0, |(_, h)| u64::from(h.event_size));
-        if size < HEADER_LEN as u64 {
-            return Err(corrupt(file, at, "unreadable event header"));
-        }
-        at += size;
-    }
-    if at != position {
-        return Err(ServeError::Refused {
-            code: crate::start::FATAL_READING_BINLOG,
-            message: format!(
-                "Client requested master to start replication from position {position} of \
-                 '{}', which is not where an event starts (the event before it ends at {at})",
-                file.name
-            ),
-        });
-    }
-    Ok(())
 }

@@ -14,11 +14,12 @@
 //! The wire protocol itself (framing, the server's packets, password checks) is
 //! `binlogd_protocol::server`; this crate decides what to say.
 
-mod archive;
+pub mod archive;
 mod dump;
 mod error;
 mod events;
 pub mod queries;
+mod reading;
 pub mod session;
 pub mod start;
 pub mod users;
@@ -30,20 +31,33 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use binlogd_storage::LocalArchive;
+
+use crate::archive::ArchiveSource;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use archive::RemoteSource;
 pub use dump::Progress;
 pub use error::ServeError;
 pub use session::ReplicaSeen;
 pub use users::Users;
 
+/// Where the archive to serve is.
+#[derive(Debug)]
+pub enum ServedArchive {
+    /// A directory.
+    Local(PathBuf),
+    /// An object store.
+    Remote(RemoteSource),
+}
+
 /// How `binlogd serve` runs.
 #[derive(Debug)]
 pub struct ServeConfig {
-    /// The archive directory (a `binlogd stream` may be writing it).
-    pub archive: PathBuf,
+    /// The archive: a directory (a `binlogd stream` may be writing it) or an object
+    /// store.
+    pub archive: ServedArchive,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Who may log in.
@@ -67,7 +81,14 @@ pub struct Server {
 impl Server {
     /// Opens the archive, reads the TLS files and binds the address.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
-        let archive = LocalArchive::open(&config.archive)?;
+        let archive = match config.archive {
+            ServedArchive::Local(root) => ArchiveSource::Local(LocalArchive::open(&root)?),
+            ServedArchive::Remote(remote) => {
+                // Opened once here so that a wrong bucket, prefix or key fails at start.
+                remote.open().await?;
+                ArchiveSource::Remote(remote)
+            }
+        };
         let tls = match &config.tls {
             Some((cert, key)) => Some(binlogd_protocol::tls::server_config(cert, key)?),
             None => None,

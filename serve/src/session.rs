@@ -23,14 +23,14 @@ use binlogd_protocol::server::{
     ClientHello, Command, HandshakeResponse, parse_client_hello, replies,
 };
 use binlogd_protocol::{MaybeTls, ProtocolError, ServerTransport};
-use binlogd_storage::{GtidState, LocalArchive};
+use binlogd_storage::GtidState;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
-use crate::archive;
+use crate::archive::{self, ArchiveSource};
 use crate::dump::{Dump, DumpOptions, Progress};
 use crate::error::ServeError;
 use crate::queries::{self, Answer, SessionVariables, SourceFacts};
@@ -57,7 +57,7 @@ const CAPABILITY_GTID: u64 = 4;
 /// What every session shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub archive: LocalArchive,
+    pub archive: ArchiveSource,
     pub users: Users,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub require_tls: bool,
@@ -119,8 +119,8 @@ pub(crate) async fn serve_client(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 if facts.executed_gtids.is_none() && queries::needs_executed_gtids(query) {
-                    let (files, _) = archive::list(&shared.archive)?;
-                    facts.executed_gtids = Some(archive::gtids_after(&files)?.to_string());
+                    let files = shared.archive.list().await?.files;
+                    facts.executed_gtids = Some(archive::gtids_after(&files).await?.to_string());
                 }
                 match queries::answer(query, &facts, &mut session, now) {
                     Answer::Ok => conn.send(replies::ok()).await?,
@@ -224,7 +224,7 @@ async fn log_in(
     // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
     // bytes belong to the TLS acceptor, not to a packet reader's buffer.
     let mut codec = PacketCodec::new();
-    let facts = match archive::source_facts(&shared.archive) {
+    let facts = match archive::source_facts(&shared.archive).await {
         Ok(facts) => facts,
         Err(e) => {
             let _ = write_packet(
@@ -347,11 +347,11 @@ async fn run_dump(
         .or_else(|| session.number("source_heartbeat_period"))
         .filter(|&ns| ns > 0)
         .map(Duration::from_nanos);
-    let (files, _) = archive::list(&shared.archive)?;
-    let file_facts = archive::start_facts(&files)?;
+    let files = shared.archive.list().await?.files;
+    let file_facts = archive::start_facts(&files).await?;
     // Only a MariaDB GTID request is checked against the archive's newest GTIDs.
     let archive_has = match &target.request {
-        Request::Gtids(GtidState::Mariadb(_)) => archive::gtids_after(&files)?,
+        Request::Gtids(GtidState::Mariadb(_)) => archive::gtids_after(&files).await?,
         _ => GtidState::None,
     };
     let start = match find_start(facts.flavour, &file_facts, &archive_has, &target.request) {

@@ -93,6 +93,12 @@ struct EpochManifest {
     gtids_at_start: GtidState,
 }
 
+/// Reads an epoch's `source.json` (from a directory or an object store): the source
+/// server it holds the files of.
+pub(crate) fn parse_epoch_source(bytes: &[u8]) -> Result<SourceIdentity, serde_json::Error> {
+    serde_json::from_slice::<EpochManifest>(bytes).map(|m| m.source)
+}
+
 #[derive(Serialize, Deserialize)]
 struct Marker {
     format: u32,

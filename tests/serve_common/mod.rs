@@ -48,14 +48,32 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(archive: &Archive, users: &Path, extra: &[&str]) -> Serve {
-        let port = binlogd_testkit::free_port().expect("port");
         let log = archive.log_path().with_file_name("serve.log");
+        Serve::start_with(
+            archive.path().to_str().expect("utf-8"),
+            users,
+            extra,
+            Vec::new(),
+            log,
+        )
+    }
+
+    /// Serves the archive `location` names (a directory or `s3://...`), with `env` for
+    /// the store's credentials, logging to `log`.
+    pub fn start_with(
+        location: &str,
+        users: &Path,
+        extra: &[&str],
+        env: Vec<(&str, String)>,
+        log: PathBuf,
+    ) -> Serve {
+        let port = binlogd_testkit::free_port().expect("port");
         let child = binlogd()
-            .args(["serve", "--archive"])
-            .arg(archive.path())
+            .args(["serve", "--archive", location])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--users-file"])
             .arg(users)
             .args(extra)
+            .envs(env)
             .env("BINLOGD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))

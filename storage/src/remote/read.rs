@@ -373,6 +373,71 @@ impl RemoteArchive {
         Ok(plan)
     }
 
+    /// The source server of an epoch (its `source.json`), authenticated with a client key.
+    pub async fn epoch_source(
+        &self,
+        epoch: &str,
+    ) -> Result<crate::layout::SourceIdentity, StorageError> {
+        let key = keys::source(epoch);
+        let bad = |message: String| StorageError::BadIndex {
+            path: format!("{}/{key}", self.store.location()).into(),
+            line: 0,
+            message,
+        };
+        let object = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| bad("missing: the epoch's source is not recorded".to_owned()))?;
+        check_authentic(self.client_key.as_ref(), &key, &object).map_err(bad)?;
+        crate::layout::parse_epoch_source(&object.body).map_err(|e| bad(e.to_string()))
+    }
+
+    /// A file's segments in order, to read any part of it without the rest: from its
+    /// manifest when sealed, else from a listing of what is uploaded so far.
+    pub async fn file_segments(
+        &self,
+        epoch: &str,
+        name: &str,
+    ) -> Result<FileSegments, StorageError> {
+        let sealed = self
+            .catalogue
+            .files
+            .iter()
+            .find(|f| f.epoch == epoch && f.name == name);
+        let plan = match sealed {
+            Some(summary) => self.sealed_plan(summary).await?,
+            None => self.listed_plan(epoch, name).await?,
+        };
+        Ok(FileSegments {
+            name: name.to_owned(),
+            size: plan.last().map_or(0, |f| f.end),
+            sealed: sealed.is_some(),
+            plan,
+        })
+    }
+
+    /// The bytes of segment `at` of `segments` (from where the previous one ended to its
+    /// end), fetched and checked (CRC32, size; with a client key, decrypted and
+    /// authenticated).
+    pub async fn fetch_segment(
+        &self,
+        segments: &FileSegments,
+        at: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        let Some(fetch) = segments.plan.get(at) else {
+            return Err(StorageError::inconsistent(
+                &segments.name,
+                segments.size,
+                format!("no segment {at}"),
+            ));
+        };
+        let mut plain =
+            fetch_one(&self.store, self.client_key.as_ref(), &segments.name, fetch).await?;
+        plain.drain(..fetch.skip.min(plain.len()));
+        Ok(plain)
+    }
+
     /// Fetches the planned segments, up to `max_parallel` at a time, and puts them
     /// together in order.
     async fn fetch(&self, name: &str, plan: Vec<Fetch>) -> Result<Vec<u8>, StorageError> {
@@ -391,20 +456,19 @@ impl RemoteArchive {
                     ref key,
                     ..
                 } = plan[next];
-                let key = key.clone();
+                let fetch = Fetch {
+                    start,
+                    end,
+                    codec,
+                    key: key.clone(),
+                    skip: 0,
+                };
                 let store = Arc::clone(&self.store);
                 let client_key = self.client_key.clone();
                 let name = name.to_owned();
                 let slot = next;
                 fetches.spawn(async move {
-                    let object = store.get(&key).await?.ok_or_else(|| {
-                        StorageError::inconsistent(&name, start, format!("segment {key} vanished"))
-                    })?;
-                    let length = usize::try_from(end - start).unwrap_or(usize::MAX);
-                    let plain = segment::unpack(&key, &object, codec, length, client_key.as_ref())
-                        .map_err(|e| {
-                            StorageError::inconsistent(&name, start, format!("segment {key}: {e}"))
-                        })?;
+                    let plain = fetch_one(&store, client_key.as_ref(), &name, &fetch).await?;
                     Ok::<_, StorageError>((slot, plain))
                 });
                 next += 1;
@@ -438,5 +502,66 @@ impl RemoteArchive {
             }
         }
         Ok(bytes)
+    }
+}
+
+/// One segment's bytes, whole (its `skip` not applied), fetched and checked.
+async fn fetch_one(
+    store: &Arc<dyn ObjectStore>,
+    client_key: Option<&ClientKey>,
+    name: &str,
+    fetch: &Fetch,
+) -> Result<Vec<u8>, StorageError> {
+    let Fetch {
+        start,
+        end,
+        codec,
+        ref key,
+        ..
+    } = *fetch;
+    let object = store.get(key).await?.ok_or_else(|| {
+        StorageError::inconsistent(name, start, format!("segment {key} vanished"))
+    })?;
+    let length = usize::try_from(end - start).unwrap_or(usize::MAX);
+    segment::unpack(key, &object, codec, length, client_key)
+        .map_err(|e| StorageError::inconsistent(name, start, format!("segment {key}: {e}")))
+}
+
+/// A file's segments, in order and end to end (see [`RemoteArchive::file_segments`]).
+#[derive(Debug, Clone)]
+pub struct FileSegments {
+    name: String,
+    plan: Vec<Fetch>,
+    size: u64,
+    sealed: bool,
+}
+
+impl FileSegments {
+    /// Bytes the segments hold, from offset 0.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the file is sealed (it will not grow).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// How many segments there are.
+    pub fn len(&self) -> usize {
+        self.plan.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.plan.is_empty()
+    }
+
+    /// The segment holding the byte at `offset`, and where its fetched bytes start.
+    pub fn segment_at(&self, offset: u64) -> Option<(usize, u64)> {
+        let at = self.plan.partition_point(|f| f.end <= offset);
+        let fetch = self.plan.get(at)?;
+        let first = fetch.start + fetch.skip as u64;
+        (first <= offset).then_some((at, first))
     }
 }

@@ -1,0 +1,112 @@
+//! `binlogd serve` over an S3 archive (moto, or Garage with `BINLOGD_TEST_S3=garage`): a
+//! real replica replicates from the sealed files and follows the file a running `binlogd
+//! stream` is uploading.
+
+mod serve_common;
+mod stream_common;
+
+use std::time::Duration;
+
+use binlogd_testkit::{MariaDb, MariaDbConfig, S3Server};
+use serve_common::{PASSWORD, Serve, USER, users_file};
+use stream_common::{binlogd, wait_for_quiet_binlogs};
+
+const BUCKET: &str = "binlogd-test";
+
+fn checksum(db: &MariaDb) -> String {
+    db.query_value("CHECKSUM TABLE binlogd_test.workload")
+        .expect("checksum")
+}
+
+#[test]
+fn s3_a_mariadb_replica_replicates_from_an_s3_archive_and_follows_its_uploads() {
+    let s3 = S3Server::start_from_env().expect("start the S3 server");
+    s3.create_bucket(BUCKET).expect("bucket");
+    let primary = MariaDbConfig {
+        // Small files: many are sealed in the store before the replica starts.
+        max_binlog_size: Some(64 << 10),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("primary");
+    primary.write_workload(400).expect("workload");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = format!("s3://{BUCKET}/serve");
+    // Small segments: a file is read back from several.
+    let mut streamer = binlogd()
+        .args([
+            "stream",
+            "--no-progress",
+            "--segment-size",
+            "16KiB",
+            "--source",
+        ])
+        .arg(primary.replication_url())
+        .args(["--archive", &archive, "--spool-dir"])
+        .arg(dir.path().join("spool"))
+        .env("BINLOGD_SOURCE_PASSWORD", primary.replication_password())
+        .envs(s3.aws_env())
+        .stderr(std::fs::File::create(dir.path().join("stream.log")).expect("log"))
+        .spawn()
+        .expect("binlogd stream");
+    let users = users_file(dir.path());
+    // The store must hold something before serve starts: wait for the first upload.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let serve = loop {
+        let listed = binlogd()
+            .args(["list", "--archive", &archive])
+            .envs(s3.aws_env())
+            .output()
+            .expect("list");
+        if listed.status.success() && !listed.stdout.is_empty() {
+            break Serve::start_with(
+                &archive,
+                &users,
+                &[],
+                s3.aws_env(),
+                dir.path().join("serve.log"),
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing uploaded");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let replica = MariaDbConfig {
+        server_id: 2,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("replica");
+    replica
+        .replicate_from_port(serve.port, USER, PASSWORD, "")
+        .expect("CHANGE MASTER");
+    let wait = |replica: &MariaDb| {
+        let target = primary.gtid_binlog_pos().expect("pos");
+        if let Err(e) = replica.wait_for_gtid(&target, Duration::from_secs(90)) {
+            let status = replica.sql("SHOW SLAVE STATUS\\G").unwrap_or_default();
+            panic!(
+                "{e:#}\n{status}\nserve log:\n{}\nstream log:\n{}",
+                serve.log(),
+                std::fs::read_to_string(dir.path().join("stream.log")).unwrap_or_default()
+            );
+        }
+    };
+    wait(&replica);
+    assert_eq!(checksum(&replica), checksum(&primary));
+    // What the primary writes now reaches the replica as the stream uploads it.
+    primary.write_workload(200).expect("more");
+    wait_for_quiet_binlogs(&primary);
+    wait(&replica);
+    assert_eq!(checksum(&replica), checksum(&primary));
+    assert_eq!(
+        replica
+            .query_value("SELECT @@gtid_slave_pos")
+            .expect("slave pos"),
+        primary.gtid_binlog_pos().expect("pos")
+    );
+    replica.sql("STOP SLAVE").expect("stop slave");
+    serve.stop();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &streamer.id().to_string()])
+        .status();
+    let _ = streamer.wait();
+}
