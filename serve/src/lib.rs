@@ -1,7 +1,7 @@
 //! The archive as a replication source: `binlogd serve` lets MySQL and MariaDB replicas,
 //! and `mysqlbinlog --read-from-remote-server`, read an archive as they would read the
 //! primary's binlog — from its oldest file to what a `binlogd stream` writing the same
-//! archive has just made durable.
+//! archive has just made durable (a local archive) or uploaded (an S3 archive).
 //!
 //! - [`session`](mod@session): one client: handshake, TLS, authentication
 //!   ([`users`]), setup queries ([`queries`]), then a dump.
@@ -9,7 +9,8 @@
 //!   server would give.
 //! - `dump`: sending files, skipping what a GTID replica has, following the live tail,
 //!   heartbeats; `events`: the artificial events a source makes up.
-//! - `archive`: the archive's files as the sender reads them.
+//! - [`archive`]: the archive's files, local or in an object store; `reading`: one file's
+//!   bytes and index as the sender reads them.
 //!
 //! The wire protocol itself (framing, the server's packets, password checks) is
 //! `binlogd_protocol::server`; this crate decides what to say.
