@@ -38,6 +38,8 @@ struct Pod {
     mounts: Vec<String>,
     /// The loopback address standing in for the pod's metrics port.
     metrics: String,
+    /// The container's listening ports, each mapped to an address here.
+    listens: BTreeMap<i32, String>,
 }
 
 impl Pod {
@@ -162,14 +164,32 @@ impl Pod {
             mounts.push(mount.mount_path.clone());
         }
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        let metrics = format!("127.0.0.1:{}", binlogd_testkit::free_port().expect("port"));
+        // Each port the container listens on, on a free port of this machine.
+        let listens: BTreeMap<i32, String> = container
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .chain([binlogd_operator::workloads::METRICS_PORT])
+            .map(|port| {
+                let free = binlogd_testkit::free_port().expect("port");
+                (port, format!("127.0.0.1:{free}"))
+            })
+            .collect();
+        let metrics = listens[&binlogd_operator::workloads::METRICS_PORT].clone();
         Pod {
             root,
             image: image.map(Path::to_owned),
             run_as,
             mounts,
             metrics,
+            listens,
         }
+    }
+
+    /// Where the container's port `port` listens here.
+    fn address(&self, port: i32) -> &str {
+        &self.listens[&port]
     }
 
     /// Where the container's `path` is here.
@@ -180,8 +200,12 @@ impl Pod {
     /// An argument with the container's paths (also after `=`) and its listening
     /// address mapped here.
     fn map(&self, arg: &str) -> String {
-        if arg == format!("0.0.0.0:{}", binlogd_operator::workloads::METRICS_PORT) {
-            return self.metrics.clone();
+        if let Some(port) = arg
+            .strip_prefix("0.0.0.0:")
+            .and_then(|p| p.parse::<i32>().ok())
+            && let Some(address) = self.listens.get(&port)
+        {
+            return address.clone();
         }
         let (head, value) = match arg.rfind('=') {
             Some(at) if arg[at + 1..].starts_with('/') => arg.split_at(at + 1),
@@ -314,6 +338,29 @@ fn sigterm(child: &mut Child, grace: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// The password of the account replicas log in to the serve container with.
+const REPLICA_PASSWORD: &str = "replica-Secret-3";
+
+/// The users-file lines for `replica`, as `binlogd serve-user` writes them.
+fn replica_account() -> String {
+    use std::io::Write;
+    let mut child = Command::new(the_binlogd())
+        .args(["serve-user", "replica"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve-user");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{REPLICA_PASSWORD}\n").as_bytes())
+        .expect("password");
+    let output = child.wait_with_output().expect("serve-user");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
 #[test]
 fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     let primary = MariaDbConfig {
@@ -340,11 +387,16 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
             "storage": {"bucket": "backups", "prefix": "db1", "region": s3.region(),
                         "endpoint": s3.endpoint(), "compression": "zstd",
                         "checkpointIntervalSeconds": 1,
-                        "credentialsSecret": {"name": "s3", "key": "credentials"}}
+                        "credentialsSecret": {"name": "s3", "key": "credentials"}},
+            "serve": {"usersSecret": {"name": "db1-replicas", "key": "users"}}
         }
     }))
     .expect("a BinlogServer");
     let objects = BTreeMap::from([
+        (
+            "db1-replicas",
+            BTreeMap::from([("users", replica_account())]),
+        ),
         (
             "db1-repl",
             BTreeMap::from([("password", primary.replication_password().to_owned() + "\n")]),
@@ -416,6 +468,52 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     );
     let reading = read_metrics(&http_get(&stream_pod.metrics, "/metrics").1);
     assert!(reading.connected, "{reading:?}");
+
+    // The serve container beside it: a replica replicates from the archive in the store.
+    let serve_container = &pod_spec.containers[1];
+    let serve_pod = Pod::lay_out(&pod_spec, serve_container, &templates, &objects, &claims);
+    let serve_log = work.path().join("serve.log");
+    let mut serving = serve_pod
+        .command(serve_container, &the_binlogd())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&serve_log).expect("log"))
+        .spawn()
+        .expect("start the serve container");
+    let serve_log_text = || std::fs::read_to_string(&serve_log).unwrap_or_default();
+    wait_for(
+        Duration::from_secs(30),
+        "serve's readiness probe",
+        &serve_log_text,
+        || {
+            let metrics = serve_pod.address(binlogd_operator::workloads::SERVE_METRICS_PORT);
+            std::net::TcpStream::connect(metrics).is_ok() && http_get(metrics, "/healthz").0 == 200
+        },
+    );
+    let replica = MariaDbConfig {
+        server_id: 2,
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("replica");
+    let replication_port: u16 = serve_pod
+        .address(3307)
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    replica
+        .replicate_from_port(replication_port, "replica", REPLICA_PASSWORD, "")
+        .expect("CHANGE MASTER");
+    if let Err(e) = replica.wait_for_gtid(&moment, Duration::from_secs(60)) {
+        panic!("{e:#}\nserve:\n{}", serve_log_text());
+    }
+    assert_eq!(
+        replica.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_moment
+    );
+    replica.sql("STOP SLAVE").expect("stop slave");
+    let _ = serving.kill();
+    let _ = serving.wait();
     assert!(reading.last_commit_seconds.is_some(), "{reading:?}");
     assert!(
         reading

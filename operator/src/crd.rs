@@ -205,6 +205,33 @@ pub struct BinlogServerSpec {
     /// Taints the pod tolerates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
+    /// Serve the archive to replicas (`binlogd serve`, in a container beside the stream,
+    /// on a port of the Service): MySQL and MariaDB replicas, and restores by replication,
+    /// read it as they would read the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeSpec>,
+}
+
+/// How a BinlogServer serves its archive to replicas.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServeSpec {
+    /// The port replicas connect to, on the pod and the Service.
+    #[serde(default = "default_serve_port")]
+    pub port: i32,
+    /// A key of a Secret holding the accounts replicas log in with: the lines `binlogd
+    /// serve-user NAME` writes (password hashes, never passwords).
+    pub users_secret: SecretKeyRef,
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`): TLS for replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
+    /// Refuse replicas that do not use TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+fn default_serve_port() -> i32 {
+    3307
 }
 
 /// What the operator last saw of a binlog server.

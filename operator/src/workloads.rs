@@ -17,7 +17,7 @@
 
 use crate::crd::{
     BinlogServer, BinlogServerSpec, Compression, PointInTimeRestore, RestoreTarget, SecretKeyRef,
-    StorageSpec, TlsMode,
+    ServeSpec, StorageSpec, TlsMode,
 };
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -38,6 +38,8 @@ use std::collections::BTreeMap;
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/binlogd/binlogd:", env!("CARGO_PKG_VERSION"));
 /// Where binlogd serves `/metrics` and `/healthz`.
 pub const METRICS_PORT: i32 = 9606;
+/// The port of `binlogd serve`'s `/metrics` in a BinlogServer's pod (with `spec.serve`).
+pub const SERVE_METRICS_PORT: i32 = 9607;
 /// The user (and group) the binlogd image runs as (`deploy/Dockerfile`); its pods give
 /// their volumes and Secret files to this group, so that the user can use them.
 pub const BINLOGD_UID: i64 = 65532;
@@ -229,6 +231,10 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
     if spec.semi_sync {
         args.push("--semi-sync".to_owned());
     }
+    let serve = spec
+        .serve
+        .as_ref()
+        .map(|serve| serve_container(spec, serve));
     let mut mounts = vec![spool_mount()];
     mounts.append(&mut files.mounts);
     let health = |initial_delay: i32| Probe {
@@ -281,9 +287,21 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container],
+                    containers: std::iter::once(container)
+                        .chain(serve.as_ref().map(|(c, _)| c.clone()))
+                        .collect(),
                     security_context: Some(binlogd_pod_security()),
-                    volumes: (!files.volumes.is_empty()).then_some(files.volumes),
+                    volumes: {
+                        // The serve container mounts some of the stream's Secrets too
+                        // (the store's credentials): each volume once.
+                        let mut volumes = files.volumes;
+                        for volume in serve.into_iter().flat_map(|(_, v)| v) {
+                            if !volumes.iter().any(|v| v.name == volume.name) {
+                                volumes.push(volume);
+                            }
+                        }
+                        (!volumes.is_empty()).then_some(volumes)
+                    },
                     service_account_name: spec.storage.service_account_name.clone(),
                     node_selector: spec.node_selector.clone(),
                     tolerations: spec.tolerations.clone(),
@@ -309,6 +327,85 @@ pub fn binlog_server_statefulset(server: &BinlogServer) -> Result<StatefulSet, W
         },
         ..StatefulSet::default()
     })
+}
+
+/// The container that runs `binlogd serve` beside the stream, and the volumes it needs:
+/// it reads the same archive in the store (the uploaded files, about a second behind the
+/// stream), with only the store's credentials and its own Secrets mounted.
+fn serve_container(spec: &BinlogServerSpec, serve: &ServeSpec) -> (Container, Vec<Volume>) {
+    let mut files = Files::default();
+    let (archive_args, env) = storage_args(&spec.storage, &mut files);
+    let users = files.secret(
+        "serve-users",
+        &serve.users_secret,
+        "/etc/binlogd/serve-users",
+        "users",
+    );
+    let mut args = vec!["serve".to_owned()];
+    args.extend(archive_args);
+    args.extend([
+        "--listen".to_owned(),
+        format!("0.0.0.0:{}", serve.port),
+        "--users-file".to_owned(),
+        users,
+        "--metrics-addr".to_owned(),
+        format!("0.0.0.0:{SERVE_METRICS_PORT}"),
+        "--log-format".to_owned(),
+        "json".to_owned(),
+    ]);
+    if let Some(secret) = &serve.tls_secret {
+        for (volume, key, flag) in [
+            ("serve-tls-cert", "tls.crt", "--tls-cert"),
+            ("serve-tls-key", "tls.key", "--tls-key"),
+        ] {
+            let path = files.secret(
+                volume,
+                &SecretKeyRef {
+                    name: secret.clone(),
+                    key: key.to_owned(),
+                },
+                &format!("/etc/binlogd/{volume}"),
+                key,
+            );
+            args.extend([flag.to_owned(), path]);
+        }
+    }
+    if serve.require_tls {
+        args.push("--require-tls".to_owned());
+    }
+    let container = Container {
+        name: "serve".to_owned(),
+        image: Some(binlogd_image(spec)),
+        args: Some(args),
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("replication".to_owned()),
+                container_port: serve.port,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("serve-metrics".to_owned()),
+                container_port: SERVE_METRICS_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".to_owned()),
+                port: IntOrString::String("serve-metrics".to_owned()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(5),
+            period_seconds: Some(10),
+            ..Probe::default()
+        }),
+        resources: spec.resources.clone(),
+        security_context: Some(binlogd_container_security()),
+        volume_mounts: Some(files.mounts),
+        ..Container::default()
+    };
+    (container, files.volumes)
 }
 
 /// The binlogd image a BinlogServer's pods run (its own, else this operator's version).
@@ -458,10 +555,25 @@ fn claim_spec(size: &str, class: Option<String>) -> PersistentVolumeClaimSpec {
     }
 }
 
-/// The headless Service that governs `server`'s StatefulSet and exposes its metrics.
+/// The headless Service that governs `server`'s StatefulSet and exposes its metrics (and,
+/// with `spec.serve`, the port replicas connect to).
 pub fn binlog_server_service(server: &BinlogServer) -> Result<Service, WorkloadError> {
     let (name, namespace, owner) = owner(server, "BinlogServer")?;
     let labels = labels(&name, "stream");
+    let mut ports = vec![ServicePort {
+        name: Some("metrics".to_owned()),
+        port: METRICS_PORT,
+        target_port: Some(IntOrString::String("metrics".to_owned())),
+        ..ServicePort::default()
+    }];
+    if let Some(serve) = &server.spec.serve {
+        ports.push(ServicePort {
+            name: Some("replication".to_owned()),
+            port: serve.port,
+            target_port: Some(IntOrString::String("replication".to_owned())),
+            ..ServicePort::default()
+        });
+    }
     Ok(Service {
         metadata: ObjectMeta {
             name: Some(name),
@@ -473,12 +585,7 @@ pub fn binlog_server_service(server: &BinlogServer) -> Result<Service, WorkloadE
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             selector: Some(labels),
-            ports: Some(vec![ServicePort {
-                name: Some("metrics".to_owned()),
-                port: METRICS_PORT,
-                target_port: Some(IntOrString::String("metrics".to_owned())),
-                ..ServicePort::default()
-            }]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -773,6 +880,70 @@ mod tests {
     }
 
     #[test]
+    fn serve_runs_beside_the_stream_on_the_same_archive_with_only_the_secrets_it_needs() {
+        let mut server = server();
+        server.spec.serve = Some(crate::crd::ServeSpec {
+            port: 3307,
+            users_secret: secret("db1-replicas", "users"),
+            tls_secret: Some("db1-serve-tls".into()),
+            require_tls: true,
+        });
+        let set = binlog_server_statefulset(&server).expect("set");
+        let pod = set.spec.template.spec.expect("pod");
+        assert_eq!(pod.containers.len(), 2);
+        let serve = &pod.containers[1];
+        let args = serve.args.clone().expect("args");
+        let after = |flag: &str| {
+            let at = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag}"));
+            args[at + 1].clone()
+        };
+        assert_eq!(args[0], "serve");
+        assert_eq!(after("--archive"), "s3://backups/db1");
+        assert_eq!(after("--listen"), "0.0.0.0:3307");
+        assert_eq!(after("--users-file"), "/etc/binlogd/serve-users/users");
+        assert_eq!(after("--tls-cert"), "/etc/binlogd/serve-tls-cert/tls.crt");
+        assert_eq!(after("--tls-key"), "/etc/binlogd/serve-tls-key/tls.key");
+        assert!(args.contains(&"--require-tls".to_owned()));
+        // The store's credentials, not the source's password.
+        let mounts: Vec<String> = serve
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.name.clone())
+            .collect();
+        assert!(mounts.contains(&"aws-credentials".to_owned()), "{mounts:?}");
+        assert!(
+            !mounts.contains(&"source-password".to_owned()),
+            "{mounts:?}"
+        );
+        // Each volume once, though both containers mount the credentials.
+        let volumes: Vec<String> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.clone())
+            .collect();
+        let mut unique = volumes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), volumes.len(), "{volumes:?}");
+        // The Service exposes the port replicas connect to.
+        let service = binlog_server_service(&server).expect("service");
+        let ports = service.spec.expect("spec").ports.expect("ports");
+        assert!(
+            ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some("replication") && p.port == 3307)
+        );
+        // Without spec.serve, neither.
+        let plain = binlog_server_statefulset(&self::server()).expect("set");
+        assert_eq!(plain.spec.template.spec.expect("pod").containers.len(), 1);
+    }
+
+    #[test]
     fn a_ca_given_without_a_mode_is_checked_against() {
         let tls_mode = |tls: TlsSpec| -> String {
             let mut server = server();
@@ -845,6 +1016,7 @@ mod tests {
                     resources: None,
                     node_selector: None,
                     tolerations: None,
+                    serve: None,
                 },
             ),
             "db1",

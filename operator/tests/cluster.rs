@@ -57,6 +57,7 @@ async fn a_binlog_server_becomes_a_statefulset_and_a_service_in_a_real_cluster()
             resources: None,
             node_selector: None,
             tolerations: None,
+            serve: None,
         },
     );
     let stored = servers

@@ -186,6 +186,7 @@ pub fn server() -> BinlogServer {
                 resources: None,
                 node_selector: None,
                 tolerations: None,
+                serve: None,
             },
         ),
         "db1",
