@@ -19,6 +19,7 @@ pub mod archive;
 mod dump;
 mod error;
 mod events;
+mod facts;
 pub mod queries;
 mod reading;
 pub mod session;

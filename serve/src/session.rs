@@ -224,7 +224,7 @@ async fn log_in(
     // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
     // bytes belong to the TLS acceptor, not to a packet reader's buffer.
     let mut codec = PacketCodec::new();
-    let facts = match archive::source_facts(&shared.archive).await {
+    let facts = match crate::facts::source_facts(&shared.archive).await {
         Ok(facts) => facts,
         Err(e) => {
             let _ = write_packet(
