@@ -473,12 +473,14 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
     let serve_container = &pod_spec.containers[1];
     let serve_pod = Pod::lay_out(&pod_spec, serve_container, &templates, &objects, &claims);
     let serve_log = work.path().join("serve.log");
-    let mut serving = serve_pod
-        .command(serve_container, &the_binlogd())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&serve_log).expect("log"))
-        .spawn()
-        .expect("start the serve container");
+    let serving = stream_common::Reaped(
+        serve_pod
+            .command(serve_container, &the_binlogd())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&serve_log).expect("log"))
+            .spawn()
+            .expect("start the serve container"),
+    );
     let serve_log_text = || std::fs::read_to_string(&serve_log).unwrap_or_default();
     wait_for(
         Duration::from_secs(30),
@@ -512,8 +514,7 @@ fn the_operators_pods_stream_to_s3_upload_and_restore_for_real() {
         checksum_at_moment
     );
     replica.sql("STOP SLAVE").expect("stop slave");
-    let _ = serving.kill();
-    let _ = serving.wait();
+    drop(serving);
     assert!(reading.last_commit_seconds.is_some(), "{reading:?}");
     assert!(
         reading

@@ -99,12 +99,14 @@ fn bad_clients_get_clear_errors_and_the_others_are_served_on() {
     let port = serve.port;
 
     // A client that stops reading: mariadb-binlog writing into a pipe nobody reads.
-    let mut stalled = mariadb_binlog(port, &["--ssl", "--stop-never"])
-        .arg(primary.binlog_names().expect("names")[0].clone())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("stalled reader");
+    let stalled = stream_common::Reaped(
+        mariadb_binlog(port, &["--ssl", "--stop-never"])
+            .arg(primary.binlog_names().expect("names")[0].clone())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("stalled reader"),
+    );
 
     // A wrong password; no TLS where TLS is required.
     let (ok, stderr) = mariadb_client(
@@ -202,8 +204,7 @@ fn bad_clients_get_clear_errors_and_the_others_are_served_on() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = stalled.kill();
-    let _ = stalled.wait();
+    drop(stalled);
     let log = serve.log();
     assert!(log.contains("refused a login: wrong password"), "{log}");
     assert!(

@@ -33,22 +33,24 @@ fn s3_a_mariadb_replica_replicates_from_an_s3_archive_and_follows_its_uploads() 
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = format!("s3://{BUCKET}/serve");
     // Small segments: a file is read back from several.
-    let mut streamer = binlogd()
-        .args([
-            "stream",
-            "--no-progress",
-            "--segment-size",
-            "16KiB",
-            "--source",
-        ])
-        .arg(primary.replication_url())
-        .args(["--archive", &archive, "--spool-dir"])
-        .arg(dir.path().join("spool"))
-        .env("BINLOGD_SOURCE_PASSWORD", primary.replication_password())
-        .envs(s3.aws_env())
-        .stderr(std::fs::File::create(dir.path().join("stream.log")).expect("log"))
-        .spawn()
-        .expect("binlogd stream");
+    let streamer = stream_common::Reaped(
+        binlogd()
+            .args([
+                "stream",
+                "--no-progress",
+                "--segment-size",
+                "16KiB",
+                "--source",
+            ])
+            .arg(primary.replication_url())
+            .args(["--archive", &archive, "--spool-dir"])
+            .arg(dir.path().join("spool"))
+            .env("BINLOGD_SOURCE_PASSWORD", primary.replication_password())
+            .envs(s3.aws_env())
+            .stderr(std::fs::File::create(dir.path().join("stream.log")).expect("log"))
+            .spawn()
+            .expect("binlogd stream"),
+    );
     let users = users_file(dir.path());
     // The store must hold something before serve starts: wait for the first upload.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -105,8 +107,5 @@ fn s3_a_mariadb_replica_replicates_from_an_s3_archive_and_follows_its_uploads() 
     );
     replica.sql("STOP SLAVE").expect("stop slave");
     serve.stop();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &streamer.id().to_string()])
-        .status();
-    let _ = streamer.wait();
+    drop(streamer);
 }

@@ -480,3 +480,14 @@ pub fn application_round(db: &impl BinlogSource, round: usize, mysql_tag: Option
     db.sql(&statement_shapes_sql(round, &file, mysql_tag))
         .expect("statement shapes");
 }
+
+/// A child process that is killed and waited for when dropped, also when a test panics:
+/// nothing a test starts outlives it.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
