@@ -41,6 +41,24 @@ pub async fn open_archive(args: &ArchiveArgs) -> anyhow::Result<Archive> {
     })
 }
 
+/// The archive `args` names, as `binlogd serve` reads it (a directory it may follow as a
+/// stream writes it, or an object store).
+pub async fn served_archive(args: &ArchiveArgs) -> anyhow::Result<binlogd_serve::ServedArchive> {
+    Ok(match args.location()? {
+        Location::Local(root) => {
+            open_local(&root)?;
+            binlogd_serve::ServedArchive::Local(root)
+        }
+        Location::Remote(url) => {
+            let options = args.s3.options()?;
+            binlogd_serve::ServedArchive::Remote(binlogd_serve::RemoteSource {
+                store: Arc::new(S3Store::connect(url, &options).await),
+                key: args.s3.client_key()?,
+            })
+        }
+    })
+}
+
 /// Runs `work` on a one-thread runtime: the readers talk to one store at a time.
 pub fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()

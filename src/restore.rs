@@ -12,9 +12,9 @@ use crate::search::print_plan;
 use crate::signals::Interrupts;
 use anyhow::{Context, bail};
 use binlogd_parser::Flavour;
-use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
+use binlogd_restore::apply::{Endpoint, ReplayServer, ReplicationSource, ServerAddress};
 use binlogd_restore::pipe::{PipePrograms, replay_through_pipe};
-use binlogd_restore::replay::{ReplayOptions, replay};
+use binlogd_restore::replay::{ReplayOptions, replay, replicate};
 use binlogd_restore::server::{Defaults, ServerCommand, TemporaryServer};
 use binlogd_restore::start::{StartGiven, choose_start};
 use binlogd_storage::plan::{Plan, StopAt, format_micros, plan};
@@ -113,8 +113,18 @@ pub struct RestoreArgs {
     /// instead of the server's applier: one thread, SQL parsed twice, slower; for servers
     /// where relay-log replay is not possible, and to compare. Leaves MariaDB's
     /// gtid_slave_pos at the end as the applier would.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "via_replication")]
     via_mysqlbinlog: bool,
+    /// Replay by replication instead of staged relay logs: binlogd serves the archive up
+    /// to the target on 127.0.0.1 (a private `binlogd serve`, a one-off account) and the
+    /// server replicates from it by GTID with its parallel applier (MariaDB:
+    /// MASTER_USE_GTID=slave_pos and START SLAVE UNTIL master_gtid_pos; MySQL:
+    /// SOURCE_AUTO_POSITION=1 and START REPLICA UNTIL SQL_AFTER_GTIDS). Nothing is staged:
+    /// no room is needed beside the server for relay-log copies, and applying begins at
+    /// once. Staged relay logs stay the default: the server applies local files faster than
+    /// it replicates (see BENCHMARKS.md).
+    #[arg(long)]
+    via_replication: bool,
     /// With --via-mysqlbinlog: the binlog reader (into MariaDB: mariadb-binlog, else
     /// mysqlbinlog; into MySQL: mysqlbinlog).
     #[arg(long, value_name = "PATH", requires = "via_mysqlbinlog")]
@@ -321,6 +331,9 @@ async fn restore_into(
     if args.via_mysqlbinlog {
         return replay_via_mysqlbinlog(args, &archive, &plan, address, facts.flavour).await;
     }
+    if args.via_replication {
+        return replay_via_replication(args, &archive, &plan, &mut server, interrupts).await;
+    }
     apply(args, &archive, &plan, &mut server, &facts, interrupts).await
 }
 
@@ -369,6 +382,85 @@ async fn replay_via_mysqlbinlog(
         programs.binlog_reader.display(),
         programs.client.display(),
         plan.transactions,
+        began.elapsed().as_secs_f64(),
+        short_of(plan, &args.stop.stop_at())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--via-replication`: a private `binlogd serve` on 127.0.0.1, serving the archive up to
+/// the plan's cut to a one-off account, and the server replicating from it.
+async fn replay_via_replication(
+    args: &RestoreArgs,
+    archive: &Archive,
+    plan: &Plan,
+    server: &mut ReplayServer,
+    interrupts: &mut Option<Interrupts>,
+) -> anyhow::Result<ExitCode> {
+    let began = Instant::now();
+    let Some(last) = plan.pieces.last() else {
+        bail!("the plan has no transactions to serve");
+    };
+    const ACCOUNT: &str = "binlogd-restore";
+    let password = binlogd_serve::users::random_password();
+    let serve = binlogd_serve::Server::bind(binlogd_serve::ServeConfig {
+        archive: crate::archive::served_archive(&args.archive).await?,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        users: binlogd_serve::Users::one_off(ACCOUNT, password.as_bytes())?,
+        tls: None,
+        require_tls: false,
+        write_timeout: Duration::from_secs(60),
+        until: Some(binlogd_serve::Until {
+            epoch: last.epoch.clone(),
+            file: last.file.clone(),
+            end: last.end,
+        }),
+    })
+    .await
+    .context("starting the private binlogd serve the server replicates from")?;
+    let listening = serve.local_addr()?;
+    tracing::info!(%listening, "serving the archive to the server up to the target");
+    let (close, closed) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(serve.run(closed));
+    let source = ReplicationSource {
+        host: listening.ip().to_string(),
+        port: listening.port(),
+        user: ACCOUNT.to_owned(),
+        password,
+    };
+    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
+    let mut shown = Shown::applying_only(total);
+    let options = ReplayOptions {
+        parallel_workers: args.parallel_workers,
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+    };
+    let stop = async {
+        match interrupts {
+            Some(interrupts) => interrupts.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    let replicated = replicate(archive, plan, server, &source, &options, &mut shown, stop).await;
+    shown.clear();
+    // The channel is gone (or never made): nothing connects to the private serve any more.
+    let _ = close.send(true);
+    match serving.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the private binlogd serve"),
+        Err(e) => tracing::warn!(error = %e, "the private binlogd serve failed to run"),
+    }
+    replicated?;
+    log_restored(plan, &args.stop.stop_at(), began);
+    let stop = plan.stop.as_ref();
+    println!(
+        "restored to {} (last transaction {} committed {}): {} transactions by replication \
+         from the archive ({} bytes) in {:.1} s{}",
+        plan.end,
+        stop.and_then(|s| s.gtid)
+            .map_or("-".to_owned(), |g| g.to_string()),
+        stop.map_or("-".to_owned(), |s| format_micros(s.commit_micros)),
+        plan.transactions,
+        total,
         began.elapsed().as_secs_f64(),
         short_of(plan, &args.stop.stop_at())
     );

@@ -42,6 +42,16 @@ impl Shown {
         }
     }
 
+    /// For a replay of `total` bytes with nothing staged (by replication): applying only.
+    pub fn applying_only(total: u64) -> Shown {
+        Shown {
+            staging: None,
+            applying: progress_bar(total, "applying"),
+            total,
+            last_report: Instant::now(),
+        }
+    }
+
     /// Takes the bars off the terminal.
     pub fn clear(&self) {
         for bar in [&self.staging, &self.applying].into_iter().flatten() {

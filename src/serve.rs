@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use binlogd_serve::{RemoteSource, ServeConfig, ServedArchive, Server, Users};
+use binlogd_serve::{ServeConfig, Server, Users};
 use clap::Args;
 use tokio::sync::watch;
 
@@ -69,32 +69,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         crate::secrets::check_secret_file(key, "--tls-key")?;
     }
     let users = Users::load(&args.users_file)?;
-    let location = crate::flags::ArchiveArgs {
+    let archive_args = crate::flags::ArchiveArgs {
         archive: args.archive.clone(),
         output: crate::flags::Output::Text,
         s3: args.s3.clone(),
-    }
-    .location()?;
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let archive = match location {
-            crate::flags::Location::Local(root) => {
-                crate::archive::open_local(&root)?;
-                ServedArchive::Local(root)
-            }
-            crate::flags::Location::Remote(url) => {
-                let options = args.s3.options()?;
-                ServedArchive::Remote(RemoteSource {
-                    store: std::sync::Arc::new(
-                        binlogd_storage::remote::s3::S3Store::connect(url, &options).await,
-                    ),
-                    key: args.s3.client_key()?,
-                })
-            }
-        };
+        let archive = crate::archive::served_archive(&archive_args).await?;
         let config = ServeConfig {
             archive,
             listen: args.listen,
@@ -102,6 +87,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tls: args.tls_cert.clone().zip(args.tls_key.clone()),
             require_tls: args.require_tls,
             write_timeout: std::time::Duration::from_secs_f64(args.write_timeout.max(0.001)),
+            until: None,
         };
         let server = Server::bind(config).await?;
         let bound = server.local_addr()?;

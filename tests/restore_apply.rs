@@ -7,7 +7,7 @@
 mod stream_common;
 
 use binlogd_restore::RestoreError;
-use binlogd_restore::apply::{Endpoint, ReplayServer, ServerAddress};
+use binlogd_restore::apply::{Endpoint, Feed, ReplayServer, ServerAddress};
 use binlogd_restore::relay::RelayLogSet;
 use binlogd_restore::stage::stage_plan;
 use binlogd_storage::archive::local_files;
@@ -114,8 +114,14 @@ fn staged_relay_logs_replay_in_parallel_and_stop_at_the_cut() {
     assert_eq!(facts.relay_logs.dir, target.relay_log_dir());
     assert!(facts.executed.is_empty(), "a fresh server: {facts:?}");
     let relay_logs = stage(&rt, &archive, &plan, &mut control);
-    rt.block_on(control.start(&relay_logs.files()[0], 4, &plan.start))
-        .expect("start the applier");
+    rt.block_on(control.start(
+        Feed::RelayLogs {
+            first: &relay_logs.files()[0],
+        },
+        4,
+        &plan.start,
+    ))
+    .expect("start the applier");
     let mut looks = 0;
     let progress = rt
         .block_on(control.wait_for(&plan.end, Duration::from_secs(60), |_| looks += 1))
@@ -176,8 +182,14 @@ fn an_apply_error_stops_the_restore_with_the_servers_words() {
     let rt = runtime();
     let (_target, mut control) = target_server(&rt, true);
     let relay_logs = stage(&rt, &archive, &plan, &mut control);
-    rt.block_on(control.start(&relay_logs.files()[0], 2, &plan.start))
-        .expect("start");
+    rt.block_on(control.start(
+        Feed::RelayLogs {
+            first: &relay_logs.files()[0],
+        },
+        2,
+        &plan.start,
+    ))
+    .expect("start");
     let err = rt
         .block_on(control.wait_for(&plan.end, Duration::from_secs(30), |_| {}))
         .expect_err("the applier stops");

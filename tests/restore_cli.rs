@@ -1,7 +1,8 @@
 //! `binlogd restore` end to end on real MariaDB servers: into a fresh server, to a GTID and
 //! on to a time beyond the archive (the latest with a warning, or nothing with --strict);
 //! from a mariadb-backup base backup to several recorded moments with 1, 2 and 4 workers
-//! and to just before a DROP TABLE, each checked by CHECKSUM TABLE; into a datadir with
+//! and to just before a DROP TABLE, each checked by CHECKSUM TABLE, and the same by
+//! replication from a private `binlogd serve` (`--via-replication`); into a datadir with
 //! a private server, to a point in the newest, still open, archived file; and bad inputs,
 //! each one clear line with the server left as it was.
 
@@ -293,6 +294,28 @@ fn point_in_time_restores(version: MariaDbVersion) {
         moments[1].0.clone(),
         moments[1].1.clone(),
     ));
+    // By replication from a private binlogd serve: to a moment, and to just before the
+    // DROP, which the archive holds and must not be served.
+    cases.push((
+        vec![
+            "--to-gtid".to_owned(),
+            moments[0].0.clone(),
+            "--via-replication".to_owned(),
+        ],
+        "2",
+        moments[0].0.clone(),
+        moments[0].1.clone(),
+    ));
+    cases.push((
+        vec![
+            "--before-gtid".to_owned(),
+            drop_gtid.clone(),
+            "--via-replication".to_owned(),
+        ],
+        "4",
+        last_moment.clone(),
+        checksum_at_last.clone(),
+    ));
     for (target_point, workers, expected_gtid, expected_checksum) in cases {
         let target = MariaDbConfig {
             version,
@@ -314,6 +337,20 @@ fn point_in_time_restores(version: MariaDbVersion) {
             "{target_point:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        let said = String::from_utf8_lossy(&output.stdout);
+        if target_point.iter().any(|a| a == "--via-replication") {
+            assert!(said.contains("by replication from the archive"), "{said}");
+            assert_eq!(
+                target
+                    .query_value(
+                        "SELECT COUNT(*) FROM information_schema.processlist \
+                         WHERE command LIKE 'Slave%'"
+                    )
+                    .expect("processlist"),
+                "0",
+                "no replication thread left"
+            );
+        }
         assert_eq!(
             target.query_value(CHECKSUM).expect("the table is there"),
             expected_checksum,
@@ -377,17 +414,30 @@ fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("holds no mysql schema"), "{stderr}");
 
-    backup.copy_back_to(&datadir).expect("copy back");
     // As a database's datadir is: its server's user's, not root's (binlogd, as root, then
     // runs the server as that user, and gives it the relay logs it stages there).
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let chown = std::process::Command::new("chown")
-        .args(["-R", "mysql:mysql"])
-        .arg(&datadir)
-        .status()
-        .expect("chown");
-    assert!(chown.success());
+    let restored_datadir = |datadir: &Path| {
+        backup.copy_back_to(datadir).expect("copy back");
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "mysql:mysql"])
+            .arg(datadir)
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+    };
+    restored_datadir(&datadir);
+    // By replication too: the private server has networking off, which stops it listening,
+    // not connecting to binlogd's private serve on 127.0.0.1.
+    let replicated = work.path().join("replicated");
+    restored_datadir(&replicated);
+    let output = restore_datadir(&replicated, &["--to-gtid", &moment, "--via-replication"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let output = restore_datadir(&datadir, &["--to-gtid", &moment, "--log-format", "json"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -425,6 +475,25 @@ fn restore_into_a_datadir_runs_a_private_server_and_shuts_it_down_cleanly() {
     }
     .start()
     .expect("a server on the restored datadir");
+    assert_eq!(
+        restored.query_value(CHECKSUM).expect("checksum"),
+        checksum_at_moment
+    );
+    assert_eq!(
+        restored
+            .query_value("SELECT @@gtid_slave_pos")
+            .expect("pos"),
+        moment
+    );
+    drop(restored);
+    let restored = MariaDbConfig {
+        server_id: 9,
+        skip_log_bin: true,
+        adopt_datadir: Some(replicated),
+        ..MariaDbConfig::default()
+    }
+    .start()
+    .expect("a server on the datadir restored by replication");
     assert_eq!(
         restored.query_value(CHECKSUM).expect("checksum"),
         checksum_at_moment
@@ -601,6 +670,41 @@ fn bad_inputs_are_one_clear_error_and_leave_the_server_untouched() {
     assert!(
         stderr.contains("a MariaDB server cannot apply MySQL binlogs"),
         "{stderr}"
+    );
+
+    // The damaged archive by replication: nothing is staged (checked) first, so what lies
+    // before the damage is applied; the private serve checks each event's CRC32 before
+    // sending it, and the error names the file and offset.
+    let target = target_from(&backup);
+    let output = binlogd()
+        .args(["restore", "--archive"])
+        .arg(&damaged)
+        .args([
+            "--target",
+            &format!("mysql://restorer@127.0.0.1:{}", target.port()),
+            "--latest",
+            "--via-replication",
+            "--from-backup",
+        ])
+        .arg(&backup.dir)
+        .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
+        .output()
+        .expect("run binlogd restore");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("0001-server1/{middle} at offset"))
+            && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+    if std::env::var_os("BINLOGD_TEST_SHOW_LOG").is_some() {
+        eprintln!("{stderr}");
+    }
+    assert!(
+        target
+            .query_rows("SHOW ALL SLAVES STATUS")
+            .expect("status")
+            .is_empty()
     );
 }
 
@@ -786,6 +890,20 @@ fn a_second_restore_on_a_restored_server_applies_nothing_twice() {
 
 #[test]
 fn a_restore_interrupted_while_applying_removes_its_channel_and_runs_again() {
+    interrupted_while_applying(&[], "relay logs staged");
+}
+
+#[test]
+fn a_restore_by_replication_interrupted_removes_its_channel_and_runs_again() {
+    interrupted_while_applying(
+        &["--via-replication"],
+        "serving the archive to the server up to the target",
+    );
+}
+
+/// SIGTERM to `binlogd restore EXTRA` once it has logged `started` and the applier waits
+/// on a locked table; then the same restore again.
+fn interrupted_while_applying(extra: &[&str], started: &str) {
     // What a deleted restore Job does to binlogd: SIGTERM, in the middle of the replay.
     let primary = MariaDbConfig {
         max_binlog_size: Some(64 << 10),
@@ -838,28 +956,30 @@ fn a_restore_interrupted_while_applying_removes_its_channel_and_runs_again() {
             "--from-backup",
         ])
         .arg(&backup.dir)
+        .args(extra)
         .env("BINLOGD_TARGET_PASSWORD", "restore-pw")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start binlogd restore");
     let stderr = restore.stderr.take().expect("stderr");
-    let (staged_tx, staged_rx) = std::sync::mpsc::channel();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let started = started.to_owned();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut lines = Vec::new();
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if line.contains("relay logs staged") {
-                let _ = staged_tx.send(());
+            if line.contains(&started) {
+                let _ = started_tx.send(());
             }
             lines.push(line);
         }
         lines.join("\n")
     });
-    staged_rx
+    started_rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("relay logs staged");
+        .expect("the replay started");
     // The applier has started, and waits on the table.
     std::thread::sleep(Duration::from_secs(1));
     let status = std::process::Command::new("kill")
@@ -909,7 +1029,9 @@ fn a_restore_interrupted_while_applying_removes_its_channel_and_runs_again() {
     );
 
     // The same restore again goes on to the end.
-    let output = restore_from_backup(&target, &archive, &backup.dir, &["--latest"]);
+    let mut again = vec!["--latest"];
+    again.extend(extra);
+    let output = restore_from_backup(&target, &archive, &backup.dir, &again);
     assert!(
         output.status.success(),
         "{}",

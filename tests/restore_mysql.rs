@@ -3,7 +3,8 @@
 //! a restore can be (a GTID set, just before a GTID, a time, a file position, the latest,
 //! a time beyond the archive with and without --strict) with 1, 2 and 4 workers, each
 //! checked by `CHECKSUM TABLE` and `@@gtid_executed` against what was recorded; through
-//! `mysqlbinlog | mysql`; into a datadir with a private `mysqld`; bad inputs, each one
+//! `mysqlbinlog | mysql`; by replication from a private `binlogd serve`; into a datadir with
+//! a private `mysqld` (by relay logs and by replication); bad inputs, each one
 //! clear error with the server left as it was; and a failover (a replica promoted behind
 //! the address binlogd follows) archived in two epochs and restored across.
 //!
@@ -188,6 +189,18 @@ fn point_in_time_restores_into_mysql_from_a_clone() {
             "1",
             &moments[1],
         ),
+        // By replication from a private binlogd serve: to a time, and to just before
+        // the DROP, which the archive holds and must not be served.
+        (
+            vec!["--to-time", &time_between, "--via-replication"],
+            "2",
+            &moments[1],
+        ),
+        (
+            vec!["--before-gtid", &drop_gtid, "--via-replication"],
+            "4",
+            &last,
+        ),
     ];
     for (target_point, workers, expected) in cases {
         let target = target_from(&clone);
@@ -201,6 +214,10 @@ fn point_in_time_restores_into_mysql_from_a_clone() {
             "{target_point:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        if target_point.contains(&"--via-replication") {
+            let said = String::from_utf8_lossy(&output.stdout);
+            assert!(said.contains("by replication from the archive"), "{said}");
+        }
         assert_eq!(
             target.query_value(CHECKSUM).expect("the table is there"),
             expected.checksum,
@@ -276,48 +293,58 @@ fn restore_into_a_mysql_datadir_runs_a_private_mysqld() {
     let output = archive.run_to_end(&source, &[]);
     assert!(output.status.success());
 
-    let datadir = source.dir().join("restored");
-    copy_dir(&clone, &datadir);
     let binlogd_copy = source.dir().join("binlogd");
     std::fs::copy(env!("CARGO_BIN_EXE_binlogd"), &binlogd_copy).expect("copy binlogd");
-    let output = source
-        .beside_server(&binlogd_copy)
-        .args(["restore", "--archive"])
-        .arg(source.server_path(&archive.path()))
-        .arg("--datadir")
-        .arg(source.server_path(&datadir))
-        .args(["--no-defaults", "--parallel-workers", "2", "--from-backup"])
-        .arg(source.server_path(&datadir))
-        // The root filesystem has only MySQL's core package, without the folder its full
-        // package makes for LOAD DATA (secure_file_priv's default): what --mysqld-arg is for.
-        .arg("--mysqld-arg=--secure-file-priv=")
-        .args(["--to-gtid", &at.gtids, "--log-format", "json"])
-        .output()
-        .expect("run binlogd restore");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("shut down cleanly"), "{stderr}");
-    assert!(
-        stderr.contains("--skip-replica-start") && stderr.contains("--mysqlx=OFF"),
-        "MySQL's own options: {stderr}"
-    );
-    assert!(
-        binlogd_testkit::pids_mentioning(&source.server_path(&datadir)).is_empty(),
-        "no server is left running on the datadir"
-    );
+    // From staged relay logs, and by replication (the private mysqld has networking off,
+    // which stops it listening, not connecting to binlogd's private serve on 127.0.0.1).
+    for (name, how) in [
+        ("restored", None),
+        ("replicated", Some("--via-replication")),
+    ] {
+        let datadir = source.dir().join(name);
+        copy_dir(&clone, &datadir);
+        let output = source
+            .beside_server(&binlogd_copy)
+            .args(["restore", "--archive"])
+            .arg(source.server_path(&archive.path()))
+            .arg("--datadir")
+            .arg(source.server_path(&datadir))
+            .args(["--no-defaults", "--parallel-workers", "2", "--from-backup"])
+            .arg(source.server_path(&datadir))
+            // The root filesystem has only MySQL's core package, without the folder its
+            // full package makes for LOAD DATA (secure_file_priv's default): what
+            // --mysqld-arg is for.
+            .arg("--mysqld-arg=--secure-file-priv=")
+            .args(["--to-gtid", &at.gtids, "--log-format", "json"])
+            .args(how)
+            .output()
+            .expect("run binlogd restore");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("shut down cleanly"), "{stderr}");
+        assert!(
+            stderr.contains("--skip-replica-start") && stderr.contains("--mysqlx=OFF"),
+            "MySQL's own options: {stderr}"
+        );
+        assert!(
+            binlogd_testkit::pids_mentioning(&source.server_path(&datadir)).is_empty(),
+            "no server is left running on the datadir"
+        );
 
-    let restored = MySqlConfig {
-        adopt_datadir: Some(datadir),
-        ..MySqlConfig::default()
+        let restored = MySqlConfig {
+            adopt_datadir: Some(datadir),
+            ..MySqlConfig::default()
+        }
+        .start()
+        .expect("a server on the restored datadir");
+        assert_eq!(
+            restored.query_value(CHECKSUM).expect("checksum"),
+            at.checksum,
+            "{name}"
+        );
+        assert_eq!(restored.gtid_executed().expect("gtids"), at.gtids, "{name}");
+        no_channel_left(&restored);
     }
-    .start()
-    .expect("a server on the restored datadir");
-    assert_eq!(
-        restored.query_value(CHECKSUM).expect("checksum"),
-        at.checksum
-    );
-    assert_eq!(restored.gtid_executed().expect("gtids"), at.gtids);
-    no_channel_left(&restored);
 }
 
 /// A copy of the archive at `into`.
@@ -436,6 +463,21 @@ fn bad_inputs_into_mysql_are_one_clear_error_and_leave_the_server_untouched() {
         target.query_value(CHECKSUM).expect("checksum"),
         source.query_value(CHECKSUM).expect("checksum")
     );
+    no_channel_left(&target);
+
+    // The same by replication: the same transaction named, from the same place.
+    let output = restore_beside(&target, &archive.path(), &["--latest", "--via-replication"]);
+    let by_replication = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{by_replication}");
+    let named = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("failed to apply"))
+            .and_then(|l| l.split(": error").next())
+            .map(str::to_owned)
+    };
+    assert!(named(&stderr).is_some(), "{stderr}");
+    assert_eq!(named(&by_replication), named(&stderr), "{by_replication}");
+    assert_eq!(target.gtid_executed().expect("gtids"), before_conflict);
     no_channel_left(&target);
 }
 

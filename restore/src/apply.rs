@@ -7,6 +7,12 @@
 //! ordinary primary. The relay logs end at the plan's cut, so the applier stops there by
 //! itself: no `START SLAVE UNTIL`, whose forms differ between servers.
 //!
+//! Or, with no staging ([`Feed::Replication`]), the server replicates from a private
+//! `binlogd serve` that serves the archive up to the plan's cut: by GTID
+//! (`MASTER_USE_GTID=slave_pos` from the seeded `gtid_slave_pos`; MySQL's
+//! `SOURCE_AUTO_POSITION=1` from `gtid_executed`), and told to stop at the plan's end as
+//! well (`START SLAVE UNTIL master_gtid_pos=`, `START REPLICA UNTIL SQL_AFTER_GTIDS=`).
+//!
 //! The two servers speak it differently:
 //!
 //! | | MariaDB | MySQL |
@@ -65,6 +71,38 @@ pub struct ServerAddress {
     pub password: Option<String>,
 }
 
+/// Where the applier reads the transactions to apply from.
+#[derive(Debug, Clone, Copy)]
+pub enum Feed<'a> {
+    /// Relay logs staged in the server's relay-log folder, from this one (its bare file
+    /// name) on.
+    RelayLogs {
+        /// The first staged relay log.
+        first: &'a str,
+    },
+    /// Replication from a source that serves the plan's transactions (a private `binlogd
+    /// serve`), the applier told to stop once it has applied `until`.
+    Replication {
+        /// The source.
+        source: &'a ReplicationSource,
+        /// The plan's end: the GTID state to stop at.
+        until: &'a GtidState,
+    },
+}
+
+/// A replication source the target server can connect to.
+#[derive(Debug, Clone)]
+pub struct ReplicationSource {
+    /// Host name or address, as the server reaches it.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Account.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
 /// What binlogd needs to know of the target before it stages anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerFacts {
@@ -95,6 +133,9 @@ pub struct Progress {
     pub error: String,
     /// The master file and position of the last event applied.
     pub at: (String, u64),
+    /// `Last_IO_Errno` and `Last_IO_Error`: why the replication connection failed (0
+    /// when it did not, or when there is none: the relay-log feed).
+    pub connection_error: (u32, String),
 }
 
 /// A connection to the target server.
@@ -336,18 +377,19 @@ impl ReplayServer {
         })
     }
 
-    /// Points the applier at the staged relay logs, from `first_relay_log` (its bare file
-    /// name), and starts it with `workers` parallel workers: MariaDB's optimistic mode,
-    /// MySQL's logical-clock scheduling with commits kept in the source's order.
+    /// Points the applier at `feed` and starts it with `workers` parallel workers:
+    /// MariaDB's optimistic mode, MySQL's logical-clock scheduling with commits kept in the
+    /// source's order.
     ///
     /// `start` is the GTID state the replay starts from. MariaDB's applier moves
     /// `gtid_slave_pos` only in the domains it applies, so it is seeded with `start`
     /// first: a domain the replay never touches is then neither waited for nor missing
-    /// from the restored state (a replica of the source would fetch it again). MySQL's
-    /// `gtid_executed` holds the server's whole state already.
+    /// from the restored state (a replica of the source would fetch it again); it is also
+    /// where a replicating MariaDB asks its source to begin. MySQL's `gtid_executed` holds
+    /// the server's whole state already.
     pub async fn start(
         &mut self,
-        first_relay_log: &str,
+        feed: Feed<'_>,
         workers: u32,
         start: &GtidState,
     ) -> Result<(), RestoreError> {
@@ -379,7 +421,6 @@ impl ReplayServer {
         } else {
             REPLAY_SERVER_ID
         };
-        let relay_log = first_relay_log.replace('\'', "''");
         let statements = match self.flavour {
             Flavour::MariaDb => {
                 self.restore_settings = vec![
@@ -395,12 +436,31 @@ impl ReplayServer {
                     format!("SET GLOBAL server_id = {replay_id}"),
                     format!("SET GLOBAL slave_parallel_threads = {workers}"),
                     "SET GLOBAL slave_parallel_mode = 'optimistic'".to_owned(),
-                    format!(
-                        "CHANGE MASTER TO MASTER_HOST = '{ARCHIVE_HOST}', \
-                         RELAY_LOG_FILE = '{relay_log}', RELAY_LOG_POS = 4, MASTER_USE_GTID = no"
-                    ),
-                    "START SLAVE SQL_THREAD".to_owned(),
                 ]);
+                match feed {
+                    Feed::RelayLogs { first } => statements.extend([
+                        format!(
+                            "CHANGE MASTER TO MASTER_HOST = '{ARCHIVE_HOST}', \
+                             RELAY_LOG_FILE = '{}', RELAY_LOG_POS = 4, MASTER_USE_GTID = no",
+                            quoted(first)
+                        ),
+                        "START SLAVE SQL_THREAD".to_owned(),
+                    ]),
+                    // No TLS: the source is binlogd's own, on this machine (MariaDB 11
+                    // would otherwise insist on it).
+                    Feed::Replication { source, until } => statements.extend([
+                        format!(
+                            "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {}, \
+                             MASTER_USER = '{}', MASTER_PASSWORD = '{}', MASTER_SSL = 0, \
+                             MASTER_CONNECT_RETRY = 1, MASTER_USE_GTID = slave_pos",
+                            quoted(&source.host),
+                            source.port,
+                            quoted(&source.user),
+                            quoted(&source.password)
+                        ),
+                        format!("START SLAVE UNTIL master_gtid_pos = '{until}'"),
+                    ]),
+                }
                 statements
             }
             Flavour::MySql => {
@@ -412,19 +472,44 @@ impl ReplayServer {
                     ),
                     format!("SET GLOBAL server_id = {server_id}"),
                 ];
-                vec![
+                let mut statements = vec![
                     format!("SET GLOBAL server_id = {replay_id}"),
                     format!("SET GLOBAL replica_parallel_workers = {workers}"),
                     // Commits in the archive's order: a restore stopped by an error holds
                     // exactly the transactions before the failing one.
                     "SET GLOBAL replica_preserve_commit_order = ON".to_owned(),
-                    format!(
-                        "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '{ARCHIVE_HOST}', \
-                         RELAY_LOG_FILE = '{relay_log}', RELAY_LOG_POS = 4 \
-                         FOR CHANNEL '{MYSQL_CHANNEL}'"
-                    ),
-                    format!("START REPLICA SQL_THREAD FOR CHANNEL '{MYSQL_CHANNEL}'"),
-                ]
+                ];
+                match feed {
+                    Feed::RelayLogs { first } => statements.extend([
+                        format!(
+                            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '{ARCHIVE_HOST}', \
+                             RELAY_LOG_FILE = '{}', RELAY_LOG_POS = 4 \
+                             FOR CHANNEL '{MYSQL_CHANNEL}'",
+                            quoted(first)
+                        ),
+                        format!("START REPLICA SQL_THREAD FOR CHANNEL '{MYSQL_CHANNEL}'"),
+                    ]),
+                    // SQL_AFTER_GTIDS (the plan's end) rather than SQL_BEFORE_GTIDS: the
+                    // first transaction not to apply may not exist yet. Multi-threaded
+                    // appliers honour it since MySQL 8.3.
+                    Feed::Replication { source, until } => statements.extend([
+                        format!(
+                            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '{}', SOURCE_PORT = {}, \
+                             SOURCE_USER = '{}', SOURCE_PASSWORD = '{}', SOURCE_SSL = 0, \
+                             SOURCE_CONNECT_RETRY = 1, SOURCE_AUTO_POSITION = 1 \
+                             FOR CHANNEL '{MYSQL_CHANNEL}'",
+                            quoted(&source.host),
+                            source.port,
+                            quoted(&source.user),
+                            quoted(&source.password)
+                        ),
+                        format!(
+                            "START REPLICA UNTIL SQL_AFTER_GTIDS = '{until}' \
+                             FOR CHANNEL '{MYSQL_CHANNEL}'"
+                        ),
+                    ]),
+                }
+                statements
             }
         };
         self.run_all(statements).await
@@ -464,6 +549,7 @@ impl ReplayServer {
                 errno: 0,
                 error: String::new(),
                 at: (String::new(), 0),
+                connection_error: (0, String::new()),
             });
         };
         let text = |name: &str| -> String {
@@ -491,6 +577,10 @@ impl ReplayServer {
             errno: text("Last_SQL_Errno").parse().unwrap_or(0),
             error: text("Last_SQL_Error"),
             at: (text(file), text(position).parse().unwrap_or(0)),
+            connection_error: (
+                text("Last_IO_Errno").parse().unwrap_or(0),
+                text("Last_IO_Error"),
+            ),
         };
         if self.flavour == Flavour::MySql && progress.errno != 0 {
             // The coordinator only says that a worker failed; the worker says what.
@@ -524,10 +614,27 @@ impl ReplayServer {
         let mut last_change = Instant::now();
         let mut last_seen: Option<Progress> = None;
         loop {
-            let progress = self.progress().await?;
+            let mut progress = self.progress().await?;
             on_progress(&progress);
             if progress.applied.includes_all(target) {
                 return Ok(progress);
+            }
+            if progress.errno == 0 && !progress.running {
+                // Stopped by an UNTIL clause between reading the applied state and the
+                // status: read the state again before calling it a failure.
+                progress.applied = self.applied().await?;
+                if progress.applied.includes_all(target) {
+                    return Ok(progress);
+                }
+            }
+            if progress.connection_error.0 != 0 {
+                let (errno, message) = &progress.connection_error;
+                return Err(RestoreError::Server {
+                    doing: "replicating from the archive".to_owned(),
+                    message: format!(
+                        "the server's replication connection failed: error {errno}: {message}"
+                    ),
+                });
             }
             if progress.errno != 0 || !progress.running {
                 return Err(RestoreError::ApplyFailed {
@@ -584,6 +691,11 @@ impl ReplayServer {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// `text` inside a single-quoted SQL string.
+fn quoted(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\'', "''")
 }
 
 /// A GTID state as a server prints it (MySQL breaks long sets over lines).

@@ -4,10 +4,14 @@
 //! relay logs removed — or, when `stop` fires first, stopped between transactions with the
 //! same clean-up, so that the server never goes on applying by itself.
 //!
+//! [`replicate`] does the same with no staging: the server replicates from a source that
+//! serves the plan's transactions (a private `binlogd serve` the binary runs, which stops
+//! at the plan's cut), told to stop at the plan's end.
+//!
 //! What the replay is doing is told to an [`Observer`] (a progress bar, log lines); the
 //! binary decides how to show it.
 
-use crate::apply::{Progress, ReplayServer, ServerFacts};
+use crate::apply::{Feed, Progress, ReplayServer, ReplicationSource, ServerFacts};
 use crate::error::RestoreError;
 use crate::stage::stage_plan;
 use binlogd_storage::Archive;
@@ -60,7 +64,6 @@ pub async fn replay(
 ) -> Result<Replayed, RestoreError> {
     tokio::pin!(stop);
     let began = Instant::now();
-    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
     let mut staged = 0u64;
     let staging = stage_plan(archive, plan, facts, |file, bytes| {
         staged += bytes;
@@ -85,22 +88,84 @@ pub async fn replay(
     })?;
     let staging_took = began.elapsed();
     observer.staging_done(relay_logs.files().len(), staged, staging_took);
+    let feed = Feed::RelayLogs {
+        first: &relay_logs.files()[0],
+    };
+    start_applier(server, feed, plan, options).await?;
+    // The channel names them now, and removing it removes them.
+    relay_logs.keep();
+    follow(archive, plan, server, options, observer, &mut stop).await?;
+    Ok(Replayed {
+        relay_logs: relay_logs.files().len(),
+        staged_bytes: staged,
+        staging: staging_took,
+    })
+}
+
+/// Replays `plan` into `server` by replication from `source`, which serves the plan's
+/// transactions and nothing after them; the applier is told to stop at the plan's end
+/// too. `stop` as for [`replay`]. MySQL asks its source for what its `gtid_executed`
+/// lacks, so that must be where the plan starts.
+pub async fn replicate(
+    archive: &Archive,
+    plan: &Plan,
+    server: &mut ReplayServer,
+    source: &ReplicationSource,
+    options: &ReplayOptions,
+    observer: &mut impl Observer,
+    stop: impl Future<Output = &'static str>,
+) -> Result<(), RestoreError> {
+    tokio::pin!(stop);
+    if server.flavour() == binlogd_parser::Flavour::MySql {
+        let executed = server.applied().await?;
+        if !executed.includes_all(&plan.start) {
+            return Err(RestoreError::Start(format!(
+                "replaying by replication into MySQL starts from the server's gtid_executed \
+                 ({executed}), which lacks part of the start asked for ({}): restore from \
+                 staged relay logs (without --via-replication), or start where the server is",
+                plan.start
+            )));
+        }
+    }
+    let feed = Feed::Replication {
+        source,
+        until: &plan.end,
+    };
+    start_applier(server, feed, plan, options).await?;
+    follow(archive, plan, server, options, observer, &mut stop).await
+}
+
+/// Starts the applier on `feed`; if the server refuses, removes whatever was configured.
+async fn start_applier(
+    server: &mut ReplayServer,
+    feed: Feed<'_>,
+    plan: &Plan,
+    options: &ReplayOptions,
+) -> Result<(), RestoreError> {
     if let Err(refused) = server
-        .start(
-            &relay_logs.files()[0],
-            options.parallel_workers,
-            &plan.start,
-        )
+        .start(feed, options.parallel_workers, &plan.start)
         .await
     {
-        // Leave the server as it was: no channel, no settings changed, no relay logs.
+        // Leave the server as it was: no channel, no settings changed.
         if let Err(e) = server.clean_up().await {
             tracing::warn!(error = %e, "removing the half-configured channel");
         }
         return Err(refused);
     }
-    // The channel names them now, and removing it removes them.
-    relay_logs.keep();
+    Ok(())
+}
+
+/// Follows the applier to the plan's end (or the signal `stop`), then removes the
+/// channel; names the failing transaction if the applier stops on one.
+async fn follow(
+    archive: &Archive,
+    plan: &Plan,
+    server: &mut ReplayServer,
+    options: &ReplayOptions,
+    observer: &mut impl Observer,
+    stop: &mut (impl Future<Output = &'static str> + Unpin),
+) -> Result<(), RestoreError> {
+    let total: u64 = plan.pieces.iter().map(|p| p.end - p.start).sum();
     let following = server.wait_for(&plan.end, options.stall_timeout, |progress| {
         let done = applied_bytes(plan, &progress.at.0, progress.at.1);
         observer.applying(progress, done, total);
@@ -108,7 +173,7 @@ pub async fn replay(
     // The applier's outcome, or the signal that came first.
     let outcome = tokio::select! {
         outcome = following => Ok(outcome),
-        signal = &mut stop => Err(signal),
+        signal = stop => Err(signal),
     };
     let cleaned = server.clean_up().await;
     let outcome = match outcome {
@@ -149,11 +214,7 @@ pub async fn replay(
     }
     outcome?;
     cleaned?;
-    Ok(Replayed {
-        relay_logs: relay_logs.files().len(),
-        staged_bytes: staged,
-        staging: staging_took,
-    })
+    Ok(())
 }
 
 /// How many of the plan's bytes lie before `position` of master file `file`: the ranges

@@ -20,13 +20,34 @@ use binlogd_storage::{GtidState, LocalArchive, SourceIdentity, read_index, read_
 use crate::error::ServeError;
 use crate::start::FileFacts;
 
+/// The archive being served: where it is, and where serving ends, if it does.
+#[derive(Debug)]
+pub(crate) struct ArchiveSource {
+    store: Store,
+    until: Option<Until>,
+}
+
 /// Where the archive is.
 #[derive(Debug)]
-pub enum ArchiveSource {
+enum Store {
     /// A directory.
     Local(LocalArchive),
     /// An object store prefix.
     Remote(RemoteSource),
+}
+
+/// Where a `binlogd serve` stops serving: nothing after this offset of this file, as if
+/// the archive ended there and its source were idle. A restore's private instance serves
+/// up to the restore's target and no further, so that its replica cannot apply a
+/// transaction beyond the target whatever its `UNTIL` clause does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Until {
+    /// The file's epoch (`0002-server7`).
+    pub epoch: String,
+    /// The file.
+    pub file: String,
+    /// Just past the last event to serve (an event boundary: a transaction's end).
+    pub end: u64,
 }
 
 /// An object archive: the store and how to read it.
@@ -97,18 +118,64 @@ pub(crate) struct Listing {
 }
 
 impl ArchiveSource {
-    /// Where the archive is, for messages.
-    pub fn location(&self) -> String {
-        match self {
-            ArchiveSource::Local(archive) => archive.root().display().to_string(),
-            ArchiveSource::Remote(remote) => remote.store.location(),
+    /// A directory, served to its end and on.
+    pub(crate) fn local(archive: LocalArchive, until: Option<Until>) -> ArchiveSource {
+        ArchiveSource {
+            store: Store::Local(archive),
+            until,
         }
     }
 
-    /// Lists the archive as it is now.
+    /// An object store, served to its end and on.
+    pub(crate) fn remote(remote: RemoteSource, until: Option<Until>) -> ArchiveSource {
+        ArchiveSource {
+            store: Store::Remote(remote),
+            until,
+        }
+    }
+
+    /// Where the archive is, for messages.
+    pub fn location(&self) -> String {
+        match &self.store {
+            Store::Local(archive) => archive.root().display().to_string(),
+            Store::Remote(remote) => remote.store.location(),
+        }
+    }
+
+    /// Whether it is in an object store (listing it costs a request).
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self.store, Store::Remote(_))
+    }
+
+    /// How far `file` may be sent, given how far it is readable (`end`) and whether it is
+    /// complete (`closed`): the same, unless serving stops in this file — then up to the
+    /// stop and never complete, so a dump waits there.
+    pub(crate) fn servable(&self, file: &ServedFile, (end, closed): (u64, bool)) -> (u64, bool) {
+        match &self.until {
+            Some(until) if until.epoch == file.epoch && until.file == file.name => {
+                (end.min(until.end), false)
+            }
+            _ => (end, closed),
+        }
+    }
+
+    /// Lists the archive as it is now (up to the file serving stops in).
     pub(crate) async fn list(&self) -> Result<Listing, ServeError> {
-        match self {
-            ArchiveSource::Local(archive) => {
+        let mut listing = self.list_all().await?;
+        if let Some(until) = &self.until
+            && let Some(last) = listing
+                .files
+                .iter()
+                .position(|f| f.epoch == until.epoch && f.name == until.file)
+        {
+            listing.files.truncate(last + 1);
+        }
+        Ok(listing)
+    }
+
+    async fn list_all(&self) -> Result<Listing, ServeError> {
+        match &self.store {
+            Store::Local(archive) => {
                 let mut files = Vec::new();
                 let mut source = None;
                 for epoch in archive.epochs()? {
@@ -128,7 +195,7 @@ impl ArchiveSource {
                 }
                 Ok(Listing { files, source })
             }
-            ArchiveSource::Remote(remote) => {
+            Store::Remote(remote) => {
                 let archive = remote.open().await?;
                 let mut files = Vec::new();
                 for file in archive.files().await? {
@@ -225,4 +292,45 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ServeError::Config(format!("reading the archive failed to run: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(epoch: &str, name: &str) -> ServedFile {
+        ServedFile {
+            epoch: epoch.to_owned(),
+            name: name.to_owned(),
+            server_id: 1,
+            place: Place::Local {
+                data: PathBuf::from(name),
+                index: PathBuf::from(name),
+            },
+        }
+    }
+
+    #[test]
+    fn serving_stops_inside_the_file_it_is_told_and_never_calls_it_complete() {
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = LocalArchive::open(dir.path()).expect("archive");
+        let until = Until {
+            epoch: "0002-server7".to_owned(),
+            file: "b.000003".to_owned(),
+            end: 900,
+        };
+        let source = ArchiveSource::local(archive, Some(until));
+        let cut = file("0002-server7", "b.000003");
+        assert_eq!(source.servable(&cut, (5000, true)), (900, false));
+        assert_eq!(source.servable(&cut, (400, false)), (400, false));
+        // The same name in another epoch, and other files, are served as they are.
+        assert_eq!(
+            source.servable(&file("0001-server1", "b.000003"), (5000, true)),
+            (5000, true)
+        );
+        assert_eq!(
+            source.servable(&file("0002-server7", "b.000002"), (70, true)),
+            (70, true)
+        );
+    }
 }

@@ -135,6 +135,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             // GTID events are read to note what the replica has been sent.
             let mut reading = Reading {
                 data,
+                crc32: format.checksum == ChecksumAlgorithm::Crc32,
                 gtids: Framer::with_format(format).skip_checksum_verification(true),
             };
             let mut format_event = format_event;
@@ -178,7 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             self.flush().await?;
             loop {
                 index = index.refresh(&file, &mut reading.data).await?;
-                let (end, closed) = index.end();
+                let (end, closed) = self.archive.servable(&file, index.end());
                 if position < end {
                     position = self
                         .send_range(
@@ -203,9 +204,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
             }
             // The next file: in this epoch, or the next epoch's first after a failover.
             // An object store is listed again once a second at most.
-            let relist = match self.archive {
-                ArchiveSource::Local(_) => Duration::ZERO,
-                ArchiveSource::Remote(_) => REMOTE_RELIST,
+            let relist = if self.archive.is_remote() {
+                REMOTE_RELIST
+            } else {
+                Duration::ZERO
             };
             let mut listed_at: Option<Instant> = None;
             loop {
@@ -339,6 +341,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                 continue;
             }
             let event = &buffer[at..at + size as usize];
+            if reading.crc32 {
+                check_crc32(event).map_err(|what| corrupt(file, position, &what))?;
+            }
             let annotate = header.event_type == EventType::MARIADB_ANNOTATE_ROWS;
             if !annotate || self.options.annotate_rows {
                 self.send_event(event).await?;
@@ -417,6 +422,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
     }
 }
 
+/// Checks the CRC32 that ends `event` (a whole event, header included).
+fn check_crc32(event: &[u8]) -> Result<(), String> {
+    let Some((body, stored)) = event.split_last_chunk::<4>() else {
+        return Err("event too short for its checksum".to_owned());
+    };
+    let stored = u32::from_le_bytes(*stored);
+    let computed = crc32fast::hash(body);
+    if stored == computed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} event: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})",
+            EventType(event[4])
+        ))
+    }
+}
+
 /// The GTID a GTID event names (`None` for any other event, and for MySQL's anonymous
 /// ones).
 fn gtid_of(reader: &mut Framer, event_type: EventType, event: &[u8], offset: u64) -> Option<Gtid> {
@@ -440,5 +462,30 @@ fn gtid_of(reader: &mut Framer, event_type: EventType, event: &[u8], offset: u64
 /// The file being sent: its bytes, and a reader of its GTID events.
 struct Reading {
     data: DataFile,
+    /// Whether the file's events end in a CRC32, checked before each is sent: damage in
+    /// the archive stops the dump with an error naming where, instead of reaching a
+    /// replica (a restore's server would apply everything before it, then stop on
+    /// a vaguer complaint of its own).
+    crc32: bool,
+    /// Decodes the GTID events (their checksums checked already).
     gtids: Framer,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_whose_crc32_does_not_match_is_named() {
+        // A 19-byte XID-sized header and body, then its CRC32.
+        let mut event = vec![0u8; 27];
+        event[4] = EventType::XID.0;
+        let crc = crc32fast::hash(&event);
+        event.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_crc32(&event), Ok(()));
+        event[20] ^= 1;
+        let err = check_crc32(&event).expect_err("damaged");
+        assert!(err.starts_with("XID event: checksum mismatch"), "{err}");
+        assert!(check_crc32(&[1, 2]).is_err());
+    }
 }

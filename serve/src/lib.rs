@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use archive::RemoteSource;
+pub use archive::{RemoteSource, Until};
 pub use dump::Progress;
 pub use error::ServeError;
 pub use session::ReplicaSeen;
@@ -71,6 +71,9 @@ pub struct ServeConfig {
     /// How long a replica may read nothing while there is data for it before its
     /// connection is closed (a server's `net_write_timeout`).
     pub write_timeout: std::time::Duration,
+    /// Serve nothing past this point (a restore's target); `None`: the whole archive and
+    /// its live tail.
+    pub until: Option<Until>,
 }
 
 /// A listening `binlogd serve`.
@@ -84,11 +87,13 @@ impl Server {
     /// Opens the archive, reads the TLS files and binds the address.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let archive = match config.archive {
-            ServedArchive::Local(root) => ArchiveSource::Local(LocalArchive::open(&root)?),
+            ServedArchive::Local(root) => {
+                ArchiveSource::local(LocalArchive::open(&root)?, config.until)
+            }
             ServedArchive::Remote(remote) => {
                 // Opened once here so that a wrong bucket, prefix or key fails at start.
                 remote.open().await?;
-                ArchiveSource::Remote(remote)
+                ArchiveSource::remote(remote, config.until)
             }
         };
         let tls = match &config.tls {

@@ -537,7 +537,10 @@ async fn authenticate(
             .native
             .is_some_and(|stored| check_native_password(&stored, scramble, &answer)),
         _ => {
-            let cached = lock(&shared.fast_path).get(&user).copied();
+            let cached = lock(&shared.fast_path)
+                .get(&user)
+                .copied()
+                .or(account.fast_path);
             if cached.is_some_and(|c| check_caching_sha2_fast(&c, scramble, &answer)) {
                 conn.send(replies::auth_more_data(&[3])).await?;
                 true

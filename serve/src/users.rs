@@ -40,6 +40,10 @@ pub struct Account {
     pub native: Option<[u8; 20]>,
     /// An Argon2 PHC string, for `caching_sha2_password`'s full authentication.
     pub caching_sha2: Option<String>,
+    /// SHA256(SHA256(password)) known from the start, for `caching_sha2_password`'s fast
+    /// path: only for an account made in memory with its password ([`Users::one_off`]).
+    /// Others learn it from their first full authentication.
+    pub fast_path: Option<[u8; 32]>,
 }
 
 impl Account {
@@ -153,6 +157,21 @@ impl Users {
         })
     }
 
+    /// A single account made in memory for `password`, which logs in by either plugin
+    /// without TLS (its `caching_sha2_password` fast path is known from the start): the
+    /// throwaway account of a private `binlogd serve` on 127.0.0.1 that only binlogd's own
+    /// restore uses. Never written anywhere.
+    pub fn one_off(name: &str, password: &[u8]) -> Result<Users, ServeError> {
+        let path = Path::new("(in memory)");
+        let mut users = Users::parse(&account_lines(name, password)?, path)?;
+        if let Some(account) = users.accounts.get_mut(name) {
+            account.fast_path = Some(binlogd_protocol::server::passwords::caching_sha2_hash(
+                password,
+            ));
+        }
+        Ok(users)
+    }
+
     /// The account called `name`.
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.get(name)
@@ -173,6 +192,20 @@ fn parse_sha1_hex(hex: &str) -> Option<[u8; 20]> {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
+}
+
+/// A password of 32 random letters and digits (from the operating system's generator),
+/// for a [`Users::one_off`] account.
+pub fn random_password() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    // 62 letters: the modulo's bias (256 = 4 * 62 + 8) costs well under a bit of 190.
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
 }
 
 /// The users-file lines that let `name` log in with `password` by either plugin.
@@ -222,6 +255,25 @@ mod tests {
     }
 
     #[test]
+    fn a_one_off_account_knows_its_fast_path_from_the_start() {
+        let users = Users::one_off("restore", b"pw").expect("account");
+        let account = users.account("restore").expect("restore");
+        assert_eq!(
+            account.fast_path,
+            Some(binlogd_protocol::server::passwords::caching_sha2_hash(
+                b"pw"
+            ))
+        );
+        assert!(account.has_plugin(NATIVE) && account.check_full_password(b"pw"));
+        let from_file = Users::parse(
+            &account_lines("repl", b"pw").expect("lines"),
+            Path::new("u"),
+        )
+        .expect("parse");
+        assert_eq!(from_file.account("repl").expect("repl").fast_path, None);
+    }
+
+    #[test]
     fn a_bad_line_is_named_with_its_number() {
         for (text, expected) in [
             (
@@ -242,6 +294,9 @@ mod tests {
             assert!(err.contains(expected), "{text:?}: {err}");
         }
         assert!(account_lines("re pl", b"x").is_err());
+        assert!(Users::one_off("restore", b"").is_err());
+        let (a, b) = (random_password(), random_password());
+        assert!(a.len() == 32 && a.chars().all(|c| c.is_ascii_alphanumeric()) && a != b);
         assert!(account_lines("repl", b"").is_err());
     }
 }
