@@ -689,7 +689,7 @@ fn wait_for(limit: Duration, what: &str, log: &dyn Fn() -> String, mut done: imp
 }
 
 #[test]
-fn a_restore_job_replays_into_a_mysql_image_from_a_clone() {
+fn a_restore_job_replays_into_a_mysql_image_from_a_clone_by_replication() {
     // MySQL's root filesystem stands in for the database image (`mysql:9.7`): the Job's
     // restore container runs there, binlogd copied in by the init container.
     let image = MySql::root_filesystem().expect("MySQL's root filesystem");
@@ -775,7 +775,9 @@ fn a_restore_job_replays_into_a_mysql_image_from_a_clone() {
             "database": {"pvcName": "data-db1-0", "image": "mysql:9.7",
                          "config": {"name": "db1-config", "key": "my.cnf"}},
             "parallelWorkers": 2,
-            "staging": {"size": "1Gi"}
+            // By replication from binlogd serve inside the Job, reading the S3 archive:
+            // nothing staged (the MariaDB restore above stages relay logs).
+            "method": "replication"
         }
     }))
     .expect("a PointInTimeRestore");
@@ -815,6 +817,11 @@ fn a_restore_job_replays_into_a_mysql_image_from_a_clone() {
     assert!(
         stderr.contains("a MySQL clone: starting from the server's own gtid_executed"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("serving the archive to the server up to the target")
+            && !stderr.contains("relay logs staged"),
+        "by replication: {stderr}"
     );
     // The image has no CA bundle (nor need it, for an http:// endpoint): said, not fatal.
     assert!(

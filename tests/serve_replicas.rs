@@ -91,6 +91,22 @@ fn a_mariadb_replica_with_gtids_replicates_from_the_archive_and_follows_the_live
     ] {
         assert!(metrics.contains(expected), "no {expected:?} in\n{metrics}");
     }
+    // As the operator reads it for `kubectl binlogd status`.
+    let replicas = binlogd_operator::status::read_serve_metrics(&metrics);
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(
+        (replicas[0].user.as_str(), replicas[0].server_id),
+        (USER, 2)
+    );
+    assert!(
+        replicas[0].file.starts_with("mariadb-bin.")
+            && replicas[0].position > 4
+            && replicas[0].sent_bytes > 0,
+        "{replicas:?}"
+    );
+    if let Some(path) = std::env::var_os("BINLOGD_SAVE_SERVE_METRICS") {
+        std::fs::write(path, &metrics).expect("save the metrics");
+    }
     load.finish();
     wait_for_quiet_binlogs(&*primary);
     wait_for_replica(&replica, &primary, &serve);

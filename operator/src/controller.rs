@@ -16,10 +16,11 @@ use crate::crd::{
     BinlogServer, BinlogServerStatus, PointInTimeRestore, PointInTimeRestoreStatus, RestorePhase,
     RestoreTarget, StorageSpec,
 };
-use crate::status::{read_metrics, read_restore_log};
+use crate::status::{read_metrics, read_restore_log, read_serve_metrics};
 use crate::workloads::{
-    METRICS_PORT, WorkloadError, archive_url, binlog_server_service, binlog_server_statefulset,
-    restore_job, restore_job_name, spool_claim_name, spool_upload_job, spool_upload_job_name,
+    METRICS_PORT, SERVE_METRICS_PORT, WorkloadError, archive_url, binlog_server_service,
+    binlog_server_statefulset, restore_job, restore_job_name, spool_claim_name, spool_upload_job,
+    spool_upload_job_name,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
@@ -216,13 +217,42 @@ async fn apply_binlog_server(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
         >= 1;
-    let status = binlog_server_status(ctx, server, &namespace, &name, ready).await;
+    let mut status = binlog_server_status(ctx, server, &namespace, &name, ready).await;
+    status.replicas = if server.spec.serve.is_some() && ready {
+        // Kept as last seen when the page cannot be read this time.
+        served_replicas(ctx, &namespace, &name)
+            .await
+            .unwrap_or_else(|| status.replicas.clone())
+    } else {
+        Vec::new()
+    };
     merge_status(ctx, server, &status).await?;
     Ok(Action::requeue(Duration::from_secs(if ready {
         60
     } else {
         10
     })))
+}
+
+/// The replicas `binlogd serve` is sending the archive to, from its `/metrics` (through the
+/// pod proxy, as the stream's); `None` when the page cannot be read.
+async fn served_replicas(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Option<Vec<crate::crd::ServedReplica>> {
+    let request = http::Request::get(format!(
+        "/api/v1/namespaces/{namespace}/pods/{name}-0:{SERVE_METRICS_PORT}/proxy/metrics"
+    ))
+    .body(Vec::new())
+    .ok()?;
+    match ctx.client.request_text(request).await {
+        Ok(text) => Some(read_serve_metrics(&text)),
+        Err(err) => {
+            tracing::warn!(error = %err, server = %name, "could not read binlogd serve's metrics");
+            None
+        }
+    }
 }
 
 /// The status: readiness from the StatefulSet; when ready, the rest from binlogd's own

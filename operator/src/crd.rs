@@ -256,9 +256,33 @@ pub struct BinlogServerStatus {
     /// The server binlogd follows now (`server_id` and address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_source: Option<String>,
+    /// The replicas `spec.serve` is sending the archive to now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ServedReplica>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A replica reading the archive from `binlogd serve`, as its metrics report it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedReplica {
+    /// Where it connects from (address:port).
+    pub peer: String,
+    /// The account it logged in as.
+    pub user: String,
+    /// Its `server_id`.
+    pub server_id: u32,
+    /// The archived file it has been sent up to.
+    pub file: String,
+    /// The offset in that file.
+    pub position: u64,
+    /// Seconds between now and the source's timestamp of the last event sent (0 once it
+    /// has everything).
+    pub lag_seconds: f64,
+    /// Event bytes sent since it connected.
+    pub sent_bytes: u64,
 }
 
 /// Where to restore to: exactly one of these.
@@ -372,12 +396,37 @@ pub struct PointInTimeRestoreSpec {
     /// Parallel applier workers (else the Job's CPU count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_workers: Option<u32>,
-    /// Where relay logs are staged (else the datadir's volume).
+    /// Where relay logs are staged (else the datadir's volume). Not with
+    /// `method: replication`, which stages nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging: Option<StagingSpec>,
+    /// How the archive reaches the server: `relayLogs` (the default) or `replication`.
+    #[serde(default, skip_serializing_if = "RestoreMethod::is_default")]
+    pub method: RestoreMethod,
     /// The Job's resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// How a restore's server receives the archived transactions.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RestoreMethod {
+    /// Staged as relay logs beside the server, then applied: the fastest (`binlogd
+    /// restore`'s default).
+    #[default]
+    RelayLogs,
+    /// Replicated from a `binlogd serve` inside the Job, cut at the target: nothing is
+    /// staged, so no room is needed for relay-log copies, and applying begins at once
+    /// (`binlogd restore --via-replication`).
+    Replication,
+}
+
+impl RestoreMethod {
+    /// Whether this is the default (not written out).
+    pub fn is_default(&self) -> bool {
+        *self == RestoreMethod::default()
+    }
 }
 
 /// Where a restore is.
@@ -387,7 +436,8 @@ pub enum RestorePhase {
     Pending,
     /// Reading the archive's index.
     Planning,
-    /// Staging relay logs.
+    /// Staging relay logs (`method: replication`: the server connecting to the Job's
+    /// `binlogd serve`).
     Downloading,
     /// The server's applier replays.
     Applying,

@@ -11,7 +11,7 @@
 
 use crate::crd::{
     BinlogServer, DatabaseSpec, PointInTimeRestore, PointInTimeRestoreSpec,
-    PointInTimeRestoreStatus, RestorePhase, RestoreTarget,
+    PointInTimeRestoreStatus, RestoreMethod, RestorePhase, RestoreTarget,
 };
 use crate::workloads::archive_url;
 use kube::api::{Api, ListParams, PostParams};
@@ -39,6 +39,40 @@ pub enum PluginError {
     /// Something the user asked for does not exist or makes no sense.
     #[error("{0}")]
     Usage(String),
+}
+
+/// One replica of `binlogd serve`, under its BinlogServer's line.
+fn replica_line(replica: &crate::crd::ServedReplica) -> String {
+    let behind = if replica.lag_seconds > 0.0 {
+        format!("{:.0}s behind", replica.lag_seconds)
+    } else {
+        "caught up".to_owned()
+    };
+    format!(
+        "replica {} (server_id {}, user {}): sent {}:{}, {behind}, {} sent",
+        replica.peer,
+        replica.server_id,
+        replica.user,
+        replica.file,
+        replica.position,
+        human_bytes(replica.sent_bytes)
+    )
+}
+
+/// 1536 → `1.5 KiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 fn cell(value: Option<&str>) -> &str {
@@ -86,6 +120,9 @@ pub async fn status(
                 .map_or("-".to_owned(), |lag| format!("{lag:.1}s")),
             ready
         )?;
+        for replica in &status.replicas {
+            writeln!(out, "  {}", replica_line(replica))?;
+        }
     }
     let restores = restores.list(&ListParams::default()).await?;
     if !restores.items.is_empty() {
@@ -135,6 +172,8 @@ pub struct RestoreRequest {
     pub run_as_user: i64,
     /// Parallel workers.
     pub parallel_workers: Option<u32>,
+    /// Staged relay logs, or replication from a `binlogd serve` in the Job.
+    pub method: RestoreMethod,
 }
 
 /// Creates the PointInTimeRestore and follows it, printing each change of phase, until it
@@ -186,6 +225,7 @@ pub async fn restore_with(
             },
             parallel_workers: request.parallel_workers,
             staging: None,
+            method: request.method,
             resources: None,
         },
     );

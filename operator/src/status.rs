@@ -9,7 +9,8 @@
 //!
 //! A PointInTimeRestore's status comes the same way from its Job: `binlogd restore
 //! --log-format json` logs `planned` (files, bytes, transactions, target GTID and time),
-//! `relay logs staged`, `applying` (bytes done of the total, every 5 s) and `restored`.
+//! `relay logs staged` (by replication: `serving the archive to the server up to the
+//! target`), `applying` (bytes done of the total, every 5 s) and `restored`.
 
 /// What one look at binlogd's metrics says.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,6 +77,83 @@ pub fn read_metrics(text: &str) -> MetricsReading {
     reading
 }
 
+/// The replicas `binlogd serve` reports at `/metrics` (`binlogd_serve_replica_*`, one
+/// series per replica, keyed by peer and `server_id`), in the order of their peers.
+/// Lines it does not know are ignored.
+pub fn read_serve_metrics(text: &str) -> Vec<crate::crd::ServedReplica> {
+    use std::collections::BTreeMap;
+    let mut replicas: BTreeMap<(String, String), crate::crd::ServedReplica> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((name, labels)) = series
+            .split_once('{')
+            .and_then(|(name, rest)| Some((name, rest.strip_suffix('}')?)))
+        else {
+            continue;
+        };
+        let Ok(number) = value.parse::<f64>() else {
+            continue;
+        };
+        let labels = prometheus_labels(labels);
+        let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+        let key = (label("peer"), label("server_id"));
+        let entry = || crate::crd::ServedReplica {
+            peer: label("peer"),
+            server_id: label("server_id").parse().unwrap_or(0),
+            ..crate::crd::ServedReplica::default()
+        };
+        match name {
+            "binlogd_serve_replica_sent_bytes" => {
+                let replica = replicas.entry(key).or_insert_with(entry);
+                replica.user = label("user");
+                replica.sent_bytes = number as u64;
+            }
+            "binlogd_serve_replica_lag_seconds" => {
+                let replica = replicas.entry(key).or_insert_with(entry);
+                replica.user = label("user");
+                replica.lag_seconds = number;
+            }
+            "binlogd_serve_replica_position" => {
+                let replica = replicas.entry(key).or_insert_with(entry);
+                replica.file = label("file");
+                replica.position = number as u64;
+            }
+            _ => {}
+        }
+    }
+    replicas.into_values().collect()
+}
+
+/// `a="x",b="y"` (Prometheus' text format: `\\`, `\"` and `\n` escaped) as a map.
+fn prometheus_labels(text: &str) -> std::collections::HashMap<String, String> {
+    let mut labels = std::collections::HashMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim_start_matches(',').trim().to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
 /// A commit time as binlogd exports it (seconds since 1970, fractional for MySQL's µs
 /// timestamps), in RFC 3339 as status fields and Events show times.
 pub fn commit_time(seconds: f64) -> String {
@@ -115,6 +193,42 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_replicas_a_real_binlogd_serve_reports() {
+        let text = include_str!("../../testdata/binlogd-serve-metrics.txt");
+        let replicas = read_serve_metrics(text);
+        assert_eq!(
+            replicas,
+            [crate::crd::ServedReplica {
+                peer: "127.0.0.1:40820".into(),
+                user: "replica".into(),
+                server_id: 2,
+                file: "mariadb-bin.000013".into(),
+                position: 30214,
+                lag_seconds: 0.0,
+                sent_bytes: 818_696,
+            }]
+        );
+        // A second replica, with a label value that needs escaping, is its own entry.
+        let more = format!(
+            "{text}binlogd_serve_replica_sent_bytes{{peer=\"10.0.0.9:3306\",user=\"a\\\"b\",server_id=\"7\"}} 5\n\
+             binlogd_serve_replica_position{{peer=\"10.0.0.9:3306\",server_id=\"7\",file=\"b.000002\"}} 99\n"
+        );
+        let replicas = read_serve_metrics(&more);
+        assert_eq!(replicas.len(), 2);
+        // In the order of their peers.
+        assert_eq!(
+            (
+                replicas[0].user.as_str(),
+                replicas[0].server_id,
+                replicas[0].position
+            ),
+            ("a\"b", 7, 99)
+        );
+        assert_eq!(replicas[1].server_id, 2);
+        assert!(read_serve_metrics(include_str!("../../testdata/binlogd-metrics.txt")).is_empty());
+    }
+
+    #[test]
     fn a_restore_short_of_its_target_is_read_as_such() {
         let line = |reached: bool| {
             format!(
@@ -143,7 +257,7 @@ mod tests {
 pub struct RestoreLog {
     /// The plan, once made.
     pub plan: Option<crate::crd::PlanSummary>,
-    /// Whether the relay logs are staged (the applier then runs).
+    /// Whether the applier runs: relay logs staged, or replication begun.
     pub staged: bool,
     /// Bytes of the plan applied, and its total, from the last progress line.
     pub applied_bytes: Option<(u64, u64)>,
@@ -185,7 +299,10 @@ pub fn read_restore_log(text: &str) -> RestoreLog {
                     target_time: time("target_time"),
                 });
             }
-            Some("relay logs staged") => log.staged = true,
+            // Applying begins: after staging, or at once by replication.
+            Some("relay logs staged" | "serving the archive to the server up to the target") => {
+                log.staged = true;
+            }
             Some("applying") => {
                 if let (Some(done), Some(total)) = (
                     fields["done_bytes"].as_u64(),

@@ -16,8 +16,8 @@
 //! credentials file (`AWS_SHARED_CREDENTIALS_FILE` names the file, not the secret).
 
 use crate::crd::{
-    BinlogServer, BinlogServerSpec, Compression, PointInTimeRestore, RestoreTarget, SecretKeyRef,
-    ServeSpec, StorageSpec, TlsMode,
+    BinlogServer, BinlogServerSpec, Compression, PointInTimeRestore, RestoreMethod, RestoreTarget,
+    SecretKeyRef, ServeSpec, StorageSpec, TlsMode,
 };
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -707,6 +707,17 @@ pub fn restore_job(
             "/etc/binlogd/database/my.cnf".to_owned(),
         ]);
     }
+    if spec.method == RestoreMethod::Replication {
+        if spec.staging.is_some() {
+            return Err(WorkloadError::Invalid {
+                field: "spec.staging",
+                problem: "method: replication stages no relay logs; remove staging, or use \
+                          method: relayLogs"
+                    .to_owned(),
+            });
+        }
+        args.push("--via-replication".to_owned());
+    }
     if let Some(staging) = &spec.staging {
         // Relay logs on their own volume, not the database's: the server reads them there.
         volumes.push(Volume {
@@ -1278,6 +1289,7 @@ mod tests {
                         size: "50Gi".into(),
                         storage_class_name: None,
                     }),
+                    method: RestoreMethod::RelayLogs,
                     resources: None,
                 },
             ),
@@ -1409,6 +1421,39 @@ mod tests {
                 "/etc/binlogd/aws",
                 "/etc/binlogd/sse-c"
             ]
+        );
+    }
+
+    #[test]
+    fn a_restore_by_replication_runs_binlogd_restore_via_replication_and_stages_nothing() {
+        let mut by_replication = restore(RestoreTarget {
+            latest: true,
+            ..RestoreTarget::default()
+        });
+        by_replication.spec.method = RestoreMethod::Replication;
+        let err = restore_job(&by_replication, &storage(), "binlogd:test").expect_err("staging");
+        assert!(
+            matches!(
+                &err,
+                WorkloadError::Invalid {
+                    field: "spec.staging",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        by_replication.spec.staging = None;
+        let job = restore_job(&by_replication, &storage(), "binlogd:test").expect("job");
+        let pod = job.spec.expect("spec").template.spec.expect("pod");
+        let args = pod.containers[0].args.clone().expect("args");
+        assert!(args.contains(&"--via-replication".to_owned()), "{args:?}");
+        assert!(!args.iter().any(|a| a.contains("relay-log")), "{args:?}");
+        let yaml = serde_json::to_value(&by_replication.spec).expect("json");
+        assert_eq!(yaml["method"], "replication");
+        let default = serde_json::to_value(&restore(RestoreTarget::default()).spec).expect("json");
+        assert!(
+            default.get("method").is_none(),
+            "the default is not written"
         );
     }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use binlogd_operator::crd::RestoreTarget;
+use binlogd_operator::crd::{RestoreMethod, RestoreTarget};
 use binlogd_operator::plugin::{self, PluginError, RestoreRequest};
 use common::{client, server};
 use http::{Method, StatusCode};
@@ -21,8 +21,14 @@ async fn status_shows_each_archive_and_restore() {
     });
     let mut listed = serde_json::to_value(server()).expect("json");
     listed["status"] = json!({"lastArchivedGtid": "0-1-5", "lastRecoverableTime": "2026-11-23T13:38:14Z",
-        "lagSeconds": 0.25, "conditions": [{"type": "Ready", "status": "True", "reason": "PodReady",
-        "message": "", "lastTransitionTime": "2026-11-23T13:00:00Z"}]});
+    "lagSeconds": 0.25, "conditions": [{"type": "Ready", "status": "True", "reason": "PodReady",
+    "message": "", "lastTransitionTime": "2026-11-23T13:00:00Z"}],
+    "replicas": [
+        {"peer": "10.0.0.7:51234", "user": "repl", "serverId": 3, "file": "mariadb-bin.000042",
+         "position": 1234, "lagSeconds": 0.0, "sentBytes": 1288490189u64},
+        {"peer": "10.0.0.8:40000", "user": "repl", "serverId": 4, "file": "mariadb-bin.000040",
+         "position": 4, "lagSeconds": 12.0, "sentBytes": 512}
+    ]});
     api.expect(
         Method::GET,
         "/apis/binlogd.io/v1alpha1/namespaces/prod/binlogservers",
@@ -59,6 +65,19 @@ async fn status_shows_each_archive_and_restore() {
     ] {
         assert!(lines[1].contains(expected), "{expected} missing: {out}");
     }
+    // A line per replica of `binlogd serve`, under its server's.
+    assert_eq!(
+        lines[2],
+        "  replica 10.0.0.7:51234 (server_id 3, user repl): sent mariadb-bin.000042:1234, \
+         caught up, 1.2 GiB sent",
+        "{out}"
+    );
+    assert_eq!(
+        lines[3],
+        "  replica 10.0.0.8:40000 (server_id 4, user repl): sent mariadb-bin.000040:4, \
+         12s behind, 512 B sent",
+        "{out}"
+    );
     let restore_line = lines
         .iter()
         .find(|l| l.contains("undo-drop"))
@@ -82,6 +101,7 @@ fn request() -> RestoreRequest {
         image: "mariadb:10.11".into(),
         run_as_user: 999,
         parallel_workers: Some(4),
+        method: RestoreMethod::Replication,
     }
 }
 
@@ -114,6 +134,7 @@ async fn restore_creates_the_resource_and_follows_it_to_the_end() {
     assert_eq!(created["spec"]["target"]["beforeGtid"], "0-1-7342");
     assert_eq!(created["spec"]["database"]["pvcName"], "data-db1-0");
     assert_eq!(created["spec"]["strict"], true);
+    assert_eq!(created["spec"]["method"], "replication");
     let path = "/apis/binlogd.io/v1alpha1/namespaces/prod/pointintimerestores/undo-drop";
     for status in [
         json!({"phase": "Applying", "progress": "10%"}),

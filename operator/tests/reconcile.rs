@@ -122,8 +122,30 @@ async fn a_running_restore_reports_its_plan_phase_and_progress_from_the_log() {
 
 #[tokio::test]
 async fn a_binlog_server_is_applied_and_its_readiness_reported() {
+    applied_and_reported(false).await;
+}
+
+#[tokio::test]
+async fn a_binlog_server_that_serves_replicas_reports_each_one() {
+    applied_and_reported(true).await;
+}
+
+/// Reconciles a BinlogServer (with `spec.serve` when `serves`) whose pod is ready, and
+/// checks the status made from binlogd's metrics.
+async fn applied_and_reported(serves: bool) {
     let (ctx, mut api) = context();
-    let server = server();
+    let mut server = server();
+    if serves {
+        server.spec.serve = Some(binlogd_operator::crd::ServeSpec {
+            port: 3307,
+            users_secret: binlogd_operator::crd::SecretKeyRef {
+                name: "db1-replicas".into(),
+                key: "users".into(),
+            },
+            tls_secret: None,
+            require_tls: false,
+        });
+    }
     let running = tokio::spawn(reconcile_binlog_server(Arc::new(server.clone()), ctx));
     let service = api
         .expect(
@@ -168,7 +190,31 @@ async fn a_binlog_server_is_applied_and_its_readiness_reported() {
             .body(Body::from(metrics.as_bytes().to_vec()))
             .expect("response"),
     );
+    if serves {
+        // And binlogd serve's, beside it in the pod (what a real one served).
+        let metrics = include_str!("../../testdata/binlogd-serve-metrics.txt");
+        let (request, respond) = tokio::time::timeout(Duration::from_secs(5), api.0.next_request())
+            .await
+            .expect("the serve metrics request")
+            .expect("client");
+        assert_eq!(
+            request.uri().path(),
+            "/api/v1/namespaces/prod/pods/db1-0:9607/proxy/metrics"
+        );
+        respond.send_response(
+            Response::builder()
+                .body(Body::from(metrics.as_bytes().to_vec()))
+                .expect("response"),
+        );
+    }
     let status = server_status(&mut api, &server).await;
+    if serves {
+        assert_eq!(status["replicas"][0]["serverId"], 2, "{status}");
+        assert_eq!(status["replicas"][0]["file"], "mariadb-bin.000013");
+        assert_eq!(status["replicas"][0]["sentBytes"], 818_696);
+    } else {
+        assert!(status.get("replicas").is_none(), "{status}");
+    }
     assert_eq!(status["conditions"][0]["type"], "Ready");
     assert_eq!(status["conditions"][0]["status"], "True");
     assert_eq!(status["conditions"][1]["type"], "Streaming");

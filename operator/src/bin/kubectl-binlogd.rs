@@ -2,7 +2,7 @@
 //! See `binlogd_operator::plugin`.
 
 use anyhow::Context;
-use binlogd_operator::crd::RestoreTarget;
+use binlogd_operator::crd::{RestoreMethod, RestoreTarget};
 use binlogd_operator::plugin::{self, RestoreRequest};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -77,6 +77,11 @@ enum Command {
         /// Parallel applier workers.
         #[arg(long)]
         parallel_workers: Option<u32>,
+        /// How the server receives the archive: relay-logs (staged beside it, then
+        /// applied; the fastest) or replication (from a binlogd serve in the Job; nothing
+        /// staged, applying begins at once).
+        #[arg(long, value_enum, default_value_t = Method::RelayLogs)]
+        method: Method,
         /// The PointInTimeRestore's name (else one made from the claim and the time).
         #[arg(long)]
         name: Option<String>,
@@ -94,6 +99,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         target: Vec<String>,
     },
+}
+
+/// `--method` of `kubectl binlogd restore`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Method {
+    RelayLogs,
+    Replication,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -122,6 +134,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 strict: _,
                 allow_short,
                 parallel_workers,
+                method,
                 name,
             } => {
                 let request = RestoreRequest {
@@ -139,6 +152,10 @@ fn main() -> anyhow::Result<ExitCode> {
                     image,
                     run_as_user,
                     parallel_workers,
+                    method: match method {
+                        Method::RelayLogs => RestoreMethod::RelayLogs,
+                        Method::Replication => RestoreMethod::Replication,
+                    },
                 };
                 if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                     // A bar on a terminal: PROGRESS as its position, the phase and the

@@ -6,7 +6,7 @@
 use binlogd_operator::controller::Context;
 use binlogd_operator::crd::{
     BinlogServer, BinlogServerSpec, Compression, DatabaseSpec, PointInTimeRestore,
-    PointInTimeRestoreSpec, RestoreTarget, SecretKeyRef, SourceSpec, StorageSpec,
+    PointInTimeRestoreSpec, RestoreMethod, RestoreTarget, SecretKeyRef, SourceSpec, StorageSpec,
 };
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
@@ -222,6 +222,7 @@ pub fn restore() -> PointInTimeRestore {
                 },
                 parallel_workers: None,
                 staging: None,
+                method: RestoreMethod::RelayLogs,
                 resources: None,
             },
         ),
