@@ -9,7 +9,9 @@
 //!   applier at the staged relay logs, runs it with parallel workers, follows it to the
 //!   target, reports the failing transaction if it stops, and cleans the channel up.
 //! - [`replay`]: all of it in order for one plan — stage, apply, follow, clean up, or stop
-//!   cleanly on a signal — telling an observer how far it is.
+//!   cleanly on a signal — telling an observer how far it is; or, with nothing staged,
+//!   [`replay::replicate`]: the server replicates from a source that serves the plan (the
+//!   binary's private `binlogd serve`, cut at the plan's end).
 //! - [`pipe`]: the fallback, `mariadb-binlog FILES | mariadb`, to compare with.
 //! - [`server`]: a temporary server started on a restored datadir, networking off, for a
 //!   restore where no server runs yet.

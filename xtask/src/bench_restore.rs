@@ -5,6 +5,10 @@
 //! backup; a MySQL CLONE) and the same sysbench binlogs, in alternating runs; prints both
 //! medians and the ratio. Every restore is checked: the tables' checksums must equal the
 //! primary's.
+//!
+//! `--against replication` sets `binlogd restore --via-replication` (the server replicating
+//! from a private `binlogd serve`, nothing staged) against the default staged relay logs
+//! instead of the pipe.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +27,19 @@ struct Args {
     megabytes: u64,
     workers: u32,
     mysql: bool,
+    /// The second contender: the pipe, or binlogd restore --via-replication.
+    by_replication: bool,
+}
+
+impl Args {
+    /// The second contender's name.
+    fn other(&self) -> &'static str {
+        match (self.by_replication, self.mysql) {
+            (true, _) => "binlogd restore --via-replication",
+            (false, false) => "mariadb-binlog | mariadb",
+            (false, true) => "mysqlbinlog | mysql",
+        }
+    }
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -32,6 +49,7 @@ fn parse(args: &[String]) -> Result<Args> {
         megabytes: 500,
         workers: 4,
         mysql: false,
+        by_replication: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -48,9 +66,17 @@ fn parse(args: &[String]) -> Result<Args> {
                     other => bail!("--flavour {other}: mariadb or mysql"),
                 }
             }
+            "--against" => {
+                parsed.by_replication = match value()?.as_str() {
+                    "pipe" => false,
+                    "replication" => true,
+                    other => bail!("--against {other}: pipe or replication"),
+                }
+            }
             other => bail!(
                 "unknown argument {other}: bench-restore [--flavour mariadb|mysql] \
-                 [--binlogd PATH] [--runs N] [--megabytes M] [--workers W]"
+                 [--against pipe|replication] [--binlogd PATH] [--runs N] [--megabytes M] \
+                 [--workers W]"
             ),
         }
     }
@@ -129,7 +155,15 @@ pub fn bench_restore(args: &[String]) -> Result<()> {
             target.create_tcp_admin("restorer", "restore-pw")?;
             let started = Instant::now();
             if turn == 0 {
-                restore_with_binlogd(&args, &archive, &backup.dir, &target)?;
+                restore_with_binlogd(&args, &archive, &backup.dir, &target, &[])?;
+            } else if args.by_replication {
+                restore_with_binlogd(
+                    &args,
+                    &archive,
+                    &backup.dir,
+                    &target,
+                    &["--via-replication"],
+                )?;
             } else {
                 restore_with_pipe(&files, backup.binlog_position, &target)?;
             }
@@ -144,19 +178,21 @@ pub fn bench_restore(args: &[String]) -> Result<()> {
             }
         }
         println!(
-            "    run {}: binlogd restore {:.1} s, mariadb-binlog | mariadb {:.1} s",
+            "    run {}: binlogd restore {:.1} s, {} {:.1} s",
             run + 1,
             ours[run],
+            args.other(),
             theirs[run]
         );
     }
     let (ours, theirs) = (median(&mut ours), median(&mut theirs));
     println!(
         "restored {} MB of binlogs after the backup, checksums equal every time; medians: \
-         binlogd restore ({} workers) {ours:.1} s, mariadb-binlog | mariadb {theirs:.1} s\n\
+         binlogd restore ({} workers) {ours:.1} s, {} {theirs:.1} s\n\
          binlogd restore is {:.2}x as fast",
         written >> 20,
         args.workers,
+        args.other(),
         theirs / ours
     );
     std::fs::remove_dir_all(&scratch)?;
@@ -168,10 +204,12 @@ fn restore_with_binlogd(
     archive: &Path,
     backup: &Path,
     target: &MariaDb,
+    extra: &[&str],
 ) -> Result<()> {
     let output = Command::new(&args.binlogd)
         .args(["restore", "--latest", "--archive"])
         .arg(archive)
+        .args(extra)
         .arg("--from-backup")
         .arg(backup)
         .arg("--target")
@@ -329,11 +367,12 @@ fn bench_restore_mysql(args: &Args) -> Result<()> {
             .start()?;
             target.create_tcp_admin("restorer", "restore-pw")?;
             let started = Instant::now();
-            let output = if turn == 0 {
+            let output = if turn == 0 || args.by_replication {
                 target
                     .beside_server(&binlogd)
                     .args(["restore", "--latest", "--archive"])
                     .arg(target.server_path(&archive))
+                    .args((turn == 1).then_some("--via-replication"))
                     .arg("--from-backup")
                     .arg(target.server_path(&clone))
                     .arg("--target")
@@ -366,7 +405,7 @@ fn bench_restore_mysql(args: &Args) -> Result<()> {
                     if turn == 0 {
                         "binlogd restore"
                     } else {
-                        "the pipe"
+                        args.other()
                     },
                     String::from_utf8_lossy(&output.stderr)
                 );
@@ -381,9 +420,10 @@ fn bench_restore_mysql(args: &Args) -> Result<()> {
             }
         }
         println!(
-            "    run {}: binlogd restore {:.1} s, mysqlbinlog | mysql {:.1} s",
+            "    run {}: binlogd restore {:.1} s, {} {:.1} s",
             run + 1,
             ours[run],
+            args.other(),
             theirs[run]
         );
     }
@@ -391,9 +431,10 @@ fn bench_restore_mysql(args: &Args) -> Result<()> {
     println!(
         "restored {} MB of MySQL 9.7 binlogs after the clone, checksums and gtid_executed \
          equal every time; medians: binlogd restore ({} workers) {ours:.1} s, \
-         mysqlbinlog | mysql {theirs:.1} s\nbinlogd restore is {:.2}x as fast",
+         {} {theirs:.1} s\nbinlogd restore is {:.2}x as fast",
         written >> 20,
         args.workers,
+        args.other(),
         theirs / ours
     );
     Ok(())
