@@ -129,7 +129,7 @@ fn describe(event: &Event<'_>) -> String {
             text(t.schema),
             text(t.table),
             t.table_id,
-            t.column_types.len()
+            t.column_types().len()
         ),
         Event::Rows(r) => format!("table id={} {} bytes of rows", r.table_id, r.rows.len()),
         Event::RowsQuery { sql } | Event::AnnotateRows { sql } => text(sql),

@@ -10,6 +10,7 @@
 pub mod compressed;
 pub mod gtid;
 pub mod query;
+pub mod row_image;
 pub mod rows;
 
 use crate::EventType;
@@ -21,7 +22,7 @@ use crate::le::{read_packed_integer, read_u32, read_u64};
 pub use compressed::{PayloadCompression, TransactionPayload, decompress_mariadb};
 pub use gtid::{BinlogCheckpoint, GtidList, MariadbGtidEvent, MysqlGtidEvent};
 pub use query::{Query, StatementKind};
-pub use rows::{RowsHeader, TableMap, XaPrepare};
+pub use rows::{ColumnBitmaps, RowsHeader, TableMap, XaPrepare};
 
 /// A decoded event, borrowing the bytes of its [`RawEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,11 +179,20 @@ fn decode_body<'a>(
                     | EventType::MARIADB_UPDATE_ROWS_COMPRESSED
                     | EventType::MARIADB_DELETE_ROWS_COMPRESSED
             ) && post_header(10) >= 10;
-            Event::Rows(RowsHeader::parse(
-                body,
-                post_header(if version2 { 10 } else { 8 }),
-                version2,
-            )?)
+            let mut rows =
+                RowsHeader::parse(body, post_header(if version2 { 10 } else { 8 }), version2)?;
+            // UPDATE images come in pairs (before, after), each with its bitmap.
+            rows.two_bitmaps = matches!(
+                t,
+                EventType::PRE_GA_UPDATE_ROWS
+                    | EventType::UPDATE_ROWS_V1
+                    | EventType::UPDATE_ROWS
+                    | EventType::PARTIAL_UPDATE_ROWS
+                    | EventType::MARIADB_UPDATE_ROWS_COMPRESSED_V1
+                    | EventType::MARIADB_UPDATE_ROWS_COMPRESSED
+            );
+            rows.compressed = matches!(t.0, 0xa6..=0xab);
+            Event::Rows(rows)
         }
         EventType::ROWS_QUERY => {
             // A length byte (truncated at 255, so ignored) precedes the text.

@@ -27,8 +27,12 @@ pub struct TableMap<'a> {
     pub schema: &'a [u8],
     /// Table name.
     pub table: &'a [u8],
-    /// One MySQL type code per column.
-    pub column_types: &'a [u8],
+    /// How many columns the table has.
+    pub(crate) column_count: u32,
+    /// The column types (one byte per column), then the metadata's length and bytes, the
+    /// NULL bitmap and optional metadata, their lengths checked when parsed: one slice,
+    /// not four, to keep every [`crate::Event`] small.
+    pub(crate) columns: &'a [u8],
 }
 
 /// The header of a ROWS event (write, update or delete, any version).
@@ -46,6 +50,19 @@ pub struct RowsHeader<'a> {
     pub two_bitmaps: bool,
     /// Whether the row images are MariaDB-compressed (`*_ROWS_COMPRESSED` events).
     pub compressed: bool,
+}
+
+/// The column count and columns-present bitmaps of a ROWS event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnBitmaps<'a> {
+    /// Columns of the table.
+    pub columns: usize,
+    /// Which columns each (before) image holds.
+    pub before: &'a [u8],
+    /// Which columns each after image holds (UPDATE only).
+    pub after: Option<&'a [u8]>,
+    /// Where the row images start in [`RowsHeader::rows`].
+    images_at: usize,
 }
 
 /// ROWS flag: the last ROWS event of its statement.
@@ -103,13 +120,72 @@ impl<'a> TableMap<'a> {
                 available: rest.len(),
             });
         }
+        let column_count =
+            u32::try_from(columns).map_err(|_| ErrorKind::Invalid("column count"))?;
+        let (column_types, after_types) = rest.split_at(columns as usize);
+        // Servers since 5.1 follow with the metadata and the NULL bitmap; tolerate their
+        // absence (nothing after the types) as the old format.
+        if !after_types.is_empty() {
+            let (metadata_len, used) =
+                read_packed_integer(after_types).ok_or(ErrorKind::Invalid("metadata length"))?;
+            let available = after_types.len() - used;
+            let bitmap_len = column_types.len().div_ceil(8);
+            if metadata_len.saturating_add(bitmap_len as u64) > available as u64 {
+                return Err(ErrorKind::LengthMismatch {
+                    field: "metadata length",
+                    value: metadata_len.saturating_add(bitmap_len as u64),
+                    available,
+                });
+            }
+        }
         Ok(TableMap {
             table_id,
             flags,
             schema,
             table,
-            column_types: &rest[..columns as usize],
+            column_count,
+            columns: rest,
         })
+    }
+
+    /// One MySQL type code per column.
+    pub fn column_types(&self) -> &'a [u8] {
+        &self.columns[..self.column_count as usize]
+    }
+
+    /// The metadata, the NULL bitmap and the optional metadata (all empty in the old
+    /// format without them).
+    fn parts(&self) -> (&'a [u8], &'a [u8], &'a [u8]) {
+        let after_types = &self.columns[self.column_count as usize..];
+        let empty = &after_types[..0];
+        let Some((metadata_len, used)) = read_packed_integer(after_types) else {
+            return (empty, empty, empty);
+        };
+        let rest = &after_types[used..];
+        let metadata_len = usize::try_from(metadata_len)
+            .unwrap_or(usize::MAX)
+            .min(rest.len());
+        let (metadata, rest) = rest.split_at(metadata_len);
+        let nulls_len = (self.column_count as usize).div_ceil(8).min(rest.len());
+        let (nulls, optional) = rest.split_at(nulls_len);
+        (metadata, nulls, optional)
+    }
+
+    /// The columns' metadata, concatenated (0, 1 or 2 bytes per column by type: lengths,
+    /// precision, fractional seconds); see [`crate::events::row_image`].
+    pub fn column_metadata(&self) -> &'a [u8] {
+        self.parts().0
+    }
+
+    /// One bit per column: whether it can be NULL.
+    pub fn null_bitmap(&self) -> &'a [u8] {
+        self.parts().1
+    }
+
+    /// Optional metadata (MySQL 8.0.1+, MariaDB 10.5+): type-length-value fields, among
+    /// them the column names with `binlog_row_metadata=FULL`.
+    pub fn optional_metadata(&self) -> &'a [u8] {
+        self.parts().2
     }
 }
 
@@ -154,9 +230,9 @@ impl<'a> RowsHeader<'a> {
         })
     }
 
-    /// The row images, after the column count and column bitmaps; decompressed when
-    /// the server compressed them (MariaDB compresses only this part of the event).
-    pub fn row_images(&self) -> Result<std::borrow::Cow<'a, [u8]>, ErrorKind> {
+    /// The column count and the columns-present bitmaps: the before image's (or the
+    /// only one's) and, for an UPDATE, the after image's.
+    pub fn column_bitmaps(&self) -> Result<ColumnBitmaps<'a>, ErrorKind> {
         let (columns, used) =
             read_packed_integer(self.rows).ok_or(ErrorKind::Invalid("column count"))?;
         let bitmap_len =
@@ -166,11 +242,28 @@ impl<'a> RowsHeader<'a> {
             .checked_mul(bitmaps)
             .and_then(|b| b.checked_add(used))
             .ok_or(ErrorKind::Invalid("column count"))?;
-        let images = self.rows.get(skip..).ok_or(ErrorKind::LengthMismatch {
-            field: "column bitmaps",
-            value: skip as u64,
-            available: self.rows.len(),
-        })?;
+        if skip > self.rows.len() {
+            return Err(ErrorKind::LengthMismatch {
+                field: "column bitmaps",
+                value: skip as u64,
+                available: self.rows.len(),
+            });
+        }
+        let before = &self.rows[used..used + bitmap_len];
+        Ok(ColumnBitmaps {
+            columns: columns as usize,
+            before,
+            after: self
+                .two_bitmaps
+                .then(|| &self.rows[used + bitmap_len..skip]),
+            images_at: skip,
+        })
+    }
+
+    /// The row images, after the column count and column bitmaps; decompressed when
+    /// the server compressed them (MariaDB compresses only this part of the event).
+    pub fn row_images(&self) -> Result<std::borrow::Cow<'a, [u8]>, ErrorKind> {
+        let images = &self.rows[self.column_bitmaps()?.images_at..];
         if self.compressed {
             crate::events::compressed::decompress_mariadb(images).map(std::borrow::Cow::Owned)
         } else {
@@ -235,7 +328,18 @@ mod tests {
             (map.table_id, map.schema, map.table),
             (42, &b"shop"[..], &b"t"[..])
         );
-        assert_eq!(map.column_types, [3, 15, 252]);
+        assert_eq!(map.column_types(), [3, 15, 252]);
+        assert!(map.column_metadata().is_empty() && map.null_bitmap().is_empty());
+        // Metadata (VARCHAR(20): 2 bytes; BLOB: 1 byte), the NULL bitmap, then optional
+        // metadata.
+        let mut with_metadata = body.clone();
+        with_metadata.extend_from_slice(&[3, 20, 0, 2, 0b110, 1, 1, 0]);
+        let map = TableMap::parse(&with_metadata, 8).expect("parse");
+        assert_eq!(map.column_metadata(), [20, 0, 2]);
+        assert_eq!(map.null_bitmap(), [0b110]);
+        assert_eq!(map.optional_metadata(), [1, 1, 0]);
+        with_metadata[17] = 9; // metadata longer than the event
+        assert!(TableMap::parse(&with_metadata, 8).is_err());
         body[14] = 9; // column count beyond the body
         assert!(TableMap::parse(&body, 8).is_err());
     }
