@@ -292,12 +292,15 @@ pub fn count_rows(
     let mut data: &[u8] = &images;
     let mut count = 0u64;
     while !data.is_empty() {
-        let before = image_length(data, bitmaps.before, columns)?;
-        data = &data[before..];
+        let mut row = image_length(data, bitmaps.before, columns)?;
         if let Some(after_present) = bitmaps.after {
-            let after = image_length(data, after_present, columns)?;
-            data = &data[after..];
+            row += image_length(&data[row..], after_present, columns)?;
         }
+        if row == 0 {
+            // No column present: no server writes such a row, and it would never end.
+            return Err(ErrorKind::Invalid("row images that hold no column"));
+        }
+        data = &data[row..];
         count += 1;
     }
     Ok(count)
@@ -425,6 +428,10 @@ mod tests {
             count_rows(EventType::UPDATE_ROWS, &rows, &columns).expect("count"),
             2
         );
+        // Images of no column would repeat for ever: an error.
+        let body = [1, 0, 0, 0, 0, 0, 1, 0, 2, 0, 2, 0x00, 0xaa];
+        rows = RowsHeader::parse(&body, 10, true).expect("rows");
+        assert!(count_rows(EventType::WRITE_ROWS, &rows, &columns).is_err());
         // A value running past the event is an error, not a guess.
         let body = rows_body(2, false, &images[..7]);
         rows = RowsHeader::parse(&body, 10, true).expect("rows");
