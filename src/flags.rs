@@ -20,7 +20,8 @@ pub struct ArchiveArgs {
     #[arg(long, env = "BINLOGD_ARCHIVE", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub archive: String,
     /// text for people, or json for scripts (list and verify: one object per file and
-    /// line; search, timeline and purge: one object).
+    /// line; find: one per matching transaction and line; search, timeline and purge: one
+    /// object).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     #[command(flatten)]

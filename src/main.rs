@@ -1,8 +1,9 @@
 //! `binlogd`: the command line. Argument parsing and wiring live here; the work itself is
 //! in the library crates (`binlogd-parser`, `binlogd-protocol`, `binlogd-storage`,
-//! `binlogd-replica`, `binlogd-serve`, `binlogd-restore`).
+//! `binlogd-replica`, `binlogd-serve`, `binlogd-find`, `binlogd-restore`).
 
 mod archive;
+mod find;
 mod flags;
 mod inspect;
 mod inspect_output;
@@ -74,6 +75,11 @@ enum Command {
     /// position or the latest transaction, the archived files and the byte ranges of them
     /// to apply, and the exact stop point. Reads only the indexes it must.
     Search(search::SearchArgs),
+    /// Find the transactions that match a table, a kind of change (drop, truncate, delete,
+    /// ...), a statement's text, a number of rows, a time or GTIDs, across the whole
+    /// archive (local or S3); each with the `binlogd restore --before-gtid` command line
+    /// that undoes it.
+    Find(find::FindArgs),
     /// Show how far the archive takes a database from a GTID state: the last recoverable
     /// time and GTID state, continuous stretches, gaps, and server changes (failovers) with
     /// any transactions they dropped.
@@ -123,6 +129,7 @@ fn main() -> ExitCode {
         Command::List(args) => list::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Search(args) => search::run(&args),
+        Command::Find(args) => find::run(&args),
         Command::Timeline(args) => timeline::run(&args),
         Command::Purge(args) => purge::run(&args),
         Command::Restore(args) => restore::run(&args),

@@ -1,6 +1,8 @@
-//! A whole binlog file: framing, CRC32, decoding, transactions, compressed payloads.
+//! A whole binlog file: framing, CRC32, decoding, transactions, compressed payloads, and
+//! row images walked with the columns of the TABLE_MAP before them.
 #![no_main]
 
+use binlogd_parser::events::row_image::{TableColumns, column_names, count_rows};
 use binlogd_parser::events::{Event, decompress_mariadb};
 use binlogd_parser::{EventReader, TransactionTracker, decode_event};
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +13,7 @@ const MAX_FUZZ_DECOMPRESS: u64 = 1 << 20;
 fuzz_target!(|data: &[u8]| {
     let mut reader = EventReader::new(data);
     let mut tracker = TransactionTracker::new();
+    let mut columns: Option<TableColumns> = None;
     while let Some(Ok(raw)) = reader.next() {
         let Some(format) = reader.format().cloned() else {
             break;
@@ -33,6 +36,15 @@ fuzz_target!(|data: &[u8]| {
             }
             Event::Query(query) if query.compressed && query.sql.len() < 64 => {
                 let _ = decompress_mariadb(query.sql);
+            }
+            Event::TableMap(map) => {
+                let _ = column_names(map);
+                columns = TableColumns::from_table_map(map).ok();
+            }
+            Event::Rows(rows) if !rows.compressed || rows.rows.len() < 64 => {
+                if let Some(columns) = &columns {
+                    let _ = count_rows(raw.event_type(), rows, columns);
+                }
             }
             _ => {}
         }

@@ -275,6 +275,33 @@ pub async fn search_command(
     from_gtid: Option<&str>,
     target_args: &[String],
 ) -> Result<Vec<String>, PluginError> {
+    let mut extra = Vec::new();
+    if let Some(gtid) = from_gtid {
+        extra.extend(["--from-gtid".to_owned(), gtid.to_owned()]);
+    }
+    extra.extend(target_args.iter().cloned());
+    archive_command(client, namespace, server, "search", extra).await
+}
+
+/// The `binlogd find` command line for the BinlogServer `server`'s archive, with the
+/// filters `filter_args` (as `binlogd find` takes them).
+pub async fn find_command(
+    client: Client,
+    namespace: &str,
+    server: &str,
+    filter_args: &[String],
+) -> Result<Vec<String>, PluginError> {
+    archive_command(client, namespace, server, "find", filter_args.to_vec()).await
+}
+
+/// `binlogd SUBCOMMAND --archive URL [--s3-endpoint ...] EXTRA` for `server`'s archive.
+async fn archive_command(
+    client: Client,
+    namespace: &str,
+    server: &str,
+    subcommand: &str,
+    extra: Vec<String>,
+) -> Result<Vec<String>, PluginError> {
     let server = Api::<BinlogServer>::namespaced(client, namespace)
         .get_opt(server)
         .await?
@@ -283,7 +310,7 @@ pub async fn search_command(
         })?;
     let storage = &server.spec.storage;
     let mut args = vec![
-        "search".to_owned(),
+        subcommand.to_owned(),
         "--archive".to_owned(),
         archive_url(storage),
     ];
@@ -293,9 +320,6 @@ pub async fn search_command(
     if let Some(region) = &storage.region {
         args.extend(["--s3-region".to_owned(), region.clone()]);
     }
-    if let Some(gtid) = from_gtid {
-        args.extend(["--from-gtid".to_owned(), gtid.to_owned()]);
-    }
-    args.extend(target_args.iter().cloned());
+    args.extend(extra);
     Ok(args)
 }

@@ -256,3 +256,45 @@ async fn search_runs_binlogd_search_on_the_servers_archive() {
         ]
     );
 }
+
+#[tokio::test]
+async fn find_runs_binlogd_find_on_the_servers_archive() {
+    let (client, mut api) = client();
+    let building = tokio::spawn(async move {
+        plugin::find_command(
+            client,
+            "prod",
+            "db1",
+            &[
+                "--kind".to_owned(),
+                "drop".to_owned(),
+                "--table".to_owned(),
+                "shop.orders".to_owned(),
+            ],
+        )
+        .await
+    });
+    let mut listed = server();
+    listed.meta_mut().name = Some("db1".into());
+    api.expect(
+        Method::GET,
+        "/apis/binlogd.io/v1alpha1/namespaces/prod/binlogservers/db1",
+        "",
+        StatusCode::OK,
+        serde_json::to_value(listed).expect("json"),
+    )
+    .await;
+    let args = building.await.expect("task").expect("command");
+    assert_eq!(
+        args,
+        [
+            "find",
+            "--archive",
+            "s3://backups/db1",
+            "--kind",
+            "drop",
+            "--table",
+            "shop.orders"
+        ]
+    );
+}

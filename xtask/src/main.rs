@@ -5,6 +5,7 @@
 //! so the demo touches nothing else on the machine; the archive stays in
 //! `target/binlogd-demo/archive` for the user to look at.
 
+mod bench_find;
 mod bench_restore;
 mod bench_serve;
 mod capture_replica;
@@ -35,6 +36,7 @@ fn main() -> Result<()> {
         Some("pull-mysql-async") => pull_mysql_async(&args[1..]),
         Some("bench-lag") => bench_lag(&args[1..]),
         Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
+        Some("bench-find") => bench_find::bench_find(&args[1..]),
         Some("bench-serve") => bench_serve::bench_serve(&args[1..]),
         Some("module-cycles") => module_cycles::module_cycles(),
         Some("capture-replica-setup") => capture_replica::capture_replica_setup(&args[1..]),
@@ -45,8 +47,9 @@ fn main() -> Result<()> {
                  cargo xtask capture-replica-setup [mariadb-10.11|mariadb-11.8|mysql-9.7]... | \
                  cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] [--baseline PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
-                 cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--workers W] | \
-                 cargo run --release -p xtask -- bench-serve [--runs N] [--megabytes M] [--binlogd PATH] [--skip-replicas]"
+                 cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--against pipe|replication] [--runs N] [--megabytes M] [--workers W] | \
+                 cargo run --release -p xtask -- bench-serve [--runs N] [--megabytes M] [--binlogd PATH] [--skip-replicas] | \
+                 cargo run --release -p xtask -- bench-find [--runs N] [--megabytes M] [--binlogd PATH]"
             )
         }
     }

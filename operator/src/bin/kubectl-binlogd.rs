@@ -86,6 +86,19 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Which transaction to restore before: runs `binlogd find` here on the BinlogServer's
+    /// archive (binlogd on PATH, this machine's S3 credentials), e.g. `kubectl binlogd
+    /// find --from db1 --kind drop --table shop.orders`.
+    Find {
+        /// The BinlogServer.
+        #[arg(long = "from", value_name = "BINLOGSERVER")]
+        binlog_server: String,
+        /// The filters, as binlogd find takes them (--table, --kind, --sql, --min-rows,
+        /// --from TIME, --until TIME, ...: see binlogd find --help). Everything after the
+        /// BinlogServer goes to binlogd find.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        filters: Vec<String>,
+    },
     /// What a restore to a target would replay: runs `binlogd search` here on the
     /// BinlogServer's archive (binlogd on PATH, this machine's S3 credentials).
     Search {
@@ -185,6 +198,20 @@ fn main() -> anyhow::Result<ExitCode> {
                     outcome?;
                 } else {
                     plugin::restore(client, &request, Duration::from_secs(2), &mut out).await?;
+                }
+            }
+            Command::Find {
+                binlog_server,
+                filters,
+            } => {
+                let args =
+                    plugin::find_command(client, &namespace, &binlog_server, &filters).await?;
+                let status = std::process::Command::new("binlogd")
+                    .args(&args)
+                    .status()
+                    .context("running binlogd find (is binlogd on PATH?)")?;
+                if !status.success() {
+                    return Ok(ExitCode::FAILURE);
                 }
             }
             Command::Search {

@@ -1,0 +1,441 @@
+//! Reading the transactions of one run of archived bytes: what each changes (tables,
+//! kinds, rows) and says (statement texts), and whether it is one the filter wants.
+//!
+//! A transaction is read in one pass over its events: TABLE_MAP names the table of the
+//! ROWS events after it, whose type says insert, update or delete; QUERY events carry
+//! DDL and statement-format DML as text ([`crate::statement`]); ANNOTATE_ROWS (MariaDB)
+//! and ROWS_QUERY (MySQL) carry the statement behind row events. Row images are walked
+//! (to count rows) only for the changes a `--min-rows` filter is about, and, once a
+//! transaction is known to match, in a second pass over its bytes for the report. A
+//! MySQL TRANSACTION_PAYLOAD is decompressed and its events read the same way.
+
+use std::collections::HashMap;
+
+use binlogd_parser::events::row_image::{TableColumns, count_rows};
+use binlogd_parser::events::{Query, decompress_mariadb};
+use binlogd_parser::{Event, EventReader, EventType, Framer, Gtid, RawEvent, decode_event};
+use binlogd_storage::TransactionEntry;
+
+use crate::error::FindError;
+use crate::filter::Filter;
+use crate::statement::{Kind, read_statement};
+
+/// What a change is made to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Target {
+    /// A table.
+    Table {
+        /// Its schema.
+        schema: String,
+        /// Its name.
+        table: String,
+    },
+    /// Every table of a schema (DROP DATABASE).
+    Schema {
+        /// The schema.
+        schema: String,
+    },
+    /// No table (a view, a routine, an account, ...).
+    Other,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Table { schema, table } => write!(f, "{schema}.{table}"),
+            Target::Schema { schema } => write!(f, "{schema}.*"),
+            Target::Other => f.write_str("-"),
+        }
+    }
+}
+
+/// One kind of change a transaction makes to one target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// What is changed.
+    pub target: Target,
+    /// How.
+    #[serde(serialize_with = "kind_name")]
+    pub kind: Kind,
+    /// Rows changed, from the row events (`None`: by statement, or not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Whether the change was logged as a statement (its rows are not in the binlog).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub by_statement: bool,
+}
+
+fn kind_name<S: serde::Serializer>(kind: &Kind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.name())
+}
+
+/// A transaction that matched.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    /// Its epoch (`0001-server1`).
+    pub epoch: String,
+    /// Its file.
+    pub file: String,
+    /// Where it starts in the file.
+    pub start: u64,
+    /// Just past its end.
+    pub end: u64,
+    /// Its GTID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<Gtid>,
+    /// Commit time, µs since the epoch.
+    pub commit_micros: u64,
+    /// Whether the commit time is exact (MySQL) or whole seconds.
+    pub exact_time: bool,
+    /// `server_id` of the server that wrote it.
+    pub server_id: u32,
+    /// What it changes, in the order first seen.
+    pub changes: Vec<Change>,
+    /// Its statement texts (QUERY, ANNOTATE_ROWS, ROWS_QUERY), each cut to 1000
+    /// characters, at most 20.
+    pub statements: Vec<String>,
+}
+
+const MAX_STATEMENTS: usize = 20;
+const MAX_STATEMENT_CHARS: usize = 1000;
+
+/// Reads the transactions `entries` (in file order) from `bytes`, which start at offset
+/// `at` of archived `file` (`epoch/name`), with `framer` holding the file's format;
+/// returns those the filter wants.
+pub(crate) fn scan(
+    file: &(String, String),
+    bytes: &[u8],
+    at: u64,
+    framer: &Framer,
+    entries: &[TransactionEntry],
+    filter: &Filter,
+) -> Result<Vec<Found>, FindError> {
+    let id = format!("{}/{}", file.0, file.1);
+    let mut found = Vec::new();
+    for entry in entries {
+        let start = usize::try_from(entry.start - at).unwrap_or(usize::MAX);
+        let end = usize::try_from(entry.end - at).unwrap_or(usize::MAX);
+        let Some(transaction) = bytes.get(start..end) else {
+            return Err(FindError::Corrupt {
+                file: id,
+                offset: entry.end,
+                event: String::new(),
+                message: "the index names a transaction past the bytes read".to_owned(),
+            });
+        };
+        let mut reading = Reading::new(filter, false);
+        for_each_event(transaction, entry.start, framer, &mut |raw, event| {
+            reading.event(raw, event)
+        })
+        .map_err(|e| FindError::corrupt(&id, &e))?;
+        if !reading.matches(filter) {
+            continue;
+        }
+        // A hit: read it again, counting every change's rows for the report.
+        let mut report = Reading::new(filter, true);
+        for_each_event(transaction, entry.start, framer, &mut |raw, event| {
+            report.event(raw, event)
+        })
+        .map_err(|e| FindError::corrupt(&id, &e))?;
+        found.push(Found {
+            epoch: file.0.clone(),
+            file: file.1.clone(),
+            start: entry.start,
+            end: entry.end,
+            gtid: entry.gtid,
+            commit_micros: entry.commit_micros,
+            exact_time: entry.exact_time,
+            server_id: reading.server_id,
+            changes: report
+                .changes
+                .into_iter()
+                .map(|(change, _)| change)
+                .collect(),
+            statements: report.statements,
+        });
+    }
+    Ok(found)
+}
+
+/// Calls `on_event` for each event of `bytes` (at `offset` of their file), and for each
+/// event inside a TRANSACTION_PAYLOAD.
+fn for_each_event(
+    bytes: &[u8],
+    offset: u64,
+    framer: &Framer,
+    on_event: &mut dyn FnMut(&RawEvent<'_>, &Event<'_>),
+) -> Result<(), binlogd_parser::ParseError> {
+    let mut reader = EventReader::continue_at(bytes, offset, framer.clone());
+    while let Some(raw) = reader.next() {
+        let raw = raw?;
+        let Some(format) = reader.format() else {
+            break;
+        };
+        let event = decode_event(&raw, format)?;
+        if let Event::TransactionPayload(payload) = &event {
+            let inner = payload
+                .decompress()
+                .map_err(|kind| binlogd_parser::ParseError {
+                    offset: raw.offset,
+                    event_type: Some(EventType::TRANSACTION_PAYLOAD),
+                    kind,
+                })?;
+            let mut events = EventReader::payload(&inner, format);
+            while let Some(inner_raw) = events.next() {
+                let inner_raw = inner_raw.map_err(|mut e| {
+                    // Inner events have no positions of their own: name the payload's.
+                    e.offset = raw.offset;
+                    e
+                })?;
+                let Some(inner_format) = events.format() else {
+                    break;
+                };
+                let inner_event = decode_event(&inner_raw, inner_format)?;
+                on_event(&inner_raw, &inner_event);
+            }
+            continue;
+        }
+        on_event(&raw, &event);
+    }
+    if let Some(incomplete) = reader.incomplete() {
+        return Err(binlogd_parser::ParseError {
+            offset: incomplete.offset,
+            event_type: None,
+            kind: binlogd_parser::ErrorKind::Truncated {
+                needed: incomplete.needed,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// A mapped table: its name, and its columns when its rows are to be counted (`Err`
+/// when its row images cannot be walked: then they are not counted).
+struct Mapped {
+    schema: String,
+    table: String,
+    columns: Option<Result<TableColumns, ()>>,
+}
+
+/// One transaction being read.
+struct Reading<'f> {
+    filter: &'f Filter,
+    /// Count every change's rows (the report), not just those a filter is about.
+    count_all: bool,
+    tables: HashMap<u64, Mapped>,
+    /// Changes with, for a `--min-rows` filter, whether it holds.
+    changes: Vec<(Change, bool)>,
+    statements: Vec<String>,
+    sql_matched: bool,
+    server_id: u32,
+}
+
+impl<'f> Reading<'f> {
+    fn new(filter: &'f Filter, count_all: bool) -> Reading<'f> {
+        Reading {
+            filter,
+            count_all,
+            tables: HashMap::new(),
+            changes: Vec::new(),
+            statements: Vec::new(),
+            sql_matched: false,
+            server_id: 0,
+        }
+    }
+
+    fn event(&mut self, raw: &RawEvent<'_>, event: &Event<'_>) {
+        if self.server_id == 0 {
+            self.server_id = raw.header.server_id;
+        }
+        match event {
+            Event::Query(query) => self.query(query),
+            Event::AnnotateRows { sql } | Event::RowsQuery { sql } => {
+                self.text(&String::from_utf8_lossy(sql));
+            }
+            Event::TableMap(map) => {
+                let schema = String::from_utf8_lossy(map.schema).into_owned();
+                let table = String::from_utf8_lossy(map.table).into_owned();
+                let counted = self.count_all
+                    || (self.filter.counts_rows()
+                        && (self.filter.tables.is_empty()
+                            || self
+                                .filter
+                                .tables
+                                .iter()
+                                .any(|p| p.matches(&schema, &table))));
+                self.tables.insert(
+                    map.table_id,
+                    Mapped {
+                        schema,
+                        table,
+                        columns: counted.then(|| TableColumns::from_table_map(map).map_err(|_| ())),
+                    },
+                );
+            }
+            Event::Rows(rows) => {
+                let event_type = raw.event_type();
+                let kind = match event_type {
+                    t if is_write(t) => Kind::Insert,
+                    t if is_update(t) => Kind::Update,
+                    _ => Kind::Delete,
+                };
+                let Some(mapped) = self.tables.get_mut(&rows.table_id) else {
+                    return;
+                };
+                let target = Target::Table {
+                    schema: mapped.schema.clone(),
+                    table: mapped.table.clone(),
+                };
+                let wanted = self
+                    .filter
+                    .table_and_kind_match(kind, &mapped.schema, &mapped.table);
+                let rows_counted = if self.count_all || (wanted && self.filter.counts_rows()) {
+                    match &mapped.columns {
+                        Some(Ok(columns)) => count_rows(event_type, rows, columns).ok(),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                self.add(target, kind, rows_counted, false, wanted);
+            }
+            _ => {}
+        }
+    }
+
+    fn query(&mut self, query: &Query<'_>) {
+        let text = if query.compressed {
+            match decompress_mariadb(query.sql) {
+                Ok(text) => String::from_utf8_lossy(&text).into_owned(),
+                Err(_) => return,
+            }
+        } else {
+            String::from_utf8_lossy(query.sql).into_owned()
+        };
+        let schema = String::from_utf8_lossy(query.schema);
+        let Some(statement) = read_statement(&text, &schema) else {
+            // BEGIN, COMMIT, SET, ...: neither a change nor worth showing.
+            return;
+        };
+        self.text(&text);
+        let targets: Vec<Target> = if statement.tables.is_empty() {
+            vec![Target::Other]
+        } else {
+            statement
+                .tables
+                .into_iter()
+                .map(|t| {
+                    if t.table.is_empty() {
+                        Target::Schema { schema: t.schema }
+                    } else {
+                        Target::Table {
+                            schema: t.schema,
+                            table: t.table,
+                        }
+                    }
+                })
+                .collect()
+        };
+        for target in targets {
+            let wanted = match &target {
+                Target::Table { schema, table } => {
+                    self.filter
+                        .table_and_kind_match(statement.kind, schema, table)
+                }
+                Target::Schema { schema } => {
+                    self.filter.table_and_kind_match(statement.kind, schema, "")
+                }
+                Target::Other => {
+                    self.filter.tables.is_empty()
+                        && self.filter.table_and_kind_match(statement.kind, "", "")
+                }
+            };
+            self.add(target, statement.kind, None, true, wanted);
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        if let Some(sql) = &self.filter.sql
+            && sql.is_match(text)
+        {
+            self.sql_matched = true;
+        }
+        if self.statements.len() < MAX_STATEMENTS {
+            let mut shown: String = text.chars().take(MAX_STATEMENT_CHARS).collect();
+            if shown.len() < text.len() {
+                shown.push('…');
+            }
+            self.statements.push(shown);
+        }
+    }
+
+    /// Adds `rows` to the change of `kind` to `target` (a new one if first seen);
+    /// `wanted` says whether the filter's table and kind hold for it.
+    fn add(
+        &mut self,
+        target: Target,
+        kind: Kind,
+        rows: Option<u64>,
+        by_statement: bool,
+        wanted: bool,
+    ) {
+        let existing = self
+            .changes
+            .iter_mut()
+            .find(|(c, _)| c.target == target && c.kind == kind && c.by_statement == by_statement);
+        match existing {
+            Some((change, holds)) => {
+                change.rows = match (change.rows, rows) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    _ => None,
+                };
+                *holds = wanted && self.filter.rows_match(change.rows);
+            }
+            None => {
+                let holds = wanted && self.filter.rows_match(rows);
+                self.changes.push((
+                    Change {
+                        target,
+                        kind,
+                        rows,
+                        by_statement,
+                    },
+                    holds,
+                ));
+            }
+        }
+    }
+
+    /// Whether the transaction is one the filter wants (the transaction-level filters
+    /// were applied from the index).
+    fn matches(&self, filter: &Filter) -> bool {
+        let changes_hold = !filter.wants_changes() || self.changes.iter().any(|(_, holds)| *holds);
+        let sql_holds = filter.sql.is_none() || self.sql_matched;
+        let server_holds = filter.server_id.is_none_or(|id| id == self.server_id);
+        changes_hold && sql_holds && server_holds
+    }
+}
+
+fn is_write(t: EventType) -> bool {
+    matches!(
+        t,
+        EventType::WRITE_ROWS
+            | EventType::WRITE_ROWS_V1
+            | EventType::PRE_GA_WRITE_ROWS
+            | EventType::MARIADB_WRITE_ROWS_COMPRESSED
+            | EventType::MARIADB_WRITE_ROWS_COMPRESSED_V1
+    )
+}
+
+fn is_update(t: EventType) -> bool {
+    matches!(
+        t,
+        EventType::UPDATE_ROWS
+            | EventType::UPDATE_ROWS_V1
+            | EventType::PRE_GA_UPDATE_ROWS
+            | EventType::PARTIAL_UPDATE_ROWS
+            | EventType::MARIADB_UPDATE_ROWS_COMPRESSED
+            | EventType::MARIADB_UPDATE_ROWS_COMPRESSED_V1
+    )
+}
