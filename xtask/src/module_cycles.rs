@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The crates whose sources are checked.
-const CRATES: [&str; 9] = [
+const CRATES: [&str; 10] = [
     "src",
     "parser/src",
     "protocol/src",
     "storage/src",
     "replica/src",
     "serve/src",
+    "find/src",
     "restore/src",
     "operator/src",
     "testkit/src",

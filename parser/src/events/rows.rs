@@ -172,7 +172,7 @@ impl<'a> TableMap<'a> {
     }
 
     /// The columns' metadata, concatenated (0, 1 or 2 bytes per column by type: lengths,
-    /// precision, fractional seconds); see [`crate::events::row_image`].
+    /// precision, fractional seconds); the row_image module walks values with it.
     pub fn column_metadata(&self) -> &'a [u8] {
         self.parts().0
     }
