@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use binlogd_find::filter::{GtidRange, KindFilter, TablePattern};
+use binlogd_find::filter::{ColumnNames, GtidRange, KindFilter, RowMatch, TablePattern};
 use binlogd_find::{Filter, Found};
 use binlogd_storage::plan::format_micros;
 use futures_util::StreamExt;
@@ -47,6 +47,17 @@ pub struct FindArgs {
     /// logged as a statement has no row count in the binlog and does not match).
     #[arg(long, value_name = "N")]
     min_rows: Option<u64>,
+    /// A row of the change has this value (repeat: all in one row): COLUMN=VALUE by name
+    /// (the binlog names columns with binlog_row_metadata=FULL, else give --columns) or
+    /// @N=VALUE by position from 1, as mysqlbinlog --verbose shows them. Numbers, strings,
+    /// DECIMALs, dates and times as MySQL prints them (UTC for TIMESTAMP), NULL. Row
+    /// events only: a statement's rows are not in the binlog.
+    #[arg(long, value_name = "COLUMN=VALUE", value_parser = parse_row_match)]
+    row_match: Vec<RowMatch>,
+    /// A table's column names, in order, for --row-match by name when the binlog does
+    /// not carry them: SCHEMA.TABLE=COLUMN,COLUMN,... (repeat per table).
+    #[arg(long, value_name = "SCHEMA.TABLE=COLUMNS", value_parser = parse_columns)]
+    columns: Vec<ColumnNames>,
     /// Committed at or after this time (RFC 3339 with a zone).
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
     from: Option<u64>,
@@ -77,6 +88,14 @@ fn parse_kind(text: &str) -> Result<KindFilter, String> {
     KindFilter::parse(text).map_err(|e| e.to_string())
 }
 
+fn parse_row_match(text: &str) -> Result<RowMatch, String> {
+    RowMatch::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_columns(text: &str) -> Result<ColumnNames, String> {
+    ColumnNames::parse(text).map_err(|e| e.to_string())
+}
+
 fn parse_regex(text: &str) -> Result<regex::Regex, String> {
     regex::Regex::new(text).map_err(|e| e.to_string())
 }
@@ -90,6 +109,8 @@ pub fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
         tables: args.table.clone(),
         kinds: args.kind.clone(),
         min_rows: args.min_rows,
+        row_matches: args.row_match.clone(),
+        columns: args.columns.clone(),
         sql: args.sql.clone(),
         from_micros: args.from,
         until_micros: args.until,
@@ -130,10 +151,16 @@ pub fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
         ));
         let undo = UndoCommand::new(&args.archive);
         let mut matched = 0u64;
+        let mut unnamed: Vec<String> = Vec::new();
         let mut out = std::io::stdout().lock();
         while let Some(file) = results.next().await {
-            let found = file.with_context(|| format!("reading {}", archive.location()))?;
-            for hit in &found {
+            let file = file.with_context(|| format!("reading {}", archive.location()))?;
+            for table in file.unnamed_tables {
+                if !unnamed.contains(&table) {
+                    unnamed.push(table);
+                }
+            }
+            for hit in &file.found {
                 matched += 1;
                 if let Some(bar) = &bar {
                     bar.suspend(|| print_hit(&mut out, args.archive.output, hit, &undo))?;
@@ -146,6 +173,13 @@ pub fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
             bar.finish_and_clear();
         }
         out.flush()?;
+        for table in &unnamed {
+            eprintln!(
+                "WARNING: the binlog does not name {table}'s columns (binlog_row_metadata=FULL \
+                 does): --row-match by name skipped its rows; give --columns {table}=COLUMN,... \
+                 or match by position (@N=VALUE)"
+            );
+        }
         let seconds = began.elapsed().as_secs_f64();
         eprintln!(
             "{matched} matching transaction{} of {transactions} read ({:.1} MB in {files} of \

@@ -2,8 +2,8 @@
 //! planted accidents — a mass UPDATE, a DELETE of every row, a TRUNCATE, a DROP TABLE —
 //! in each binlog format (MariaDB 10.11 ROW, MIXED — its default — and STATEMENT; 11.8
 //! and MySQL 9.7 with their defaults), each found by the filters a user would try and
-//! nothing else; then the printed undo command run against a restored base backup, and
-//! the dropped table back.
+//! nothing else; rows found by the values of their columns; then the printed undo command
+//! run against a restored base backup, and the dropped table back.
 
 mod stream_common;
 
@@ -265,6 +265,13 @@ fn accidents_are_found_in_each_mariadb_binlog_format() {
         let primary = MariaDbConfig {
             binlog_format: format,
             max_binlog_size: Some(256 << 10),
+            // With rows, the binlog also names the columns (binlog_row_metadata=FULL;
+            // the default, NO_LOG, does not): --row-match by name needs them.
+            extra_args: if rows_logged {
+                vec!["--binlog-row-metadata=FULL".to_owned()]
+            } else {
+                Vec::new()
+            },
             ..MariaDbConfig::default()
         }
         .start()
@@ -273,6 +280,89 @@ fn accidents_are_found_in_each_mariadb_binlog_format() {
         let archive = Archive::new();
         assert!(archive.run_to_end(&primary, &[]).status.success());
         each_accident_is_found(&archive, &planted, rows_logged, sql_text);
+        if rows_logged {
+            rows_are_found_by_their_values(&archive, &planted, true);
+        }
+    }
+}
+
+/// `--row-match`: rows found by the values of their columns, of each type the shop's
+/// tables have (INT, DECIMAL, VARCHAR, CHAR, DATETIME(3), DATE, ENUM); by name when
+/// the binlog names the columns, else with --columns, and by position.
+fn rows_are_found_by_their_values(archive: &Archive, planted: &Planted, names_in_binlog: bool) {
+    let orders_named = if names_in_binlog {
+        Vec::new()
+    } else {
+        vec!["--columns", "shop.orders=id,customer,total,note"]
+    };
+    let mut args = vec![
+        "--table",
+        "shop.orders",
+        "--kind",
+        "delete",
+        "--row-match",
+        "id=17",
+    ];
+    args.extend(&orders_named);
+    let hits = found(archive, &args);
+    assert_eq!(gtids(&hits), [planted.delete_all.as_str()]);
+    assert_eq!(hits[0]["changes"][0]["row_matched"], true);
+    // By position, with no names at all.
+    assert_eq!(
+        gtids(&found(
+            archive,
+            &[
+                "--table",
+                "shop.orders",
+                "--kind",
+                "delete",
+                "--row-match",
+                "@1=17"
+            ]
+        )),
+        [planted.delete_all.as_str()]
+    );
+    // The mass UPDATE: row 1200's after image has price 0 (the ordinary updates never
+    // touch row 1200). DECIMAL typed without its scale's zeros.
+    let mut args = vec![
+        "--kind",
+        "update",
+        "--row-match",
+        "@1=1200",
+        "--row-match",
+        "@3=0",
+    ];
+    args.extend(["--table", "shop.products"]);
+    assert_eq!(
+        gtids(&found(archive, &args)),
+        [planted.mass_update.as_str()]
+    );
+    if names_in_binlog {
+        for row_match in [
+            // DECIMAL and VARCHAR: one INSERT.
+            &["total=3.5", "note=order 303"][..],
+            // DATETIME(3) and VARCHAR.
+            &["added=2026-12-06 10:00:00.123", "name=p7"][..],
+            // DATE, CHAR, ENUM (its index: 'yes' is 2).
+            &["born=1990-01-06", "name=c5", "vip=2"][..],
+        ] {
+            let mut args = vec!["--kind", "insert"];
+            for m in row_match {
+                args.extend(["--row-match", m]);
+            }
+            let hits = found(archive, &args);
+            assert_eq!(hits.len(), 1, "{row_match:?}: {hits:?}");
+        }
+    } else {
+        // Names the binlog lacks: said, and nothing matched.
+        let output = find(archive, &["--table", "shop.orders", "--row-match", "id=17"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(output.stdout.is_empty());
+        assert!(
+            stderr.contains("does not name shop.orders's columns"),
+            "{stderr}"
+        );
     }
 }
 
@@ -302,6 +392,8 @@ fn accidents_are_found_on_mariadb_11_8_and_mysql_9_7() {
     let archive = Archive::new();
     assert!(archive.run_to_end(&mysql, &[]).status.success());
     each_accident_is_found(&archive, &planted, true, false);
+    // binlog_row_metadata=MINIMAL, MySQL's default: no column names in the binlog.
+    rows_are_found_by_their_values(&archive, &planted, false);
 }
 
 #[test]

@@ -188,6 +188,87 @@ fn number(gtid: &Gtid) -> u64 {
     }
 }
 
+/// `--row-match COLUMN=VALUE`: a row image (inserted, deleted, or either side of an
+/// UPDATE) whose column holds this value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMatch {
+    /// The column.
+    pub column: ColumnRef,
+    /// The value as typed: a number, a string, a date and time as MySQL prints them.
+    pub value: String,
+}
+
+/// A column of a row: by name, or by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnRef {
+    /// Its name: from the binlog (`binlog_row_metadata=FULL`) or `--columns`.
+    Name(String),
+    /// `@N`: the Nth column, from 1, as `mysqlbinlog --verbose` numbers them.
+    Position(usize),
+}
+
+impl RowMatch {
+    /// Reads `id=42`, `@1=42`, `name=O'Brien` (everything after the first `=`).
+    pub fn parse(text: &str) -> Result<RowMatch, FindError> {
+        let bad = |why: &str| FindError::Usage(format!("--row-match {text:?}: {why}"));
+        let (column, value) = text
+            .split_once('=')
+            .ok_or_else(|| bad("want COLUMN=VALUE"))?;
+        let column = column.trim();
+        let column = match column.strip_prefix('@') {
+            Some(n) => ColumnRef::Position(
+                n.parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad("@N counts columns from 1"))?,
+            ),
+            None if column.is_empty() => return Err(bad("name a column, or @N")),
+            None => ColumnRef::Name(column.trim_matches('`').to_owned()),
+        };
+        Ok(RowMatch {
+            column,
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// `--columns SCHEMA.TABLE=a,b,c`: a table's column names in order, for a binlog that does
+/// not carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnNames {
+    /// The table's schema.
+    pub schema: String,
+    /// The table.
+    pub table: String,
+    /// Its columns, in the table's order.
+    pub names: Vec<String>,
+}
+
+impl ColumnNames {
+    /// Reads `shop.orders=id,customer,total`.
+    pub fn parse(text: &str) -> Result<ColumnNames, FindError> {
+        let bad = || {
+            FindError::Usage(format!(
+                "--columns {text:?}: want SCHEMA.TABLE=COLUMN,COLUMN,..."
+            ))
+        };
+        let (table, names) = text.split_once('=').ok_or_else(bad)?;
+        let (schema, table) = split_unquoted_dot(table.trim()).ok_or_else(bad)?;
+        let names: Vec<String> = names
+            .split(',')
+            .map(|n| n.trim().trim_matches('`').to_owned())
+            .collect();
+        if schema.is_empty() || table.is_empty() || names.iter().any(String::is_empty) {
+            return Err(bad());
+        }
+        Ok(ColumnNames {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            names,
+        })
+    }
+}
+
 /// Everything `binlogd find` can be asked.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -198,6 +279,10 @@ pub struct Filter {
     /// `--min-rows`: a change of at least this many rows (row events only: a statement's
     /// row count is not in the binlog).
     pub min_rows: Option<u64>,
+    /// `--row-match`: a row of the change with all these values (row events only).
+    pub row_matches: Vec<RowMatch>,
+    /// `--columns`: column names the binlog does not carry.
+    pub columns: Vec<ColumnNames>,
     /// `--sql`: a statement text (QUERY, ANNOTATE_ROWS, ROWS_QUERY) that matches.
     pub sql: Option<Regex>,
     /// `--from`: committed at or after this time (µs since the epoch).
@@ -211,14 +296,26 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether a change must be looked for at all (a table, kind or row-count filter).
+    /// Whether a change must be looked for at all (a table, kind, row-count or row
+    /// filter).
     pub fn wants_changes(&self) -> bool {
-        !self.tables.is_empty() || !self.kinds.is_empty() || self.min_rows.is_some()
+        !self.tables.is_empty()
+            || !self.kinds.is_empty()
+            || self.min_rows.is_some()
+            || !self.row_matches.is_empty()
     }
 
-    /// Whether rows must be counted (only then are row images walked).
-    pub fn counts_rows(&self) -> bool {
-        self.min_rows.is_some()
+    /// Whether row images must be walked (only then are they).
+    pub fn walks_rows(&self) -> bool {
+        self.min_rows.is_some() || !self.row_matches.is_empty()
+    }
+
+    /// The names `--columns` gives `schema.table`'s columns.
+    pub fn column_names(&self, schema: &str, table: &str) -> Option<&[String]> {
+        self.columns
+            .iter()
+            .find(|c| c.schema == schema && c.table == table)
+            .map(|c| c.names.as_slice())
     }
 
     /// Whether a transaction committed at `commit_micros` can match: decided from the
@@ -274,6 +371,31 @@ mod tests {
         assert!(quoted.matches("my.db", "t1") && !quoted.matches("my.db", "t12"));
         assert!(TablePattern::parse("shop.").is_err());
         assert!(TablePattern::parse(".t").is_err());
+    }
+
+    #[test]
+    fn row_matches_and_column_names() {
+        assert_eq!(
+            RowMatch::parse("id=42").expect("by name"),
+            RowMatch {
+                column: ColumnRef::Name("id".into()),
+                value: "42".into()
+            }
+        );
+        assert_eq!(
+            RowMatch::parse("@3=a=b").expect("by position"),
+            RowMatch {
+                column: ColumnRef::Position(3),
+                value: "a=b".into()
+            }
+        );
+        for bad in ["id", "=3", "@0=1", "@x=1"] {
+            assert!(RowMatch::parse(bad).is_err(), "{bad}");
+        }
+        let names = ColumnNames::parse("shop.orders=id, customer,`total`").expect("names");
+        assert_eq!(names.names, ["id", "customer", "total"]);
+        assert!(ColumnNames::parse("orders=id").is_err());
+        assert!(ColumnNames::parse("shop.orders=id,,x").is_err());
     }
 
     #[test]

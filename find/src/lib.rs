@@ -117,6 +117,16 @@ pub async fn plan(archive: &Archive, filter: &Filter) -> Result<Plan, FindError>
     })
 }
 
+/// What one file gave: its matches, and the tables whose `--row-match` columns have no
+/// names in the binlog (nor in `--columns`).
+#[derive(Debug, Clone, Default)]
+pub struct FileResult {
+    /// Matching transactions, in file order.
+    pub found: Vec<Found>,
+    /// `schema.table` of each table a `--row-match` by name could not be applied to.
+    pub unnamed_tables: Vec<String>,
+}
+
 /// Reads what `plan` chose, `jobs` files at a time; yields each file's matches in
 /// archive order. `progress` hears of every chunk's bytes once parsed.
 pub fn run<'a>(
@@ -125,7 +135,7 @@ pub fn run<'a>(
     filter: Arc<Filter>,
     jobs: usize,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
-) -> impl Stream<Item = Result<Vec<Found>, FindError>> + 'a {
+) -> impl Stream<Item = Result<FileResult, FindError>> + 'a {
     stream::iter(plan.files)
         .map(move |(file, chunks)| {
             scan_file(
@@ -145,22 +155,27 @@ async fn scan_file(
     chunks: Vec<Chunk>,
     filter: Arc<Filter>,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
-) -> Result<Vec<Found>, FindError> {
+) -> Result<FileResult, FindError> {
     let id = format!("{}/{}", file.epoch, file.name);
     let mut bytes = FileBytes::open(archive, &file).await?;
     let framer = bytes.format(&id).await?;
     let names = Arc::new((file.epoch.clone(), file.name.clone()));
-    let mut found = Vec::new();
+    let mut result = FileResult::default();
     for chunk in chunks {
         let data = bytes.read(chunk.start, chunk.end).await?;
         let (framer, filter, names) = (framer.clone(), Arc::clone(&filter), Arc::clone(&names));
-        let hits = tokio::task::spawn_blocking(move || {
+        let (hits, unnamed) = tokio::task::spawn_blocking(move || {
             scan::scan(&names, &data, chunk.start, &framer, &chunk.entries, &filter)
         })
         .await
         .map_err(|e| FindError::Task(e.to_string()))??;
         progress(chunk.end - chunk.start);
-        found.extend(hits);
+        result.found.extend(hits);
+        for table in unnamed {
+            if !result.unnamed_tables.contains(&table) {
+                result.unnamed_tables.push(table);
+            }
+        }
     }
-    Ok(found)
+    Ok(result)
 }

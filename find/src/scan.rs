@@ -11,13 +11,15 @@
 
 use std::collections::HashMap;
 
-use binlogd_parser::events::row_image::{TableColumns, count_rows};
+use binlogd_parser::events::row_image::{
+    TableColumns, Value, column_names, count_rows, decode_value, for_each_image,
+};
 use binlogd_parser::events::{Query, decompress_mariadb};
 use binlogd_parser::{Event, EventReader, EventType, Framer, Gtid, RawEvent, decode_event};
 use binlogd_storage::TransactionEntry;
 
 use crate::error::FindError;
-use crate::filter::Filter;
+use crate::filter::{ColumnRef, Filter, RowMatch};
 use crate::statement::{Kind, read_statement};
 
 /// What a change is made to.
@@ -64,6 +66,9 @@ pub struct Change {
     /// Whether the change was logged as a statement (its rows are not in the binlog).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub by_statement: bool,
+    /// Whether one of its rows had the values `--row-match` asks for.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub row_matched: bool,
 }
 
 fn kind_name<S: serde::Serializer>(kind: &Kind, serializer: S) -> Result<S::Ok, S::Error> {
@@ -102,7 +107,8 @@ const MAX_STATEMENT_CHARS: usize = 1000;
 
 /// Reads the transactions `entries` (in file order) from `bytes`, which start at offset
 /// `at` of archived `file` (`epoch/name`), with `framer` holding the file's format;
-/// returns those the filter wants.
+/// returns those the filter wants, and the tables whose `--row-match` columns have no
+/// names in the binlog (nor in `--columns`).
 pub(crate) fn scan(
     file: &(String, String),
     bytes: &[u8],
@@ -110,9 +116,10 @@ pub(crate) fn scan(
     framer: &Framer,
     entries: &[TransactionEntry],
     filter: &Filter,
-) -> Result<Vec<Found>, FindError> {
+) -> Result<(Vec<Found>, Vec<String>), FindError> {
     let id = format!("{}/{}", file.0, file.1);
     let mut found = Vec::new();
+    let mut unnamed: Vec<String> = Vec::new();
     for entry in entries {
         let start = usize::try_from(entry.start - at).unwrap_or(usize::MAX);
         let end = usize::try_from(entry.end - at).unwrap_or(usize::MAX);
@@ -129,6 +136,11 @@ pub(crate) fn scan(
             reading.event(raw, event)
         })
         .map_err(|e| FindError::corrupt(&id, &e))?;
+        for table in reading.unnamed.drain(..) {
+            if !unnamed.contains(&table) {
+                unnamed.push(table);
+            }
+        }
         if !reading.matches(filter) {
             continue;
         }
@@ -155,7 +167,7 @@ pub(crate) fn scan(
             statements: report.statements,
         });
     }
-    Ok(found)
+    Ok((found, unnamed))
 }
 
 /// Calls `on_event` for each event of `bytes` (at `offset` of their file), and for each
@@ -210,12 +222,14 @@ fn for_each_event(
     Ok(())
 }
 
-/// A mapped table: its name, and its columns when its rows are to be counted (`Err`
-/// when its row images cannot be walked: then they are not counted).
+/// A mapped table: its name, its columns when its rows are to be walked (`Err` when its
+/// row images cannot be: then they are not counted), and the column index each
+/// `--row-match` names (`None`: the binlog does not name the column, nor `--columns`).
 struct Mapped {
     schema: String,
     table: String,
     columns: Option<Result<TableColumns, ()>>,
+    row_match_columns: Vec<Option<usize>>,
 }
 
 /// One transaction being read.
@@ -229,6 +243,8 @@ struct Reading<'f> {
     statements: Vec<String>,
     sql_matched: bool,
     server_id: u32,
+    /// Tables whose `--row-match` columns could not be found by name.
+    unnamed: Vec<String>,
 }
 
 impl<'f> Reading<'f> {
@@ -241,6 +257,7 @@ impl<'f> Reading<'f> {
             statements: Vec::new(),
             sql_matched: false,
             server_id: 0,
+            unnamed: Vec::new(),
         }
     }
 
@@ -257,19 +274,46 @@ impl<'f> Reading<'f> {
                 let schema = String::from_utf8_lossy(map.schema).into_owned();
                 let table = String::from_utf8_lossy(map.table).into_owned();
                 let counted = self.count_all
-                    || (self.filter.counts_rows()
+                    || (self.filter.walks_rows()
                         && (self.filter.tables.is_empty()
                             || self
                                 .filter
                                 .tables
                                 .iter()
                                 .any(|p| p.matches(&schema, &table))));
+                let row_match_columns = if counted && !self.filter.row_matches.is_empty() {
+                    let names: Option<Vec<String>> = column_names(map)
+                        .map(|names| {
+                            names
+                                .iter()
+                                .map(|n| String::from_utf8_lossy(n).into_owned())
+                                .collect()
+                        })
+                        .or_else(|| {
+                            self.filter
+                                .column_names(&schema, &table)
+                                .map(<[String]>::to_vec)
+                        });
+                    let resolved: Vec<Option<usize>> = self
+                        .filter
+                        .row_matches
+                        .iter()
+                        .map(|m| column_index(m, names.as_deref(), map.column_types().len()))
+                        .collect();
+                    if resolved.iter().any(Option::is_none) {
+                        self.unnamed.push(format!("{schema}.{table}"));
+                    }
+                    resolved
+                } else {
+                    Vec::new()
+                };
                 self.tables.insert(
                     map.table_id,
                     Mapped {
                         schema,
                         table,
                         columns: counted.then(|| TableColumns::from_table_map(map).map_err(|_| ())),
+                        row_match_columns,
                     },
                 );
             }
@@ -290,15 +334,27 @@ impl<'f> Reading<'f> {
                 let wanted = self
                     .filter
                     .table_and_kind_match(kind, &mapped.schema, &mapped.table);
-                let rows_counted = if self.count_all || (wanted && self.filter.counts_rows()) {
+                let mut row_matched = false;
+                let rows_counted = if self.count_all || (wanted && self.filter.walks_rows()) {
                     match &mapped.columns {
+                        Some(Ok(columns)) if wanted && !self.filter.row_matches.is_empty() => {
+                            let wanted_values = &self.filter.row_matches;
+                            let at = &mapped.row_match_columns;
+                            for_each_image(event_type, rows, columns, &mut |values| {
+                                if !row_matched && image_matches(columns, values, wanted_values, at)
+                                {
+                                    row_matched = true;
+                                }
+                            })
+                            .ok()
+                        }
                         Some(Ok(columns)) => count_rows(event_type, rows, columns).ok(),
                         _ => None,
                     }
                 } else {
                     None
                 };
-                self.add(target, kind, rows_counted, false, wanted);
+                self.add(target, kind, rows_counted, false, wanted, row_matched);
             }
             _ => {}
         }
@@ -351,7 +407,7 @@ impl<'f> Reading<'f> {
                         && self.filter.table_and_kind_match(statement.kind, "", "")
                 }
             };
-            self.add(target, statement.kind, None, true, wanted);
+            self.add(target, statement.kind, None, true, wanted, false);
         }
     }
 
@@ -371,7 +427,8 @@ impl<'f> Reading<'f> {
     }
 
     /// Adds `rows` to the change of `kind` to `target` (a new one if first seen);
-    /// `wanted` says whether the filter's table and kind hold for it.
+    /// `wanted` says whether the filter's table and kind hold for it, `row_matched`
+    /// whether one of its rows had the values `--row-match` asks for.
     fn add(
         &mut self,
         target: Target,
@@ -379,7 +436,9 @@ impl<'f> Reading<'f> {
         rows: Option<u64>,
         by_statement: bool,
         wanted: bool,
+        row_matched: bool,
     ) {
+        let rows_wanted = self.filter.row_matches.is_empty();
         let existing = self
             .changes
             .iter_mut()
@@ -390,16 +449,20 @@ impl<'f> Reading<'f> {
                     (Some(a), Some(b)) => Some(a + b),
                     _ => None,
                 };
-                *holds = wanted && self.filter.rows_match(change.rows);
+                change.row_matched |= row_matched;
+                *holds = wanted
+                    && self.filter.rows_match(change.rows)
+                    && (rows_wanted || change.row_matched);
             }
             None => {
-                let holds = wanted && self.filter.rows_match(rows);
+                let holds = wanted && self.filter.rows_match(rows) && (rows_wanted || row_matched);
                 self.changes.push((
                     Change {
                         target,
                         kind,
                         rows,
                         by_statement,
+                        row_matched,
                     },
                     holds,
                 ));
@@ -415,6 +478,84 @@ impl<'f> Reading<'f> {
         let server_holds = filter.server_id.is_none_or(|id| id == self.server_id);
         changes_hold && sql_holds && server_holds
     }
+}
+
+/// The column a `--row-match` names, given the table's column `names` when known.
+fn column_index(wanted: &RowMatch, names: Option<&[String]>, columns: usize) -> Option<usize> {
+    match &wanted.column {
+        ColumnRef::Position(n) => (*n <= columns).then(|| n - 1),
+        ColumnRef::Name(name) => names?.iter().position(|n| n.eq_ignore_ascii_case(name)),
+    }
+}
+
+/// Whether one row image has every value `wanted` asks for (`at`: each one's column).
+fn image_matches(
+    columns: &TableColumns,
+    values: &[Option<&[u8]>],
+    wanted: &[RowMatch],
+    at: &[Option<usize>],
+) -> bool {
+    wanted.iter().zip(at).all(|(wanted, at)| {
+        let Some(index) = *at else {
+            return false;
+        };
+        let Some(Some(bytes)) = values.get(index) else {
+            // Absent from this image, or NULL: matches `NULL` only.
+            return values.get(index).is_some_and(Option::is_none)
+                && wanted.value.eq_ignore_ascii_case("NULL");
+        };
+        decode_value(columns, index, bytes).is_some_and(|value| value_is(&value, &wanted.value))
+    })
+}
+
+/// Whether a decoded `value` is what the user typed.
+fn value_is(value: &Value<'_>, typed: &str) -> bool {
+    match value {
+        Value::Integer { signed, unsigned } => typed
+            .trim()
+            .parse::<i128>()
+            .is_ok_and(|n| n == i128::from(*signed) || n == i128::from(*unsigned)),
+        Value::Float(f) => typed
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|t| t == *f || (t - f).abs() <= f.abs().max(t.abs()) * 1e-6),
+        Value::Decimal(text) => {
+            normal_decimal(text).is_some_and(|d| Some(d) == normal_decimal(typed))
+        }
+        Value::Temporal(text) => {
+            text == typed.trim() || text.split('.').next() == Some(typed.trim())
+        }
+        Value::Bytes(bytes) => *bytes == typed.as_bytes(),
+        _ => false,
+    }
+}
+
+/// A decimal's text without sign noise, leading or trailing zeros: `-012.50` → `-12.5`.
+fn normal_decimal(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (integer, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if integer.is_empty() && fraction.is_empty()
+        || !integer
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let integer = integer.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let zero = integer.is_empty() && fraction.is_empty();
+    Some(format!(
+        "{}{}{}{}",
+        if negative && !zero { "-" } else { "" },
+        if integer.is_empty() { "0" } else { integer },
+        if fraction.is_empty() { "" } else { "." },
+        fraction
+    ))
 }
 
 fn is_write(t: EventType) -> bool {

@@ -2,7 +2,9 @@
 //! row images walked with the columns of the TABLE_MAP before them.
 #![no_main]
 
-use binlogd_parser::events::row_image::{TableColumns, column_names, count_rows};
+use binlogd_parser::events::row_image::{
+    TableColumns, column_names, count_rows, decode_value, for_each_image,
+};
 use binlogd_parser::events::{Event, decompress_mariadb};
 use binlogd_parser::{EventReader, TransactionTracker, decode_event};
 use libfuzzer_sys::fuzz_target;
@@ -43,7 +45,15 @@ fuzz_target!(|data: &[u8]| {
             }
             Event::Rows(rows) if !rows.compressed || rows.rows.len() < 64 => {
                 if let Some(columns) = &columns {
-                    let _ = count_rows(raw.event_type(), rows, columns);
+                    let counted = count_rows(raw.event_type(), rows, columns);
+                    let walked = for_each_image(raw.event_type(), rows, columns, &mut |values| {
+                        for (index, value) in values.iter().enumerate() {
+                            if let Some(bytes) = value {
+                                let _ = decode_value(columns, index, bytes);
+                            }
+                        }
+                    });
+                    assert_eq!(counted.is_ok(), walked.is_ok());
                 }
             }
             _ => {}
