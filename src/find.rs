@@ -36,7 +36,8 @@ pub struct FindArgs {
     table: Vec<TablePattern>,
     /// The kind of change: ddl, insert, update, delete, drop, truncate, alter, create,
     /// rename — from row events and from statements alike. Repeat (or separate with
-    /// commas) for any of several.
+    /// commas) for any of several. With DDL kinds only, only the transactions the index
+    /// marks as DDL are read.
     #[arg(long, value_name = "KIND", value_delimiter = ',', value_parser = parse_kind)]
     kind: Vec<KindFilter>,
     /// A statement's text matches this regular expression (QUERY events, MariaDB's

@@ -305,6 +305,16 @@ impl Filter {
             || !self.row_matches.is_empty()
     }
 
+    /// Whether only DDL can match (every `--kind` is a DDL kind): then only the
+    /// transactions the index marks as DDL need reading.
+    pub fn only_ddl(&self) -> bool {
+        !self.kinds.is_empty()
+            && self.kinds.iter().all(|k| match k {
+                KindFilter::Ddl => true,
+                KindFilter::Kind(kind) => kind.is_ddl(),
+            })
+    }
+
     /// Whether row images must be walked (only then are they).
     pub fn walks_rows(&self) -> bool {
         self.min_rows.is_some() || !self.row_matches.is_empty()
@@ -415,6 +425,21 @@ mod tests {
         assert!(GtidRange::parse("x").is_err());
         let one = GtidRange::parse("0-1-7").expect("one");
         assert!(one.contains(&at("0-1-7")) && !one.contains(&at("0-1-8")));
+    }
+
+    #[test]
+    fn only_ddl_kinds_read_only_ddl() {
+        let kinds = |k: &[&str]| Filter {
+            kinds: k
+                .iter()
+                .map(|k| KindFilter::parse(k).expect("kind"))
+                .collect(),
+            ..Filter::default()
+        };
+        assert!(kinds(&["drop", "truncate"]).only_ddl());
+        assert!(kinds(&["ddl"]).only_ddl());
+        assert!(!kinds(&["drop", "delete"]).only_ddl());
+        assert!(!kinds(&[]).only_ddl());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - `reading`: byte ranges of a local file or of an object archive's segments.
 //!
 //! The index does the first cut: files outside `--from`/`--until` are not opened,
-//! transactions outside the time, GTID or server filters are not read, and the ones
+//! transactions outside the time or GTID filters are not read (nor, when every `--kind` is
+//! a DDL kind, those the index does not mark as DDL), and the ones
 //! left are read in runs of at most [`CHUNK`] bytes, several files at once, parsed on
 //! the blocking pool while the next bytes are fetched. Results come back file by file
 //! in archive order.
@@ -63,12 +64,14 @@ struct Chunk {
 }
 
 /// Chooses, from the archive's indexes, the transactions `filter` can match (by commit
-/// time, GTID), skipping repeats of a failover's earlier epoch, and cuts them into chunks.
+/// time, GTID; only those marked DDL when every `--kind` is a DDL kind), skipping repeats
+/// of a failover's earlier epoch, and cuts them into chunks.
 pub async fn plan(archive: &Archive, filter: &Filter) -> Result<Plan, FindError> {
     let files = archive.files().await?;
     let files_in_archive = files.len();
     let mut planned = Vec::new();
     let (mut bytes, mut transactions) = (0, 0);
+    let only_ddl = filter.only_ddl();
     for file in files {
         let outside = |first: Option<u64>, last: Option<u64>| {
             filter
@@ -85,6 +88,7 @@ pub async fn plan(archive: &Archive, filter: &Filter) -> Result<Plan, FindError>
         let mut chunks: Vec<Chunk> = Vec::new();
         for entry in index.transactions {
             if entry.repeated
+                || (only_ddl && !entry.ddl)
                 || entry.end > file.indexed_end
                 || !filter.time_allows(entry.commit_micros)
                 || !filter.gtid_allows(entry.gtid.as_ref())
