@@ -124,8 +124,7 @@ pub fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
         let plan = binlogd_find::plan(&archive, &filter)
             .await
             .with_context(|| format!("reading the indexes of {}", archive.location()))?;
-        let (bytes, transactions, files) = (plan.bytes, plan.transactions, plan.files());
-        let files_in_archive = plan.files_in_archive;
+        let (bytes, files, files_in_archive) = (plan.bytes, plan.files(), plan.files_in_archive);
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(bytes);
             bar.set_style(
@@ -152,10 +151,13 @@ pub fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
         ));
         let undo = UndoCommand::new(&args.archive);
         let mut matched = 0u64;
+        let (mut transactions, mut bytes_read) = (0u64, 0u64);
         let mut unnamed: Vec<String> = Vec::new();
         let mut out = std::io::stdout().lock();
         while let Some(file) = results.next().await {
             let file = file.with_context(|| format!("reading {}", archive.location()))?;
+            transactions += file.transactions;
+            bytes_read += file.bytes;
             for table in file.unnamed_tables {
                 if !unnamed.contains(&table) {
                     unnamed.push(table);
@@ -183,10 +185,10 @@ pub fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
         }
         let seconds = began.elapsed().as_secs_f64();
         eprintln!(
-            "{matched} matching transaction{} of {transactions} read ({:.1} MB in {files} of \
+            "{matched} matching transaction{} of {transactions} read ({:.1} MB of {files} of \
              {files_in_archive} files) in {seconds:.1} s",
             if matched == 1 { "" } else { "s" },
-            bytes as f64 / 1e6,
+            bytes_read as f64 / 1e6,
         );
         anyhow::Ok(())
     })?;

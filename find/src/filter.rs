@@ -351,6 +351,11 @@ impl Filter {
             && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.matches(kind)))
     }
 
+    /// Whether a change of `kind` is one `--kind` asks for (or there is no `--kind`).
+    pub fn kind_matches(&self, kind: Kind) -> bool {
+        self.kinds.is_empty() || self.kinds.iter().any(|k| k.matches(kind))
+    }
+
     /// Whether a change also has the rows asked for: `rows` is `None` for a statement,
     /// whose row count the binlog does not hold.
     pub fn rows_match(&self, rows: Option<u64>) -> bool {

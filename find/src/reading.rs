@@ -6,10 +6,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use binlogd_parser::{EventReader, Framer};
+use binlogd_storage::Archive;
 use binlogd_storage::remote::read::{FileSegments, RemoteArchive};
-use binlogd_storage::{Archive, ArchiveFile};
 
 use crate::error::FindError;
+
+/// `Read` over a file from an offset, by positional reads (the file's cursor is shared).
+struct ReadAt<'f> {
+    file: &'f std::fs::File,
+    at: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let read = self.file.read_at(buf, self.at)?;
+        self.at += read as u64;
+        Ok(read)
+    }
+}
 
 /// One archived file, open for reading ranges.
 pub(crate) enum FileBytes<'a> {
@@ -29,11 +44,12 @@ pub(crate) enum FileBytes<'a> {
 impl<'a> FileBytes<'a> {
     pub async fn open(
         archive: &'a Archive,
-        file: &ArchiveFile,
+        epoch: &str,
+        name: &str,
     ) -> Result<FileBytes<'a>, FindError> {
         match archive {
             Archive::Local(local) => {
-                let path = local.root().join(&file.epoch).join(&file.name);
+                let path = local.root().join(epoch).join(name);
                 let opened = std::fs::File::open(&path).map_err(|source| FindError::Io {
                     path: path.display().to_string(),
                     source,
@@ -45,9 +61,9 @@ impl<'a> FileBytes<'a> {
             }
             Archive::Remote(remote) => Ok(FileBytes::Remote {
                 archive: remote,
-                segments: remote.file_segments(&file.epoch, &file.name).await?,
+                segments: remote.file_segments(epoch, name).await?,
                 cached: None,
-                id: format!("{}/{}", file.epoch, file.name),
+                id: format!("{epoch}/{name}"),
             }),
         }
     }
@@ -59,13 +75,34 @@ impl<'a> FileBytes<'a> {
                 let file = Arc::clone(file);
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || {
-                    use std::os::unix::fs::FileExt;
-                    let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
-                    file.read_exact_at(&mut bytes, start)
-                        .map_err(|source| FindError::Io {
-                            path: format!("{} (bytes {start}..{end})", path.display()),
-                            source,
-                        })?;
+                    let len = usize::try_from(end - start).unwrap_or(0);
+                    let mut bytes = Vec::with_capacity(len);
+                    // Read into the spare capacity without zeroing it first: `take` stops
+                    // at `len`, and a short file is an error below.
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(
+                            ReadAt {
+                                file: &file,
+                                at: start,
+                            },
+                            len as u64,
+                        ),
+                        &mut bytes,
+                    )
+                    .and_then(|read| {
+                        if read == len {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                format!("the file ends after {read} of {len} bytes"),
+                            ))
+                        }
+                    })
+                    .map_err(|source| FindError::Io {
+                        path: format!("{} (bytes {start}..{end})", path.display()),
+                        source,
+                    })?;
                     Ok(bytes)
                 })
                 .await

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use binlogd_parser::events::row_image::{
     TableColumns, Value, column_names, count_rows, decode_value, for_each_image,
 };
-use binlogd_parser::events::{Query, decompress_mariadb};
+use binlogd_parser::events::{Query, StatementKind, decompress_mariadb};
 use binlogd_parser::{Event, EventReader, EventType, Framer, Gtid, RawEvent, decode_event};
 use binlogd_storage::TransactionEntry;
 
@@ -119,64 +119,101 @@ pub(crate) fn scan(
 ) -> Result<(Vec<Found>, Vec<String>), FindError> {
     let id = format!("{}/{}", file.0, file.1);
     let mut found = Vec::new();
-    let mut unnamed: Vec<String> = Vec::new();
-    for entry in entries {
-        let start = usize::try_from(entry.start - at).unwrap_or(usize::MAX);
-        let end = usize::try_from(entry.end - at).unwrap_or(usize::MAX);
-        let Some(transaction) = bytes.get(start..end) else {
-            return Err(FindError::Corrupt {
-                file: id,
-                offset: entry.end,
-                event: String::new(),
-                message: "the index names a transaction past the bytes read".to_owned(),
-            });
-        };
-        let mut reading = Reading::new(filter, false);
-        for_each_event(transaction, entry.start, framer, &mut |raw, event| {
-            reading.event(raw, event)
-        })
-        .map_err(|e| FindError::corrupt(&id, &e))?;
-        for table in reading.unnamed.drain(..) {
-            if !unnamed.contains(&table) {
-                unnamed.push(table);
+    let mut failure: Option<FindError> = None;
+    // One reader over the whole run; a transaction ends where the next entry begins.
+    let mut reading = Reading::new(filter, false);
+    let mut current = 0usize;
+    let mut finish = |reading: &mut Reading<'_>, index: usize, found: &mut Vec<Found>| {
+        if failure.is_none()
+            && reading.matches(filter)
+            && let Some(entry) = entries.get(index)
+        {
+            match report(
+                &id,
+                file,
+                bytes,
+                at,
+                framer,
+                entry,
+                filter,
+                reading.server_id,
+            ) {
+                Ok(hit) => found.push(hit),
+                Err(e) => failure = Some(e),
             }
         }
-        if !reading.matches(filter) {
-            continue;
+        reading.reset();
+    };
+    let walked = for_each_event(bytes, at, framer, &mut |offset, raw, event| {
+        while entries.get(current).is_some_and(|e| offset >= e.end) {
+            finish(&mut reading, current, &mut found);
+            current += 1;
         }
-        // A hit: read it again, counting every change's rows for the report.
-        let mut report = Reading::new(filter, true);
-        for_each_event(transaction, entry.start, framer, &mut |raw, event| {
-            report.event(raw, event)
-        })
-        .map_err(|e| FindError::corrupt(&id, &e))?;
-        found.push(Found {
-            epoch: file.0.clone(),
-            file: file.1.clone(),
-            start: entry.start,
-            end: entry.end,
-            gtid: entry.gtid,
-            commit_micros: entry.commit_micros,
-            exact_time: entry.exact_time,
-            server_id: reading.server_id,
-            changes: report
-                .changes
-                .into_iter()
-                .map(|(change, _)| change)
-                .collect(),
-            statements: report.statements,
-        });
+        reading.event(raw, event);
+    });
+    walked.map_err(|e| FindError::corrupt(&id, &e))?;
+    if current < entries.len() {
+        finish(&mut reading, current, &mut found);
     }
-    Ok((found, unnamed))
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    Ok((found, reading.unnamed))
 }
 
-/// Calls `on_event` for each event of `bytes` (at `offset` of their file), and for each
-/// event inside a TRANSACTION_PAYLOAD.
+/// A matching transaction, read again to count every change's rows for the report.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    id: &str,
+    file: &(String, String),
+    bytes: &[u8],
+    at: u64,
+    framer: &Framer,
+    entry: &TransactionEntry,
+    filter: &Filter,
+    server_id: u32,
+) -> Result<Found, FindError> {
+    let start = usize::try_from(entry.start - at).unwrap_or(usize::MAX);
+    let end = usize::try_from(entry.end - at).unwrap_or(usize::MAX);
+    let Some(transaction) = bytes.get(start..end) else {
+        return Err(FindError::Corrupt {
+            file: id.to_owned(),
+            offset: entry.end,
+            event: String::new(),
+            message: "the index names a transaction past the bytes read".to_owned(),
+        });
+    };
+    let mut report = Reading::new(filter, true);
+    for_each_event(transaction, entry.start, framer, &mut |_, raw, event| {
+        report.event(raw, event)
+    })
+    .map_err(|e| FindError::corrupt(id, &e))?;
+    Ok(Found {
+        epoch: file.0.clone(),
+        file: file.1.clone(),
+        start: entry.start,
+        end: entry.end,
+        gtid: entry.gtid,
+        commit_micros: entry.commit_micros,
+        exact_time: entry.exact_time,
+        server_id,
+        changes: report
+            .changes
+            .into_iter()
+            .map(|(change, _)| change)
+            .collect(),
+        statements: report.statements,
+    })
+}
+
+/// Calls `on_event` with each event of `bytes` (at `offset` of their file) and its offset
+/// in the file, and with each event inside a TRANSACTION_PAYLOAD (and the payload's
+/// offset).
 fn for_each_event(
     bytes: &[u8],
     offset: u64,
     framer: &Framer,
-    on_event: &mut dyn FnMut(&RawEvent<'_>, &Event<'_>),
+    on_event: &mut dyn FnMut(u64, &RawEvent<'_>, &Event<'_>),
 ) -> Result<(), binlogd_parser::ParseError> {
     let mut reader = EventReader::continue_at(bytes, offset, framer.clone());
     while let Some(raw) = reader.next() {
@@ -204,11 +241,11 @@ fn for_each_event(
                     break;
                 };
                 let inner_event = decode_event(&inner_raw, inner_format)?;
-                on_event(&inner_raw, &inner_event);
+                on_event(raw.offset, &inner_raw, &inner_event);
             }
             continue;
         }
-        on_event(&raw, &event);
+        on_event(raw.offset, &raw, &event);
     }
     if let Some(incomplete) = reader.incomplete() {
         return Err(binlogd_parser::ParseError {
@@ -230,9 +267,14 @@ struct Mapped {
     table: String,
     columns: Option<Result<TableColumns, ()>>,
     row_match_columns: Vec<Option<usize>>,
+    /// Whether the table is one `--table` names (or there is no `--table`).
+    table_wanted: bool,
+    /// The TABLE_MAP's body: the next one for this table id is taken as it is when equal
+    /// (servers map the same table before each statement).
+    body: Vec<u8>,
 }
 
-/// One transaction being read.
+/// One transaction being read (the mapped tables kept from one to the next).
 struct Reading<'f> {
     filter: &'f Filter,
     /// Count every change's rows (the report), not just those a filter is about.
@@ -261,26 +303,43 @@ impl<'f> Reading<'f> {
         }
     }
 
+    /// Ready for the next transaction: what it changes and says starts empty; the
+    /// table mappings stay.
+    fn reset(&mut self) {
+        self.changes.clear();
+        self.statements.clear();
+        self.sql_matched = false;
+        self.server_id = 0;
+    }
+
     fn event(&mut self, raw: &RawEvent<'_>, event: &Event<'_>) {
         if self.server_id == 0 {
             self.server_id = raw.header.server_id;
         }
         match event {
             Event::Query(query) => self.query(query),
-            Event::AnnotateRows { sql } | Event::RowsQuery { sql } => {
+            // Kept for the report; matched when --sql asks (text is made only then: every
+            // statement of a MariaDB binlog in ROW format has one).
+            Event::AnnotateRows { sql } | Event::RowsQuery { sql }
+                if self.count_all || self.filter.sql.is_some() =>
+            {
                 self.text(&String::from_utf8_lossy(sql));
             }
+            Event::TableMap(map)
+                if self
+                    .tables
+                    .get(&map.table_id)
+                    .is_some_and(|known| known.body == raw.body()) => {}
             Event::TableMap(map) => {
                 let schema = String::from_utf8_lossy(map.schema).into_owned();
                 let table = String::from_utf8_lossy(map.table).into_owned();
-                let counted = self.count_all
-                    || (self.filter.walks_rows()
-                        && (self.filter.tables.is_empty()
-                            || self
-                                .filter
-                                .tables
-                                .iter()
-                                .any(|p| p.matches(&schema, &table))));
+                let table_wanted = self.filter.tables.is_empty()
+                    || self
+                        .filter
+                        .tables
+                        .iter()
+                        .any(|p| p.matches(&schema, &table));
+                let counted = self.count_all || (self.filter.walks_rows() && table_wanted);
                 let row_match_columns = if counted && !self.filter.row_matches.is_empty() {
                     let names: Option<Vec<String>> = column_names(map)
                         .map(|names| {
@@ -300,8 +359,9 @@ impl<'f> Reading<'f> {
                         .iter()
                         .map(|m| column_index(m, names.as_deref(), map.column_types().len()))
                         .collect();
-                    if resolved.iter().any(Option::is_none) {
-                        self.unnamed.push(format!("{schema}.{table}"));
+                    let name = format!("{schema}.{table}");
+                    if resolved.iter().any(Option::is_none) && !self.unnamed.contains(&name) {
+                        self.unnamed.push(name);
                     }
                     resolved
                 } else {
@@ -314,6 +374,8 @@ impl<'f> Reading<'f> {
                         table,
                         columns: counted.then(|| TableColumns::from_table_map(map).map_err(|_| ())),
                         row_match_columns,
+                        table_wanted,
+                        body: raw.body().to_vec(),
                     },
                 );
             }
@@ -324,16 +386,10 @@ impl<'f> Reading<'f> {
                     t if is_update(t) => Kind::Update,
                     _ => Kind::Delete,
                 };
-                let Some(mapped) = self.tables.get_mut(&rows.table_id) else {
+                let Some(mapped) = self.tables.get(&rows.table_id) else {
                     return;
                 };
-                let target = Target::Table {
-                    schema: mapped.schema.clone(),
-                    table: mapped.table.clone(),
-                };
-                let wanted = self
-                    .filter
-                    .table_and_kind_match(kind, &mapped.schema, &mapped.table);
+                let wanted = mapped.table_wanted && self.filter.kind_matches(kind);
                 let mut row_matched = false;
                 let rows_counted = if self.count_all || (wanted && self.filter.walks_rows()) {
                     match &mapped.columns {
@@ -354,13 +410,24 @@ impl<'f> Reading<'f> {
                 } else {
                     None
                 };
-                self.add(target, kind, rows_counted, false, wanted, row_matched);
+                add_change(
+                    &mut self.changes,
+                    self.filter,
+                    ChangeOf::Table(&mapped.schema, &mapped.table),
+                    (kind, rows_counted, false),
+                    wanted,
+                    row_matched,
+                );
             }
             _ => {}
         }
     }
 
     fn query(&mut self, query: &Query<'_>) {
+        if !matches!(query.statement_kind(), StatementKind::Other) {
+            // BEGIN, COMMIT, ROLLBACK: boundaries, not changes (and in every transaction).
+            return;
+        }
         let text = if query.compressed {
             match decompress_mariadb(query.sql) {
                 Ok(text) => String::from_utf8_lossy(&text).into_owned(),
@@ -407,7 +474,14 @@ impl<'f> Reading<'f> {
                         && self.filter.table_and_kind_match(statement.kind, "", "")
                 }
             };
-            self.add(target, statement.kind, None, true, wanted, false);
+            add_change(
+                &mut self.changes,
+                self.filter,
+                ChangeOf::Target(target),
+                (statement.kind, None, true),
+                wanted,
+                false,
+            );
         }
     }
 
@@ -417,56 +491,13 @@ impl<'f> Reading<'f> {
         {
             self.sql_matched = true;
         }
-        if self.statements.len() < MAX_STATEMENTS {
+        // Only the report shows statements.
+        if self.count_all && self.statements.len() < MAX_STATEMENTS {
             let mut shown: String = text.chars().take(MAX_STATEMENT_CHARS).collect();
             if shown.len() < text.len() {
                 shown.push('…');
             }
             self.statements.push(shown);
-        }
-    }
-
-    /// Adds `rows` to the change of `kind` to `target` (a new one if first seen);
-    /// `wanted` says whether the filter's table and kind hold for it, `row_matched`
-    /// whether one of its rows had the values `--row-match` asks for.
-    fn add(
-        &mut self,
-        target: Target,
-        kind: Kind,
-        rows: Option<u64>,
-        by_statement: bool,
-        wanted: bool,
-        row_matched: bool,
-    ) {
-        let rows_wanted = self.filter.row_matches.is_empty();
-        let existing = self
-            .changes
-            .iter_mut()
-            .find(|(c, _)| c.target == target && c.kind == kind && c.by_statement == by_statement);
-        match existing {
-            Some((change, holds)) => {
-                change.rows = match (change.rows, rows) {
-                    (Some(a), Some(b)) => Some(a + b),
-                    _ => None,
-                };
-                change.row_matched |= row_matched;
-                *holds = wanted
-                    && self.filter.rows_match(change.rows)
-                    && (rows_wanted || change.row_matched);
-            }
-            None => {
-                let holds = wanted && self.filter.rows_match(rows) && (rows_wanted || row_matched);
-                self.changes.push((
-                    Change {
-                        target,
-                        kind,
-                        rows,
-                        by_statement,
-                        row_matched,
-                    },
-                    holds,
-                ));
-            }
         }
     }
 
@@ -477,6 +508,79 @@ impl<'f> Reading<'f> {
         let sql_holds = filter.sql.is_none() || self.sql_matched;
         let server_holds = filter.server_id.is_none_or(|id| id == self.server_id);
         changes_hold && sql_holds && server_holds
+    }
+}
+
+/// What a change is made to, as the reader has it: a mapped table's names (a target is
+/// made of them only for a change not seen yet), or a target made already.
+enum ChangeOf<'t> {
+    Table(&'t str, &'t str),
+    Target(Target),
+}
+
+impl ChangeOf<'_> {
+    fn is(&self, target: &Target) -> bool {
+        match (self, target) {
+            (
+                ChangeOf::Table(schema, table),
+                Target::Table {
+                    schema: s,
+                    table: t,
+                },
+            ) => s == schema && t == table,
+            (ChangeOf::Target(mine), target) => mine == target,
+            _ => false,
+        }
+    }
+
+    fn into_target(self) -> Target {
+        match self {
+            ChangeOf::Table(schema, table) => Target::Table {
+                schema: schema.to_owned(),
+                table: table.to_owned(),
+            },
+            ChangeOf::Target(target) => target,
+        }
+    }
+}
+
+/// Adds `rows` to the change `(kind, rows, by_statement)` of `of` in `changes` (a new one
+/// if first seen), with whether the filter holds for it: `wanted` says whether its table
+/// and kind do, `row_matched` whether one of its rows had the values `--row-match` asks for.
+fn add_change(
+    changes: &mut Vec<(Change, bool)>,
+    filter: &Filter,
+    of: ChangeOf<'_>,
+    (kind, rows, by_statement): (Kind, Option<u64>, bool),
+    wanted: bool,
+    row_matched: bool,
+) {
+    let any_row = filter.row_matches.is_empty();
+    let existing = changes
+        .iter_mut()
+        .find(|(c, _)| c.kind == kind && c.by_statement == by_statement && of.is(&c.target));
+    match existing {
+        Some((change, holds)) => {
+            change.rows = match (change.rows, rows) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            change.row_matched |= row_matched;
+            *holds = wanted && filter.rows_match(change.rows) && (any_row || change.row_matched);
+        }
+        None => {
+            let holds = wanted && filter.rows_match(rows) && (any_row || row_matched);
+            changes.push((
+                Change {
+                    target: of.into_target(),
+                    kind,
+                    rows,
+                    by_statement,
+                    row_matched,
+                },
+                holds,
+            ));
+        }
     }
 }
 

@@ -23,6 +23,8 @@ struct Args {
     binlogd: PathBuf,
     runs: usize,
     megabytes: u64,
+    /// Keep the archive here afterwards (to profile against it).
+    keep_archive: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -30,6 +32,7 @@ fn parse(args: &[String]) -> Result<Args> {
         binlogd: PathBuf::from("target/release/binlogd"),
         runs: 5,
         megabytes: 1024,
+        keep_archive: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -38,8 +41,10 @@ fn parse(args: &[String]) -> Result<Args> {
             "--binlogd" => parsed.binlogd = PathBuf::from(value()?),
             "--runs" => parsed.runs = value()?.parse()?,
             "--megabytes" => parsed.megabytes = value()?.parse()?,
+            "--keep-archive" => parsed.keep_archive = Some(PathBuf::from(value()?)),
             other => bail!(
-                "unknown argument {other}: bench-find [--binlogd PATH] [--runs N] [--megabytes M]"
+                "unknown argument {other}: bench-find [--binlogd PATH] [--runs N] [--megabytes M] \
+                 [--keep-archive DIR]"
             ),
         }
     }
@@ -213,6 +218,11 @@ pub fn bench_find(args: &[String]) -> Result<()> {
             args.runs,
             theirs / ours
         );
+    }
+    if let Some(keep) = &args.keep_archive {
+        std::fs::rename(&archive, keep)
+            .with_context(|| format!("keeping the archive in {}", keep.display()))?;
+        println!("the archive is kept in {}", keep.display());
     }
     std::fs::remove_dir_all(&scratch)?;
     Ok(())

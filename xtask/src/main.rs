@@ -49,7 +49,7 @@ fn main() -> Result<()> {
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--against pipe|replication] [--runs N] [--megabytes M] [--workers W] | \
                  cargo run --release -p xtask -- bench-serve [--runs N] [--megabytes M] [--binlogd PATH] [--skip-replicas] | \
-                 cargo run --release -p xtask -- bench-find [--runs N] [--megabytes M] [--binlogd PATH]"
+                 cargo run --release -p xtask -- bench-find [--runs N] [--megabytes M] [--binlogd PATH] [--keep-archive DIR]"
             )
         }
     }
