@@ -425,3 +425,35 @@ fn a_hole_in_every_dump_is_told_once_marks_the_stream_unhealthy_and_does_not_spi
     );
     streamer.stop();
 }
+
+/// A primary that shuts down (a restart, a maintenance window) ends binlogd's dump with
+/// an end-of-file, as if it had nothing more to say. binlogd must follow it when it is
+/// back, not exit 0 as if asked to stop at the end (which a supervisor that restarts
+/// only failures would leave stopped).
+#[test]
+fn a_source_that_shuts_down_and_comes_back_is_followed() {
+    let mut db = MariaDb::start_default().expect("start");
+    db.write_workload(10).expect("workload");
+    let archive = Archive::new();
+    let mut streamer = Streamer::start(&db, &archive, &[]);
+    archive.wait_caught_up(&db, Duration::from_secs(30));
+    db.shutdown().expect("shut the source down");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        streamer.is_running(),
+        "binlogd stopped when the source did:\n{}",
+        archive.log()
+    );
+    db.start_again().expect("start the source again");
+    db.write_workload(10).expect("workload after the restart");
+    archive.wait_caught_up(&db, Duration::from_secs(30));
+    assert!(streamer.is_running(), "{}", archive.log());
+    assert!(
+        archive.log().contains("the source ended the binlog dump"),
+        "{}",
+        archive.log()
+    );
+    streamer.stop();
+    assert_identical_to_server(&db, &archive);
+    archive.assert_index_lists_every_gtid_once(&db);
+}

@@ -34,6 +34,13 @@ pub enum ReplicaError {
     /// archived copy ends).
     #[error(transparent)]
     Archive(#[from] StorageError),
+    /// The source ended a dump that was to go on for ever: the server is shutting down or
+    /// restarting, or binlogd's connection was killed. Reconnecting follows it again.
+    #[error(
+        "the source ended the binlog dump (shutting down or restarting, or binlogd's \
+         connection was killed)"
+    )]
+    DumpEnded,
     /// The source answered without its `@@server_id`.
     #[error("the source did not say its @@server_id")]
     NoServerId,
@@ -145,6 +152,9 @@ impl ReplicaError {
 
     /// Whether reconnecting cannot help: refusals, bad configuration, corrupt data.
     pub fn is_fatal(&self) -> bool {
+        if matches!(self, ReplicaError::DumpEnded) {
+            return false;
+        }
         if let Some(e) = self.protocol_cause() {
             return e.is_fatal();
         }

@@ -56,6 +56,10 @@ impl Follower<'_> {
                 self.observer.connected(false);
             }
             let err = match outcome {
+                // Only a dump asked to stop at the end (`exit_at_end`) ends by design; any
+                // other end is the server's doing, e.g. its shutdown: follow it when it is
+                // back rather than exit as if done.
+                Ok(SessionEnd::CaughtUp) if !self.config.exit_at_end => ReplicaError::DumpEnded,
                 Ok(end) => {
                     let (word, said) = match end {
                         SessionEnd::CaughtUp => {

@@ -696,6 +696,13 @@ impl MariaDb {
         Ok(())
     }
 
+    /// Starts the server again after [`MariaDb::shutdown`], on the same port and datadir:
+    /// a source that went away and came back.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.server = spawn_server(&self.config, &self.layout, self.port)?;
+        Ok(())
+    }
+
     /// The last lines of the server's error log, for failure messages.
     pub fn error_log_tail(&self) -> String {
         tail(&self.layout.error_log)
