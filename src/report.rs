@@ -1,6 +1,7 @@
 //! What `binlogd stream` shows of the engine's work: Prometheus metrics (see
 //! `metrics.rs`) and, on a terminal, a progress line.
 
+use crate::flags::now_micros;
 use crate::metrics::{GtidLabel, SourceLabel, StreamMetrics};
 use binlogd_replica::{Archived, Observer};
 use binlogd_storage::SourceIdentity;
@@ -97,16 +98,46 @@ impl Observer for StreamReport {
         self.metrics.reconnects.inc();
     }
 
+    fn recoverable(&self, until_micros: u64) {
+        self.metrics.set_recoverable(until_micros);
+    }
+
     fn checkpointed(&self, stats: &UploadStats, backlog: u64) {
-        self.metrics.upload_bytes.set(stats.bytes_put as i64);
-        self.metrics
-            .uploaded_binlog_bytes
-            .set(stats.binlog_bytes as i64);
+        let metrics = &self.metrics;
+        metrics.upload_bytes.set(stats.bytes_put as i64);
+        metrics.uploaded_binlog_bytes.set(stats.binlog_bytes as i64);
+        metrics.upload_backlog_bytes.set(backlog as i64);
+        metrics.upload_failing.set(0);
+        metrics
+            .last_checkpoint_seconds
+            .set(now_micros() as f64 / 1e6);
+    }
+
+    fn checkpoint_failed(&self, backlog: u64) {
+        self.metrics.upload_errors.inc();
+        self.metrics.upload_failing.set(1);
         self.metrics.upload_backlog_bytes.set(backlog as i64);
     }
 
-    fn checkpoint_failed(&self) {
-        self.metrics.upload_errors.inc();
+    fn lease(&self, valid_until_micros: u64) {
+        self.metrics
+            .lease_valid_until_seconds
+            .set(valid_until_micros as f64 / 1e6);
+    }
+
+    fn purged(&self, outcome: Result<usize, &str>) {
+        let metrics = &self.metrics;
+        match outcome {
+            Ok(files) => {
+                metrics.purged_files.inc_by(files as u64);
+                metrics.purge_failing.set(0);
+                metrics.last_purge_seconds.set(now_micros() as f64 / 1e6);
+            }
+            Err(_) => {
+                metrics.purge_errors.inc();
+                metrics.purge_failing.set(1);
+            }
+        }
     }
 
     fn ended(&self, how: &str) {

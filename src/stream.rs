@@ -142,7 +142,15 @@ pub fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let metrics = StreamMetrics::new(Duration::from_secs_f64(args.heartbeat * 3.0 + 5.0));
+        let exported = crate::metrics::Exported {
+            object_store: config.remote.is_some(),
+            retention: config.retention.is_active(),
+            local_dir: Some(config.local.clone()),
+        };
+        let metrics = StreamMetrics::new(
+            Duration::from_secs_f64(args.heartbeat * 3.0 + 5.0),
+            exported,
+        );
         if let Some(addr) = args.metrics_addr {
             let bound = crate::metrics::serve(addr, metrics.clone()).await?;
             tracing::info!(%bound, "serving /metrics and /healthz");

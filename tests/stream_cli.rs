@@ -53,6 +53,28 @@ fn follows_a_live_server_across_rotations_byte_for_byte() {
     ] {
         assert!(metrics.contains(&expected), "no {expected:?} in\n{metrics}");
     }
+    // Caught up: recoverable to about now (heartbeats keep it so while the source is
+    // quiet); a local archive has no upload, lease or retention metrics, but its disk.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let recoverable = value("binlogd_recoverable_until_timestamp_seconds");
+    assert!(
+        (now - 5.0..=now + 1.0).contains(&recoverable),
+        "recoverable until {recoverable}, now {now}"
+    );
+    assert!(value("binlogd_spool_disk_size_bytes") >= value("binlogd_spool_disk_available_bytes"));
+    assert!(value("binlogd_spool_disk_available_bytes") > 0.0);
+    for absent in ["binlogd_upload", "binlogd_lease", "binlogd_purge"] {
+        assert!(!metrics.contains(absent), "{absent} in\n{metrics}");
+    }
     streamer.stop();
 }
 

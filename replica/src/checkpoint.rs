@@ -53,6 +53,9 @@ pub struct SpoolShare {
     pub backlog: AtomicU64,
     /// Bytes the stream wrote to the spool since it started.
     pub written: AtomicU64,
+    /// What the spool can restore to (see [`Observer::recoverable`]), µs since the epoch:
+    /// once a checkpoint that began after it succeeds, so can the object store.
+    pub recoverable: AtomicU64,
 }
 
 /// Connects to the store, checks the archive there and takes its lease, so that a
@@ -133,6 +136,9 @@ impl CheckpointTask {
         loop {
             let finishing = *finish.borrow();
             let began = tokio::time::Instant::now();
+            // Everything durable in the spool now is read and shipped by this checkpoint.
+            let recoverable = share.recoverable.load(Ordering::Relaxed);
+            observer.lease(lease.valid_until_micros());
             if lease.lost() {
                 let _ = stop.send(true);
                 return Err(ReplicaError::storage("renewing the archive's lease")(
@@ -149,6 +155,9 @@ impl CheckpointTask {
                     let backlog = uploader.backlog();
                     share.backlog.store(backlog, Ordering::Relaxed);
                     observer.checkpointed(uploader.stats(), backlog);
+                    if recoverable > 0 {
+                        observer.recoverable(recoverable);
+                    }
                     if finishing {
                         return lease
                             .release()
@@ -159,11 +168,11 @@ impl CheckpointTask {
                         && last_purge.is_none_or(|at| at.elapsed() >= purge_interval)
                     {
                         last_purge = Some(Instant::now());
-                        purge_remote(&mut uploader, &retention).await;
+                        purge_remote(&mut uploader, &retention, observer.as_ref()).await;
                     }
                 }
                 Err(StorageError::Store(e)) if e.is_transient() => {
-                    observer.checkpoint_failed();
+                    observer.checkpoint_failed(uploader.backlog());
                     let delay = backoff.next().unwrap_or(Duration::from_secs(30));
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
                         backlog = uploader.backlog(), "uploading failed; the spool keeps the stream");
@@ -225,16 +234,22 @@ impl CheckpointTask {
 
 /// Applies `retention` to the object archive. Nothing is lost by purging later: a
 /// failure is said, and the next pass finishes the job.
-async fn purge_remote(uploader: &mut Uploader, retention: &Retention) {
+async fn purge_remote(uploader: &mut Uploader, retention: &Retention, observer: &dyn Observer) {
     match uploader.purge(retention, now_micros()).await {
-        Ok((files, _)) if files.is_empty() => {}
-        Ok((files, bytes)) => tracing::info!(
-            files = files.len(),
-            bytes,
-            first = %format!("{}/{}", files[0].epoch, files[0].name),
-            "retention: deleted old files from the object archive"
-        ),
-        Err(e) => tracing::warn!(error = %e, "retention: purging failed; trying again later"),
+        Ok((files, _)) if files.is_empty() => observer.purged(Ok(0)),
+        Ok((files, bytes)) => {
+            tracing::info!(
+                files = files.len(),
+                bytes,
+                first = %format!("{}/{}", files[0].epoch, files[0].name),
+                "retention: deleted old files from the object archive"
+            );
+            observer.purged(Ok(files.len()));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "retention: purging failed; trying again later");
+            observer.purged(Err(&e.to_string()));
+        }
     }
 }
 

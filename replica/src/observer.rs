@@ -46,10 +46,21 @@ pub trait Observer: Send + Sync {
     fn stuck(&self, _reason: Option<&str>) {}
     /// The engine lost the source and will connect again.
     fn reconnecting(&self) {}
+    /// Everything the source committed before this time (µs since the epoch) can be
+    /// restored from the archive — for an object archive, from the object store. It is
+    /// "now" while the stream is caught up and its copy stored, else the commit time of
+    /// the last transaction stored: a quiet source does not make it fall behind, and a
+    /// source or store that is away does.
+    fn recoverable(&self, _until_micros: u64) {}
     /// A checkpoint to the object store succeeded.
     fn checkpointed(&self, _stats: &UploadStats, _backlog: u64) {}
-    /// A checkpoint failed and will be retried.
-    fn checkpoint_failed(&self) {}
+    /// A checkpoint failed and will be retried; `backlog` durable bytes wait for it.
+    fn checkpoint_failed(&self, _backlog: u64) {}
+    /// Until when this writer's lease on the object archive holds (µs since the epoch;
+    /// 0 once lost), as of the last renewal.
+    fn lease(&self, _valid_until_micros: u64) {}
+    /// A retention pass deleted `files` files (`Ok`), or failed (`Err(why)`).
+    fn purged(&self, _outcome: Result<usize, &str>) {}
     /// The engine stopped: "caught up", "stopped", "stuck" or "failed".
     fn ended(&self, _how: &str) {}
 }

@@ -194,13 +194,34 @@ impl Pump<'_> {
             .durable
             .as_ref()
             .and_then(|d| d.last_transaction.as_ref());
+        let all_durable = caught_up && !writer.has_unsynced() && writer.syncs_in_flight() == 0;
+        let now = now_micros();
         let lag = last_transaction.map(|last| {
-            if caught_up && !writer.has_unsynced() && writer.syncs_in_flight() == 0 {
+            if all_durable {
                 Duration::ZERO
             } else {
-                Duration::from_micros(now_micros().saturating_sub(last.commit_micros))
+                Duration::from_micros(now.saturating_sub(last.commit_micros))
             }
         });
+        // Caught up with everything durable: nothing the source committed until now is
+        // missing. Otherwise only what the last durable transaction shows.
+        let recoverable = if all_durable {
+            Some(now)
+        } else {
+            last_transaction.map(|last| last.commit_micros)
+        };
+        if let Some(recoverable) = recoverable {
+            match &self.spool {
+                // An object archive can restore to it once a checkpoint has shipped it.
+                Some(spool) => {
+                    spool
+                        .share
+                        .recoverable
+                        .fetch_max(recoverable, Ordering::Relaxed);
+                }
+                None => self.observer.recoverable(recoverable),
+            }
+        }
         self.observer.archived(&Archived {
             new_events: stats.events - self.reported.events,
             new_bytes,

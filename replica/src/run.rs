@@ -82,6 +82,7 @@ pub async fn stream(
                     archive.clone(),
                     config.retention,
                     config.purge_interval,
+                    Arc::clone(&observer),
                 ));
             }
             (None, None)

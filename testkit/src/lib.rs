@@ -38,6 +38,7 @@ mod mysql;
 pub mod mysql_peer;
 mod pki;
 mod process;
+mod prometheus;
 mod proxy;
 pub mod reap;
 mod s3;
@@ -51,6 +52,7 @@ pub use mariadb::{
 pub use mysql::{MySql, MySqlConfig};
 pub use pki::TestPki;
 pub use process::{free_port, pids_mentioning};
+pub use prometheus::{Alert, Prometheus};
 pub use proxy::TcpProxy;
 pub use s3::{S3Kind, S3Server};
 pub use tools::{Tool, find_tool};

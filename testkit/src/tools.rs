@@ -40,6 +40,12 @@ pub enum Tool {
     MotoServer,
     /// Garage from crates.io, built once per machine into the tool cache.
     Garage,
+    /// The Prometheus server (`prometheus` package).
+    Prometheus,
+    /// `promtool` (`prometheus` package).
+    Promtool,
+    /// `rsvg-convert`, which renders SVG to PNG (`librsvg2-bin` package).
+    RsvgConvert,
 }
 
 impl Tool {
@@ -58,6 +64,9 @@ impl Tool {
             Tool::Mysqlbinlog => "mysqlbinlog",
             Tool::MotoServer => "moto_server",
             Tool::Garage => "garage",
+            Tool::Prometheus => "prometheus",
+            Tool::Promtool => "promtool",
+            Tool::RsvgConvert => "rsvg-convert",
         }
     }
 

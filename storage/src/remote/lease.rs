@@ -17,6 +17,7 @@ use crate::index::now_micros;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What `lease.json` holds.
@@ -171,6 +172,14 @@ impl Lease {
         self.replace(etag.as_deref()).await
     }
 
+    /// Until when the lease is ours without another renewal, µs since the epoch (by
+    /// this writer's clock).
+    pub fn valid_until_micros(&self) -> u64 {
+        self.record
+            .renewed_micros
+            .saturating_add(self.record.ttl_seconds.saturating_mul(1_000_000))
+    }
+
     /// Gives the lease up (a clean stop), so another writer need not wait for its TTL.
     pub async fn release(self) -> Result<(), StorageError> {
         self.check_still_ours().await?;
@@ -288,6 +297,8 @@ pub struct LeaseKeeper {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<Lease, StorageError>>>,
     lost: tokio::sync::watch::Receiver<bool>,
+    /// [`Lease::valid_until_micros`] as of the last renewal; 0 once lost.
+    valid_until: Arc<AtomicU64>,
 }
 
 impl LeaseKeeper {
@@ -295,16 +306,19 @@ impl LeaseKeeper {
     pub fn start(mut lease: Lease, ttl: Duration) -> LeaseKeeper {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let (lose, lost) = tokio::sync::watch::channel(false);
+        let valid_until = Arc::new(AtomicU64::new(lease.valid_until_micros()));
+        let renewed_until = Arc::clone(&valid_until);
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = &mut stopped => return Ok(lease),
                     _ = tokio::time::sleep(ttl / 3) => match lease.renew().await {
-                        Ok(()) => {}
+                        Ok(()) => renewed_until.store(lease.valid_until_micros(), Ordering::Relaxed),
                         Err(StorageError::Store(e)) if e.is_transient() => {
                             tracing::warn!(error = %e, "renewing the archive's lease failed; retrying");
                         }
                         Err(e) => {
+                            renewed_until.store(0, Ordering::Relaxed);
                             let _ = lose.send(true);
                             return Err(e);
                         }
@@ -316,7 +330,15 @@ impl LeaseKeeper {
             stop: Some(stop),
             task: Some(task),
             lost,
+            valid_until,
         }
+    }
+
+    /// Until when the lease is ours as of its last renewal, µs since the epoch; 0 once
+    /// it is lost. A time in the past means renewals have been failing for a whole TTL:
+    /// another writer may take the archive over at any moment.
+    pub fn valid_until_micros(&self) -> u64 {
+        self.valid_until.load(Ordering::Relaxed)
     }
 
     /// Whether the lease is gone: stop writing.
