@@ -19,14 +19,16 @@ use crate::crd::{
 use crate::status::{read_metrics, read_restore_log, read_serve_metrics};
 use crate::workloads::{
     METRICS_PORT, SERVE_METRICS_PORT, WorkloadError, archive_url, binlog_server_service,
-    binlog_server_statefulset, restore_job, restore_job_name, spool_claim_name, spool_upload_job,
-    spool_upload_job_name,
+    binlog_server_service_monitor, binlog_server_statefulset, restore_job, restore_job_name,
+    service_monitor_resource, spool_claim_name, spool_upload_job, spool_upload_job_name,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -106,6 +108,13 @@ pub enum ControllerError {
     /// A resource could not be turned into workloads.
     #[error(transparent)]
     Workload(#[from] WorkloadError),
+    /// `spec.monitoring` asks for a ServiceMonitor in a cluster that has no such kind.
+    #[error(
+        "spec.monitoring asks for a ServiceMonitor, but the cluster has no \
+         monitoring.coreos.com/v1 ServiceMonitor kind: install the Prometheus Operator (or \
+         its CRDs), or remove spec.monitoring and scrape port 9606 another way"
+    )]
+    NoServiceMonitorKind,
 }
 
 /// The API server's own words for a refusal (kube's Display adds a debug dump of them).
@@ -124,6 +133,7 @@ impl ControllerError {
         match self {
             ControllerError::Kube(_) => "ApplyFailed",
             ControllerError::Workload(_) => "InvalidSpec",
+            ControllerError::NoServiceMonitorKind => "NoServiceMonitorKind",
         }
     }
 }
@@ -207,6 +217,7 @@ async fn apply_binlog_server(
     Api::<Service>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &apply, &Patch::Apply(&service))
         .await?;
+    apply_service_monitor(server, ctx, &namespace, &name).await?;
     let set = binlog_server_statefulset(server)?;
     let set = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace)
         .patch(&name, &apply, &Patch::Apply(&set))
@@ -232,6 +243,40 @@ async fn apply_binlog_server(
     } else {
         10
     })))
+}
+
+/// Keeps the ServiceMonitor `spec.monitoring` asks for, and deletes one it no longer
+/// asks for (a 404 there is the usual case: there was none, or the Prometheus Operator
+/// is not installed).
+async fn apply_service_monitor(
+    server: &BinlogServer,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ControllerError> {
+    let resource = service_monitor_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    match binlog_server_service_monitor(server)? {
+        Some(monitor) => match api
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&monitor),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                Err(ControllerError::NoServiceMonitorKind)
+            }
+            Err(e) => Err(e.into()),
+        },
+        None => match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+    }
 }
 
 /// The replicas `binlogd serve` is sending the archive to, from its `/metrics` (through the
@@ -313,12 +358,15 @@ async fn binlog_server_status(
         status.last_archived_gtid = reading.last_gtid.clone();
     }
     if let Some(time) = reading.last_commit_seconds.map(crate::status::commit_time) {
-        // Everything durable is in the store: the last archived commit is also the last
-        // one a restore can reach.
+        // From a binlogd too old to say its recoverable time: with everything durable in
+        // the store, the last archived commit is also the last one a restore can reach.
         if reading.upload_backlog_bytes == Some(0.0) {
             status.last_recoverable_time = Some(time.clone());
         }
         status.last_archived_time = Some(time);
+    }
+    if let Some(seconds) = reading.recoverable_until_seconds {
+        status.last_recoverable_time = Some(crate::status::commit_time(seconds));
     }
     status.lag_seconds = reading.lag_seconds;
     if reading.source.is_some() {

@@ -210,6 +210,28 @@ pub struct BinlogServerSpec {
     /// read it as they would read the primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serve: Option<ServeSpec>,
+    /// Have the Prometheus Operator scrape binlogd: the operator keeps a ServiceMonitor
+    /// (monitoring.coreos.com/v1) for this server's metrics, whose targets carry
+    /// `job="binlogd"` as the alerting rules in deploy/monitoring/ expect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
+}
+
+/// How Prometheus finds a BinlogServer's metrics.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// How often to scrape (a Prometheus duration: 15s, 1m).
+    #[serde(default = "default_scrape_interval")]
+    pub interval: String,
+    /// Labels on the ServiceMonitor, for a Prometheus whose serviceMonitorSelector wants
+    /// them (e.g. `release: kube-prometheus-stack`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_scrape_interval() -> String {
+    "30s".to_owned()
 }
 
 /// How a BinlogServer serves its archive to replicas.

@@ -193,6 +193,20 @@ mod deploy_tests {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
+    /// The PrometheusRule carries exactly the rules of deploy/monitoring/binlogd-rules.yaml
+    /// (which promtool tests), so the two ways of installing them cannot drift apart.
+    #[test]
+    fn the_prometheus_rule_holds_the_tested_rules() {
+        let rules: serde_json::Value =
+            serde_norway::from_str(&deploy("monitoring/binlogd-rules.yaml")).expect("rules");
+        let resource: serde_json::Value =
+            serde_norway::from_str(&deploy("monitoring/prometheusrule.yaml")).expect("resource");
+        assert_eq!(resource["apiVersion"], "monitoring.coreos.com/v1");
+        assert_eq!(resource["kind"], "PrometheusRule");
+        assert_eq!(resource["spec"]["groups"], rules["groups"]);
+        assert!(rules["groups"][0]["rules"].as_array().expect("rules").len() >= 10);
+    }
+
     #[test]
     fn the_examples_are_valid_resources() {
         let server: BinlogServer =
@@ -231,6 +245,9 @@ mod deploy_tests {
         ("apps", "statefulsets", "list"),
         ("apps", "statefulsets", "watch"),
         ("", "services", "patch"),
+        // spec.monitoring: kept by server-side apply, deleted once not asked for.
+        ("monitoring.coreos.com", "servicemonitors", "patch"),
+        ("monitoring.coreos.com", "servicemonitors", "delete"),
         ("batch", "jobs", "get"),
         ("batch", "jobs", "create"),
         ("batch", "jobs", "list"),

@@ -3,9 +3,9 @@
 //! no network path of its own to the pod.
 //!
 //! Read from it: the last archived GTID (`binlogd_last_archived_gtid{gtid=...}`), its commit
-//! time, the lag, whether binlogd is connected to the source, and whether everything durable
-//! has reached the store (`binlogd_upload_backlog_bytes` 0: the last archived commit is then
-//! also the last recoverable one).
+//! time, the lag, whether binlogd is connected to the source, and the last recoverable
+//! time (`binlogd_recoverable_until_timestamp_seconds`; from an older binlogd, the last
+//! archived commit once `binlogd_upload_backlog_bytes` is 0).
 //!
 //! A PointInTimeRestore's status comes the same way from its Job: `binlogd restore
 //! --log-format json` logs `planned` (files, bytes, transactions, target GTID and time),
@@ -25,6 +25,10 @@ pub struct MetricsReading {
     pub connected: bool,
     /// Durable bytes not yet in the object store (`None` when not reported).
     pub upload_backlog_bytes: Option<f64>,
+    /// Everything committed before this time (seconds since the epoch) can be restored
+    /// (`binlogd_recoverable_until_timestamp_seconds`; `None` from a binlogd too old to
+    /// say).
+    pub recoverable_until_seconds: Option<f64>,
     /// The server followed: `server 1 at 10.0.0.5:3306 (10.11.19-MariaDB-log)`.
     pub source: Option<String>,
 }
@@ -45,6 +49,9 @@ pub fn read_metrics(text: &str) -> MetricsReading {
             "binlogd_lag_seconds" => reading.lag_seconds = number,
             "binlogd_source_connected" => reading.connected = number == Some(1.0),
             "binlogd_upload_backlog_bytes" => reading.upload_backlog_bytes = number,
+            "binlogd_recoverable_until_timestamp_seconds" => {
+                reading.recoverable_until_seconds = number.filter(|&n| n > 0.0);
+            }
             _ if name.starts_with("binlogd_source{") && number == Some(1.0) => {
                 let label = |key: &str| {
                     name.split(&format!("{key}=\""))
@@ -180,6 +187,7 @@ mod tests {
                 lag_seconds: Some(0.0),
                 connected: true,
                 upload_backlog_bytes: Some(0.0),
+                recoverable_until_seconds: None,
                 source: Some("server 1 at 127.0.0.1:33999 (10.11.19-MariaDB-0+deb12u1-log)".into()),
             }
         );
@@ -190,6 +198,21 @@ mod tests {
             "NaN s since 1970",
             "what binlogd never exports is shown as it came"
         );
+    }
+
+    /// A binlogd that says its recoverable time (the lines `binlogd stream` serves since
+    /// it has the metric): that is the time read, not the last commit's.
+    #[test]
+    fn reads_the_recoverable_time() {
+        let text = format!(
+            "{}# HELP binlogd_recoverable_until_timestamp_seconds Everything ...\n\
+             # TYPE binlogd_recoverable_until_timestamp_seconds gauge\n\
+             binlogd_recoverable_until_timestamp_seconds 1795441150.5\n",
+            include_str!("../../testdata/binlogd-metrics.txt")
+        );
+        let reading = read_metrics(&text);
+        assert_eq!(reading.recoverable_until_seconds, Some(1_795_441_150.5));
+        assert_eq!(reading.last_commit_seconds, Some(1_795_441_094.0));
     }
 
     #[test]

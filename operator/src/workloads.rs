@@ -32,6 +32,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use std::collections::BTreeMap;
 
 /// The binlogd image when a resource names none: this operator's own version.
@@ -592,6 +593,82 @@ pub fn binlog_server_service(server: &BinlogServer) -> Result<Service, WorkloadE
     })
 }
 
+/// The ServiceMonitor (Prometheus Operator) for `server`'s metrics, when
+/// `spec.monitoring` asks for one. Every target gets `job="binlogd"`, the job the alerting
+/// rules in deploy/monitoring/ select, whatever the Service is called.
+pub fn binlog_server_service_monitor(
+    server: &BinlogServer,
+) -> Result<Option<DynamicObject>, WorkloadError> {
+    let Some(monitoring) = &server.spec.monitoring else {
+        return Ok(None);
+    };
+    if !is_prometheus_duration(&monitoring.interval) {
+        return Err(WorkloadError::Invalid {
+            field: "spec.monitoring.interval",
+            problem: format!(
+                "{:?} is not a Prometheus duration (30s, 1m, 1m30s)",
+                monitoring.interval
+            ),
+        });
+    }
+    let (name, namespace, owner) = owner(server, "BinlogServer")?;
+    let selector = labels(&name, "stream");
+    let mut object_labels = selector.clone();
+    object_labels.extend(monitoring.labels.clone());
+    let mut monitor = DynamicObject::new(&name, &service_monitor_resource()).within(&namespace);
+    monitor.metadata.labels = Some(object_labels);
+    monitor.metadata.owner_references = Some(vec![owner]);
+    monitor.data = serde_json::json!({
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "endpoints": [{
+                "port": "metrics",
+                "path": "/metrics",
+                "interval": monitoring.interval,
+                "relabelings": [
+                    {"action": "replace", "targetLabel": "job", "replacement": "binlogd"},
+                    {"action": "replace", "targetLabel": "binlog_server", "replacement": name},
+                ],
+            }],
+        }
+    });
+    Ok(Some(monitor))
+}
+
+/// monitoring.coreos.com/v1 ServiceMonitor, a kind of the Prometheus Operator's (not in
+/// k8s-openapi).
+pub fn service_monitor_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+    ))
+}
+
+/// `30s`, `1m`, `1h30m`: digits and a unit, repeated (Prometheus' own duration syntax).
+fn is_prometheus_duration(text: &str) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|unit| rest.starts_with(unit));
+        match unit {
+            Some(unit) => rest = &rest[unit.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// The `binlogd restore` options for `target`.
 fn target_args(target: &RestoreTarget) -> Result<Vec<String>, WorkloadError> {
     let mut given = Vec::new();
@@ -1028,6 +1105,7 @@ mod tests {
                     node_selector: None,
                     tolerations: None,
                     serve: None,
+                    monitoring: None,
                 },
             ),
             "db1",

@@ -58,6 +58,7 @@ async fn a_binlog_server_becomes_a_statefulset_and_a_service_in_a_real_cluster()
             node_selector: None,
             tolerations: None,
             serve: None,
+            monitoring: None,
         },
     );
     let stored = servers

@@ -6,7 +6,7 @@ mod common;
 
 use binlogd_operator::controller::{reconcile_binlog_server, reconcile_restore};
 use binlogd_operator::crd::{BinlogServer, BinlogServerStatus, PointInTimeRestore};
-use common::{ApiServer, context, not_found, restore, server};
+use common::{ApiServer, SERVICE_MONITOR, context, no_service_monitor, not_found, restore, server};
 use http::{Method, Response, StatusCode};
 use kube::client::Body;
 use serde_json::json;
@@ -156,6 +156,7 @@ async fn applied_and_reported(serves: bool) {
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
         )
         .await;
+    no_service_monitor(&mut api).await;
     assert_eq!(service["kind"], "Service");
     assert_eq!(service["spec"]["clusterIP"], "None");
     let set = api
@@ -232,6 +233,107 @@ async fn applied_and_reported(serves: bool) {
     running.await.expect("task").expect("reconciled");
 }
 
+fn monitored() -> BinlogServer {
+    let mut server = server();
+    server.spec.monitoring = Some(binlogd_operator::crd::MonitoringSpec {
+        interval: "15s".into(),
+        labels: [("release".to_owned(), "kube-prometheus-stack".to_owned())].into(),
+    });
+    server
+}
+
+/// `spec.monitoring`: a ServiceMonitor that selects the server's Service, scrapes its
+/// metrics port and labels the targets `job="binlogd"`, as deploy/monitoring's rules want.
+#[tokio::test]
+async fn a_monitored_binlog_server_gets_a_service_monitor() {
+    let (ctx, mut api) = context();
+    let server = monitored();
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(server.clone()), ctx));
+    let service = api
+        .expect(
+            Method::PATCH,
+            "/api/v1/namespaces/prod/services/db1",
+            "",
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
+        )
+        .await;
+    let monitor = api
+        .expect(
+            Method::PATCH,
+            SERVICE_MONITOR,
+            "fieldManager=binlogd-operator",
+            StatusCode::OK,
+            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                   "metadata": {"name": "db1"}}),
+        )
+        .await;
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(monitor["metadata"]["ownerReferences"][0]["uid"], "db1-uid");
+    // It selects exactly the Service's labels, and scrapes its metrics port.
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        service["metadata"]["labels"]
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    let port = &service["spec"]["ports"][0];
+    assert_eq!(endpoint["port"], port["name"]);
+    assert_eq!(endpoint["interval"], "15s");
+    assert_eq!(
+        endpoint["relabelings"][0],
+        json!({"action": "replace", "targetLabel": "job", "replacement": "binlogd"})
+    );
+    api.expect(
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/prod/statefulsets/db1",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db1"},
+               "spec": {"selector": {}, "serviceName": "db1", "template": {}},
+               "status": {"replicas": 1, "readyReplicas": 0}}),
+    )
+    .await;
+    server_status(&mut api, &server).await;
+    running.await.expect("task").expect("reconciled");
+}
+
+/// Without the Prometheus Operator's CRDs, `spec.monitoring` cannot be honoured: the
+/// server says so (event and Ready condition) instead of failing with a bare 404.
+#[tokio::test]
+async fn monitoring_without_the_prometheus_operator_is_told() {
+    let (ctx, mut api) = context();
+    let server = monitored();
+    let running = tokio::spawn(reconcile_binlog_server(Arc::new(server.clone()), ctx));
+    api.expect(
+        Method::PATCH,
+        "/api/v1/namespaces/prod/services/db1",
+        "",
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
+    )
+    .await;
+    api.expect(
+        Method::PATCH,
+        SERVICE_MONITOR,
+        "",
+        StatusCode::NOT_FOUND,
+        not_found(),
+    )
+    .await;
+    let note = api.expect_event("NoServiceMonitorKind").await;
+    assert!(note.contains("install the Prometheus Operator"), "{note}");
+    let status = server_status(&mut api, &server).await;
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "False");
+    assert_eq!(status["conditions"][0]["reason"], "NoServiceMonitorKind");
+    running.await.expect("task").expect_err("not reconciled");
+}
+
 #[tokio::test]
 async fn a_spec_change_is_applied_to_the_statefulset_and_an_unready_pod_reported() {
     let (ctx, mut api) = context();
@@ -248,6 +350,7 @@ async fn a_spec_change_is_applied_to_the_statefulset_and_an_unready_pod_reported
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
     )
     .await;
+    no_service_monitor(&mut api).await;
     // The new spec goes into the pod template: the StatefulSet rolls the pod.
     let set = api
         .expect(
@@ -353,6 +456,7 @@ async fn a_new_binlog_server_gets_its_finalizer_before_its_statefulset() {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
     )
     .await;
+    no_service_monitor(&mut api).await;
     api.expect(
         Method::PATCH,
         "/apis/apps/v1/namespaces/prod/statefulsets/db1",
@@ -906,6 +1010,7 @@ async fn a_refused_statefulset_is_told_in_an_event_and_the_ready_condition() {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db1"}}),
     )
     .await;
+    no_service_monitor(&mut api).await;
     let quota = "statefulsets.apps \"db1\" is forbidden: exceeded quota: compute, \
                  requested: limits.memory=2Gi";
     api.expect(

@@ -134,6 +134,24 @@ pub fn context() -> (Arc<Context>, ApiServer) {
     )
 }
 
+/// The ServiceMonitor of `db1` in `prod`, where the operator keeps one for
+/// `spec.monitoring`.
+pub const SERVICE_MONITOR: &str =
+    "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/db1";
+
+/// Without `spec.monitoring`, the operator deletes a ServiceMonitor it may have made
+/// before; here there is none.
+pub async fn no_service_monitor(api: &mut ApiServer) {
+    api.expect(
+        Method::DELETE,
+        SERVICE_MONITOR,
+        "",
+        StatusCode::NOT_FOUND,
+        not_found(),
+    )
+    .await;
+}
+
 pub fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": "not found", "reason": "NotFound", "code": 404})
@@ -187,6 +205,7 @@ pub fn server() -> BinlogServer {
                 node_selector: None,
                 tolerations: None,
                 serve: None,
+                monitoring: None,
             },
         ),
         "db1",
