@@ -20,6 +20,7 @@ mod signals;
 mod source;
 mod stream;
 mod timeline;
+mod timeline_svg;
 mod upload;
 mod verify;
 

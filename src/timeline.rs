@@ -8,6 +8,7 @@ use binlogd_storage::GtidState;
 use binlogd_storage::plan::timeline::{Event, Timeline};
 use binlogd_storage::plan::{format_micros, timeline};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `binlogd timeline`.
@@ -19,16 +20,41 @@ pub struct TimelineArgs {
     /// archive's first state when not given.
     #[arg(long, value_parser = parse_gtids, value_name = "GTIDS")]
     from_gtid: Option<GtidState>,
+    /// Start where a base backup ends: a mariadb-backup or Percona XtraBackup folder
+    /// (xtrabackup_binlog_info or mariadb_backup_binlog_info names its GTIDs).
+    #[arg(long, value_name = "DIR", conflicts_with = "from_gtid")]
+    from_backup: Option<PathBuf>,
+    /// Also draw the timeline as an SVG picture into FILE: a lane per server the archive
+    /// followed, failovers, gaps, the backup, and the recoverable range up to the last
+    /// recoverable time. Open it in a browser, or `rsvg-convert FILE -o FILE.png`.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
 }
 
 pub fn run(args: &TimelineArgs) -> anyhow::Result<ExitCode> {
-    let found = block_on(async {
+    let start = match &args.from_backup {
+        Some(dir) => Some(binlogd_restore::start::backup_gtids(dir)?.with_context(|| {
+            format!(
+                "{} names no GTIDs (a MySQL clone keeps them in the server): give \
+                     --from-gtid with the gtid_executed of a server started on it",
+                dir.display()
+            )
+        })?),
+        None => args.from_gtid.clone(),
+    };
+    let (found, location) = block_on(async {
         let archive = open_archive(&args.archive).await?;
         let files = archive.files().await?;
-        timeline(&files, &archive, args.from_gtid.as_ref())
+        let found = timeline(&files, &archive, start.as_ref())
             .await
-            .with_context(|| format!("reading {}", archive.location()))
+            .with_context(|| format!("reading {}", archive.location()))?;
+        anyhow::Ok((found, archive.location()))
     })?;
+    if let Some(path) = &args.svg {
+        let picture = crate::timeline_svg::render(&found, &location.to_string());
+        write_atomically(path, picture.as_bytes())
+            .with_context(|| format!("writing the picture to {}", path.display()))?;
+    }
     let mut out = std::io::stdout().lock();
     match args.archive.output {
         Output::Json => {
@@ -38,6 +64,19 @@ pub fn run(args: &TimelineArgs) -> anyhow::Result<ExitCode> {
         Output::Text => print_timeline(&mut out, &found)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` beside `path` and renames it into place: a reader never sees half a
+/// picture.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "timeline.svg".into(), |n| n.to_os_string());
+    let mut partial = name.clone();
+    partial.push(".partial");
+    let partial = path.with_file_name(partial);
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
 }
 
 fn time(micros: Option<u64>) -> String {

@@ -294,6 +294,47 @@ pub async fn find_command(
     archive_command(client, namespace, server, "find", filter_args.to_vec()).await
 }
 
+/// The `binlogd timeline` command line that draws `server`'s archive into `svg` (from
+/// `from_gtid`, a base backup's state, when given). `server` may be left out when the
+/// namespace holds one BinlogServer only.
+pub async fn timeline_command(
+    client: Client,
+    namespace: &str,
+    server: Option<&str>,
+    svg: &std::path::Path,
+    from_gtid: Option<&str>,
+) -> Result<Vec<String>, PluginError> {
+    let server = match server {
+        Some(server) => server.to_owned(),
+        None => {
+            let servers = Api::<BinlogServer>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await?;
+            let names: Vec<String> = servers.items.iter().map(|s| s.name_any()).collect();
+            match names.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Err(PluginError::Usage(format!(
+                        "no BinlogServer in namespace {namespace} to draw"
+                    )));
+                }
+                several => {
+                    return Err(PluginError::Usage(format!(
+                        "--svg draws one archive: say which with --from (namespace {namespace} \
+                         has {})",
+                        several.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    let mut extra = vec!["--svg".to_owned(), svg.display().to_string()];
+    if let Some(gtid) = from_gtid {
+        extra.extend(["--from-gtid".to_owned(), gtid.to_owned()]);
+    }
+    archive_command(client, namespace, &server, "timeline", extra).await
+}
+
 /// `binlogd SUBCOMMAND --archive URL [--s3-endpoint ...] EXTRA` for `server`'s archive.
 async fn archive_command(
     client: Client,

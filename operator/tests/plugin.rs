@@ -298,3 +298,86 @@ async fn find_runs_binlogd_find_on_the_servers_archive() {
         ]
     );
 }
+
+fn server_list(names: &[&str]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let mut listed = server();
+            listed.meta_mut().name = Some((*name).into());
+            serde_json::to_value(listed).expect("json")
+        })
+        .collect();
+    json!({"apiVersion": "binlogd.io/v1alpha1", "kind": "BinlogServerList", "metadata": {}, "items": items})
+}
+
+/// `status --svg FILE` with the namespace's only BinlogServer: `binlogd timeline --svg` on
+/// its archive.
+#[tokio::test]
+async fn status_svg_draws_the_only_servers_archive() {
+    let (client, mut api) = client();
+    let building = tokio::spawn(async move {
+        plugin::timeline_command(
+            client,
+            "prod",
+            None,
+            std::path::Path::new("db1.svg"),
+            Some("0-1-5000"),
+        )
+        .await
+    });
+    api.expect(
+        Method::GET,
+        "/apis/binlogd.io/v1alpha1/namespaces/prod/binlogservers",
+        "",
+        StatusCode::OK,
+        server_list(&["db1"]),
+    )
+    .await;
+    let mut stored = server();
+    stored.meta_mut().name = Some("db1".into());
+    api.expect(
+        Method::GET,
+        "/apis/binlogd.io/v1alpha1/namespaces/prod/binlogservers/db1",
+        "",
+        StatusCode::OK,
+        serde_json::to_value(stored).expect("json"),
+    )
+    .await;
+    let args = building.await.expect("task").expect("command");
+    assert_eq!(
+        args,
+        [
+            "timeline",
+            "--archive",
+            "s3://backups/db1",
+            "--svg",
+            "db1.svg",
+            "--from-gtid",
+            "0-1-5000"
+        ]
+    );
+}
+
+/// With several BinlogServers, `--svg` asks which, naming them.
+#[tokio::test]
+async fn status_svg_with_several_servers_asks_which() {
+    let (client, mut api) = client();
+    let building = tokio::spawn(async move {
+        plugin::timeline_command(client, "prod", None, std::path::Path::new("x.svg"), None).await
+    });
+    api.expect(
+        Method::GET,
+        "/apis/binlogd.io/v1alpha1/namespaces/prod/binlogservers",
+        "",
+        StatusCode::OK,
+        server_list(&["db1", "db2"]),
+    )
+    .await;
+    let err = building.await.expect("task").expect_err("ambiguous");
+    assert!(matches!(err, PluginError::Usage(_)), "{err}");
+    assert!(
+        err.to_string().contains("say which with --from") && err.to_string().contains("db1, db2"),
+        "{err}"
+    );
+}

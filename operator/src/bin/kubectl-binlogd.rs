@@ -44,8 +44,19 @@ enum Command {
     /// The binlog servers (how far each archive reaches) and the restores.
     Status {
         /// Every namespace.
-        #[arg(short = 'A', long)]
+        #[arg(short = 'A', long, conflicts_with = "svg")]
         all_namespaces: bool,
+        /// Also draw a BinlogServer's archive over time into this SVG file: servers and
+        /// failovers, gaps, the recoverable range and the last recoverable time (runs
+        /// `binlogd timeline --svg` here: binlogd on PATH, this machine's S3 credentials).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+        /// The BinlogServer to draw (needed when the namespace has several).
+        #[arg(long = "from", value_name = "BINLOGSERVER", requires = "svg")]
+        binlog_server: Option<String>,
+        /// Draw what can be recovered from this base backup's GTID state.
+        #[arg(long, value_name = "GTIDS", requires = "svg")]
+        from_gtid: Option<String>,
     },
     /// Restore a database's volume to a point in time: creates a PointInTimeRestore and
     /// follows it. The volume must hold a datadir restored from a base backup, and the
@@ -134,9 +145,33 @@ fn main() -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| client.default_namespace().to_owned());
         let mut out = std::io::stdout();
         match cli.command {
-            Command::Status { all_namespaces } => {
+            Command::Status {
+                all_namespaces,
+                svg,
+                binlog_server,
+                from_gtid,
+            } => {
                 let ns = (!all_namespaces).then_some(namespace.as_str());
-                plugin::status(client, ns, &mut out).await?;
+                plugin::status(client.clone(), ns, &mut out).await?;
+                if let Some(svg) = svg {
+                    let args = plugin::timeline_command(
+                        client,
+                        &namespace,
+                        binlog_server.as_deref(),
+                        &svg,
+                        from_gtid.as_deref(),
+                    )
+                    .await?;
+                    std::io::Write::flush(&mut out)?;
+                    let status = std::process::Command::new("binlogd")
+                        .args(&args)
+                        .status()
+                        .context("running binlogd timeline (is binlogd on PATH?)")?;
+                    if !status.success() {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    eprintln!("drew the timeline into {}", svg.display());
+                }
             }
             Command::Restore {
                 binlog_server,
