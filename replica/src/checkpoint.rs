@@ -129,6 +129,19 @@ impl CheckpointTask {
             share,
             observer,
         } = self;
+        // The lease's validity, reported every second by a task of its own: the loop
+        // below may spend longer than the lease's TTL in one checkpoint, while the
+        // keeper goes on renewing.
+        let _lease_reports = {
+            let validity = lease.validity();
+            let observer = Arc::clone(&observer);
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    observer.lease(validity.valid_until_micros());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }))
+        };
         let mut backoff = new_backoff();
         let mut failing = false;
         let mut finishing_since = None;
@@ -138,7 +151,6 @@ impl CheckpointTask {
             let began = tokio::time::Instant::now();
             // Everything durable in the spool now is read and shipped by this checkpoint.
             let recoverable = share.recoverable.load(Ordering::Relaxed);
-            observer.lease(lease.valid_until_micros());
             if lease.lost() {
                 let _ = stop.send(true);
                 return Err(ReplicaError::storage("renewing the archive's lease")(
@@ -229,6 +241,15 @@ impl CheckpointTask {
                 }
             }
         }
+    }
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -341,6 +341,12 @@ impl LeaseKeeper {
         self.valid_until.load(Ordering::Relaxed)
     }
 
+    /// A view of [`LeaseKeeper::valid_until_micros`] that another task can read while
+    /// the keeper is busy (a checkpoint longer than the TTL, say).
+    pub fn validity(&self) -> LeaseValidity {
+        LeaseValidity(Arc::clone(&self.valid_until))
+    }
+
     /// Whether the lease is gone: stop writing.
     pub fn lost(&self) -> bool {
         *self.lost.borrow()
@@ -384,6 +390,18 @@ impl Drop for LeaseKeeper {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// Until when a kept lease holds, readable from anywhere (see [`LeaseKeeper::validity`]).
+#[derive(Debug, Clone)]
+pub struct LeaseValidity(Arc<AtomicU64>);
+
+impl LeaseValidity {
+    /// Until when the lease is ours as of its last renewal, µs since the epoch; 0 once
+    /// it is lost.
+    pub fn valid_until_micros(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
