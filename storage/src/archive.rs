@@ -5,7 +5,8 @@
 //! the backends differ in where a file's facts come from. A local archive reads each
 //! file's index (`layout`, `index`); an object archive reads its catalogue for sealed files
 //! and the uploaded index objects only for files still being written (`remote::read`), so
-//! answering "which files" costs one GET however long the archive is.
+//! answering "which files" costs a GET and a few listings of folder names however long
+//! the archive is and however many objects it has written.
 
 use crate::error::StorageError;
 use crate::gtids::GtidState;
@@ -144,8 +145,13 @@ impl Archive {
                 for file in archive.files().await? {
                     match file {
                         RemoteFile::Sealed(summary) => files.push((*summary).into()),
-                        RemoteFile::Open { epoch, name, size } => {
-                            let index = archive.file_index(&epoch, &name).await?;
+                        RemoteFile::Open {
+                            epoch,
+                            name,
+                            size,
+                            unsealed,
+                        } => {
+                            let index = unsealed.index();
                             let server_id = server_id_of_epoch(&epoch);
                             // Uploaded but not sealed: the manifest, not the index's
                             // closing line, is what makes a remote file complete.
@@ -153,7 +159,7 @@ impl Archive {
                                 epoch,
                                 name,
                                 size,
-                                &index,
+                                index,
                                 server_id,
                                 FileState::Open,
                             );

@@ -198,6 +198,7 @@ pub fn seeds(binlog: &[u8]) -> Vec<(&'static str, String, Vec<u8>)> {
         version: 1,
         summary: summary.clone(),
         segments: vec![segment_record(0, 256), segment_record(256, 775)],
+        index: Vec::new(),
     };
     let catalogue = Catalogue {
         version: 1,

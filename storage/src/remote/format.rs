@@ -102,6 +102,25 @@ pub struct Manifest {
     pub summary: FileSummary,
     /// The data, in order.
     pub segments: Vec<SegmentRecord>,
+    /// The file's whole index, in a few large objects written at seal, so that reading
+    /// it costs a request per chunk rather than one per segment. Absent in manifests of
+    /// earlier releases: their segments' index objects are read instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index: Vec<IndexChunk>,
+}
+
+/// One object of a sealed file's whole index ([`Manifest::index`]): the records of the
+/// transactions that end in `(start, end]`, the `gtids_before` record in the first chunk
+/// and the `closed` record in the last, zstd-compressed JSON lines as in an index object.
+/// The chunks follow each other from 0 to the file's size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexChunk {
+    /// Its key (`EPOCH/BINLOG/index-<start>-<end>.zst`).
+    pub key: String,
+    /// Where the bytes its records describe start.
+    pub start: u64,
+    /// Where they end.
+    pub end: u64,
 }
 
 /// `catalogue.json`.
@@ -170,6 +189,14 @@ pub fn epoch_name(epoch: &Epoch) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The sequence number of an epoch directory name (`0003-server42` → 3), or `None` for a
+/// name that is not an epoch's.
+pub fn epoch_number(name: &str) -> Option<u32> {
+    let (number, server) = name.split_once("-server")?;
+    server.parse::<u32>().ok()?;
+    number.parse().ok()
 }
 
 /// The most an index object may decompress to. Its lines describe the transactions of

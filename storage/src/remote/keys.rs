@@ -37,6 +37,12 @@ pub fn segment_index(epoch: &str, name: &str, start: u64, end: u64) -> String {
     format!("{epoch}/{name}/{start:020}-{end:020}.idx.zst")
 }
 
+/// The key of one chunk of a sealed file's whole index (see `format::IndexChunk`). Not
+/// a name earlier releases parse, so their listings pass it by.
+pub fn index_chunk(epoch: &str, name: &str, start: u64, end: u64) -> String {
+    format!("{epoch}/{name}/index-{start:020}-{end:020}.zst")
+}
+
 /// What a key under a file's prefix is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileObject {

@@ -6,9 +6,12 @@
 //! [`read`] what readers use: the catalogue, listings and whole files. [`segment`] packs
 //! and unpacks one segment object (compression, [`crypt`]'s client-side encryption, CRC).
 //! [`catalogue`] reads the catalogue with its version and writes it back only over it.
+//! [`unsealed`] follows a file still being written, listing only what is new, and
+//! [`whole_index`] keeps a sealed file's index in a few large objects.
 
 pub mod catalogue;
 pub mod crypt;
+pub mod file_segments;
 pub mod format;
 pub mod keys;
 pub mod lease;
@@ -16,4 +19,6 @@ pub mod read;
 pub mod s3;
 pub mod segment;
 pub mod store;
+pub mod unsealed;
 pub mod upload;
+pub mod whole_index;

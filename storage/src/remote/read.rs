@@ -2,12 +2,16 @@
 
 use super::catalogue::{self, CatalogueVersion};
 use super::crypt::{ClientKey, check_authentic};
+use super::file_segments::Fetch;
+pub use super::file_segments::FileSegments;
 use super::format::{
-    Catalogue, FORMAT_VERSION, FileSummary, Marker, parse_index_object, parse_manifest,
+    Catalogue, FORMAT_VERSION, FileRef, FileSummary, Manifest, Marker, epoch_number,
+    parse_index_object, parse_manifest,
 };
-use super::keys::{self, Codec, FileObject};
+use super::keys::{self, FileObject};
 use super::segment;
-use super::store::ObjectStore;
+use super::store::{ListQuery, ObjectStore};
+use super::unsealed::UnsealedFile;
 use crate::error::StorageError;
 use crate::index::FileIndex;
 use crate::layout::binlog_order;
@@ -26,6 +30,9 @@ pub enum RemoteFile {
         name: String,
         /// Bytes readable now.
         size: u64,
+        /// Its segments and index as far as they are uploaded, to be looked at again
+        /// ([`RemoteArchive::look_again`]) for what comes next.
+        unsealed: Box<UnsealedFile>,
     },
 }
 
@@ -39,13 +46,6 @@ impl RemoteFile {
     }
 }
 
-/// A file not in the catalogue, from a listing.
-struct OpenFile {
-    epoch: String,
-    name: String,
-    segments: Vec<(u64, u64)>,
-}
-
 /// An object archive opened for reading.
 #[derive(Debug)]
 pub struct RemoteArchive {
@@ -54,17 +54,6 @@ pub struct RemoteArchive {
     catalogue_version: CatalogueVersion,
     client_key: Option<ClientKey>,
     max_parallel: usize,
-}
-
-/// One segment to fetch for a file: its range, codec and key, and how many of its bytes
-/// an earlier segment already gave.
-#[derive(Debug, Clone)]
-struct Fetch {
-    start: u64,
-    end: u64,
-    codec: Codec,
-    key: String,
-    skip: usize,
 }
 
 impl RemoteArchive {
@@ -136,7 +125,21 @@ impl RemoteArchive {
     }
 
     /// Every file, in archive order: the catalogue's, then those not sealed yet.
+    ///
+    /// Costs what the archive's newest files cost, not its age: the catalogue names every
+    /// sealed file, so only the places a file not sealed yet can be are listed (see
+    /// [`RemoteArchive::unsealed_files`]), never the whole prefix.
     pub async fn files(&self) -> Result<Vec<RemoteFile>, StorageError> {
+        self.files_after(Vec::new()).await
+    }
+
+    /// [`RemoteArchive::files`], given the files not sealed yet as an earlier call left
+    /// them: those still not sealed are looked at again from where that look ended, so
+    /// following an archive costs what is new in it.
+    pub async fn files_after(
+        &self,
+        known: Vec<UnsealedFile>,
+    ) -> Result<Vec<RemoteFile>, StorageError> {
         let mut files: Vec<RemoteFile> = self
             .catalogue
             .files
@@ -144,65 +147,133 @@ impl RemoteArchive {
             .cloned()
             .map(|summary| RemoteFile::Sealed(Box::new(summary)))
             .collect();
-        // Whatever the catalogue does not name yet: list the keys.
-        let mut open: Vec<OpenFile> = Vec::new();
-        for object in self.store.list("").await? {
-            let mut parts = object.key.splitn(3, '/');
-            let (Some(epoch), Some(name), Some(leaf)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Some(FileObject::Segment { start, end, .. }) = keys::parse_file_object(leaf) else {
-                continue;
-            };
-            let catalogued = self
-                .catalogue
-                .files
+        let mut known = known;
+        for (epoch, name) in self.unsealed_files().await? {
+            let mut unsealed = match known
                 .iter()
-                .any(|f| f.epoch == epoch && f.name == name);
-            let being_purged = self
-                .catalogue
-                .purging
-                .iter()
-                .any(|f| f.epoch == epoch && f.name == name);
-            if catalogued || being_purged {
+                .position(|f| f.epoch() == epoch && f.name() == name)
+            {
+                Some(at) => known.swap_remove(at),
+                None => UnsealedFile::new(&epoch, &name),
+            };
+            self.look_again(&mut unsealed).await?;
+            let size = unsealed.size();
+            if size == 0 {
                 continue;
-            }
-            match open.iter_mut().find(|f| f.epoch == epoch && f.name == name) {
-                Some(file) => file.segments.push((start, end)),
-                None => open.push(OpenFile {
-                    epoch: epoch.to_owned(),
-                    name: name.to_owned(),
-                    segments: vec![(start, end)],
-                }),
-            }
-        }
-        open.sort_by(|a, b| {
-            a.epoch
-                .cmp(&b.epoch)
-                .then_with(|| binlog_order(&a.name, &b.name))
-        });
-        for mut file in open {
-            file.segments.sort_unstable();
-            // Readable: the contiguous run from the start. Segments may overlap: a batch
-            // retried after one upload failed is cut anew, beside what did arrive.
-            let mut size = 0;
-            for (start, end) in file.segments {
-                if start <= size && end > size {
-                    size = end;
-                }
             }
             files.push(RemoteFile::Open {
-                epoch: file.epoch,
-                name: file.name,
+                epoch,
+                name,
                 size,
+                unsealed: Box::new(unsealed),
             });
         }
         Ok(files)
     }
 
-    /// A file's index as far as it is uploaded, from its segments' index objects.
+    /// The files the catalogue does not name (nor a purge in progress), as `(epoch,
+    /// name)` in archive order: in each epoch, the files after its last sealed one — the
+    /// newest epoch's file being written, an old epoch's last file that its server never
+    /// closed. One listing of the epochs and one of each epoch's tail, each a page of
+    /// folder names however many segments the archive holds.
+    pub async fn unsealed_files(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let folders = self
+            .store
+            .query(ListQuery {
+                one_level: true,
+                ..ListQuery::default()
+            })
+            .await?
+            .folders;
+        let mut epochs: Vec<(u32, &str)> = folders
+            .iter()
+            .map(|folder| folder.trim_end_matches('/'))
+            .filter_map(|epoch| Some((epoch_number(epoch)?, epoch)))
+            .collect();
+        epochs.sort_unstable();
+        let mut unsealed = Vec::new();
+        for (_, epoch) in epochs {
+            let last_sealed = self.catalogue.files.iter().rev().find(|f| f.epoch == epoch);
+            // Keys sort by bytes: `NAME0` sorts after every `NAME/...` and before the
+            // next file's folder, so the listing starts just after the last sealed file.
+            let start_after = last_sealed.map(|f| format!("{epoch}/{}0", f.name));
+            let prefix = format!("{epoch}/");
+            let listing = self
+                .store
+                .query(ListQuery {
+                    prefix: &prefix,
+                    start_after: start_after.as_deref(),
+                    one_level: true,
+                    limit: None,
+                })
+                .await?;
+            let mut names: Vec<String> = listing
+                .folders
+                .iter()
+                .filter_map(|f| f.strip_prefix(&prefix)?.strip_suffix('/'))
+                .map(str::to_owned)
+                .collect();
+            // A server's numbering can outgrow its digits (`.999999` → `.1000000`), and
+            // the next file then sorts before the last sealed one: look for it by name.
+            if let (Some(last), Some(after)) = (last_sealed, &start_after)
+                && let Some(next) = &last.next_file
+                && format!("{prefix}{next}/").as_str() < after.as_str()
+                && !names.contains(next)
+                && !self
+                    .store
+                    .list(&keys::file_prefix(epoch, next))
+                    .await?
+                    .is_empty()
+            {
+                names.push(next.clone());
+            }
+            names.retain(|name| {
+                let catalogued = self
+                    .catalogue
+                    .files
+                    .iter()
+                    .any(|f| f.epoch == epoch && &f.name == name);
+                let being_purged = self
+                    .catalogue
+                    .purging
+                    .iter()
+                    .any(|f: &FileRef| f.epoch == epoch && &f.name == name);
+                !catalogued && !being_purged
+            });
+            names.sort_by(|a, b| binlog_order(a, b));
+            unsealed.extend(names.into_iter().map(|name| (epoch.to_owned(), name)));
+        }
+        Ok(unsealed)
+    }
+
+    /// A file's index as far as it is uploaded: a sealed file's from the chunks its
+    /// manifest names (two requests for most files), else — a file still being written,
+    /// or one sealed by an earlier release — from its segments' index objects.
     pub async fn file_index(&self, epoch: &str, name: &str) -> Result<FileIndex, StorageError> {
+        if let Some(summary) = self
+            .catalogue
+            .files
+            .iter()
+            .find(|f| f.epoch == epoch && f.name == name)
+        {
+            let manifest = self.manifest(summary).await?;
+            if !manifest.index.is_empty() {
+                return super::whole_index::read(
+                    &self.store,
+                    self.client_key.as_ref(),
+                    name,
+                    &manifest.index,
+                    summary.size,
+                    self.max_parallel,
+                )
+                .await;
+            }
+        }
+        self.segment_indexes(epoch, name).await
+    }
+
+    /// A file's index from its segments' index objects, one request each.
+    async fn segment_indexes(&self, epoch: &str, name: &str) -> Result<FileIndex, StorageError> {
         let mut index = FileIndex::default();
         for object in self.store.list(&keys::file_prefix(epoch, name)).await? {
             let leaf = object.key.rsplit('/').next().unwrap_or_default();
@@ -268,20 +339,26 @@ impl RemoteArchive {
         Ok(bytes)
     }
 
-    /// A sealed file's segments, from its manifest: exactly those, in order, end to end.
-    /// Neither a segment left over beside them nor one missing goes unnoticed.
-    async fn sealed_plan(&self, summary: &FileSummary) -> Result<Vec<Fetch>, StorageError> {
+    /// A sealed file's manifest, authenticated with a client key.
+    async fn manifest(&self, summary: &FileSummary) -> Result<Manifest, StorageError> {
         let (epoch, name) = (&summary.epoch, &summary.name);
         let key = keys::manifest(epoch, name);
         let object = self.store.get(&key).await?.ok_or_else(|| {
             StorageError::inconsistent(name, 0, format!("sealed, but its manifest {key} is gone"))
         })?;
-        let manifest = parse_manifest(
+        parse_manifest(
             &object,
             &key,
             self.client_key.as_ref(),
             &self.store.location(),
-        )?;
+        )
+    }
+
+    /// A sealed file's segments, from its manifest: exactly those, in order, end to end.
+    /// Neither a segment left over beside them nor one missing goes unnoticed.
+    async fn sealed_plan(&self, summary: &FileSummary) -> Result<Vec<Fetch>, StorageError> {
+        let (epoch, name) = (&summary.epoch, &summary.name);
+        let manifest = self.manifest(summary).await?;
         if manifest.summary.size != summary.size || manifest.summary.crc32 != summary.crc32 {
             return Err(StorageError::inconsistent(
                 name,
@@ -373,6 +450,12 @@ impl RemoteArchive {
         Ok(plan)
     }
 
+    /// Looks at a file not sealed yet again (see [`UnsealedFile::look_again`]).
+    pub async fn look_again(&self, file: &mut UnsealedFile) -> Result<bool, StorageError> {
+        file.look_again(self.store.as_ref(), self.client_key.as_ref())
+            .await
+    }
+
     /// The source server of an epoch (its `source.json`), authenticated with a client key.
     pub async fn epoch_source(
         &self,
@@ -409,12 +492,7 @@ impl RemoteArchive {
             Some(summary) => self.sealed_plan(summary).await?,
             None => self.listed_plan(epoch, name).await?,
         };
-        Ok(FileSegments {
-            name: name.to_owned(),
-            size: plan.last().map_or(0, |f| f.end),
-            sealed: sealed.is_some(),
-            plan,
-        })
+        Ok(FileSegments::new(name, plan, sealed.is_some()))
     }
 
     /// The bytes of segment `at` of `segments` (from where the previous one ended to its
@@ -525,43 +603,4 @@ async fn fetch_one(
     let length = usize::try_from(end - start).unwrap_or(usize::MAX);
     segment::unpack(key, &object, codec, length, client_key)
         .map_err(|e| StorageError::inconsistent(name, start, format!("segment {key}: {e}")))
-}
-
-/// A file's segments, in order and end to end (see [`RemoteArchive::file_segments`]).
-#[derive(Debug, Clone)]
-pub struct FileSegments {
-    name: String,
-    plan: Vec<Fetch>,
-    size: u64,
-    sealed: bool,
-}
-
-impl FileSegments {
-    /// Bytes the segments hold, from offset 0.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Whether the file is sealed (it will not grow).
-    pub fn is_sealed(&self) -> bool {
-        self.sealed
-    }
-
-    /// How many segments there are.
-    pub fn len(&self) -> usize {
-        self.plan.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.plan.is_empty()
-    }
-
-    /// The segment holding the byte at `offset`, and where its fetched bytes start.
-    pub fn segment_at(&self, offset: u64) -> Option<(usize, u64)> {
-        let at = self.plan.partition_point(|f| f.end <= offset);
-        let fetch = self.plan.get(at)?;
-        let first = fetch.start + fetch.skip as u64;
-        (first <= offset).then_some((at, first))
-    }
 }

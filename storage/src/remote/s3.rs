@@ -6,7 +6,8 @@
 //! `AWS_ENDPOINT_URL`) is addressed path-style, as MinIO, Garage and moto expect.
 
 use super::store::{
-    Listed, Metadata, Object, ObjectStore, StoreError, StoreErrorKind, StoreFuture,
+    ListQuery, Listed, Listing, Metadata, Object, ObjectStore, StoreError, StoreErrorKind,
+    StoreFuture,
 };
 use crate::error::error_chain;
 use aws_sdk_s3::Client;
@@ -544,33 +545,50 @@ impl ObjectStore for S3Store {
         })
     }
 
-    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Listed>> {
+    fn query<'a>(&'a self, query: ListQuery<'a>) -> StoreFuture<'a, Listing> {
         Box::pin(async move {
-            let full_prefix = self.full_key(prefix);
             let strip = self.full_key("");
-            let mut listed = Vec::new();
-            let mut pages = self
+            let mut listing = Listing::default();
+            let mut request = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.url.bucket)
-                .prefix(&full_prefix)
-                .into_paginator()
-                .send();
+                .prefix(self.full_key(query.prefix))
+                .set_start_after(query.start_after.map(|key| self.full_key(key)))
+                .set_delimiter(query.one_level.then(|| "/".to_owned()));
+            if let Some(limit) = query.limit {
+                // A page is at most 1,000 keys: a smaller limit is one request.
+                request = request.max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000));
+            }
+            let mut pages = request.into_paginator().send();
+            let full = |listing: &Listing| {
+                query
+                    .limit
+                    .is_some_and(|limit| listing.objects.len() + listing.folders.len() >= limit)
+            };
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.error("LIST", prefix, e))?;
+                let page = page.map_err(|e| self.error("LIST", query.prefix, e))?;
                 for object in page.contents() {
-                    let Some(key) = object.key() else { continue };
-                    let Some(relative) = key.strip_prefix(&strip) else {
+                    let Some(relative) = object.key().and_then(|k| k.strip_prefix(&strip)) else {
                         continue;
                     };
-                    listed.push(Listed {
+                    listing.objects.push(Listed {
                         key: relative.to_owned(),
                         size: object.size().unwrap_or(0).max(0) as u64,
                     });
                 }
+                for folder in page.common_prefixes() {
+                    if let Some(relative) = folder.prefix().and_then(|p| p.strip_prefix(&strip)) {
+                        listing.folders.push(relative.to_owned());
+                    }
+                }
+                if full(&listing) {
+                    break;
+                }
             }
-            listed.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(listed)
+            listing.objects.sort_by(|a, b| a.key.cmp(&b.key));
+            listing.folders.sort();
+            Ok(listing)
         })
     }
 

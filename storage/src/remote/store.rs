@@ -35,6 +35,32 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// What to list: S3's ListObjectsV2 parameters, which every store of note has in some form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListQuery<'a> {
+    /// Only keys that start with this (relative to the store's prefix).
+    pub prefix: &'a str,
+    /// Only keys that sort after this one (it need not exist): how a reader that knows
+    /// where it stopped asks only for what is new, whatever came before.
+    pub start_after: Option<&'a str>,
+    /// One level only: keys below the next `/` after `prefix` come back as the folders
+    /// that hold them, once each, not as keys.
+    pub one_level: bool,
+    /// Enough once this many entries (keys and folders) are in hand: no further page is
+    /// asked for (the last page may bring more).
+    pub limit: Option<usize>,
+}
+
+/// A listing's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The keys, in key order.
+    pub objects: Vec<Listed>,
+    /// With [`ListQuery::one_level`]: the folders below the prefix (each ending in `/`),
+    /// in key order.
+    pub folders: Vec<String>,
+}
+
 /// How a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreErrorKind {
@@ -102,8 +128,22 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Reads the object under `key`; `None` if there is none.
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Object>>;
 
-    /// Every key under `prefix` (relative to the store's prefix), in key order.
-    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Listed>>;
+    /// Keys as `query` asks (relative to the store's prefix), in key order.
+    fn query<'a>(&'a self, query: ListQuery<'a>) -> StoreFuture<'a, Listing>;
+
+    /// Every key under `prefix` (relative to the store's prefix), in key order. Its cost
+    /// grows with what is under `prefix`: readers list only where few keys can be.
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<Listed>> {
+        Box::pin(async move {
+            Ok(self
+                .query(ListQuery {
+                    prefix,
+                    ..ListQuery::default()
+                })
+                .await?
+                .objects)
+        })
+    }
 
     /// Removes the object under `key` (nothing if there is none).
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;

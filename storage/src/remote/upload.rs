@@ -538,10 +538,21 @@ impl Uploader {
             server: self.options.server_side.clone(),
         };
         summary.encryption = (encryption != EncryptionRecord::default()).then_some(encryption);
+        // The whole index in a few objects, before the manifest that names them.
+        let (index, index_bytes) = super::whole_index::upload(
+            self.store.as_ref(),
+            self.options.client_key.as_ref(),
+            (epoch_name, name),
+            &epoch.index_path(name),
+            summary.size,
+        )
+        .await?;
+        self.stats.bytes_put += index_bytes;
         let manifest = Manifest {
             version: FORMAT_VERSION,
             summary: summary.clone(),
             segments: progress.segments.clone(),
+            index,
         };
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StorageError::inconsistent(name, 0, e.to_string()))?;

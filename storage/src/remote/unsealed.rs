@@ -1,0 +1,232 @@
+//! A file that is not sealed yet, followed as its uploads arrive.
+//!
+//! While the stream writes a file, each checkpoint adds a segment `<start>-<end>.seg.*` and
+//! its index object `<start>-<end>.idx.zst` under the file's prefix. Keys sort by start
+//! offset (20 zero-padded digits), so a reader that has seen the file up to some offset
+//! lists only the keys from there on (S3's `start-after`), whatever the file's age.
+//!
+//! Where to list from: an index object goes up only after every segment of its batch, and
+//! sorts before its own segment (`idx` < `seg`), so a look can see a segment whose index
+//! object is not there yet. A look therefore starts again at the segment in which the
+//! known index ends: what comes before is indexed for good, what comes after is looked
+//! at again until its index object arrives. A segment that holds no whole transaction
+//! (part of one larger than a segment) has no index object; it stays at or after that
+//! point only until the transaction's last segment is indexed.
+//!
+//! Segments may overlap (a batch retried after one of its uploads failed is cut anew,
+//! beside what did arrive of the first try), and parallel uploads may land out of order:
+//! the readable bytes are the contiguous run from 0, each byte from the first segment that
+//! reaches it; a hole is waited out, not reported (the upload that fills it is in flight).
+
+use std::collections::BTreeSet;
+
+use super::crypt::ClientKey;
+use super::crypt::check_authentic;
+use super::file_segments::{Fetch, FileSegments};
+use super::format::parse_index_object;
+use super::keys::{self, Codec, FileObject};
+use super::store::{ListQuery, ObjectStore};
+use crate::error::StorageError;
+use crate::index::{FileIndex, IndexRecord};
+
+/// What a reader knows of a file not sealed yet: its segments and its index, as far as
+/// its looks have seen them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsealedFile {
+    epoch: String,
+    name: String,
+    /// Every segment seen: `(start, end, codec, key)`, sorted by start, longest first.
+    segments: Vec<(u64, u64, Codec, String)>,
+    /// The index objects applied, by range.
+    indexed: BTreeSet<(u64, u64)>,
+    /// How far the applied index objects reach without a gap: one further on waits until
+    /// the ones before it are applied, so that records apply in file order.
+    indexed_to: u64,
+    index: FileIndex,
+    /// Whether the file's manifest was seen: it is sealed, and the catalogue will say so.
+    manifest_seen: bool,
+    /// How many looks, and how many requests they made.
+    requests: u64,
+}
+
+impl UnsealedFile {
+    /// A file not looked at yet.
+    pub fn new(epoch: &str, name: &str) -> UnsealedFile {
+        UnsealedFile {
+            epoch: epoch.to_owned(),
+            name: name.to_owned(),
+            segments: Vec::new(),
+            indexed: BTreeSet::new(),
+            indexed_to: 0,
+            index: FileIndex::default(),
+            manifest_seen: false,
+            requests: 0,
+        }
+    }
+
+    /// Its epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The server's name for it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its index records seen so far.
+    pub fn index(&self) -> &FileIndex {
+        &self.index
+    }
+
+    /// Whether a look found its manifest (sealed since the catalogue was read).
+    pub fn manifest_seen(&self) -> bool {
+        self.manifest_seen
+    }
+
+    /// Requests its looks have made (for measurements).
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Bytes readable from 0 without a hole.
+    pub fn size(&self) -> u64 {
+        self.plan().last().map_or(0, |f| f.end)
+    }
+
+    /// Where the readable, indexed part ends: what a replay or a dump may use.
+    pub fn indexed_end(&self) -> u64 {
+        self.index.indexed_end().min(self.size())
+    }
+
+    /// The segments that make its readable bytes, in order.
+    pub fn segments(&self) -> FileSegments {
+        let plan = self.plan();
+        FileSegments::new(&self.name, plan, false)
+    }
+
+    /// Each byte from the first segment that reaches it, from 0 up to the first hole.
+    fn plan(&self) -> Vec<Fetch> {
+        let mut plan = Vec::new();
+        let mut offset = 0;
+        for (start, end, codec, key) in &self.segments {
+            if *start > offset {
+                break;
+            }
+            if *end <= offset {
+                continue;
+            }
+            plan.push(Fetch {
+                start: *start,
+                end: *end,
+                codec: *codec,
+                key: key.clone(),
+                skip: usize::try_from(offset - start).unwrap_or(usize::MAX),
+            });
+            offset = *end;
+        }
+        plan
+    }
+
+    /// Where the next look starts listing: the start of the segment the known index ends
+    /// in (see the module's docs).
+    fn resume_offset(&self) -> u64 {
+        let indexed_end = self.index.indexed_end();
+        self.segments
+            .iter()
+            .map(|(start, ..)| *start)
+            .filter(|start| *start <= indexed_end)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl UnsealedFile {
+    /// Looks at the file again in `store`: lists its keys from where the last look's index
+    /// ends, reads the index objects not applied yet (authenticated with `client_key`),
+    /// and notes new segments. Returns whether anything was new. One listing (a page or
+    /// two) and a GET per new index object, however long the file has been open.
+    pub async fn look_again(
+        &mut self,
+        store: &dyn ObjectStore,
+        client_key: Option<&ClientKey>,
+    ) -> Result<bool, StorageError> {
+        let file = self;
+        let prefix = keys::file_prefix(&file.epoch, &file.name);
+        let resume = file.resume_offset();
+        // Keys of segments starting at `resume` sort after this (they are longer).
+        let start_after = (resume > 0).then(|| format!("{prefix}{resume:020}"));
+        let listing = store
+            .query(ListQuery {
+                prefix: &prefix,
+                start_after: start_after.as_deref(),
+                ..ListQuery::default()
+            })
+            .await?;
+        file.requests += 1;
+        let mut new_indexes = Vec::new();
+        let mut changed = false;
+        for object in listing.objects {
+            let leaf = object.key.rsplit('/').next().unwrap_or_default();
+            match keys::parse_file_object(leaf) {
+                Some(FileObject::Segment { start, end, codec }) => {
+                    let known = file
+                        .segments
+                        .iter()
+                        .any(|(s, e, c, _)| (*s, *e, *c) == (start, end, codec));
+                    if !known {
+                        file.segments.push((start, end, codec, object.key));
+                        changed = true;
+                    }
+                }
+                Some(FileObject::SegmentIndex { start, end })
+                    if !file.indexed.contains(&(start, end)) =>
+                {
+                    new_indexes.push((start, end, object.key));
+                }
+                Some(FileObject::Manifest) => file.manifest_seen = true,
+                Some(FileObject::SegmentIndex { .. }) | None => {}
+            }
+        }
+        file.segments
+            .sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        // In file order, so records apply in order; one past a gap waits for a later
+        // look (its turn comes once the gap's index object arrives).
+        new_indexes.sort_unstable();
+        for (start, end, key) in new_indexes {
+            if start > file.indexed_to {
+                break;
+            }
+            let Some(found) = store.get(&key).await? else {
+                continue;
+            };
+            file.requests += 1;
+            let location = store.location();
+            let bad = |line, message| StorageError::BadIndex {
+                path: format!("{location}/{key}").into(),
+                line,
+                message,
+            };
+            check_authentic(client_key, &key, &found).map_err(|e| bad(0, e))?;
+            let records =
+                parse_index_object(&found.body).map_err(|(line, message)| bad(line, message))?;
+            for record in records {
+                // Index objects of overlapping segments (a retried batch) repeat records.
+                if let IndexRecord::Transaction(t) = &record
+                    && file
+                        .index
+                        .transactions
+                        .last()
+                        .is_some_and(|last| t.end <= last.end)
+                {
+                    continue;
+                }
+                file.index.apply(record);
+            }
+            file.indexed.insert((start, end));
+            file.indexed_to = file.indexed_to.max(end);
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
