@@ -4,8 +4,11 @@
 //! the setup queries and the start of a dump need to know of them.
 //!
 //! A local listing is a directory walk; indexes are read only by their ends unless a dump
-//! needs transactions. A remote listing is the catalogue (one GET) plus a listing of the
-//! files not sealed yet.
+//! needs transactions. A remote listing is the catalogue (one GET) plus a look at the files
+//! not sealed yet, listing only their keys after the last look's (see
+//! `binlogd_storage::remote::unsealed`); it is shared by every session and taken again at
+//! most once a second, so logins and dumps cost the store what is new in the archive,
+//! not its age.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use binlogd_storage::remote::crypt::ClientKey;
 use binlogd_storage::remote::format::epoch_name;
 use binlogd_storage::remote::read::{RemoteArchive, RemoteFile};
 use binlogd_storage::remote::store::ObjectStore;
+use binlogd_storage::remote::unsealed::UnsealedFile;
 use binlogd_storage::{GtidState, LocalArchive, SourceIdentity, read_index, read_index_ends};
 
 use crate::error::ServeError;
@@ -25,6 +29,21 @@ use crate::start::FileFacts;
 pub(crate) struct ArchiveSource {
     store: Store,
     until: Option<Until>,
+    /// An object archive's last listing, shared by every session.
+    remote_listing: tokio::sync::Mutex<RemoteListing>,
+}
+
+/// How often an object archive is listed again at most: sessions that ask sooner share
+/// the last listing.
+const REMOTE_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An object archive's last listing, and what the next one starts from.
+#[derive(Debug, Default)]
+struct RemoteListing {
+    taken: Option<std::time::Instant>,
+    files: Vec<ServedFile>,
+    /// Epoch sources read so far (they never change).
+    sources: Vec<(String, SourceIdentity)>,
 }
 
 /// Where the archive is.
@@ -81,6 +100,9 @@ pub(crate) enum Place {
         gtids_before: GtidState,
         gtids_after: GtidState,
         sealed: bool,
+        /// A file not sealed yet: its segments and index as the listing saw them, for a
+        /// dump to follow from there.
+        unsealed: Option<Arc<UnsealedFile>>,
     },
 }
 
@@ -123,6 +145,7 @@ impl ArchiveSource {
         ArchiveSource {
             store: Store::Local(archive),
             until,
+            remote_listing: Default::default(),
         }
     }
 
@@ -131,6 +154,7 @@ impl ArchiveSource {
         ArchiveSource {
             store: Store::Remote(remote),
             until,
+            remote_listing: Default::default(),
         }
     }
 
@@ -196,48 +220,87 @@ impl ArchiveSource {
                 Ok(Listing { files, source })
             }
             Store::Remote(remote) => {
-                let archive = remote.open().await?;
-                let mut files = Vec::new();
-                for file in archive.files().await? {
-                    let served = match file {
-                        RemoteFile::Sealed(summary) => ServedFile {
-                            server_id: summary.source.server_id,
-                            place: Place::Remote {
-                                archive: Arc::clone(&archive),
-                                size: summary.size,
-                                gtids_before: summary.gtids_before.clone(),
-                                gtids_after: summary.gtids_after.clone(),
-                                sealed: true,
-                            },
-                            epoch: summary.epoch,
-                            name: summary.name,
-                        },
-                        RemoteFile::Open { epoch, name, size } => {
-                            let index = archive.file_index(&epoch, &name).await?;
-                            ServedFile {
-                                server_id: server_id_of_epoch(&epoch),
-                                place: Place::Remote {
-                                    archive: Arc::clone(&archive),
-                                    size,
-                                    gtids_before: index.gtids_before.clone().unwrap_or_default(),
-                                    gtids_after: index.gtids_after(),
-                                    sealed: false,
-                                },
-                                epoch,
-                                name,
-                            }
-                        }
-                    };
-                    files.push(served);
+                let mut last = self.remote_listing.lock().await;
+                if last
+                    .taken
+                    .is_none_or(|at| at.elapsed() >= REMOTE_LISTING_AGE)
+                {
+                    relist(remote, &mut last).await?;
                 }
-                let source = match files.last() {
-                    Some(last) => Some(archive.epoch_source(&last.epoch).await?),
-                    None => None,
-                };
+                let files = last.files.clone();
+                let source = files.last().and_then(|newest| {
+                    last.sources
+                        .iter()
+                        .find(|(epoch, _)| *epoch == newest.epoch)
+                        .map(|(_, source)| source.clone())
+                });
                 Ok(Listing { files, source })
             }
         }
     }
+}
+
+/// Lists an object archive again: its catalogue read anew, the files not sealed yet looked
+/// at from where the last listing's look ended.
+async fn relist(remote: &RemoteSource, last: &mut RemoteListing) -> Result<(), ServeError> {
+    let archive = remote.open().await?;
+    let known = last
+        .files
+        .iter()
+        .filter_map(|f| match &f.place {
+            Place::Remote {
+                unsealed: Some(unsealed),
+                ..
+            } => Some(UnsealedFile::clone(unsealed)),
+            _ => None,
+        })
+        .collect();
+    let mut files = Vec::new();
+    for file in archive.files_after(known).await? {
+        let served = match file {
+            RemoteFile::Sealed(summary) => ServedFile {
+                server_id: summary.source.server_id,
+                place: Place::Remote {
+                    archive: Arc::clone(&archive),
+                    size: summary.size,
+                    gtids_before: summary.gtids_before.clone(),
+                    gtids_after: summary.gtids_after.clone(),
+                    sealed: true,
+                    unsealed: None,
+                },
+                epoch: summary.epoch,
+                name: summary.name,
+            },
+            RemoteFile::Open {
+                epoch,
+                name,
+                size,
+                unsealed,
+            } => ServedFile {
+                server_id: server_id_of_epoch(&epoch),
+                place: Place::Remote {
+                    archive: Arc::clone(&archive),
+                    size,
+                    gtids_before: unsealed.index().gtids_before.clone().unwrap_or_default(),
+                    gtids_after: unsealed.index().gtids_after(),
+                    sealed: false,
+                    unsealed: Some(Arc::from(unsealed)),
+                },
+                epoch,
+                name,
+            },
+        };
+        files.push(served);
+    }
+    if let Some(newest) = files.last()
+        && !last.sources.iter().any(|(epoch, _)| *epoch == newest.epoch)
+    {
+        let source = archive.epoch_source(&newest.epoch).await?;
+        last.sources.push((newest.epoch.clone(), source));
+    }
+    last.files = files;
+    last.taken = Some(std::time::Instant::now());
+    Ok(())
 }
 
 /// What choosing a start needs of each file (locally, from the first line of each index).

@@ -217,8 +217,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Dump<'_, S> {
                     }
                     continue;
                 }
-                files = self.archive.list().await?.files;
                 listed_at = Some(Instant::now());
+                match self.archive.list().await {
+                    Ok(listing) => files = listing.files,
+                    // A store that fails for a moment delays the next file; the replica
+                    // waits (heartbeats go on) rather than take an error for good.
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "listing the archive failed; trying again");
+                        if let Some(end) =
+                            self.wait(&file, position, checksum, &mut last_sent).await?
+                        {
+                            return Ok(end);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
                 let Some(at) = files.iter().position(|f| f.is(&file)) else {
                     return Err(ServeError::Config(format!(
                         "{} left the archive (retention?) while a replica was reading it",

@@ -66,6 +66,12 @@ impl ServeError {
         }
     }
 
+    /// Whether the archive's store failed in a way that trying again can mend (a
+    /// timeout, a 503): a replica is better off reconnecting than told of a fatal error.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ServeError::Storage(e) if e.is_transient())
+    }
+
     pub(crate) fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
         let doing = doing.into();
         move |source| ServeError::Io { doing, source }

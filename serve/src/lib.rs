@@ -105,6 +105,14 @@ impl Server {
                 "--require-tls needs --tls-cert and --tls-key".to_owned(),
             ));
         }
+        let shared_facts = match crate::facts::source_facts(&archive).await {
+            // What the greeting says from the first client on.
+            Ok(facts) => Some((std::time::Instant::now(), facts)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the archive cannot be served yet; clients are told why once they log in");
+                None
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServeError::io(format!("listening on {}", config.listen)))?;
@@ -119,6 +127,7 @@ impl Server {
                 fast_path: Mutex::new(HashMap::new()),
                 next_connection_id: AtomicU32::new(1),
                 replicas: Mutex::new(HashMap::new()),
+                facts: Mutex::new(shared_facts),
             }),
         })
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use binlogd_parser::header::parse_event_header;
 use binlogd_parser::{ChecksumAlgorithm, EventReader, EventType, FormatDescription, HEADER_LEN};
 use binlogd_storage::remote::read::{FileSegments, RemoteArchive};
+use binlogd_storage::remote::unsealed::UnsealedFile;
 use binlogd_storage::{FileIndex, IndexEnds, IndexFollower, TransactionEntry, read_index_ends};
 use tokio::task::JoinHandle;
 
@@ -46,8 +47,6 @@ type SegmentFetch = JoinHandle<Result<Vec<u8>, binlogd_storage::StorageError>>;
 /// A remote file's segments: the one being read, and the next one on its way.
 pub(crate) struct RemoteReader {
     archive: Arc<RemoteArchive>,
-    epoch: String,
-    name: String,
     segments: FileSegments,
     /// Segment number, the file offset its bytes start at, its bytes.
     current: Option<(usize, u64, Arc<Vec<u8>>)>,
@@ -75,11 +74,15 @@ impl DataFile {
                 .await?;
                 Ok(DataFile::Local(Arc::new(opened)))
             }
-            Place::Remote { archive, .. } => Ok(DataFile::Remote(Box::new(RemoteReader {
-                segments: archive.file_segments(&file.epoch, &file.name).await?,
+            Place::Remote {
+                archive, unsealed, ..
+            } => Ok(DataFile::Remote(Box::new(RemoteReader {
+                segments: match unsealed {
+                    // As the listing saw it: a dump follows it from there.
+                    Some(unsealed) => unsealed.segments(),
+                    None => archive.file_segments(&file.epoch, &file.name).await?,
+                },
                 archive: Arc::clone(archive),
-                epoch: file.epoch.clone(),
-                name: file.name.clone(),
                 current: None,
                 ahead: None,
             }))),
@@ -99,15 +102,8 @@ impl DataFile {
                 })
                 .await
             }
-            DataFile::Remote(reader) => {
-                if !reader.segments.is_sealed() {
-                    reader.segments = reader
-                        .archive
-                        .file_segments(&reader.epoch, &reader.name)
-                        .await?;
-                }
-                Ok(reader.segments.size())
-            }
+            // A file not sealed grows by its index view's looks (`IndexView::refresh`).
+            DataFile::Remote(reader) => Ok(reader.segments.size()),
         }
     }
 
@@ -157,6 +153,17 @@ impl DataFile {
     }
 }
 
+impl DataFile {
+    /// A remote file not sealed yet: reads from the segments `unsealed`'s last look saw.
+    fn follow(&mut self, unsealed: &UnsealedFile) {
+        if let DataFile::Remote(reader) = self
+            && unsealed.size() > reader.segments.size()
+        {
+            reader.segments = unsealed.segments();
+        }
+    }
+}
+
 impl RemoteReader {
     async fn read_into(
         &mut self,
@@ -202,11 +209,7 @@ impl RemoteReader {
         let located = match self.segments.segment_at(offset) {
             Some(found) => found,
             None if !self.segments.is_sealed() => {
-                // Uploaded since the segments were listed.
-                self.segments = self.archive.file_segments(&self.epoch, &self.name).await?;
-                self.segments
-                    .segment_at(offset)
-                    .ok_or_else(|| corrupt(file, offset, "past what is uploaded"))?
+                return Err(corrupt(file, offset, "past what is uploaded"));
             }
             None => return Err(corrupt(file, offset, "past the file's end")),
         };
@@ -242,9 +245,12 @@ pub(crate) enum IndexView {
     Whole(Box<IndexFollower>),
     /// A local index's first and last lines only.
     Ends(IndexEnds),
-    /// A remote file's index objects, with how far its bytes are uploaded.
+    /// A remote file's index: a sealed one's, read once; one not sealed yet followed by
+    /// looks that list only what is new since the last. With how far its bytes are
+    /// uploaded.
     Remote {
         index: Box<FileIndex>,
+        following: Option<Box<UnsealedFile>>,
         uploaded: u64,
         sealed: bool,
         looked: Option<Instant>,
@@ -259,8 +265,14 @@ impl IndexView {
                 IndexView::Whole(Box::new(IndexFollower::new(index)))
             }
             Place::Local { .. } => IndexView::Ends(ends),
-            Place::Remote { size, sealed, .. } => IndexView::Remote {
+            Place::Remote {
+                size,
+                sealed,
+                unsealed,
+                ..
+            } => IndexView::Remote {
                 index: Box::default(),
+                following: unsealed.as_deref().cloned().map(Box::new),
                 uploaded: *size,
                 sealed: *sealed,
                 looked: None,
@@ -289,6 +301,7 @@ impl IndexView {
             (
                 IndexView::Remote {
                     index,
+                    following,
                     uploaded,
                     sealed,
                     looked,
@@ -299,21 +312,45 @@ impl IndexView {
                 if (sealed && looked.is_some()) || !due {
                     return Ok(IndexView::Remote {
                         index,
+                        following,
                         uploaded,
                         sealed,
                         looked,
                     });
                 }
-                let index = Box::new(archive.file_index(&file.epoch, &file.name).await?);
-                let uploaded = data.size().await?;
+                let Some(mut following) = following else {
+                    // Sealed: its whole index, once.
+                    let index = Box::new(archive.file_index(&file.epoch, &file.name).await?);
+                    let uploaded = data.size().await?;
+                    return Ok(IndexView::Remote {
+                        index,
+                        following: None,
+                        uploaded,
+                        sealed: true,
+                        looked: Some(Instant::now()),
+                    });
+                };
+                // A store that fails or is slow for a moment delays the tail; it does not
+                // end the dump (the replica would take the error for good).
+                match archive.look_again(&mut following).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(file = %file.id(), error = %e, "the store failed a look at the live tail; trying again");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                data.follow(&following);
+                let uploaded = following.size();
+                let sealed = following
+                    .index()
+                    .closed
+                    .as_ref()
+                    .is_some_and(|(size, _)| *size == uploaded);
                 Ok(IndexView::Remote {
-                    sealed: sealed
-                        || index
-                            .closed
-                            .as_ref()
-                            .is_some_and(|(size, _)| *size == uploaded),
-                    index,
+                    index: Box::default(),
+                    following: Some(following),
                     uploaded,
+                    sealed,
                     looked: Some(Instant::now()),
                 })
             }
@@ -334,8 +371,14 @@ impl IndexView {
                 ..
             } => return (*uploaded, true),
             IndexView::Remote {
-                index, uploaded, ..
-            } => return (index.indexed_end().min(*uploaded), false),
+                index,
+                following,
+                uploaded,
+                ..
+            } => {
+                let index = following.as_ref().map_or(&**index, |f| f.index());
+                return (index.indexed_end().min(*uploaded), false);
+            }
         };
         match closed {
             Some((size, _)) => (*size, true),
@@ -348,7 +391,14 @@ impl IndexView {
         match self {
             IndexView::Whole(follower) => &follower.index().transactions,
             IndexView::Ends(_) => &[],
-            IndexView::Remote { index, .. } => &index.transactions,
+            IndexView::Remote {
+                index, following, ..
+            } => {
+                &following
+                    .as_ref()
+                    .map_or(&**index, |f| f.index())
+                    .transactions
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use binlogd_parser::{ChecksumAlgorithm, Flavour, MysqlGtidSet};
 use binlogd_protocol::packet::PacketCodec;
@@ -67,6 +67,38 @@ pub(crate) struct Shared {
     pub next_connection_id: AtomicU32,
     /// The replicas being served now, by connection id.
     pub replicas: Mutex<HashMap<u32, ReplicaSeen>>,
+    /// What the setup queries last reported, and when it was read: shared by the logins
+    /// of the next second, and the greeting's version for every later one.
+    pub facts: Mutex<Option<(Instant, SourceFacts)>>,
+}
+
+/// How long what the setup queries report is shared between logins.
+const FACTS_AGE: Duration = Duration::from_secs(1);
+
+impl Shared {
+    /// What the setup queries report: read from the archive at most once a second,
+    /// whoever logs in.
+    pub(crate) async fn source_facts(&self) -> Result<SourceFacts, ServeError> {
+        if let Some((read_at, facts)) = &*lock(&self.facts)
+            && read_at.elapsed() < FACTS_AGE
+        {
+            return Ok(facts.clone());
+        }
+        let facts = crate::facts::source_facts(&self.archive).await?;
+        *lock(&self.facts) = Some((Instant::now(), facts.clone()));
+        Ok(facts)
+    }
+
+    /// The flavour and version to greet a client with: the archive's, as last read (at
+    /// start, then at each refresh), so that nothing is read from the archive before a
+    /// client has logged in. An archive never read yet (empty, or its store down at
+    /// start) greets as MariaDB would; the account's password decides the rest.
+    fn greeting_identity(&self) -> (Flavour, String) {
+        match &*lock(&self.facts) {
+            Some((_, facts)) => (facts.flavour, facts.version.clone()),
+            None => (Flavour::MariaDb, "10.11.0-MariaDB".to_owned()),
+        }
+    }
 }
 
 /// A replica being served, for metrics and status.
@@ -224,26 +256,17 @@ async fn log_in(
     // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
     // bytes belong to the TLS acceptor, not to a packet reader's buffer.
     let mut codec = PacketCodec::new();
-    let facts = match crate::facts::source_facts(&shared.archive).await {
-        Ok(facts) => facts,
-        Err(e) => {
-            let _ = write_packet(
-                &mut stream,
-                &mut codec,
-                &replies::err(1105, "HY000", &e.to_string()),
-            )
-            .await;
-            return Err(e);
-        }
-    };
+    // Nothing is read from the archive before the client has logged in: a client that
+    // connects costs the store nothing, and one that cannot log in learns nothing of it.
+    let (flavour, version) = shared.greeting_identity();
     let scramble = scramble();
-    let version = match facts.flavour {
+    let version = match flavour {
         // MariaDB says "5.5.5-" first so that clients that read the first digit as the
         // major version do not take 10 or 11 for 1.
-        Flavour::MariaDb => format!("5.5.5-{}-binlogd", facts.version),
-        Flavour::MySql => format!("{}-binlogd", facts.version),
+        Flavour::MariaDb => format!("5.5.5-{version}-binlogd"),
+        Flavour::MySql => format!("{version}-binlogd"),
     };
-    let proposed = match facts.flavour {
+    let proposed = match flavour {
         Flavour::MariaDb => NATIVE,
         Flavour::MySql => CACHING_SHA2,
     };
@@ -290,6 +313,10 @@ async fn log_in(
         .await);
     }
     let user = authenticate(&mut conn, &hello, &scramble, shared, peer).await?;
+    let facts = match shared.source_facts().await {
+        Ok(facts) => facts,
+        Err(e) => return Err(refuse(&mut conn, 1105, &e.to_string()).await),
+    };
     Ok((conn, user, facts))
 }
 
@@ -401,6 +428,12 @@ async fn run_dump(
         Err(ServeError::Refused { code, message }) => Err(refuse(conn, code, &message).await),
         // A replica that reads nothing would not read an error either.
         Err(e @ ServeError::ReplicaStalled(_)) => Err(e),
+        // Replicas take error 1236 for good; a lost connection they retry. A store that
+        // fails for a moment should cost a reconnection, not the replica.
+        Err(e) if e.is_transient() => {
+            tracing::warn!(%peer, %user, error = %e, "the store failed mid-dump; closing the connection so that the replica reconnects");
+            Err(e)
+        }
         Err(e) => {
             let _ = tokio::time::timeout(
                 ERROR_DELIVERY,
