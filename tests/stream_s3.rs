@@ -1913,10 +1913,11 @@ fn s3_with_a_key_a_truncated_file_forged_into_the_catalogue_or_index_is_refused(
     );
     put_raw_object(&s3, &manifest_key, genuine_manifest, &manifest_metadata);
 
-    // An index object swapped for another file's: both genuine, but not for this key.
+    // A sealed file's index chunk swapped for another file's: both genuine, but not for
+    // this key.
     let index_keys: Vec<String> = keys_under(&s3, prefix, "0001-server1/")
         .into_iter()
-        .filter(|k| k.ends_with(".idx.zst"))
+        .filter(|k| k.contains("/index-"))
         .collect();
     let of_file = |name: &str| {
         index_keys

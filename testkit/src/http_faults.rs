@@ -37,9 +37,54 @@ pub struct HttpFaultProxy {
     accept: Option<JoinHandle<()>>,
 }
 
+/// Requests seen, by what they ask of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// ListObjectsV2 pages.
+    pub list: u64,
+    /// Object reads (GET, HEAD).
+    pub get: u64,
+    /// Object writes (PUT, POST: multipart and batch deletes).
+    pub put: u64,
+    /// Object deletions.
+    pub delete: u64,
+}
+
+impl RequestCounts {
+    /// Every request.
+    pub fn total(&self) -> u64 {
+        self.list + self.get + self.put + self.delete
+    }
+
+    /// Requests since `earlier`.
+    pub fn since(&self, earlier: RequestCounts) -> RequestCounts {
+        RequestCounts {
+            list: self.list - earlier.list,
+            get: self.get - earlier.get,
+            put: self.put - earlier.put,
+            delete: self.delete - earlier.delete,
+        }
+    }
+}
+
+impl std::fmt::Display for RequestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requests ({} LIST, {} GET, {} PUT, {} DELETE)",
+            self.total(),
+            self.list,
+            self.get,
+            self.put,
+            self.delete
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     stopping: AtomicBool,
+    counts: Mutex<RequestCounts>,
     faults: Mutex<Faults>,
     target_port: u16,
     requests: AtomicU64,
@@ -102,6 +147,11 @@ impl HttpFaultProxy {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests seen so far, by kind.
+    pub fn counts(&self) -> RequestCounts {
+        *self.shared.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Requests answered with 503.
     pub fn failed(&self) -> u64 {
         self.shared.failed.load(Ordering::SeqCst)
@@ -143,6 +193,17 @@ fn exchange(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let head = String::from_utf8_lossy(&buffered[..head_end]).into_owned();
     let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    {
+        let mut counts = shared.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let request_line = head.lines().next().unwrap_or_default();
+        let method = request_line.split(' ').next().unwrap_or_default();
+        match method {
+            "GET" if request_line.contains("list-type=2") => counts.list += 1,
+            "GET" | "HEAD" => counts.get += 1,
+            "DELETE" => counts.delete += 1,
+            _ => counts.put += 1,
+        }
+    }
     let faults = *shared.faults.lock().unwrap_or_else(|e| e.into_inner());
     if faults.fail_one_in > 0 && number.is_multiple_of(faults.fail_one_in) {
         shared.failed.fetch_add(1, Ordering::SeqCst);

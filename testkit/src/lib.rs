@@ -44,7 +44,7 @@ pub mod reap;
 mod s3;
 mod tools;
 
-pub use http_faults::{Faults, HttpFaultProxy};
+pub use http_faults::{Faults, HttpFaultProxy, RequestCounts};
 pub use mariadb::{
     Backup, BinlogChecksum, BinlogFormat, MariaDb, MariaDbConfig, MariaDbVersion, RowImage,
     SysbenchLoad,

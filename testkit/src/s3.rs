@@ -199,6 +199,41 @@ impl S3Server {
         Ok(())
     }
 
+    /// Puts a small object under each of `keys` in `bucket`, `parallel` at a time (from
+    /// outside any async runtime): the bulk of an old archive, placed directly.
+    pub fn put_many(&self, bucket: &str, keys: Vec<String>, parallel: usize) -> Result<()> {
+        let client = self.client();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let mut puts = tokio::task::JoinSet::new();
+                for key in keys {
+                    let client = client.clone();
+                    let bucket = bucket.to_owned();
+                    puts.spawn(async move {
+                        client
+                            .put_object()
+                            .bucket(bucket)
+                            .key(&key)
+                            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"old"))
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .with_context(|| format!("putting {key}"))
+                    });
+                    while puts.len() >= parallel.max(1) {
+                        puts.join_next().await.context("a put")???;
+                    }
+                }
+                while let Some(done) = puts.join_next().await {
+                    done??;
+                }
+                Ok::<(), anyhow::Error>(())
+            })
+    }
+
     /// Environment variables that point the AWS SDK's default chain at this server.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -5,6 +5,7 @@
 //! so the demo touches nothing else on the machine; the archive stays in
 //! `target/binlogd-demo/archive` for the user to look at.
 
+mod bench_age;
 mod bench_find;
 mod bench_restore;
 mod bench_serve;
@@ -38,6 +39,7 @@ fn main() -> Result<()> {
         Some("bench-restore") => bench_restore::bench_restore(&args[1..]),
         Some("bench-find") => bench_find::bench_find(&args[1..]),
         Some("bench-serve") => bench_serve::bench_serve(&args[1..]),
+        Some("bench-age") => bench_age::bench_age(&args[1..]),
         Some("module-cycles") => module_cycles::module_cycles(),
         Some("capture-replica-setup") => capture_replica::capture_replica_setup(&args[1..]),
         _ => {
@@ -49,7 +51,8 @@ fn main() -> Result<()> {
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
                  cargo run --release -p xtask -- bench-restore [--flavour mariadb|mysql] [--against pipe|replication] [--runs N] [--megabytes M] [--workers W] | \
                  cargo run --release -p xtask -- bench-serve [--runs N] [--megabytes M] [--binlogd PATH] [--skip-replicas] | \
-                 cargo run --release -p xtask -- bench-find [--runs N] [--megabytes M] [--binlogd PATH] [--keep-archive DIR]"
+                 cargo run --release -p xtask -- bench-find [--runs N] [--megabytes M] [--binlogd PATH] [--keep-archive DIR] | \
+                 cargo run --release -p xtask -- bench-age [--ages N,N,...] [--latency-ms MS] [--logins N] [--binlogd PATH]"
             )
         }
     }
