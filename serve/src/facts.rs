@@ -1,5 +1,6 @@
 //! What the setup queries report of the archive's server (`@@server_id`, version,
-//! checksum, GTID mode, the binary logs), read from the archive as it is at each login.
+//! checksum, GTID mode, the binary logs), read from the archive once a client has logged
+//! in (and shared by the logins of the same second).
 
 use binlogd_parser::{Flavour, Gtid};
 use binlogd_storage::{GtidState, IndexEnds, read_index_ends};

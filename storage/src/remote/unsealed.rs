@@ -230,3 +230,68 @@ impl UnsealedFile {
         Ok(changed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::TransactionEntry;
+
+    fn file_with(segments: &[(u64, u64)]) -> UnsealedFile {
+        let mut file = UnsealedFile::new("0001-server1", "b.000001");
+        file.segments = segments
+            .iter()
+            .map(|&(start, end)| (start, end, Codec::Zst, format!("{start}-{end}")))
+            .collect();
+        file.segments
+            .sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        file
+    }
+
+    fn transaction(start: u64, end: u64) -> IndexRecord {
+        IndexRecord::Transaction(TransactionEntry {
+            gtid: None,
+            start,
+            end,
+            commit_micros: 0,
+            exact_time: false,
+            ddl: false,
+            events: 1,
+            repeated: false,
+        })
+    }
+
+    #[test]
+    fn the_readable_bytes_end_at_the_first_hole_each_byte_from_the_first_segment() {
+        // A retried batch's segment (100..300) beside what arrived of the first try
+        // (100..200), and 400.. uploaded before 300..400.
+        let file = file_with(&[(0, 100), (100, 200), (100, 300), (400, 500)]);
+        assert_eq!(file.size(), 300);
+        let plan = file.plan();
+        let ranges: Vec<_> = plan.iter().map(|f| (f.start, f.end, f.skip)).collect();
+        assert_eq!(ranges, [(0, 100, 0), (100, 300, 0)]);
+        // The hole filled: read on, skipping what an earlier segment gave.
+        let file = file_with(&[(0, 100), (100, 250), (200, 400), (400, 500)]);
+        let ranges: Vec<_> = file
+            .plan()
+            .iter()
+            .map(|f| (f.start, f.end, f.skip))
+            .collect();
+        assert_eq!(
+            ranges,
+            [(0, 100, 0), (100, 250, 0), (200, 400, 50), (400, 500, 0)]
+        );
+        assert_eq!(file.size(), 500);
+    }
+
+    #[test]
+    fn a_look_starts_at_the_segment_the_index_ends_in() {
+        let mut file = file_with(&[(0, 100), (100, 200), (200, 300)]);
+        // Nothing indexed: from the start.
+        assert_eq!(file.resume_offset(), 0);
+        file.index.apply(transaction(100, 150));
+        assert_eq!(file.resume_offset(), 100);
+        // Indexed to a segment's end: the next segment's index object is what is missing.
+        file.index.apply(transaction(150, 200));
+        assert_eq!(file.resume_offset(), 200);
+    }
+}
