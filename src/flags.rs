@@ -160,6 +160,11 @@ pub struct LeaseArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_ttl: u64,
+    /// With an S3 archive: how long the many small segments of a sealed file stay after
+    /// they are compacted into a few large ones (15m, 1h), so that a reader that began
+    /// before (a replica of `binlogd serve`, a restore) finishes with them first.
+    #[arg(long, value_parser = parse_duration, value_name = "AGE", default_value = "15m")]
+    pub delete_delay: Duration,
 }
 
 impl LeaseArgs {

@@ -47,6 +47,10 @@ pub struct StreamMetrics {
     pub recoverable_until_seconds: Gauge<f64, AtomicU64>,
     recoverable_until_micros: AtomicU64,
     pub upload_bytes: Gauge,
+    /// Bytes compaction and the sealed files' whole indexes sent (beside `upload_bytes`).
+    pub compaction_bytes: Gauge,
+    pub compacted_files: Gauge,
+    pub compaction_deleted_objects: Gauge,
     pub uploaded_binlog_bytes: Gauge,
     pub upload_backlog_bytes: Gauge,
     pub upload_errors: Counter,
@@ -161,6 +165,21 @@ impl StreamMetrics {
                 "upload_bytes",
                 "Bytes sent to the object store (segments, indexes, manifests, catalogue) since start",
                 self.upload_bytes.clone(),
+            );
+            registry.register(
+                "compaction_bytes",
+                "Bytes sent to the object store to compact sealed files (their large segments, rewritten manifests, whole indexes) since start: the cost beside upload_bytes",
+                self.compaction_bytes.clone(),
+            );
+            registry.register(
+                "compacted_files",
+                "Sealed files rewritten as a few large segments since start",
+                self.compacted_files.clone(),
+            );
+            registry.register(
+                "compaction_deleted_objects",
+                "Small segments and index objects deleted after a compaction, since start",
+                self.compaction_deleted_objects.clone(),
             );
             registry.register(
                 "uploaded_binlog_bytes",

@@ -105,6 +105,13 @@ impl Observer for StreamReport {
     fn checkpointed(&self, stats: &UploadStats, backlog: u64) {
         let metrics = &self.metrics;
         metrics.upload_bytes.set(stats.bytes_put as i64);
+        metrics
+            .compaction_bytes
+            .set(stats.compaction_bytes_put as i64);
+        metrics.compacted_files.set(stats.compacted as i64);
+        metrics
+            .compaction_deleted_objects
+            .set(stats.deleted_objects as i64);
         metrics.uploaded_binlog_bytes.set(stats.binlog_bytes as i64);
         metrics.upload_backlog_bytes.set(backlog as i64);
         metrics.upload_failing.set(0);

@@ -27,6 +27,7 @@ pub fn archive_target_of(
             client_key: s3.client_key()?,
             max_parallel: usize::from(s3.max_parallel),
             max_segment,
+            delete_delay: lease.delete_delay,
             server_side: options.server_side.as_ref().map(|sse| {
                 let (mode, key) = sse.record();
                 binlogd_storage::remote::format::ServerSide { mode, key }

@@ -314,19 +314,44 @@ pub async fn drain(
         }
     };
     let mut stalled = 0;
+    // What is left: bytes to upload, and sealed files still to compact.
+    let left = |uploader: &Uploader| uploader.backlog() + uploader.compaction_backlog();
     loop {
-        let before = uploader.backlog();
+        let before = left(&uploader);
         if lease.lost() {
             return Err(ReplicaError::storage("renewing the archive's lease")(
                 lease.loss().await,
             ));
         }
         match uploader.checkpoint().await {
-            Ok(_) if uploader.backlog() == 0 => break,
+            Ok(_) if left(&uploader) == 0 => break,
+            // Everything is up; sealed files wait to be compacted beside: wait for the
+            // step under way, then go on.
+            Ok(_) if uploader.backlog() == 0 => {
+                uploader
+                    .settle_compaction()
+                    .await
+                    .map_err(ReplicaError::storage("compacting sealed files"))?;
+                stalled = if left(&uploader) < before {
+                    0
+                } else {
+                    stalled + 1
+                };
+                if stalled >= 3 {
+                    // Everything is uploaded; only compaction fails. The spool keeps the
+                    // files it waits for, and the next writer compacts them.
+                    tracing::warn!(
+                        waiting = uploader.compaction_backlog(),
+                        "sealed files could not be compacted; the spool keeps them for the next run"
+                    );
+                    break;
+                }
+            }
             // More than one checkpoint's worth (the spool grew, or the first pass only
-            // took stock): go on, but not forever on a spool that will not drain.
+            // took stock, or files wait to be compacted): go on, but not forever on a
+            // spool that will not drain.
             Ok(_) => {
-                stalled = if uploader.backlog() < before {
+                stalled = if left(&uploader) < before {
                     0
                 } else {
                     stalled + 1

@@ -199,6 +199,7 @@ pub fn seeds(binlog: &[u8]) -> Vec<(&'static str, String, Vec<u8>)> {
         summary: summary.clone(),
         segments: vec![segment_record(0, 256), segment_record(256, 775)],
         index: Vec::new(),
+        compacted: false,
     };
     let catalogue = Catalogue {
         version: 1,

@@ -330,6 +330,22 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(StorageError::io("fsync of", dir))
 }
 
+/// Bytes `[start, end)` of an archived file.
+pub(crate) fn read_range(
+    path: &std::path::Path,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, StorageError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(StorageError::io("opening", path))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(StorageError::io("reading", path))?;
+    let mut bytes = vec![0u8; (end - start) as usize];
+    file.read_exact(&mut bytes)
+        .map_err(StorageError::io("reading", path))?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -308,7 +308,7 @@ fn sealed_files(binlogd: &Path, s3: &S3Server, archive: &str) -> Result<Vec<(Str
         let file: serde_json::Value = serde_json::from_str(line)?;
         if file["state"] == "sealed" {
             let field = |name: &str| file[name].as_str().map(str::to_owned);
-            if let (Some(epoch), Some(name)) = (field("epoch"), field("name")) {
+            if let (Some(epoch), Some(name)) = (field("epoch"), field("file")) {
                 sealed.push((epoch, name));
             }
         }
@@ -325,7 +325,7 @@ fn first_file(binlogd: &Path, env: &[(&'static str, String)], archive: &str) -> 
     let text = String::from_utf8_lossy(&output.stdout);
     let first: serde_json::Value =
         serde_json::from_str(text.lines().next().context("an empty archive")?)?;
-    first["name"]
+    first["file"]
         .as_str()
         .map(str::to_owned)
         .context("a file without a name")

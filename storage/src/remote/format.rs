@@ -107,6 +107,27 @@ pub struct Manifest {
     /// earlier releases: their segments' index objects are read instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub index: Vec<IndexChunk>,
+    /// Whether `segments` are the large ones compaction wrote (see `compact.rs`), the
+    /// small ones of each checkpoint having been set for deletion.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
+}
+
+/// `deletions/<due>-<epoch>-<file>.json`: objects of one file that compaction replaced,
+/// to be deleted once `due_micros` has passed (readers that began before the manifest
+/// changed finish with them first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionRecord {
+    /// Format version.
+    pub version: u32,
+    /// The file's epoch.
+    pub epoch: String,
+    /// The file.
+    pub name: String,
+    /// When the objects may go, µs since the Unix epoch.
+    pub due_micros: u64,
+    /// Their keys, all under the file's prefix.
+    pub keys: Vec<String>,
 }
 
 /// One object of a sealed file's whole index ([`Manifest::index`]): the records of the

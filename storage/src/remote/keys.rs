@@ -43,6 +43,24 @@ pub fn index_chunk(epoch: &str, name: &str, start: u64, end: u64) -> String {
     format!("{epoch}/{name}/index-{start:020}-{end:020}.zst")
 }
 
+/// Where deletion records wait (see `compact.rs`).
+pub const DELETIONS: &str = "deletions/";
+
+/// A deletion record's key: due time first, so a listing returns them in due order.
+pub fn deletion(due_micros: u64, epoch: &str, name: &str) -> String {
+    format!("{DELETIONS}{due_micros:020}-{epoch}-{name}.json")
+}
+
+/// The due time of a deletion record's key.
+pub fn parse_deletion(key: &str) -> Option<u64> {
+    let leaf = key.strip_prefix(DELETIONS)?;
+    let (due, _) = leaf.split_once('-')?;
+    if due.len() != 20 || !leaf.ends_with(".json") {
+        return None;
+    }
+    due.parse().ok()
+}
+
 /// What a key under a file's prefix is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileObject {

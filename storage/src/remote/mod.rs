@@ -6,10 +6,12 @@
 //! [`read`] what readers use: the catalogue, listings and whole files. [`segment`] packs
 //! and unpacks one segment object (compression, [`crypt`]'s client-side encryption, CRC).
 //! [`catalogue`] reads the catalogue with its version and writes it back only over it.
+//! `compact` rewrites a sealed file's small segments as a few large ones, and
 //! [`unsealed`] follows a file still being written, listing only what is new, and
 //! [`whole_index`] keeps a sealed file's index in a few large objects.
 
 pub mod catalogue;
+mod compact;
 pub mod crypt;
 pub mod file_segments;
 pub mod format;

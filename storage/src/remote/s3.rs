@@ -605,6 +605,57 @@ impl ObjectStore for S3Store {
         })
     }
 
+    fn delete_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let objects = keys
+                .iter()
+                .map(|key| {
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key(self.full_key(key))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError {
+                    kind: StoreErrorKind::BadRequest,
+                    operation: "DELETE",
+                    location: self.url.to_string(),
+                    message: e.to_string(),
+                })?;
+            let delete = aws_sdk_s3::types::Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError {
+                    kind: StoreErrorKind::BadRequest,
+                    operation: "DELETE",
+                    location: self.url.to_string(),
+                    message: e.to_string(),
+                })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.url.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.error("DELETE", &keys[0], e))?;
+            // A batch answers per key: one that failed fails the batch (a retry deletes
+            // again what did go, which is nothing).
+            if let Some(failed) = out.errors().first() {
+                return Err(StoreError {
+                    kind: StoreErrorKind::Transient,
+                    operation: "DELETE",
+                    location: format!("{}/{}", self.url, failed.key().unwrap_or_default()),
+                    message: failed.message().unwrap_or_default().to_owned(),
+                });
+            }
+            Ok(())
+        })
+    }
+
     fn honours_conditions(&self) -> bool {
         self.honours_conditions
     }

@@ -148,6 +148,17 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Removes the object under `key` (nothing if there is none).
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
 
+    /// Removes the objects under `keys` (at most 1,000: one request where the store has
+    /// a batch delete, as S3's DeleteObjects).
+    fn delete_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            for key in keys {
+                self.delete(key).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Whether conditional writes are enforced. Known from a probe at open time.
     fn honours_conditions(&self) -> bool;
 }

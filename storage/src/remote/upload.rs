@@ -10,6 +10,7 @@
 //! found again by listing the file's keys.
 
 use super::catalogue::{self, CatalogueVersion};
+use super::compact::{self, Compaction, CompactionCost};
 use super::crypt::{ClientKey, SCHEME, authenticated_metadata};
 use super::format::{
     Catalogue, EncryptionRecord, FORMAT_VERSION, FileSummary, Manifest, Marker, SegmentRecord,
@@ -20,6 +21,7 @@ use super::segment;
 use super::store::{Metadata, ObjectStore};
 use crate::error::StorageError;
 use crate::index::{FileIndex, IndexRecord};
+use crate::layout::read_range;
 use crate::layout::{Epoch, LocalArchive, binlog_order};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -39,6 +41,9 @@ pub struct UploadOptions {
     pub client_key: Option<ClientKey>,
     /// What the store is asked to do (recorded in manifests; the store does it).
     pub server_side: Option<ServerSide>,
+    /// How long the small segments a compaction replaced stay before they are deleted,
+    /// so that a reader that read the file's old manifest finishes with them.
+    pub delete_delay: std::time::Duration,
 }
 
 impl Default for UploadOptions {
@@ -49,6 +54,7 @@ impl Default for UploadOptions {
             max_parallel: 4,
             client_key: None,
             server_side: None,
+            delete_delay: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -64,6 +70,13 @@ pub struct UploadStats {
     pub segments: u64,
     /// Files sealed.
     pub sealed: u64,
+    /// Bytes sent in PUTs by compaction (large segments, rewritten manifests, deletion
+    /// records): beside, not in, the recovery point's path.
+    pub compaction_bytes_put: u64,
+    /// Files compacted.
+    pub compacted: u64,
+    /// Objects deleted after a compaction.
+    pub deleted_objects: u64,
 }
 
 /// The object archive's writer side.
@@ -83,6 +96,12 @@ pub struct Uploader {
     /// The spool's files when the uploader opened: only they can have been uploaded in
     /// part by an earlier run; files that appear later are new.
     present_at_start: Vec<(String, String)>,
+    /// Sealed files still in the spool, waiting to be compacted (the front one first).
+    compactions: std::collections::VecDeque<Compaction>,
+    /// The compaction step running beside the checkpoints, if one is.
+    compacting: Option<RunningCompaction>,
+    /// Deletion records not carried out yet, `(due, key)`; `None` until listed.
+    deletions: Option<Vec<(u64, String)>>,
 }
 
 /// Where one file stands.
@@ -197,6 +216,9 @@ impl Uploader {
             stats,
             catalogue_dirty: false,
             present_at_start: present,
+            compactions: std::collections::VecDeque::new(),
+            compacting: None,
+            deletions: None,
         })
     }
 
@@ -213,9 +235,32 @@ impl Uploader {
             .sum()
     }
 
-    /// Uploads everything the spool holds durably and seals what is closed. Returns the
-    /// number of binlog bytes shipped. A store error leaves the state consistent: the
-    /// next checkpoint carries on from the last object written.
+    /// Binlog bytes of sealed files not compacted yet.
+    pub fn compaction_backlog(&self) -> u64 {
+        let running = self.compacting.as_ref().map_or(0, |r| r.remaining);
+        running
+            + self
+                .compactions
+                .iter()
+                .map(Compaction::remaining)
+                .sum::<u64>()
+    }
+
+    /// Waits for the compaction step running beside the checkpoints, if one is, and
+    /// takes its result (for `binlogd upload`, which finishes compactions before it
+    /// exits).
+    pub async fn settle_compaction(&mut self) -> Result<(), StorageError> {
+        if let Some(running) = self.compacting.take() {
+            let outcome = running.task.await;
+            self.take_compaction_outcome(running.epoch, running.name, running.delete_at, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Uploads everything the spool holds durably and seals what is closed; then takes
+    /// one step of compaction and deletes what is due. Returns the number of binlog bytes
+    /// shipped. A store error leaves the state consistent: the next checkpoint carries on
+    /// from the last object written.
     pub async fn checkpoint(&mut self) -> Result<u64, StorageError> {
         let mut shipped = 0;
         let epochs = self.spool.epochs()?;
@@ -248,10 +293,140 @@ impl Uploader {
             .await?;
             self.catalogue_dirty = false;
         }
+        // Compaction runs beside the checkpoints, never in their way.
+        self.compact_step(&epochs).await?;
         for (epoch, epoch_name, name) in releasable {
-            self.release_from_spool(epoch, &epoch_name, &name)?;
+            let compacting = self
+                .compactions
+                .iter()
+                .map(|c| (&c.epoch, &c.name))
+                .chain(self.compacting.as_ref().map(|r| (&r.epoch, &r.name)))
+                .any(|(e, n)| *e == epoch_name && *n == name);
+            if !compacting {
+                self.release_from_spool(epoch, &epoch_name, &name)?;
+            }
         }
+        self.delete_due().await?;
         Ok(shipped)
+    }
+
+    /// Takes the result of the compaction step running beside the checkpoints if it has
+    /// finished, and starts the next step if none is running: the next large segments of
+    /// the file at the front of the queue, and its finish when they are all up.
+    async fn compact_step(&mut self, epochs: &[Epoch]) -> Result<(), StorageError> {
+        if self
+            .compacting
+            .as_ref()
+            .is_some_and(|r| r.task.is_finished())
+            && let Some(running) = self.compacting.take()
+        {
+            // Finished: this await returns at once.
+            let outcome = running.task.await;
+            self.take_compaction_outcome(running.epoch, running.name, running.delete_at, outcome)?;
+        }
+        if self.compacting.is_some() {
+            return Ok(());
+        }
+        let Some(mut compaction) = self.compactions.pop_front() else {
+            return Ok(());
+        };
+        let Some(epoch) = epochs.iter().find(|e| epoch_name(e) == compaction.epoch) else {
+            // Its spool copy is gone: nothing to cut from.
+            return Ok(());
+        };
+        let delete_at =
+            crate::index::now_micros().saturating_add(self.options.delete_delay.as_micros() as u64);
+        let (store, client_key, codec, parallel) = (
+            Arc::clone(&self.store),
+            self.options.client_key.clone(),
+            self.options.codec,
+            self.options.max_parallel,
+        );
+        let data = epoch.data_path(&compaction.name);
+        let (epoch_name, name, remaining) = (
+            compaction.epoch.clone(),
+            compaction.name.clone(),
+            compaction.remaining(),
+        );
+        let task = tokio::spawn(async move {
+            let result = compaction
+                .step(
+                    &store,
+                    client_key.as_ref(),
+                    codec,
+                    &data,
+                    parallel,
+                    delete_at,
+                )
+                .await;
+            (compaction, result)
+        });
+        self.compacting = Some(RunningCompaction {
+            epoch: epoch_name,
+            name,
+            remaining,
+            delete_at,
+            task,
+        });
+        Ok(())
+    }
+
+    /// What a finished compaction step did: its cost counted, the file back at the front
+    /// of the queue unless it is done. A failed step is tried again later (it fails
+    /// nothing else: compaction is beside the recovery point's path).
+    fn take_compaction_outcome(
+        &mut self,
+        epoch: String,
+        name: String,
+        delete_at: u64,
+        outcome: Result<(Compaction, Result<CompactionCost, StorageError>), tokio::task::JoinError>,
+    ) -> Result<(), StorageError> {
+        let (compaction, result) = outcome.map_err(|e| {
+            StorageError::inconsistent(&name, 0, format!("compaction task of {epoch}: {e}"))
+        })?;
+        match result {
+            Ok(cost) => {
+                self.stats.compaction_bytes_put += cost.bytes_put;
+                // Not listed yet: the first listing will find the record.
+                if let (Some(record), Some(deletions)) =
+                    (cost.deletion_record, self.deletions.as_mut())
+                {
+                    deletions.push((delete_at, record));
+                    deletions.sort();
+                }
+                if cost.finished {
+                    self.stats.compacted += 1;
+                } else {
+                    self.compactions.push_front(compaction);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(file = %format!("{epoch}/{name}"), error = %e,
+                    "compacting a sealed file failed; trying again at a later checkpoint");
+                self.compactions.push_front(compaction);
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out the deletion records that are due (listed once, then kept in memory).
+    async fn delete_due(&mut self) -> Result<(), StorageError> {
+        if self.deletions.is_none() {
+            self.deletions = Some(compact::pending_deletions(self.store.as_ref()).await?);
+        }
+        let now = crate::index::now_micros();
+        while let Some((due, key)) = self.deletions.as_ref().and_then(|d| d.first()).cloned() {
+            if due > now {
+                break;
+            }
+            self.stats.deleted_objects +=
+                compact::carry_out(self.store.as_ref(), self.options.client_key.as_ref(), &key)
+                    .await? as u64;
+            if let Some(deletions) = self.deletions.as_mut() {
+                deletions.retain(|(_, k)| *k != key);
+            }
+        }
+        Ok(())
     }
 
     async fn describe_epoch(
@@ -426,18 +601,40 @@ impl Uploader {
             durable_end: 0,
         };
         if sealed {
-            // Sealed by an earlier run that may have stopped before the catalogue named
-            // the file: name it now.
-            if !self.is_catalogued(epoch_name, name) {
-                let key = keys::manifest(epoch_name, name);
-                if let Some(object) = self.store.get(&key).await? {
-                    let manifest = parse_manifest(
-                        &object,
-                        &key,
-                        self.options.client_key.as_ref(),
-                        &self.store.location(),
-                    )?;
-                    self.add_to_catalogue(manifest.summary);
+            let key = keys::manifest(epoch_name, name);
+            if let Some(object) = self.store.get(&key).await? {
+                let mut manifest = parse_manifest(
+                    &object,
+                    &key,
+                    self.options.client_key.as_ref(),
+                    &self.store.location(),
+                )?;
+                // Sealed by an earlier run that may have stopped before the catalogue
+                // named the file: name it now.
+                if !self.is_catalogued(epoch_name, name) {
+                    self.add_to_catalogue(manifest.summary.clone());
+                }
+                // ... or before it compacted the file, which is still in the spool.
+                if !manifest.compacted {
+                    let index = crate::index::read_index(&epoch.index_path(name))?;
+                    if let Some(plan) =
+                        compact::plan(&index, &manifest.segments, self.options.max_segment)
+                    {
+                        if manifest.index.is_empty() {
+                            // Sealed by a release that wrote no whole index.
+                            let (chunks, bytes) = super::whole_index::upload(
+                                self.store.as_ref(),
+                                self.options.client_key.as_ref(),
+                                (epoch_name, name),
+                                &epoch.index_path(name),
+                                manifest.summary.size,
+                            )
+                            .await?;
+                            self.stats.compaction_bytes_put += bytes;
+                            manifest.index = chunks;
+                        }
+                        self.compactions.push_back(Compaction::new(manifest, plan));
+                    }
                 }
             }
             return Ok(progress);
@@ -547,13 +744,21 @@ impl Uploader {
             summary.size,
         )
         .await?;
-        self.stats.bytes_put += index_bytes;
+        // Consolidation, not the recovery point: counted with compaction.
+        self.stats.compaction_bytes_put += index_bytes;
         let manifest = Manifest {
             version: FORMAT_VERSION,
             summary: summary.clone(),
             segments: progress.segments.clone(),
             index,
+            compacted: false,
         };
+        let compaction = compact::plan(
+            &progress.index,
+            &progress.segments,
+            self.options.max_segment,
+        )
+        .map(|plan| Compaction::new(manifest.clone(), plan));
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StorageError::inconsistent(name, 0, e.to_string()))?;
         self.stats.bytes_put += body.len() as u64;
@@ -565,6 +770,7 @@ impl Uploader {
         progress.index = FileIndex::default();
         self.add_to_catalogue(summary);
         self.stats.sealed += 1;
+        self.compactions.extend(compaction);
         Ok(())
     }
 
@@ -720,6 +926,17 @@ impl FileProgress {
     }
 }
 
+/// A compaction step running beside the checkpoints.
+#[derive(Debug)]
+struct RunningCompaction {
+    epoch: String,
+    name: String,
+    /// Binlog bytes its file had left to rewrite when it started.
+    remaining: u64,
+    delete_at: u64,
+    task: tokio::task::JoinHandle<(Compaction, Result<CompactionCost, StorageError>)>,
+}
+
 /// A segment read from the spool and packed, ready to go up.
 struct PackedSegment {
     key: String,
@@ -844,14 +1061,4 @@ fn format_description_end(path: &std::path::Path) -> Result<Option<u64>, Storage
     }
     let size = u32::from_le_bytes([head[13], head[14], head[15], head[16]]);
     Ok(Some(4 + u64::from(size)))
-}
-
-fn read_range(path: &std::path::Path, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
-    let mut file = std::fs::File::open(path).map_err(StorageError::io("opening", path))?;
-    file.seek(SeekFrom::Start(start))
-        .map_err(StorageError::io("reading", path))?;
-    let mut bytes = vec![0u8; (end - start) as usize];
-    file.read_exact(&mut bytes)
-        .map_err(StorageError::io("reading", path))?;
-    Ok(bytes)
 }
