@@ -10,6 +10,7 @@ mod bench_find;
 mod bench_restore;
 mod bench_serve;
 mod capture_replica;
+mod fixture_previous_release;
 mod module_cycles;
 
 use std::os::unix::process::CommandExt;
@@ -40,12 +41,16 @@ fn main() -> Result<()> {
         Some("bench-find") => bench_find::bench_find(&args[1..]),
         Some("bench-serve") => bench_serve::bench_serve(&args[1..]),
         Some("bench-age") => bench_age::bench_age(&args[1..]),
+        Some("fixture-previous-release") => {
+            fixture_previous_release::fixture_previous_release(&args[1..])
+        }
         Some("module-cycles") => module_cycles::module_cycles(),
         Some("capture-replica-setup") => capture_replica::capture_replica_setup(&args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask demo [--seconds N] [--binlogd PATH] | cargo xtask fuzz-seeds [--archive-only] | \
                  cargo xtask module-cycles | \
+                 cargo xtask fixture-previous-release --binlogd PATH [--out DIR] | \
                  cargo xtask capture-replica-setup [mariadb-10.11|mariadb-11.8|mysql-9.7]... | \
                  cargo run --release -p xtask -- bench-pull [--flavour mariadb|mysql] [--runs N] [--megabytes M] [--binlogd PATH] [--baseline PATH] | \
                  cargo run --release -p xtask -- bench-lag [--seconds N] [--binlogd PATH] | \
