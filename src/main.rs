@@ -12,6 +12,8 @@ mod metrics;
 mod purge;
 mod report;
 mod restore;
+mod restore_args;
+mod restore_replay;
 mod restore_report;
 mod search;
 mod secrets;
