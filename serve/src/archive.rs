@@ -30,7 +30,7 @@ pub(crate) struct ArchiveSource {
     store: Store,
     until: Option<Until>,
     /// An object archive's last listing, shared by every session.
-    remote_listing: tokio::sync::Mutex<RemoteListing>,
+    remote_listing: Arc<tokio::sync::Mutex<RemoteListing>>,
 }
 
 /// How often an object archive is listed again at most: sessions that ask sooner share
@@ -41,6 +41,8 @@ const REMOTE_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(1
 #[derive(Debug, Default)]
 struct RemoteListing {
     taken: Option<std::time::Instant>,
+    /// Whether a listing is being taken in the background.
+    refreshing: bool,
     files: Vec<ServedFile>,
     /// Epoch sources read so far (they never change).
     sources: Vec<(String, SourceIdentity)>,
@@ -183,9 +185,21 @@ impl ArchiveSource {
         }
     }
 
-    /// Lists the archive as it is now (up to the file serving stops in).
+    /// Lists the archive (up to the file serving stops in). An object archive's last
+    /// listing is answered at once and, when older than a second, taken again in the
+    /// background: what a login asks costs the store nothing.
     pub(crate) async fn list(&self) -> Result<Listing, ServeError> {
-        let mut listing = self.list_all().await?;
+        self.list_as(false).await
+    }
+
+    /// Lists the archive as it is now, an object archive listed anew if its last listing
+    /// is older than a second (a dump's start: where the replica's position is).
+    pub(crate) async fn list_fresh(&self) -> Result<Listing, ServeError> {
+        self.list_as(true).await
+    }
+
+    async fn list_as(&self, fresh: bool) -> Result<Listing, ServeError> {
+        let mut listing = self.list_all(fresh).await?;
         if let Some(until) = &self.until
             && let Some(last) = listing
                 .files
@@ -197,7 +211,7 @@ impl ArchiveSource {
         Ok(listing)
     }
 
-    async fn list_all(&self) -> Result<Listing, ServeError> {
+    async fn list_all(&self, fresh: bool) -> Result<Listing, ServeError> {
         match &self.store {
             Store::Local(archive) => {
                 let mut files = Vec::new();
@@ -221,11 +235,37 @@ impl ArchiveSource {
             }
             Store::Remote(remote) => {
                 let mut last = self.remote_listing.lock().await;
-                if last
+                let stale = last
                     .taken
-                    .is_none_or(|at| at.elapsed() >= REMOTE_LISTING_AGE)
-                {
-                    relist(remote, &mut last).await?;
+                    .is_none_or(|at| at.elapsed() >= REMOTE_LISTING_AGE);
+                if last.taken.is_none() || (fresh && stale) {
+                    let (files, sources) = relist(remote, &last).await?;
+                    last.files = files;
+                    last.sources = sources;
+                    last.taken = Some(std::time::Instant::now());
+                } else if stale && !last.refreshing {
+                    last.refreshing = true;
+                    let shared = Arc::clone(&self.remote_listing);
+                    let remote = remote.clone();
+                    let since = RemoteListing {
+                        files: last.files.clone(),
+                        sources: last.sources.clone(),
+                        ..RemoteListing::default()
+                    };
+                    tokio::spawn(async move {
+                        let relisted = relist(&remote, &since).await;
+                        let mut last = shared.lock().await;
+                        last.refreshing = false;
+                        match relisted {
+                            Ok((files, sources)) => {
+                                last.files = files;
+                                last.sources = sources;
+                                last.taken = Some(std::time::Instant::now());
+                            }
+                            Err(e) => tracing::warn!(error = %e,
+                                "listing the archive failed; serving from the last listing"),
+                        }
+                    });
                 }
                 let files = last.files.clone();
                 let source = files.last().and_then(|newest| {
@@ -242,7 +282,10 @@ impl ArchiveSource {
 
 /// Lists an object archive again: its catalogue read anew, the files not sealed yet looked
 /// at from where the last listing's look ended.
-async fn relist(remote: &RemoteSource, last: &mut RemoteListing) -> Result<(), ServeError> {
+async fn relist(
+    remote: &RemoteSource,
+    last: &RemoteListing,
+) -> Result<(Vec<ServedFile>, Vec<(String, SourceIdentity)>), ServeError> {
     let archive = remote.open().await?;
     let known = last
         .files
@@ -292,15 +335,14 @@ async fn relist(remote: &RemoteSource, last: &mut RemoteListing) -> Result<(), S
         };
         files.push(served);
     }
+    let mut sources = last.sources.clone();
     if let Some(newest) = files.last()
-        && !last.sources.iter().any(|(epoch, _)| *epoch == newest.epoch)
+        && !sources.iter().any(|(epoch, _)| *epoch == newest.epoch)
     {
         let source = archive.epoch_source(&newest.epoch).await?;
-        last.sources.push((newest.epoch.clone(), source));
+        sources.push((newest.epoch.clone(), source));
     }
-    last.files = files;
-    last.taken = Some(std::time::Instant::now());
-    Ok(())
+    Ok((files, sources))
 }
 
 /// What choosing a start needs of each file (locally, from the first line of each index).

@@ -128,6 +128,7 @@ impl Server {
                 next_connection_id: AtomicU32::new(1),
                 replicas: Mutex::new(HashMap::new()),
                 facts: Mutex::new(shared_facts),
+                facts_refreshing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

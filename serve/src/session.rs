@@ -70,23 +70,45 @@ pub(crate) struct Shared {
     /// What the setup queries last reported, and when it was read: shared by the logins
     /// of the next second, and the greeting's version for every later one.
     pub facts: Mutex<Option<(Instant, SourceFacts)>>,
+    /// Whether they are being read again in the background.
+    pub facts_refreshing: std::sync::atomic::AtomicBool,
 }
 
 /// How long what the setup queries report is shared between logins.
 const FACTS_AGE: Duration = Duration::from_secs(1);
 
 impl Shared {
-    /// What the setup queries report: read from the archive at most once a second,
-    /// whoever logs in.
-    pub(crate) async fn source_facts(&self) -> Result<SourceFacts, ServeError> {
-        if let Some((read_at, facts)) = &*lock(&self.facts)
-            && read_at.elapsed() < FACTS_AGE
-        {
-            return Ok(facts.clone());
+    /// What the setup queries report: as last read, and read again in the background
+    /// when that is more than a second ago, so that a login waits for the store only the
+    /// first time.
+    pub(crate) async fn source_facts(self: &Arc<Self>) -> Result<SourceFacts, ServeError> {
+        let (cached, stale) = match &*lock(&self.facts) {
+            Some((read_at, facts)) => (Some(facts.clone()), read_at.elapsed() >= FACTS_AGE),
+            None => (None, true),
+        };
+        match cached {
+            Some(facts) => {
+                if stale && !self.facts_refreshing.swap(true, Ordering::AcqRel) {
+                    let shared = Arc::clone(self);
+                    tokio::spawn(async move {
+                        match crate::facts::source_facts(&shared.archive).await {
+                            Ok(facts) => {
+                                *lock(&shared.facts) = Some((Instant::now(), facts));
+                            }
+                            Err(e) => tracing::warn!(error = %e,
+                                "reading the archive's facts failed; logins get the last ones"),
+                        }
+                        shared.facts_refreshing.store(false, Ordering::Release);
+                    });
+                }
+                Ok(facts)
+            }
+            None => {
+                let facts = crate::facts::source_facts(&self.archive).await?;
+                *lock(&self.facts) = Some((Instant::now(), facts.clone()));
+                Ok(facts)
+            }
         }
-        let facts = crate::facts::source_facts(&self.archive).await?;
-        *lock(&self.facts) = Some((Instant::now(), facts.clone()));
-        Ok(facts)
     }
 
     /// The flavour and version to greet a client with: the archive's, as last read (at
@@ -248,7 +270,7 @@ async fn log_in(
     stream: TcpStream,
     peer: SocketAddr,
     id: u32,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) -> Result<(Connection, String, SourceFacts), ServeError> {
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
@@ -374,7 +396,7 @@ async fn run_dump(
         .or_else(|| session.number("source_heartbeat_period"))
         .filter(|&ns| ns > 0)
         .map(Duration::from_nanos);
-    let files = shared.archive.list().await?.files;
+    let files = shared.archive.list_fresh().await?.files;
     let file_facts = archive::start_facts(&files).await?;
     // Only a MariaDB GTID request is checked against the archive's newest GTIDs.
     let archive_has = match &target.request {
