@@ -43,6 +43,8 @@ struct Checked {
     open: bool,
     gtids_before: GtidState,
     gtids_after: GtidState,
+    /// Where its index disagrees with what the catalogue says of it.
+    index_problems: Vec<String>,
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -95,7 +97,7 @@ fn check(file: &Checked, previous: Option<&Checked>) -> Verdict {
         file: file.name.clone(),
         size: 0,
         events: 0,
-        problems: Vec::new(),
+        problems: file.index_problems.clone(),
     };
     if let Some(previous) = previous
         && previous.epoch == file.epoch
@@ -167,6 +169,7 @@ fn local_files(root: &std::path::Path) -> anyhow::Result<Vec<Checked>> {
                 open: index.closed.is_none(),
                 gtids_before: index.gtids_before.clone().unwrap_or_default(),
                 gtids_after: index.gtids_after(),
+                index_problems: Vec::new(),
                 name,
             });
         }
@@ -185,24 +188,34 @@ async fn remote_files(url: S3Url, s3: &S3Args) -> anyhow::Result<Vec<Checked>> {
             .await
             .map_err(|e| e.to_string());
         let checked = match file {
-            RemoteFile::Sealed(summary) => Checked {
-                promised_size: Some(summary.size),
-                promised_crc: Some(summary.crc32.clone()),
-                open: false,
-                gtids_before: summary.gtids_before.clone(),
-                gtids_after: summary.gtids_after.clone(),
-                epoch,
-                name,
-                bytes,
-            },
-            RemoteFile::Open { .. } => {
-                let index = archive.file_index(&epoch, &name).await?;
+            RemoteFile::Sealed(summary) => {
+                // The index a restore plans from (the manifest's chunks, or an earlier
+                // release's per-segment objects) must say what the catalogue says.
+                let index_problems = match archive.file_index(&epoch, &name).await {
+                    Ok(index) => index_disagreements(&index, &summary),
+                    Err(e) => vec![format!("its index cannot be read: {e}")],
+                };
+                Checked {
+                    promised_size: Some(summary.size),
+                    promised_crc: Some(summary.crc32.clone()),
+                    open: false,
+                    gtids_before: summary.gtids_before.clone(),
+                    gtids_after: summary.gtids_after.clone(),
+                    index_problems,
+                    epoch,
+                    name,
+                    bytes,
+                }
+            }
+            RemoteFile::Open { unsealed, .. } => {
+                let index = unsealed.index();
                 Checked {
                     promised_size: None,
                     promised_crc: None,
                     open: true,
                     gtids_before: index.gtids_before.clone().unwrap_or_default(),
                     gtids_after: index.gtids_after(),
+                    index_problems: Vec::new(),
                     epoch,
                     name,
                     bytes,
@@ -212,4 +225,41 @@ async fn remote_files(url: S3Url, s3: &S3Args) -> anyhow::Result<Vec<Checked>> {
         files.push(checked);
     }
     Ok(files)
+}
+
+/// Where a sealed file's index disagrees with its catalogue entry.
+fn index_disagreements(
+    index: &binlogd_storage::FileIndex,
+    summary: &binlogd_storage::remote::format::FileSummary,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if index.transactions.len() as u64 != summary.transactions {
+        problems.push(format!(
+            "its index lists {} transactions; the catalogue says {}",
+            index.transactions.len(),
+            summary.transactions
+        ));
+    }
+    let before = index.gtids_before.clone().unwrap_or_default();
+    if before != summary.gtids_before {
+        problems.push(format!(
+            "its index starts from GTID state {before}; the catalogue says {}",
+            summary.gtids_before
+        ));
+    }
+    if index.gtids_after() != summary.gtids_after {
+        problems.push(format!(
+            "its index ends at GTID state {}; the catalogue says {}",
+            index.gtids_after(),
+            summary.gtids_after
+        ));
+    }
+    if index.closed.as_ref().map(|(size, _)| *size) != Some(summary.size) {
+        problems.push(format!(
+            "its index closes it at {:?} bytes; the catalogue says {}",
+            index.closed.as_ref().map(|(size, _)| *size),
+            summary.size
+        ));
+    }
+    problems
 }

@@ -9,6 +9,7 @@
 //! verify` passes, every sealed file's manifest lists a few large segments, no small
 //! segment or per-segment index object is left once the (zero) delete delay has passed,
 //! and a replica of `binlogd serve` replicates the archive to the primary's checksum.
+//! Then `verify` names a file whose index chunk was swapped for another file's.
 
 mod serve_common;
 mod stream_common;
@@ -271,4 +272,44 @@ fn s3_sealed_files_are_compacted_and_a_writer_killed_at_each_step_loses_nothing(
         replica.sql("STOP SLAVE").expect("stop slave");
         serve.stop();
     }
+
+    // verify reads each sealed file's index as a restore would: one file's index chunk
+    // replaced by another file's is named, though every segment is intact.
+    let prefix = format!("compaction{}", steps.len() - 1);
+    let chunks: Vec<String> = keys_under(&s3, &prefix)
+        .into_iter()
+        .filter(|k| k.contains("/index-"))
+        .collect();
+    assert!(chunks.len() >= 2, "index chunks: {chunks:?}");
+    let rt = runtime();
+    let client = s3.client();
+    let donor = rt
+        .block_on(client.get_object().bucket(BUCKET).key(&chunks[1]).send())
+        .expect("get");
+    let donor = rt
+        .block_on(donor.body.collect())
+        .expect("body")
+        .into_bytes();
+    rt.block_on(
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(&chunks[0])
+            .body(donor.into())
+            .send(),
+    )
+    .expect("put");
+    let verified = binlogd()
+        .args(["verify", "--archive", &format!("s3://{BUCKET}/{prefix}")])
+        .envs(s3.aws_env())
+        .output()
+        .expect("binlogd verify");
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned()
+        + &String::from_utf8_lossy(&verified.stderr);
+    assert_eq!(verified.status.code(), Some(1), "{said}");
+    let victim = chunks[0].split('/').nth(2).expect("file");
+    assert!(
+        said.contains(victim) && said.contains("its index"),
+        "{said}"
+    );
 }
