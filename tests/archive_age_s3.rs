@@ -20,7 +20,7 @@ use binlogd_storage::remote::store::ObjectStore;
 use binlogd_testkit::{
     Faults, HttpFaultProxy, MariaDb, MariaDbConfig, RequestCounts, S3Kind, S3Server,
 };
-use serve_common::{PASSWORD, Serve, USER, users_file};
+use serve_common::{PASSWORD, Serve, USER, replica_caught_up, users_file};
 use std::sync::Arc;
 use stream_common::binlogd;
 
@@ -210,20 +210,8 @@ fn s3_an_archive_full_of_old_objects_reads_and_serves_as_a_fresh_one_does() {
         "logins took {logins:?}\n{}",
         serve.log()
     );
-    let replica = MariaDbConfig {
-        server_id: 2,
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("replica");
-    replica
-        .replicate_from_port(serve.port, USER, PASSWORD, "")
-        .expect("CHANGE MASTER");
     let target = primary.gtid_binlog_pos().expect("pos");
-    if let Err(e) = replica.wait_for_gtid(&target, Duration::from_secs(90)) {
-        let status = replica.sql("SHOW SLAVE STATUS\\G").unwrap_or_default();
-        panic!("{e:#}\n{status}\nserve log:\n{}", serve.log());
-    }
+    let replica = replica_caught_up(&serve, &target, "");
     assert_eq!(checksum(&replica), checksum(&primary));
     replica.sql("STOP SLAVE").expect("stop slave");
     serve.stop();

@@ -17,7 +17,7 @@ mod stream_common;
 use std::time::{Duration, Instant};
 
 use binlogd_testkit::{MariaDb, MariaDbConfig, S3Server};
-use serve_common::{PASSWORD, Serve, USER, users_file};
+use serve_common::{Serve, replica_caught_up, users_file};
 use stream_common::{Reaped, binlogd, wait_for_quiet_binlogs};
 
 const BUCKET: &str = "binlogd-test";
@@ -251,23 +251,8 @@ fn s3_sealed_files_are_compacted_and_a_writer_killed_at_each_step_loses_nothing(
             s3.aws_env(),
             dir.path().join(format!("serve{run}.log")),
         );
-        let replica = MariaDbConfig {
-            server_id: 2,
-            ..MariaDbConfig::default()
-        }
-        .start()
-        .expect("replica");
-        replica
-            .replicate_from_port(serve.port, USER, PASSWORD, "")
-            .expect("CHANGE MASTER");
         let target = primary.gtid_binlog_pos().expect("pos");
-        if let Err(e) = replica.wait_for_gtid(&target, Duration::from_secs(90)) {
-            let status = replica.sql("SHOW SLAVE STATUS\\G").unwrap_or_default();
-            panic!(
-                "after {crash_at:?}: {e:#}\n{status}\nserve log:\n{}",
-                serve.log()
-            );
-        }
+        let replica = replica_caught_up(&serve, &target, "");
         assert_eq!(checksum(&replica), checksum(&primary), "after {crash_at:?}");
         replica.sql("STOP SLAVE").expect("stop slave");
         serve.stop();

@@ -13,10 +13,9 @@ mod serve_common;
 mod stream_common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use binlogd_testkit::{MariaDbConfig, S3Server};
-use serve_common::{PASSWORD, Serve, USER, users_file};
+use serve_common::{Serve, replica_caught_up, users_file};
 use stream_common::binlogd;
 
 const BUCKET: &str = "binlogd-test";
@@ -120,19 +119,7 @@ fn s3_an_archive_the_previous_release_wrote_is_read_served_and_restored_unchange
         s3.aws_env(),
         dir.path().join("serve.log"),
     );
-    let replica = MariaDbConfig {
-        server_id: 2,
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("replica");
-    replica
-        .replicate_from_port(serve.port, USER, PASSWORD, "")
-        .expect("CHANGE MASTER");
-    if let Err(e) = replica.wait_for_gtid(last, Duration::from_secs(90)) {
-        let status = replica.sql("SHOW SLAVE STATUS\\G").unwrap_or_default();
-        panic!("{e:#}\n{status}\nserve log:\n{}", serve.log());
-    }
+    let replica = replica_caught_up(&serve, last, "");
     assert_eq!(
         replica
             .query_value("CHECKSUM TABLE binlogd_test.workload")

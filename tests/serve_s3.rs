@@ -8,7 +8,7 @@ mod stream_common;
 use std::time::Duration;
 
 use binlogd_testkit::{Faults, HttpFaultProxy, MariaDb, MariaDbConfig, S3Server};
-use serve_common::{PASSWORD, Serve, USER, users_file};
+use serve_common::{PASSWORD, Serve, USER, replica_caught_up, users_file, wait_caught_up};
 use stream_common::{binlogd, wait_for_quiet_binlogs};
 
 const BUCKET: &str = "binlogd-test";
@@ -16,6 +16,24 @@ const BUCKET: &str = "binlogd-test";
 fn checksum(db: &MariaDb) -> String {
     db.query_value("CHECKSUM TABLE binlogd_test.workload")
         .expect("checksum")
+}
+
+/// Waits (60 s at most) until `binlogd list` finds something in `archive`: serve needs
+/// the store to hold an archive.
+fn wait_until_listed(s3: &S3Server, archive: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = binlogd()
+            .args(["list", "--archive", archive])
+            .envs(s3.aws_env())
+            .output()
+            .expect("list");
+        if listed.status.success() && !listed.stdout.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing uploaded");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -53,25 +71,14 @@ fn s3_a_mariadb_replica_replicates_from_an_s3_archive_and_follows_its_uploads() 
     );
     let users = users_file(dir.path());
     // The store must hold something before serve starts: wait for the first upload.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let serve = loop {
-        let listed = binlogd()
-            .args(["list", "--archive", &archive])
-            .envs(s3.aws_env())
-            .output()
-            .expect("list");
-        if listed.status.success() && !listed.stdout.is_empty() {
-            break Serve::start_with(
-                &archive,
-                &users,
-                &[],
-                s3.aws_env(),
-                dir.path().join("serve.log"),
-            );
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing uploaded");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    wait_until_listed(&s3, &archive);
+    let serve = Serve::start_with(
+        &archive,
+        &users,
+        &[],
+        s3.aws_env(),
+        dir.path().join("serve.log"),
+    );
     let replica = MariaDbConfig {
         server_id: 2,
         ..MariaDbConfig::default()
@@ -133,19 +140,7 @@ fn s3_a_store_that_fails_for_a_while_delays_a_serve_replica_and_never_stops_it()
             .spawn()
             .expect("binlogd stream"),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let listed = binlogd()
-            .args(["list", "--archive", &archive])
-            .envs(s3.aws_env())
-            .output()
-            .expect("list");
-        if listed.status.success() && !listed.stdout.is_empty() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing uploaded");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_until_listed(&s3, &archive);
     // serve reads the store through a proxy that can fail every request.
     let proxy = HttpFaultProxy::start(s3.port(), Faults::default()).expect("proxy");
     let mut env = s3.aws_env();
@@ -153,25 +148,16 @@ fn s3_a_store_that_fails_for_a_while_delays_a_serve_replica_and_never_stops_it()
     env.push(("AWS_ENDPOINT_URL", proxy.endpoint()));
     let users = users_file(dir.path());
     let serve = Serve::start_with(&archive, &users, &[], env, dir.path().join("serve.log"));
-    let replica = MariaDbConfig {
-        server_id: 2,
-        ..MariaDbConfig::default()
-    }
-    .start()
-    .expect("replica");
     // A replica whose connection is closed reconnects after MASTER_CONNECT_RETRY: 1 s
     // rather than the default 60 s, only so that the test takes seconds.
-    replica
-        .replicate_from_port(serve.port, USER, PASSWORD, "MASTER_CONNECT_RETRY=1")
-        .expect("CHANGE MASTER");
     let wait = |replica: &MariaDb| {
-        let target = primary.gtid_binlog_pos().expect("pos");
-        if let Err(e) = replica.wait_for_gtid(&target, Duration::from_secs(90)) {
-            let status = replica.sql("SHOW SLAVE STATUS\\G").unwrap_or_default();
-            panic!("{e:#}\n{status}\nserve log:\n{}", serve.log());
-        }
+        wait_caught_up(replica, &serve, &primary.gtid_binlog_pos().expect("pos"));
     };
-    wait(&replica);
+    let replica = replica_caught_up(
+        &serve,
+        &primary.gtid_binlog_pos().expect("pos"),
+        "MASTER_CONNECT_RETRY=1",
+    );
     // Every request fails for 8 s while the primary writes on.
     proxy.set_faults(Faults {
         fail_one_in: 1,

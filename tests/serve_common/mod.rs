@@ -126,3 +126,28 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// A new MariaDB replica (server id 2, its defaults) of `serve`, by GTID, with `extra`
+/// `CHANGE MASTER TO` options, caught up to `gtid_pos`; on a timeout the panic shows the
+/// replica's status and serve's log.
+pub fn replica_caught_up(serve: &Serve, gtid_pos: &str, extra: &str) -> binlogd_testkit::MariaDb {
+    let replica = binlogd_testkit::MariaDbConfig {
+        server_id: 2,
+        ..binlogd_testkit::MariaDbConfig::default()
+    }
+    .start()
+    .expect("replica");
+    replica
+        .replicate_from_port(serve.port, USER, PASSWORD, extra)
+        .expect("CHANGE MASTER");
+    wait_caught_up(&replica, serve, gtid_pos);
+    replica
+}
+
+/// Waits (90 s at most) until `replica` of `serve` has applied `gtid_pos`.
+pub fn wait_caught_up(replica: &binlogd_testkit::MariaDb, serve: &Serve, gtid_pos: &str) {
+    if let Err(e) = replica.wait_for_gtid(gtid_pos, Duration::from_secs(90)) {
+        let status = replica.sql("SHOW SLAVE STATUS\\G").unwrap_or_default();
+        panic!("{e:#}\n{status}\nserve log:\n{}", serve.log());
+    }
+}
