@@ -13,7 +13,6 @@
 //! `binlogd serve` (`--logins` of them: median and p99), and the requests per second of a
 //! `binlogd serve` dump waiting at the live tail (`mariadb-binlog --stop-never`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,7 +87,7 @@ pub fn bench_age(args: &[String]) -> Result<()> {
         bail!("nothing sealed to age");
     }
     let users = scratch.join("users");
-    make_users_file(&binlogd, &users)?;
+    crate::bench_serve::make_users_file(&binlogd, &users, USER, PASSWORD)?;
     let proxy = HttpFaultProxy::start(
         s3.port(),
         Faults {
@@ -329,23 +328,6 @@ fn first_file(binlogd: &Path, env: &[(&'static str, String)], archive: &str) -> 
         .as_str()
         .map(str::to_owned)
         .context("a file without a name")
-}
-
-fn make_users_file(binlogd: &Path, users: &Path) -> Result<()> {
-    let mut child = Command::new(binlogd)
-        .args(["serve-user", USER, "--users-file"])
-        .arg(users)
-        .stdin(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    if !child.wait()?.success() {
-        bail!("binlogd serve-user failed");
-    }
-    Ok(())
 }
 
 /// A child process stopped (SIGTERM, then waited for) when dropped.

@@ -88,19 +88,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
         bail!("binlogd stream failed: {status}");
     }
     let users = scratch.join("users");
-    let mut child = Command::new(&binlogd)
-        .args(["serve-user", USER, "--users-file"])
-        .arg(&users)
-        .stdin(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    if !child.wait()?.success() {
-        bail!("binlogd serve-user failed");
-    }
+    make_users_file(&binlogd, &users, USER, PASSWORD)?;
     let port = binlogd_testkit::free_port()?;
     let mut serve = Command::new(&binlogd)
         .args(["serve", "--archive"])
@@ -220,5 +208,29 @@ fn replica_contest(primary: &MariaDb, serve_port: u16, runs: usize) -> Result<()
         medians[1],
         medians[1] / medians[0]
     );
+    Ok(())
+}
+
+/// Writes a users file for `binlogd serve` with one account, by `binlogd serve-user` as a
+/// user would.
+pub(crate) fn make_users_file(
+    binlogd: &Path,
+    users: &Path,
+    user: &str,
+    password: &str,
+) -> Result<()> {
+    let mut child = Command::new(binlogd)
+        .args(["serve-user", user, "--users-file"])
+        .arg(users)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{password}\n").as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("binlogd serve-user failed");
+    }
     Ok(())
 }

@@ -43,10 +43,6 @@ pub struct UnsealedFile {
     /// the ones before it are applied, so that records apply in file order.
     indexed_to: u64,
     index: FileIndex,
-    /// Whether the file's manifest was seen: it is sealed, and the catalogue will say so.
-    manifest_seen: bool,
-    /// How many looks, and how many requests they made.
-    requests: u64,
 }
 
 impl UnsealedFile {
@@ -59,8 +55,6 @@ impl UnsealedFile {
             indexed: BTreeSet::new(),
             indexed_to: 0,
             index: FileIndex::default(),
-            manifest_seen: false,
-            requests: 0,
         }
     }
 
@@ -77,16 +71,6 @@ impl UnsealedFile {
     /// Its index records seen so far.
     pub fn index(&self) -> &FileIndex {
         &self.index
-    }
-
-    /// Whether a look found its manifest (sealed since the catalogue was read).
-    pub fn manifest_seen(&self) -> bool {
-        self.manifest_seen
-    }
-
-    /// Requests its looks have made (for measurements).
-    pub fn requests(&self) -> u64 {
-        self.requests
     }
 
     /// Bytes readable from 0 without a hole.
@@ -132,12 +116,8 @@ impl UnsealedFile {
     /// in (see the module's docs).
     fn resume_offset(&self) -> u64 {
         let indexed_end = self.index.indexed_end();
-        self.segments
-            .iter()
-            .map(|(start, ..)| *start)
-            .filter(|start| *start <= indexed_end)
-            .max()
-            .unwrap_or(0)
+        let after = self.segments.partition_point(|s| s.0 <= indexed_end);
+        after.checked_sub(1).map_or(0, |last| self.segments[last].0)
     }
 }
 
@@ -163,20 +143,21 @@ impl UnsealedFile {
                 ..ListQuery::default()
             })
             .await?;
-        file.requests += 1;
         let mut new_indexes = Vec::new();
-        let mut changed = false;
+        let mut new_segments = Vec::new();
         for object in listing.objects {
             let leaf = object.key.rsplit('/').next().unwrap_or_default();
             match keys::parse_file_object(leaf) {
                 Some(FileObject::Segment { start, end, codec }) => {
-                    let known = file
-                        .segments
+                    // Segments are sorted by start: only those starting here can be it
+                    // (a scan of all of them would grow with the file's age).
+                    let from = file.segments.partition_point(|s| s.0 < start);
+                    let known = file.segments[from..]
                         .iter()
-                        .any(|(s, e, c, _)| (*s, *e, *c) == (start, end, codec));
+                        .take_while(|s| s.0 == start)
+                        .any(|(_, e, c, _)| (*e, *c) == (end, codec));
                     if !known {
-                        file.segments.push((start, end, codec, object.key));
-                        changed = true;
+                        new_segments.push((start, end, codec, object.key));
                     }
                 }
                 Some(FileObject::SegmentIndex { start, end })
@@ -184,10 +165,11 @@ impl UnsealedFile {
                 {
                     new_indexes.push((start, end, object.key));
                 }
-                Some(FileObject::Manifest) => file.manifest_seen = true,
-                Some(FileObject::SegmentIndex { .. }) | None => {}
+                Some(FileObject::SegmentIndex { .. } | FileObject::Manifest) | None => {}
             }
         }
+        let mut changed = !new_segments.is_empty();
+        file.segments.extend(new_segments);
         file.segments
             .sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         // In file order, so records apply in order; one past a gap waits for a later
@@ -200,7 +182,6 @@ impl UnsealedFile {
             let Some(found) = store.get(&key).await? else {
                 continue;
             };
-            file.requests += 1;
             let location = store.location();
             let bad = |line, message| StorageError::BadIndex {
                 path: format!("{location}/{key}").into(),

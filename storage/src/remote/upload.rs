@@ -149,8 +149,9 @@ impl Uploader {
                 }
             }
             None => {
-                let existing = store.list("").await?;
-                // The lease is taken before the archive is created.
+                // The lease is taken before the archive is created: any other key (two
+                // are enough to find one) means the prefix holds something else.
+                let existing = first_keys(store.as_ref(), 2).await?;
                 if let Some(other) = existing.iter().find(|o| o.key != keys::LEASE) {
                     return Err(StorageError::NotAnArchive {
                         path: store.location().into(),
@@ -188,7 +189,9 @@ impl Uploader {
             }
         }
         if present.is_empty() {
-            let held = store.list("").await?;
+            // Beside the marker, the catalogue and the lease, one key (four are enough
+            // to find it) means an archive is there; not a listing of all of it.
+            let held = first_keys(store.as_ref(), 4).await?;
             if let Some(data) = held
                 .iter()
                 .find(|o| o.key != keys::MARKER && o.key != keys::LEASE && o.key != keys::CATALOGUE)
@@ -924,6 +927,23 @@ impl FileProgress {
         self.pending = rest;
         covered
     }
+}
+
+/// The first `count` keys of the store, in key order (one request, whatever the prefix
+/// holds).
+async fn first_keys(
+    store: &dyn ObjectStore,
+    count: usize,
+) -> Result<Vec<super::store::Listed>, StorageError> {
+    let mut objects = store
+        .query(super::store::ListQuery {
+            limit: Some(count),
+            ..super::store::ListQuery::default()
+        })
+        .await?
+        .objects;
+    objects.truncate(count);
+    Ok(objects)
 }
 
 /// A compaction step running beside the checkpoints.
