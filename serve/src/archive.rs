@@ -37,6 +37,22 @@ pub(crate) struct ArchiveSource {
 /// the last listing.
 const REMOTE_LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How old a listing may be and still be served while a new one is taken in the
+/// background: one older than this (nobody asked for a while) is taken anew first, so
+/// that what a session is told is never more than this behind the archive.
+const REMOTE_LISTING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How recent a listing must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// The last one, refreshed in the background (unless too old).
+    Shared,
+    /// At most a second old.
+    Recent,
+    /// Taken now.
+    Now,
+}
+
 /// An object archive's last listing, and what the next one starts from.
 #[derive(Debug, Default)]
 struct RemoteListing {
@@ -187,19 +203,26 @@ impl ArchiveSource {
 
     /// Lists the archive (up to the file serving stops in). An object archive's last
     /// listing is answered at once and, when older than a second, taken again in the
-    /// background: what a login asks costs the store nothing.
+    /// background (one older than [`REMOTE_LISTING_MAX_AGE`] first): what a login asks
+    /// costs the store little.
     pub(crate) async fn list(&self) -> Result<Listing, ServeError> {
-        self.list_as(false).await
+        self.list_as(Freshness::Shared).await
     }
 
     /// Lists the archive as it is now, an object archive listed anew if its last listing
     /// is older than a second (a dump's start: where the replica's position is).
     pub(crate) async fn list_fresh(&self) -> Result<Listing, ServeError> {
-        self.list_as(true).await
+        self.list_as(Freshness::Recent).await
     }
 
-    async fn list_as(&self, fresh: bool) -> Result<Listing, ServeError> {
-        let mut listing = self.list_all(fresh).await?;
+    /// Lists the archive anew, however recent the last listing: for what must not be
+    /// answered from a listing that found nothing.
+    pub(crate) async fn list_now(&self) -> Result<Listing, ServeError> {
+        self.list_as(Freshness::Now).await
+    }
+
+    async fn list_as(&self, freshness: Freshness) -> Result<Listing, ServeError> {
+        let mut listing = self.list_all(freshness).await?;
         if let Some(until) = &self.until
             && let Some(last) = listing
                 .files
@@ -211,7 +234,7 @@ impl ArchiveSource {
         Ok(listing)
     }
 
-    async fn list_all(&self, fresh: bool) -> Result<Listing, ServeError> {
+    async fn list_all(&self, freshness: Freshness) -> Result<Listing, ServeError> {
         match &self.store {
             Store::Local(archive) => {
                 let mut files = Vec::new();
@@ -235,10 +258,15 @@ impl ArchiveSource {
             }
             Store::Remote(remote) => {
                 let mut last = self.remote_listing.lock().await;
-                let stale = last
-                    .taken
-                    .is_none_or(|at| at.elapsed() >= REMOTE_LISTING_AGE);
-                if last.taken.is_none() || (fresh && stale) {
+                let age = last.taken.map(|at| at.elapsed());
+                let stale = age.is_none_or(|age| age >= REMOTE_LISTING_AGE);
+                let too_old = age.is_none_or(|age| age >= REMOTE_LISTING_MAX_AGE);
+                let relist_now = match freshness {
+                    Freshness::Shared => too_old,
+                    Freshness::Recent => stale,
+                    Freshness::Now => true,
+                };
+                if relist_now {
                     let (files, sources) = relist(remote, &last).await?;
                     last.files = files;
                     last.sources = sources;

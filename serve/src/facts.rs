@@ -11,7 +11,13 @@ use crate::queries::SourceFacts;
 
 /// What the setup queries report, from the archive as it is now.
 pub(crate) async fn source_facts(archive: &ArchiveSource) -> Result<SourceFacts, ServeError> {
-    let listing = archive.list().await?;
+    // At most a second old: facts are read at start, inline by a login that finds none,
+    // and in the background once a second while clients log in. An archive that held
+    // nothing at the last listing is listed anew: it may hold something now.
+    let mut listing = archive.list_fresh().await?;
+    if listing.source.is_none() {
+        listing = archive.list_now().await?;
+    }
     let Some(source) = listing.source else {
         return Err(ServeError::Config(format!(
             "the archive {} holds nothing yet: start `binlogd stream` into it first",

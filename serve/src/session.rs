@@ -337,7 +337,10 @@ async fn log_in(
     let user = authenticate(&mut conn, &hello, &scramble, shared, peer).await?;
     let facts = match shared.source_facts().await {
         Ok(facts) => facts,
-        Err(e) => return Err(refuse(&mut conn, 1105, &e.to_string()).await),
+        Err(e) => {
+            tracing::warn!(%peer, %user, error = %e, "refused a login: the archive cannot be served");
+            return Err(refuse(&mut conn, 1105, &e.to_string()).await);
+        }
     };
     Ok((conn, user, facts))
 }

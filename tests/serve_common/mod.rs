@@ -74,7 +74,11 @@ impl Serve {
             .arg(users)
             .args(extra)
             .envs(env)
-            .env("BINLOGD_LOG", "info")
+            // BINLOGD_TEST_SERVE_LOG=debug shows every session in a failing test's output.
+            .env(
+                "BINLOGD_LOG",
+                std::env::var("BINLOGD_TEST_SERVE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
