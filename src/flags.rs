@@ -165,6 +165,14 @@ pub struct LeaseArgs {
     /// before (a replica of `binlogd serve`, a restore) finishes with them first.
     #[arg(long, value_parser = parse_duration, value_name = "AGE", default_value = "15m")]
     pub delete_delay: Duration,
+    /// With an S3 archive: every this many checkpoints of a file still open (or
+    /// --segment-size of its bytes), its part so far is consolidated into a few objects
+    /// and a partial manifest, so that reading a file open for days (a quiet server) costs
+    /// a few requests, not one per checkpoint of its life. Beside the checkpoints, never
+    /// in their way.
+    #[arg(long, value_name = "CHECKPOINTS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub consolidate_every: u32,
 }
 
 impl LeaseArgs {

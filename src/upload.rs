@@ -28,6 +28,7 @@ pub fn archive_target_of(
             max_parallel: usize::from(s3.max_parallel),
             max_segment,
             delete_delay: lease.delete_delay,
+            consolidate_every: lease.consolidate_every as usize,
             server_side: options.server_side.as_ref().map(|sse| {
                 let (mode, key) = sse.record();
                 binlogd_storage::remote::format::ServerSide { mode, key }

@@ -18,7 +18,9 @@ use binlogd_parser::header::parse_event_header;
 use binlogd_parser::{ChecksumAlgorithm, EventReader, EventType, FormatDescription, HEADER_LEN};
 use binlogd_storage::remote::read::{FileSegments, RemoteArchive};
 use binlogd_storage::remote::unsealed::UnsealedFile;
-use binlogd_storage::{FileIndex, IndexEnds, IndexFollower, TransactionEntry, read_index_ends};
+use binlogd_storage::{
+    FileIndex, IndexEnds, IndexFollower, StorageError, TransactionEntry, read_index_ends,
+};
 use tokio::task::JoinHandle;
 
 use crate::archive::{Place, ServedFile, blocking};
@@ -213,17 +215,31 @@ impl RemoteReader {
             }
             None => return Err(corrupt(file, offset, "past the file's end")),
         };
-        let (segment, first) = located;
-        let bytes = match self.ahead.take() {
+        let (mut segment, mut first) = located;
+        let fetched = match self.ahead.take() {
             Some((ahead, fetch)) if ahead == segment => fetch
                 .await
-                .map_err(|e| ServeError::Config(format!("a segment fetch failed to run: {e}")))??,
+                .map_err(|e| ServeError::Config(format!("a segment fetch failed to run: {e}")))?,
             other => {
                 if let Some((_, fetch)) = other {
                     fetch.abort();
                 }
+                self.archive.fetch_segment(&self.segments, segment).await
+            }
+        };
+        let bytes = match fetched {
+            // Replaced since the file was listed (a dump that took longer than the delete
+            // delay): its segments as they are now, and the one holding the offset.
+            Err(gone @ StorageError::SegmentGone { .. }) => {
+                tracing::info!(file = %file.id(), reason = %gone, "reading the file's segments again");
+                self.segments = segments_now(file).await?;
+                (segment, first) = match self.segments.segment_at(offset) {
+                    Some(found) => found,
+                    None => return Err(corrupt(file, offset, "past what is uploaded")),
+                };
                 self.archive.fetch_segment(&self.segments, segment).await?
             }
+            fetched => fetched?,
         };
         let bytes = Arc::new(bytes);
         self.current = Some((segment, first, Arc::clone(&bytes)));
@@ -237,6 +253,25 @@ impl RemoteReader {
         }
         Ok((segment, first, bytes))
     }
+}
+
+/// A remote file's segments as the store holds them now: a sealed file's from its
+/// manifest, one not sealed yet from a first look (its newest partial manifest on).
+async fn segments_now(file: &ServedFile) -> Result<FileSegments, ServeError> {
+    let Place::Remote {
+        archive, unsealed, ..
+    } = &file.place
+    else {
+        return Err(corrupt(file, 0, "not an object archive's file"));
+    };
+    Ok(match unsealed {
+        Some(_) => {
+            let mut looked = UnsealedFile::new(&file.epoch, &file.name);
+            archive.look_again(&mut looked).await?;
+            looked.segments()
+        }
+        None => archive.file_segments(&file.epoch, &file.name).await?,
+    })
 }
 
 /// What the sender knows of the index of the file it sends.

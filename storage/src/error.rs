@@ -80,6 +80,21 @@ pub enum StorageError {
         /// What is wrong.
         message: String,
     },
+    /// A segment a reader was told of is not in the store any more: a compaction or a
+    /// consolidation replaced it and its deletion came (`--delete-delay` after). Asking
+    /// for the file's segments again finds the ones that replaced it.
+    #[error(
+        "{file} at offset {offset}: segment {key} is gone (replaced by a compaction or a \
+         consolidation since it was listed)"
+    )]
+    SegmentGone {
+        /// The binlog file.
+        file: String,
+        /// Where the segment starts.
+        offset: u64,
+        /// Its key.
+        key: String,
+    },
     /// A directory is not an archive this binlogd can use.
     #[error("{path}: {message}")]
     NotAnArchive {

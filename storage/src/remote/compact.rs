@@ -58,25 +58,46 @@ pub(crate) struct CompactionCost {
     pub(crate) deletion_record: Option<String>,
 }
 
-/// Where a sealed file's large segments go: the first segment as it is, then runs of at
-/// most `max_segment` bytes ending at a transaction's end (or `max_segment` bytes into a
-/// transaction larger than that). `None` when that would not make fewer segments.
+/// Where a sealed file's large segments go: the first segment as it is, the segments up to
+/// `kept_until` (an open file's consolidated part, see `consolidate.rs`) as they are, then
+/// runs of at most `max_segment` bytes ending at a transaction's end (or `max_segment`
+/// bytes into a transaction larger than that). `None` when that would not make fewer
+/// segments and nothing else of the file needs to go (`kept_until` 0).
 pub(crate) fn plan(
     index: &FileIndex,
     segments: &[SegmentRecord],
     max_segment: u64,
+    kept_until: u64,
 ) -> Option<Vec<(u64, u64)>> {
     let first = segments.first()?;
     let size = segments.last()?.end;
+    let from = kept_until.max(first.end).min(size);
     let ends: Vec<u64> = index
         .transactions
         .iter()
         .map(|t| t.end)
         .chain(index.boundary)
-        .filter(|&end| end > first.end && end <= size)
+        .filter(|&end| end > from && end <= size)
         .collect();
-    let mut plan = vec![(first.start, first.end)];
-    let mut start = first.end;
+    let mut plan: Vec<(u64, u64)> = segments
+        .iter()
+        .take_while(|s| s.end <= from)
+        .map(|s| (s.start, s.end))
+        .collect();
+    plan.extend(cut_at_transactions(&ends, from, size, max_segment));
+    (plan.len() < segments.len() || kept_until > 0).then_some(plan)
+}
+
+/// `[start, size)` cut into runs of at most `max_segment` bytes, each ending at one of
+/// `ends` (sorted transaction ends) when one is in reach, else `max_segment` bytes on.
+pub(crate) fn cut_at_transactions(
+    ends: &[u64],
+    start: u64,
+    size: u64,
+    max_segment: u64,
+) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    let mut start = start;
     while start < size {
         let limit = start.saturating_add(max_segment.max(1));
         let end = if size <= limit {
@@ -88,10 +109,10 @@ pub(crate) fn plan(
                 _ => limit,
             }
         };
-        plan.push((start, end));
+        runs.push((start, end));
         start = end;
     }
-    (plan.len() < segments.len()).then_some(plan)
+    runs
 }
 
 impl Compaction {
@@ -138,6 +159,16 @@ impl Compaction {
         let mut puts = tokio::task::JoinSet::new();
         let mut uploading = Vec::new();
         for (start, end) in todo {
+            // A segment the file has already (the first, a consolidated one) is kept.
+            if let Some(kept) = self
+                .manifest
+                .segments
+                .iter()
+                .find(|s| (s.start, s.end) == (start, end))
+            {
+                uploading.push(kept.clone());
+                continue;
+            }
             let bytes = crate::layout::read_range(data, start, end)?;
             let crc32 = format!("{:08x}", crc32fast::hash(&bytes));
             let key = keys::segment(&self.epoch, &self.name, start, end, codec);
@@ -195,6 +226,8 @@ impl Compaction {
                 Some(keys::FileObject::Segment { .. }) => {
                     !manifest.segments.iter().any(|s| s.key == object.key)
                 }
+                // What the file's consolidations wrote while it was open.
+                Some(keys::FileObject::Partial { .. }) => true,
                 _ => false,
             };
             if is_small && !doomed.contains(&object.key) {
@@ -228,7 +261,7 @@ impl Compaction {
 }
 
 /// Writes a deletion record for `keys` of one file, due at `due_micros`.
-async fn record_deletion(
+pub(crate) async fn record_deletion(
     store: &dyn ObjectStore,
     client_key: Option<&ClientKey>,
     epoch: &str,
@@ -294,21 +327,12 @@ pub(crate) async fn carry_out(
     check_authentic(client_key, record_key, &object).map_err(bad)?;
     let record: DeletionRecord =
         serde_json::from_slice(&object.body).map_err(|e| bad(e.to_string()))?;
-    let manifest_key = keys::manifest(&record.epoch, &record.name);
-    let listed: Vec<String> = match store.get(&manifest_key).await? {
-        Some(object) => parse_manifest(&object, &manifest_key, client_key, &store.location())?
-            .segments
-            .into_iter()
-            .map(|s| s.key)
-            .collect(),
-        // Purged since: nothing of it is read any more.
-        None => Vec::new(),
-    };
     let prefix = keys::file_prefix(&record.epoch, &record.name);
+    let keep = kept_by_readers(store, client_key, (&record.epoch, &record.name)).await?;
     let doomed: Vec<String> = record
         .keys
         .into_iter()
-        .filter(|key| key.starts_with(&prefix) && !listed.contains(key))
+        .filter(|key| key.starts_with(&prefix) && keep.allows(key))
         .collect();
     for batch in doomed.chunks(1000) {
         store.delete_many(batch).await?;
@@ -318,9 +342,79 @@ pub(crate) async fn carry_out(
     Ok(doomed.len())
 }
 
+/// What readers of a file may be using, which no deletion record takes.
+enum Kept {
+    /// A sealed file: what its manifest lists (segments, index chunks).
+    Sealed(Vec<String>),
+    /// An open file: everything but what ends at or before its newest partial
+    /// manifest's end and that manifest does not name.
+    Open { end: u64, named: Vec<String> },
+}
+
+impl Kept {
+    fn allows(&self, key: &str) -> bool {
+        match self {
+            Kept::Sealed(listed) => !listed.iter().any(|k| k == key),
+            Kept::Open { end, named } => {
+                let leaf = key.rsplit('/').next().unwrap_or_default();
+                let object_end = match keys::parse_file_object(leaf) {
+                    Some(
+                        keys::FileObject::Segment { end, .. }
+                        | keys::FileObject::SegmentIndex { end, .. }
+                        | keys::FileObject::Partial { end },
+                    ) => end,
+                    _ => return false,
+                };
+                object_end <= *end && !named.iter().any(|k| k == key)
+            }
+        }
+    }
+}
+
+async fn kept_by_readers(
+    store: &dyn ObjectStore,
+    client_key: Option<&ClientKey>,
+    (epoch, name): (&str, &str),
+) -> Result<Kept, StorageError> {
+    let manifest_key = keys::manifest(epoch, name);
+    if let Some(object) = store.get(&manifest_key).await? {
+        let manifest = parse_manifest(&object, &manifest_key, client_key, &store.location())?;
+        let listed = manifest
+            .segments
+            .into_iter()
+            .map(|s| s.key)
+            .chain(manifest.index.into_iter().map(|c| c.key))
+            .collect();
+        return Ok(Kept::Sealed(listed));
+    }
+    match super::consolidate::newest_partial(store, client_key, (epoch, name), 0).await? {
+        Some(partial) => {
+            let mut named: Vec<String> = partial.segments.into_iter().map(|s| s.key).collect();
+            named.extend(
+                partial
+                    .indexes
+                    .iter()
+                    .map(|[start, end]| keys::segment_index(epoch, name, *start, *end)),
+            );
+            named.push(keys::partial(epoch, name, partial.end));
+            Ok(Kept::Open {
+                end: partial.end,
+                named,
+            })
+        }
+        // An open file never consolidated: a record of it comes from a consolidation
+        // that crashed before its partial manifest, and takes nothing. (A purged file
+        // has neither, and nothing of it is left to take.)
+        None => Ok(Kept::Open {
+            end: 0,
+            named: Vec::new(),
+        }),
+    }
+}
+
 /// Ends the process here when `BINLOGD_CRASH_AT` names this step: how the tests crash a
 /// writer between two writes of a compaction, exactly where a power cut could.
-fn crash_point(step: &str) {
+pub(crate) fn crash_point(step: &str) {
     if std::env::var("BINLOGD_CRASH_AT").is_ok_and(|at| at == step) {
         eprintln!("BINLOGD_CRASH_AT={step}: aborting");
         std::process::abort();
@@ -369,17 +463,22 @@ mod tests {
         let small = segments(&[(0, 256), (256, 400), (400, 700), (700, 900), (900, 1000)]);
         let index = index(&[400, 700, 900, 1000]);
         assert_eq!(
-            plan(&index, &small, 500),
+            plan(&index, &small, 500, 0),
             Some(vec![(0, 256), (256, 700), (700, 1000)])
         );
         // A transaction larger than a segment is cut inside.
         let index = self::index(&[1000]);
         assert_eq!(
-            plan(&index, &small, 300),
+            plan(&index, &small, 300, 0),
             Some(vec![(0, 256), (256, 556), (556, 856), (856, 1000)])
+        );
+        // An open file's consolidated part is kept as it is; the rest is cut.
+        assert_eq!(
+            plan(&index, &small, 300, 700),
+            Some(vec![(0, 256), (256, 400), (400, 700), (700, 1000)])
         );
         // Nothing to gain: left alone.
         let big = segments(&[(0, 256), (256, 1000)]);
-        assert_eq!(plan(&self::index(&[1000]), &big, 1 << 20), None);
+        assert_eq!(plan(&self::index(&[1000]), &big, 1 << 20, 0), None);
     }
 }

@@ -113,6 +113,28 @@ pub struct Manifest {
     pub compacted: bool,
 }
 
+/// `EPOCH/BINLOG/partial-<end>.json`: what a reader of a file not sealed yet needs of
+/// its first `end` bytes, written as the file grows (see `consolidate.rs`), so that
+/// reading a file open for days costs this object, the index objects it names and a
+/// listing of what came after, not a listing of every checkpoint of its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialManifest {
+    /// Format version.
+    pub version: u32,
+    /// The file's epoch.
+    pub epoch: String,
+    /// The file.
+    pub name: String,
+    /// Where the consolidated part ends: a segment's end, and the end of the last
+    /// transaction (or boundary) its index objects hold.
+    pub end: u64,
+    /// The segments of `[0, end)`, in order and end to end.
+    pub segments: Vec<SegmentRecord>,
+    /// The index objects whose records cover `(0, end]`, as `[start, end]` of their
+    /// segment (the key is the segment's index object's), in order.
+    pub indexes: Vec<[u64; 2]>,
+}
+
 /// `deletions/<due>-<epoch>-<file>.json`: objects of one file that compaction replaced,
 /// to be deleted once `due_micros` has passed (readers that began before the manifest
 /// changed finish with them first).

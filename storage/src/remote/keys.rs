@@ -43,6 +43,15 @@ pub fn index_chunk(epoch: &str, name: &str, start: u64, end: u64) -> String {
     format!("{epoch}/{name}/index-{start:020}-{end:020}.zst")
 }
 
+/// What every partial manifest's leaf starts with (see `consolidate.rs`).
+pub const PARTIAL: &str = "partial-";
+
+/// The key of an open file's partial manifest up to `end`. Sorts after every segment and
+/// index object (digits sort before letters), and is not a name earlier releases parse.
+pub fn partial(epoch: &str, name: &str, end: u64) -> String {
+    format!("{epoch}/{name}/{PARTIAL}{end:020}.json")
+}
+
 /// Where deletion records wait (see `compact.rs`).
 pub const DELETIONS: &str = "deletions/";
 
@@ -70,6 +79,8 @@ pub enum FileObject {
     SegmentIndex { start: u64, end: u64 },
     /// The file's manifest.
     Manifest,
+    /// A partial manifest of the file while open: its consolidated part, `[0, end)`.
+    Partial { end: u64 },
 }
 
 /// Reads the last part of a key (after `EPOCH/BINLOG/`); `None` for names this version
@@ -77,6 +88,15 @@ pub enum FileObject {
 pub fn parse_file_object(leaf: &str) -> Option<FileObject> {
     if leaf == "manifest.json" {
         return Some(FileObject::Manifest);
+    }
+    if let Some(end) = leaf
+        .strip_prefix(PARTIAL)
+        .and_then(|rest| rest.strip_suffix(".json"))
+        .filter(|end| end.len() == 20)
+    {
+        return Some(FileObject::Partial {
+            end: end.parse().ok()?,
+        });
     }
     let (range, kind) = leaf.split_once('.')?;
     let (start, end) = range.split_once('-')?;

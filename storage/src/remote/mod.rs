@@ -6,12 +6,14 @@
 //! [`read`] what readers use: the catalogue, listings and whole files. [`segment`] packs
 //! and unpacks one segment object (compression, [`crypt`]'s client-side encryption, CRC).
 //! [`catalogue`] reads the catalogue with its version and writes it back only over it.
-//! `compact` rewrites a sealed file's small segments as a few large ones, and
+//! `compact` rewrites a sealed file's small segments as a few large ones, `consolidate`
+//! does the same for an open file's part so far and writes its partial manifest, and
 //! [`unsealed`] follows a file still being written, listing only what is new, and
 //! [`whole_index`] keeps a sealed file's index in a few large objects.
 
 pub mod catalogue;
 mod compact;
+mod consolidate;
 pub mod crypt;
 pub mod file_segments;
 pub mod format;

@@ -221,8 +221,13 @@ impl RemoteArchive {
                 && !names.contains(next)
                 && !self
                     .store
-                    .list(&keys::file_prefix(epoch, next))
+                    .query(ListQuery {
+                        prefix: &keys::file_prefix(epoch, next),
+                        limit: Some(1),
+                        ..ListQuery::default()
+                    })
                     .await?
+                    .objects
                     .is_empty()
             {
                 names.push(next.clone());
@@ -268,11 +273,13 @@ impl RemoteArchive {
                 )
                 .await;
             }
+            // Sealed by a release that wrote no whole index.
+            return self.segment_indexes(epoch, name).await;
         }
-        self.segment_indexes(epoch, name).await
+        Ok(self.first_look(epoch, name).await?.index().clone())
     }
 
-    /// A file's index from its segments' index objects, one request each.
+    /// A sealed file's index from its segments' index objects, one request each.
     async fn segment_indexes(&self, epoch: &str, name: &str) -> Result<FileIndex, StorageError> {
         let mut index = FileIndex::default();
         for object in self.store.list(&keys::file_prefix(epoch, name)).await? {
@@ -406,54 +413,23 @@ impl RemoteArchive {
         Ok(plan)
     }
 
-    /// A file not sealed yet: its segments from a listing, from the start to the first hole.
+    /// A file not sealed yet: its segments from one look (see [`UnsealedFile`]), from
+    /// the start to the first hole.
     async fn listed_plan(&self, epoch: &str, name: &str) -> Result<Vec<Fetch>, StorageError> {
-        let mut segments = Vec::new();
-        for object in self.store.list(&keys::file_prefix(epoch, name)).await? {
-            let leaf = object.key.rsplit('/').next().unwrap_or_default();
-            if let Some(FileObject::Segment { start, end, codec }) = keys::parse_file_object(leaf) {
-                segments.push((start, end, codec, object.key));
-            }
-        }
-        // Of segments that start together, the longest first.
-        segments.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        // Which segments make the file, from the listing alone. Segments may overlap: a
-        // batch retried after one of its uploads failed is cut anew, and what did arrive
-        // of the first try stays beside it. Each byte is taken from the first segment
-        // that reaches it; what a segment repeats is skipped.
-        let mut plan = Vec::new();
-        let mut offset = 0;
-        for (start, end, codec, key) in segments {
-            if start > offset {
-                return Err(StorageError::inconsistent(
-                    name,
-                    offset,
-                    format!(
-                        "the archive has no bytes from {offset} to {start} (segment {key} follows a hole)"
-                    ),
-                ));
-            }
-            if end <= offset {
-                // Covered already: a leftover of an interrupted upload.
-                continue;
-            }
-            let skip = usize::try_from(offset - start).unwrap_or(usize::MAX);
-            plan.push(Fetch {
-                start,
-                end,
-                codec,
-                key,
-                skip,
-            });
-            offset = end;
-        }
-        Ok(plan)
+        Ok(self.first_look(epoch, name).await?.segments().plan)
+    }
+
+    /// A file not sealed yet, looked at once: its newest partial manifest and what came
+    /// after, as far as it is uploaded.
+    async fn first_look(&self, epoch: &str, name: &str) -> Result<UnsealedFile, StorageError> {
+        let mut file = UnsealedFile::new(epoch, name);
+        self.look_again(&mut file).await?;
+        Ok(file)
     }
 
     /// Looks at a file not sealed yet again (see [`UnsealedFile::look_again`]).
     pub async fn look_again(&self, file: &mut UnsealedFile) -> Result<bool, StorageError> {
-        file.look_again(self.store.as_ref(), self.client_key.as_ref())
-            .await
+        file.look_again(&self.store, self.client_key.as_ref()).await
     }
 
     /// The source server of an epoch (its `source.json`), authenticated with a client key.
@@ -597,9 +573,14 @@ async fn fetch_one(
         ref key,
         ..
     } = *fetch;
-    let object = store.get(key).await?.ok_or_else(|| {
-        StorageError::inconsistent(name, start, format!("segment {key} vanished"))
-    })?;
+    let object = store
+        .get(key)
+        .await?
+        .ok_or_else(|| StorageError::SegmentGone {
+            file: name.to_owned(),
+            offset: start,
+            key: key.to_owned(),
+        })?;
     let length = usize::try_from(end - start).unwrap_or(usize::MAX);
     segment::unpack(key, &object, codec, length, client_key)
         .map_err(|e| StorageError::inconsistent(name, start, format!("segment {key}: {e}")))

@@ -13,17 +13,25 @@
 //! (part of one larger than a segment) has no index object; it stays at or after that
 //! point only until the transaction's last segment is indexed.
 //!
+//! A file consolidated while open (see `consolidate.rs`) is known up to its newest partial
+//! manifest's end from that manifest and the index objects it names: the first look asks
+//! for it (a listing of one or two keys) and lists only after it, and a follower asks for
+//! a newer one once every [`LOOKS_PER_PARTIAL`] looks, taking its segments in place of
+//! the checkpoints' ones it replaced before those are deleted.
+//!
 //! Segments may overlap (a batch retried after one of its uploads failed is cut anew,
 //! beside what did arrive of the first try), and parallel uploads may land out of order:
 //! the readable bytes are the contiguous run from 0, each byte from the first segment that
 //! reaches it; a hole is waited out, not reported (the upload that fills it is in flight).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use super::consolidate::{newest_partial, read_partial_index};
 use super::crypt::ClientKey;
 use super::crypt::check_authentic;
 use super::file_segments::{Fetch, FileSegments};
-use super::format::parse_index_object;
+use super::format::{PartialManifest, parse_index_object};
 use super::keys::{self, Codec, FileObject};
 use super::store::{ListQuery, ObjectStore};
 use crate::error::StorageError;
@@ -43,7 +51,20 @@ pub struct UnsealedFile {
     /// the ones before it are applied, so that records apply in file order.
     indexed_to: u64,
     index: FileIndex,
+    /// Whether its partial manifests have been looked for.
+    partial_read: bool,
+    /// Where its newest partial manifest read ends: everything before is known from it,
+    /// so no look lists before it.
+    floor: u64,
+    /// Looks since the last one that asked for a newer partial manifest.
+    looks_since_partial: u32,
 }
+
+/// How many looks a follower takes between two asks for a newer partial manifest: the
+/// checkpoints' segments it knows go `--delete-delay` after a consolidation replaced them,
+/// so it takes the consolidated ones in their place well before (one listing of a page
+/// of one or two keys).
+const LOOKS_PER_PARTIAL: u32 = 60;
 
 impl UnsealedFile {
     /// A file not looked at yet.
@@ -55,6 +76,9 @@ impl UnsealedFile {
             indexed: BTreeSet::new(),
             indexed_to: 0,
             index: FileIndex::default(),
+            partial_read: false,
+            floor: 0,
+            looks_since_partial: 0,
         }
     }
 
@@ -117,7 +141,45 @@ impl UnsealedFile {
     fn resume_offset(&self) -> u64 {
         let indexed_end = self.index.indexed_end();
         let after = self.segments.partition_point(|s| s.0 <= indexed_end);
-        after.checked_sub(1).map_or(0, |last| self.segments[last].0)
+        let resume = after.checked_sub(1).map_or(0, |last| self.segments[last].0);
+        resume.max(self.floor)
+    }
+
+    /// Takes what a partial manifest says of `[0, partial.end)`: its segments in place of
+    /// those known there, and, on a first look, its index.
+    fn take_partial(&mut self, partial: &PartialManifest, records: Option<Vec<IndexRecord>>) {
+        let after = self.segments.partition_point(|s| s.0 < partial.end);
+        let mut segments: Vec<(u64, u64, Codec, String)> = partial
+            .segments
+            .iter()
+            .map(|s| (s.start, s.end, s.codec, s.key.clone()))
+            .collect();
+        segments.extend(self.segments.drain(after..));
+        self.segments = segments;
+        if let Some(records) = records {
+            for record in records {
+                self.apply(record);
+            }
+            self.indexed
+                .extend(partial.indexes.iter().map(|[start, end]| (*start, *end)));
+            self.indexed_to = self.indexed_to.max(partial.end);
+        }
+        self.floor = partial.end;
+    }
+
+    /// Applies one index record, skipping a transaction the index has (index objects of
+    /// overlapping segments repeat records).
+    fn apply(&mut self, record: IndexRecord) {
+        if let IndexRecord::Transaction(t) = &record
+            && self
+                .index
+                .transactions
+                .last()
+                .is_some_and(|last| t.end <= last.end)
+        {
+            return;
+        }
+        self.index.apply(record);
     }
 }
 
@@ -128,10 +190,46 @@ impl UnsealedFile {
     /// two) and a GET per new index object, however long the file has been open.
     pub async fn look_again(
         &mut self,
-        store: &dyn ObjectStore,
+        store: &Arc<dyn ObjectStore>,
         client_key: Option<&ClientKey>,
     ) -> Result<bool, StorageError> {
         let file = self;
+        // A file consolidated while open is known up to its newest partial manifest's end
+        // from it: asked for on the first look, then once in a while.
+        // A hole the last look left (a segment seen past bytes no segment holds) is an
+        // upload in flight, or checkpoints a consolidation replaced and deleted before
+        // this reader saw them: the partial manifest says which.
+        let hole = file
+            .segments
+            .last()
+            .is_some_and(|last| last.1 > file.size());
+        let ask_partial =
+            !file.partial_read || hole || file.looks_since_partial >= LOOKS_PER_PARTIAL;
+        let mut changed = false;
+        if ask_partial {
+            file.looks_since_partial = 0;
+            if let Some(partial) = newest_partial(
+                store.as_ref(),
+                client_key,
+                (&file.epoch, &file.name),
+                file.floor,
+            )
+            .await?
+            {
+                // Its index, unless the looks so far have read that far (a follower).
+                let records = if file.index.indexed_end() < partial.end {
+                    Some(read_partial_index(store, client_key, &partial, 8).await?)
+                } else {
+                    None
+                };
+                file.take_partial(&partial, records);
+                changed = true;
+            }
+            file.partial_read = true;
+        } else {
+            file.looks_since_partial += 1;
+        }
+        let store = store.as_ref();
         let prefix = keys::file_prefix(&file.epoch, &file.name);
         let resume = file.resume_offset();
         // Keys of segments starting at `resume` sort after this (they are longer).
@@ -165,10 +263,15 @@ impl UnsealedFile {
                 {
                     new_indexes.push((start, end, object.key));
                 }
-                Some(FileObject::SegmentIndex { .. } | FileObject::Manifest) | None => {}
+                Some(
+                    FileObject::SegmentIndex { .. }
+                    | FileObject::Manifest
+                    | FileObject::Partial { .. },
+                )
+                | None => {}
             }
         }
-        let mut changed = !new_segments.is_empty();
+        changed |= !new_segments.is_empty();
         file.segments.extend(new_segments);
         file.segments
             .sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -192,17 +295,7 @@ impl UnsealedFile {
             let records =
                 parse_index_object(&found.body).map_err(|(line, message)| bad(line, message))?;
             for record in records {
-                // Index objects of overlapping segments (a retried batch) repeat records.
-                if let IndexRecord::Transaction(t) = &record
-                    && file
-                        .index
-                        .transactions
-                        .last()
-                        .is_some_and(|last| t.end <= last.end)
-                {
-                    continue;
-                }
-                file.index.apply(record);
+                file.apply(record);
             }
             file.indexed.insert((start, end));
             file.indexed_to = file.indexed_to.max(end);

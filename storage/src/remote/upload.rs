@@ -11,6 +11,7 @@
 
 use super::catalogue::{self, CatalogueVersion};
 use super::compact::{self, Compaction, CompactionCost};
+use super::consolidate::{Consolidated, Consolidation};
 use super::crypt::{ClientKey, SCHEME, authenticated_metadata};
 use super::format::{
     Catalogue, EncryptionRecord, FORMAT_VERSION, FileSummary, Manifest, Marker, SegmentRecord,
@@ -44,6 +45,9 @@ pub struct UploadOptions {
     /// How long the small segments a compaction replaced stay before they are deleted,
     /// so that a reader that read the file's old manifest finishes with them.
     pub delete_delay: std::time::Duration,
+    /// Every this many segments of a file still open (or `max_segment` of its bytes),
+    /// its part so far is consolidated (see `consolidate.rs`).
+    pub consolidate_every: usize,
 }
 
 impl Default for UploadOptions {
@@ -55,6 +59,7 @@ impl Default for UploadOptions {
             client_key: None,
             server_side: None,
             delete_delay: std::time::Duration::from_secs(15 * 60),
+            consolidate_every: 300,
         }
     }
 }
@@ -75,8 +80,10 @@ pub struct UploadStats {
     pub compaction_bytes_put: u64,
     /// Files compacted.
     pub compacted: u64,
-    /// Objects deleted after a compaction.
+    /// Objects deleted after a compaction or a consolidation.
     pub deleted_objects: u64,
+    /// Consolidations of open files (their bytes are counted in `compaction_bytes_put`).
+    pub consolidations: u64,
 }
 
 /// The object archive's writer side.
@@ -102,6 +109,8 @@ pub struct Uploader {
     compacting: Option<RunningCompaction>,
     /// Deletion records not carried out yet, `(due, key)`; `None` until listed.
     deletions: Option<Vec<(u64, String)>>,
+    /// The consolidation of an open file running beside the checkpoints, if one is.
+    consolidating: Option<RunningConsolidation>,
 }
 
 /// Where one file stands.
@@ -118,6 +127,9 @@ struct FileProgress {
     index: FileIndex,
     /// Where the last record read ends: how far the spool is durable.
     durable_end: u64,
+    /// Where the file's last consolidation ends (its newest partial manifest's), 0 if
+    /// none: `segments` before it are the consolidated ones.
+    consolidated_to: u64,
 }
 
 impl Uploader {
@@ -222,6 +234,7 @@ impl Uploader {
             compactions: std::collections::VecDeque::new(),
             compacting: None,
             deletions: None,
+            consolidating: None,
         })
     }
 
@@ -238,9 +251,11 @@ impl Uploader {
             .sum()
     }
 
-    /// Binlog bytes of sealed files not compacted yet.
+    /// Binlog bytes of sealed files not compacted yet, and of an open file's
+    /// consolidation under way.
     pub fn compaction_backlog(&self) -> u64 {
-        let running = self.compacting.as_ref().map_or(0, |r| r.remaining);
+        let running = self.compacting.as_ref().map_or(0, |r| r.remaining)
+            + self.consolidating.as_ref().map_or(0, |r| r.remaining);
         running
             + self
                 .compactions
@@ -253,6 +268,15 @@ impl Uploader {
     /// takes its result (for `binlogd upload`, which finishes compactions before it
     /// exits).
     pub async fn settle_compaction(&mut self) -> Result<(), StorageError> {
+        if let Some(running) = self.consolidating.take() {
+            let outcome = running.task.await;
+            self.take_consolidation_outcome(
+                running.epoch,
+                running.name,
+                running.delete_at,
+                outcome,
+            )?;
+        }
         if let Some(running) = self.compacting.take() {
             let outcome = running.task.await;
             self.take_compaction_outcome(running.epoch, running.name, running.delete_at, outcome)?;
@@ -296,7 +320,8 @@ impl Uploader {
             .await?;
             self.catalogue_dirty = false;
         }
-        // Compaction runs beside the checkpoints, never in their way.
+        // Consolidation and compaction run beside the checkpoints, never in their way.
+        self.consolidate_step(&epochs).await?;
         self.compact_step(&epochs).await?;
         for (epoch, epoch_name, name) in releasable {
             let compacting = self
@@ -328,6 +353,12 @@ impl Uploader {
             self.take_compaction_outcome(running.epoch, running.name, running.delete_at, outcome)?;
         }
         if self.compacting.is_some() {
+            return Ok(());
+        }
+        // A file's consolidation writes under it: its compaction lists it after.
+        if let (Some(front), Some(running)) = (self.compactions.front(), &self.consolidating)
+            && (front.epoch == running.epoch && front.name == running.name)
+        {
             return Ok(());
         }
         let Some(mut compaction) = self.compactions.pop_front() else {
@@ -408,6 +439,112 @@ impl Uploader {
                     "compacting a sealed file failed; trying again at a later checkpoint");
                 self.compactions.push_front(compaction);
             }
+        }
+        Ok(())
+    }
+
+    /// Takes the result of the consolidation running beside the checkpoints if it has
+    /// finished, and starts one if none is running and an open file has
+    /// `consolidate_every` segments (or `max_segment` bytes) since its last.
+    async fn consolidate_step(&mut self, epochs: &[Epoch]) -> Result<(), StorageError> {
+        if self
+            .consolidating
+            .as_ref()
+            .is_some_and(|r| r.task.is_finished())
+            && let Some(running) = self.consolidating.take()
+        {
+            // Finished: this await returns at once.
+            let outcome = running.task.await;
+            self.take_consolidation_outcome(
+                running.epoch,
+                running.name,
+                running.delete_at,
+                outcome,
+            )?;
+        }
+        if self.consolidating.is_some() {
+            return Ok(());
+        }
+        let every = self.options.consolidate_every.max(2);
+        let due = self.files.iter().find(|(_, p)| {
+            if p.sealed || p.index.closed.is_some() {
+                return false;
+            }
+            let since = p.segments.iter().filter(|s| s.start >= p.consolidated_to);
+            let (count, bytes) = since.fold((0, 0), |(n, b), s| (n + 1, b + s.end - s.start));
+            count >= every || (count >= 2 && bytes >= self.options.max_segment)
+        });
+        let Some(((epoch_name, name), progress)) = due else {
+            return Ok(());
+        };
+        let Some(epoch) = epochs.iter().find(|e| epoch_name == &self::epoch_name(e)) else {
+            return Ok(());
+        };
+        let Some(consolidation) = Consolidation::plan(
+            (epoch_name, name),
+            &progress.segments,
+            progress.consolidated_to,
+            &progress.index,
+            self.options.max_segment,
+        ) else {
+            return Ok(());
+        };
+        let delete_at =
+            crate::index::now_micros().saturating_add(self.options.delete_delay.as_micros() as u64);
+        let remaining = consolidation.remaining();
+        let task = tokio::spawn(consolidation.run(
+            Arc::clone(&self.store),
+            self.options.client_key.clone(),
+            self.options.codec,
+            epoch.data_path(name),
+            self.options.max_parallel,
+            delete_at,
+        ));
+        self.consolidating = Some(RunningConsolidation {
+            epoch: epoch_name.clone(),
+            name: name.clone(),
+            remaining,
+            delete_at,
+            task,
+        });
+        Ok(())
+    }
+
+    /// What a finished consolidation did: the file's segments up to its end replaced by
+    /// the consolidated ones (unless the file was sealed meanwhile: its manifest stands),
+    /// its cost counted. A failed one is tried again at a later checkpoint.
+    fn take_consolidation_outcome(
+        &mut self,
+        epoch: String,
+        name: String,
+        delete_at: u64,
+        outcome: Result<Result<Consolidated, StorageError>, tokio::task::JoinError>,
+    ) -> Result<(), StorageError> {
+        let result = outcome.map_err(|e| {
+            StorageError::inconsistent(&name, 0, format!("consolidation task of {epoch}: {e}"))
+        })?;
+        match result {
+            Ok(done) => {
+                self.stats.compaction_bytes_put += done.bytes_put;
+                self.stats.consolidations += 1;
+                if let (Some(record), Some(deletions)) =
+                    (done.deletion_record, self.deletions.as_mut())
+                {
+                    deletions.push((delete_at, record));
+                    deletions.sort();
+                }
+                if let Some(progress) = self.files.get_mut(&(epoch, name))
+                    && !progress.sealed
+                {
+                    let after = progress.segments.partition_point(|s| s.end <= done.end);
+                    let mut segments = done.segments;
+                    segments.extend(progress.segments.drain(after..));
+                    progress.segments = segments;
+                    progress.consolidated_to = done.end;
+                }
+            }
+            Err(e) => tracing::warn!(file = %format!("{epoch}/{name}"), error = %e,
+                "consolidating an open file failed; trying again at a later checkpoint"),
         }
         Ok(())
     }
@@ -570,13 +707,33 @@ impl Uploader {
             .present_at_start
             .iter()
             .any(|(e, n)| e == epoch_name && n == name);
+        // A file consolidated while open: its newest partial manifest says what makes its
+        // first bytes, and only what came after is listed.
+        let partial = if fresh {
+            None
+        } else {
+            super::consolidate::newest_partial(
+                self.store.as_ref(),
+                self.options.client_key.as_ref(),
+                (epoch_name, name),
+                0,
+            )
+            .await?
+        };
         let listed = if fresh {
             // Created by this run's stream: nothing of it can be in the store yet.
             Vec::new()
         } else {
+            let prefix = keys::file_prefix(epoch_name, name);
+            let start_after = partial.as_ref().map(|p| format!("{prefix}{:020}", p.end));
             self.store
-                .list(&keys::file_prefix(epoch_name, name))
+                .query(super::store::ListQuery {
+                    prefix: &prefix,
+                    start_after: start_after.as_deref(),
+                    ..super::store::ListQuery::default()
+                })
                 .await?
+                .objects
         };
         let mut segments = Vec::new();
         let mut indexed_segments = Vec::new();
@@ -591,7 +748,7 @@ impl Uploader {
                     indexed_segments.push((start, end))
                 }
                 Some(FileObject::Manifest) => sealed = true,
-                None => {}
+                Some(FileObject::Partial { .. }) | None => {}
             }
         }
         let mut progress = FileProgress {
@@ -602,7 +759,13 @@ impl Uploader {
             pending: Vec::new(),
             index: FileIndex::default(),
             durable_end: 0,
+            consolidated_to: 0,
         };
+        if let Some(partial) = partial.filter(|_| !sealed) {
+            progress.uploaded_end = partial.end;
+            progress.consolidated_to = partial.end;
+            progress.segments = partial.segments;
+        }
         if sealed {
             let key = keys::manifest(epoch_name, name);
             if let Some(object) = self.store.get(&key).await? {
@@ -621,7 +784,7 @@ impl Uploader {
                 if !manifest.compacted {
                     let index = crate::index::read_index(&epoch.index_path(name))?;
                     if let Some(plan) =
-                        compact::plan(&index, &manifest.segments, self.options.max_segment)
+                        compact::plan(&index, &manifest.segments, self.options.max_segment, 0)
                     {
                         if manifest.index.is_empty() {
                             // Sealed by a release that wrote no whole index.
@@ -642,8 +805,10 @@ impl Uploader {
             }
             return Ok(progress);
         }
-        // The contiguous chain from the start; anything past a hole is a leftover of an
-        // interrupted run and is uploaded again.
+        // The contiguous chain from the start (or the consolidated part), the longest
+        // segment at each offset (a retried batch's beside what arrived of the first try);
+        // anything past a hole is a leftover of an interrupted run and is uploaded again.
+        segments.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         for (start, end, codec, key) in segments {
             if start != progress.uploaded_end {
                 continue;
@@ -678,7 +843,11 @@ impl Uploader {
                 }
                 !inside
             });
-            if !in_segment.is_empty() && !indexed_segments.contains(&(segment.start, segment.end)) {
+            let consolidated = segment.end <= progress.consolidated_to;
+            if !in_segment.is_empty()
+                && !consolidated
+                && !indexed_segments.contains(&(segment.start, segment.end))
+            {
                 let packed = encode_index_object(&in_segment, &epoch.index_path(name))?;
                 self.stats.bytes_put += packed.len() as u64;
                 let key = keys::segment_index(epoch_name, name, segment.start, segment.end);
@@ -760,6 +929,7 @@ impl Uploader {
             &progress.index,
             &progress.segments,
             self.options.max_segment,
+            progress.consolidated_to,
         )
         .map(|plan| Compaction::new(manifest.clone(), plan));
         let body = serde_json::to_vec_pretty(&manifest)
@@ -944,6 +1114,17 @@ async fn first_keys(
         .objects;
     objects.truncate(count);
     Ok(objects)
+}
+
+/// A consolidation running beside the checkpoints.
+#[derive(Debug)]
+struct RunningConsolidation {
+    epoch: String,
+    name: String,
+    /// Binlog bytes it rewrites.
+    remaining: u64,
+    delete_at: u64,
+    task: tokio::task::JoinHandle<Result<Consolidated, StorageError>>,
 }
 
 /// A compaction step running beside the checkpoints.
