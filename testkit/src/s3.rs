@@ -234,6 +234,38 @@ impl S3Server {
             })
     }
 
+    /// Every key under `prefix` in `bucket`, in key order (from outside any async
+    /// runtime).
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let client = self.client();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let mut keys = Vec::new();
+                let mut token = None;
+                loop {
+                    let page = client
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .prefix(prefix)
+                        .set_continuation_token(token)
+                        .send()
+                        .await
+                        .with_context(|| format!("listing {bucket}/{prefix}"))?;
+                    keys.extend(
+                        page.contents()
+                            .iter()
+                            .filter_map(|o| o.key().map(str::to_owned)),
+                    );
+                    token = page.next_continuation_token().map(str::to_owned);
+                    if token.is_none() {
+                        return Ok(keys);
+                    }
+                }
+            })
+    }
+
     /// Environment variables that point the AWS SDK's default chain at this server.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -12,16 +12,21 @@
 //! `list`, `timeline`, `search --latest` (a restore plan), `find --kind drop`, a login to
 //! `binlogd serve` (`--logins` of them: median and p99), and the requests per second of a
 //! `binlogd serve` dump waiting at the live tail (`mariadb-binlog --stop-never`).
+//! Then the same of an archive whose one file has stayed open for `--open-checkpoints`
+//! checkpoints (see `open_file_rows`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use binlogd_testkit::{Faults, HttpFaultProxy, MariaDbConfig, RequestCounts, S3Server};
+use binlogd_testkit::{
+    Faults, HttpFaultProxy, MariaDbConfig, RequestCounts, S3Server, SysbenchLoad,
+};
 
 const BUCKET: &str = "bench-age";
 const PREFIX: &str = "aged";
+const OPEN_PREFIX: &str = "aged-open";
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-Secret-1";
 
@@ -30,6 +35,7 @@ pub fn bench_age(args: &[String]) -> Result<()> {
     let mut ages = vec![30_000usize, 300_000];
     let mut latency = Duration::from_millis(20);
     let mut logins = 20usize;
+    let mut open_checkpoints = vec![300usize, 3_000];
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -46,9 +52,18 @@ pub fn bench_age(args: &[String]) -> Result<()> {
                 latency = Duration::from_millis(it.next().context("--latency-ms")?.parse()?);
             }
             "--logins" => logins = it.next().context("--logins needs a number")?.parse()?,
+            "--open-checkpoints" => {
+                open_checkpoints = it
+                    .next()
+                    .context("--open-checkpoints needs numbers")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             other => bail!(
                 "unknown argument {other}: cargo run --release -p xtask -- bench-age \
-                 [--binlogd PATH] [--ages N,N,...] [--latency-ms MS] [--logins N]"
+                 [--binlogd PATH] [--ages N,N,...] [--open-checkpoints N,N,...] \
+                 [--latency-ms MS] [--logins N]"
             ),
         }
     }
@@ -104,6 +119,7 @@ pub fn bench_age(args: &[String]) -> Result<()> {
         users: &users,
         logins,
     };
+    let open_archive = format!("s3://{BUCKET}/{OPEN_PREFIX}");
     println!("==> every request held back {latency:?}; objects under sealed files as labelled");
     let mut placed = 0;
     let mut rows = vec![("fresh".to_owned(), bench.measure()?)];
@@ -131,7 +147,80 @@ pub fn bench_age(args: &[String]) -> Result<()> {
     }
     println!();
     print_table(&rows);
+    open_checkpoints.sort_unstable();
+    if !open_checkpoints.is_empty() {
+        let bench = Bench {
+            archive: &open_archive,
+            ..bench
+        };
+        let rows = open_file_rows(&bench, &scratch, &open_checkpoints)?;
+        println!();
+        print_table(&rows);
+    }
     Ok(())
+}
+
+/// A file open for a long time, as a quiet server with the usual 1 GiB files keeps one:
+/// a MariaDB with its defaults takes a steady sysbench load while `binlogd stream`
+/// checkpoints it every 20 ms (fifty times the default cadence, so that an hour of
+/// one-second checkpoints takes about a minute) into its own prefix, consolidating every
+/// 300 checkpoints as by default. Measured once the file has had each of `targets`
+/// checkpoints (segments written), the stream stopped in between and resumed after.
+fn open_file_rows(
+    bench: &Bench<'_>,
+    scratch: &Path,
+    targets: &[usize],
+) -> Result<Vec<(String, Row)>> {
+    let server = MariaDbConfig::default().start()?;
+    let spool = scratch.join("open-spool");
+    let load = |seconds| SysbenchLoad {
+        tables: 1,
+        table_size: 1_000,
+        threads: 1,
+        seconds,
+        events: 0,
+    };
+    server.sysbench(&SysbenchLoad {
+        seconds: 1,
+        ..load(1)
+    })?;
+    let checkpoints = |bench: &Bench<'_>| -> Result<usize> {
+        Ok(bench
+            .s3
+            .list_keys(BUCKET, &format!("{OPEN_PREFIX}/"))?
+            .iter()
+            .filter(|k| k.contains(".seg."))
+            .count())
+    };
+    let mut rows = Vec::new();
+    for &target in targets {
+        println!("==> the open file grows to {target} checkpoints");
+        let mut stream = Reaped(
+            Command::new(bench.binlogd)
+                .args(["stream", "--no-progress", "--checkpoint-interval", "0.02"])
+                .arg("--source")
+                .arg(server.replication_url())
+                .args(["--archive", bench.archive, "--spool-dir"])
+                .arg(&spool)
+                .env("BINLOGD_SOURCE_PASSWORD", server.replication_password())
+                .env("BINLOGD_LOG", "warn")
+                .envs(bench.s3.aws_env())
+                .spawn()?,
+        );
+        let began = Instant::now();
+        let mut written = checkpoints(bench)?;
+        while written < target {
+            server.sysbench(&load(5))?;
+            written = checkpoints(bench)?;
+            println!("    {written} segments after {:.0?}", began.elapsed());
+        }
+        stream.stop();
+        rows.push((
+            format!("open file, {written} checkpoints"),
+            bench.measure()?,
+        ));
+    }
+    Ok(rows)
 }
 
 /// What one archive state cost.
