@@ -66,6 +66,9 @@ pub struct UnsealedFile {
 /// of one or two keys).
 const LOOKS_PER_PARTIAL: u32 = 60;
 
+/// How many index objects a look fetches at once.
+const INDEX_FETCHES: usize = 8;
+
 impl UnsealedFile {
     /// A file not looked at yet.
     pub fn new(epoch: &str, name: &str) -> UnsealedFile {
@@ -229,6 +232,7 @@ impl UnsealedFile {
         } else {
             file.looks_since_partial += 1;
         }
+        let shared_store = store;
         let store = store.as_ref();
         let prefix = keys::file_prefix(&file.epoch, &file.name);
         let resume = file.resume_offset();
@@ -278,28 +282,66 @@ impl UnsealedFile {
         // In file order, so records apply in order; one past a gap waits for a later
         // look (its turn comes once the gap's index object arrives).
         new_indexes.sort_unstable();
-        for (start, end, key) in new_indexes {
-            if start > file.indexed_to {
+        let mut next = 0;
+        while next < new_indexes.len() {
+            // The next few that follow on from what is applied, fetched together, then
+            // applied in order.
+            let mut reach = file.indexed_to;
+            let batch: Vec<&(u64, u64, String)> = new_indexes[next..]
+                .iter()
+                .take(INDEX_FETCHES)
+                .take_while(|(start, end, _)| {
+                    let follows = *start <= reach;
+                    reach = reach.max(*end);
+                    follows
+                })
+                .collect();
+            if batch.is_empty() {
                 break;
             }
-            let Some(found) = store.get(&key).await? else {
-                continue;
-            };
-            let location = store.location();
-            let bad = |line, message| StorageError::BadIndex {
-                path: format!("{location}/{key}").into(),
-                line,
-                message,
-            };
-            check_authentic(client_key, &key, &found).map_err(|e| bad(0, e))?;
-            let records =
-                parse_index_object(&found.body).map_err(|(line, message)| bad(line, message))?;
-            for record in records {
-                file.apply(record);
+            next += batch.len();
+            let mut gets = tokio::task::JoinSet::new();
+            for (at, (_, _, key)) in batch.iter().enumerate() {
+                let (store, key) = (Arc::clone(shared_store), key.clone());
+                gets.spawn(async move { (at, store.get(&key).await) });
             }
-            file.indexed.insert((start, end));
-            file.indexed_to = file.indexed_to.max(end);
-            changed = true;
+            let mut fetched = Vec::with_capacity(batch.len());
+            while let Some(done) = gets.join_next().await {
+                let (at, got) = done.map_err(|e| {
+                    StorageError::inconsistent(&file.name, 0, format!("index read task: {e}"))
+                })?;
+                fetched.push((at, got?));
+            }
+            fetched.sort_by_key(|(at, _)| *at);
+            let mut gone = false;
+            for (at, found) in fetched {
+                let (start, end, key) = batch[at];
+                // Deleted since the listing (replaced by a consolidation): what follows
+                // waits for the next look, which starts from the partial manifest.
+                let Some(found) = found else {
+                    gone = true;
+                    break;
+                };
+                let location = store.location();
+                let bad = |line, message| StorageError::BadIndex {
+                    path: format!("{location}/{key}").into(),
+                    line,
+                    message,
+                };
+                check_authentic(client_key, key, &found).map_err(|e| bad(0, e))?;
+                let records = parse_index_object(&found.body)
+                    .map_err(|(line, message)| bad(line, message))?;
+                for record in records {
+                    file.apply(record);
+                }
+                file.indexed.insert((*start, *end));
+                file.indexed_to = file.indexed_to.max(*end);
+                changed = true;
+            }
+            if gone {
+                file.partial_read = false;
+                break;
+            }
         }
         Ok(changed)
     }
