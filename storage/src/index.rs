@@ -188,6 +188,8 @@ pub fn read_index_ends(path: &Path) -> Result<IndexEnds, StorageError> {
     use std::io::{Read, Seek, SeekFrom};
     /// Bytes read at each end: hundreds of lines.
     const WINDOW: u64 = 64 << 10;
+    /// The longest first line read: far beyond any GTID state a server writes.
+    const FIRST_LINE_MAX: u64 = 256 << 20;
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -218,6 +220,17 @@ pub fn read_index_ends(path: &Path) -> Result<IndexEnds, StorageError> {
         indexed_end: 4,
         ..IndexEnds::default()
     };
+    // The first line is read whole, however long: a MySQL server's PREVIOUS_GTIDS naming
+    // thousands of servers makes a line of hundreds of KiB, and without it a replica's
+    // GTID state would be taken as empty here.
+    if head.len() as u64 == WINDOW && !head.contains(&b'\n') {
+        use std::io::BufRead;
+        file.seek(SeekFrom::Start(WINDOW))
+            .map_err(StorageError::io("reading", path))?;
+        std::io::BufReader::new((&mut file).take(FIRST_LINE_MAX))
+            .read_until(b'\n', &mut head)
+            .map_err(StorageError::io("reading", path))?;
+    }
     if let Some(newline) = head.iter().position(|&b| b == b'\n')
         && let IndexRecord::GtidsBefore(state) = parse(&head[..newline], 1)?
     {
@@ -459,5 +472,37 @@ mod tests {
             read_index_ends(&path).expect("ends").closed,
             Some((200_500, None))
         );
+    }
+
+    #[test]
+    fn a_first_line_longer_than_the_window_is_read_whole() {
+        // A MySQL PREVIOUS_GTIDS naming 2,000 servers: more than 64 KiB of JSON.
+        let set: String = (0..2000u32)
+            .map(|n| format!("{n:08x}-0000-0000-0000-000000000000:1-{}", n + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let before = GtidState::Mysql(set.parse().expect("set"));
+        let mut bytes = Vec::new();
+        encode_record(&IndexRecord::GtidsBefore(before.clone()), &mut bytes);
+        assert!(bytes.len() > 64 << 10, "{} bytes", bytes.len());
+        encode_record(
+            &IndexRecord::Transaction(TransactionEntry {
+                gtid: None,
+                start: 400,
+                end: 500,
+                commit_micros: 1,
+                exact_time: false,
+                ddl: false,
+                events: 3,
+                repeated: false,
+            }),
+            &mut bytes,
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wide.index.jsonl");
+        std::fs::write(&path, &bytes).expect("write");
+        let ends = read_index_ends(&path).expect("ends");
+        assert_eq!(ends.gtids_before, Some(before));
+        assert_eq!(ends.indexed_end, 500);
     }
 }
