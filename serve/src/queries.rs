@@ -61,6 +61,34 @@ impl SessionVariables {
     fn set(&mut self, name: &str, value: Option<String>) {
         self.values.insert(name.to_ascii_lowercase(), value);
     }
+
+    /// What the names and values take.
+    fn bytes(&self) -> usize {
+        self.values
+            .iter()
+            .map(|(name, value)| name.len() + value.as_ref().map_or(0, String::len))
+            .sum()
+    }
+}
+
+/// The most a session's user variables may hold, names and values: replicas set a few
+/// short ones (a GTID position, a heartbeat period), and a session is not a store.
+const SESSION_VARIABLES_MAX_BYTES: usize = 256 << 10;
+
+/// A statement is quoted in a refusal, and logged, up to this many bytes.
+const QUOTED_STATEMENT_MAX: usize = 200;
+
+/// `statement`, cut to [`QUOTED_STATEMENT_MAX`] bytes (at a character boundary) with
+/// "…" when longer: what a refusal quotes and the log shows.
+pub fn quoted_statement(statement: &str) -> std::borrow::Cow<'_, str> {
+    if statement.len() <= QUOTED_STATEMENT_MAX {
+        return statement.into();
+    }
+    let mut cut = QUOTED_STATEMENT_MAX;
+    while !statement.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &statement[..cut], statement.len()).into()
 }
 
 /// How to answer a query.
@@ -112,11 +140,23 @@ pub fn answer(
         now_secs,
     };
     let result = if let Some(rest) = strip_keyword(text, &upper, "SET") {
-        evaluator.assignments(rest).map(|assigned| {
+        evaluator.assignments(rest).and_then(|assigned| {
+            let mut after = session.clone();
             for (name, value) in assigned {
-                session.set(&name, value);
+                after.set(&name, value);
             }
-            Answer::Ok
+            if after.bytes() > SESSION_VARIABLES_MAX_BYTES {
+                return Err(Answer::Refuse {
+                    code: 1105,
+                    state: "HY000",
+                    message: format!(
+                        "user variables of more than {SESSION_VARIABLES_MAX_BYTES} bytes in \
+                         one session: binlogd serve keeps what replicas set, not data"
+                    ),
+                });
+            }
+            *session = after;
+            Ok(Answer::Ok)
         })
     } else if let Some(rest) = strip_keyword(text, &upper, "SELECT") {
         evaluator.select(rest)
@@ -134,7 +174,8 @@ fn not_supported(statement: &str) -> Answer {
         state: "42000",
         message: format!(
             "binlogd serve is a binlog server, not a database: it answers what replicas ask \
-             before a binlog dump, not '{statement}'"
+             before a binlog dump, not '{}'",
+            quoted_statement(statement)
         ),
     }
 }
@@ -332,6 +373,17 @@ impl Evaluator<'_> {
     fn show_variables(&self, text: &str, upper: &str) -> Result<Answer, Answer> {
         let like = upper.find(" LIKE ").ok_or_else(|| not_supported(text))?;
         let pattern = quoted(text[like + 6..].trim()).ok_or_else(|| not_supported(text))?;
+        if pattern.len() > LIKE_PATTERN_MAX {
+            return Err(Answer::Refuse {
+                code: 1105,
+                state: "HY000",
+                message: format!(
+                    "a LIKE pattern of {} bytes; binlogd serve answers patterns of up to \
+                     {LIKE_PATTERN_MAX}",
+                    pattern.len()
+                ),
+            });
+        }
         const NAMES: &[&str] = &[
             "binlog_checksum",
             "character_set_server",
@@ -407,20 +459,71 @@ fn unquote(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// The longest `LIKE` pattern answered: the variables it is matched against are names
+/// of a few dozen characters.
+const LIKE_PATTERN_MAX: usize = 1024;
+
+/// One piece of a `LIKE` pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LikeToken {
+    /// `%`: any run of characters.
+    AnyRun,
+    /// `_`: any one character.
+    AnyOne,
+    /// A character to match (after `\`, even `%` and `_`).
+    Literal(u8),
+}
+
 /// SQL `LIKE` on lower-case text: `%` any run, `_` any one character, `\` escapes.
+///
+/// In time proportional to the pattern's length times the text's at worst (a scan that
+/// backs up only to the last `%`), never by trying every way each `%` could match, which
+/// grows exponentially with their number.
 fn like_matches(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((b'%', rest)) => (0..=t.len()).any(|skip| go(rest, &t[skip..])),
-            Some((b'_', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some((b'\\', rest)) if !rest.is_empty() => {
-                t.first() == Some(&rest[0]) && go(&rest[1..], &t[1..])
-            }
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+    let mut tokens = Vec::with_capacity(pattern.len());
+    let mut bytes = pattern.bytes();
+    while let Some(byte) = bytes.next() {
+        let token = match byte {
+            b'%' => LikeToken::AnyRun,
+            b'_' => LikeToken::AnyOne,
+            b'\\' => LikeToken::Literal(bytes.next().unwrap_or(b'\\')),
+            other => LikeToken::Literal(other),
+        };
+        // `%%` is `%`.
+        if !(token == LikeToken::AnyRun && tokens.last() == Some(&LikeToken::AnyRun)) {
+            tokens.push(token);
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    let text = text.as_bytes();
+    let (mut p, mut t) = (0, 0);
+    // The last `%` seen, and where in the text its run ends so far.
+    let mut backup: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match tokens.get(p) {
+            Some(LikeToken::AnyRun) => {
+                backup = Some((p, t));
+                p += 1;
+            }
+            Some(LikeToken::AnyOne) => {
+                p += 1;
+                t += 1;
+            }
+            Some(LikeToken::Literal(c)) if *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backup {
+                // The last `%` takes one more character; the rest is tried again after.
+                Some((run, end)) => {
+                    backup = Some((run, end + 1));
+                    p = run + 1;
+                    t = end + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[p..].iter().all(|token| *token == LikeToken::AnyRun)
 }
 
 #[cfg(test)]
@@ -543,5 +646,58 @@ mod tests {
         assert!(like_matches("server_i_", "server_id"));
         assert!(!like_matches("server", "server_id"));
         assert!(like_matches("%", ""));
+        assert!(like_matches("%_id", "server_id"));
+        assert!(like_matches("s%r%d", "server_id"));
+        assert!(!like_matches("s%r%x", "server_id"));
+        assert!(like_matches("server\\_id", "server_id"));
+        assert!(!like_matches("server\\_id", "serverxid"));
+        assert!(like_matches("gtid%mode", "gtid_mode"));
+        assert!(!like_matches("_", ""));
+        assert!(like_matches("%%%", "x"));
+    }
+
+    #[test]
+    fn user_variables_are_bounded_and_long_statements_quoted_short() {
+        let facts = facts(Flavour::MariaDb);
+        let mut session = SessionVariables::default();
+        let big = "x".repeat(200 << 10);
+        assert_eq!(
+            answer(&format!("SET @a = '{big}'"), &facts, &mut session, 0),
+            Answer::Ok
+        );
+        // A second one would pass the limit: refused, and the first is kept.
+        assert!(matches!(
+            answer(&format!("SET @b = '{big}'"), &facts, &mut session, 0),
+            Answer::Refuse { code: 1105, .. }
+        ));
+        assert!(session.get("b").is_none());
+        assert_eq!(session.get("a").flatten().map(str::len), Some(200 << 10));
+        let Answer::Refuse { message, .. } =
+            answer(&format!("DROP TABLE {big}"), &facts, &mut session, 0)
+        else {
+            panic!("not refused");
+        };
+        assert!(message.len() < 600, "{} bytes", message.len());
+    }
+
+    #[test]
+    fn a_like_pattern_of_many_percent_signs_is_answered_at_once() {
+        // Trying every way each `%` could match takes hours for this one: a query that
+        // would pin a core of the server (a replica account is enough to send it).
+        let pattern = format!("{}x", "%a".repeat(40));
+        let text = "a".repeat(60);
+        let (done, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(like_matches(&pattern, &text)));
+        let matched = answered
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the match did not end");
+        assert!(!matched);
+        let mut session = SessionVariables::default();
+        let long = format!("SHOW VARIABLES LIKE '{}'", "%".repeat(2000));
+        let facts = facts(Flavour::MariaDb);
+        assert!(matches!(
+            answer(&long, &facts, &mut session, 0),
+            Answer::Refuse { code: 1105, .. }
+        ));
     }
 }
