@@ -113,6 +113,9 @@ pub(crate) async fn replay_via_replication(
             file: last.file.clone(),
             end: last.end,
         }),
+        // The one server being restored, reconnecting now and then.
+        max_connections: 16,
+        idle_timeout: Duration::from_secs(28_800),
     })
     .await
     .context("starting the private binlogd serve the server replicates from")?;

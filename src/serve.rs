@@ -49,6 +49,15 @@ pub struct ServeArgs {
     /// either way.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = crate::flags::parse_seconds)]
     pub write_timeout: f64,
+    /// Connections open at once at most, logged in or not (the servers' max_connections);
+    /// one more is told "Too many connections" and closed.
+    #[arg(long, default_value_t = 151, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: u32,
+    /// Seconds a logged-in client may send no command before its connection is closed
+    /// (the servers' wait_timeout); a replica being sent a dump is never idle.
+    #[arg(long, default_value_t = 28_800.0, value_name = "SECONDS", value_parser = crate::flags::parse_seconds)]
+    pub idle_timeout: f64,
 }
 
 /// Flags of `binlogd serve-user`.
@@ -88,6 +97,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             require_tls: args.require_tls,
             write_timeout: std::time::Duration::from_secs_f64(args.write_timeout.max(0.001)),
             until: None,
+            max_connections: args.max_connections as usize,
+            idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout.max(0.001)),
         };
         let server = Server::bind(config).await?;
         let bound = server.local_addr()?;

@@ -42,6 +42,9 @@ pub struct Packet {
 pub struct PacketCodec {
     /// The sequence id the next packet must carry (either direction).
     next_sequence: u8,
+    /// The largest payload accepted from the peer, if limited (see
+    /// [`PacketCodec::limit_payload`]).
+    max_payload: Option<usize>,
 }
 
 impl PacketCodec {
@@ -60,6 +63,26 @@ impl PacketCodec {
     pub fn at_sequence(sequence: u8) -> Self {
         PacketCodec {
             next_sequence: sequence,
+            max_payload: None,
+        }
+    }
+
+    /// Refuses a packet from the peer whose header announces more than `max` bytes,
+    /// before any room is made for it: a server's defence against a client that announces
+    /// 16 MiB and sends a trickle (`None`: up to the protocol's 16 MiB).
+    pub fn limit_payload(&mut self, max: Option<usize>) {
+        self.max_payload = max;
+    }
+
+    /// What a packet header announces, refused if over the limit.
+    pub fn announced_length(&self, header: &[u8; 4]) -> Result<usize, ProtocolError> {
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        match self.max_payload {
+            Some(maximum) if len > maximum => {
+                Err(ProtocolError::MessageTooLarge { size: len, maximum })
+            }
+            _ => Ok(len),
         }
     }
 }
@@ -79,7 +102,7 @@ impl Decoder for PacketCodec {
             src.reserve(4 - src.len());
             return Ok(None);
         }
-        let len = usize::from(src[0]) | usize::from(src[1]) << 8 | usize::from(src[2]) << 16;
+        let len = self.announced_length(&[src[0], src[1], src[2], src[3]])?;
         let sequence = src[3];
         if src.len() < 4 + len {
             src.reserve(4 + len - src.len());

@@ -74,6 +74,12 @@ pub struct ServeConfig {
     /// Serve nothing past this point (a restore's target); `None`: the whole archive and
     /// its live tail.
     pub until: Option<Until>,
+    /// Connections open at once at most (logged in or not); one more is told "Too many
+    /// connections" (1040) and closed, as the servers do.
+    pub max_connections: usize,
+    /// How long a logged-in client may send no command (not counting a dump being sent)
+    /// before its connection is closed (the servers' `wait_timeout`).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A listening `binlogd serve`.
@@ -81,6 +87,9 @@ pub struct ServeConfig {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<session::Shared>,
+    /// One permit per connection open.
+    connections: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -129,7 +138,12 @@ impl Server {
                 replicas: Mutex::new(HashMap::new()),
                 facts: Mutex::new(shared_facts),
                 facts_refreshing: std::sync::atomic::AtomicBool::new(false),
+                decoy: Users::decoy()?,
+                full_auth: tokio::sync::Semaphore::new(session::FULL_AUTH_AT_ONCE),
+                idle_timeout: config.idle_timeout,
             }),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
+            max_connections: config.max_connections.max(1),
         })
     }
 
@@ -162,9 +176,17 @@ impl Server {
                             continue;
                         }
                     };
+                    // Each connection holds a permit until it closes: past the limit,
+                    // one more is told so at once and costs nothing else.
+                    let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = self.max_connections, "refused a connection: too many connections");
+                        session::refuse_too_many(&stream, self.max_connections);
+                        continue;
+                    };
                     let shared = Arc::clone(&self.shared);
                     let shutdown = shutdown.clone();
                     sessions.spawn(async move {
+                        let _permit = permit;
                         match session::serve_client(stream, peer, shared, shutdown).await {
                             // Said where it was decided, and told to the client.
                             Ok(()) | Err(ServeError::Refused { .. }) => {}

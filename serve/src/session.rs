@@ -72,7 +72,27 @@ pub(crate) struct Shared {
     pub facts: Mutex<Option<(Instant, SourceFacts)>>,
     /// Whether they are being read again in the background.
     pub facts_refreshing: std::sync::atomic::AtomicBool,
+    /// What an unknown account's login is taken through (see [`crate::Users::decoy`]).
+    pub decoy: crate::users::Account,
+    /// Full authentications (Argon2) running at once.
+    pub full_auth: tokio::sync::Semaphore,
+    /// How long a logged-in client may send no command (while not being sent a dump).
+    pub idle_timeout: Duration,
 }
+
+/// Full authentications run at once at most (Argon2: 19 MiB each).
+pub(crate) const FULL_AUTH_AT_ONCE: usize = 4;
+
+/// The largest packet a client may send before it has logged in: a handshake response,
+/// with its connection attributes, is a few hundred bytes.
+const LOGIN_PACKET_MAX: usize = 64 << 10;
+
+/// The largest packet a logged-in client may send: a query, or a dump request whose GTID
+/// set names thousands of servers.
+const COMMAND_PACKET_MAX: usize = 4 << 20;
+
+/// `ER_CON_COUNT_ERROR`.
+const TOO_MANY_CONNECTIONS: u16 = 1040;
 
 /// How long what the setup queries report is shared between logins.
 const FACTS_AGE: Duration = Duration::from_secs(1);
@@ -154,14 +174,19 @@ pub(crate) async fn serve_client(
             Err(_) => return Err(ServeError::LoginTimedOut(LOGIN_TIMEOUT)),
         };
     tracing::info!(%peer, %user, connection = id, tls = conn.get_ref().is_tls(), "client logged in");
+    conn.codec_mut().limit_payload(Some(COMMAND_PACKET_MAX));
     let mut session = SessionVariables::default();
     let mut shutdown = shutdown;
     loop {
         conn.codec_mut().reset_sequence();
         let packet = tokio::select! {
-            packet = conn.next() => match packet {
-                None => return Ok(()),
-                Some(packet) => packet?.payload,
+            packet = tokio::time::timeout(shared.idle_timeout, conn.next()) => match packet {
+                Err(_) => {
+                    tracing::info!(%peer, %user, idle = ?shared.idle_timeout, "closed an idle connection");
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(packet)) => packet?.payload,
             },
             _ = shutdown.changed() => return Ok(()),
         };
@@ -193,6 +218,7 @@ pub(crate) async fn serve_client(
                         state,
                         message,
                     } => {
+                        let query = queries::quoted_statement(query);
                         tracing::info!(%peer, %query, code, "refused a query");
                         conn.send(replies::err(code, state, &message)).await?;
                     }
@@ -278,6 +304,7 @@ async fn log_in(
     // client that wants TLS sends its ClientHello right behind the SSLRequest, and those
     // bytes belong to the TLS acceptor, not to a packet reader's buffer.
     let mut codec = PacketCodec::new();
+    codec.limit_payload(Some(LOGIN_PACKET_MAX));
     // Nothing is read from the archive before the client has logged in: a client that
     // connects costs the store nothing, and one that cannot log in learns nothing of it.
     let (flavour, version) = shared.greeting_identity();
@@ -491,6 +518,22 @@ async fn refuse(conn: &mut Connection, code: u16, message: &str) -> ServeError {
     }
 }
 
+/// Tells a client over the connection limit so, as the servers do (an error packet in
+/// place of the greeting), without waiting: a socket that does not take it at once is
+/// closed all the same.
+pub(crate) fn refuse_too_many(stream: &TcpStream, limit: usize) {
+    use tokio_util::codec::Encoder;
+    let payload = replies::err(
+        TOO_MANY_CONNECTIONS,
+        "08004",
+        &format!("Too many connections (binlogd serve --max-connections {limit})"),
+    );
+    let mut bytes = bytes::BytesMut::new();
+    if PacketCodec::new().encode(&payload[..], &mut bytes).is_ok() {
+        let _ = stream.try_write(&bytes);
+    }
+}
+
 /// Writes one packet straight to the socket.
 async fn write_packet(
     stream: &mut TcpStream,
@@ -522,7 +565,8 @@ async fn read_one_packet(
         }
         Err(e) => return Err(ServeError::Protocol(e.into())),
     }
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    // Checked against the codec's limit before anything is allocated for it.
+    let len = codec.announced_length(&header)?;
     let mut bytes = bytes::BytesMut::with_capacity(4 + len);
     bytes.extend_from_slice(&header);
     bytes.resize(4 + len, 0);
@@ -577,10 +621,10 @@ async fn authenticate(
             "YES"
         }
     );
-    let Some(account) = shared.users.account(&user) else {
-        tracing::warn!(%peer, %user, "refused a login: no such account in {}", shared.users.path().display());
-        return Err(refuse(conn, ACCESS_DENIED, &denied).await);
-    };
+    // An unknown name goes through the same steps as a known one (the decoy opens to no
+    // password), so that the answers do not tell which names exist.
+    let known = shared.users.account(&user);
+    let account = known.unwrap_or(&shared.decoy);
     let mut plugin = hello.auth_plugin.unwrap_or(NATIVE);
     let mut answer = hello.auth_response.to_vec();
     if !account.has_plugin(plugin) {
@@ -619,6 +663,11 @@ async fn authenticate(
                 let password = full.strip_suffix(&[0]).unwrap_or(&full).to_vec();
                 let account = account.clone();
                 let checked = password.clone();
+                // Argon2 takes 19 MiB and tens of milliseconds: a few at a time, however
+                // many clients ask (each waits within its login time).
+                let _turn = shared.full_auth.acquire().await.map_err(|_| {
+                    ServeError::Config("the full-authentication limiter closed".to_owned())
+                })?;
                 let good =
                     tokio::task::spawn_blocking(move || account.check_full_password(&checked))
                         .await
@@ -630,6 +679,10 @@ async fn authenticate(
             }
         }
     };
+    if known.is_none() {
+        tracing::warn!(%peer, %user, "refused a login: no such account in {}", shared.users.path().display());
+        return Err(refuse(conn, ACCESS_DENIED, &denied).await);
+    }
     if !accepted {
         tracing::warn!(%peer, %user, plugin, "refused a login: wrong password");
         return Err(refuse(conn, ACCESS_DENIED, &denied).await);

@@ -172,6 +172,19 @@ impl Users {
         Ok(users)
     }
 
+    /// An account no password opens, with both plugins: what a login naming an unknown
+    /// account is taken through, step for step and with the same Argon2 cost as a known
+    /// one, so that which names exist cannot be learnt from how a login is refused.
+    pub fn decoy() -> Result<Account, ServeError> {
+        let lines = account_lines("decoy", random_password().as_bytes())?;
+        let users = Users::parse(&lines, Path::new("(decoy)"))?;
+        users
+            .accounts
+            .get("decoy")
+            .cloned()
+            .ok_or_else(|| ServeError::Config("the decoy account did not parse".to_owned()))
+    }
+
     /// The account called `name`.
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.get(name)

@@ -332,7 +332,9 @@ impl Bench<'_> {
                 .stderr(Stdio::null())
                 .spawn()?,
         );
-        std::thread::sleep(Duration::from_secs(5));
+        // Time to read the archive to its end (an open file's segments since its last
+        // consolidation are one GET each), so that the window sees only the tail.
+        std::thread::sleep(Duration::from_secs(15));
         let before = self.proxy.counts();
         let window = Duration::from_secs(10);
         std::thread::sleep(window);
