@@ -20,6 +20,8 @@ mod dump;
 mod error;
 mod events;
 mod facts;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod queries;
 mod reading;
 pub mod session;
