@@ -78,7 +78,7 @@ const SESSION_VARIABLES_MAX_BYTES: usize = 256 << 10;
 /// A statement is quoted in a refusal, and logged, up to this many bytes.
 const QUOTED_STATEMENT_MAX: usize = 200;
 
-/// `statement`, cut to [`QUOTED_STATEMENT_MAX`] bytes (at a character boundary) with
+/// `statement`, cut to 200 bytes (at a character boundary) with
 /// "…" when longer: what a refusal quotes and the log shows.
 pub fn quoted_statement(statement: &str) -> std::borrow::Cow<'_, str> {
     if statement.len() <= QUOTED_STATEMENT_MAX {

@@ -36,17 +36,18 @@ pub fn bench_age(args: &[String]) -> Result<()> {
     let mut latency = Duration::from_millis(20);
     let mut logins = 20usize;
     let mut open_checkpoints = vec![300usize, 3_000];
+    let mut open_compression = "zstd".to_owned();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--binlogd" => binlogd = PathBuf::from(it.next().context("--binlogd needs a path")?),
             "--ages" => {
-                ages = it
-                    .next()
-                    .context("--ages needs numbers")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?;
+                let given = it.next().context("--ages needs numbers (or none)")?;
+                ages = if given == "none" {
+                    Vec::new()
+                } else {
+                    given.split(',').map(str::parse).collect::<Result<_, _>>()?
+                };
             }
             "--latency-ms" => {
                 latency = Duration::from_millis(it.next().context("--latency-ms")?.parse()?);
@@ -60,10 +61,16 @@ pub fn bench_age(args: &[String]) -> Result<()> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
             }
+            "--open-compression" => {
+                open_compression = it
+                    .next()
+                    .context("--open-compression needs a codec")?
+                    .clone();
+            }
             other => bail!(
                 "unknown argument {other}: cargo run --release -p xtask -- bench-age \
                  [--binlogd PATH] [--ages N,N,...] [--open-checkpoints N,N,...] \
-                 [--latency-ms MS] [--logins N]"
+                 [--open-compression CODEC] [--latency-ms MS] [--logins N]"
             ),
         }
     }
@@ -153,7 +160,7 @@ pub fn bench_age(args: &[String]) -> Result<()> {
             archive: &open_archive,
             ..bench
         };
-        let rows = open_file_rows(&bench, &scratch, &open_checkpoints)?;
+        let rows = open_file_rows(&bench, &scratch, &open_checkpoints, &open_compression)?;
         println!();
         print_table(&rows);
     }
@@ -170,6 +177,7 @@ fn open_file_rows(
     bench: &Bench<'_>,
     scratch: &Path,
     targets: &[usize],
+    compression: &str,
 ) -> Result<Vec<(String, Row)>> {
     let server = MariaDbConfig::default().start()?;
     let spool = scratch.join("open-spool");
@@ -195,9 +203,12 @@ fn open_file_rows(
     let mut rows = Vec::new();
     for &target in targets {
         println!("==> the open file grows to {target} checkpoints");
+        let metrics = binlogd_testkit::free_port()?;
         let mut stream = Reaped(
             Command::new(bench.binlogd)
                 .args(["stream", "--no-progress", "--checkpoint-interval", "0.02"])
+                .args(["--compression", compression])
+                .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
                 .arg("--source")
                 .arg(server.replication_url())
                 .args(["--archive", bench.archive, "--spool-dir"])
@@ -214,6 +225,23 @@ fn open_file_rows(
             written = checkpoints(bench)?;
             println!("    {written} segments after {:.0?}", began.elapsed());
         }
+        // What consolidating cost this run of the stream, beside what it shipped.
+        let exported = metrics_text(metrics)?;
+        let value = |name: &str| {
+            exported
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (consolidation, shipped) = (
+            value("binlogd_compaction_bytes "),
+            value("binlogd_uploaded_binlog_bytes "),
+        );
+        println!(
+            "    consolidation put {consolidation:.0} bytes ({compression}) for {shipped:.0} \
+             binlog bytes shipped: {:.2}x",
+            consolidation / shipped.max(1.0)
+        );
         stream.stop();
         rows.push((
             format!("open file, {written} checkpoints"),
@@ -382,6 +410,19 @@ fn print_table(rows: &[(String, Row)]) {
         print!(" {:.1} |", row.tail_per_second);
     }
     println!();
+}
+
+/// The text a `--metrics-addr` endpoint on `port` serves.
+fn metrics_text(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
 }
 
 /// The sealed files, as `binlogd list --output json` names them.

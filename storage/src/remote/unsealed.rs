@@ -16,7 +16,7 @@
 //! A file consolidated while open (see `consolidate.rs`) is known up to its newest partial
 //! manifest's end from that manifest and the index objects it names: the first look asks
 //! for it (a listing of one or two keys) and lists only after it, and a follower asks for
-//! a newer one once every [`LOOKS_PER_PARTIAL`] looks, taking its segments in place of
+//! a newer one once every 60 looks (`LOOKS_PER_PARTIAL`), taking its segments in place of
 //! the checkpoints' ones it replaced before those are deleted.
 //!
 //! Segments may overlap (a batch retried after one of its uploads failed is cut anew,
