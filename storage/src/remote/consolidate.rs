@@ -5,7 +5,7 @@
 //! under the file's prefix: a quiet server with the usual 256 MiB–1 GiB
 //! `max_binlog_size` keeps one file open for days, and a reader that lists it from the
 //! start pays a listing page per thousand checkpoints and a GET per index object. So
-//! every [`UploadOptions::consolidate_every`](super::upload::UploadOptions) checkpoints
+//! every `UploadOptions::consolidate_every` checkpoints
 //! (or `--segment-size` bytes) of an open file, beside the checkpoints and never in their
 //! way, the writer rewrites its part `[c, u)` since the last consolidation from the spool
 //! as a few large segments with an index object each, and writes a partial manifest
@@ -32,15 +32,14 @@
 //! 3. the partial manifest.
 //!
 //! A deletion record of an open file takes only what ends at or before the newest partial
-//! manifest's end and that manifest does not name (see `compact::carry_out`): a record
+//! manifest's end and that manifest does not name (see `deletion::carry_out`): a record
 //! written by a writer that crashed before step 3 takes nothing its successor may be
 //! using.
 
-use super::compact::{crash_point, cut_at_transactions, record_deletion};
-use super::crypt::{ClientKey, authenticated_metadata, check_authentic};
-use super::format::{
-    FORMAT_VERSION, PartialManifest, SegmentRecord, encode_index_object, parse_index_object,
-};
+use super::compact::cut_at_transactions;
+use super::crypt::{ClientKey, authenticated_metadata};
+use super::deletion::{crash_point, record_deletion};
+use super::format::{FORMAT_VERSION, PartialManifest, SegmentRecord, encode_index_object};
 use super::keys::{self, Codec, FileObject};
 use super::segment;
 use super::store::{ListQuery, ObjectStore};
@@ -343,110 +342,6 @@ async fn join_one(
         )),
         None => Ok(()),
     }
-}
-
-/// The newest partial manifest of a file: one listing of its `partial-` keys (one or
-/// two: the older ones go with the deletion record of the consolidation that replaced
-/// them) and a GET. `None` when the file has none.
-pub(crate) async fn newest_partial(
-    store: &dyn ObjectStore,
-    client_key: Option<&ClientKey>,
-    (epoch, name): (&str, &str),
-    after: u64,
-) -> Result<Option<PartialManifest>, StorageError> {
-    let prefix = format!("{}{}", keys::file_prefix(epoch, name), keys::PARTIAL);
-    let start_after = (after > 0).then(|| keys::partial(epoch, name, after));
-    let listing = store
-        .query(ListQuery {
-            prefix: &prefix,
-            start_after: start_after.as_deref(),
-            ..ListQuery::default()
-        })
-        .await?;
-    let newest = listing
-        .objects
-        .iter()
-        .filter_map(|o| {
-            let leaf = o.key.rsplit('/').next()?;
-            match keys::parse_file_object(leaf)? {
-                FileObject::Partial { end } => Some((end, o.key.clone())),
-                _ => None,
-            }
-        })
-        .max();
-    let Some((end, key)) = newest else {
-        return Ok(None);
-    };
-    // Gone between the listing and the GET: a newer one replaced it.
-    let Some(object) = store.get(&key).await? else {
-        return Box::pin(newest_partial(store, client_key, (epoch, name), end)).await;
-    };
-    let bad = |message: String| StorageError::BadIndex {
-        path: format!("{}/{key}", store.location()).into(),
-        line: 0,
-        message,
-    };
-    check_authentic(client_key, &key, &object).map_err(bad)?;
-    let partial: PartialManifest =
-        serde_json::from_slice(&object.body).map_err(|e| bad(e.to_string()))?;
-    let contiguous = partial
-        .segments
-        .windows(2)
-        .all(|pair| pair[0].end == pair[1].start);
-    if partial.end != end
-        || partial.epoch != epoch
-        || partial.name != name
-        || !contiguous
-        || partial.segments.first().map(|s| s.start) != Some(0)
-        || partial.segments.last().map(|s| s.end) != Some(end)
-    {
-        return Err(bad(format!(
-            "a partial manifest of {epoch}/{name} up to {end} that does not describe \
-             [0, {end}) of that file end to end"
-        )));
-    }
-    Ok(Some(partial))
-}
-
-/// Reads the index objects a partial manifest names, in order, up to `parallel` at once.
-pub(crate) async fn read_partial_index(
-    store: &Arc<dyn ObjectStore>,
-    client_key: Option<&ClientKey>,
-    partial: &PartialManifest,
-    parallel: usize,
-) -> Result<Vec<IndexRecord>, StorageError> {
-    let mut records = Vec::new();
-    for batch in partial.indexes.chunks(parallel.max(1)) {
-        let mut gets = tokio::task::JoinSet::new();
-        for (at, [start, end]) in batch.iter().enumerate() {
-            let key = keys::segment_index(&partial.epoch, &partial.name, *start, *end);
-            let store = Arc::clone(store);
-            gets.spawn(async move { (at, store.get(&key).await, key) });
-        }
-        let mut fetched = Vec::new();
-        while let Some(done) = gets.join_next().await {
-            let (at, got, key) = done.map_err(|e| {
-                StorageError::inconsistent(&partial.name, 0, format!("index read task: {e}"))
-            })?;
-            fetched.push((at, got?, key));
-        }
-        fetched.sort_by_key(|(at, _, _)| *at);
-        for (_, object, key) in fetched {
-            // The first segment's index object exists only if its checkpoint had a
-            // record to put in it.
-            let Some(object) = object else { continue };
-            let bad = |line, message| StorageError::BadIndex {
-                path: format!("{}/{key}", store.location()).into(),
-                line,
-                message,
-            };
-            check_authentic(client_key, &key, &object).map_err(|e| bad(0, e))?;
-            records.extend(
-                parse_index_object(&object.body).map_err(|(line, message)| bad(line, message))?,
-            );
-        }
-    }
-    Ok(records)
 }
 
 #[cfg(test)]

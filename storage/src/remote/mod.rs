@@ -7,7 +7,8 @@
 //! and unpacks one segment object (compression, [`crypt`]'s client-side encryption, CRC).
 //! [`catalogue`] reads the catalogue with its version and writes it back only over it.
 //! `compact` rewrites a sealed file's small segments as a few large ones, `consolidate`
-//! does the same for an open file's part so far and writes its partial manifest, and
+//! does the same for an open file's part so far and writes its partial manifest (`partial`
+//! reads it), `deletion` carries out what either replaced once `--delete-delay` passed, and
 //! [`unsealed`] follows a file still being written, listing only what is new, and
 //! [`whole_index`] keeps a sealed file's index in a few large objects.
 
@@ -15,10 +16,12 @@ pub mod catalogue;
 mod compact;
 mod consolidate;
 pub mod crypt;
+mod deletion;
 pub mod file_segments;
 pub mod format;
 pub mod keys;
 pub mod lease;
+mod partial;
 pub mod read;
 pub mod s3;
 pub mod segment;

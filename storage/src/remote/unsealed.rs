@@ -27,12 +27,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::consolidate::{newest_partial, read_partial_index};
 use super::crypt::ClientKey;
 use super::crypt::check_authentic;
 use super::file_segments::{Fetch, FileSegments};
 use super::format::{PartialManifest, parse_index_object};
 use super::keys::{self, Codec, FileObject};
+use super::partial::{newest_partial, read_partial_index};
 use super::store::{ListQuery, ObjectStore};
 use crate::error::StorageError;
 use crate::index::{FileIndex, IndexRecord};

@@ -552,16 +552,19 @@ impl Uploader {
     /// Carries out the deletion records that are due (listed once, then kept in memory).
     async fn delete_due(&mut self) -> Result<(), StorageError> {
         if self.deletions.is_none() {
-            self.deletions = Some(compact::pending_deletions(self.store.as_ref()).await?);
+            self.deletions = Some(super::deletion::pending_deletions(self.store.as_ref()).await?);
         }
         let now = crate::index::now_micros();
         while let Some((due, key)) = self.deletions.as_ref().and_then(|d| d.first()).cloned() {
             if due > now {
                 break;
             }
-            self.stats.deleted_objects +=
-                compact::carry_out(self.store.as_ref(), self.options.client_key.as_ref(), &key)
-                    .await? as u64;
+            self.stats.deleted_objects += super::deletion::carry_out(
+                self.store.as_ref(),
+                self.options.client_key.as_ref(),
+                &key,
+            )
+            .await? as u64;
             if let Some(deletions) = self.deletions.as_mut() {
                 deletions.retain(|(_, k)| *k != key);
             }
@@ -712,7 +715,7 @@ impl Uploader {
         let partial = if fresh {
             None
         } else {
-            super::consolidate::newest_partial(
+            super::partial::newest_partial(
                 self.store.as_ref(),
                 self.options.client_key.as_ref(),
                 (epoch_name, name),
