@@ -24,52 +24,13 @@ use stream_common::{Reaped, binlogd, wait_for_quiet_binlogs};
 
 const BUCKET: &str = "binlogd-test";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// Every key under `prefix/`.
 fn keys_under(s3: &S3Server, prefix: &str) -> Vec<String> {
-    let client = s3.client();
-    let rt = runtime();
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = rt
-            .block_on(
-                client
-                    .list_objects_v2()
-                    .bucket(BUCKET)
-                    .prefix(format!("{prefix}/"))
-                    .set_continuation_token(token)
-                    .send(),
-            )
-            .expect("list");
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        token = page.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            return keys;
-        }
-    }
+    s3.list_keys(BUCKET, &format!("{prefix}/")).expect("list")
 }
 
 fn object(s3: &S3Server, key: &str) -> serde_json::Value {
-    let rt = runtime();
-    let object = rt
-        .block_on(s3.client().get_object().bucket(BUCKET).key(key).send())
-        .expect("get");
-    let body = rt
-        .block_on(object.body.collect())
-        .expect("body")
-        .into_bytes();
-    serde_json::from_slice(&body).expect("JSON")
+    serde_json::from_slice(&s3.get_object(BUCKET, key).expect("get")).expect("JSON")
 }
 
 fn checksum(db: &MariaDb) -> String {

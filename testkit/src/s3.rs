@@ -266,6 +266,30 @@ impl S3Server {
             })
     }
 
+    /// The body of `key` in `bucket` (from outside any async runtime).
+    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        let client = self.client();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let object = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .with_context(|| format!("getting {bucket}/{key}"))?;
+                Ok(object
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("reading {bucket}/{key}"))?
+                    .into_bytes()
+                    .to_vec())
+            })
+    }
+
     /// Environment variables that point the AWS SDK's default chain at this server.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![
