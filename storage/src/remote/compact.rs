@@ -73,13 +73,7 @@ pub(crate) fn plan(
     let first = segments.first()?;
     let size = segments.last()?.end;
     let from = kept_until.max(first.end).min(size);
-    let ends: Vec<u64> = index
-        .transactions
-        .iter()
-        .map(|t| t.end)
-        .chain(index.boundary)
-        .filter(|&end| end > from && end <= size)
-        .collect();
+    let ends = transaction_ends(index, from, size);
     let mut plan: Vec<(u64, u64)> = segments
         .iter()
         .take_while(|s| s.end <= from)
@@ -87,6 +81,23 @@ pub(crate) fn plan(
         .collect();
     plan.extend(cut_at_transactions(&ends, from, size, max_segment));
     (plan.len() < segments.len() || kept_until > 0).then_some(plan)
+}
+
+/// Where transactions (and the boundary) end in `(from, to]`, in order: found by binary
+/// search, so that a consolidation of a file open for a week does not walk the whole
+/// week's index each time.
+pub(crate) fn transaction_ends(index: &FileIndex, from: u64, to: u64) -> Vec<u64> {
+    let first = index.transactions.partition_point(|t| t.end <= from);
+    let mut ends: Vec<u64> = index.transactions[first..]
+        .iter()
+        .map(|t| t.end)
+        .take_while(|&end| end <= to)
+        .collect();
+    if let Some(boundary) = index.boundary.filter(|&b| b > from && b <= to) {
+        ends.push(boundary);
+        ends.sort_unstable();
+    }
+    ends
 }
 
 /// `[start, size)` cut into runs of at most `max_segment` bytes, each ending at one of
@@ -264,38 +275,11 @@ impl Compaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{IndexRecord, TransactionEntry};
 
-    fn segments(ranges: &[(u64, u64)]) -> Vec<SegmentRecord> {
-        ranges
-            .iter()
-            .map(|&(start, end)| SegmentRecord {
-                key: format!("{start}-{end}"),
-                start,
-                end,
-                codec: Codec::Zst,
-                crc32: String::new(),
-            })
-            .collect()
-    }
+    use crate::remote::test_fixtures::segments;
 
     fn index(ends: &[u64]) -> FileIndex {
-        let mut index = FileIndex::default();
-        let mut start = 256;
-        for &end in ends {
-            index.apply(IndexRecord::Transaction(TransactionEntry {
-                gtid: None,
-                start,
-                end,
-                commit_micros: 0,
-                exact_time: false,
-                ddl: false,
-                events: 1,
-                repeated: false,
-            }));
-            start = end;
-        }
-        index
+        crate::remote::test_fixtures::index(256, ends)
     }
 
     #[test]

@@ -36,7 +36,7 @@
 //! written by a writer that crashed before step 3 takes nothing its successor may be
 //! using.
 
-use super::compact::cut_at_transactions;
+use super::compact::{cut_at_transactions, transaction_ends};
 use super::crypt::{ClientKey, authenticated_metadata};
 use super::deletion::{crash_point, record_deletion};
 use super::format::{FORMAT_VERSION, PartialManifest, SegmentRecord, encode_index_object};
@@ -103,13 +103,7 @@ impl Consolidation {
             .filter(|s| s.end <= from)
             .map(|s| (s.start, s.end))
             .collect();
-        let ends: Vec<u64> = index
-            .transactions
-            .iter()
-            .map(|t| t.end)
-            .chain(index.boundary)
-            .filter(|&e| e > from && e <= end)
-            .collect();
+        let ends = transaction_ends(index, from, end);
         for piece in cut_at_transactions(&ends, from, end, max_segment) {
             ranges.push(piece);
             // A binary counter: merge with the one before while that is no larger and
@@ -347,38 +341,11 @@ async fn join_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::TransactionEntry;
 
-    fn segments(ranges: &[(u64, u64)]) -> Vec<SegmentRecord> {
-        ranges
-            .iter()
-            .map(|&(start, end)| SegmentRecord {
-                key: format!("{start}-{end}"),
-                start,
-                end,
-                codec: Codec::Zst,
-                crc32: String::new(),
-            })
-            .collect()
-    }
+    use crate::remote::test_fixtures::segments;
 
     fn index(ends: &[u64]) -> FileIndex {
-        let mut index = FileIndex::default();
-        let mut start = 100;
-        for &end in ends {
-            index.apply(IndexRecord::Transaction(TransactionEntry {
-                gtid: None,
-                start,
-                end,
-                commit_micros: 0,
-                exact_time: false,
-                ddl: false,
-                events: 1,
-                repeated: false,
-            }));
-            start = end;
-        }
-        index
+        crate::remote::test_fixtures::index(100, ends)
     }
 
     fn ranges(c: &Consolidation) -> Vec<(u64, u64, bool)> {

@@ -26,6 +26,8 @@ pub mod read;
 pub mod s3;
 pub mod segment;
 pub mod store;
+#[cfg(test)]
+mod test_fixtures;
 pub mod unsealed;
 pub mod upload;
 pub mod whole_index;
